@@ -1,0 +1,1 @@
+//! kargo-core: the vocabulary and orchestration of GitOps continuous promotion.

@@ -1,0 +1,1 @@
+//! kargo-sources: artifact discovery (OCI images, Helm charts, git) for Warehouses.

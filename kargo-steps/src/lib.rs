@@ -1,0 +1,1 @@
+//! kargo-steps: the built-in promotion steps.
