@@ -1,1 +1,24 @@
-//! kargo-core: the vocabulary and orchestration of GitOps continuous promotion.
+//! # kargo-core
+//!
+//! The vocabulary and orchestration of GitOps continuous promotion, after
+//! [Kargo](https://kargo.io): the `kargo.akuity.io/v1alpha1` resource model and its loader,
+//! Freight and Freight IDs, `$<< >>` expressions, the [`Step`](step::Step) trait and
+//! [`StepRegistry`](step::StepRegistry), and the promotion [`Runner`](runner::Runner).
+//!
+//! This crate has no network, git or YAML-editing code; those live in `kargo-git`,
+//! `kargo-sources` and `kargo-steps`.
+
+pub mod expr;
+pub mod freight;
+pub mod loader;
+pub mod model;
+pub mod runner;
+pub mod secret;
+pub mod source;
+pub mod step;
+pub mod validate;
+pub mod workdir;
+
+pub use freight::{Freight, FreightCollection, FreightId, FreightOrigin, FreightReference};
+pub use runner::{PlannedStep, Promotion, PromotionPhase, PromotionResult, Runner};
+pub use step::{Step, StepContext, StepError, StepOutcome, StepRegistry};

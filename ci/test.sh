@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs the whole kargo-rs test suite on a fresh Debian machine that has the Rust toolchain
+# and git:
+#   1. installs with apt-get whatever the tests need and is missing,
+#   2. starts every server the tests need on 127.0.0.1 (scripts in ci/servers.d/),
+#   3. runs `cargo test` with the given arguments (default: --workspace),
+#   4. stops the servers on every exit path (success, failure, Ctrl-C).
+#
+# Usage: ci/test.sh [cargo test arguments]
+# With CI=true a test that needs a server fails (never skips) when the server is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- 1. packages -------------------------------------------------------------------------
+# Each entry: "<command that must exist>:<Debian package providing it>".
+REQUIRED=(
+  "git:git"
+)
+missing=()
+for entry in "${REQUIRED[@]}"; do
+  cmd=${entry%%:*}; pkg=${entry#*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "ci/test.sh: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- 2. servers ----------------------------------------------------------------------------
+# Server scripts source this environment: they start their server in the background,
+# append its PID to "$KARGO_TEST_STATE/pids", poll until it is ready, and export the
+# TEST_* variables the tests read.
+KARGO_TEST_STATE=$(mktemp -d "${TMPDIR:-/tmp}/kargo-test.XXXXXX")
+export KARGO_TEST_STATE
+touch "$KARGO_TEST_STATE/pids"
+
+stop_servers() {
+  local status=$?
+  if [ -f "$KARGO_TEST_STATE/pids" ]; then
+    while read -r pid; do
+      [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+    done < "$KARGO_TEST_STATE/pids"
+    while read -r pid; do
+      [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+    done < "$KARGO_TEST_STATE/pids"
+  fi
+  rm -rf "$KARGO_TEST_STATE"
+  exit "$status"
+}
+trap stop_servers EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for script in ci/servers.d/*.sh; do
+  [ -e "$script" ] || continue
+  echo "ci/test.sh: starting $(basename "$script" .sh)" >&2
+  # shellcheck source=/dev/null
+  . "$script"
+done
+
+# --- 3. tests ------------------------------------------------------------------------------
+if [ "$#" -eq 0 ]; then
+  set -- --workspace
+fi
+cargo test "$@"

@@ -1,0 +1,594 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::model::{PromotionStep, PromotionTaskSpec};
+use crate::step::{Step, StepContext, StepDefaults, StepError, StepOutcome};
+
+/// Outputs its config as outputs.
+struct Echo;
+#[async_trait]
+impl Step for Echo {
+    const KIND: &'static str = "echo";
+    type Config = serde_json::Map<String, Json>;
+    async fn run(&self, _: &StepContext, c: Self::Config) -> Result<StepOutcome, StepError> {
+        let mut o = StepOutcome::succeeded();
+        for (k, v) in c {
+            o = o.with_output(k, v);
+        }
+        Ok(o)
+    }
+}
+
+/// Outputs its vars.
+struct Vars;
+#[async_trait]
+impl Step for Vars {
+    const KIND: &'static str = "vars";
+    type Config = serde_json::Map<String, Json>;
+    async fn run(&self, ctx: &StepContext, _: Self::Config) -> Result<StepOutcome, StepError> {
+        let mut o = StepOutcome::succeeded();
+        for (k, v) in &ctx.vars {
+            o = o.with_output(k.clone(), v.clone());
+        }
+        Ok(o)
+    }
+}
+
+/// Like Kargo's compose-output: outputs propagate to the task alias.
+struct Compose;
+#[async_trait]
+impl Step for Compose {
+    const KIND: &'static str = "compose-output";
+    type Config = serde_json::Map<String, Json>;
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults {
+            task_output_propagation: true,
+            ..StepDefaults::default()
+        }
+    }
+    async fn run(&self, _: &StepContext, c: Self::Config) -> Result<StepOutcome, StepError> {
+        let mut o = StepOutcome::succeeded();
+        for (k, v) in c {
+            o = o.with_output(k, v);
+        }
+        Ok(o)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct FailCfg {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    terminal: bool,
+}
+struct Fail;
+#[async_trait]
+impl Step for Fail {
+    const KIND: &'static str = "fail";
+    type Config = FailCfg;
+    async fn run(&self, _: &StepContext, c: FailCfg) -> Result<StepOutcome, StepError> {
+        if c.terminal {
+            Err(StepError::terminal(c.message))
+        } else {
+            Err(StepError::failed(c.message))
+        }
+    }
+}
+
+/// Fails with a retryable error `fail_times` times, then succeeds.
+struct Flaky {
+    calls: Arc<AtomicU32>,
+    fail_times: u32,
+}
+#[async_trait]
+impl Step for Flaky {
+    const KIND: &'static str = "flaky";
+    type Config = Json;
+    async fn run(&self, ctx: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(ctx.attempt, n, "attempt counter");
+        if n < self.fail_times {
+            Err(StepError::retryable(format!("transient #{n}")))
+        } else {
+            Ok(StepOutcome::succeeded().with_output("calls", n + 1))
+        }
+    }
+}
+
+/// Running `times` times (retry after 1s), then Succeeded.
+struct Poll {
+    calls: Arc<AtomicU32>,
+    times: u32,
+}
+#[async_trait]
+impl Step for Poll {
+    const KIND: &'static str = "poll";
+    type Config = Json;
+    async fn run(&self, _: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n < self.times {
+            Ok(StepOutcome::running(Duration::from_secs(1)))
+        } else {
+            Ok(StepOutcome::succeeded())
+        }
+    }
+}
+
+/// Never finishes on its own.
+struct Hang;
+#[async_trait]
+impl Step for Hang {
+    const KIND: &'static str = "hang";
+    type Config = Json;
+    async fn run(&self, ctx: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
+        ctx.cancellation().cancelled().await;
+        Err(StepError::new(crate::step::StepErrorKind::Cancelled, "cancelled"))
+    }
+}
+
+struct Fixture {
+    runner: Runner,
+    flaky_calls: Arc<AtomicU32>,
+    poll_calls: Arc<AtomicU32>,
+    _dir: tempfile::TempDir,
+    work: crate::workdir::WorkDir,
+}
+
+fn fixture(flaky_fail: u32, poll_times: u32) -> Fixture {
+    let flaky_calls = Arc::new(AtomicU32::new(0));
+    let poll_calls = Arc::new(AtomicU32::new(0));
+    let mut reg = StepRegistry::new();
+    reg.register(Echo).unwrap();
+    reg.register(Vars).unwrap();
+    reg.register(Compose).unwrap();
+    reg.register(Fail).unwrap();
+    reg.register(Hang).unwrap();
+    reg.register(Flaky {
+        calls: flaky_calls.clone(),
+        fail_times: flaky_fail,
+    })
+    .unwrap();
+    reg.register(Poll {
+        calls: poll_calls.clone(),
+        times: poll_times,
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let work = crate::workdir::WorkDir::new(dir.path()).unwrap();
+    let runner = Runner::new(reg).with_options(RunnerOptions {
+        min_retry_after: Duration::from_secs(10),
+        error_backoff: Duration::from_secs(1),
+        ..RunnerOptions::default()
+    });
+    Fixture {
+        runner,
+        flaky_calls,
+        poll_calls,
+        _dir: dir,
+        work,
+    }
+}
+
+fn steps(yaml: &str) -> Vec<PromotionStep> {
+    yaml_serde::from_str(yaml).unwrap_or_else(|e| panic!("bad test yaml: {e}\n{yaml}"))
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<ExpressionVariable> {
+    pairs
+        .iter()
+        .map(|(n, v)| ExpressionVariable {
+            name: (*n).to_owned(),
+            value: (*v).to_owned(),
+        })
+        .collect()
+}
+
+fn task(yaml: &str) -> PromotionTaskSpec {
+    yaml_serde::from_str(yaml).unwrap_or_else(|e| panic!("bad task yaml: {e}\n{yaml}"))
+}
+
+async fn run(f: &Fixture, yaml: &str, promo_vars: &[(&str, &str)]) -> PromotionResult {
+    let promo_vars = vars(promo_vars);
+    let planned = inflate_steps(&steps(yaml), &promo_vars, |_| None).unwrap();
+    let mut p = Promotion::new(f.work.clone(), planned);
+    p.project = "demo".into();
+    p.stage = "dev".into();
+    p.name = "dev.01abc.deadbee".into();
+    p.vars = promo_vars;
+    f.runner.run(&p).await
+}
+
+fn statuses(r: &PromotionResult) -> Vec<(&str, StepExecutionStatus)> {
+    r.steps.iter().map(|s| (s.alias.as_str(), s.status)).collect()
+}
+
+#[tokio::test]
+async fn default_aliases_and_outputs_between_steps() {
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        r#"
+- uses: echo
+  config: {msg: "hello"}
+- uses: echo
+  as: second
+  config: {again: "${{ outputs['step-1'].msg }} world", stage: "$<< ctx.stage >>", alias: "$<< ctx.meta.step.alias >>"}
+- uses: echo
+  config: {n: "$<< outputs.second.again | length >>"}
+"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(
+        statuses(&r),
+        vec![
+            ("step-1", StepExecutionStatus::Succeeded),
+            ("second", StepExecutionStatus::Succeeded),
+            ("step-3", StepExecutionStatus::Succeeded)
+        ]
+    );
+    assert_eq!(
+        r.state["second"],
+        json!({"again": "hello world", "stage": "dev", "alias": "second"})
+    );
+    assert_eq!(r.state["step-3"], json!({"n": 11}));
+}
+
+#[tokio::test]
+async fn vars_precedence_and_visibility() {
+    let f = fixture(0, 0);
+    let t = task(
+        r#"
+vars:
+- name: overlay
+  value: default-overlay
+- name: image
+- name: fromPromo
+  value: task-default
+steps:
+- uses: vars
+  as: show
+  vars:
+  - name: own
+    value: "$<< vars.overlay >>-own"
+"#,
+    );
+    // Stage var, then template var referencing it.
+    let promo_vars = vars(&[
+        ("stageVar", "s"),
+        ("templateVar", "$<< vars.stageVar >>-t"),
+        ("fromPromo", "promo-wins"),
+    ]);
+    let planned = inflate_steps(
+        &steps(
+            r#"
+- task: {name: t}
+  vars:
+  - name: image
+    value: app
+- uses: vars
+  vars:
+  - name: templateVar
+    value: step-override
+  - name: seesOutputs
+    value: "$<< outputs['task-1::show'].own >>"
+"#,
+        ),
+        &promo_vars,
+        |r| (r.name == "t").then_some(&t),
+    )
+    .unwrap();
+    assert_eq!(planned[0].alias, "task-1::show");
+    let mut p = Promotion::new(f.work.clone(), planned);
+    p.vars = promo_vars;
+    let r = f.runner.run(&p).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(
+        r.state["task-1::show"],
+        json!({
+            "stageVar": "s",
+            "templateVar": "s-t",
+            "fromPromo": "promo-wins",
+            "overlay": "default-overlay",
+            "image": "app",
+            "own": "default-overlay-own",
+        })
+    );
+    assert_eq!(r.state["step-2"]["templateVar"], json!("step-override"));
+    assert_eq!(r.state["step-2"]["seesOutputs"], json!("default-overlay-own"));
+}
+
+#[test]
+fn task_inflation_rules() {
+    let t = task(
+        r#"
+vars:
+- name: required
+steps:
+- uses: echo
+- uses: echo
+  as: named
+"#,
+    );
+    // Missing required variable.
+    let e = inflate_steps(&steps("- task: {name: t}\n"), &[], |_| Some(&t)).unwrap_err();
+    assert_eq!(
+        e,
+        InflateError::MissingVariable {
+            alias: "task-1".into(),
+            task: "t".into(),
+            var: "required".into()
+        }
+    );
+    // A promotion var with a value satisfies it.
+    let ok = inflate_steps(
+        &steps("- task: {name: t}\n  as: up\n"),
+        &vars(&[("required", "x")]),
+        |_| Some(&t),
+    )
+    .unwrap();
+    let aliases: Vec<&str> = ok.iter().map(|s| s.alias.as_str()).collect();
+    assert_eq!(aliases, vec!["up::step-1", "up::named"]);
+    // Unknown task; cluster task lookup goes by kind.
+    let e = inflate_steps(
+        &steps("- task: {name: nope, kind: ClusterPromotionTask}\n"),
+        &[],
+        |_| None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("ClusterPromotionTask \"nope\" not found"), "{e}");
+    // Duplicate aliases.
+    let e = inflate_steps(&steps("- uses: echo\n  as: a\n- uses: echo\n  as: a\n"), &[], |_| None)
+        .unwrap_err();
+    assert_eq!(e, InflateError::DuplicateAlias("a".into()));
+    // Nested task references are refused.
+    let nested = task("steps:\n- task: {name: t}\n");
+    let e = inflate_steps(&steps("- task: {name: n}\n"), &[], |_| Some(&nested)).unwrap_err();
+    assert!(matches!(e, InflateError::InvalidStep { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn task_outputs_and_compose_output_propagation() {
+    let f = fixture(0, 0);
+    let t = task(
+        r#"
+steps:
+- uses: echo
+  as: first
+  config: {tag: "1.2.3"}
+- uses: echo
+  as: second
+  config: {seen: "$<< task.outputs.first.tag >>"}
+- uses: compose-output
+  as: out
+  config: {result: "$<< task.outputs.second.seen >>"}
+"#,
+    );
+    let planned = inflate_steps(
+        &steps("- task: {name: t}\n  as: upd\n- uses: echo\n  config: {fromTask: \"$<< outputs.upd.result >>\"}\n"),
+        &[],
+        |_| Some(&t),
+    )
+    .unwrap();
+    let r = f.runner.run(&Promotion::new(f.work.clone(), planned)).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(r.state["upd::second"], json!({"seen": "1.2.3"}));
+    assert_eq!(r.state["upd"], json!({"result": "1.2.3"}));
+    assert_eq!(r.state["step-2"], json!({"fromTask": "1.2.3"}));
+}
+
+#[tokio::test]
+async fn if_and_status_functions() {
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        r#"
+- uses: echo
+  if: "$<< ctx.stage == 'prod' >>"
+- uses: echo
+  as: runs
+  if: "${{ ctx.stage == 'dev' }}"
+- uses: fail
+  as: boom
+  config: {message: "deliberate"}
+- uses: echo
+  as: skipped-after-failure
+- uses: echo
+  as: always
+  if: "$<< always() >>"
+  config: {boom: "$<< status('boom') >>", failed: "$<< failure() >>"}
+- uses: echo
+  as: not-bool
+  if: "$<< 'maybe' >>"
+- uses: echo
+  as: on-success
+  if: "$<< success() >>"
+"#,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        statuses(&r),
+        vec![
+            ("step-1", StepExecutionStatus::Skipped),
+            ("runs", StepExecutionStatus::Succeeded),
+            ("boom", StepExecutionStatus::Failed),
+            ("skipped-after-failure", StepExecutionStatus::Skipped),
+            ("always", StepExecutionStatus::Succeeded),
+            ("not-bool", StepExecutionStatus::Errored),
+            ("on-success", StepExecutionStatus::Skipped),
+        ]
+    );
+    assert_eq!(r.state["always"], json!({"boom": "Failed", "failed": true}));
+    // The worst counted status is Errored (the non-boolean `if`).
+    assert_eq!(r.phase, PromotionPhase::Errored);
+    assert!(r.step("not-bool").unwrap().message.as_deref().unwrap().contains("boolean"));
+}
+
+#[tokio::test]
+async fn continue_on_error_does_not_count() {
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        r#"
+- uses: fail
+  continueOnError: true
+  config: {message: "ignored", terminal: true}
+- uses: echo
+  config: {failed: "$<< failure() >>"}
+"#,
+        &[],
+    )
+    .await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(r.steps[0].status, StepExecutionStatus::Errored);
+    assert_eq!(r.state["step-2"], json!({"failed": false}));
+}
+
+#[tokio::test]
+async fn final_phase_is_the_worst_status() {
+    let f = fixture(0, 0);
+    let r = run(&f, "- uses: fail\n  config: {message: m}\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Failed);
+    assert!(r.message.as_deref().unwrap().contains("step \"step-1\" failed: m"));
+    let r = run(&f, "- uses: fail\n  config: {message: m, terminal: true}\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Errored);
+    let r = run(&f, "- uses: echo\n  if: \"$<< false >>\"\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded);
+}
+
+#[tokio::test]
+async fn unknown_step_kind_errors_and_execution_continues() {
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        "- uses: yaml-updaet\n- uses: echo\n  if: \"$<< always() >>\"\n",
+        &[],
+    )
+    .await;
+    assert_eq!(r.steps[0].status, StepExecutionStatus::Errored);
+    let msg = r.steps[0].message.clone().unwrap();
+    assert!(msg.contains("\"yaml-updaet\" is not registered"), "{msg}");
+    assert!(msg.contains("compose-output, echo, fail"), "{msg}");
+    assert_eq!(r.steps[1].status, StepExecutionStatus::Succeeded);
+    assert_eq!(r.phase, PromotionPhase::Errored);
+}
+
+#[tokio::test]
+async fn bad_config_is_reported_with_its_path() {
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        "- uses: fail\n  config: {message: m, mesage: x}\n- uses: echo\n  config: {a: [1, \"$<< vars.nope >>\"]}\n  if: \"$<< always() >>\"\n",
+        &[],
+    )
+    .await;
+    let m0 = r.steps[0].message.clone().unwrap();
+    assert!(m0.contains("unknown field `mesage`"), "{m0}");
+    let m1 = r.steps[1].message.clone().unwrap();
+    assert!(m1.starts_with("config.a[1]: undefined value"), "{m1}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_the_error_threshold() {
+    // Two transient errors, threshold 3: succeeds on the third attempt.
+    let f = fixture(2, 0);
+    let r = run(&f, "- uses: flaky\n  retry: {errorThreshold: 3}\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(r.steps[0].attempts, 3);
+    assert_eq!(r.steps[0].error_count, 2);
+    assert_eq!(r.state["step-1"], json!({"calls": 3}));
+
+    // Default threshold 1: the first error ends the step.
+    let f = fixture(2, 0);
+    let r = run(&f, "- uses: flaky\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Errored);
+    assert_eq!(f.flaky_calls.load(Ordering::SeqCst), 1);
+    assert!(r.steps[0].message.as_deref().unwrap().contains("met error threshold of 1"));
+
+    // Terminal errors are not retried whatever the threshold.
+    let f = fixture(0, 0);
+    let r = run(
+        &f,
+        "- uses: fail\n  retry: {errorThreshold: 5}\n  config: {message: x, terminal: true}\n",
+        &[],
+    )
+    .await;
+    assert_eq!(r.steps[0].attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_steps_are_polled_after_retry_after() {
+    let f = fixture(0, 3);
+    let start = tokio::time::Instant::now();
+    let r = run(&f, "- uses: poll\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded);
+    assert_eq!(f.poll_calls.load(Ordering::SeqCst), 4);
+    // retry_after 1 s is clamped to the 10 s floor: three waits.
+    assert_eq!(start.elapsed().as_secs(), 30);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_are_checked_after_each_attempt() {
+    let f = fixture(0, 1000);
+    let r = run(&f, "- uses: poll\n  retry: {timeout: 35s}\n", &[]).await;
+    assert_eq!(r.phase, PromotionPhase::Errored);
+    let msg = r.steps[0].message.clone().unwrap();
+    assert!(msg.contains("timed out after 35s"), "{msg}");
+    // Attempts at 0, 10, 20, 30 and one at the deadline (35 s).
+    assert_eq!(f.poll_calls.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_aborts_the_promotion() {
+    let f = fixture(0, 0);
+    let planned = inflate_steps(
+        &steps("- uses: echo\n- uses: hang\n- uses: echo\n  if: \"$<< always() >>\"\n"),
+        &[],
+        |_| None,
+    )
+    .unwrap();
+    let p = Promotion::new(f.work.clone(), planned);
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        c2.cancel();
+    });
+    let r = f.runner.run_with_cancel(&p, cancel).await;
+    assert_eq!(r.phase, PromotionPhase::Aborted);
+    assert_eq!(
+        statuses(&r),
+        vec![
+            ("step-1", StepExecutionStatus::Succeeded),
+            ("step-2", StepExecutionStatus::Aborted),
+            ("step-3", StepExecutionStatus::Skipped),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn promotion_var_errors_fail_the_promotion() {
+    let f = fixture(0, 0);
+    let r = run(&f, "- uses: echo\n", &[("a", "$<< nope >>")]).await;
+    assert_eq!(r.phase, PromotionPhase::Errored);
+    assert!(r.message.as_deref().unwrap().contains("variable \"a\""));
+}
+
+#[tokio::test]
+async fn results_serialise_for_display() {
+    let f = fixture(0, 0);
+    let r = run(&f, "- uses: echo\n  config: {a: 1}\n", &[]).await;
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["steps"][0]["status"], json!("Succeeded"));
+    assert_eq!(j["steps"][0]["outputs"], json!({"a": 1}));
+    let back: PromotionResult = serde_json::from_value(j).unwrap();
+    assert_eq!(back, r);
+}
