@@ -17,6 +17,9 @@
 //! chart:    path.Join(normalize_chart_repo(repoURL), name) + ":" + version [+ ":" + subscriptionName]
 //! artifact: artifactType + ":" + subscriptionName + ":" + version
 //! ```
+//!
+//! A Stage records what it runs as a [`FreightCollection`]: one
+//! [`FreightReference`] per origin.
 
 mod normalize;
 
@@ -390,6 +393,118 @@ impl From<Freight> for FreightReference {
             images: freight.images,
             charts: freight.charts,
             artifacts: freight.artifacts,
+        }
+    }
+}
+
+/// The Freight a Stage runs: at most one [`FreightReference`] per origin,
+/// keyed by the origin string (`Warehouse/<name>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreightCollection {
+    /// The references, keyed by their origin's string form. Prefer
+    /// [`insert`](Self::insert), which keeps keys and origins in agreement.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub items: BTreeMap<String, FreightReference>,
+}
+
+impl FreightCollection {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The collection's ID as Kargo computes it: the lowercase hex SHA-1 of
+    /// the sorted Freight names joined with `,`.
+    pub fn id(&self) -> String {
+        let mut names: Vec<&str> = self.items.values().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        sha1_hex(names.join(",").as_bytes())
+    }
+
+    /// Adds `reference`, replacing (and returning) any reference with the same
+    /// origin.
+    pub fn insert(&mut self, reference: FreightReference) -> Option<FreightReference> {
+        self.items.insert(reference.origin.to_string(), reference)
+    }
+
+    /// The reference for `origin`, if any.
+    pub fn get(&self, origin: &FreightOrigin) -> Option<&FreightReference> {
+        self.items.get(&origin.to_string())
+    }
+
+    /// Removes and returns the reference for `origin`, if any.
+    pub fn remove(&mut self, origin: &FreightOrigin) -> Option<FreightReference> {
+        self.items.remove(&origin.to_string())
+    }
+
+    /// Whether the collection holds Freight with the given name.
+    pub fn contains_freight(&self, name: &str) -> bool {
+        self.items.values().any(|r| r.name.as_str() == name)
+    }
+
+    /// `(origin string, reference)` pairs, ordered by origin string.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &FreightReference)> {
+        self.items
+            .iter()
+            .map(|(origin, reference)| (origin.as_str(), reference))
+    }
+
+    /// The number of references.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the collection is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The references, ordered by origin string.
+    pub fn references(&self) -> Vec<&FreightReference> {
+        self.items.values().collect()
+    }
+
+    /// Every Git commit in the collection, with the origin it came from.
+    pub fn commits(&self) -> impl Iterator<Item = (&FreightOrigin, &GitCommit)> {
+        self.items
+            .values()
+            .flat_map(|r| r.commits.iter().map(move |c| (&r.origin, c)))
+    }
+
+    /// Every container image in the collection, with the origin it came from.
+    pub fn images(&self) -> impl Iterator<Item = (&FreightOrigin, &Image)> {
+        self.items
+            .values()
+            .flat_map(|r| r.images.iter().map(move |i| (&r.origin, i)))
+    }
+
+    /// Every Helm chart in the collection, with the origin it came from.
+    pub fn charts(&self) -> impl Iterator<Item = (&FreightOrigin, &Chart)> {
+        self.items
+            .values()
+            .flat_map(|r| r.charts.iter().map(move |c| (&r.origin, c)))
+    }
+
+    /// Every generic artifact in the collection, with the origin it came from.
+    pub fn artifacts(&self) -> impl Iterator<Item = (&FreightOrigin, &GenericArtifact)> {
+        self.items
+            .values()
+            .flat_map(|r| r.artifacts.iter().map(move |a| (&r.origin, a)))
+    }
+}
+
+impl FromIterator<FreightReference> for FreightCollection {
+    fn from_iter<T: IntoIterator<Item = FreightReference>>(iter: T) -> Self {
+        let mut collection = Self::new();
+        collection.extend(iter);
+        collection
+    }
+}
+
+impl Extend<FreightReference> for FreightCollection {
+    fn extend<T: IntoIterator<Item = FreightReference>>(&mut self, iter: T) {
+        for reference in iter {
+            self.insert(reference);
         }
     }
 }
@@ -794,5 +909,107 @@ mod tests {
 
         let unknown = serde_json::json!({"repoURL": "x", "repoUrl": "y"});
         assert!(serde_json::from_value::<Image>(unknown).is_err());
+    }
+
+    #[test]
+    fn freight_collection() {
+        let git = Freight::new(
+            FreightOrigin::warehouse("b-git"),
+            vec![commit(
+                "https://github.com/example/repo",
+                "",
+                "abc123",
+                None,
+            )],
+            vec![],
+            vec![],
+            vec![],
+        );
+        let img = Freight::new(
+            FreightOrigin::warehouse("a-img"),
+            vec![],
+            vec![image("ghcr.io/example/app", "1.2.3", D_APP, None)],
+            vec![],
+            vec![],
+        );
+
+        let mut collection = FreightCollection::new();
+        assert!(collection.is_empty());
+        // printf '' | sha1sum
+        assert_eq!(collection.id(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+
+        assert!(collection.insert(FreightReference::from(&git)).is_none());
+        // printf 'Warehouse/b-git:https://github.com/example/repo:abc123' | sha1sum
+        assert_eq!(
+            git.name.as_str(),
+            "0c98d4f2aff4cad8ed18347517368b94126e9965"
+        );
+        // printf '0c98d4f2aff4cad8ed18347517368b94126e9965' | sha1sum
+        assert_eq!(collection.id(), "6b6f2e8561e0b64e24b3a560d0f057ec20f1973b");
+
+        collection.insert(FreightReference::from(&img));
+        // printf 'Warehouse/a-img:ghcr.io/example/app:1.2.3@sha256:a172cedcae47474b615c54d510a5d84a8dea3032e958587430b413538be3f333' | sha1sum
+        assert_eq!(
+            img.name.as_str(),
+            "e499292aadd620f06cc9f050e9a8ef1c1fff5132"
+        );
+        // Names sorted before joining, whatever the origin order:
+        // printf '0c98d4f2aff4cad8ed18347517368b94126e9965,e499292aadd620f06cc9f050e9a8ef1c1fff5132' | sha1sum
+        assert_eq!(collection.id(), "b1ddc575826c06e2a02d508fb4ec7182082efa59");
+        assert_eq!(collection.len(), 2);
+
+        let keys: Vec<&str> = collection.iter().map(|(origin, _)| origin).collect();
+        assert_eq!(keys, ["Warehouse/a-img", "Warehouse/b-git"]);
+        let names: Vec<&str> = collection
+            .references()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, [img.name.as_str(), git.name.as_str()]);
+        assert_eq!(
+            collection.get(&git.origin).map(|r| &r.name),
+            Some(&git.name)
+        );
+        assert!(collection.contains_freight(git.name.as_str()));
+
+        let images: Vec<_> = collection.images().collect();
+        assert_eq!(images, [(&img.origin, &img.images[0])]);
+        let commits: Vec<_> = collection.commits().collect();
+        assert_eq!(commits, [(&git.origin, &git.commits[0])]);
+        assert_eq!(
+            collection.charts().count() + collection.artifacts().count(),
+            0
+        );
+
+        // Inserting Freight from the same origin replaces the entry.
+        let git2 = Freight::new(
+            git.origin.clone(),
+            vec![commit(
+                "https://github.com/example/repo",
+                "",
+                "def456",
+                None,
+            )],
+            vec![],
+            vec![],
+            vec![],
+        );
+        let replaced = collection.insert(git2.clone().into());
+        assert_eq!(replaced.map(|r| r.name), Some(git.name.clone()));
+        assert_eq!(collection.len(), 2);
+        assert!(!collection.contains_freight(git.name.as_str()));
+        assert_eq!(
+            collection.get(&git.origin).map(|r| &r.name),
+            Some(&git2.name)
+        );
+
+        let json = serde_json::to_value(&collection).unwrap();
+        assert!(json["items"]["Warehouse/a-img"]["images"].is_array());
+        let back: FreightCollection = serde_json::from_value(json).unwrap();
+        assert_eq!(back, collection);
+        let collected: FreightCollection = [FreightReference::from(&img), git2.into()]
+            .into_iter()
+            .collect();
+        assert_eq!(collected, collection);
     }
 }
