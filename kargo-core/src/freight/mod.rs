@@ -19,8 +19,10 @@
 //! ```
 //!
 //! A Stage records what it runs as a [`FreightCollection`]: one
-//! [`FreightReference`] per origin.
+//! [`FreightReference`] per origin. Friendly aliases come from
+//! [`AliasGenerator`].
 
+mod alias;
 mod normalize;
 
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+pub use alias::AliasGenerator;
 pub use normalize::{normalize_chart_repo, normalize_git_url, normalize_image_repo};
 
 /// Errors from parsing Freight identifiers and origins.
