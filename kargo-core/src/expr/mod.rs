@@ -1,0 +1,3 @@
+//! Expression support.
+
+pub mod exprlang;
