@@ -202,7 +202,7 @@ fn freight_scope(status: Option<Vec<StepStatusEntry>>, alias: &str) -> Scope {
     let wh2 = FreightOrigin::warehouse("infra");
     let mut coll = FreightCollection::default();
     let mut r1 = FreightReference {
-        name: crate::freight::FreightId::from_hex("a".repeat(40)),
+        name: "a".repeat(40).parse::<crate::freight::FreightId>().unwrap(),
         origin: wh.clone(),
         commits: vec![],
         images: vec![],
@@ -228,7 +228,7 @@ fn freight_scope(status: Option<Vec<StepStatusEntry>>, alias: &str) -> Scope {
         subscription_name: None,
     });
     let mut r2 = r1.clone();
-    r2.name = crate::freight::FreightId::from_hex("b".repeat(40));
+    r2.name = "b".repeat(40).parse::<crate::freight::FreightId>().unwrap();
     r2.origin = wh2.clone();
     r2.images = vec![Image {
         repo_url: "ghcr.io/acme/shared".into(),

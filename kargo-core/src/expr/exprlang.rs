@@ -1,0 +1,1894 @@
+//! Translation of Kargo's expr-lang expressions into minijinja expressions.
+//!
+//! Kargo manifests embed [expr-lang](https://expr-lang.org) expressions in
+//! strings as `${{ expr }}` (or `${% expr %}` when the expression itself
+//! contains `}}`). kargo-rs evaluates `$<< expr >>` with minijinja instead, so
+//! existing manifests are translated once, before evaluation:
+//!
+//! * [`translate`] turns one expr-lang expression (the text between the
+//!   delimiters, or a plain expression such as a `freightCreationCriteria`)
+//!   into minijinja expression text;
+//! * [`translate_template`] rewrites a whole Kargo template string, turning
+//!   every `${{ … }}` / `${% … %}` into `$<< … >>` and keeping literal text
+//!   byte for byte.
+//!
+//! The translator has a real lexer and a precedence-climbing parser that follow
+//! expr-lang's own grammar (operator precedence, associativity, literal
+//! syntax). The result is emitted fully parenthesised, so minijinja's
+//! different precedence rules never change the meaning. Input that uses a
+//! construct outside the supported dialect is rejected with a
+//! [`TranslateError`] naming the construct and its byte offset; the
+//! translator never panics and rejects nesting deeper than 256 levels.
+//!
+//! # Supported dialect
+//!
+//! | expr-lang | minijinja output | notes |
+//! |---|---|---|
+//! | `42`, `1_000`, `0x1F`, `0o17`, `0b101` | `42`, `1000`, `31`, `15`, `5` | integers are written in decimal; values must fit in 64 bits |
+//! | `1.5`, `.5`, `1e3` | `1.5`, `0.5`, `1000.0` | floats always keep a fraction or exponent |
+//! | `"a\tb"`, `'it'`, `` `C:\raw` `` | `"a\tb"`, `"it"`, `"C:\\raw"` | Go escapes (`\n`, `\x41`, `\101`, `\u00e9`, `\u{1F600}`, `\U0001F600`…) are decoded, then re-escaped for minijinja; a `>` followed by `>` is written `\u003e` so no output ever contains `>>` |
+//! | `true`, `false`, `nil` | `true`, `false`, `none` | |
+//! | `[a, b]` | `[a, b]` | trailing commas are accepted |
+//! | `{a: 1, "b": 2, 3: x, (k): v}` | `{"a": 1, "b": 2, "3": x, k: v}` | bare and numeric keys are strings; a parenthesised key is an expression |
+//! | `a.b`, `a["k"]`, `a[i]`, `a[-1]` | `a.b`, `a["k"]`, `a[i]`, `a[(-1)]` | a name minijinja cannot spell is written `a["name"]` |
+//! | `a?.b`, `a?.[x]`, `a?.M(x)` | `__optget(a, "b")`, `__optget(a, x)`, `__optcall(a, "M", x)` | the links after `?.` in the same chain are nil-safe too (see below) |
+//! | `f(x, y)` | `f(x, y)` | any function not listed below keeps its name (`imageFrom`, `quote`, `status`, `semverParse`, …) |
+//! | `x.Foo(y)` | `x.Foo(y)` | a method call on the object the engine provides |
+//! | `len(x)` | `(x \| length)` | |
+//! | `upper(s)`, `lower(s)` | `(s \| upper)`, `(s \| lower)` | |
+//! | `trim(s)`, `trim(s, cs)` | `(s \| trim)`, `(s \| trim(cs))` | |
+//! | `string(x)`, `int(x)`, `float(x)` | `(x \| string)`, `(x \| int)`, `(x \| float)` | |
+//! | `join(l)`, `join(l, sep)` | `(l \| join)`, `(l \| join(sep))` | |
+//! | `split(s, sep)`, `split(s, sep, n)` | `(s \| split(sep))`, `(s \| split(sep, n - 1))` | expr-lang counts pieces, minijinja counts splits |
+//! | `replace(s, a, b)` | `(s \| replace(a, b))` | replaces every occurrence, like expr-lang |
+//! | `toJSON(x)` | `(x \| tojson(indent=2))` | expr-lang's `toJSON` indents with two spaces |
+//! | `keys(m)`, `values(m)` | `(m \| list)`, `(m \| items \| map(attribute=1))` | |
+//! | `first(l)`, `last(l)`, `abs(x)`, `sum(l)` | `(l \| first)`, `(l \| last)`, `(x \| abs)`, `(l \| sum)` | |
+//! | `min(l)`, `max(l)`, `max(a, b, c)` | `(l \| min)`, `(l \| max)`, `([a, b, c] \| max)` | |
+//! | `hasPrefix(s, p)`, `hasSuffix(s, p)` | `__startsWith(s, p)`, `__endsWith(s, p)` | |
+//! | `trimPrefix(s, p)`, `trimSuffix(s, p)` | `__trimPrefix(s, p)`, `__trimSuffix(s, p)` | |
+//! | `!x`, `not x` | `(not x)` | binds tighter than comparisons: `!a == b` is `((not a) == b)` |
+//! | `-x`, `+x` | `(-x)`, `(x)` | |
+//! | `a && b`, `a and b`, `a \|\| b`, `a or b` | `(a and b)`, `(a or b)` | |
+//! | `a == b`, `!=`, `<`, `>`, `<=`, `>=` | `(a == b)`, … | `a < b < c` is a chain: `(a < b < c)` |
+//! | `a + b` | `__add(a, b)` | strings concatenate; `(a + b)` when both sides are number literals or arithmetic on them |
+//! | `a - b`, `a * b`, `a / b`, `a % b` | `(a - b)`, … | `/` is float division in both languages |
+//! | `a ** b`, `a ^ b` | `(a ** b)` | right-associative |
+//! | `c ? a : b`, `c ?: b` | `(a if c else b)`, `(c or b)` | right-associative |
+//! | `if c { a } else { b }` | `(a if c else b)` | `else if` chains too |
+//! | `a ?? b` | `__coalesce(a, b)` | cannot be mixed with other binary operators without parentheses (an expr-lang rule) |
+//! | `x in c`, `x not in c` | `(x in c)`, `(x not in c)` | |
+//! | `s matches re` | `__matches(s, re)` | `not matches` gives `(not __matches(s, re))`; the same for the three below |
+//! | `s contains t` | `__contains(s, t)` | |
+//! | `s startsWith t`, `s endsWith t` | `__startsWith(s, t)`, `__endsWith(s, t)` | |
+//! | `// …`, `/* … */` | (dropped) | comments |
+//!
+//! Not supported, each rejected with a [`TranslateError`] that names the
+//! construct: predicate closures (`filter(l, { # > 1 })`, `map`, `all`, `any`,
+//! `none`, `one`, `find…`, `groupBy`, `sortBy`, `reduce`, and `count`/`sum`
+//! with a predicate), the `#` / `.field` pointer, the pipe operator `|`,
+//! `let` bindings, sequences `a; b`, the range operator `..`, slices
+//! `a[1:2]`, bytes literals `b"…"`, `$env`, and identifiers minijinja cannot
+//! spell (non-ASCII names, `$` in names, minijinja keywords such as `is` or
+//! `None` used as variable names).
+//!
+//! # Engine helpers
+//!
+//! The output calls these functions, which the evaluating engine must
+//! register (none and undefined are both "nil"):
+//!
+//! | helper | semantics |
+//! |---|---|
+//! | `__optget(obj, key)` | none when `obj` is none or undefined; otherwise `obj[key]` (attribute or item lookup, negative list indices counting from the end), none when that is missing |
+//! | `__optcall(obj, name, args…)` | none when `obj` is none or undefined; otherwise the result of calling method `name` of `obj` with `args` |
+//! | `__coalesce(a, b)` | `b` when `a` is none or undefined, otherwise `a` |
+//! | `__add(a, b)` | concatenation when both are strings, numeric addition when both are numbers, an error otherwise |
+//! | `__matches(s, re)` | whether regular expression `re` (RE2 syntax) matches anywhere in string `s` |
+//! | `__contains(s, t)` | whether string `s` contains string `t` |
+//! | `__startsWith(s, p)`, `__endsWith(s, p)` | whether string `s` starts / ends with `p` |
+//! | `__trimPrefix(s, p)`, `__trimSuffix(s, p)` | `s` without the leading / trailing `p` (unchanged when absent) |
+//!
+//! # Known differences
+//!
+//! * `??` evaluates both sides (expr-lang skips the right side when the left
+//!   is not nil); it only matters when the right side fails.
+//! * After a `?.`, every later `.name`, `.M()` and `?.[x]` link of the same
+//!   chain is nil-safe, as in expr-lang; a nil met *inside* the chain gives
+//!   none where expr-lang reports an error.
+//! * `%` follows minijinja (the result has the sign of the divisor) where Go
+//!   truncates, so the two differ for negative operands.
+//! * `len` counts characters of a string (expr-lang counts bytes).
+//! * minijinja's own parser allows about 70 levels of nesting, so a very
+//!   deeply nested expression can be translated but then fail to compile.
+//!
+//! # Templates
+//!
+//! [`translate_template`] splits like Kargo: the earliest `${{` or `${%`
+//! wins, the expression runs to the next `}}` / `%}`, and an unclosed
+//! delimiter is an error. Unlike Kargo, a closing delimiter inside a string
+//! literal (or a `/* */` comment) of the expression does not close it; for
+//! every template Kargo accepts the two split identically.
+//!
+//! Literal text is copied unchanged, except that each `$<<` in it, which our
+//! engine would read as the start of an expression, is written as the
+//! expression `$<< "$<<" >>`, which renders the same three characters. A
+//! template with no Kargo delimiter keeps Kargo's "returned untouched"
+//! behaviour unless it contains `$<<`.
+
+use std::fmt::Write as _;
+
+/// The deepest nesting the translator accepts, counting both the parser's
+/// recursion and the depth of the resulting syntax tree.
+const MAX_DEPTH: usize = 256;
+
+/// Why an expression or template could not be translated.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[error("{message} (at byte {offset} of `{source_text}`)")]
+pub struct TranslateError {
+    /// What is unsupported or malformed, in plain words.
+    pub message: String,
+    /// Byte offset of the offending construct in `source_text`.
+    pub offset: usize,
+    /// The text that was being translated: the expression given to
+    /// [`translate`], or the whole template given to [`translate_template`].
+    pub source_text: String,
+}
+
+/// Translates one expr-lang expression (the text between `${{` and `}}`) into
+/// minijinja expression syntax.
+///
+/// The result is fully parenthesised and may call the engine helpers listed
+/// in the [module documentation](self).
+///
+/// ```
+/// use kargo_core::expr::exprlang::translate;
+///
+/// assert_eq!(
+///     translate(r#"ctx.stage == "prod" ? "main" : "stage/" + ctx.stage"#).unwrap(),
+///     r#"("main" if (ctx.stage == "prod") else __add("stage/", ctx.stage))"#,
+/// );
+/// ```
+///
+/// # Errors
+///
+/// Returns a [`TranslateError`] when the expression is malformed, uses a
+/// construct outside the supported dialect, or nests deeper than 256 levels.
+pub fn translate(src: &str) -> Result<String, TranslateError> {
+    translate_inner(src).map_err(|f| TranslateError {
+        message: f.message,
+        offset: f.offset,
+        source_text: src.to_owned(),
+    })
+}
+
+/// Splits a Kargo template string on `${{ ... }}` and `${% ... %}` delimiters
+/// and returns the same string with every expression translated and
+/// re-wrapped as `$<< ... >>`; literal text is kept byte for byte.
+///
+/// The earliest opening delimiter wins, an unclosed delimiter is an error, and
+/// a closing delimiter inside a string literal of the expression does not
+/// close it. Each `$<<` in literal text is written as `$<< "$<<" >>` so the
+/// engine renders it literally.
+///
+/// ```
+/// use kargo_core::expr::exprlang::translate_template;
+///
+/// assert_eq!(
+///     translate_template("image: ${{ imageFrom(vars.repo).Tag }}!").unwrap(),
+///     "image: $<< imageFrom(vars.repo).Tag >>!",
+/// );
+/// ```
+///
+/// # Errors
+///
+/// Returns a [`TranslateError`] (with offsets into the whole template) when a
+/// delimiter is unclosed or an expression cannot be translated.
+pub fn translate_template(src: &str) -> Result<String, TranslateError> {
+    let err = |f: Failure| TranslateError {
+        message: f.message,
+        offset: f.offset,
+        source_text: src.to_owned(),
+    };
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut pos = 0;
+    loop {
+        let rest = &src[pos..];
+        let open = [("${{", "}}"), ("${%", "%}")]
+            .into_iter()
+            .filter_map(|(start, end)| rest.find(start).map(|i| (i, end)))
+            .min_by_key(|&(i, _)| i);
+        let Some((idx, close)) = open else {
+            push_literal(&mut out, rest);
+            return Ok(out);
+        };
+        push_literal(&mut out, &rest[..idx]);
+        let open_at = pos + idx;
+        let expr_start = open_at + 3;
+        let Some(expr_end) = find_close(src, expr_start, close) else {
+            return Err(err(Failure::new(
+                format!("unclosed expression: expected `{close}` before the end of the template"),
+                open_at,
+            )));
+        };
+        let translated = translate_inner(&src[expr_start..expr_end]).map_err(|mut f| {
+            f.offset += expr_start;
+            err(f)
+        })?;
+        out.push_str("$<< ");
+        out.push_str(&translated);
+        out.push_str(" >>");
+        pos = expr_end + close.len();
+    }
+}
+
+/// Copies literal template text, neutralising our own opening delimiter.
+fn push_literal(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(i) = rest.find("$<<") {
+        out.push_str(&rest[..i]);
+        out.push_str("$<< \"$<<\" >>");
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+}
+
+/// Finds the byte index of the closing delimiter `close`, starting at `from`,
+/// skipping string literals and block comments of the expression. A line
+/// comment ends at a newline or at the closing delimiter (as in Kargo).
+fn find_close(src: &str, from: usize, close: &str) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'\n' => break,
+                        c if c == q => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                i += 2;
+                while i < b.len() && b[i] != b'\n' {
+                    if b[i..].starts_with(close.as_bytes()) {
+                        return Some(i);
+                    }
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !b[i..].starts_with(b"*/") {
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ => {
+                if b[i..].starts_with(close.as_bytes()) {
+                    return Some(i);
+                }
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// An error before the source text is attached.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    offset: usize,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>, offset: usize) -> Self {
+        Self {
+            message: message.into(),
+            offset,
+        }
+    }
+}
+
+type Res<T> = Result<T, Failure>;
+
+fn translate_inner(src: &str) -> Res<String> {
+    let tokens = Lexer::new(src).run()?;
+    let mut parser = Parser {
+        toks: tokens,
+        i: 0,
+        depth: 0,
+    };
+    let node = parser.parse_root()?;
+    let mut out = String::new();
+    emit(&node, &mut out)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Lexer
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokKind {
+    Ident,
+    Number,
+    Str,
+    Bytes,
+    Op,
+    Bracket,
+    Eof,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: TokKind,
+    /// Raw text, except for `Str` where it is the decoded value.
+    text: String,
+    start: usize,
+}
+
+impl Token {
+    fn is(&self, kind: TokKind, text: &str) -> bool {
+        self.kind == kind && self.text == text
+    }
+
+    fn describe(&self) -> String {
+        match self.kind {
+            TokKind::Eof => "the end of the expression".to_owned(),
+            TokKind::Str => "a string literal".to_owned(),
+            _ => format!("`{}`", self.text),
+        }
+    }
+}
+
+/// Letters, `_` and `$` start identifiers in expr-lang.
+fn is_alphabetic(c: char) -> bool {
+    c == '_' || c == '$' || c.is_alphabetic()
+}
+
+fn is_alphanumeric(c: char) -> bool {
+    is_alphabetic(c) || c.is_numeric()
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+    toks: Vec<Token>,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(src: &'a str) -> Self {
+        Self {
+            src,
+            pos: 0,
+            toks: Vec::new(),
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn peek2(&self) -> Option<char> {
+        let mut it = self.src[self.pos..].chars();
+        it.next();
+        it.next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    fn accept(&mut self, set: &str) -> bool {
+        match self.peek() {
+            Some(c) if set.contains(c) => {
+                self.pos += c.len_utf8();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn accept_run(&mut self, set: &str) {
+        while self.accept(set) {}
+    }
+
+    fn push(&mut self, kind: TokKind, start: usize) {
+        let text = self.src[start..self.pos].to_owned();
+        self.toks.push(Token { kind, text, start });
+    }
+
+    fn run(mut self) -> Res<Vec<Token>> {
+        while let Some(c) = self.peek() {
+            let start = self.pos;
+            match c {
+                c if c.is_whitespace() => {
+                    self.bump();
+                }
+                '"' | '\'' => {
+                    self.bump();
+                    let text = self.quoted(c, start)?;
+                    self.toks.push(Token {
+                        kind: TokKind::Str,
+                        text,
+                        start,
+                    });
+                }
+                '`' => {
+                    self.bump();
+                    let text = self.raw(start)?;
+                    self.toks.push(Token {
+                        kind: TokKind::Str,
+                        text,
+                        start,
+                    });
+                }
+                'b' | 'B' if matches!(self.peek2(), Some('"' | '\'')) => {
+                    self.bump();
+                    let quote = self.bump().unwrap_or('"');
+                    self.quoted(quote, start)?;
+                    self.push(TokKind::Bytes, start);
+                }
+                '0'..='9' => self.number(start)?,
+                '.' => {
+                    self.bump();
+                    if self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.number(start)?;
+                    } else {
+                        self.accept(".");
+                        self.push(TokKind::Op, start);
+                    }
+                }
+                '?' => {
+                    self.bump();
+                    self.accept(".?");
+                    self.push(TokKind::Op, start);
+                }
+                '/' => {
+                    self.bump();
+                    if self.accept("/") {
+                        while self.peek().is_some_and(|c| c != '\n') {
+                            self.bump();
+                        }
+                    } else if self.accept("*") {
+                        loop {
+                            match self.bump() {
+                                None => return Err(Failure::new("unclosed comment", start)),
+                                Some('*') if self.accept("/") => break,
+                                Some(_) => {}
+                            }
+                        }
+                    } else {
+                        self.push(TokKind::Op, start);
+                    }
+                }
+                '#' | '|' | ':' => {
+                    self.bump();
+                    self.accept(&c.to_string());
+                    self.push(TokKind::Op, start);
+                }
+                '(' | '[' | '{' | ')' | ']' | '}' => {
+                    self.bump();
+                    self.push(TokKind::Bracket, start);
+                }
+                ',' | ';' | '%' | '+' | '-' | '^' => {
+                    self.bump();
+                    self.push(TokKind::Op, start);
+                }
+                '&' | '!' | '=' | '*' | '<' | '>' => {
+                    self.bump();
+                    self.accept("&=*");
+                    self.push(TokKind::Op, start);
+                }
+                c if is_alphanumeric(c) => {
+                    while self.peek().is_some_and(is_alphanumeric) {
+                        self.bump();
+                    }
+                    let kind = match &self.src[start..self.pos] {
+                        "not" | "in" | "or" | "and" | "matches" | "contains" | "startsWith"
+                        | "endsWith" | "let" | "if" | "else" => TokKind::Op,
+                        _ => TokKind::Ident,
+                    };
+                    self.push(kind, start);
+                }
+                c => {
+                    return Err(Failure::new(format!("unrecognized character {c:?}"), start));
+                }
+            }
+        }
+        self.toks.push(Token {
+            kind: TokKind::Eof,
+            text: String::new(),
+            start: self.src.len(),
+        });
+        Ok(self.toks)
+    }
+
+    /// Scans a number the way expr-lang's lexer does; the value is parsed later.
+    fn number(&mut self, start: usize) -> Res<()> {
+        let mut digits = "0123456789_";
+        if self.accept("0") {
+            if self.accept("xX") {
+                digits = "0123456789abcdefABCDEF_";
+            } else if self.accept("oO") {
+                digits = "01234567_";
+            } else if self.accept("bB") {
+                digits = "01_";
+            }
+        }
+        self.accept_run(digits);
+        if self.peek() == Some('.') && self.peek2() != Some('.') {
+            self.bump();
+            self.accept_run(digits);
+        }
+        if self.accept("eE") {
+            self.accept("+-");
+            self.accept_run(digits);
+        }
+        if self.peek().is_some_and(is_alphanumeric) {
+            self.bump();
+            return Err(Failure::new(
+                format!("malformed number `{}`", &self.src[start..self.pos]),
+                start,
+            ));
+        }
+        self.push(TokKind::Number, start);
+        Ok(())
+    }
+
+    /// Scans a `'…'` or `"…"` string (opening quote already consumed) and
+    /// decodes its Go escapes.
+    fn quoted(&mut self, quote: char, start: usize) -> Res<String> {
+        let mut out = String::new();
+        loop {
+            let at = self.pos;
+            match self.bump() {
+                None | Some('\n') => {
+                    return Err(Failure::new("unterminated string literal", start));
+                }
+                Some(c) if c == quote => return Ok(out),
+                Some('\r') => out.push('\n'),
+                Some('\\') => out.push(self.escape(quote, at, start)?),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+
+    fn hex_digits(&mut self, n: usize, at: usize) -> Res<u32> {
+        let mut v: u32 = 0;
+        for _ in 0..n {
+            let d = self
+                .peek()
+                .and_then(|c| c.to_digit(16))
+                .ok_or_else(|| Failure::new("invalid escape sequence in string literal", at))?;
+            self.bump();
+            v = v * 16 + d;
+        }
+        Ok(v)
+    }
+
+    fn escape(&mut self, quote: char, at: usize, start: usize) -> Res<char> {
+        let bad = || Failure::new("invalid escape sequence in string literal", at);
+        let Some(d) = self.bump() else {
+            return Err(Failure::new("unterminated string literal", start));
+        };
+        let code = match d {
+            'a' => 0x07,
+            'b' => 0x08,
+            'f' => 0x0c,
+            'n' => 0x0a,
+            'r' => 0x0d,
+            't' => 0x09,
+            'v' => 0x0b,
+            '\\' => 0x5c,
+            c if c == quote => c as u32,
+            '0'..='3' => {
+                let mut v = d as u32 - '0' as u32;
+                for _ in 0..2 {
+                    let x = self.peek().and_then(|c| c.to_digit(8)).ok_or_else(bad)?;
+                    self.bump();
+                    v = v * 8 + x;
+                }
+                v
+            }
+            'x' => self.hex_digits(2, at)?,
+            'u' if self.peek() == Some('{') => {
+                self.bump();
+                let mut v: u32 = 0;
+                let mut n = 0;
+                while let Some(x) = self.peek().and_then(|c| c.to_digit(16)) {
+                    if n == 6 {
+                        return Err(bad());
+                    }
+                    self.bump();
+                    v = v * 16 + x;
+                    n += 1;
+                }
+                if n == 0 || !self.accept("}") {
+                    return Err(bad());
+                }
+                v
+            }
+            'u' => self.hex_digits(4, at)?,
+            'U' => self.hex_digits(8, at)?,
+            _ => return Err(bad()),
+        };
+        if code > 0x10ffff {
+            return Err(bad());
+        }
+        // Go encodes a lone surrogate as U+FFFD.
+        Ok(char::from_u32(code).unwrap_or('\u{fffd}'))
+    }
+
+    /// Scans a backtick raw string (opening backtick already consumed); a
+    /// doubled backtick stands for one backtick.
+    fn raw(&mut self, start: usize) -> Res<String> {
+        let mut out = String::new();
+        loop {
+            match self.bump() {
+                None => return Err(Failure::new("unterminated raw string literal", start)),
+                Some('`') if self.peek() == Some('`') => {
+                    self.bump();
+                    out.push('`');
+                }
+                Some('`') => return Ok(out),
+                Some(c) => out.push(c),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Syntax tree
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnOp {
+    Not,
+    Neg,
+    Plus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    In,
+    Matches,
+    Contains,
+    StartsWith,
+    EndsWith,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Coalesce,
+}
+
+impl BinOp {
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Gt => ">",
+            BinOp::Le => "<=",
+            BinOp::Ge => ">=",
+            BinOp::In => "in",
+            BinOp::Matches => "__matches",
+            BinOp::Contains => "__contains",
+            BinOp::StartsWith => "__startsWith",
+            BinOp::EndsWith => "__endsWith",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Mod => "%",
+            BinOp::Pow => "**",
+            BinOp::Coalesce => "__coalesce",
+        }
+    }
+}
+
+/// expr-lang's binary operators: precedence and right-associativity.
+fn binary_info(op: &str) -> Option<(u16, bool)> {
+    Some(match op {
+        "|" => (0, false),
+        "or" | "||" => (10, false),
+        "and" | "&&" => (15, false),
+        "==" | "!=" | "<" | ">" | ">=" | "<=" | "in" | "matches" | "contains" | "startsWith"
+        | "endsWith" => (20, false),
+        ".." => (25, false),
+        "+" | "-" => (30, false),
+        "*" | "/" | "%" => (60, false),
+        "**" | "^" => (100, true),
+        "??" => (500, false),
+        _ => return None,
+    })
+}
+
+fn binop_of(op: &str) -> Option<BinOp> {
+    Some(match op {
+        "or" | "||" => BinOp::Or,
+        "and" | "&&" => BinOp::And,
+        "==" => BinOp::Eq,
+        "!=" => BinOp::Ne,
+        "<" => BinOp::Lt,
+        ">" => BinOp::Gt,
+        "<=" => BinOp::Le,
+        ">=" => BinOp::Ge,
+        "in" => BinOp::In,
+        "matches" => BinOp::Matches,
+        "contains" => BinOp::Contains,
+        "startsWith" => BinOp::StartsWith,
+        "endsWith" => BinOp::EndsWith,
+        "+" => BinOp::Add,
+        "-" => BinOp::Sub,
+        "*" => BinOp::Mul,
+        "/" => BinOp::Div,
+        "%" => BinOp::Mod,
+        "**" | "^" => BinOp::Pow,
+        "??" => BinOp::Coalesce,
+        _ => return None,
+    })
+}
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "<" | ">" | "<=" | ">=")
+}
+
+#[derive(Debug)]
+enum MapKey {
+    Str(String),
+    Expr(Node),
+}
+
+#[derive(Debug)]
+enum Kind {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Node>),
+    Map(Vec<(MapKey, Node)>),
+    Ident(String),
+    /// `obj.name`; `nil_safe` for `?.name` and links after it in a chain.
+    Member {
+        obj: Node,
+        name: String,
+        nil_safe: bool,
+    },
+    /// `obj[index]`; `nil_safe` for `?.[index]`.
+    Index {
+        obj: Node,
+        index: Node,
+        nil_safe: bool,
+    },
+    /// `obj.name(args)`.
+    Method {
+        obj: Node,
+        name: String,
+        args: Vec<Node>,
+        nil_safe: bool,
+    },
+    /// `name(args)`.
+    Call {
+        name: String,
+        args: Vec<Node>,
+    },
+    Unary {
+        op: UnOp,
+        expr: Node,
+    },
+    Binary {
+        op: BinOp,
+        lhs: Node,
+        rhs: Node,
+    },
+    /// A chain of `<`, `>`, `<=`, `>=` comparisons: `a < b <= c`.
+    Chain {
+        first: Node,
+        rest: Vec<(BinOp, Node)>,
+    },
+    Cond {
+        cond: Node,
+        then: Node,
+        otherwise: Node,
+    },
+}
+
+impl Kind {
+    fn child_depth(&self) -> usize {
+        let d = match self {
+            Kind::Nil
+            | Kind::Bool(_)
+            | Kind::Int(_)
+            | Kind::Float(_)
+            | Kind::Str(_)
+            | Kind::Ident(_) => None,
+            Kind::Array(items) => max_depth(items.iter()),
+            Kind::Map(pairs) => max_depth(pairs.iter().flat_map(|(k, v)| {
+                let key = match k {
+                    MapKey::Expr(n) => Some(n),
+                    MapKey::Str(_) => None,
+                };
+                key.into_iter().chain(std::iter::once(v))
+            })),
+            Kind::Member { obj, .. } => Some(obj.depth),
+            Kind::Index { obj, index, .. } => max_depth([obj, index].into_iter()),
+            Kind::Method { obj, args, .. } => max_depth(std::iter::once(obj).chain(args)),
+            Kind::Call { args, .. } => max_depth(args.iter()),
+            Kind::Unary { expr, .. } => Some(expr.depth),
+            Kind::Binary { lhs, rhs, .. } => max_depth([lhs, rhs].into_iter()),
+            Kind::Chain { first, rest } => {
+                max_depth(std::iter::once(first).chain(rest.iter().map(|(_, n)| n)))
+            }
+            Kind::Cond {
+                cond,
+                then,
+                otherwise,
+            } => max_depth([cond, then, otherwise].into_iter()),
+        };
+        d.unwrap_or(0)
+    }
+}
+
+fn max_depth<'a>(nodes: impl Iterator<Item = &'a Node>) -> Option<usize> {
+    nodes.map(|n| n.depth).max()
+}
+
+#[derive(Debug)]
+struct Node {
+    kind: Box<Kind>,
+    at: usize,
+    depth: usize,
+}
+
+impl Node {
+    /// Whether this node is part of an optional chain, so that a following
+    /// `.name` link is nil-safe as well.
+    fn in_chain(&self) -> bool {
+        matches!(
+            *self.kind,
+            Kind::Member { nil_safe: true, .. }
+                | Kind::Index { nil_safe: true, .. }
+                | Kind::Method { nil_safe: true, .. }
+        )
+    }
+
+    /// Whether the value is statically a number (literals and arithmetic on
+    /// them), so `+` can be emitted directly.
+    fn is_numeric(&self) -> bool {
+        match &*self.kind {
+            Kind::Int(_) | Kind::Float(_) => true,
+            Kind::Unary {
+                op: UnOp::Neg | UnOp::Plus,
+                expr,
+            } => expr.is_numeric(),
+            Kind::Binary {
+                op: BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow,
+                lhs,
+                rhs,
+            } => lhs.is_numeric() && rhs.is_numeric(),
+            _ => false,
+        }
+    }
+}
+
+fn too_deep(at: usize) -> Failure {
+    Failure::new(
+        format!("the expression is nested too deeply (more than {MAX_DEPTH} levels)"),
+        at,
+    )
+}
+
+fn mk(kind: Kind, at: usize) -> Res<Node> {
+    let depth = kind.child_depth() + 1;
+    if depth > MAX_DEPTH {
+        return Err(too_deep(at));
+    }
+    Ok(Node {
+        kind: Box::new(kind),
+        at,
+        depth,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Parser (mirrors expr-lang's parser/parser.go)
+// ---------------------------------------------------------------------------
+
+/// expr-lang builtins whose second argument is a predicate closure.
+const PREDICATE_BUILTINS: [&str; 15] = [
+    "all",
+    "none",
+    "any",
+    "one",
+    "filter",
+    "map",
+    "find",
+    "findIndex",
+    "findLast",
+    "findLastIndex",
+    "groupBy",
+    "sortBy",
+    "reduce",
+    "count",
+    "sum",
+];
+
+const PREDICATE_MSG: &str = "predicate closures `{ # > 1 }` are not supported";
+const POINTER_MSG: &str = "the predicate pointer `#` / `.field` is not supported";
+
+struct Parser {
+    toks: Vec<Token>,
+    i: usize,
+    depth: usize,
+}
+
+impl Parser {
+    fn cur(&self) -> &Token {
+        self.peek(0)
+    }
+
+    fn peek(&self, n: usize) -> &Token {
+        let idx = (self.i + n).min(self.toks.len().saturating_sub(1));
+        &self.toks[idx]
+    }
+
+    fn advance(&mut self) {
+        if self.i + 1 < self.toks.len() {
+            self.i += 1;
+        }
+    }
+
+    fn is_op(&self, text: &str) -> bool {
+        self.cur().is(TokKind::Op, text)
+    }
+
+    fn is_bracket(&self, text: &str) -> bool {
+        self.cur().is(TokKind::Bracket, text)
+    }
+
+    fn unexpected(&self) -> Failure {
+        let t = self.cur();
+        let message = match (t.kind, t.text.as_str()) {
+            (TokKind::Eof, _) => "unexpected end of expression".to_owned(),
+            (TokKind::Op, "|") => "the pipe operator `|` is not supported".to_owned(),
+            (TokKind::Op, "let") => "`let` bindings are not supported".to_owned(),
+            (TokKind::Op, "#") => POINTER_MSG.to_owned(),
+            (TokKind::Op, "..") => "the range operator `..` is not supported".to_owned(),
+            (TokKind::Op, ";") => "sequence expressions `a; b` are not supported".to_owned(),
+            (TokKind::Bytes, _) => "bytes literals `b\"...\"` are not supported".to_owned(),
+            _ => format!("unexpected {}", t.describe()),
+        };
+        Failure::new(message, t.start)
+    }
+
+    fn expect(&mut self, kind: TokKind, text: &str) -> Res<()> {
+        if self.cur().is(kind, text) {
+            self.advance();
+            Ok(())
+        } else {
+            let mut f = self.unexpected();
+            if self.cur().kind != TokKind::Eof && !f.message.contains("not supported") {
+                f.message = format!("{}; expected `{text}`", f.message);
+            } else if self.cur().kind == TokKind::Eof {
+                f.message = format!("unexpected end of expression; expected `{text}`");
+            }
+            Err(f)
+        }
+    }
+
+    fn parse_root(&mut self) -> Res<Node> {
+        let node = self.parse_sequence(true)?;
+        if self.cur().kind != TokKind::Eof {
+            let mut f = self.unexpected();
+            if !f.message.contains("not supported") {
+                f.message = format!("{} after the end of the expression", f.message);
+            }
+            return Err(f);
+        }
+        Ok(node)
+    }
+
+    /// `a; b` sequences are unsupported; a trailing `;` at the top level is
+    /// accepted, as in expr-lang.
+    fn parse_sequence(&mut self, top: bool) -> Res<Node> {
+        let node = self.parse_expression(0)?;
+        if self.is_op(";") {
+            let at = self.cur().start;
+            self.advance();
+            if !(top && self.cur().kind == TokKind::Eof) {
+                return Err(Failure::new(
+                    "sequence expressions `a; b` are not supported",
+                    at,
+                ));
+            }
+        }
+        Ok(node)
+    }
+
+    fn parse_expression(&mut self, prec: u16) -> Res<Node> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(too_deep(self.cur().start));
+        }
+        let r = self.parse_expression_inner(prec);
+        self.depth -= 1;
+        r
+    }
+
+    fn parse_expression_inner(&mut self, prec: u16) -> Res<Node> {
+        if prec == 0 && self.is_op("let") {
+            return Err(self.unexpected());
+        }
+        if prec == 0 && self.is_op("if") {
+            return self.parse_if();
+        }
+        let mut left = self.parse_primary()?;
+        let mut prev: Option<String> = None;
+        loop {
+            let tok = self.cur().clone();
+            if tok.kind != TokKind::Op {
+                break;
+            }
+            let (op, negate) = if tok.text == "not" {
+                let next = self.peek(1);
+                let allowed = next.kind == TokKind::Op
+                    && matches!(
+                        next.text.as_str(),
+                        "in" | "matches" | "contains" | "startsWith" | "endsWith"
+                    );
+                if !allowed {
+                    self.advance();
+                    return Err(self.unexpected());
+                }
+                (next.clone(), true)
+            } else {
+                (tok.clone(), false)
+            };
+            let Some((p, right_assoc)) = binary_info(&op.text) else {
+                break;
+            };
+            if p < prec {
+                break;
+            }
+            if negate {
+                self.advance();
+            }
+            self.advance();
+            match op.text.as_str() {
+                "|" => {
+                    return Err(Failure::new(
+                        "the pipe operator `|` is not supported",
+                        op.start,
+                    ));
+                }
+                ".." => {
+                    return Err(Failure::new(
+                        "the range operator `..` is not supported",
+                        op.start,
+                    ));
+                }
+                _ => {}
+            }
+            if prev.as_deref() == Some("??") && op.text != "??" {
+                return Err(Failure::new(
+                    format!(
+                        "`??` cannot be mixed with `{}` without parentheses",
+                        op.text
+                    ),
+                    op.start,
+                ));
+            }
+            let Some(bin) = binop_of(&op.text) else {
+                return Err(Failure::new(format!("unexpected `{}`", op.text), op.start));
+            };
+            left = if is_comparison(&op.text) {
+                self.parse_comparison(left, bin, p, op.start)?
+            } else {
+                let rhs = self.parse_expression(if right_assoc { p } else { p + 1 })?;
+                mk(
+                    Kind::Binary {
+                        op: bin,
+                        lhs: left,
+                        rhs,
+                    },
+                    op.start,
+                )?
+            };
+            if negate {
+                left = mk(
+                    Kind::Unary {
+                        op: UnOp::Not,
+                        expr: left,
+                    },
+                    tok.start,
+                )?;
+            }
+            prev = Some(op.text);
+        }
+        if prec == 0 {
+            left = self.parse_conditional(left)?;
+        }
+        Ok(left)
+    }
+
+    /// `a < b <= c`: expr-lang chains `<`, `>`, `<=`, `>=`.
+    fn parse_comparison(&mut self, first: Node, op: BinOp, prec: u16, at: usize) -> Res<Node> {
+        let mut rest = Vec::new();
+        let mut op = op;
+        loop {
+            let rhs = self.parse_expression(prec + 1)?;
+            rest.push((op, rhs));
+            let t = self.cur();
+            if t.kind == TokKind::Op && is_comparison(&t.text) {
+                op = binop_of(&t.text).unwrap_or(BinOp::Lt);
+                self.advance();
+            } else {
+                break;
+            }
+        }
+        match <[(BinOp, Node); 1]>::try_from(rest) {
+            Ok([(op, rhs)]) => mk(
+                Kind::Binary {
+                    op,
+                    lhs: first,
+                    rhs,
+                },
+                at,
+            ),
+            Err(rest) => mk(Kind::Chain { first, rest }, at),
+        }
+    }
+
+    fn parse_conditional(&mut self, mut node: Node) -> Res<Node> {
+        while self.is_op("?") {
+            let at = self.cur().start;
+            self.advance();
+            if self.is_op(":") {
+                // Elvis `a ?: b` is `a ? a : b`.
+                self.advance();
+                let rhs = self.parse_expression(0)?;
+                node = mk(
+                    Kind::Binary {
+                        op: BinOp::Or,
+                        lhs: node,
+                        rhs,
+                    },
+                    at,
+                )?;
+            } else {
+                let then = self.parse_expression(0)?;
+                self.expect(TokKind::Op, ":")?;
+                let otherwise = self.parse_expression(0)?;
+                node = mk(
+                    Kind::Cond {
+                        cond: node,
+                        then,
+                        otherwise,
+                    },
+                    at,
+                )?;
+            }
+        }
+        Ok(node)
+    }
+
+    /// `if cond { a } else { b }` and `else if` chains.
+    fn parse_if(&mut self) -> Res<Node> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(too_deep(self.cur().start));
+        }
+        let r = self.parse_if_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn parse_if_inner(&mut self) -> Res<Node> {
+        let at = self.cur().start;
+        self.advance();
+        let cond = self.parse_expression(0)?;
+        self.expect(TokKind::Bracket, "{")?;
+        let then = self.parse_sequence(false)?;
+        self.expect(TokKind::Bracket, "}")?;
+        self.expect(TokKind::Op, "else")?;
+        let otherwise = if self.is_op("if") {
+            self.parse_if()?
+        } else {
+            self.expect(TokKind::Bracket, "{")?;
+            let e = self.parse_sequence(false)?;
+            self.expect(TokKind::Bracket, "}")?;
+            e
+        };
+        mk(
+            Kind::Cond {
+                cond,
+                then,
+                otherwise,
+            },
+            at,
+        )
+    }
+
+    fn parse_primary(&mut self) -> Res<Node> {
+        let tok = self.cur().clone();
+        if tok.kind == TokKind::Op {
+            let unary = match tok.text.as_str() {
+                "not" | "!" => Some((UnOp::Not, 50)),
+                "-" => Some((UnOp::Neg, 90)),
+                "+" => Some((UnOp::Plus, 90)),
+                _ => None,
+            };
+            if let Some((op, p)) = unary {
+                self.advance();
+                let expr = self.parse_expression(p)?;
+                let node = mk(Kind::Unary { op, expr }, tok.start)?;
+                return self.parse_postfix(node);
+            }
+            match tok.text.as_str() {
+                "#" | "." => return Err(Failure::new(POINTER_MSG, tok.start)),
+                "::" => {
+                    self.advance();
+                    let name = self.cur().clone();
+                    if name.kind != TokKind::Ident {
+                        return Err(self.unexpected());
+                    }
+                    self.advance();
+                    let node = self.parse_call(&name)?;
+                    return self.parse_postfix(node);
+                }
+                _ => {}
+            }
+        }
+        if tok.is(TokKind::Bracket, "(") {
+            self.advance();
+            let expr = self.parse_sequence(false)?;
+            self.expect(TokKind::Bracket, ")")?;
+            return self.parse_postfix(expr);
+        }
+        self.parse_secondary()
+    }
+
+    fn parse_secondary(&mut self) -> Res<Node> {
+        let tok = self.cur().clone();
+        let node = match tok.kind {
+            TokKind::Ident => {
+                self.advance();
+                match tok.text.as_str() {
+                    // Literals take no postfix operators in expr-lang.
+                    "true" => return mk(Kind::Bool(true), tok.start),
+                    "false" => return mk(Kind::Bool(false), tok.start),
+                    "nil" => return mk(Kind::Nil, tok.start),
+                    _ if self.is_bracket("(") => self.parse_call(&tok)?,
+                    _ => mk(Kind::Ident(tok.text.clone()), tok.start)?,
+                }
+            }
+            TokKind::Number => {
+                self.advance();
+                return mk(parse_number(&tok.text, tok.start)?, tok.start);
+            }
+            TokKind::Str => {
+                self.advance();
+                mk(Kind::Str(tok.text.clone()), tok.start)?
+            }
+            TokKind::Bracket if tok.text == "[" => self.parse_array()?,
+            TokKind::Bracket if tok.text == "{" => self.parse_map()?,
+            _ => return Err(self.unexpected()),
+        };
+        self.parse_postfix(node)
+    }
+
+    fn parse_call(&mut self, name: &Token) -> Res<Node> {
+        let predicate = PREDICATE_BUILTINS.contains(&name.text.as_str());
+        self.expect(TokKind::Bracket, "(")?;
+        let mut args = Vec::new();
+        while !self.is_bracket(")") {
+            if !args.is_empty() {
+                self.expect(TokKind::Op, ",")?;
+                if self.is_bracket(")") {
+                    break;
+                }
+            }
+            if predicate && args.len() == 1 {
+                return Err(Failure::new(
+                    format!("{PREDICATE_MSG} (second argument of `{}`)", name.text),
+                    self.cur().start,
+                ));
+            }
+            args.push(self.parse_expression(0)?);
+        }
+        self.expect(TokKind::Bracket, ")")?;
+        if predicate && !(args.len() == 1 && matches!(name.text.as_str(), "count" | "sum")) {
+            return Err(Failure::new(
+                format!("`{}` needs a predicate closure; {PREDICATE_MSG}", name.text),
+                name.start,
+            ));
+        }
+        mk(
+            Kind::Call {
+                name: name.text.clone(),
+                args,
+            },
+            name.start,
+        )
+    }
+
+    fn parse_args(&mut self) -> Res<Vec<Node>> {
+        self.expect(TokKind::Bracket, "(")?;
+        let mut args = Vec::new();
+        while !self.is_bracket(")") {
+            if !args.is_empty() {
+                self.expect(TokKind::Op, ",")?;
+                if self.is_bracket(")") {
+                    break;
+                }
+            }
+            args.push(self.parse_expression(0)?);
+        }
+        self.expect(TokKind::Bracket, ")")?;
+        Ok(args)
+    }
+
+    fn parse_array(&mut self) -> Res<Node> {
+        let at = self.cur().start;
+        self.advance();
+        let mut items = Vec::new();
+        while !self.is_bracket("]") {
+            if !items.is_empty() {
+                self.expect(TokKind::Op, ",")?;
+                if self.is_bracket("]") {
+                    break;
+                }
+            }
+            items.push(self.parse_expression(0)?);
+        }
+        self.expect(TokKind::Bracket, "]")?;
+        mk(Kind::Array(items), at)
+    }
+
+    fn parse_map(&mut self) -> Res<Node> {
+        let at = self.cur().start;
+        self.advance();
+        let mut pairs = Vec::new();
+        while !self.is_bracket("}") {
+            if !pairs.is_empty() {
+                self.expect(TokKind::Op, ",")?;
+                if self.is_bracket("}") {
+                    break;
+                }
+            }
+            let t = self.cur().clone();
+            let key = match t.kind {
+                TokKind::Number | TokKind::Str | TokKind::Ident => {
+                    self.advance();
+                    MapKey::Str(t.text)
+                }
+                TokKind::Bracket if t.text == "(" => MapKey::Expr(self.parse_expression(0)?),
+                TokKind::Op if t.text == "#" || t.text == "." => {
+                    return Err(Failure::new(PREDICATE_MSG, t.start));
+                }
+                _ => {
+                    let mut f = self.unexpected();
+                    if !f.message.contains("not supported") {
+                        f.message = format!(
+                            "{}; a map key must be a name, a string, a number or a parenthesised expression",
+                            f.message
+                        );
+                    }
+                    return Err(f);
+                }
+            };
+            self.expect(TokKind::Op, ":")?;
+            let value = self.parse_expression(0)?;
+            pairs.push((key, value));
+        }
+        self.expect(TokKind::Bracket, "}")?;
+        mk(Kind::Map(pairs), at)
+    }
+
+    fn parse_postfix(&mut self, mut node: Node) -> Res<Node> {
+        loop {
+            let tok = self.cur().clone();
+            let optional = tok.is(TokKind::Op, "?.");
+            if optional && self.peek(1).is(TokKind::Bracket, "[") {
+                self.advance();
+                node = self.parse_index(node, true)?;
+            } else if optional || tok.is(TokKind::Op, ".") {
+                self.advance();
+                let prop = self.cur().clone();
+                let valid = prop.kind == TokKind::Ident
+                    || (prop.kind == TokKind::Op && is_valid_identifier(&prop.text));
+                if !valid {
+                    let mut f = self.unexpected();
+                    f.message = format!("{}; expected a property name after `.`", f.message);
+                    return Err(f);
+                }
+                self.advance();
+                let nil_safe = optional || node.in_chain();
+                node = if self.is_bracket("(") {
+                    let args = self.parse_args()?;
+                    mk(
+                        Kind::Method {
+                            obj: node,
+                            name: prop.text,
+                            args,
+                            nil_safe,
+                        },
+                        prop.start,
+                    )?
+                } else {
+                    mk(
+                        Kind::Member {
+                            obj: node,
+                            name: prop.text,
+                            nil_safe,
+                        },
+                        prop.start,
+                    )?
+                };
+            } else if tok.is(TokKind::Bracket, "[") {
+                node = self.parse_index(node, false)?;
+            } else {
+                return Ok(node);
+            }
+        }
+    }
+
+    /// Parses `[index]` (the current token is `[`).
+    fn parse_index(&mut self, obj: Node, nil_safe: bool) -> Res<Node> {
+        let at = self.cur().start;
+        self.advance();
+        let slice = || Failure::new("slices `a[1:2]` are not supported", at);
+        if self.is_op(":") {
+            return Err(slice());
+        }
+        let index = self.parse_expression(0)?;
+        if self.is_op(":") {
+            return Err(slice());
+        }
+        self.expect(TokKind::Bracket, "]")?;
+        mk(
+            Kind::Index {
+                obj,
+                index,
+                nil_safe,
+            },
+            at,
+        )
+    }
+}
+
+fn is_valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(is_alphabetic) && chars.all(is_alphanumeric)
+}
+
+fn parse_number(text: &str, at: usize) -> Res<Kind> {
+    let value: String = text.chars().filter(|&c| c != '_').collect();
+    let lower = value.to_ascii_lowercase();
+    let int = |digits: &str, radix: u32, what: &str| {
+        i64::from_str_radix(digits, radix)
+            .map(Kind::Int)
+            .map_err(|_| Failure::new(format!("invalid {what} literal `{text}`"), at))
+    };
+    if let Some(hex) = lower.strip_prefix("0x") {
+        int(hex, 16, "hexadecimal")
+    } else if lower.contains('.') || lower.contains('e') {
+        match lower.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Kind::Float(f)),
+            _ => Err(Failure::new(format!("invalid float literal `{text}`"), at)),
+        }
+    } else if let Some(bin) = lower.strip_prefix("0b") {
+        int(bin, 2, "binary")
+    } else if let Some(oct) = lower.strip_prefix("0o") {
+        int(oct, 8, "octal")
+    } else {
+        int(&lower, 10, "integer")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Emitter
+// ---------------------------------------------------------------------------
+
+/// Names that minijinja reads as keywords or constants, so they cannot be
+/// used as variable or function names.
+const MJ_RESERVED: [&str; 13] = [
+    "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else",
+];
+
+/// Whether minijinja (without its `unicode` feature) lexes `s` as one name.
+fn is_mj_ident(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0] == b'_' || b[0].is_ascii_alphabetic())
+        && b.iter().all(|&c| c == b'_' || c.is_ascii_alphanumeric())
+}
+
+fn check_name(name: &str, at: usize, what: &str) -> Res<()> {
+    if name == "$env" {
+        return Err(Failure::new("`$env` is not supported", at));
+    }
+    if !is_mj_ident(name) {
+        return Err(Failure::new(
+            format!(
+                "the {what} name `{name}` cannot be written in minijinja (only ASCII letters, digits and `_`)"
+            ),
+            at,
+        ));
+    }
+    if MJ_RESERVED.contains(&name) {
+        return Err(Failure::new(
+            format!("the {what} name `{name}` is a reserved word in minijinja"),
+            at,
+        ));
+    }
+    Ok(())
+}
+
+fn push_string_literal(out: &mut String, s: &str) {
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '>' if chars.peek() == Some(&'>') => out.push_str("\\u003e"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn emit_list(nodes: &[Node], out: &mut String) -> Res<()> {
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        emit(n, out)?;
+    }
+    Ok(())
+}
+
+/// Emits `name(a, b)`.
+fn emit_fn(name: &str, args: &[&Node], out: &mut String) -> Res<()> {
+    out.push_str(name);
+    out.push('(');
+    for (i, n) in args.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        emit(n, out)?;
+    }
+    out.push(')');
+    Ok(())
+}
+
+/// Emits `(subject | filter)` or `(subject | filter(args))`.
+fn emit_filter(subject: &Node, filter: &str, args: &[Node], out: &mut String) -> Res<()> {
+    out.push('(');
+    emit(subject, out)?;
+    out.push_str(" | ");
+    out.push_str(filter);
+    if !args.is_empty() {
+        out.push('(');
+        emit_list(args, out)?;
+        out.push(')');
+    }
+    out.push(')');
+    Ok(())
+}
+
+fn emit(node: &Node, out: &mut String) -> Res<()> {
+    match &*node.kind {
+        Kind::Nil => out.push_str("none"),
+        Kind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Kind::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Kind::Float(f) => {
+            let _ = write!(out, "{f:?}");
+        }
+        Kind::Str(s) => push_string_literal(out, s),
+        Kind::Array(items) => {
+            out.push('[');
+            emit_list(items, out)?;
+            out.push(']');
+        }
+        Kind::Map(pairs) => {
+            out.push('{');
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match k {
+                    MapKey::Str(s) => push_string_literal(out, s),
+                    MapKey::Expr(e) => emit(e, out)?,
+                }
+                out.push_str(": ");
+                emit(v, out)?;
+            }
+            out.push('}');
+        }
+        Kind::Ident(name) => {
+            check_name(name, node.at, "variable")?;
+            out.push_str(name);
+        }
+        Kind::Member {
+            obj,
+            name,
+            nil_safe,
+        } => {
+            if *nil_safe {
+                out.push_str("__optget(");
+                emit(obj, out)?;
+                out.push_str(", ");
+                push_string_literal(out, name);
+                out.push(')');
+            } else {
+                emit(obj, out)?;
+                if is_mj_ident(name) {
+                    out.push('.');
+                    out.push_str(name);
+                } else {
+                    out.push('[');
+                    push_string_literal(out, name);
+                    out.push(']');
+                }
+            }
+        }
+        Kind::Index {
+            obj,
+            index,
+            nil_safe,
+        } => {
+            if *nil_safe {
+                emit_fn("__optget", &[obj, index], out)?;
+            } else {
+                emit(obj, out)?;
+                out.push('[');
+                emit(index, out)?;
+                out.push(']');
+            }
+        }
+        Kind::Method {
+            obj,
+            name,
+            args,
+            nil_safe,
+        } => {
+            if !is_mj_ident(name) {
+                return Err(Failure::new(
+                    format!("the method name `{name}` cannot be written in minijinja"),
+                    node.at,
+                ));
+            }
+            if *nil_safe {
+                out.push_str("__optcall(");
+                emit(obj, out)?;
+                out.push_str(", ");
+                push_string_literal(out, name);
+                for a in args {
+                    out.push_str(", ");
+                    emit(a, out)?;
+                }
+                out.push(')');
+            } else {
+                emit(obj, out)?;
+                out.push('.');
+                out.push_str(name);
+                out.push('(');
+                emit_list(args, out)?;
+                out.push(')');
+            }
+        }
+        Kind::Call { name, args } => emit_call(name, args, node.at, out)?,
+        Kind::Unary { op, expr } => match op {
+            UnOp::Not => {
+                if let Kind::Binary {
+                    op: BinOp::In,
+                    lhs,
+                    rhs,
+                } = &*expr.kind
+                {
+                    out.push('(');
+                    emit(lhs, out)?;
+                    out.push_str(" not in ");
+                    emit(rhs, out)?;
+                    out.push(')');
+                } else {
+                    out.push_str("(not ");
+                    emit(expr, out)?;
+                    out.push(')');
+                }
+            }
+            UnOp::Neg => {
+                out.push_str("(-");
+                emit(expr, out)?;
+                out.push(')');
+            }
+            UnOp::Plus => {
+                out.push('(');
+                emit(expr, out)?;
+                out.push(')');
+            }
+        },
+        Kind::Binary { op, lhs, rhs } => match op {
+            BinOp::Matches
+            | BinOp::Contains
+            | BinOp::StartsWith
+            | BinOp::EndsWith
+            | BinOp::Coalesce => emit_fn(op.symbol(), &[lhs, rhs], out)?,
+            BinOp::Add if !(lhs.is_numeric() && rhs.is_numeric()) => {
+                emit_fn("__add", &[lhs, rhs], out)?;
+            }
+            _ => {
+                out.push('(');
+                emit(lhs, out)?;
+                out.push(' ');
+                out.push_str(op.symbol());
+                out.push(' ');
+                emit(rhs, out)?;
+                out.push(')');
+            }
+        },
+        Kind::Chain { first, rest } => {
+            out.push('(');
+            emit(first, out)?;
+            for (op, n) in rest {
+                out.push(' ');
+                out.push_str(op.symbol());
+                out.push(' ');
+                emit(n, out)?;
+            }
+            out.push(')');
+        }
+        Kind::Cond {
+            cond,
+            then,
+            otherwise,
+        } => {
+            out.push('(');
+            emit(then, out)?;
+            out.push_str(" if ");
+            emit(cond, out)?;
+            out.push_str(" else ");
+            emit(otherwise, out)?;
+            out.push(')');
+        }
+    }
+    Ok(())
+}
+
+/// Emits a call, mapping expr-lang builtins to minijinja filters or engine
+/// helpers.
+fn emit_call(name: &str, args: &[Node], at: usize, out: &mut String) -> Res<()> {
+    let arity = |ok: bool, expected: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                format!(
+                    "`{name}()` takes {expected}, got {} argument{}",
+                    args.len(),
+                    if args.len() == 1 { "" } else { "s" }
+                ),
+                at,
+            ))
+        }
+    };
+    let n = args.len();
+    match name {
+        "len" | "upper" | "lower" | "string" | "int" | "float" | "first" | "last" | "abs"
+        | "sum" | "keys" | "values" | "toJSON" => {
+            arity(n == 1, "1 argument")?;
+            let subject = &args[0];
+            match name {
+                "len" => emit_filter(subject, "length", &[], out),
+                "keys" => emit_filter(subject, "list", &[], out),
+                "values" => emit_filter(subject, "items | map(attribute=1)", &[], out),
+                "toJSON" => emit_filter(subject, "tojson(indent=2)", &[], out),
+                _ => emit_filter(subject, name, &[], out),
+            }
+        }
+        "trim" | "join" => {
+            arity(n == 1 || n == 2, "1 or 2 arguments")?;
+            emit_filter(&args[0], name, &args[1..], out)
+        }
+        "split" => {
+            arity(n == 2 || n == 3, "2 or 3 arguments")?;
+            if n == 2 {
+                return emit_filter(&args[0], "split", &args[1..], out);
+            }
+            out.push('(');
+            emit(&args[0], out)?;
+            out.push_str(" | split(");
+            emit(&args[1], out)?;
+            out.push_str(", ");
+            match &*args[2].kind {
+                Kind::Int(count) => {
+                    let _ = write!(out, "{}", count.saturating_sub(1));
+                }
+                _ => {
+                    out.push('(');
+                    emit(&args[2], out)?;
+                    out.push_str(" - 1)");
+                }
+            }
+            out.push_str("))");
+            Ok(())
+        }
+        "replace" => {
+            arity(n == 3, "3 arguments")?;
+            emit_filter(&args[0], "replace", &args[1..], out)
+        }
+        "min" | "max" => {
+            arity(n >= 1, "at least 1 argument")?;
+            if n == 1 {
+                emit_filter(&args[0], name, &[], out)
+            } else {
+                out.push_str("([");
+                emit_list(args, out)?;
+                out.push_str("] | ");
+                out.push_str(name);
+                out.push(')');
+                Ok(())
+            }
+        }
+        "hasPrefix" | "hasSuffix" | "trimPrefix" | "trimSuffix" => {
+            arity(n == 2, "2 arguments")?;
+            let helper = match name {
+                "hasPrefix" => "__startsWith",
+                "hasSuffix" => "__endsWith",
+                "trimPrefix" => "__trimPrefix",
+                _ => "__trimSuffix",
+            };
+            emit_fn(helper, &[&args[0], &args[1]], out)
+        }
+        _ => {
+            check_name(name, at, "function")?;
+            out.push_str(name);
+            out.push('(');
+            emit_list(args, out)?;
+            out.push(')');
+            Ok(())
+        }
+    }
+}
