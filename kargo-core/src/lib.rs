@@ -1,1 +1,3 @@
 //! kargo-core: the vocabulary and orchestration of GitOps continuous promotion.
+
+pub mod model;
