@@ -10,13 +10,13 @@
 
 pub mod expr;
 pub mod freight;
-pub mod loader;
+// pub mod loader;
 pub mod model;
 pub mod runner;
 pub mod secret;
 pub mod source;
 pub mod step;
-pub mod validate;
+// pub mod validate;
 pub mod workdir;
 
 pub use freight::{Freight, FreightCollection, FreightId, FreightOrigin, FreightReference};

@@ -124,7 +124,8 @@ impl<S: Step> DynStep for S {
 /// key path of the first problem.
 pub fn decode_config<T: DeserializeOwned>(config: Json) -> Result<T, StepError> {
     let mut unknown: Vec<String> = Vec::new();
-    let de = serde_ignored::Deserializer::new(config, |path| unknown.push(path.to_string()));
+    let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(config, &mut record);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         StepError::invalid_config(path, e.into_inner().to_string())

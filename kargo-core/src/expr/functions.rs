@@ -16,7 +16,7 @@ pub(crate) const DATA_KEY: &str = "__kargo";
 
 /// Which subscriptions the Warehouse behind a requested origin has; `imageFrom` and
 /// friends use this to find the origin that provides a repository.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginSubscriptions {
     /// The requested origin.
     pub origin: FreightOrigin,
@@ -28,6 +28,18 @@ pub struct OriginSubscriptions {
     pub git: Vec<String>,
     /// Names of generic subscriptions.
     pub generic: Vec<String>,
+}
+
+impl Default for OriginSubscriptions {
+    fn default() -> Self {
+        Self {
+            origin: FreightOrigin::warehouse(""),
+            images: Vec::new(),
+            charts: Vec::new(),
+            git: Vec::new(),
+            generic: Vec::new(),
+        }
+    }
 }
 
 /// One step's status, as the status functions see it.
@@ -529,7 +541,7 @@ impl Object for SemVer {
 
     fn call_method(
         self: &Arc<Self>,
-        _state: &State<'_, '_>,
+        _state: &mut State<'_, '_>,
         method: &str,
         args: &[Value],
     ) -> Result<Value, Error> {

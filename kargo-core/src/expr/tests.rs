@@ -154,7 +154,8 @@ fn fuel_stops_hostile_expressions() {
     for t in [
         "$<< range(100000) | map('string') | join | length >>",
         "$<< ('x' * 10000000) * 10 >>",
-        "$<< range(100000) | sum >>",
+        "$<< range(100000) | map('string') | map('upper') | join >>",
+        "$<< ((range(100000) | list) * 1000) | join >>",
     ] {
         let e = engine.render_str(t, &scope()).unwrap_err();
         assert!(
