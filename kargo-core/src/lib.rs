@@ -10,7 +10,7 @@
 
 pub mod expr;
 pub mod freight;
-// pub mod loader;
+pub mod loader;
 pub mod model;
 pub mod runner;
 pub mod secret;
