@@ -16,7 +16,7 @@ pub mod runner;
 pub mod secret;
 pub mod source;
 pub mod step;
-// pub mod validate;
+pub mod validate;
 pub mod workdir;
 
 pub use freight::{Freight, FreightCollection, FreightId, FreightOrigin, FreightReference};

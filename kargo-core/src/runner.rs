@@ -40,10 +40,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::expr::{EvalData, ExprEngine, OriginSubscriptions, Scope, StepStatusEntry, from_json};
+use crate::freight::FreightOrigin;
 use crate::freight::{FreightCollection, FreightReference};
+use crate::loader::ManifestSet;
 use crate::model::{
     ExpressionVariable, PromotionStep, PromotionTaskKind, PromotionTaskReference,
-    PromotionTaskSpec,
+    PromotionTaskSpec, SubscriptionSource,
 };
 use crate::secret::{CredentialProvider, NoCredentials, SecretStore};
 use crate::step::{StepContext, StepErrorKind, StepRegistry, StepStatus};
@@ -70,7 +72,11 @@ pub struct PlannedStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_threshold: Option<u32>,
     /// `retry.timeout`, when set.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration"
+    )]
     pub timeout: Option<Duration>,
     /// Step variables in evaluation order (task defaults, task step vars, own vars).
     #[serde(default)]
@@ -256,6 +262,153 @@ fn task_vars(
     }
     out.extend(step.iter().cloned());
     Ok(out)
+}
+
+/// What a Stage's promotion needs besides the Freight: its variables, its inflated steps
+/// and the origins it requests (with their Warehouses' subscriptions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagePlan {
+    /// The project.
+    pub project: String,
+    /// The Stage.
+    pub stage: String,
+    /// Stage vars followed by template vars.
+    pub vars: Vec<ExpressionVariable>,
+    /// The inflated steps.
+    pub steps: Vec<PlannedStep>,
+    /// The requested origins and the subscriptions of their Warehouses.
+    pub requested: Vec<OriginSubscriptions>,
+}
+
+/// Why a Stage's promotion could not be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// No such Stage.
+    #[error("Stage {project}/{stage} not found")]
+    StageNotFound {
+        /// The project.
+        project: String,
+        /// The Stage.
+        stage: String,
+    },
+    /// The Stage has no promotion steps (a control-flow Stage).
+    #[error("Stage {project}/{stage} has no promotion template")]
+    NoPromotionTemplate {
+        /// The project.
+        project: String,
+        /// The Stage.
+        stage: String,
+    },
+    /// Task inflation failed.
+    #[error("Stage {project}/{stage}: {source}")]
+    Inflate {
+        /// The project.
+        project: String,
+        /// The Stage.
+        stage: String,
+        /// The inflation error.
+        source: InflateError,
+    },
+}
+
+/// Plans the promotion of a Stage from a manifest set: vars, inflated steps and requested
+/// origins.
+pub fn plan_stage(set: &ManifestSet, project: &str, stage: &str) -> Result<StagePlan, PlanError> {
+    let s = set
+        .stage(project, stage)
+        .ok_or_else(|| PlanError::StageNotFound {
+            project: project.to_owned(),
+            stage: stage.to_owned(),
+        })?;
+    let template = s
+        .spec
+        .promotion_template
+        .as_ref()
+        .filter(|t| !t.spec.steps.is_empty())
+        .ok_or_else(|| PlanError::NoPromotionTemplate {
+            project: project.to_owned(),
+            stage: stage.to_owned(),
+        })?;
+    let mut vars = s.spec.vars.clone();
+    vars.extend(template.spec.vars.iter().cloned());
+    let steps = inflate_steps(&template.spec.steps, &vars, |r| match r.kind {
+        PromotionTaskKind::ClusterPromotionTask => {
+            set.cluster_promotion_task(&r.name).map(|t| &t.spec)
+        }
+        _ => set.promotion_task(project, &r.name).map(|t| &t.spec),
+    })
+    .map_err(|source| PlanError::Inflate {
+        project: project.to_owned(),
+        stage: stage.to_owned(),
+        source,
+    })?;
+    let requested = s
+        .spec
+        .requested_freight
+        .iter()
+        .map(|req| {
+            let mut subs = OriginSubscriptions {
+                origin: FreightOrigin::warehouse(req.origin.name.clone()),
+                ..OriginSubscriptions::default()
+            };
+            if let Some(wh) = set.warehouse(project, &req.origin.name) {
+                for sub in &wh.spec.subscriptions {
+                    match &sub.source {
+                        SubscriptionSource::Image(i) => subs.images.push(i.repo_url.clone()),
+                        SubscriptionSource::Chart(c) => {
+                            subs.charts.push((c.repo_url.clone(), c.name.clone()));
+                        }
+                        SubscriptionSource::Git(g) => subs.git.push(g.repo_url.clone()),
+                        SubscriptionSource::Generic(_) => {
+                            subs.generic.push(sub.name.clone().unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            subs
+        })
+        .collect();
+    Ok(StagePlan {
+        project: project.to_owned(),
+        stage: stage.to_owned(),
+        vars,
+        steps,
+        requested,
+    })
+}
+
+/// A promotion name as Kargo makes them: `<stage>.<ULID>.<first 7 characters of the
+/// Freight ID>`, lowercase; the ULID makes lexical order creation order.
+pub fn promotion_name(stage: &str, freight: &str) -> String {
+    use sha1::{Digest, Sha1};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let now = Utc::now();
+    let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0) & ((1 << 48) - 1);
+    let mut h = Sha1::new();
+    h.update(now.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let rand = h.finalize();
+    // 48-bit time + 80 random bits = 128 bits = 26 base-32 characters (first one 3 bits).
+    let mut value: u128 = u128::from(ms) << 80;
+    for (i, b) in rand.iter().take(10).enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    let mut ulid = [0u8; 26];
+    for (i, c) in ulid.iter_mut().enumerate().rev() {
+        *c = ALPHABET[(value & 31) as usize];
+        value >>= 5;
+        let _ = i;
+    }
+    let short: String = freight.chars().take(7).collect();
+    format!(
+        "{}.{}.{}",
+        stage.to_lowercase(),
+        String::from_utf8_lossy(&ulid),
+        short.to_lowercase()
+    )
 }
 
 /// The phase of a promotion.
@@ -456,6 +609,29 @@ impl fmt::Debug for Promotion {
 }
 
 impl Promotion {
+    /// A promotion of a planned Stage for `freight`, triggered by `target`.
+    pub fn from_plan(
+        plan: &StagePlan,
+        work_dir: WorkDir,
+        freight: FreightCollection,
+        target: Option<FreightReference>,
+    ) -> Self {
+        let name = promotion_name(
+            &plan.stage,
+            target.as_ref().map(|t| t.name.as_str()).unwrap_or(""),
+        );
+        Self {
+            project: plan.project.clone(),
+            stage: plan.stage.clone(),
+            name,
+            vars: plan.vars.clone(),
+            requested: plan.requested.clone(),
+            freight,
+            target_freight: target,
+            ..Self::new(work_dir, plan.steps.clone())
+        }
+    }
+
     /// A promotion of `steps` in `work_dir` with no Freight, vars, secrets or credentials.
     pub fn new(work_dir: WorkDir, steps: Vec<PlannedStep>) -> Self {
         Self {
@@ -555,7 +731,8 @@ impl Runner {
 
     /// Runs a promotion to completion.
     pub async fn run(&self, promotion: &Promotion) -> PromotionResult {
-        self.run_with_cancel(promotion, CancellationToken::new()).await
+        self.run_with_cancel(promotion, CancellationToken::new())
+            .await
     }
 
     /// Runs a promotion; cancelling `cancel` aborts it.
@@ -598,23 +775,24 @@ impl Runner {
         let ctx_value = self.ctx_value(p);
 
         // Promotion-level vars: ctx and earlier vars only.
-        let promo_vars = match self.eval_vars(&p.vars, &ctx_value, &base, serde_json::Map::new(), None) {
-            Ok(v) => v,
-            Err(msg) => {
-                tracing::warn!(error = %msg, "promotion variables failed to evaluate");
-                for r in &mut exec.records {
-                    r.status = StepExecutionStatus::Skipped;
+        let promo_vars =
+            match self.eval_vars(&p.vars, &ctx_value, &base, serde_json::Map::new(), None) {
+                Ok(v) => v,
+                Err(msg) => {
+                    tracing::warn!(error = %msg, "promotion variables failed to evaluate");
+                    for r in &mut exec.records {
+                        r.status = StepExecutionStatus::Skipped;
+                    }
+                    return PromotionResult {
+                        phase: PromotionPhase::Errored,
+                        message: Some(msg),
+                        steps: exec.records,
+                        state: exec.state,
+                        started_at,
+                        finished_at: Utc::now(),
+                    };
                 }
-                return PromotionResult {
-                    phase: PromotionPhase::Errored,
-                    message: Some(msg),
-                    steps: exec.records,
-                    state: exec.state,
-                    started_at,
-                    finished_at: Utc::now(),
-                };
-            }
-        };
+            };
 
         let mut aborted = false;
         for (i, step) in p.steps.iter().enumerate() {
@@ -624,7 +802,16 @@ impl Runner {
             }
             let span = tracing::info_span!("step", alias = %step.alias, uses = %step.uses);
             let outcome = self
-                .run_step(p, step, i, &mut exec, &promo_vars, &ctx_value, &base, &cancel)
+                .run_step(
+                    p,
+                    step,
+                    i,
+                    &mut exec,
+                    &promo_vars,
+                    &ctx_value,
+                    &base,
+                    &cancel,
+                )
                 .instrument(span)
                 .await;
             if outcome == StepExecutionStatus::Aborted {
@@ -728,7 +915,10 @@ impl Runner {
                     )
                 })
                 .collect();
-            top.insert("stepMetas".into(), Value::from(minijinja::value::Serde(&metas)));
+            top.insert(
+                "stepMetas".into(),
+                Value::from(minijinja::value::Serde(&metas)),
+            );
             if let Some((ns, _)) = alias.and_then(|a| a.split_once(ALIAS_SEPARATOR)) {
                 let prefix = format!("{ns}{ALIAS_SEPARATOR}");
                 let task_outputs: BTreeMap<&str, &Json> = exec
@@ -790,7 +980,11 @@ impl Runner {
             r.message = message;
             r.finished_at = Some(Utc::now());
             if status.is_failure() {
-                tracing::warn!(status = status.as_str(), message = r.message.as_deref().unwrap_or(""), "step finished");
+                tracing::warn!(
+                    status = status.as_str(),
+                    message = r.message.as_deref().unwrap_or(""),
+                    "step finished"
+                );
             } else {
                 tracing::info!(status = status.as_str(), "step finished");
             }
@@ -826,7 +1020,8 @@ impl Runner {
                 }
             }
             Some(cond) => {
-                let scope = self.scope(ctx, Some(&step.alias), &step_vars, Some(exec), data.clone());
+                let scope =
+                    self.scope(ctx, Some(&step.alias), &step_vars, Some(exec), data.clone());
                 match self.engine.render_str(cond, &scope) {
                     Ok(Json::Bool(true)) => {}
                     Ok(Json::Bool(false)) => {
@@ -844,7 +1039,11 @@ impl Runner {
                         );
                     }
                     Err(e) => {
-                        return finish(exec, StepExecutionStatus::Errored, Some(format!("if: {e}")));
+                        return finish(
+                            exec,
+                            StepExecutionStatus::Errored,
+                            Some(format!("if: {e}")),
+                        );
                     }
                 }
             }
@@ -867,11 +1066,7 @@ impl Runner {
 
         loop {
             if cancel.is_cancelled() {
-                return finish(
-                    exec,
-                    StepExecutionStatus::Aborted,
-                    Some("aborted".into()),
-                );
+                return finish(exec, StepExecutionStatus::Aborted, Some("aborted".into()));
             }
             // Config is rendered for every attempt: outputs and statuses may have changed.
             let scope = self.scope(ctx, Some(&step.alias), &step_vars, Some(exec), data.clone());
@@ -909,13 +1104,27 @@ impl Runner {
                 r = imp.run_json(&sctx, config) => Some(r),
                 () = cancel.cancelled() => None,
             };
+            let result = match result {
+                Some(Err(e)) if e.kind == StepErrorKind::Cancelled || cancel.is_cancelled() => None,
+                other => other,
+            };
             let Some(result) = result else {
-                return finish(exec, StepExecutionStatus::Aborted, Some("aborted while running".into()));
+                return finish(
+                    exec,
+                    StepExecutionStatus::Aborted,
+                    Some("aborted while running".into()),
+                );
             };
 
             let delay = match result {
                 Ok(outcome) => {
-                    self.record_outputs(exec, index, step, &outcome.outputs, defaults.task_output_propagation);
+                    self.record_outputs(
+                        exec,
+                        index,
+                        step,
+                        &outcome.outputs,
+                        defaults.task_output_propagation,
+                    );
                     match outcome.status {
                         StepStatus::Succeeded => {
                             return finish(exec, StepExecutionStatus::Succeeded, outcome.message);
@@ -966,13 +1175,18 @@ impl Runner {
                     return finish(
                         exec,
                         StepExecutionStatus::Errored,
-                        Some(format!("step timed out after {}", crate::model::Duration(t))),
+                        Some(format!(
+                            "step timed out after {}",
+                            crate::model::Duration(t)
+                        )),
                     );
                 }
             }
             let wait = match timeout {
                 // Wake up no later than the deadline, so the timeout is noticed promptly.
-                Some(t) => delay.min(t.saturating_sub(started.elapsed()) + Duration::from_millis(1)),
+                Some(t) => {
+                    delay.min(t.saturating_sub(started.elapsed()) + Duration::from_millis(1))
+                }
                 None => delay,
             };
             tokio::select! {
@@ -993,8 +1207,10 @@ impl Runner {
         propagate: bool,
     ) {
         exec.records[index].outputs = outputs.clone();
-        let as_map: serde_json::Map<String, Json> =
-            outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let as_map: serde_json::Map<String, Json> = outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         exec.state
             .insert(step.alias.clone(), Json::Object(as_map.clone()));
         if propagate && let Some((ns, _)) = step.alias.split_once(ALIAS_SEPARATOR) {

@@ -195,18 +195,29 @@ mod tests {
     async fn static_credentials_pick_longest_prefix() {
         let p = StaticCredentials::new()
             .with(CredentialKind::Git, "https://git.example.com/", "a", "1")
-            .with(CredentialKind::Git, "https://git.example.com/team/", "b", "2")
-            .with(CredentialKind::Image, "https://git.example.com/team/", "c", "3");
+            .with(
+                CredentialKind::Git,
+                "https://git.example.com/team/",
+                "b",
+                "2",
+            )
+            .with(
+                CredentialKind::Image,
+                "https://git.example.com/team/",
+                "c",
+                "3",
+            );
         let c = p
             .credentials(CredentialKind::Git, "https://git.example.com/team/repo.git")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(c.username, "b");
-        assert!(p
-            .credentials(CredentialKind::Helm, "https://git.example.com/")
-            .await
-            .unwrap()
-            .is_none());
+        assert!(
+            p.credentials(CredentialKind::Helm, "https://git.example.com/")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

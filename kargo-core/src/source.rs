@@ -278,7 +278,10 @@ impl SourceRegistry {
     }
 
     /// Registers a source; a second source of the same kind is refused.
-    pub fn register<S: Source>(&mut self, source: S) -> Result<&mut Self, crate::step::DuplicateStep> {
+    pub fn register<S: Source>(
+        &mut self,
+        source: S,
+    ) -> Result<&mut Self, crate::step::DuplicateStep> {
         self.register_dyn(Arc::new(source))
     }
 

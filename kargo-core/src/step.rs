@@ -513,8 +513,10 @@ mod tests {
 
     #[test]
     fn decode_names_the_path_of_a_type_error() {
-        let e = decode_config::<Cfg>(serde_json::json!({"path": "a", "updates": [{"key": 3, "value": 1}]}))
-            .unwrap_err();
+        let e = decode_config::<Cfg>(
+            serde_json::json!({"path": "a", "updates": [{"key": 3, "value": 1}]}),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("config.updates[0].key"), "{e}");
     }
 

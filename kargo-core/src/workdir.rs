@@ -52,7 +52,9 @@ pub enum PathErrorReason {
 impl fmt::Display for PathErrorReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Absolute => f.write_str("absolute paths are not allowed; expected a path relative to the work directory"),
+            Self::Absolute => f.write_str(
+                "absolute paths are not allowed; expected a path relative to the work directory",
+            ),
             Self::Empty => f.write_str("the path is empty"),
             Self::NulByte => f.write_str("the path contains a NUL byte"),
             Self::EscapesRoot => f.write_str("`..` leads outside the work directory"),
@@ -140,9 +142,7 @@ impl WorkDir {
             if comp == ".." {
                 // Only produced by symlink targets: fold against the current location.
                 if current == self.root || !current.pop() || !current.starts_with(&self.root) {
-                    return Err(err(PathErrorReason::SymlinkEscape {
-                        link: last_link,
-                    }));
+                    return Err(err(PathErrorReason::SymlinkEscape { link: last_link }));
                 }
                 continue;
             }
@@ -251,10 +251,16 @@ mod tests {
     #[test]
     fn plain_relative_paths_resolve_inside() {
         let (_d, _o, wd) = setup();
-        assert_eq!(wd.resolve("a/b/f.yaml").unwrap(), wd.root().join("a/b/f.yaml"));
+        assert_eq!(
+            wd.resolve("a/b/f.yaml").unwrap(),
+            wd.root().join("a/b/f.yaml")
+        );
         assert_eq!(wd.resolve("./a/./b").unwrap(), wd.root().join("a/b"));
         assert_eq!(wd.resolve("a/../a/b").unwrap(), wd.root().join("a/b"));
-        assert_eq!(wd.resolve("new/dir/file").unwrap(), wd.root().join("new/dir/file"));
+        assert_eq!(
+            wd.resolve("new/dir/file").unwrap(),
+            wd.root().join("new/dir/file")
+        );
         assert_eq!(wd.resolve(".").unwrap(), wd.root());
     }
 
@@ -265,7 +271,10 @@ mod tests {
         assert_eq!(e.reason, PathErrorReason::Absolute);
         assert!(e.to_string().contains("/etc/passwd"), "{e}");
         let root_abs = wd.root().join("a").to_string_lossy().into_owned();
-        assert_eq!(wd.resolve(&root_abs).unwrap_err().reason, PathErrorReason::Absolute);
+        assert_eq!(
+            wd.resolve(&root_abs).unwrap_err().reason,
+            PathErrorReason::Absolute
+        );
     }
 
     #[test]
@@ -284,7 +293,10 @@ mod tests {
     fn empty_and_nul_are_rejected() {
         let (_d, _o, wd) = setup();
         assert_eq!(wd.resolve("").unwrap_err().reason, PathErrorReason::Empty);
-        assert_eq!(wd.resolve("a\0b").unwrap_err().reason, PathErrorReason::NulByte);
+        assert_eq!(
+            wd.resolve("a\0b").unwrap_err().reason,
+            PathErrorReason::NulByte
+        );
     }
 
     #[cfg(unix)]
@@ -296,7 +308,14 @@ mod tests {
         std::os::unix::fs::symlink(o.path().join("secret"), d.path().join("a/leak")).unwrap();
         // dangling link to outside
         std::os::unix::fs::symlink("/nonexistent/x", d.path().join("dangling")).unwrap();
-        for p in ["out/secret", "out", "a/b/up/x", "a/leak", "dangling", "dangling/deeper"] {
+        for p in [
+            "out/secret",
+            "out",
+            "a/b/up/x",
+            "a/leak",
+            "dangling",
+            "dangling/deeper",
+        ] {
             let e = wd.resolve(p).unwrap_err();
             assert!(
                 matches!(e.reason, PathErrorReason::SymlinkEscape { .. }),
@@ -312,7 +331,10 @@ mod tests {
         std::os::unix::fs::symlink("a/b", d.path().join("short")).unwrap();
         std::os::unix::fs::symlink(d.path().join("a"), d.path().join("abs_inside")).unwrap();
         std::os::unix::fs::symlink("../a/b/f.yaml", d.path().join("a/rel")).unwrap();
-        assert_eq!(wd.resolve("short/f.yaml").unwrap(), wd.root().join("a/b/f.yaml"));
+        assert_eq!(
+            wd.resolve("short/f.yaml").unwrap(),
+            wd.root().join("a/b/f.yaml")
+        );
         assert_eq!(wd.resolve("abs_inside/b").unwrap(), wd.root().join("a/b"));
         assert_eq!(wd.resolve("a/rel").unwrap(), wd.root().join("a/b/f.yaml"));
     }

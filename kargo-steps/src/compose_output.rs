@@ -21,7 +21,11 @@ impl Step for ComposeOutput {
         }
     }
 
-    async fn run(&self, _ctx: &StepContext, config: Self::Config) -> Result<StepOutcome, StepError> {
+    async fn run(
+        &self,
+        _ctx: &StepContext,
+        config: Self::Config,
+    ) -> Result<StepOutcome, StepError> {
         let mut outcome = StepOutcome::succeeded();
         outcome.outputs.extend(config);
         Ok(outcome)

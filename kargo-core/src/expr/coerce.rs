@@ -81,7 +81,10 @@ fn parse_number(s: &str) -> Option<Json> {
 }
 
 fn looks_like_json(s: &str) -> bool {
-    matches!(s.trim_start().as_bytes().first(), Some(b'{' | b'[' | b'n' | b'"'))
+    matches!(
+        s.trim_start().as_bytes().first(),
+        Some(b'{' | b'[' | b'n' | b'"')
+    )
 }
 
 #[cfg(test)]

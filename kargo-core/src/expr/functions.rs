@@ -141,7 +141,11 @@ impl Object for Record {
             .map(|(_, _, v)| v.clone())
     }
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<Value> = self.fields.iter().map(|(j, _, _)| Value::from(*j)).collect();
+        let keys: Vec<Value> = self
+            .fields
+            .iter()
+            .map(|(j, _, _)| Value::from(*j))
+            .collect();
         Enumerator::Values(keys)
     }
 }
@@ -190,8 +194,12 @@ fn str_arg<'a>(v: &'a Value, fname: &str, pos: &str) -> Result<&'a str, Error> {
             format!("{fname}(): the {pos} argument is undefined"),
         ));
     }
-    v.as_str()
-        .ok_or_else(|| err(format!("{fname}(): the {pos} argument must be a string, got {}", v.kind())))
+    v.as_str().ok_or_else(|| {
+        err(format!(
+            "{fname}(): the {pos} argument must be a string, got {}",
+            v.kind()
+        ))
+    })
 }
 
 fn map_value(m: &serde_json::Map<String, Json>) -> Value {
@@ -225,7 +233,12 @@ fn image_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
             str_arg(r, "imageFrom", "first")?,
             Some(origin_arg(o, "imageFrom", "second")?),
         ),
-        _ => return Err(err(format!("imageFrom() takes 1 or 2 arguments, got {}", args.len()))),
+        _ => {
+            return Err(err(format!(
+                "imageFrom() takes 1 or 2 arguments, got {}",
+                args.len()
+            )));
+        }
     };
     let d = data(state);
     let origin = match origin {
@@ -277,7 +290,12 @@ fn chart_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
             str_arg(n, "chartFrom", "second")?,
             Some(origin_arg(o, "chartFrom", "third")?),
         ),
-        _ => return Err(err(format!("chartFrom() takes 1 to 3 arguments, got {}", args.len()))),
+        _ => {
+            return Err(err(format!(
+                "chartFrom() takes 1 to 3 arguments, got {}",
+                args.len()
+            )));
+        }
     };
     let d = data(state);
     let origin = match origin {
@@ -290,7 +308,9 @@ fn chart_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
                 return Err(err(if name.is_empty() {
                     format!("chart from repository {repo} not found in the requested Freight")
                 } else {
-                    format!("chart {name:?} from repository {repo} not found in the requested Freight")
+                    format!(
+                        "chart {name:?} from repository {repo} not found in the requested Freight"
+                    )
                 }));
             }
         },
@@ -321,7 +341,12 @@ fn commit_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error>
             str_arg(r, "commitFrom", "first")?,
             Some(origin_arg(o, "commitFrom", "second")?),
         ),
-        _ => return Err(err(format!("commitFrom() takes 1 or 2 arguments, got {}", args.len()))),
+        _ => {
+            return Err(err(format!(
+                "commitFrom() takes 1 or 2 arguments, got {}",
+                args.len()
+            )));
+        }
     };
     let want = normalize_git_url(repo);
     let d = data(state);
@@ -391,14 +416,22 @@ fn artifact_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Erro
             record(
                 RecordType::Artifact,
                 vec![
-                    ("artifactType", "ArtifactType", Value::from(a.artifact_type.clone())),
+                    (
+                        "artifactType",
+                        "ArtifactType",
+                        Value::from(a.artifact_type.clone()),
+                    ),
                     (
                         "subscriptionName",
                         "SubscriptionName",
                         Value::from(a.subscription_name.clone()),
                     ),
                     ("version", "Version", Value::from(a.version.clone())),
-                    ("metadata", "Metadata", Value::from(minijinja::value::Serde(&a.metadata))),
+                    (
+                        "metadata",
+                        "Metadata",
+                        Value::from(minijinja::value::Serde(&a.metadata)),
+                    ),
                 ],
             )
         })
@@ -643,17 +676,24 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("chartFrom", chart_from);
     env.add_function("commitFrom", commit_from);
     env.add_function("artifactFrom", artifact_from);
-    env.add_function("secret", |state: &State<'_, '_>, name: Value| -> Result<Value, Error> {
-        let n = str_arg(&name, "secret", "first")?;
-        let d = data(state);
-        let map: BTreeMap<String, String> = d
-            .secrets
-            .as_ref()
-            .and_then(|s| s.secret(n))
-            .map(|m| m.into_iter().map(|(k, v)| (k, v.expose().clone())).collect())
-            .unwrap_or_default();
-        Ok(Value::from(map))
-    });
+    env.add_function(
+        "secret",
+        |state: &State<'_, '_>, name: Value| -> Result<Value, Error> {
+            let n = str_arg(&name, "secret", "first")?;
+            let d = data(state);
+            let map: BTreeMap<String, String> = d
+                .secrets
+                .as_ref()
+                .and_then(|s| s.secret(n))
+                .map(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| (k, v.expose().clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(Value::from(map))
+        },
+    );
     env.add_function(
         "freightMetadata",
         |state: &State<'_, '_>, name: Value| -> Result<Value, Error> {
@@ -688,24 +728,27 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             .map(Value::from_object)
             .ok_or_else(|| err(format!("semverParse(): {s:?} is not a semantic version")))
     });
-    env.add_function("semverDiff", |a: Value, b: Value| -> Result<String, Error> {
-        let (a, b) = two_strs("semverDiff", &a, &b)?;
-        let (Some(x), Some(y)) = (SemVer::parse(a), SemVer::parse(b)) else {
-            return Ok("Incomparable".to_owned());
-        };
-        Ok(if x.major != y.major {
-            "Major"
-        } else if x.minor != y.minor {
-            "Minor"
-        } else if x.patch != y.patch {
-            "Patch"
-        } else if x.meta != y.meta {
-            "Metadata"
-        } else {
-            "None"
-        }
-        .to_owned())
-    });
+    env.add_function(
+        "semverDiff",
+        |a: Value, b: Value| -> Result<String, Error> {
+            let (a, b) = two_strs("semverDiff", &a, &b)?;
+            let (Some(x), Some(y)) = (SemVer::parse(a), SemVer::parse(b)) else {
+                return Ok("Incomparable".to_owned());
+            };
+            Ok(if x.major != y.major {
+                "Major"
+            } else if x.minor != y.minor {
+                "Minor"
+            } else if x.patch != y.patch {
+                "Patch"
+            } else if x.meta != y.meta {
+                "Metadata"
+            } else {
+                "None"
+            }
+            .to_owned())
+        },
+    );
     env.add_function("always", |state: &State<'_, '_>| -> Result<bool, Error> {
         statuses(state, "always").map(|_| true)
     });
@@ -715,41 +758,53 @@ pub(crate) fn register(env: &mut Environment<'static>) {
     env.add_function("success", |state: &State<'_, '_>| -> Result<bool, Error> {
         statuses(state, "success").map(|s| !has_failure(&s))
     });
-    env.add_function("status", |state: &State<'_, '_>, alias: Value| -> Result<String, Error> {
-        let alias = str_arg(&alias, "status", "first")?;
-        if alias.is_empty() {
-            return Err(err("status(): the alias must not be empty"));
-        }
-        let d = data(state);
-        let Some(steps) = d.steps.as_ref() else {
-            return Err(err("status() is only available in a step's `config` and `if`"));
-        };
-        let ns = namespace(&d.current_alias);
-        for s in steps {
-            let (sns, short) = match s.alias.split_once("::") {
-                Some((n, a)) => (n, a),
-                None => ("", s.alias.as_str()),
-            };
-            if sns == ns && short == alias {
-                return Ok(s.status.clone());
+    env.add_function(
+        "status",
+        |state: &State<'_, '_>, alias: Value| -> Result<String, Error> {
+            let alias = str_arg(&alias, "status", "first")?;
+            if alias.is_empty() {
+                return Err(err("status(): the alias must not be empty"));
             }
-        }
-        Ok(String::new())
-    });
+            let d = data(state);
+            let Some(steps) = d.steps.as_ref() else {
+                return Err(err(
+                    "status() is only available in a step's `config` and `if`",
+                ));
+            };
+            let ns = namespace(&d.current_alias);
+            for s in steps {
+                let (sns, short) = match s.alias.split_once("::") {
+                    Some((n, a)) => (n, a),
+                    None => ("", s.alias.as_str()),
+                };
+                if sns == ns && short == alias {
+                    return Ok(s.status.clone());
+                }
+            }
+            Ok(String::new())
+        },
+    );
 
     // Helpers the expr-lang translation relies on.
-    env.add_function("__optget", |obj: Value, key: Value| -> Result<Value, Error> {
-        if obj.is_undefined() || obj.is_none() {
-            return Ok(Value::from(()));
-        }
-        let v = match key.as_str() {
-            Some(k) => obj.get_attr(k).or_else(|_| obj.get_item(&key))?,
-            None => obj.get_item(&key)?,
-        };
-        Ok(if v.is_undefined() { Value::from(()) } else { v })
-    });
+    env.add_function(
+        "__optget",
+        |obj: Value, key: Value| -> Result<Value, Error> {
+            if obj.is_undefined() || obj.is_none() {
+                return Ok(Value::from(()));
+            }
+            let v = match key.as_str() {
+                Some(k) => obj.get_attr(k).or_else(|_| obj.get_item(&key))?,
+                None => obj.get_item(&key)?,
+            };
+            Ok(if v.is_undefined() { Value::from(()) } else { v })
+        },
+    );
     env.add_function("__coalesce", |a: Value, b: Value| -> Value {
-        if a.is_undefined() || a.is_none() { b } else { a }
+        if a.is_undefined() || a.is_none() {
+            b
+        } else {
+            a
+        }
     });
     env.add_function("__matches", |s: Value, re: Value| -> Result<bool, Error> {
         let (s, re) = two_strs("matches", &s, &re)?;
@@ -761,25 +816,37 @@ pub(crate) fn register(env: &mut Environment<'static>) {
         }
         Err(err("contains: both operands must be strings"))
     });
-    env.add_function("__startsWith", |a: Value, b: Value| -> Result<bool, Error> {
-        let (a, b) = two_strs("startsWith", &a, &b)?;
-        Ok(a.starts_with(b))
-    });
+    env.add_function(
+        "__startsWith",
+        |a: Value, b: Value| -> Result<bool, Error> {
+            let (a, b) = two_strs("startsWith", &a, &b)?;
+            Ok(a.starts_with(b))
+        },
+    );
     env.add_function("__endsWith", |a: Value, b: Value| -> Result<bool, Error> {
         let (a, b) = two_strs("endsWith", &a, &b)?;
         Ok(a.ends_with(b))
     });
-    env.add_function("__trimPrefix", |a: Value, b: Value| -> Result<String, Error> {
-        let (a, b) = two_strs("trimPrefix", &a, &b)?;
-        Ok(a.strip_prefix(b).unwrap_or(a).to_owned())
-    });
-    env.add_function("__trimSuffix", |a: Value, b: Value| -> Result<String, Error> {
-        let (a, b) = two_strs("trimSuffix", &a, &b)?;
-        Ok(a.strip_suffix(b).unwrap_or(a).to_owned())
-    });
+    env.add_function(
+        "__trimPrefix",
+        |a: Value, b: Value| -> Result<String, Error> {
+            let (a, b) = two_strs("trimPrefix", &a, &b)?;
+            Ok(a.strip_prefix(b).unwrap_or(a).to_owned())
+        },
+    );
+    env.add_function(
+        "__trimSuffix",
+        |a: Value, b: Value| -> Result<String, Error> {
+            let (a, b) = two_strs("trimSuffix", &a, &b)?;
+            Ok(a.strip_suffix(b).unwrap_or(a).to_owned())
+        },
+    );
     env.add_function("__add", |a: Value, b: Value| -> Result<Value, Error> {
         if a.is_undefined() || b.is_undefined() {
-            return Err(Error::new(ErrorKind::UndefinedError, "`+` on an undefined value"));
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                "`+` on an undefined value",
+            ));
         }
         match (a.as_str(), b.as_str()) {
             (Some(x), Some(y)) => Ok(Value::from(format!("{x}{y}"))),

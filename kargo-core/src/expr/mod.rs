@@ -191,7 +191,11 @@ impl ExprEngine {
         let translated;
         let source: &str = if template.contains("${{") || template.contains("${%") {
             translated = exprlang::translate_template(template).map_err(|e| ExprError {
-                kind: ExprErrorKind::Translation,
+                kind: if e.message.starts_with("unclosed") {
+                    ExprErrorKind::Unclosed
+                } else {
+                    ExprErrorKind::Translation
+                },
                 expression: e.source_text.clone(),
                 offset: e.offset,
                 message: e.message.clone(),
@@ -229,6 +233,21 @@ impl ExprEngine {
     /// `expressionFilter`.
     pub fn compile_expression(&self, expr: &str) -> Result<CompiledExpr<'_>, ExprError> {
         self.compile_at(expr, 0)
+    }
+
+    /// Compiles a bare Kargo (expr-lang) expression, as found in
+    /// `freightCreationCriteria.expression`, a git subscription's `expressionFilter` or the
+    /// `http` step's success expressions: it is translated, then compiled.
+    pub fn compile_kargo_expression(&self, expr: &str) -> Result<CompiledExpr<'_>, ExprError> {
+        let translated = exprlang::translate(expr).map_err(|e| ExprError {
+            kind: ExprErrorKind::Translation,
+            expression: e.source_text.clone(),
+            offset: e.offset,
+            message: e.message.clone(),
+        })?;
+        let mut compiled = self.compile_at(&translated, 0)?;
+        compiled.text = expr.to_owned();
+        Ok(compiled)
     }
 
     fn compile_at(&self, text: &str, offset: usize) -> Result<CompiledExpr<'_>, ExprError> {
@@ -301,7 +320,12 @@ impl ExprEngine {
         errors
     }
 
-    fn validate_at(&self, value: &Json, path: &mut Vec<PathPart>, errors: &mut Vec<PathedExprError>) {
+    fn validate_at(
+        &self,
+        value: &Json,
+        path: &mut Vec<PathPart>,
+        errors: &mut Vec<PathedExprError>,
+    ) {
         match value {
             Json::String(s) => {
                 if let Err(e) = self.compile(s) {
@@ -649,8 +673,10 @@ impl Scope {
 
     /// A scope with only the given JSON variables and no function data.
     pub fn from_json(vars: &serde_json::Map<String, Json>) -> Self {
-        let map: BTreeMap<String, Value> =
-            vars.iter().map(|(k, v)| (k.clone(), from_json(v))).collect();
+        let map: BTreeMap<String, Value> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), from_json(v)))
+            .collect();
         Self::new(map, Arc::new(EvalData::default()))
     }
 

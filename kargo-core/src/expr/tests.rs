@@ -70,24 +70,41 @@ fn whole_value_coercion_table() {
         ("$<< 1 >>$<< 2 >>", json!(12)),
         ("$<< 1 >>.$<< 5 >>", json!(1.5)),
         ("$<< vars.s >>-$<< vars.n >>", json!("hello-3")),
-        ("prefix $<< vars.obj >>", json!("prefix {\"a\":1,\"b\":[1,2]}")),
+        (
+            "prefix $<< vars.obj >>",
+            json!("prefix {\"a\":1,\"b\":[1,2]}"),
+        ),
         ("$<< 'tr' >>$<< 'ue' >>", json!(true)),
         ("$<< vars.empty >>", json!("")),
         ("x$<< vars.empty >>", json!("x")),
         ("$<< vars.multiline >>", json!("a\nb\n")),
         ("$<< 'a>>b' >>", json!("a>>b")),
         ("$<< \"a>>b\" ~ 'c' >>", json!("a>>bc")),
-        ("{{ .Values.x }}-$<< ctx.stage >>", json!("{{ .Values.x }}-prod")),
-        ("$<< outputs['update-image'].commitMessage >>", json!("Updated x")),
-        ("$<< 'main' if ctx.stage == 'prod' else 'dev' >>", json!("main")),
-        ("$<< asJSON(vars.obj) >>", json!("{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}\n")),
+        (
+            "{{ .Values.x }}-$<< ctx.stage >>",
+            json!("{{ .Values.x }}-prod"),
+        ),
+        (
+            "$<< outputs['update-image'].commitMessage >>",
+            json!("Updated x"),
+        ),
+        (
+            "$<< 'main' if ctx.stage == 'prod' else 'dev' >>",
+            json!("main"),
+        ),
+        (
+            "$<< asJSON(vars.obj) >>",
+            json!("{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}\n"),
+        ),
         ("$<< asYAML({'a': 1}) >>", json!("a: 1\n")),
         ("$<< vars.list | join(',') >>", json!("x,y")),
     ];
     let engine = ExprEngine::new();
     let s = scope();
     for (t, want) in &cases {
-        let got = engine.render_str(t, &s).unwrap_or_else(|e| panic!("{t}: {e}"));
+        let got = engine
+            .render_str(t, &s)
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
         assert_eq!(&got, want, "template {t}");
     }
     assert!(cases.len() >= 30);
@@ -97,21 +114,29 @@ fn whole_value_coercion_table() {
 fn kargo_expr_lang_templates_are_translated() {
     let cases: Vec<(&str, Json)> = vec![
         ("${{ vars.n + 1 }}", json!(4)),
-        ("${{ ctx.stage == \"prod\" ? \"main\" : \"stage/\" + ctx.stage }}", json!("main")),
+        (
+            "${{ ctx.stage == \"prod\" ? \"main\" : \"stage/\" + ctx.stage }}",
+            json!("main"),
+        ),
         ("${{ vars.b && !false }}", json!(true)),
         ("${{ vars.missing ?? \"default\" }}", json!("default")),
         ("${{ vars.nil ?? 7 }}", json!(7)),
         ("${{ \"x\" in vars.list }}", json!(true)),
         ("${{ vars.tag matches \"^[0-9.]+$\" }}", json!(true)),
         ("v${{ vars.n }}", json!("v3")),
-        ("${{ outputs['update-image'].commitMessage }}", json!("Updated x")),
+        (
+            "${{ outputs['update-image'].commitMessage }}",
+            json!("Updated x"),
+        ),
         ("${{ quote(vars.tag) }}", json!("1.10")),
         ("${% vars.s %}", json!("hello")),
     ];
     let engine = ExprEngine::new();
     let s = scope();
     for (t, want) in &cases {
-        let got = engine.render_str(t, &s).unwrap_or_else(|e| panic!("{t}: {e}"));
+        let got = engine
+            .render_str(t, &s)
+            .unwrap_or_else(|e| panic!("{t}: {e}"));
         assert_eq!(&got, want, "template {t}");
     }
 }
@@ -131,7 +156,9 @@ fn undefined_is_an_error_naming_the_expression() {
         assert_eq!(e.kind, ExprErrorKind::Undefined, "{t}: {e}");
         assert!(e.to_string().contains("in expression `"), "{e}");
     }
-    let e = engine.render_str("abc $<< vars.missing >>", &scope()).unwrap_err();
+    let e = engine
+        .render_str("abc $<< vars.missing >>", &scope())
+        .unwrap_err();
     assert_eq!(e.offset, 4);
     assert!(e.to_string().contains("vars.missing"), "{e}");
 }
@@ -185,7 +212,11 @@ fn render_json_walks_nested_values_and_names_paths() {
     });
     let e = engine.render_json(&cfg, &scope()).unwrap_err();
     assert_eq!(e.path, "updates[1].value");
-    assert!(e.to_string().starts_with("updates[1].value: undefined value"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("updates[1].value: undefined value"),
+        "{e}"
+    );
     let cfg = json!({"path": "$<< ctx.stage >>/values.yaml", "updates": [{"key": "a", "value": "$<< vars.n >>"}], "n": 5});
     let out = engine.render_json(&cfg, &scope()).unwrap();
     assert_eq!(
@@ -276,7 +307,10 @@ fn freight_scope(status: Option<Vec<StepStatusEntry>>, alias: &str) -> Scope {
         stage_metadata: BTreeMap::new(),
     };
     let mut top = BTreeMap::new();
-    top.insert("vars".to_owned(), from_json(&json!({"repo": "ghcr.io/acme/backend"})));
+    top.insert(
+        "vars".to_owned(),
+        from_json(&json!({"repo": "ghcr.io/acme/backend"})),
+    );
     Scope::new(top, Arc::new(data))
 }
 
@@ -285,9 +319,18 @@ fn freight_functions_follow_kargo() {
     let engine = ExprEngine::new();
     let s = freight_scope(None, "step-1");
     let r = |t: &str| engine.render_str(t, &s);
-    assert_eq!(r("$<< imageFrom(vars.repo).Tag >>").unwrap(), json!("1.2.3"));
-    assert_eq!(r("$<< imageFrom(vars.repo).tag >>").unwrap(), json!("1.2.3"));
-    assert_eq!(r("$<< imageFrom(vars.repo).Digest >>").unwrap(), json!("sha256:abc"));
+    assert_eq!(
+        r("$<< imageFrom(vars.repo).Tag >>").unwrap(),
+        json!("1.2.3")
+    );
+    assert_eq!(
+        r("$<< imageFrom(vars.repo).tag >>").unwrap(),
+        json!("1.2.3")
+    );
+    assert_eq!(
+        r("$<< imageFrom(vars.repo).Digest >>").unwrap(),
+        json!("sha256:abc")
+    );
     assert_eq!(
         r("$<< imageFrom(vars.repo) >>").unwrap(),
         json!({"repoURL": "ghcr.io/acme/backend", "tag": "1.2.3", "digest": "sha256:abc", "annotations": {}})
@@ -302,14 +345,27 @@ fn freight_functions_follow_kargo() {
     // Nobody subscribes: nil.
     assert_eq!(r("$<< imageFrom('docker.io/nope') >>").unwrap(), Json::Null);
     // Commits compare normalised URLs.
-    assert_eq!(r("$<< commitFrom('https://github.com/ACME/app/').ID >>").unwrap(), json!("deadbeef"));
-    assert_eq!(r("$<< chartFrom('oci://ghcr.io/acme/charts/traefik').Version >>").unwrap(), json!("30.1.0"));
+    assert_eq!(
+        r("$<< commitFrom('https://github.com/ACME/app/').ID >>").unwrap(),
+        json!("deadbeef")
+    );
+    assert_eq!(
+        r("$<< chartFrom('oci://ghcr.io/acme/charts/traefik').Version >>").unwrap(),
+        json!("30.1.0")
+    );
     assert!(r("$<< chartFrom('https://charts.example.com', 'x') >>").is_err());
-    assert_eq!(r("$<< warehouse('infra') >>").unwrap(), json!({"kind": "Warehouse", "name": "infra"}));
+    assert_eq!(
+        r("$<< warehouse('infra') >>").unwrap(),
+        json!({"kind": "Warehouse", "name": "infra"})
+    );
     assert_eq!(r("$<< secret('db').password >>").unwrap(), json!("s3cr3t"));
     assert_eq!(r("$<< secret('none') >>").unwrap(), json!({}));
     assert_eq!(
-        r(&format!("$<< freightMetadata('{}').approvedBy >>", "a".repeat(40))).unwrap(),
+        r(&format!(
+            "$<< freightMetadata('{}').approvedBy >>",
+            "a".repeat(40)
+        ))
+        .unwrap(),
         json!("ops")
     );
     assert_eq!(r("$<< stageMetadata('dev') >>").unwrap(), Json::Null);
@@ -319,17 +375,39 @@ fn freight_functions_follow_kargo() {
 fn semver_functions() {
     let engine = ExprEngine::new();
     let s = scope();
-    let r = |t: &str| engine.render_str(t, &s).unwrap_or_else(|e| panic!("{t}: {e}"));
+    let r = |t: &str| {
+        engine
+            .render_str(t, &s)
+            .unwrap_or_else(|e| panic!("{t}: {e}"))
+    };
     assert_eq!(r("$<< semverParse('v1.2.3').Major() >>"), json!(1));
-    assert_eq!(r("$<< semverParse('1.2.3').IncMinor().String() >>"), json!("1.3.0"));
-    assert_eq!(r("$<< semverParse('1.2.3-rc.1').IncPatch().String() >>"), json!("1.2.3"));
-    assert_eq!(r("$<< semverParse('1.2').IncMajor().String() >>"), json!("2.0.0"));
-    assert_eq!(r("$<< quote(semverParse('1.2.3+build.5').String()) >>"), json!("1.2.3+build.5"));
-    assert_eq!(r("$<< semverParse('2.0.0-beta').Prerelease() >>"), json!("beta"));
+    assert_eq!(
+        r("$<< semverParse('1.2.3').IncMinor().String() >>"),
+        json!("1.3.0")
+    );
+    assert_eq!(
+        r("$<< semverParse('1.2.3-rc.1').IncPatch().String() >>"),
+        json!("1.2.3")
+    );
+    assert_eq!(
+        r("$<< semverParse('1.2').IncMajor().String() >>"),
+        json!("2.0.0")
+    );
+    assert_eq!(
+        r("$<< quote(semverParse('1.2.3+build.5').String()) >>"),
+        json!("1.2.3+build.5")
+    );
+    assert_eq!(
+        r("$<< semverParse('2.0.0-beta').Prerelease() >>"),
+        json!("beta")
+    );
     assert_eq!(r("$<< semverDiff('1.2.3', '2.0.0') >>"), json!("Major"));
     assert_eq!(r("$<< semverDiff('1.2.3', '1.3.0') >>"), json!("Minor"));
     assert_eq!(r("$<< semverDiff('1.2.3', '1.2.4') >>"), json!("Patch"));
-    assert_eq!(r("$<< semverDiff('1.2.3+a', '1.2.3+b') >>"), json!("Metadata"));
+    assert_eq!(
+        r("$<< semverDiff('1.2.3+a', '1.2.3+b') >>"),
+        json!("Metadata")
+    );
     assert_eq!(r("$<< semverDiff('1.2.3', 'v1.2.3') >>"), json!("None"));
     assert_eq!(r("$<< semverDiff('x', '1.0.0') >>"), json!("Incomparable"));
     assert!(engine.render_str("$<< semverParse('nope') >>", &s).is_err());
@@ -339,22 +417,64 @@ fn semver_functions() {
 fn status_functions_see_only_their_namespace() {
     let engine = ExprEngine::new();
     let statuses = vec![
-        StepStatusEntry { alias: "step-1".into(), status: "Succeeded".into(), continue_on_error: false },
-        StepStatusEntry { alias: "t::clone".into(), status: "Errored".into(), continue_on_error: true },
-        StepStatusEntry { alias: "t::commit".into(), status: "Skipped".into(), continue_on_error: false },
+        StepStatusEntry {
+            alias: "step-1".into(),
+            status: "Succeeded".into(),
+            continue_on_error: false,
+        },
+        StepStatusEntry {
+            alias: "t::clone".into(),
+            status: "Errored".into(),
+            continue_on_error: true,
+        },
+        StepStatusEntry {
+            alias: "t::commit".into(),
+            status: "Skipped".into(),
+            continue_on_error: false,
+        },
     ];
     let inside = freight_scope(Some(statuses.clone()), "t::push");
-    assert_eq!(engine.render_str("$<< status('clone') >>", &inside).unwrap(), json!("Errored"));
-    assert_eq!(engine.render_str("$<< status('step-1') >>", &inside).unwrap(), json!(""));
+    assert_eq!(
+        engine
+            .render_str("$<< status('clone') >>", &inside)
+            .unwrap(),
+        json!("Errored")
+    );
+    assert_eq!(
+        engine
+            .render_str("$<< status('step-1') >>", &inside)
+            .unwrap(),
+        json!("")
+    );
     // continueOnError failures do not count.
-    assert_eq!(engine.render_str("$<< failure() >>", &inside).unwrap(), json!(false));
-    assert_eq!(engine.render_str("$<< success() and always() >>", &inside).unwrap(), json!(true));
+    assert_eq!(
+        engine.render_str("$<< failure() >>", &inside).unwrap(),
+        json!(false)
+    );
+    assert_eq!(
+        engine
+            .render_str("$<< success() and always() >>", &inside)
+            .unwrap(),
+        json!(true)
+    );
     let outside = freight_scope(Some(statuses), "step-9");
-    assert_eq!(engine.render_str("$<< status('step-1') >>", &outside).unwrap(), json!("Succeeded"));
-    assert_eq!(engine.render_str("$<< status('clone') >>", &outside).unwrap(), json!(""));
+    assert_eq!(
+        engine
+            .render_str("$<< status('step-1') >>", &outside)
+            .unwrap(),
+        json!("Succeeded")
+    );
+    assert_eq!(
+        engine
+            .render_str("$<< status('clone') >>", &outside)
+            .unwrap(),
+        json!("")
+    );
     // Not available without step statuses (vars).
     let vars_scope = freight_scope(None, "step-1");
-    let e = engine.render_str("$<< always() >>", &vars_scope).unwrap_err();
+    let e = engine
+        .render_str("$<< always() >>", &vars_scope)
+        .unwrap_err();
     assert!(e.to_string().contains("only available"), "{e}");
 }
 

@@ -128,7 +128,10 @@ impl Step for Hang {
     type Config = Json;
     async fn run(&self, ctx: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
         ctx.cancellation().cancelled().await;
-        Err(StepError::new(crate::step::StepErrorKind::Cancelled, "cancelled"))
+        Err(StepError::new(
+            crate::step::StepErrorKind::Cancelled,
+            "cancelled",
+        ))
     }
 }
 
@@ -205,7 +208,10 @@ async fn run(f: &Fixture, yaml: &str, promo_vars: &[(&str, &str)]) -> PromotionR
 }
 
 fn statuses(r: &PromotionResult) -> Vec<(&str, StepExecutionStatus)> {
-    r.steps.iter().map(|s| (s.alias.as_str(), s.status)).collect()
+    r.steps
+        .iter()
+        .map(|s| (s.alias.as_str(), s.status))
+        .collect()
 }
 
 #[tokio::test]
@@ -302,7 +308,10 @@ steps:
         })
     );
     assert_eq!(r.state["step-2"]["templateVar"], json!("step-override"));
-    assert_eq!(r.state["step-2"]["seesOutputs"], json!("default-overlay-own"));
+    assert_eq!(
+        r.state["step-2"]["seesOutputs"],
+        json!("default-overlay-own")
+    );
 }
 
 #[test]
@@ -343,10 +352,18 @@ steps:
         |_| None,
     )
     .unwrap_err();
-    assert!(e.to_string().contains("ClusterPromotionTask \"nope\" not found"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("ClusterPromotionTask \"nope\" not found"),
+        "{e}"
+    );
     // Duplicate aliases.
-    let e = inflate_steps(&steps("- uses: echo\n  as: a\n- uses: echo\n  as: a\n"), &[], |_| None)
-        .unwrap_err();
+    let e = inflate_steps(
+        &steps("- uses: echo\n  as: a\n- uses: echo\n  as: a\n"),
+        &[],
+        |_| None,
+    )
+    .unwrap_err();
     assert_eq!(e, InflateError::DuplicateAlias("a".into()));
     // Nested task references are refused.
     let nested = task("steps:\n- task: {name: t}\n");
@@ -429,7 +446,14 @@ async fn if_and_status_functions() {
     assert_eq!(r.state["always"], json!({"boom": "Failed", "failed": true}));
     // The worst counted status is Errored (the non-boolean `if`).
     assert_eq!(r.phase, PromotionPhase::Errored);
-    assert!(r.step("not-bool").unwrap().message.as_deref().unwrap().contains("boolean"));
+    assert!(
+        r.step("not-bool")
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("boolean")
+    );
 }
 
 #[tokio::test]
@@ -457,8 +481,18 @@ async fn final_phase_is_the_worst_status() {
     let f = fixture(0, 0);
     let r = run(&f, "- uses: fail\n  config: {message: m}\n", &[]).await;
     assert_eq!(r.phase, PromotionPhase::Failed);
-    assert!(r.message.as_deref().unwrap().contains("step \"step-1\" failed: m"));
-    let r = run(&f, "- uses: fail\n  config: {message: m, terminal: true}\n", &[]).await;
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap()
+            .contains("step \"step-1\" failed: m")
+    );
+    let r = run(
+        &f,
+        "- uses: fail\n  config: {message: m, terminal: true}\n",
+        &[],
+    )
+    .await;
     assert_eq!(r.phase, PromotionPhase::Errored);
     let r = run(&f, "- uses: echo\n  if: \"$<< false >>\"\n", &[]).await;
     assert_eq!(r.phase, PromotionPhase::Succeeded);
@@ -511,7 +545,13 @@ async fn retries_until_the_error_threshold() {
     let r = run(&f, "- uses: flaky\n", &[]).await;
     assert_eq!(r.phase, PromotionPhase::Errored);
     assert_eq!(f.flaky_calls.load(Ordering::SeqCst), 1);
-    assert!(r.steps[0].message.as_deref().unwrap().contains("met error threshold of 1"));
+    assert!(
+        r.steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("met error threshold of 1")
+    );
 
     // Terminal errors are not retried whatever the threshold.
     let f = fixture(0, 0);
@@ -591,4 +631,188 @@ async fn results_serialise_for_display() {
     assert_eq!(j["steps"][0]["outputs"], json!({"a": 1}));
     let back: PromotionResult = serde_json::from_value(j).unwrap();
     assert_eq!(back, r);
+}
+
+const MANIFESTS: &str = r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: demo}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: backend, namespace: demo}
+spec:
+  subscriptions:
+  - image: {repoURL: ghcr.io/acme/backend}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: PromotionTask
+metadata: {name: update-image, namespace: demo}
+spec:
+  vars:
+  - name: overlay
+  - name: image
+    value: ghcr.io/acme/backend
+  steps:
+  - uses: echo
+    as: set
+    config:
+      path: "./src/${{ vars.overlay }}/patches.yaml"
+      tag: "${{ imageFrom(vars.image).Tag }}"
+  - uses: compose-output
+    as: out
+    config:
+      commitMessage: "Updated ${{ vars.overlay }} to ${{ task.outputs.set.tag }}"
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ClusterPromotionTask
+metadata: {name: announce}
+spec:
+  vars:
+  - name: channel
+    value: general
+  steps:
+  - uses: echo
+    config: {channel: "${{ vars.channel }}", stage: "${{ ctx.stage }}"}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: demo}
+spec:
+  vars:
+  - name: env
+    value: dev
+  requestedFreight:
+  - origin: {kind: Warehouse, name: backend}
+    sources: {direct: true}
+  promotionTemplate:
+    spec:
+      steps:
+      - task: {name: update-image}
+        as: update
+        vars:
+        - name: overlay
+          value: "applications/overlays/${{ vars.env }}"
+      - task: {name: announce, kind: ClusterPromotionTask}
+      - uses: echo
+        as: summary
+        config: {message: "${{ outputs.update.commitMessage }}"}
+"#;
+
+fn backend_freight() -> (
+    crate::freight::FreightCollection,
+    crate::freight::FreightReference,
+) {
+    use crate::freight::{Freight, FreightOrigin, Image};
+    let f = Freight::new(
+        FreightOrigin::warehouse("backend"),
+        vec![],
+        vec![Image {
+            repo_url: "ghcr.io/acme/backend".into(),
+            tag: "3f9a2c1d".into(),
+            digest: "sha256:0123".into(),
+            ..Image::default()
+        }],
+        vec![],
+        vec![],
+    );
+    let r = crate::freight::FreightReference::from(&f);
+    let mut c = crate::freight::FreightCollection::default();
+    c.insert(r.clone());
+    (c, r)
+}
+
+#[tokio::test]
+async fn a_stage_loaded_from_manifests_runs_end_to_end() {
+    let f = fixture(0, 0);
+    let set = crate::loader::ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+    crate::validate::validate(&set, f.runner.engine(), Some(f.runner.registry())).unwrap();
+    let plan = plan_stage(&set, "demo", "dev").unwrap();
+    let aliases: Vec<&str> = plan.steps.iter().map(|s| s.alias.as_str()).collect();
+    assert_eq!(
+        aliases,
+        vec!["update::set", "update::out", "task-2::step-1", "summary"]
+    );
+    let (coll, target) = backend_freight();
+    let p = Promotion::from_plan(&plan, f.work.clone(), coll, Some(target.clone()));
+    assert!(p.name.starts_with("dev."), "{}", p.name);
+    assert!(
+        p.name.ends_with(&format!(".{}", target.name.short())),
+        "{}",
+        p.name
+    );
+    let r = f.runner.run(&p).await;
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(
+        r.state["update::set"],
+        json!({"path": "./src/applications/overlays/dev/patches.yaml", "tag": "3f9a2c1d"})
+    );
+    assert_eq!(
+        r.state["summary"]["message"],
+        json!("Updated applications/overlays/dev to 3f9a2c1d")
+    );
+    assert_eq!(
+        r.state["task-2::step-1"],
+        json!({"channel": "general", "stage": "dev"})
+    );
+}
+
+#[test]
+fn validate_reports_every_bad_template_and_unknown_step() {
+    let f = fixture(0, 0);
+    let bad = MANIFESTS
+        .replace(
+            "${{ imageFrom(vars.image).Tag }}",
+            "${{ imageFrom(vars.image).Tag",
+        )
+        .replace("uses: compose-output", "uses: compose-outptu")
+        .replace("\"${{ vars.channel }}\"", "\"${{ all(xs, {# > 1}) }}\"");
+    let set = crate::loader::ManifestSet::from_yaml_str("demo.yaml", &bad).unwrap();
+    let errs =
+        crate::validate::validate(&set, f.runner.engine(), Some(f.runner.registry())).unwrap_err();
+    let text = errs.to_string();
+    assert_eq!(errs.len(), 3, "{text}");
+    assert!(
+        text.contains(
+            "PromotionTask demo/update-image: spec.steps[0].config.tag: unclosed expression"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.steps[1].uses: step kind \"compose-outptu\" is not registered"),
+        "{text}"
+    );
+    assert!(text.contains("ClusterPromotionTask announce: spec.steps[0].config.channel: unsupported Kargo expression"), "{text}");
+}
+
+#[test]
+fn plan_reports_missing_task_variables() {
+    let bad = MANIFESTS.replace(
+        "        vars:\n        - name: overlay\n          value: \"applications/overlays/${{ vars.env }}\"\n",
+        "",
+    );
+    let set = crate::loader::ManifestSet::from_yaml_str("demo.yaml", &bad).unwrap();
+    let e = plan_stage(&set, "demo", "dev").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("missing value for variable \"overlay\""),
+        "{e}"
+    );
+    assert!(matches!(
+        plan_stage(&set, "demo", "nope"),
+        Err(PlanError::StageNotFound { .. })
+    ));
+}
+
+#[test]
+fn promotion_names_sort_by_creation() {
+    let a = promotion_name("Dev", "0123456789abcdef");
+    std::thread::sleep(Duration::from_millis(2));
+    let b = promotion_name("Dev", "0123456789abcdef");
+    assert!(a < b, "{a} {b}");
+    let parts: Vec<&str> = a.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0], "dev");
+    assert_eq!(parts[1].len(), 26);
+    assert_eq!(parts[2], "0123456");
 }

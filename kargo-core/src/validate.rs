@@ -1,0 +1,235 @@
+//! Checks a manifest set before anything runs: every template compiles, every `uses`
+//! names a registered step, and every Stage's template inflates (its tasks exist and get
+//! their required variables).
+//!
+//! ```
+//! use kargo_core::expr::ExprEngine;
+//! use kargo_core::loader::ManifestSet;
+//! use kargo_core::validate::validate;
+//!
+//! let set = ManifestSet::from_yaml_str("stage.yaml", r#"
+//! apiVersion: kargo.akuity.io/v1alpha1
+//! kind: Warehouse
+//! metadata: {name: app, namespace: demo}
+//! spec:
+//!   subscriptions:
+//!   - image: {repoURL: ghcr.io/acme/app}
+//! ---
+//! apiVersion: kargo.akuity.io/v1alpha1
+//! kind: Stage
+//! metadata: {name: dev, namespace: demo}
+//! spec:
+//!   requestedFreight:
+//!   - origin: {kind: Warehouse, name: app}
+//!     sources: {direct: true}
+//!   promotionTemplate:
+//!     spec:
+//!       steps:
+//!       - uses: compose-output
+//!         config:
+//!           tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"
+//!           broken: "$<< vars. >>"
+//! "#).unwrap();
+//! let errors = validate(&set, &ExprEngine::new(), None).unwrap_err();
+//! assert_eq!(errors.len(), 1);
+//! assert!(errors.to_string().contains("spec.promotionTemplate.spec.steps[0].config.broken"));
+//! ```
+
+use serde_json::Value as Json;
+
+use crate::expr::ExprEngine;
+use crate::loader::{ManifestError, ManifestErrors, ManifestSet, SourceLocation};
+use crate::model::{
+    ExpressionVariable, PromotionStep, PromotionTaskKind, ResourceKind, SubscriptionSource,
+};
+use crate::runner::inflate_steps;
+use crate::step::StepRegistry;
+
+struct Ctx<'a> {
+    engine: &'a ExprEngine,
+    registry: Option<&'a StepRegistry>,
+    errors: Vec<ManifestError>,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, loc: &SourceLocation, resource: &str, field: String, message: String) {
+        self.errors.push(ManifestError {
+            location: loc.clone(),
+            resource: Some(resource.to_owned()),
+            field,
+            message,
+        });
+    }
+
+    fn template(&mut self, loc: &SourceLocation, resource: &str, field: String, text: &str) {
+        if let Err(e) = self.engine.compile(text) {
+            self.push(loc, resource, field, e.to_string());
+        }
+    }
+
+    fn vars(
+        &mut self,
+        loc: &SourceLocation,
+        resource: &str,
+        prefix: &str,
+        vars: &[ExpressionVariable],
+    ) {
+        for (i, v) in vars.iter().enumerate() {
+            self.template(loc, resource, format!("{prefix}[{i}].value"), &v.value);
+        }
+    }
+
+    fn steps(
+        &mut self,
+        loc: &SourceLocation,
+        resource: &str,
+        prefix: &str,
+        steps: &[PromotionStep],
+    ) {
+        for (i, s) in steps.iter().enumerate() {
+            let p = format!("{prefix}[{i}]");
+            if let Some(cond) = &s.if_expr {
+                self.template(loc, resource, format!("{p}.if"), cond);
+            }
+            self.vars(loc, resource, &format!("{p}.vars"), &s.vars);
+            if let Some(cfg) = &s.config {
+                for e in self.engine.validate_json(&Json::Object(cfg.clone())) {
+                    self.push(
+                        loc,
+                        resource,
+                        format!("{p}.config.{}", e.path),
+                        e.error.to_string(),
+                    );
+                }
+            }
+            if let (Some(uses), Some(reg)) = (&s.uses, self.registry)
+                && reg.get(uses).is_none()
+            {
+                self.push(
+                    loc,
+                    resource,
+                    format!("{p}.uses"),
+                    reg.unknown_message(uses),
+                );
+            }
+        }
+    }
+
+    fn plain(&mut self, loc: &SourceLocation, resource: &str, field: String, text: &str) {
+        if text.trim().is_empty() {
+            return;
+        }
+        if let Err(e) = self.engine.compile_kargo_expression(text) {
+            self.push(loc, resource, field, e.to_string());
+        }
+    }
+}
+
+fn location(set: &ManifestSet, kind: ResourceKind, ns: Option<&str>, name: &str) -> SourceLocation {
+    set.location(kind, ns, name)
+        .cloned()
+        .unwrap_or(SourceLocation {
+            file: Default::default(),
+            document: 0,
+            line: None,
+            column: None,
+        })
+}
+
+/// Validates every template of `set`; with a `registry`, also that every `uses` is
+/// registered. Returns all problems at once.
+pub fn validate(
+    set: &ManifestSet,
+    engine: &ExprEngine,
+    registry: Option<&StepRegistry>,
+) -> Result<(), ManifestErrors> {
+    let mut cx = Ctx {
+        engine,
+        registry,
+        errors: Vec::new(),
+    };
+    for name in set.project_names() {
+        for stage in set.stages(name) {
+            let sname = stage.metadata.name.as_str();
+            let res = format!("Stage {name}/{sname}");
+            let loc = location(set, ResourceKind::Stage, Some(name), sname);
+            cx.vars(&loc, &res, "spec.vars", &stage.spec.vars);
+            if let Some(t) = &stage.spec.promotion_template {
+                cx.vars(&loc, &res, "spec.promotionTemplate.spec.vars", &t.spec.vars);
+                cx.steps(
+                    &loc,
+                    &res,
+                    "spec.promotionTemplate.spec.steps",
+                    &t.spec.steps,
+                );
+                let mut promo_vars = stage.spec.vars.clone();
+                promo_vars.extend(t.spec.vars.iter().cloned());
+                if let Err(e) = inflate_steps(&t.spec.steps, &promo_vars, |r| match r.kind {
+                    PromotionTaskKind::ClusterPromotionTask => {
+                        set.cluster_promotion_task(&r.name).map(|t| &t.spec)
+                    }
+                    _ => set.promotion_task(name, &r.name).map(|t| &t.spec),
+                }) {
+                    cx.push(
+                        &loc,
+                        &res,
+                        "spec.promotionTemplate.spec.steps".into(),
+                        e.to_string(),
+                    );
+                }
+            }
+            if let Some(v) = &stage.spec.verification {
+                for (i, a) in v.args.iter().enumerate() {
+                    cx.template(
+                        &loc,
+                        &res,
+                        format!("spec.verification.args[{i}].value"),
+                        &a.value,
+                    );
+                }
+            }
+        }
+        for task in set.promotion_tasks(name) {
+            let tname = task.metadata.name.as_str();
+            let res = format!("PromotionTask {name}/{tname}");
+            let loc = location(set, ResourceKind::PromotionTask, Some(name), tname);
+            cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
+            cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
+        }
+        for wh in set.warehouses(name) {
+            let wname = wh.metadata.name.as_str();
+            let res = format!("Warehouse {name}/{wname}");
+            let loc = location(set, ResourceKind::Warehouse, Some(name), wname);
+            if let Some(c) = &wh.spec.freight_creation_criteria {
+                cx.plain(
+                    &loc,
+                    &res,
+                    "spec.freightCreationCriteria.expression".into(),
+                    &c.expression,
+                );
+            }
+            for (i, sub) in wh.spec.subscriptions.iter().enumerate() {
+                if let SubscriptionSource::Git(g) = &sub.source {
+                    cx.plain(
+                        &loc,
+                        &res,
+                        format!("spec.subscriptions[{i}].git.expressionFilter"),
+                        &g.expression_filter,
+                    );
+                }
+            }
+        }
+    }
+    for task in set.cluster_promotion_tasks() {
+        let tname = task.metadata.name.as_str();
+        let res = format!("ClusterPromotionTask {tname}");
+        let loc = location(set, ResourceKind::ClusterPromotionTask, None, tname);
+        cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
+        cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
+    }
+    if cx.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ManifestErrors(cx.errors))
+    }
+}
