@@ -307,7 +307,7 @@ pub enum PlanError {
         /// The Stage.
         stage: String,
         /// The inflation error.
-        source: InflateError,
+        source: Box<InflateError>,
     },
 }
 
@@ -340,7 +340,7 @@ pub fn plan_stage(set: &ManifestSet, project: &str, stage: &str) -> Result<Stage
     .map_err(|source| PlanError::Inflate {
         project: project.to_owned(),
         stage: stage.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     let requested = s
         .spec
