@@ -1,2 +1,10 @@
-//! kargo: the facade crate re-exporting kargo-rs' member crates.
+#![doc = include_str!("../README.md")]
+
+/// The vocabulary and orchestration: resources, Freight, expressions, steps, the runner.
 pub use kargo_core as core;
+/// Git: clone, fetch, commits without a work tree, push.
+pub use kargo_git as git;
+/// Artifact discovery for Warehouses.
+pub use kargo_sources as sources;
+/// The built-in promotion steps.
+pub use kargo_steps as steps;
