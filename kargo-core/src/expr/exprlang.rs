@@ -18,7 +18,10 @@
 //! different precedence rules never change the meaning. Input that uses a
 //! construct outside the supported dialect is rejected with a
 //! [`TranslateError`] naming the construct and its byte offset; the
-//! translator never panics and rejects nesting deeper than 256 levels.
+//! translator never panics and rejects nesting deeper than 256 levels. An
+//! expression with more than 48 brackets and operators is parsed on a
+//! short-lived helper thread with a 64 MiB stack, so deep nesting cannot
+//! overflow the caller's stack; translate once and cache the result.
 //!
 //! # Supported dialect
 //!
@@ -306,8 +309,45 @@ impl Failure {
 
 type Res<T> = Result<T, Failure>;
 
+/// Inputs with more tokens that can open a nesting level than this are
+/// parsed on a helper thread with a large stack: in debug builds one nesting
+/// level of the recursive-descent parser can take about 9 KiB of stack, so 256
+/// levels would not fit on a 2 MiB thread. Everyday expressions stay inline.
+const INLINE_NESTING_TOKENS: usize = 48;
+
+/// Stack size of the helper thread (virtual memory, committed on use).
+const HELPER_STACK_BYTES: usize = 64 << 20;
+
+/// Whether a token can make the parser recurse one level deeper.
+fn may_nest(t: &Token) -> bool {
+    match t.kind {
+        TokKind::Op => t.text != "." && t.text != "?.",
+        TokKind::Bracket => matches!(t.text.as_str(), "(" | "[" | "{"),
+        _ => false,
+    }
+}
+
 fn translate_inner(src: &str) -> Res<String> {
     let tokens = Lexer::new(src).run()?;
+    if tokens.iter().filter(|t| may_nest(t)).count() <= INLINE_NESTING_TOKENS {
+        return parse_and_emit(tokens);
+    }
+    let worker = std::thread::Builder::new()
+        .name("exprlang-translate".to_owned())
+        .stack_size(HELPER_STACK_BYTES)
+        .spawn(move || parse_and_emit(tokens))
+        .map_err(|e| {
+            Failure::new(
+                format!("the expression is too large to translate here: {e}"),
+                0,
+            )
+        })?;
+    worker
+        .join()
+        .unwrap_or_else(|_| Err(Failure::new("internal error while translating", 0)))
+}
+
+fn parse_and_emit(tokens: Vec<Token>) -> Res<String> {
     let mut parser = Parser {
         toks: tokens,
         i: 0,
@@ -2392,8 +2432,42 @@ mod tests {
         assert!(err(&sum).message.contains("nested too deeply"));
         let chain = format!("a{}", ".b".repeat(100_000));
         assert!(err(&chain).message.contains("nested too deeply"));
+        for (open, close) in [
+            ("f(", ")"),
+            ("x[", "]"),
+            ("{a: ", "}"),
+            ("a?.[", "]"),
+            ("o.M(", ")"),
+            ("(if a { ", " } else { 1 })"),
+            ("1 ** ", ""),
+            ("c ? 1 : ", ""),
+        ] {
+            let ok = format!("{}y{}", open.repeat(80), close.repeat(80));
+            assert!(translate(&ok).is_ok(), "{open}");
+            let deep = format!("{}y{}", open.repeat(400), close.repeat(400));
+            assert!(err(&deep).message.contains("nested too deeply"), "{open}");
+        }
         let unclosed = "f(".repeat(10_000);
         assert!(err(&unclosed).message.contains("nested too deeply"));
+    }
+
+    #[test]
+    fn inline_parsing_fits_small_stacks() {
+        let worker = std::thread::Builder::new().stack_size(1 << 20).spawn(|| {
+            for open in ["f(", "x[", "{a: ", "a?.[", "o.M(", "-", "!", "(", "1 ** "] {
+                let per_level = Lexer::new(open)
+                    .run()
+                    .map_or(1, |toks| toks.iter().filter(|t| may_nest(t)).count());
+                let n = INLINE_NESTING_TOKENS / per_level.max(1);
+                // Unclosed on purpose: the parser still recurses `n` levels deep.
+                let src = format!("{}y", open.repeat(n));
+                let _ = translate(&src);
+            }
+            let deep = format!("{}y{}", "x[".repeat(250), "]".repeat(250));
+            translate(&deep).is_ok()
+        });
+        let joined = worker.map(|w| w.join());
+        assert!(matches!(joined, Ok(Ok(true))));
     }
 
     #[test]
