@@ -96,13 +96,13 @@ fn precompiled_template(bencher: divan::Bencher<'_, '_>) {
 fn baseline_minijinja_render_str_20_steps(bencher: divan::Bencher<'_, '_>) {
     let env = minijinja::Environment::new();
     let ctx = minijinja::context! {
-        vars => minijinja::Value::from_serialize(json!({
+        vars => minijinja::Value::from(minijinja::value::Serde(json!({
             "repoURL": "https://git.example.com/acme/gitops.git",
             "overlay": "applications/overlays/dev/backend",
             "tag": "3f9a2c1d",
             "replicas": 3,
-        })),
-        outputs => minijinja::Value::from_serialize(json!({"step-1": {"commitMessage": "Updated values"}})),
+        }))),
+        outputs => minijinja::Value::from(minijinja::value::Serde(json!({"step-1": {"commitMessage": "Updated values"}}))),
     };
     let exprs = [
         "{{ vars.repoURL }}",

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kargo::core::freight::{AliasGenerator, Freight, FreightCollection, FreightOrigin, FreightReference, Image};
+use kargo::core::freight::{
+    AliasGenerator, Freight, FreightCollection, FreightOrigin, FreightReference, Image,
+};
 use kargo::core::loader::ManifestSet;
 use kargo::core::runner::{Promotion, Runner, plan_stage};
 use kargo::core::step::{Step, StepContext, StepError, StepOutcome, StepRegistry};
@@ -114,7 +116,10 @@ impl Step for SetLine {
             })
             .collect();
         if !found {
-            return Err(StepError::failed(format!("no line starts with {:?} in {}", cfg.prefix, cfg.path)));
+            return Err(StepError::failed(format!(
+                "no line starts with {:?} in {}",
+                cfg.prefix, cfg.path
+            )));
         }
         std::fs::write(&path, edited.join("\n") + "\n")
             .map_err(|e| StepError::terminal(format!("cannot write {}: {e}", cfg.path)))?;
@@ -139,7 +144,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         vec![Image {
             repo_url: "ghcr.io/acme/backend".into(),
             tag: "3f9a2c1d".into(),
-            digest: "sha256:7d6c3f1a9b0e4c2d8f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80912".into(),
+            digest: "sha256:7d6c3f1a9b0e4c2d8f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80912"
+                .into(),
             ..Image::default()
         }],
         vec![],
@@ -150,26 +156,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. A GitOps checkout (a temporary directory here).
     let work = tempfile::tempdir()?;
-    let values = work.path().join("gitops/applications/overlays/dev/backend/values.yaml");
+    let values = work
+        .path()
+        .join("gitops/applications/overlays/dev/backend/values.yaml");
     std::fs::create_dir_all(values.parent().ok_or("no parent")?)?;
-    std::fs::write(&values, "image:\n  repository: ghcr.io/acme/backend\n  tag: \"1.0.0\"\n")?;
+    std::fs::write(
+        &values,
+        "image:\n  repository: ghcr.io/acme/backend\n  tag: \"1.0.0\"\n",
+    )?;
 
     // 4. Promote to dev.
     let plan = plan_stage(&set, "acme", "dev")?;
     let target = FreightReference::from(&freight);
     let mut collection = FreightCollection::default();
     collection.insert(target.clone());
-    let mut promotion = Promotion::from_plan(&plan, WorkDir::new(work.path())?, collection, Some(target));
+    let mut promotion =
+        Promotion::from_plan(&plan, WorkDir::new(work.path())?, collection, Some(target));
     promotion.target_freight_alias = Some(alias);
-    promotion.secrets = Arc::new(std::collections::BTreeMap::<String, std::collections::BTreeMap<String, String>>::new());
+    promotion.secrets = Arc::new(std::collections::BTreeMap::<
+        String,
+        std::collections::BTreeMap<String, String>,
+    >::new());
     let result = runner.run(&promotion).await;
 
     println!("Promotion {}: {}", promotion.name, result.phase);
     for step in &result.steps {
         println!("  {:<14} {:<16} {:?}", step.alias, step.uses, step.status);
     }
-    println!("Commit message: {}", result.state["update"]["commitMessage"]);
-    print!("{}:\n{}", "values.yaml", std::fs::read_to_string(&values)?);
+    println!(
+        "Commit message: {}",
+        result.state["update"]["commitMessage"]
+    );
+    print!("values.yaml:\n{}", std::fs::read_to_string(&values)?);
     if result.phase != kargo::core::PromotionPhase::Succeeded {
         return Err(format!("promotion ended {}: {:?}", result.phase, result.message).into());
     }

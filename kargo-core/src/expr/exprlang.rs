@@ -34,7 +34,7 @@
 //! | `[a, b]` | `[a, b]` | trailing commas are accepted |
 //! | `{a: 1, "b": 2, 3: x, (k): v}` | `{"a": 1, "b": 2, "3": x, k: v}` | bare and numeric keys are strings; a parenthesised key is an expression |
 //! | `a.b`, `a["k"]`, `a[i]`, `a[-1]` | `a.b`, `a["k"]`, `a[i]`, `a[(-1)]` | a name minijinja cannot spell is written `a["name"]` |
-//! | `a?.b`, `a?.[x]`, `a?.M(x)` | `__optget(a, "b")`, `__optget(a, x)`, `__optcall(a, "M", x)` | the links after `?.` in the same chain are nil-safe too (see below) |
+//! | `a?.b`, `a?.[x]`, `a?.M(x)` | `__optget(a, "b")`, `__optget(a, x)`, `(none if __isnil(a) else a.M(x))` | the links after `?.` in the same chain are nil-safe too (see below) |
 //! | `f(x, y)` | `f(x, y)` | any function not listed below keeps its name (`imageFrom`, `quote`, `status`, `semverParse`, …) |
 //! | `x.Foo(y)` | `x.Foo(y)` | a method call on the object the engine provides |
 //! | `len(x)` | `(x \| length)` | |
@@ -83,7 +83,7 @@
 //! | helper | semantics |
 //! |---|---|
 //! | `__optget(obj, key)` | none when `obj` is none or undefined; otherwise `obj[key]` (attribute or item lookup, negative list indices counting from the end), none when that is missing |
-//! | `__optcall(obj, name, args…)` | none when `obj` is none or undefined; otherwise the result of calling method `name` of `obj` with `args` |
+//! | `__isnil(x)` | true when `x` is none or undefined |
 //! | `__coalesce(a, b)` | `b` when `a` is none or undefined, otherwise `a` |
 //! | `__add(a, b)` | concatenation when both are strings, numeric addition when both are numbers, an error otherwise |
 //! | `__matches(s, re)` | whether regular expression `re` (RE2 syntax) matches anywhere in string `s` |
@@ -1741,15 +1741,17 @@ fn emit(node: &Node, out: &mut String) -> Res<()> {
                 ));
             }
             if *nil_safe {
-                out.push_str("__optcall(");
+                // minijinja functions cannot call methods, so the nil check is inline:
+                // `(none if __isnil(obj) else obj.M(args))`.
+                out.push_str("(none if __isnil(");
                 emit(obj, out)?;
-                out.push_str(", ");
-                push_string_literal(out, name);
-                for a in args {
-                    out.push_str(", ");
-                    emit(a, out)?;
-                }
-                out.push(')');
+                out.push_str(") else ");
+                emit(obj, out)?;
+                out.push('.');
+                out.push_str(name);
+                out.push('(');
+                emit_list(args, out)?;
+                out.push_str("))");
             } else {
                 emit(obj, out)?;
                 out.push('.');
@@ -2218,8 +2220,11 @@ mod tests {
         check("a?.b.c", r#"__optget(__optget(a, "b"), "c")"#);
         check("a?.b[0]", r#"__optget(a, "b")[0]"#);
         check("a?.[0].b", r#"__optget(__optget(a, 0), "b")"#);
-        check("a?.M(1)", r#"__optcall(a, "M", 1)"#);
-        check("a?.b.M()", r#"__optcall(__optget(a, "b"), "M")"#);
+        check("a?.M(1)", r#"(none if __isnil(a) else a.M(1))"#);
+        check(
+            "a?.b.M()",
+            r#"(none if __isnil(__optget(a, "b")) else __optget(a, "b").M())"#,
+        );
         check("(a?.b).c", r#"__optget(__optget(a, "b"), "c")"#);
         check("a.b?.c", r#"__optget(a.b, "c")"#);
         check(

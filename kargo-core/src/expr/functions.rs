@@ -799,6 +799,9 @@ pub(crate) fn register(env: &mut Environment<'static>) {
             Ok(if v.is_undefined() { Value::from(()) } else { v })
         },
     );
+    env.add_function("__isnil", |v: Value| -> bool {
+        v.is_undefined() || v.is_none()
+    });
     env.add_function("__coalesce", |a: Value, b: Value| -> Value {
         if a.is_undefined() || a.is_none() {
             b

@@ -496,8 +496,32 @@ fn json_kind(v: &Json) -> &'static str {
 }
 
 /// Converts a minijinja value to JSON.
+///
+/// Whole floats become integers (`4 / 2` is `2`, not `2.0`), as Kargo's JSON encoding of
+/// float64 values prints them.
 pub fn to_json(v: &Value) -> Result<Json, String> {
-    serde_json::to_value(v).map_err(|e| format!("cannot convert the result to JSON: {e}"))
+    let mut j =
+        serde_json::to_value(v).map_err(|e| format!("cannot convert the result to JSON: {e}"))?;
+    integral_floats(&mut j);
+    Ok(j)
+}
+
+fn integral_floats(j: &mut Json) {
+    match j {
+        Json::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *j = Json::from(i);
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(integral_floats),
+        Json::Object(map) => map.values_mut().for_each(integral_floats),
+        _ => {}
+    }
 }
 
 /// Converts JSON to a minijinja value.

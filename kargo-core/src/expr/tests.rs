@@ -130,6 +130,21 @@ fn kargo_expr_lang_templates_are_translated() {
         ),
         ("${{ quote(vars.tag) }}", json!("1.10")),
         ("${% vars.s %}", json!("hello")),
+        ("${{ 4 / 2 }}", json!(2)),
+        ("${{ vars.n / 2 }}", json!(1.5)),
+        ("${{ vars.obj?.a }}", json!(1)),
+        ("${{ vars.nil?.a }}", Json::Null),
+        (
+            "${{ semverParse('1.2.3')?.IncMajor().String() }}",
+            json!("2.0.0"),
+        ),
+        (
+            "${{ hasPrefix(vars.s, 'he') && 'll' in vars.s }}",
+            json!(true),
+        ),
+        ("${{ len(vars.list) + 1 }}", json!(3)),
+        ("${{ 'a' + vars.s }}", json!("ahello")),
+        ("${{ upper(vars.s) }}", json!("HELLO")),
     ];
     let engine = ExprEngine::new();
     let s = scope();
