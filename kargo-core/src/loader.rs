@@ -592,10 +592,13 @@ fn clean_message(err: &yaml_serde::Error, path: &str) -> String {
             msg = stripped.to_owned();
         }
     }
-    if !path.is_empty()
-        && let Some(stripped) = msg.strip_prefix(&format!("{path}: "))
+    // yaml_serde prefixes the path of the node it was in, which is the path (or, for an
+    // unknown field, the parent of the path) that the caller reports separately.
+    if let Some((prefix, rest)) = msg.split_once(": ")
+        && !prefix.is_empty()
+        && path.starts_with(prefix)
     {
-        msg = stripped.to_owned();
+        msg = rest.to_owned();
     }
     msg
 }
@@ -673,16 +676,16 @@ impl Builder {
                 document: index + 1,
                 ..file_loc.clone()
             };
-            let value = match yaml_serde::Value::deserialize(value_doc) {
+            let value = match parse_typed::<yaml_serde::Value>(value_doc) {
                 Ok(v) => v,
-                Err(e) => {
+                Err((field, message, pos)) => {
                     self.push_error(
                         file,
                         ManifestError {
-                            location: doc_loc.at(position(&e)),
+                            location: doc_loc.at(pos),
                             resource: None,
-                            field: String::new(),
-                            message: clean_message(&e, ""),
+                            field,
+                            message,
                         },
                     );
                     continue;
