@@ -578,6 +578,14 @@ const CASES: &[Case] = &[
         message: "must be named like its Project",
     },
     Case {
+        fixture: "project-legacy-spec.yaml",
+        file: "project-legacy-spec.yaml",
+        document: 1,
+        field: "spec",
+        line: Some(5),
+        message: "Project.spec was removed in Kargo v1.7",
+    },
+    Case {
         fixture: "policy-stage-and-selector.yaml",
         file: "policy-stage-and-selector.yaml",
         document: 1,
