@@ -279,6 +279,35 @@ impl ManifestSet {
         Self::from_files([(PathBuf::from(name), text.to_owned())])
     }
 
+    /// Builds a set from resources made in code, by serialising them to YAML (one
+    /// document each, in the pseudo-file `name`) and loading that, so the same checks apply.
+    pub fn from_resources(
+        name: &str,
+        resources: impl IntoIterator<Item = Resource>,
+    ) -> Result<ManifestSet, ManifestErrors> {
+        let mut text = String::new();
+        for (i, resource) in resources.into_iter().enumerate() {
+            match yaml_serde::to_string(&resource) {
+                Ok(doc) => {
+                    text.push_str("---\n");
+                    text.push_str(&doc);
+                }
+                Err(e) => {
+                    return Err(ManifestErrors(vec![ManifestError {
+                        location: SourceLocation {
+                            document: i + 1,
+                            ..SourceLocation::file(Path::new(name))
+                        },
+                        resource: Some(resource_label(&resource)),
+                        field: String::new(),
+                        message: format!("cannot serialise resource: {e}"),
+                    }]));
+                }
+            }
+        }
+        Self::from_yaml_str(name, &text)
+    }
+
     /// How many resources the set holds.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -262,6 +262,19 @@ fn round_trip_preserves_every_value() {
     let first: Vec<&Resource> = set.resources().map(|(r, _)| r).collect();
     let second: Vec<&Resource> = again.resources().map(|(r, _)| r).collect();
     assert_eq!(first, second);
+    // Building a set from values runs the same checks and gives the same resources.
+    let rebuilt =
+        ManifestSet::from_resources("memory", first.iter().map(|r| (*r).clone())).unwrap();
+    let third: Vec<&Resource> = rebuilt.resources().map(|(r, _)| r).collect();
+    assert_eq!(first, third);
+    let mut stages: Vec<Resource> = first.iter().map(|r| (*r).clone()).collect();
+    stages.retain(|r| r.kind() == ResourceKind::Stage);
+    let errors = ManifestSet::from_resources("memory", stages).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.field.ends_with("origin.name") || e.field.ends_with("task.name"))
+    );
     // Durations are written the way Kargo writes them.
     assert!(yaml.contains("interval: 10m0s"), "{yaml}");
     assert!(yaml.contains("requiredSoakTime: 1h30m0s"), "{yaml}");
