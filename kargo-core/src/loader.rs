@@ -279,6 +279,35 @@ impl ManifestSet {
         Self::from_files([(PathBuf::from(name), text.to_owned())])
     }
 
+    /// Builds a set from resources made in code, by serialising them to YAML (one
+    /// document each, in the pseudo-file `name`) and loading that, so the same checks apply.
+    pub fn from_resources(
+        name: &str,
+        resources: impl IntoIterator<Item = Resource>,
+    ) -> Result<ManifestSet, ManifestErrors> {
+        let mut text = String::new();
+        for (i, resource) in resources.into_iter().enumerate() {
+            match yaml_serde::to_string(&resource) {
+                Ok(doc) => {
+                    text.push_str("---\n");
+                    text.push_str(&doc);
+                }
+                Err(e) => {
+                    return Err(ManifestErrors(vec![ManifestError {
+                        location: SourceLocation {
+                            document: i + 1,
+                            ..SourceLocation::file(Path::new(name))
+                        },
+                        resource: Some(resource_label(&resource)),
+                        field: String::new(),
+                        message: format!("cannot serialise resource: {e}"),
+                    }]));
+                }
+            }
+        }
+        Self::from_yaml_str(name, &text)
+    }
+
     /// How many resources the set holds.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -592,10 +621,13 @@ fn clean_message(err: &yaml_serde::Error, path: &str) -> String {
             msg = stripped.to_owned();
         }
     }
-    if !path.is_empty()
-        && let Some(stripped) = msg.strip_prefix(&format!("{path}: "))
+    // yaml_serde prefixes the path of the node it was in, which is the path (or, for an
+    // unknown field, the parent of the path) that the caller reports separately.
+    if let Some((prefix, rest)) = msg.split_once(": ")
+        && !prefix.is_empty()
+        && path.starts_with(prefix)
     {
-        msg = stripped.to_owned();
+        msg = rest.to_owned();
     }
     msg
 }
@@ -673,16 +705,16 @@ impl Builder {
                 document: index + 1,
                 ..file_loc.clone()
             };
-            let value = match yaml_serde::Value::deserialize(value_doc) {
+            let value = match parse_typed::<yaml_serde::Value>(value_doc) {
                 Ok(v) => v,
-                Err(e) => {
+                Err((field, message, pos)) => {
                     self.push_error(
                         file,
                         ManifestError {
-                            location: doc_loc.at(position(&e)),
+                            location: doc_loc.at(pos),
                             resource: None,
-                            field: String::new(),
-                            message: clean_message(&e, ""),
+                            field,
+                            message,
                         },
                     );
                     continue;

@@ -312,7 +312,8 @@ pub(crate) fn validate_ref_name(errs: &mut FieldErrors, path: &str, what: &str, 
 pub(crate) fn validate_regex(errs: &mut FieldErrors, path: &str, pattern: &str) {
     if let Err(e) = Regex::new(pattern) {
         let detail = e.to_string();
-        let detail = detail.lines().last().unwrap_or_default().trim().to_owned();
+        let detail = detail.lines().last().unwrap_or_default().trim();
+        let detail = detail.strip_prefix("error: ").unwrap_or(detail).to_owned();
         errs.push(
             path,
             format!("invalid regular expression {pattern:?}: {detail}"),

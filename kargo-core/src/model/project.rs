@@ -23,6 +23,10 @@ pub struct Project {
     /// The Project's name (also its namespace).
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// The pre-v1.7 `spec`: accepted only so that validation can explain where its
+    /// settings went (it is always an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<serde_json::Value>,
     /// Status of an exported resource: accepted, kept opaque, not interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
@@ -39,6 +43,13 @@ impl Project {
             ResourceKind::Project,
         );
         self.metadata.validate(&mut errs, true);
+        if self.spec.is_some() {
+            errs.push(
+                "spec",
+                "Project.spec was removed in Kargo v1.7: move promotionPolicies to a \
+                 ProjectConfig named like the Project, in its namespace",
+            );
+        }
         errs.0
     }
 }

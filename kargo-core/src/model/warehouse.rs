@@ -558,8 +558,8 @@ impl Warehouse {
                     errs.push(
                         format!("{p}.repoURL"),
                         format!(
-                            "a {kind} subscription for this repository already exists at \
-                             spec.subscriptions[{first}] (at most one per type and repository)"
+                            "spec.subscriptions[{first}] already subscribes to this {kind} \
+                             repository (at most one subscription per type and repository)"
                         ),
                     );
                 } else {
