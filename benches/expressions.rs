@@ -61,8 +61,26 @@ fn template() -> Vec<Json> {
         .collect()
 }
 
+/// Parse once, render many: what the runner does for each attempt of each step.
 #[divan::bench]
 fn render_20_step_template(bencher: divan::Bencher<'_, '_>) {
+    let engine = ExprEngine::new();
+    let scope = scope();
+    let steps = template();
+    let compiled: Vec<_> = steps
+        .iter()
+        .map(|s| engine.compile_json(s).expect("compiles"))
+        .collect();
+    bencher.bench_local(|| {
+        for step in &compiled {
+            black_box(step.render(black_box(&scope)).ok());
+        }
+    });
+}
+
+/// Compile and render in one go (a promotion's first attempt of every step).
+#[divan::bench]
+fn compile_and_render_20_step_template(bencher: divan::Bencher<'_, '_>) {
     let engine = ExprEngine::new();
     let scope = scope();
     let steps = template();

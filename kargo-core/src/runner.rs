@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::expr::{EvalData, ExprEngine, OriginSubscriptions, Scope, StepStatusEntry, from_json};
-use crate::freight::FreightOrigin;
 use crate::freight::{FreightCollection, FreightReference};
 use crate::loader::ManifestSet;
 use crate::model::{
@@ -348,7 +347,7 @@ pub fn plan_stage(set: &ManifestSet, project: &str, stage: &str) -> Result<Stage
         .iter()
         .map(|req| {
             let mut subs = OriginSubscriptions {
-                origin: FreightOrigin::warehouse(req.origin.name.clone()),
+                origin: req.origin.clone(),
                 ..OriginSubscriptions::default()
             };
             if let Some(wh) = set.warehouse(project, &req.origin.name) {
@@ -1060,6 +1059,10 @@ impl Runner {
             Some(n) => n,
         };
         let timeout = step.timeout.or(defaults.timeout).filter(|t| !t.is_zero());
+        let compiled_config = match self.engine.compile_json(&Json::Object(step.config.clone())) {
+            Ok(c) => c,
+            Err(e) => return finish(exec, StepExecutionStatus::Errored, Some(config_error(&e))),
+        };
         let started = tokio::time::Instant::now();
         exec.records[index].started_at = Some(Utc::now());
         let mut consecutive_errors = 0u32;
@@ -1070,18 +1073,10 @@ impl Runner {
             }
             // Config is rendered for every attempt: outputs and statuses may have changed.
             let scope = self.scope(ctx, Some(&step.alias), &step_vars, Some(exec), data.clone());
-            let config = match self
-                .engine
-                .render_json(&Json::Object(step.config.clone()), &scope)
-            {
+            let config = match compiled_config.render(&scope) {
                 Ok(c) => c,
                 Err(e) => {
-                    let msg = if e.path.is_empty() {
-                        format!("config: {}", e.error)
-                    } else {
-                        format!("config.{}: {}", e.path, e.error)
-                    };
-                    return finish(exec, StepExecutionStatus::Errored, Some(msg));
+                    return finish(exec, StepExecutionStatus::Errored, Some(config_error(&e)));
                 }
             };
             let mut sctx = StepContext::new(p.work_dir.clone())
@@ -1222,6 +1217,14 @@ impl Runner {
                 m.extend(as_map);
             }
         }
+    }
+}
+
+fn config_error(e: &crate::expr::PathedExprError) -> String {
+    if e.path.is_empty() {
+        format!("config: {}", e.error)
+    } else {
+        format!("config.{}: {}", e.path, e.error)
     }
 }
 

@@ -311,6 +311,51 @@ impl ExprEngine {
         })
     }
 
+    /// Compiles every string in `value` (at any depth) once, for rendering many times.
+    pub fn compile_json(&self, value: &Json) -> Result<CompiledJson<'_>, PathedExprError> {
+        let mut path = Vec::new();
+        self.compile_json_at(value, &mut path)
+    }
+
+    fn compile_json_at(
+        &self,
+        value: &Json,
+        path: &mut Vec<PathPart>,
+    ) -> Result<CompiledJson<'_>, PathedExprError> {
+        Ok(match value {
+            Json::String(s) => {
+                let t = self.compile(s).map_err(|e| PathedExprError {
+                    path: render_path(path),
+                    error: e,
+                })?;
+                if t.is_literal() {
+                    CompiledJson::Literal(value.clone())
+                } else {
+                    CompiledJson::Template(t)
+                }
+            }
+            Json::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathPart::Index(i));
+                    out.push(self.compile_json_at(item, path)?);
+                    path.pop();
+                }
+                CompiledJson::Array(out)
+            }
+            Json::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    path.push(PathPart::Key(k.clone()));
+                    out.push((k.clone(), self.compile_json_at(v, path)?));
+                    path.pop();
+                }
+                CompiledJson::Object(out)
+            }
+            other => CompiledJson::Literal(other.clone()),
+        })
+    }
+
     /// Compiles every string in `value` without evaluating anything, returning every error
     /// with its key path.
     pub fn validate_json(&self, value: &Json) -> Vec<PathedExprError> {
@@ -362,6 +407,55 @@ pub struct PathedExprError {
     pub path: String,
     /// The error.
     pub error: ExprError,
+}
+
+/// A JSON document whose strings are compiled templates (see [`ExprEngine::compile_json`]).
+#[derive(Debug)]
+pub enum CompiledJson<'e> {
+    /// A value with no template in it.
+    Literal(Json),
+    /// A template string.
+    Template(Template<'e>),
+    /// A list.
+    Array(Vec<CompiledJson<'e>>),
+    /// A map, in document order.
+    Object(Vec<(String, CompiledJson<'e>)>),
+}
+
+impl CompiledJson<'_> {
+    /// Renders every template, naming the key path of the first error.
+    pub fn render(&self, scope: &Scope) -> Result<Json, PathedExprError> {
+        let mut path = Vec::new();
+        self.render_at(scope, &mut path)
+    }
+
+    fn render_at(&self, scope: &Scope, path: &mut Vec<PathPart>) -> Result<Json, PathedExprError> {
+        Ok(match self {
+            Self::Literal(v) => v.clone(),
+            Self::Template(t) => t.render(scope).map_err(|e| PathedExprError {
+                path: render_path(path),
+                error: e,
+            })?,
+            Self::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathPart::Index(i));
+                    out.push(item.render_at(scope, path)?);
+                    path.pop();
+                }
+                Json::Array(out)
+            }
+            Self::Object(entries) => {
+                let mut out = serde_json::Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    path.push(PathPart::Key(k.clone()));
+                    out.insert(k.clone(), v.render_at(scope, path)?);
+                    path.pop();
+                }
+                Json::Object(out)
+            }
+        })
+    }
 }
 
 enum PathPart {

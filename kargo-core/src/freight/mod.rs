@@ -79,7 +79,7 @@ impl fmt::Display for FreightOriginKind {
 }
 
 /// Where a piece of Freight comes from: a kind and a resource name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreightOrigin {
     /// The kind of the originating resource.

@@ -59,30 +59,7 @@ pub struct FreightRequest {
     pub sources: FreightSources,
 }
 
-/// The origin of Freight: a Warehouse.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FreightOrigin {
-    /// The origin's kind (only `Warehouse`).
-    pub kind: FreightOriginKind,
-    /// The Warehouse's name.
-    pub name: String,
-}
-
-impl std::fmt::Display for FreightOrigin {
-    /// Kargo's persisted form, `Warehouse/<name>`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Warehouse/{}", self.name)
-    }
-}
-
-/// The kind of a [`FreightOrigin`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum FreightOriginKind {
-    /// A Warehouse.
-    #[default]
-    Warehouse,
-}
+pub use crate::freight::{FreightOrigin, FreightOriginKind};
 
 /// Where requested Freight may come from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
