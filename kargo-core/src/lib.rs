@@ -12,6 +12,7 @@ pub mod expr;
 pub mod freight;
 pub mod loader;
 pub mod model;
+mod registry;
 pub mod runner;
 pub mod secret;
 pub mod source;

@@ -260,15 +260,9 @@ impl<S: Source> DynSource for S {
 }
 
 /// Sources by subscription type. A plain value, like [`crate::step::StepRegistry`].
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct SourceRegistry {
-    sources: BTreeMap<String, Arc<dyn DynSource>>,
-}
-
-impl fmt::Debug for SourceRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.sources.keys()).finish()
-    }
+    sources: crate::registry::Named<dyn DynSource>,
 }
 
 impl SourceRegistry {
@@ -290,11 +284,7 @@ impl SourceRegistry {
         &mut self,
         source: Arc<dyn DynSource>,
     ) -> Result<&mut Self, crate::step::DuplicateStep> {
-        let kind = source.kind().to_owned();
-        if self.sources.contains_key(&kind) {
-            return Err(crate::step::DuplicateStep(kind));
-        }
-        self.sources.insert(kind, source);
+        self.sources.insert(source.kind().to_owned(), source)?;
         Ok(self)
     }
 
@@ -305,7 +295,7 @@ impl SourceRegistry {
 
     /// Registered kinds.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.sources.keys().map(String::as_str)
+        self.sources.names()
     }
 }
 

@@ -419,21 +419,12 @@ impl From<PathError> for StepError {
     }
 }
 
-/// Why a step could not be registered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a step named {0:?} is already registered")]
-pub struct DuplicateStep(pub String);
+pub use crate::registry::DuplicateStep;
 
 /// The steps a runner can use, by `uses` name. A plain value: build one per runner.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct StepRegistry {
-    steps: BTreeMap<String, Arc<dyn DynStep>>,
-}
-
-impl fmt::Debug for StepRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.steps.keys()).finish()
-    }
+    steps: crate::registry::Named<dyn DynStep>,
 }
 
 impl StepRegistry {
@@ -449,11 +440,7 @@ impl StepRegistry {
 
     /// Registers a step object under its [`DynStep::kind`].
     pub fn register_dyn(&mut self, step: Arc<dyn DynStep>) -> Result<&mut Self, DuplicateStep> {
-        let kind = step.kind().to_owned();
-        if self.steps.contains_key(&kind) {
-            return Err(DuplicateStep(kind));
-        }
-        self.steps.insert(kind, step);
+        self.steps.insert(step.kind().to_owned(), step)?;
         Ok(self)
     }
 
@@ -464,7 +451,7 @@ impl StepRegistry {
 
     /// Registered names, sorted.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.steps.keys().map(String::as_str)
+        self.steps.names()
     }
 
     /// The error message for an unknown `uses`, listing the known names.

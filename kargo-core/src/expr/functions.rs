@@ -226,52 +226,75 @@ fn find_origin<'a>(
     Ok(found)
 }
 
-fn image_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
-    let (repo, origin) = match args.as_slice() {
-        [r] => (str_arg(r, "imageFrom", "first")?, None),
-        [r, o] => (
-            str_arg(r, "imageFrom", "first")?,
-            Some(origin_arg(o, "imageFrom", "second")?),
-        ),
-        _ => {
-            return Err(err(format!(
-                "imageFrom() takes 1 or 2 arguments, got {}",
-                args.len()
-            )));
-        }
-    };
+/// Splits `repo[, origin]` arguments.
+fn key_and_origin<'a>(
+    fname: &str,
+    args: &'a [Value],
+) -> Result<(&'a str, Option<FreightOrigin>), Error> {
+    match args {
+        [k] => Ok((str_arg(k, fname, "first")?, None)),
+        [k, o] => Ok((
+            str_arg(k, fname, "first")?,
+            Some(origin_arg(o, fname, "second")?),
+        )),
+        _ => Err(err(format!(
+            "{fname}() takes 1 or 2 arguments, got {}",
+            args.len()
+        ))),
+    }
+}
+
+/// Resolves the origin (given, or the single requested origin whose Warehouse subscribes)
+/// and applies `pick` to that origin's Freight. `None` from resolution means nil.
+fn from_freight(
+    state: &State<'_, '_>,
+    origin: Option<FreightOrigin>,
+    what: &str,
+    subscribes: impl Fn(&OriginSubscriptions) -> bool,
+    pick: impl Fn(&crate::freight::FreightReference) -> Option<Value>,
+) -> Result<Option<Value>, Error> {
     let d = data(state);
     let origin = match origin {
         Some(o) => o,
-        None => match find_origin(&d, &format!("an image from repository {repo}"), |r| {
-            r.images.iter().any(|u| u == repo)
-        })? {
+        None => match find_origin(&d, what, subscribes)? {
             Some(o) => o.clone(),
-            None => return Ok(Value::from(())),
+            None => return Ok(None),
         },
     };
-    let Some(f) = d.freight.get(&origin) else {
-        return Ok(Value::from(()));
-    };
-    Ok(f.images
-        .iter()
-        .find(|i| i.repo_url == repo)
-        .map(|i| {
-            record(
-                RecordType::Image,
-                vec![
-                    ("repoURL", "RepoURL", Value::from(i.repo_url.clone())),
-                    ("tag", "Tag", Value::from(i.tag.clone())),
-                    ("digest", "Digest", Value::from(i.digest.clone())),
-                    (
-                        "annotations",
-                        "Annotations",
-                        Value::from(minijinja::value::Serde(&i.annotations)),
-                    ),
-                ],
-            )
-        })
-        .unwrap_or(Value::from(())))
+    Ok(Some(
+        d.freight
+            .get(&origin)
+            .and_then(pick)
+            .unwrap_or(Value::from(())),
+    ))
+}
+
+fn image_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
+    let (repo, origin) = key_and_origin("imageFrom", &args)?;
+    let found = from_freight(
+        state,
+        origin,
+        &format!("an image from repository {repo}"),
+        |r| r.images.iter().any(|u| u == repo),
+        |f| {
+            f.images.iter().find(|i| i.repo_url == repo).map(|i| {
+                record(
+                    RecordType::Image,
+                    vec![
+                        ("repoURL", "RepoURL", Value::from(i.repo_url.clone())),
+                        ("tag", "Tag", Value::from(i.tag.clone())),
+                        ("digest", "Digest", Value::from(i.digest.clone())),
+                        (
+                            "annotations",
+                            "Annotations",
+                            Value::from(minijinja::value::Serde(&i.annotations)),
+                        ),
+                    ],
+                )
+            })
+        },
+    )?;
+    Ok(found.unwrap_or(Value::from(())))
 }
 
 fn chart_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
@@ -297,145 +320,105 @@ fn chart_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> 
             )));
         }
     };
-    let d = data(state);
-    let origin = match origin {
-        Some(o) => o,
-        None => match find_origin(&d, &format!("a chart from repository {repo}"), |r| {
-            r.charts.iter().any(|(u, n)| u == repo && n == name)
-        })? {
-            Some(o) => o.clone(),
-            None => {
-                return Err(err(if name.is_empty() {
-                    format!("chart from repository {repo} not found in the requested Freight")
-                } else {
-                    format!(
-                        "chart {name:?} from repository {repo} not found in the requested Freight"
+    let found = from_freight(
+        state,
+        origin,
+        &format!("a chart from repository {repo}"),
+        |r| r.charts.iter().any(|(u, n)| u == repo && n == name),
+        |f| {
+            f.charts
+                .iter()
+                .find(|c| c.repo_url == repo && c.name == name)
+                .map(|c| {
+                    record(
+                        RecordType::Chart,
+                        vec![
+                            ("repoURL", "RepoURL", Value::from(c.repo_url.clone())),
+                            ("name", "Name", Value::from(c.name.clone())),
+                            ("version", "Version", Value::from(c.version.clone())),
+                        ],
                     )
-                }));
-            }
+                })
         },
-    };
-    let Some(f) = d.freight.get(&origin) else {
-        return Ok(Value::from(()));
-    };
-    Ok(f.charts
-        .iter()
-        .find(|c| c.repo_url == repo && c.name == name)
-        .map(|c| {
-            record(
-                RecordType::Chart,
-                vec![
-                    ("repoURL", "RepoURL", Value::from(c.repo_url.clone())),
-                    ("name", "Name", Value::from(c.name.clone())),
-                    ("version", "Version", Value::from(c.version.clone())),
-                ],
-            )
+    )?;
+    // Unlike images and commits, Kargo reports a chart nobody subscribes to as an error.
+    found.ok_or_else(|| {
+        err(if name.is_empty() {
+            format!("chart from repository {repo} not found in the requested Freight")
+        } else {
+            format!("chart {name:?} from repository {repo} not found in the requested Freight")
         })
-        .unwrap_or(Value::from(())))
+    })
 }
 
 fn commit_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
-    let (repo, origin) = match args.as_slice() {
-        [r] => (str_arg(r, "commitFrom", "first")?, None),
-        [r, o] => (
-            str_arg(r, "commitFrom", "first")?,
-            Some(origin_arg(o, "commitFrom", "second")?),
-        ),
-        _ => {
-            return Err(err(format!(
-                "commitFrom() takes 1 or 2 arguments, got {}",
-                args.len()
-            )));
-        }
-    };
+    let (repo, origin) = key_and_origin("commitFrom", &args)?;
     let want = normalize_git_url(repo);
-    let d = data(state);
-    let origin = match origin {
-        Some(o) => o,
-        None => match find_origin(&d, &format!("a commit from repository {repo}"), |r| {
-            r.git.iter().any(|u| normalize_git_url(u) == want)
-        })? {
-            Some(o) => o.clone(),
-            None => return Ok(Value::from(())),
+    let found = from_freight(
+        state,
+        origin,
+        &format!("a commit from repository {repo}"),
+        |r| r.git.iter().any(|u| normalize_git_url(u) == want),
+        |f| {
+            f.commits
+                .iter()
+                .find(|c| normalize_git_url(&c.repo_url) == want)
+                .map(|c| {
+                    record(
+                        RecordType::Commit,
+                        vec![
+                            ("repoURL", "RepoURL", Value::from(c.repo_url.clone())),
+                            ("id", "ID", Value::from(c.id.clone())),
+                            ("branch", "Branch", Value::from(c.branch.clone())),
+                            ("tag", "Tag", Value::from(c.tag.clone())),
+                            ("message", "Message", Value::from(c.message.clone())),
+                            ("author", "Author", Value::from(c.author.clone())),
+                            ("committer", "Committer", Value::from(c.committer.clone())),
+                        ],
+                    )
+                })
         },
-    };
-    let Some(f) = d.freight.get(&origin) else {
-        return Ok(Value::from(()));
-    };
-    Ok(f.commits
-        .iter()
-        .find(|c| normalize_git_url(&c.repo_url) == want)
-        .map(|c| {
-            record(
-                RecordType::Commit,
-                vec![
-                    ("repoURL", "RepoURL", Value::from(c.repo_url.clone())),
-                    ("id", "ID", Value::from(c.id.clone())),
-                    ("branch", "Branch", Value::from(c.branch.clone())),
-                    ("tag", "Tag", Value::from(c.tag.clone())),
-                    ("message", "Message", Value::from(c.message.clone())),
-                    ("author", "Author", Value::from(c.author.clone())),
-                    ("committer", "Committer", Value::from(c.committer.clone())),
-                ],
-            )
-        })
-        .unwrap_or(Value::from(())))
+    )?;
+    Ok(found.unwrap_or(Value::from(())))
 }
 
 fn artifact_from(state: &State<'_, '_>, args: Rest<Value>) -> Result<Value, Error> {
-    let (sub, origin) = match args.as_slice() {
-        [s] => (str_arg(s, "artifactFrom", "first")?, None),
-        [s, o] => (
-            str_arg(s, "artifactFrom", "first")?,
-            Some(origin_arg(o, "artifactFrom", "second")?),
-        ),
-        _ => {
-            return Err(err(format!(
-                "artifactFrom() takes 1 or 2 arguments, got {}",
-                args.len()
-            )));
-        }
-    };
-    let d = data(state);
-    let origin = match origin {
-        Some(o) => o,
-        None => match find_origin(&d, &format!("a {sub:?} artifact"), |r| {
-            r.generic.iter().any(|n| n == sub)
-        })? {
-            Some(o) => o.clone(),
-            None => return Ok(Value::from(())),
+    let (sub, origin) = key_and_origin("artifactFrom", &args)?;
+    let found = from_freight(
+        state,
+        origin,
+        &format!("a {sub:?} artifact"),
+        |r| r.generic.iter().any(|n| n == sub),
+        |f| {
+            f.artifacts
+                .iter()
+                .find(|a| a.subscription_name == sub)
+                .map(|a| {
+                    record(
+                        RecordType::Artifact,
+                        vec![
+                            (
+                                "artifactType",
+                                "ArtifactType",
+                                Value::from(a.artifact_type.clone()),
+                            ),
+                            (
+                                "subscriptionName",
+                                "SubscriptionName",
+                                Value::from(a.subscription_name.clone()),
+                            ),
+                            ("version", "Version", Value::from(a.version.clone())),
+                            (
+                                "metadata",
+                                "Metadata",
+                                Value::from(minijinja::value::Serde(&a.metadata)),
+                            ),
+                        ],
+                    )
+                })
         },
-    };
-    let Some(f) = d.freight.get(&origin) else {
-        return Ok(Value::from(()));
-    };
-    Ok(f.artifacts
-        .iter()
-        .find(|a| a.subscription_name == sub)
-        .map(|a| {
-            record(
-                RecordType::Artifact,
-                vec![
-                    (
-                        "artifactType",
-                        "ArtifactType",
-                        Value::from(a.artifact_type.clone()),
-                    ),
-                    (
-                        "subscriptionName",
-                        "SubscriptionName",
-                        Value::from(a.subscription_name.clone()),
-                    ),
-                    ("version", "Version", Value::from(a.version.clone())),
-                    (
-                        "metadata",
-                        "Metadata",
-                        Value::from(minijinja::value::Serde(&a.metadata)),
-                    ),
-                ],
-            )
-        })
-        .unwrap_or(Value::from(())))
+    )?;
+    Ok(found.unwrap_or(Value::from(())))
 }
 
 /// Go's `%q` quoting (`strconv.Quote`).
