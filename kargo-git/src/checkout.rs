@@ -1,0 +1,829 @@
+//! Work trees made from the mirror, lazily materialised.
+//!
+//! A [`Checkout`] is a plain directory (no `.git`) plus what it came from: the commit, and
+//! which files and directories have been written to disk. Files appear when something asks
+//! for them through [`Checkout::materialize`]; kargo-steps wires that into the promotion's
+//! path sandbox, so a step that opens `overlays/dev/values.yaml` gets that one file and a
+//! step that walks the whole tree gets the whole tree. Commits compare the disk with the
+//! tree the files came from, so their cost follows what was touched, not the repository's
+//! size.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+
+use crate::Signature;
+use crate::cli::PushResult;
+use crate::edits::{backoff, branch_lock};
+use crate::error::{GitError, GitErrorKind, Result};
+use crate::mirror::{FetchSpec, Mirror, commit_tree, resolve_commit};
+
+/// What to check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutTarget {
+    /// A branch (its remote tip).
+    Branch(String),
+    /// A commit ID.
+    Commit(String),
+    /// A tag.
+    Tag(String),
+}
+
+/// How to check out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutOptions {
+    /// For a branch that does not exist: start an empty (orphan) branch instead of failing.
+    pub create: bool,
+    /// Write only these directories up front (cone mode); other paths still appear on
+    /// demand.
+    pub sparse: Vec<String>,
+    /// Write the whole tree up front instead of on demand.
+    pub eager: bool,
+}
+
+/// A changed path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    /// The path, relative to the checkout root.
+    pub path: String,
+    /// What happened to it.
+    pub kind: ChangeKind,
+}
+
+/// The kind of a [`Change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// A new file.
+    Added,
+    /// A changed file.
+    Modified,
+    /// A removed file.
+    Deleted,
+}
+
+/// The result of [`Checkout::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// There was nothing to commit; `head` is the current commit (if any).
+    NothingToCommit {
+        /// The current commit.
+        head: Option<ObjectId>,
+    },
+    /// A new commit.
+    Committed {
+        /// The new commit.
+        commit: ObjectId,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    id: ObjectId,
+    kind: EntryKind,
+    size: u64,
+    mtime: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+struct State {
+    branch: Option<String>,
+    /// The remote commit the checkout (or its last rebase) started from.
+    upstream: Option<ObjectId>,
+    head: Option<ObjectId>,
+    head_tree: ObjectId,
+    /// Commits made here that the remote does not have yet, oldest first.
+    own: Vec<ObjectId>,
+    /// Materialised files, by path.
+    files: HashMap<String, FileState>,
+    /// Fully materialised directories ("" is the root).
+    dirs: BTreeSet<String>,
+    /// The tree was cleared (`git-clear`): commits start from the empty tree.
+    cleared: bool,
+}
+
+/// A lazily materialised work tree. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Checkout {
+    mirror: Mirror,
+    root: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("mirror", &self.mirror)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn gerr(kind: GitErrorKind, op: &str, e: impl std::fmt::Display) -> GitError {
+    GitError::new(kind, op, e.to_string())
+}
+
+impl Mirror {
+    /// Fetches what `target` needs and makes a checkout of it at `dest` (created if
+    /// missing; must be empty).
+    pub fn checkout(
+        &self,
+        target: &CheckoutTarget,
+        dest: &Path,
+        options: &CheckoutOptions,
+    ) -> Result<Checkout> {
+        let op = format!("checkout {}", self.display_url());
+        let mut spec = FetchSpec {
+            depth: self.git.config.depth,
+            ..FetchSpec::default()
+        };
+        match target {
+            CheckoutTarget::Branch(b) => spec.branches.push(b.clone()),
+            CheckoutTarget::Tag(t) => spec.tags.push(t.clone()),
+            CheckoutTarget::Commit(_) => spec.all_branches = true,
+        }
+        let fetched = self.fetch(&spec);
+        let (branch, head) = match (target, fetched) {
+            (CheckoutTarget::Branch(b), Ok(f)) => match f.get(&format!("refs/heads/{b}")) {
+                Some(id) => (Some(b.clone()), Some(*id)),
+                None if options.create => (Some(b.clone()), None),
+                None => {
+                    return Err(GitError::new(GitErrorKind::NotFound, op, format!("branch {b:?} does not exist")));
+                }
+            },
+            (CheckoutTarget::Branch(b), Err(e)) if options.create && e.kind == GitErrorKind::NotFound => {
+                (Some(b.clone()), None)
+            }
+            (_, Err(e)) => return Err(e),
+            (CheckoutTarget::Tag(t), Ok(_)) => {
+                let repo = self.open()?;
+                (None, Some(resolve_commit(&repo, &format!("refs/tags/{t}"))?))
+            }
+            (CheckoutTarget::Commit(c), Ok(_)) => {
+                let repo = self.open()?;
+                (None, Some(resolve_commit(&repo, c)?))
+            }
+        };
+        let repo = self.open()?;
+        let head_tree = match head {
+            Some(h) => commit_tree(&repo, h)?,
+            None => ObjectId::empty_tree(repo.object_hash()),
+        };
+        fs::create_dir_all(dest).map_err(|e| GitError::io(format!("create {}", dest.display()), &e))?;
+        if fs::read_dir(dest)
+            .map_err(|e| GitError::io("read checkout directory", &e))?
+            .next()
+            .is_some()
+        {
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                format!("{} is not empty", dest.display()),
+            ));
+        }
+        let checkout = Checkout {
+            mirror: self.clone(),
+            root: dest.to_path_buf(),
+            state: Arc::new(Mutex::new(State {
+                branch,
+                upstream: head,
+                head,
+                head_tree,
+                own: Vec::new(),
+                files: HashMap::new(),
+                dirs: BTreeSet::new(),
+                cleared: false,
+            })),
+        };
+        if options.eager {
+            checkout.materialize_rel("")?;
+        } else {
+            for dir in &options.sparse {
+                let d = crate::edits::normalize(dir)?;
+                checkout.materialize_rel(&d)?;
+            }
+        }
+        Ok(checkout)
+    }
+}
+
+impl Checkout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The checkout's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The mirror it was made from.
+    pub fn mirror(&self) -> &Mirror {
+        &self.mirror
+    }
+
+    /// The current commit (`None` for a new orphan branch without commits).
+    pub fn head(&self) -> Option<ObjectId> {
+        self.lock().head
+    }
+
+    /// The branch checked out, if any.
+    pub fn branch(&self) -> Option<String> {
+        self.lock().branch.clone()
+    }
+
+    /// Makes sure `path` (absolute, inside the root, or relative to it) is on disk: a file
+    /// is written, a directory is written with everything below it, a path that does not
+    /// exist in the tree gets its parent directories. Paths outside the root are ignored.
+    pub fn materialize(&self, path: &Path) -> std::io::Result<()> {
+        let rel = if path.is_absolute() {
+            match path.strip_prefix(&self.root) {
+                Ok(r) => r.to_path_buf(),
+                Err(_) => return Ok(()),
+            }
+        } else {
+            path.to_path_buf()
+        };
+        let rel = rel
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        self.materialize_rel(&rel)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    /// Writes the whole tree.
+    pub fn materialize_all(&self) -> Result<()> {
+        self.materialize_rel("")
+    }
+
+    fn materialize_rel(&self, rel: &str) -> Result<()> {
+        let mut st = self.lock();
+        if st.cleared || covered(&st.dirs, rel) || st.files.contains_key(rel) {
+            return Ok(());
+        }
+        let repo = self.mirror.open()?;
+        let op = "materialize";
+        let tree = repo.find_tree(st.head_tree).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let entry = if rel.is_empty() {
+            None
+        } else {
+            tree.lookup_entry_by_path(rel).map_err(|e| gerr(GitErrorKind::Other, op, e))?
+        };
+        match entry {
+            None if rel.is_empty() => {
+                write_tree(&repo, st.head_tree, &self.root, "", &mut st)?;
+                st.dirs.insert(String::new());
+            }
+            None => {
+                // Not in the tree: make its parent directories so it can be created.
+                if let Some(parent) = Path::new(rel).parent() {
+                    fs::create_dir_all(self.root.join(parent))
+                        .map_err(|e| GitError::io("create directories", &e))?;
+                }
+            }
+            Some(e) if e.mode().is_tree() => {
+                write_tree(&repo, e.object_id(), &self.root.join(rel), rel, &mut st)?;
+                st.dirs.insert(rel.to_owned());
+            }
+            Some(e) => {
+                let kind = e.mode().kind();
+                write_file(&repo, e.object_id(), kind, &self.root, rel, &mut st)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything in the work tree (Kargo's `git-clear`): the next commit starts
+    /// from an empty tree plus whatever is written afterwards.
+    pub fn clear(&self) -> Result<()> {
+        let mut st = self.lock();
+        for entry in fs::read_dir(&self.root).map_err(|e| GitError::io("clear", &e))? {
+            let entry = entry.map_err(|e| GitError::io("clear", &e))?;
+            let p = entry.path();
+            let ft = entry.file_type().map_err(|e| GitError::io("clear", &e))?;
+            if ft.is_dir() {
+                fs::remove_dir_all(&p).map_err(|e| GitError::io("clear", &e))?;
+            } else {
+                fs::remove_file(&p).map_err(|e| GitError::io("clear", &e))?;
+            }
+        }
+        st.files.clear();
+        st.dirs.clear();
+        st.cleared = true;
+        Ok(())
+    }
+
+    /// The changes on disk relative to the current commit (`git status`).
+    pub fn status(&self) -> Result<Vec<Change>> {
+        let st = self.lock();
+        let (changes, _) = self.scan(&st, false)?;
+        Ok(changes.into_iter().map(|(c, _)| c).collect())
+    }
+
+    /// A unified diff of the changes on disk against the current commit.
+    pub fn diff(&self) -> Result<String> {
+        let st = self.lock();
+        let (changes, _) = self.scan(&st, false)?;
+        let repo = self.mirror.open()?;
+        let mut out = String::new();
+        for (c, _) in changes {
+            let old = if st.cleared {
+                None
+            } else {
+                crate::mirror::read_blob_at(&repo, st.head_tree, &c.path).ok().flatten()
+            };
+            let new = if c.kind == ChangeKind::Deleted {
+                None
+            } else {
+                fs::read(self.root.join(&c.path)).ok()
+            };
+            let old_s = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
+            let new_s = String::from_utf8_lossy(new.as_deref().unwrap_or_default()).into_owned();
+            let a = if old.is_some() { format!("a/{}", c.path) } else { "/dev/null".into() };
+            let b = if new.is_some() { format!("b/{}", c.path) } else { "/dev/null".into() };
+            out.push_str(&format!("diff --git a/{0} b/{0}\n", c.path));
+            out.push_str(
+                &similar::TextDiff::from_lines(&old_s, &new_s)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&a, &b)
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Compares the disk with the head tree. With `write`, new content is stored as blobs.
+    /// Returns the changes and, per changed path, the new entry (`None` for deletions).
+    #[allow(clippy::type_complexity)]
+    fn scan(&self, st: &State, write: bool) -> Result<(Vec<(Change, Option<(ObjectId, EntryKind, u64, Option<SystemTime>)>)>, ())> {
+        let repo = self.mirror.open()?;
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut changes = Vec::new();
+        let mut stack = vec![(self.root.clone(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(GitError::io("scan work tree", &e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| GitError::io("scan work tree", &e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+                let meta = entry.metadata().map_err(|e| GitError::io("scan work tree", &e))?;
+                let ft = entry.file_type().map_err(|e| GitError::io("scan work tree", &e))?;
+                if ft.is_dir() {
+                    if name == ".git" {
+                        continue;
+                    }
+                    stack.push((entry.path(), path));
+                    continue;
+                }
+                seen.insert(path.clone());
+                let kind = if ft.is_symlink() {
+                    EntryKind::Link
+                } else if is_executable(&meta) {
+                    EntryKind::BlobExecutable
+                } else {
+                    EntryKind::Blob
+                };
+                let mtime = meta.modified().ok();
+                let size = meta.len();
+                if let Some(prev) = st.files.get(&path)
+                    && prev.kind == kind
+                    && prev.size == size
+                    && prev.mtime.is_some()
+                    && prev.mtime == mtime
+                {
+                    continue;
+                }
+                let bytes = if ft.is_symlink() {
+                    fs::read_link(entry.path())
+                        .map_err(|e| GitError::io("read link", &e))?
+                        .to_string_lossy()
+                        .into_owned()
+                        .into_bytes()
+                } else {
+                    fs::read(entry.path()).map_err(|e| GitError::io(format!("read {path}"), &e))?
+                };
+                let id = if write {
+                    repo.write_blob(&bytes)
+                        .map_err(|e| gerr(GitErrorKind::Io, "write blob", e))?
+                        .detach()
+                } else {
+                    gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &bytes)
+                        .map_err(|e| gerr(GitErrorKind::Other, "hash", e))?
+                };
+                let base = match st.files.get(&path) {
+                    Some(f) => Some((f.id, f.kind)),
+                    None if st.cleared => None,
+                    None => base_entry(&repo, st.head_tree, &path)?,
+                };
+                match base {
+                    Some((bid, bkind)) if bid == id && bkind == kind => {}
+                    Some(_) => changes.push((
+                        Change { path, kind: ChangeKind::Modified },
+                        Some((id, kind, size, mtime)),
+                    )),
+                    None => changes.push((
+                        Change { path, kind: ChangeKind::Added },
+                        Some((id, kind, size, mtime)),
+                    )),
+                }
+            }
+        }
+        for path in st.files.keys() {
+            if !seen.contains(path) {
+                changes.push((Change { path: path.clone(), kind: ChangeKind::Deleted }, None));
+            }
+        }
+        // Files of fully materialised directories that vanished together with their
+        // directory are covered by `files`; directories never written need no check.
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((changes, ()))
+    }
+
+    /// Commits everything that changed on disk (`git add -A && git commit`). Reports
+    /// "nothing to commit" as [`CommitOutcome::NothingToCommit`].
+    pub fn commit(&self, message: &str, author: &Signature, committer: &Signature) -> Result<CommitOutcome> {
+        let mut st = self.lock();
+        let (changes, _) = self.scan(&st, true)?;
+        if changes.is_empty() && !(st.cleared && st.head.is_some() && st.head_tree != empty(&self.mirror)?) {
+            return Ok(CommitOutcome::NothingToCommit { head: st.head });
+        }
+        let repo = self.mirror.open()?;
+        let base = if st.cleared {
+            ObjectId::empty_tree(repo.object_hash())
+        } else {
+            st.head_tree
+        };
+        let mut editor = repo.edit_tree(base).map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;
+        for (c, entry) in &changes {
+            match entry {
+                Some((id, kind, _, _)) => {
+                    editor
+                        .upsert(c.path.as_str(), *kind, *id)
+                        .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
+                }
+                None => {
+                    editor
+                        .remove(c.path.as_str())
+                        .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
+                }
+            }
+        }
+        let tree = editor.write().map_err(|e| gerr(GitErrorKind::Io, "write tree", e))?.detach();
+        if tree == st.head_tree && st.head.is_some() {
+            return Ok(CommitOutcome::NothingToCommit { head: st.head });
+        }
+        let commit = repo
+            .new_commit_as(
+                committer.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
+                author.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
+                message,
+                tree,
+                st.head,
+            )
+            .map_err(|e| gerr(GitErrorKind::Io, "write commit", e))?
+            .id;
+        for (c, entry) in changes {
+            match entry {
+                Some((id, kind, size, mtime)) => {
+                    st.files.insert(c.path, FileState { id, kind, size, mtime });
+                }
+                None => {
+                    st.files.remove(&c.path);
+                }
+            }
+        }
+        st.head = Some(commit);
+        st.head_tree = tree;
+        st.own.push(commit);
+        if st.cleared {
+            // Everything now on disk is tracked; the tree is what was written.
+            st.cleared = false;
+            st.dirs.insert(String::new());
+        }
+        Ok(CommitOutcome::Committed { commit })
+    }
+
+    /// Tags the current commit in the mirror (annotated when `message` is given).
+    pub fn tag(&self, name: &str, message: Option<&str>, tagger: &Signature, force: bool) -> Result<ObjectId> {
+        let head = self.head().ok_or_else(|| {
+            GitError::new(GitErrorKind::Invalid, format!("tag {name}"), "there is no commit to tag")
+        })?;
+        self.mirror.tag(name, head, message, tagger, force)
+    }
+
+    /// Pushes a tag created with [`Checkout::tag`].
+    pub fn push_tag(&self, name: &str, force: bool) -> Result<()> {
+        match self.mirror.push_raw(&[format!("refs/tags/{name}:refs/tags/{name}")], force)? {
+            PushResult::Ok => Ok(()),
+            PushResult::Rejected(why) => Err(GitError::new(
+                GitErrorKind::Conflict,
+                format!("push tag {name}"),
+                format!("the tag exists on the remote with another target ({why})"),
+            )),
+        }
+    }
+
+    /// Pushes the current commit to `branch` (default: the checked-out branch). A rejected
+    /// push fetches the branch, rebases this checkout's commits onto the new tip (a
+    /// three-way merge per commit; overlapping edits are a [`GitErrorKind::Conflict`]
+    /// naming the files), updates the files on disk, and retries with backoff up to
+    /// `max_attempts` (default: the configured 10). `force` overwrites the remote branch.
+    pub fn push(&self, branch: Option<&str>, force: bool, max_attempts: Option<u32>) -> Result<crate::PushOutcome> {
+        let branch = match branch.map(str::to_owned).or_else(|| self.branch()) {
+            Some(b) => b,
+            None => {
+                return Err(GitError::new(
+                    GitErrorKind::Invalid,
+                    "push",
+                    "the checkout is not on a branch: name a target branch",
+                ));
+            }
+        };
+        let lock = branch_lock(&self.mirror, &branch);
+        let _guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = max_attempts.unwrap_or(self.mirror.git.config.max_push_attempts).max(1);
+        let op = format!("push {} {branch}", self.mirror.display_url());
+        for attempt in 1..=max {
+            let Some(head) = self.head() else {
+                return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+            };
+            match self.mirror.push_raw(&[format!("{head}:refs/heads/{branch}")], force)? {
+                PushResult::Ok => {
+                    {
+                        let _l = self.mirror.lock()?;
+                        self.mirror.set_ref(&format!("refs/heads/{branch}"), head)?;
+                    }
+                    let mut st = self.lock();
+                    st.own.clear();
+                    st.upstream = Some(head);
+                    return Ok(crate::PushOutcome {
+                        branch,
+                        commit: head,
+                        attempts: attempt,
+                        unchanged: false,
+                    });
+                }
+                PushResult::Rejected(why) => {
+                    tracing::info!(attempt, reason = %why, "push rejected; rebasing onto the new tip");
+                    if attempt == max {
+                        break;
+                    }
+                    std::thread::sleep(backoff(&self.mirror, attempt - 1));
+                    let mut spec = FetchSpec::branch(branch.clone());
+                    spec.depth = self.mirror.git.config.depth;
+                    let fetched = self.mirror.fetch(&spec)?;
+                    let Some(tip) = fetched.get(&format!("refs/heads/{branch}")).copied() else {
+                        continue;
+                    };
+                    self.rebase_onto(tip)?;
+                }
+            }
+        }
+        Err(GitError::new(
+            GitErrorKind::NonFastForward,
+            op,
+            format!("the push was rejected {max} times; the branch keeps moving"),
+        ))
+    }
+
+    /// Replays this checkout's own commits on `tip` and brings the files on disk along.
+    fn rebase_onto(&self, tip: ObjectId) -> Result<()> {
+        let mut st = self.lock();
+        let repo = self.mirror.open()?;
+        let op = "rebase";
+        let old_head_tree = st.head_tree;
+        let mut new_head = tip;
+        let mut new_tree = commit_tree(&repo, tip)?;
+        for &c in &st.own.clone() {
+            let commit = repo.find_commit(c).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let parent_tree = match commit.parent_ids().next() {
+                Some(p) => commit_tree(&repo, p.detach())?,
+                None => ObjectId::empty_tree(repo.object_hash()),
+            };
+            let ours = commit_tree(&repo, c)?;
+            let mut outcome = repo
+                .merge_trees(
+                    parent_tree,
+                    new_tree,
+                    ours,
+                    Default::default(),
+                    repo.tree_merge_options().map_err(|e| gerr(GitErrorKind::Other, op, e))?,
+                )
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let how = gix::merge::tree::TreatAsUnresolved::default();
+            if outcome.has_unresolved_conflicts(how) {
+                let mut files: Vec<String> = outcome
+                    .conflicts
+                    .iter()
+                    .filter(|c| c.is_unresolved(how))
+                    .map(|c| c.ours.location().to_str_lossy().into_owned())
+                    .collect();
+                files.sort();
+                files.dedup();
+                let mut e = GitError::new(
+                    GitErrorKind::Conflict,
+                    format!("rebase onto {tip}"),
+                    "the remote changed the same content",
+                );
+                e.conflicts = files;
+                return Err(e);
+            }
+            let tree = outcome.tree.write().map_err(|e| gerr(GitErrorKind::Io, op, e))?.detach();
+            let decoded = commit.decode().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let author = decoded.author().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let committer = decoded.committer().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let message = decoded.message.to_str_lossy().into_owned();
+            new_head = repo
+                .new_commit_as(committer, author, message, tree, Some(new_head))
+                .map_err(|e| gerr(GitErrorKind::Io, op, e))?
+                .id;
+            new_tree = tree;
+        }
+        // Bring materialised files up to date with the rebased tree.
+        let paths: Vec<String> = st.files.keys().cloned().collect();
+        for path in paths {
+            match base_entry(&repo, new_tree, &path)? {
+                Some((id, kind)) => {
+                    if st.files.get(&path).map(|f| f.id) != Some(id) {
+                        write_file(&repo, id, kind, &self.root, &path, &mut st)?;
+                    }
+                }
+                None => {
+                    let _ = fs::remove_file(self.root.join(&path));
+                    st.files.remove(&path);
+                }
+            }
+        }
+        // New files the remote added inside fully materialised directories.
+        let dirs: Vec<String> = st.dirs.iter().cloned().collect();
+        for d in dirs {
+            let entry = if d.is_empty() {
+                Some(new_tree)
+            } else {
+                let tree = repo.find_tree(new_tree).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+                tree.lookup_entry_by_path(&d)
+                    .map_err(|e| gerr(GitErrorKind::Other, op, e))?
+                    .filter(|e| e.mode().is_tree())
+                    .map(|e| e.object_id())
+            };
+            if let Some(t) = entry {
+                write_tree(&repo, t, &self.root.join(&d), &d, &mut st)?;
+            }
+        }
+        let _ = old_head_tree;
+        st.upstream = Some(tip);
+        st.head = Some(new_head);
+        st.head_tree = new_tree;
+        let n = st.own.len();
+        st.own = Vec::with_capacity(n);
+        // The rebased commits are reachable from the new head; only the newest is needed
+        // for the next push, but keep them all for a further rebase.
+        let mut walk = Some(new_head);
+        let mut chain = Vec::new();
+        for _ in 0..n {
+            let Some(c) = walk else { break };
+            chain.push(c);
+            walk = repo
+                .find_commit(c)
+                .ok()
+                .and_then(|cm| cm.parent_ids().next().map(|p| p.detach()));
+        }
+        chain.reverse();
+        st.own = chain;
+        Ok(())
+    }
+
+    /// The files written to disk so far (for tests and diagnostics).
+    pub fn materialized_files(&self) -> BTreeMap<String, ObjectId> {
+        self.lock().files.iter().map(|(k, v)| (k.clone(), v.id)).collect()
+    }
+}
+
+fn empty(mirror: &Mirror) -> Result<ObjectId> {
+    Ok(ObjectId::empty_tree(mirror.open()?.object_hash()))
+}
+
+fn covered(dirs: &BTreeSet<String>, rel: &str) -> bool {
+    if dirs.contains("") {
+        return true;
+    }
+    let mut p = rel;
+    loop {
+        if dirs.contains(p) {
+            return true;
+        }
+        match p.rfind('/') {
+            Some(i) => p = &p[..i],
+            None => return false,
+        }
+    }
+}
+
+fn base_entry(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<(ObjectId, EntryKind)>> {
+    let t = repo.find_tree(tree).map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
+    Ok(t.lookup_entry_by_path(path)
+        .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?
+        .filter(|e| !e.mode().is_tree())
+        .map(|e| (e.object_id(), e.mode().kind())))
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &fs::Metadata) -> bool {
+    false
+}
+
+fn write_file(
+    repo: &gix::Repository,
+    id: ObjectId,
+    kind: EntryKind,
+    root: &Path,
+    rel: &str,
+    st: &mut State,
+) -> Result<()> {
+    let path = root.join(rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| GitError::io("create directories", &e))?;
+    }
+    let obj = repo.find_object(id).map_err(|e| gerr(GitErrorKind::Other, "read blob", e))?;
+    let _ = fs::remove_file(&path);
+    match kind {
+        EntryKind::Link => {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(obj.data.to_str_lossy().as_ref(), &path)
+                .map_err(|e| GitError::io(format!("write {rel}"), &e))?;
+            #[cfg(not(unix))]
+            fs::write(&path, &obj.data).map_err(|e| GitError::io(format!("write {rel}"), &e))?;
+        }
+        EntryKind::Commit => return Ok(()), // submodules are not checked out
+        _ => {
+            fs::write(&path, &obj.data).map_err(|e| GitError::io(format!("write {rel}"), &e))?;
+            #[cfg(unix)]
+            if kind == EntryKind::BlobExecutable {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| GitError::io(format!("chmod {rel}"), &e))?;
+            }
+        }
+    }
+    let meta = fs::symlink_metadata(&path).map_err(|e| GitError::io(format!("stat {rel}"), &e))?;
+    st.files.insert(
+        rel.to_owned(),
+        FileState {
+            id,
+            kind,
+            size: meta.len(),
+            mtime: meta.modified().ok(),
+        },
+    );
+    Ok(())
+}
+
+fn write_tree(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    dir: &Path,
+    rel: &str,
+    st: &mut State,
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| GitError::io("create directories", &e))?;
+    let t = repo.find_tree(tree).map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
+    let entries: Vec<(String, ObjectId, gix::objs::tree::EntryMode)> = t
+        .iter()
+        .map(|e| e.map(|e| (e.filename().to_str_lossy().into_owned(), e.object_id(), e.mode())))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
+    for (name, id, mode) in entries {
+        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        if mode.is_tree() {
+            write_tree(repo, id, &dir.join(&name), &child, st)?;
+        } else if !st.files.contains_key(&child) {
+            let root = dir
+                .ancestors()
+                .nth(rel.split('/').filter(|s| !s.is_empty()).count())
+                .unwrap_or(dir);
+            write_file(repo, id, mode.kind(), root, &child, st)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,537 @@
+//! The local mirror cache: one bare repository per remote URL under a cache directory.
+//!
+//! The first use of a remote creates the mirror and fetches into it; later uses fetch only
+//! what is new. Work trees ([`crate::Checkout`]) and object-database commits
+//! ([`Mirror::commit_edits`]) are made from the mirror. A lock file per mirror makes it
+//! safe for several processes to share one cache.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::remote::Direction;
+
+use crate::Git;
+use crate::auth::{GitAuth, redact_url};
+use crate::cli;
+use crate::error::{GitError, GitErrorKind, Result};
+
+/// A reference on a remote, as `ls-remote` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// The full name (`refs/heads/main`, `refs/tags/v1.0.0`, `HEAD`).
+    pub name: String,
+    /// The object it points to (the tag object for annotated tags).
+    pub target: Option<ObjectId>,
+    /// For annotated tags: the peeled commit.
+    pub peeled: Option<ObjectId>,
+}
+
+/// What a fetch should get.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchSpec {
+    /// Branches to fetch (short names); empty with `all_branches` false fetches nothing but tags.
+    pub branches: Vec<String>,
+    /// Fetch every branch.
+    pub all_branches: bool,
+    /// Tags to fetch (short names).
+    pub tags: Vec<String>,
+    /// Fetch every tag.
+    pub all_tags: bool,
+    /// Limit history to this many commits (only applied when the mirror is new or shallow).
+    pub depth: Option<NonZeroU32>,
+}
+
+impl FetchSpec {
+    /// One branch.
+    pub fn branch(name: impl Into<String>) -> Self {
+        Self {
+            branches: vec![name.into()],
+            ..Self::default()
+        }
+    }
+
+    fn refspecs(&self) -> Vec<String> {
+        let mut specs = Vec::new();
+        if self.all_branches {
+            specs.push("+refs/heads/*:refs/heads/*".to_owned());
+        } else {
+            for b in &self.branches {
+                specs.push(format!("+refs/heads/{b}:refs/heads/{b}"));
+            }
+        }
+        if self.all_tags {
+            specs.push("+refs/tags/*:refs/tags/*".to_owned());
+        } else {
+            for t in &self.tags {
+                specs.push(format!("+refs/tags/{t}:refs/tags/{t}"));
+            }
+        }
+        specs
+    }
+}
+
+/// A commit's metadata, as `log` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The commit ID.
+    pub id: ObjectId,
+    /// The full message.
+    pub message: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// `Name <email>`.
+    pub committer: String,
+    /// Commit time, seconds since the epoch.
+    pub time: i64,
+    /// Parent IDs.
+    pub parents: Vec<ObjectId>,
+}
+
+/// An entry of a tree listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntryInfo {
+    /// The path relative to the repository root.
+    pub path: String,
+    /// The object ID.
+    pub id: ObjectId,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// A bare mirror of one remote in the cache directory.
+#[derive(Clone)]
+pub struct Mirror {
+    pub(crate) git: Git,
+    pub(crate) url: String,
+    pub(crate) path: PathBuf,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("url", &redact_url(&self.url))
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// An exclusive lock on a mirror, released on drop.
+pub(crate) struct MirrorLock {
+    _file: File,
+}
+
+impl Mirror {
+    pub(crate) fn new(git: Git, url: &str) -> Result<Self> {
+        let key = {
+            use sha1::{Digest, Sha1};
+            let mut h = Sha1::new();
+            h.update(redact_url(url).trim_end_matches('/').as_bytes());
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let path = git.config.cache_dir.join(format!("{key}.git"));
+        std::fs::create_dir_all(&git.config.cache_dir)
+            .map_err(|e| GitError::io("create the cache directory", &e))?;
+        let m = Self {
+            git,
+            url: url.to_owned(),
+            path,
+        };
+        {
+            let _lock = m.lock()?;
+            if !m.path.join("HEAD").exists() {
+                gix::init_bare(&m.path).map_err(|e| {
+                    GitError::new(GitErrorKind::Io, "create mirror", e.to_string())
+                })?;
+            }
+        }
+        Ok(m)
+    }
+
+    /// The remote URL (may hold credentials: do not log; see [`Mirror::display_url`]).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL without credentials, for messages.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The mirror's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn lock(&self) -> Result<MirrorLock> {
+        let lock_path = self.path.with_extension("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| GitError::io("open the mirror lock", &e))?;
+        file.lock()
+            .map_err(|e| GitError::io("lock the mirror", &e))?;
+        Ok(MirrorLock { _file: file })
+    }
+
+    pub(crate) fn auth(&self) -> Option<GitAuth> {
+        self.git.credentials.credentials(&self.url)
+    }
+
+    /// Opens the mirror with gix (isolated from user and system configuration).
+    pub(crate) fn open(&self) -> Result<gix::Repository> {
+        self.open_with_ssh(None)
+    }
+
+    /// Opens the mirror, with `core.sshCommand` set when SSH credentials are in use.
+    pub(crate) fn open_with_ssh(&self, ssh: Option<&cli::SshSetup>) -> Result<gix::Repository> {
+        let mut overrides: Vec<String> = vec![
+            "core.bare=true".into(),
+            "user.name=kargo".into(),
+            "user.email=kargo@localhost".into(),
+        ];
+        if let Some(ssh) = ssh {
+            overrides.push(format!("core.sshCommand={}", ssh.command()));
+        }
+        gix::open_opts(
+            &self.path,
+            gix::open::Options::isolated().config_overrides(overrides),
+        )
+        .map_err(|e| GitError::new(GitErrorKind::Io, "open mirror", e.to_string()))
+    }
+
+    fn op(&self, what: &str) -> String {
+        format!("{what} {}", self.display_url())
+    }
+
+    /// Fetches into the mirror and returns the fetched refs with their new targets.
+    pub fn fetch(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
+        let _lock = self.lock()?;
+        self.fetch_locked(spec)
+    }
+
+    pub(crate) fn fetch_locked(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
+        let op = self.op("fetch");
+        let specs = spec.refspecs();
+        if specs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let auth = self.auth();
+        let ssh = cli::SshSetup::new(auth.as_ref())?;
+        let repo = self.open_with_ssh(ssh.as_ref())?;
+        let _span = tracing::debug_span!("git.fetch", url = %self.display_url()).entered();
+        let shallow = match spec.depth {
+            Some(d) if repo.references().map(|r| r.all().map(|mut i| i.next().is_none()).unwrap_or(true)).unwrap_or(true) || repo.is_shallow().unwrap_or(false) => {
+                gix::remote::fetch::Shallow::DepthAtRemote(d)
+            }
+            _ => gix::remote::fetch::Shallow::NoChange,
+        };
+        let remote = repo
+            .remote_at(self.url.as_str())
+            .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, self.scrub(&e.to_string())))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(specs.iter().map(String::as_str), Direction::Fetch)
+            .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+        let connection = with_basic_credentials(connection, auth.as_ref());
+        let prepared = connection
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+        // Missing refs: report as not found.
+        let outcome = prepared
+            .with_shallow(shallow)
+            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+        let mut out = BTreeMap::new();
+        for m in &outcome.ref_map.mappings {
+            if let (Some(local), Some(id)) = (m.local.as_ref(), m.remote.as_id()) {
+                out.insert(local.to_str_lossy().into_owned(), id.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lists the remote's references (`git ls-remote`), without fetching objects.
+    pub fn ls_remote(&self) -> Result<Vec<RemoteRef>> {
+        let op = self.op("ls-remote");
+        let auth = self.auth();
+        let ssh = cli::SshSetup::new(auth.as_ref())?;
+        let repo = self.open_with_ssh(ssh.as_ref())?;
+        let remote = repo
+            .remote_at(self.url.as_str())
+            .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, self.scrub(&e.to_string())))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(Some("+refs/*:refs/kargo-ls/*"), Direction::Fetch)
+            .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+        let connection = with_basic_credentials(connection, auth.as_ref());
+        let (map, _) = connection
+            .ref_map(
+                gix::progress::Discard,
+                gix::remote::ref_map::Options {
+                    prefix_from_spec_as_filter_on_remote: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+        Ok(map
+            .remote_refs
+            .iter()
+            .map(|r| {
+                let (name, target, peeled) = r.unpack();
+                RemoteRef {
+                    name: name.to_str_lossy().into_owned(),
+                    target: target.map(ToOwned::to_owned),
+                    peeled: peeled.map(ToOwned::to_owned),
+                }
+            })
+            .collect())
+    }
+
+    /// Resolves a revision (`main`, `refs/tags/v1`, a commit ID) in the mirror to a commit.
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
+        let repo = self.open()?;
+        resolve_commit(&repo, rev)
+    }
+
+    /// Reads a file at a revision; `None` when the path does not exist there.
+    pub fn read_file(&self, rev: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let repo = self.open()?;
+        let commit = resolve_commit(&repo, rev)?;
+        let tree = commit_tree(&repo, commit)?;
+        read_blob_at(&repo, tree, path)
+    }
+
+    /// Lists a directory (`""` for the root) at a revision.
+    pub fn list_tree(&self, rev: &str, dir: &str) -> Result<Vec<TreeEntryInfo>> {
+        let repo = self.open()?;
+        let commit = resolve_commit(&repo, rev)?;
+        let mut tree_id = commit_tree(&repo, commit)?;
+        let dir = dir.trim_matches('/');
+        if !dir.is_empty() {
+            let tree = repo
+                .find_tree(tree_id)
+                .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+            let entry = tree
+                .lookup_entry_by_path(dir)
+                .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?
+                .ok_or_else(|| {
+                    GitError::new(GitErrorKind::NotFound, "list tree", format!("no directory {dir:?} at {rev}"))
+                })?;
+            if !entry.mode().is_tree() {
+                return Err(GitError::new(GitErrorKind::Invalid, "list tree", format!("{dir:?} is not a directory")));
+            }
+            tree_id = entry.object_id();
+        }
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+        let mut out = Vec::new();
+        for e in tree.iter() {
+            let e = e.map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+            let name = e.filename().to_str_lossy();
+            out.push(TreeEntryInfo {
+                path: if dir.is_empty() { name.into_owned() } else { format!("{dir}/{name}") },
+                id: e.object_id(),
+                is_dir: e.mode().is_tree(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The history from `rev`, newest first, at most `limit` commits.
+    pub fn log(&self, rev: &str, limit: usize) -> Result<Vec<CommitInfo>> {
+        let repo = self.open()?;
+        let start = resolve_commit(&repo, rev)?;
+        let walk = repo
+            .rev_walk([start])
+            .all()
+            .map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
+        let mut out = Vec::new();
+        for info in walk.take(limit) {
+            let info = info.map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
+            out.push(commit_info(&repo, info.id)?);
+        }
+        Ok(out)
+    }
+
+    /// Creates a tag in the mirror: annotated when `message` is given (tagger as given),
+    /// lightweight otherwise. Fails if the tag exists, unless `force`.
+    pub fn tag(
+        &self,
+        name: &str,
+        target: ObjectId,
+        message: Option<&str>,
+        tagger: &crate::Signature,
+        force: bool,
+    ) -> Result<ObjectId> {
+        let _lock = self.lock()?;
+        let repo = self.open()?;
+        let constraint = if force {
+            gix::refs::transaction::PreviousValue::Any
+        } else {
+            gix::refs::transaction::PreviousValue::MustNotExist
+        };
+        let op = format!("tag {name}");
+        let r = match message {
+            Some(m) => {
+                let sig = tagger.to_gix();
+                let mut buf = gix::date::parse::TimeBuf::default();
+                repo.tag(name, target, gix::objs::Kind::Commit, Some(sig.to_ref(&mut buf)), m, constraint)
+            }
+            None => repo.tag_reference(name, target, constraint),
+        }
+        .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
+        Ok(r.id().detach())
+    }
+
+    /// Pushes `refspec` (e.g. `<commit>:refs/heads/main`) with the git binary.
+    pub(crate) fn push_raw(&self, refspecs: &[String], force: bool) -> Result<cli::PushResult> {
+        cli::push(&self.git, self, refspecs, force)
+    }
+
+    /// Sets a local ref of the mirror (after a successful push).
+    pub(crate) fn set_ref(&self, name: &str, id: ObjectId) -> Result<()> {
+        let repo = self.open()?;
+        let full: gix::refs::FullName = name
+            .try_into()
+            .map_err(|_| GitError::new(GitErrorKind::Invalid, "update ref", format!("invalid ref {name:?}")))?;
+        repo.edit_reference(gix::refs::transaction::RefEdit {
+            change: gix::refs::transaction::Change::Update {
+                log: Default::default(),
+                expected: gix::refs::transaction::PreviousValue::Any,
+                new: gix::refs::Target::Object(id),
+            },
+            name: full,
+            deref: false,
+        })
+        .map_err(|e| GitError::new(GitErrorKind::Other, "update ref", e.to_string()))?;
+        Ok(())
+    }
+
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut s = text.replace(&self.url, &self.display_url());
+        if let Some(GitAuth::Basic { password, .. }) = self.auth()
+            && !password.expose().is_empty()
+        {
+            s = s.replace(password.expose(), "***");
+        }
+        s
+    }
+}
+
+fn with_basic_credentials<'a, 'r, T: gix::protocol::transport::client::blocking_io::Transport>(
+    connection: gix::remote::Connection<'a, 'static, 'r, T>,
+    auth: Option<&GitAuth>,
+) -> gix::remote::Connection<'a, 'static, 'r, T> {
+    match auth {
+        Some(GitAuth::Basic { username, password }) => {
+            let username = username.clone();
+            let password = password.clone();
+            connection.with_credentials(move |action| match action {
+                gix::credentials::helper::Action::Get(ctx) => Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: username.clone(),
+                        password: password.expose().to_owned(),
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                })),
+                _ => Ok(None),
+            })
+        }
+        // No helper and no prompt: anonymous.
+        _ => connection.with_credentials(|_| Ok(None)),
+    }
+}
+
+pub(crate) fn resolve_commit(repo: &gix::Repository, rev: &str) -> Result<ObjectId> {
+    let op = format!("resolve {rev:?}");
+    let candidates = [
+        rev.to_owned(),
+        format!("refs/heads/{rev}"),
+        format!("refs/tags/{rev}"),
+    ];
+    for c in &candidates {
+        if let Ok(id) = repo.rev_parse_single(c.as_str()) {
+            let obj = id
+                .object()
+                .map_err(|e| GitError::new(GitErrorKind::Other, &op, e.to_string()))?;
+            let commit = obj
+                .peel_to_commit()
+                .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
+            return Ok(commit.id);
+        }
+    }
+    Err(GitError::new(GitErrorKind::NotFound, op, "no such branch, tag or commit"))
+}
+
+pub(crate) fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId> {
+    let c = repo
+        .find_commit(commit)
+        .map_err(|e| GitError::new(GitErrorKind::NotFound, "read commit", e.to_string()))?;
+    c.tree_id()
+        .map(|t| t.detach())
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read commit", e.to_string()))
+}
+
+pub(crate) fn read_blob_at(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    path: &str,
+) -> Result<Option<Vec<u8>>> {
+    let tree = repo
+        .find_tree(tree)
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+    let Some(entry) = tree
+        .lookup_entry_by_path(path.trim_matches('/'))
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    if entry.mode().is_tree() {
+        return Err(GitError::new(GitErrorKind::Invalid, "read file", format!("{path:?} is a directory")));
+    }
+    let blob = repo
+        .find_object(entry.object_id())
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read blob", e.to_string()))?;
+    Ok(Some(blob.data.clone()))
+}
+
+pub(crate) fn commit_info(repo: &gix::Repository, id: ObjectId) -> Result<CommitInfo> {
+    let c = repo
+        .find_commit(id)
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read commit", e.to_string()))?;
+    let decoded = c
+        .decode()
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read commit", e.to_string()))?;
+    let sig = |s: gix::actor::SignatureRef<'_>| format!("{} <{}>", s.name, s.email);
+    let author = decoded
+        .author()
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read commit", e.to_string()))?;
+    let committer = decoded
+        .committer()
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read commit", e.to_string()))?;
+    let time = committer.time().map(|t| t.seconds).unwrap_or_default();
+    Ok(CommitInfo {
+        id,
+        message: decoded.message.to_str_lossy().into_owned(),
+        author: sig(author),
+        committer: sig(committer),
+        time,
+        parents: decoded.parents().collect(),
+    })
+}
