@@ -772,6 +772,7 @@ impl Runner {
         };
         let base = self.base_data(p);
         let ctx_value = self.ctx_value(p);
+        let extensions = crate::step::Extensions::default();
 
         // Promotion-level vars: ctx and earlier vars only.
         let promo_vars =
@@ -810,6 +811,7 @@ impl Runner {
                     &ctx_value,
                     &base,
                     &cancel,
+                    &extensions,
                 )
                 .instrument(span)
                 .await;
@@ -972,6 +974,7 @@ impl Runner {
         ctx: &Json,
         base: &EvalData,
         cancel: &CancellationToken,
+        extensions: &crate::step::Extensions,
     ) -> StepExecutionStatus {
         let finish = |exec: &mut Exec, status, message: Option<String>| {
             let r = &mut exec.records[index];
@@ -1080,6 +1083,7 @@ impl Runner {
                 }
             };
             let mut sctx = StepContext::new(p.work_dir.clone())
+                .with_extensions(extensions.clone())
                 .with_secrets(p.secrets.clone())
                 .with_credentials(p.credentials.clone())
                 .with_cancellation(cancel.child_token());

@@ -78,13 +78,37 @@ pub enum CredentialKind {
     Generic,
 }
 
-/// A username and password (or token) for a repository.
-#[derive(Clone, PartialEq, Eq)]
+/// Credentials for a repository: a username and password (or token), or an SSH key.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Credentials {
     /// The user name (may be empty for token-only schemes).
     pub username: String,
     /// The password or token.
     pub password: Redacted<String>,
+    /// For SSH git remotes: the private key (OpenSSH format).
+    pub ssh_private_key: Option<Redacted<String>>,
+    /// For SSH git remotes: `known_hosts` lines for the server.
+    pub ssh_known_hosts: Option<String>,
+}
+
+impl Credentials {
+    /// Username and password (or token).
+    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: Redacted::new(password.into()),
+            ..Self::default()
+        }
+    }
+
+    /// An SSH private key, with optional `known_hosts` lines.
+    pub fn ssh_key(private_key: impl Into<String>, known_hosts: Option<String>) -> Self {
+        Self {
+            ssh_private_key: Some(Redacted::new(private_key.into())),
+            ssh_known_hosts: known_hosts,
+            ..Self::default()
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -92,6 +116,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &self.password)
+            .field("ssh_private_key", &self.ssh_private_key)
             .finish()
     }
 }
@@ -140,6 +165,17 @@ impl StaticCredentials {
         Self::default()
     }
 
+    /// Adds arbitrary credentials (e.g. an SSH key) for URLs starting with `url_prefix`.
+    pub fn with_credentials(
+        mut self,
+        kind: CredentialKind,
+        url_prefix: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        self.entries.push((kind, url_prefix.into(), credentials));
+        self
+    }
+
     /// Adds credentials for every URL starting with `url_prefix`.
     pub fn with(
         mut self,
@@ -151,10 +187,7 @@ impl StaticCredentials {
         self.entries.push((
             kind,
             url_prefix.into(),
-            Credentials {
-                username: username.into(),
-                password: Redacted::new(password.into()),
-            },
+            Credentials::basic(username, password),
         ));
         self
     }
@@ -182,10 +215,7 @@ mod tests {
 
     #[test]
     fn redacted_never_prints() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
+        let c = Credentials::basic("u", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(format!("{}", c.password), "***");
         assert_eq!(c.password.expose(), "hunter2");

@@ -167,6 +167,7 @@ pub struct StepContext {
     /// How many times this step has been attempted before (0 on the first run).
     pub attempt: u32,
     work_dir: WorkDir,
+    extensions: Extensions,
     secrets: Arc<dyn SecretStore>,
     credentials: Arc<dyn CredentialProvider>,
     cancel: CancellationToken,
@@ -201,6 +202,7 @@ impl StepContext {
             outputs: BTreeMap::new(),
             attempt: 0,
             work_dir,
+            extensions: Extensions::default(),
             secrets: Arc::new(BTreeMap::new()),
             credentials: Arc::new(NoCredentials),
             cancel: CancellationToken::new(),
@@ -223,6 +225,18 @@ impl StepContext {
     pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
+    }
+
+    /// Shares `extensions` (the promotion-wide state) with this context.
+    pub fn with_extensions(mut self, extensions: Extensions) -> Self {
+        self.extensions = extensions;
+        self
+    }
+
+    /// State shared by every step of the promotion, by type (e.g. the git checkouts that
+    /// `git-clone` made and `git-commit` uses).
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
     }
 
     /// The work directory.
@@ -248,6 +262,55 @@ impl StepContext {
     /// Cancelled when the promotion is aborted; long-running steps should watch it.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
+    }
+}
+
+/// A type-keyed store shared by the steps of one promotion.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    map: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+        >,
+    >,
+}
+
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions").finish_non_exhaustive()
+    }
+}
+
+impl Extensions {
+    /// The value of type `T`, created with `init` on first use.
+    pub fn get_or_insert_with<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = std::any::TypeId::of::<T>();
+        if let Some(existing) = map.get(&key).cloned()
+            && let Ok(v) = existing.downcast::<T>()
+        {
+            return v;
+        }
+        let value = Arc::new(init());
+        map.insert(key, value.clone());
+        value
+    }
+
+    /// The value of type `T`, if one was stored.
+    pub fn get<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&std::any::TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
     }
 }
 

@@ -13,6 +13,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Maximum number of symbolic links followed while resolving one path.
 const MAX_SYMLINK_HOPS: usize = 40;
@@ -67,18 +68,98 @@ impl fmt::Display for PathErrorReason {
     }
 }
 
+/// Something that puts files on disk when they are first asked for: a lazily checked-out
+/// git work tree, for instance. See [`WorkDir::mount`].
+pub trait Materializer: Send + Sync {
+    /// Makes `path` (absolute, inside the mount) available on disk: a file is written, a
+    /// directory is written with everything below it.
+    fn materialize(&self, path: &Path) -> std::io::Result<()>;
+}
+
+type Mounts = Arc<RwLock<Vec<(PathBuf, Arc<dyn Materializer>)>>>;
+
 /// A directory that confines the paths steps read and write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Clones share their mounts, so a mount made by one step (`git-clone`) serves every later
+/// step of the promotion.
+#[derive(Clone)]
 pub struct WorkDir {
     root: PathBuf,
+    mounts: Mounts,
 }
+
+impl fmt::Debug for WorkDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkDir")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for WorkDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root
+    }
+}
+
+impl Eq for WorkDir {}
 
 impl WorkDir {
     /// Opens `root` (which must exist) as a work directory. The root is canonicalised, so a
     /// work directory reached through a symbolic link (e.g. `/tmp` on macOS) works.
     pub fn new(root: impl AsRef<Path>) -> std::io::Result<Self> {
         let root = root.as_ref().canonicalize()?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            mounts: Arc::default(),
+        })
+    }
+
+    /// Registers `materializer` for the directory `dir` (a path inside the work directory):
+    /// from now on, resolving a path inside `dir` first asks it to put that path on disk,
+    /// and resolving `dir` or one of its ancestors asks for the whole directory.
+    pub fn mount(&self, dir: &Path, materializer: Arc<dyn Materializer>) {
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            self.root.join(dir)
+        };
+        if let Ok(mut m) = self.mounts.write() {
+            m.retain(|(d, _)| d != &dir);
+            m.push((dir, materializer));
+        }
+    }
+
+    /// Removes the mount at `dir`.
+    pub fn unmount(&self, dir: &Path) {
+        let dir = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            self.root.join(dir)
+        };
+        if let Ok(mut m) = self.mounts.write() {
+            m.retain(|(d, _)| d != &dir);
+        }
+    }
+
+    fn materialize(&self, lexical: &Path, original: &str) -> Result<(), PathError> {
+        let Ok(mounts) = self.mounts.read() else {
+            return Ok(());
+        };
+        for (dir, m) in mounts.iter() {
+            let target = if lexical.starts_with(dir) {
+                lexical.to_path_buf()
+            } else if dir.starts_with(lexical) {
+                dir.clone()
+            } else {
+                continue;
+            };
+            m.materialize(&target).map_err(|e| PathError {
+                path: original.to_owned(),
+                reason: PathErrorReason::Io(e.to_string()),
+            })?;
+        }
+        Ok(())
     }
 
     /// The canonical root of the work directory.
@@ -121,6 +202,11 @@ impl WorkDir {
                     return Err(err(PathErrorReason::Absolute));
                 }
             }
+        }
+        if self.mounts.read().map(|m| !m.is_empty()).unwrap_or(false) {
+            let mut lexical = self.root.clone();
+            lexical.extend(&pending);
+            self.materialize(&lexical, path)?;
         }
         self.follow(pending, path)
     }
@@ -337,6 +423,32 @@ mod tests {
         );
         assert_eq!(wd.resolve("abs_inside/b").unwrap(), wd.root().join("a/b"));
         assert_eq!(wd.resolve("a/rel").unwrap(), wd.root().join("a/b/f.yaml"));
+    }
+
+    #[test]
+    fn mounts_materialize_on_resolve() {
+        struct Rec(std::sync::Mutex<Vec<PathBuf>>);
+        impl Materializer for Rec {
+            fn materialize(&self, path: &Path) -> std::io::Result<()> {
+                self.0.lock().unwrap().push(path.to_path_buf());
+                Ok(())
+            }
+        }
+        let (_d, _o, wd) = setup();
+        let rec = Arc::new(Rec(std::sync::Mutex::new(Vec::new())));
+        wd.mount(Path::new("repo"), rec.clone());
+        let clone = wd.clone();
+        clone.resolve("repo/apps/x.yaml").unwrap();
+        clone.resolve(".").unwrap();
+        clone.resolve("a/b").unwrap();
+        let seen = rec.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![wd.root().join("repo/apps/x.yaml"), wd.root().join("repo")]
+        );
+        wd.unmount(Path::new("repo"));
+        wd.resolve("repo/y").unwrap();
+        assert_eq!(rec.0.lock().unwrap().len(), 2);
     }
 
     #[cfg(unix)]

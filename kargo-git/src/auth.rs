@@ -109,12 +109,7 @@ pub fn redact_url(url: &str) -> String {
         Some(at) => {
             let user = &authority[..at];
             let user = user.split(':').next().unwrap_or("");
-            format!(
-                "{}://{}@{}",
-                &url[..scheme_end],
-                user,
-                &rest[at + 1..]
-            )
+            format!("{}://{}@{}", &url[..scheme_end], user, &rest[at + 1..])
         }
         None => url.to_owned(),
     }

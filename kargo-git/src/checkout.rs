@@ -153,16 +153,25 @@ impl Mirror {
                 Some(id) => (Some(b.clone()), Some(*id)),
                 None if options.create => (Some(b.clone()), None),
                 None => {
-                    return Err(GitError::new(GitErrorKind::NotFound, op, format!("branch {b:?} does not exist")));
+                    return Err(GitError::new(
+                        GitErrorKind::NotFound,
+                        op,
+                        format!("branch {b:?} does not exist"),
+                    ));
                 }
             },
-            (CheckoutTarget::Branch(b), Err(e)) if options.create && e.kind == GitErrorKind::NotFound => {
+            (CheckoutTarget::Branch(b), Err(e))
+                if options.create && e.kind == GitErrorKind::NotFound =>
+            {
                 (Some(b.clone()), None)
             }
             (_, Err(e)) => return Err(e),
             (CheckoutTarget::Tag(t), Ok(_)) => {
                 let repo = self.open()?;
-                (None, Some(resolve_commit(&repo, &format!("refs/tags/{t}"))?))
+                (
+                    None,
+                    Some(resolve_commit(&repo, &format!("refs/tags/{t}"))?),
+                )
             }
             (CheckoutTarget::Commit(c), Ok(_)) => {
                 let repo = self.open()?;
@@ -174,7 +183,8 @@ impl Mirror {
             Some(h) => commit_tree(&repo, h)?,
             None => ObjectId::empty_tree(repo.object_hash()),
         };
-        fs::create_dir_all(dest).map_err(|e| GitError::io(format!("create {}", dest.display()), &e))?;
+        fs::create_dir_all(dest)
+            .map_err(|e| GitError::io(format!("create {}", dest.display()), &e))?;
         if fs::read_dir(dest)
             .map_err(|e| GitError::io("read checkout directory", &e))?
             .next()
@@ -214,7 +224,9 @@ impl Mirror {
 
 impl Checkout {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The checkout's root directory.
@@ -273,11 +285,14 @@ impl Checkout {
         }
         let repo = self.mirror.open()?;
         let op = "materialize";
-        let tree = repo.find_tree(st.head_tree).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let tree = repo
+            .find_tree(st.head_tree)
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
         let entry = if rel.is_empty() {
             None
         } else {
-            tree.lookup_entry_by_path(rel).map_err(|e| gerr(GitErrorKind::Other, op, e))?
+            tree.lookup_entry_by_path(rel)
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?
         };
         match entry {
             None if rel.is_empty() => {
@@ -340,7 +355,9 @@ impl Checkout {
             let old = if st.cleared {
                 None
             } else {
-                crate::mirror::read_blob_at(&repo, st.head_tree, &c.path).ok().flatten()
+                crate::mirror::read_blob_at(&repo, st.head_tree, &c.path)
+                    .ok()
+                    .flatten()
             };
             let new = if c.kind == ChangeKind::Deleted {
                 None
@@ -349,8 +366,16 @@ impl Checkout {
             };
             let old_s = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
             let new_s = String::from_utf8_lossy(new.as_deref().unwrap_or_default()).into_owned();
-            let a = if old.is_some() { format!("a/{}", c.path) } else { "/dev/null".into() };
-            let b = if new.is_some() { format!("b/{}", c.path) } else { "/dev/null".into() };
+            let a = if old.is_some() {
+                format!("a/{}", c.path)
+            } else {
+                "/dev/null".into()
+            };
+            let b = if new.is_some() {
+                format!("b/{}", c.path)
+            } else {
+                "/dev/null".into()
+            };
             out.push_str(&format!("diff --git a/{0} b/{0}\n", c.path));
             out.push_str(
                 &similar::TextDiff::from_lines(&old_s, &new_s)
@@ -366,7 +391,17 @@ impl Checkout {
     /// Compares the disk with the head tree. With `write`, new content is stored as blobs.
     /// Returns the changes and, per changed path, the new entry (`None` for deletions).
     #[allow(clippy::type_complexity)]
-    fn scan(&self, st: &State, write: bool) -> Result<(Vec<(Change, Option<(ObjectId, EntryKind, u64, Option<SystemTime>)>)>, ())> {
+    fn scan(
+        &self,
+        st: &State,
+        write: bool,
+    ) -> Result<(
+        Vec<(
+            Change,
+            Option<(ObjectId, EntryKind, u64, Option<SystemTime>)>,
+        )>,
+        (),
+    )> {
         let repo = self.mirror.open()?;
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut changes = Vec::new();
@@ -380,9 +415,17 @@ impl Checkout {
             for entry in rd {
                 let entry = entry.map_err(|e| GitError::io("scan work tree", &e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-                let meta = entry.metadata().map_err(|e| GitError::io("scan work tree", &e))?;
-                let ft = entry.file_type().map_err(|e| GitError::io("scan work tree", &e))?;
+                let path = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| GitError::io("scan work tree", &e))?;
+                let ft = entry
+                    .file_type()
+                    .map_err(|e| GitError::io("scan work tree", &e))?;
                 if ft.is_dir() {
                     if name == ".git" {
                         continue;
@@ -433,11 +476,17 @@ impl Checkout {
                 match base {
                     Some((bid, bkind)) if bid == id && bkind == kind => {}
                     Some(_) => changes.push((
-                        Change { path, kind: ChangeKind::Modified },
+                        Change {
+                            path,
+                            kind: ChangeKind::Modified,
+                        },
                         Some((id, kind, size, mtime)),
                     )),
                     None => changes.push((
-                        Change { path, kind: ChangeKind::Added },
+                        Change {
+                            path,
+                            kind: ChangeKind::Added,
+                        },
                         Some((id, kind, size, mtime)),
                     )),
                 }
@@ -445,7 +494,13 @@ impl Checkout {
         }
         for path in st.files.keys() {
             if !seen.contains(path) {
-                changes.push((Change { path: path.clone(), kind: ChangeKind::Deleted }, None));
+                changes.push((
+                    Change {
+                        path: path.clone(),
+                        kind: ChangeKind::Deleted,
+                    },
+                    None,
+                ));
             }
         }
         // Files of fully materialised directories that vanished together with their
@@ -456,10 +511,17 @@ impl Checkout {
 
     /// Commits everything that changed on disk (`git add -A && git commit`). Reports
     /// "nothing to commit" as [`CommitOutcome::NothingToCommit`].
-    pub fn commit(&self, message: &str, author: &Signature, committer: &Signature) -> Result<CommitOutcome> {
+    pub fn commit(
+        &self,
+        message: &str,
+        author: &Signature,
+        committer: &Signature,
+    ) -> Result<CommitOutcome> {
         let mut st = self.lock();
         let (changes, _) = self.scan(&st, true)?;
-        if changes.is_empty() && !(st.cleared && st.head.is_some() && st.head_tree != empty(&self.mirror)?) {
+        if changes.is_empty()
+            && !(st.cleared && st.head.is_some() && st.head_tree != empty(&self.mirror)?)
+        {
             return Ok(CommitOutcome::NothingToCommit { head: st.head });
         }
         let repo = self.mirror.open()?;
@@ -468,7 +530,9 @@ impl Checkout {
         } else {
             st.head_tree
         };
-        let mut editor = repo.edit_tree(base).map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;
+        let mut editor = repo
+            .edit_tree(base)
+            .map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;
         for (c, entry) in &changes {
             match entry {
                 Some((id, kind, _, _)) => {
@@ -483,14 +547,21 @@ impl Checkout {
                 }
             }
         }
-        let tree = editor.write().map_err(|e| gerr(GitErrorKind::Io, "write tree", e))?.detach();
+        let tree = editor
+            .write()
+            .map_err(|e| gerr(GitErrorKind::Io, "write tree", e))?
+            .detach();
         if tree == st.head_tree && st.head.is_some() {
             return Ok(CommitOutcome::NothingToCommit { head: st.head });
         }
         let commit = repo
             .new_commit_as(
-                committer.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
-                author.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
+                committer
+                    .to_gix()
+                    .to_ref(&mut gix::date::parse::TimeBuf::default()),
+                author
+                    .to_gix()
+                    .to_ref(&mut gix::date::parse::TimeBuf::default()),
                 message,
                 tree,
                 st.head,
@@ -500,7 +571,15 @@ impl Checkout {
         for (c, entry) in changes {
             match entry {
                 Some((id, kind, size, mtime)) => {
-                    st.files.insert(c.path, FileState { id, kind, size, mtime });
+                    st.files.insert(
+                        c.path,
+                        FileState {
+                            id,
+                            kind,
+                            size,
+                            mtime,
+                        },
+                    );
                 }
                 None => {
                     st.files.remove(&c.path);
@@ -519,16 +598,29 @@ impl Checkout {
     }
 
     /// Tags the current commit in the mirror (annotated when `message` is given).
-    pub fn tag(&self, name: &str, message: Option<&str>, tagger: &Signature, force: bool) -> Result<ObjectId> {
+    pub fn tag(
+        &self,
+        name: &str,
+        message: Option<&str>,
+        tagger: &Signature,
+        force: bool,
+    ) -> Result<ObjectId> {
         let head = self.head().ok_or_else(|| {
-            GitError::new(GitErrorKind::Invalid, format!("tag {name}"), "there is no commit to tag")
+            GitError::new(
+                GitErrorKind::Invalid,
+                format!("tag {name}"),
+                "there is no commit to tag",
+            )
         })?;
         self.mirror.tag(name, head, message, tagger, force)
     }
 
     /// Pushes a tag created with [`Checkout::tag`].
     pub fn push_tag(&self, name: &str, force: bool) -> Result<()> {
-        match self.mirror.push_raw(&[format!("refs/tags/{name}:refs/tags/{name}")], force)? {
+        match self
+            .mirror
+            .push_raw(&[format!("refs/tags/{name}:refs/tags/{name}")], force)?
+        {
             PushResult::Ok => Ok(()),
             PushResult::Rejected(why) => Err(GitError::new(
                 GitErrorKind::Conflict,
@@ -543,7 +635,12 @@ impl Checkout {
     /// three-way merge per commit; overlapping edits are a [`GitErrorKind::Conflict`]
     /// naming the files), updates the files on disk, and retries with backoff up to
     /// `max_attempts` (default: the configured 10). `force` overwrites the remote branch.
-    pub fn push(&self, branch: Option<&str>, force: bool, max_attempts: Option<u32>) -> Result<crate::PushOutcome> {
+    pub fn push(
+        &self,
+        branch: Option<&str>,
+        force: bool,
+        max_attempts: Option<u32>,
+    ) -> Result<crate::PushOutcome> {
         let branch = match branch.map(str::to_owned).or_else(|| self.branch()) {
             Some(b) => b,
             None => {
@@ -555,14 +652,25 @@ impl Checkout {
             }
         };
         let lock = branch_lock(&self.mirror, &branch);
-        let _guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let max = max_attempts.unwrap_or(self.mirror.git.config.max_push_attempts).max(1);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = max_attempts
+            .unwrap_or(self.mirror.git.config.max_push_attempts)
+            .max(1);
         let op = format!("push {} {branch}", self.mirror.display_url());
         for attempt in 1..=max {
             let Some(head) = self.head() else {
-                return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+                return Err(GitError::new(
+                    GitErrorKind::Invalid,
+                    op,
+                    "there is no commit to push",
+                ));
             };
-            match self.mirror.push_raw(&[format!("{head}:refs/heads/{branch}")], force)? {
+            match self
+                .mirror
+                .push_raw(&[format!("{head}:refs/heads/{branch}")], force)?
+            {
                 PushResult::Ok => {
                     {
                         let _l = self.mirror.lock()?;
@@ -610,7 +718,9 @@ impl Checkout {
         let mut new_head = tip;
         let mut new_tree = commit_tree(&repo, tip)?;
         for &c in &st.own.clone() {
-            let commit = repo.find_commit(c).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let commit = repo
+                .find_commit(c)
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
             let parent_tree = match commit.parent_ids().next() {
                 Some(p) => commit_tree(&repo, p.detach())?,
                 None => ObjectId::empty_tree(repo.object_hash()),
@@ -622,7 +732,8 @@ impl Checkout {
                     new_tree,
                     ours,
                     Default::default(),
-                    repo.tree_merge_options().map_err(|e| gerr(GitErrorKind::Other, op, e))?,
+                    repo.tree_merge_options()
+                        .map_err(|e| gerr(GitErrorKind::Other, op, e))?,
                 )
                 .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
             let how = gix::merge::tree::TreatAsUnresolved::default();
@@ -643,10 +754,20 @@ impl Checkout {
                 e.conflicts = files;
                 return Err(e);
             }
-            let tree = outcome.tree.write().map_err(|e| gerr(GitErrorKind::Io, op, e))?.detach();
-            let decoded = commit.decode().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
-            let author = decoded.author().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
-            let committer = decoded.committer().map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let tree = outcome
+                .tree
+                .write()
+                .map_err(|e| gerr(GitErrorKind::Io, op, e))?
+                .detach();
+            let decoded = commit
+                .decode()
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let author = decoded
+                .author()
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+            let committer = decoded
+                .committer()
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
             let message = decoded.message.to_str_lossy().into_owned();
             new_head = repo
                 .new_commit_as(committer, author, message, tree, Some(new_head))
@@ -675,7 +796,9 @@ impl Checkout {
             let entry = if d.is_empty() {
                 Some(new_tree)
             } else {
-                let tree = repo.find_tree(new_tree).map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+                let tree = repo
+                    .find_tree(new_tree)
+                    .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
                 tree.lookup_entry_by_path(&d)
                     .map_err(|e| gerr(GitErrorKind::Other, op, e))?
                     .filter(|e| e.mode().is_tree())
@@ -710,7 +833,11 @@ impl Checkout {
 
     /// The files written to disk so far (for tests and diagnostics).
     pub fn materialized_files(&self) -> BTreeMap<String, ObjectId> {
-        self.lock().files.iter().map(|(k, v)| (k.clone(), v.id)).collect()
+        self.lock()
+            .files
+            .iter()
+            .map(|(k, v)| (k.clone(), v.id))
+            .collect()
     }
 }
 
@@ -734,8 +861,14 @@ fn covered(dirs: &BTreeSet<String>, rel: &str) -> bool {
     }
 }
 
-fn base_entry(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<(ObjectId, EntryKind)>> {
-    let t = repo.find_tree(tree).map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
+fn base_entry(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    path: &str,
+) -> Result<Option<(ObjectId, EntryKind)>> {
+    let t = repo
+        .find_tree(tree)
+        .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
     Ok(t.lookup_entry_by_path(path)
         .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?
         .filter(|e| !e.mode().is_tree())
@@ -765,7 +898,9 @@ fn write_file(
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| GitError::io("create directories", &e))?;
     }
-    let obj = repo.find_object(id).map_err(|e| gerr(GitErrorKind::Other, "read blob", e))?;
+    let obj = repo
+        .find_object(id)
+        .map_err(|e| gerr(GitErrorKind::Other, "read blob", e))?;
     let _ = fs::remove_file(&path);
     match kind {
         EntryKind::Link => {
@@ -807,14 +942,42 @@ fn write_tree(
     st: &mut State,
 ) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| GitError::io("create directories", &e))?;
-    let t = repo.find_tree(tree).map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
+    let t = repo
+        .find_tree(tree)
+        .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
     let entries: Vec<(String, ObjectId, gix::objs::tree::EntryMode)> = t
         .iter()
-        .map(|e| e.map(|e| (e.filename().to_str_lossy().into_owned(), e.object_id(), e.mode())))
+        .map(|e| {
+            e.map(|e| {
+                (
+                    e.filename().to_str_lossy().into_owned(),
+                    e.object_id(),
+                    e.mode(),
+                )
+            })
+        })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
     for (name, id, mode) in entries {
-        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.eq_ignore_ascii_case(".git")
+            || name.contains('/')
+            || name.contains('\\')
+            || name.contains('\0')
+        {
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                "materialize",
+                format!("the tree holds an unsafe entry name {name:?} under {rel:?}"),
+            ));
+        }
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         if mode.is_tree() {
             write_tree(repo, id, &dir.join(&name), &child, st)?;
         } else if !st.files.contains_key(&child) {

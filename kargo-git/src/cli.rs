@@ -75,7 +75,12 @@ impl SshSetup {
 }
 
 /// The git binary in `dir` with credentials for `auth` wired through env and helpers.
-pub(crate) fn command(git: &Git, dir: &std::path::Path, auth: Option<&GitAuth>, ssh: Option<&SshSetup>) -> Command {
+pub(crate) fn command(
+    git: &Git,
+    dir: &std::path::Path,
+    auth: Option<&GitAuth>,
+    ssh: Option<&SshSetup>,
+) -> Command {
     let mut cmd = Command::new(&git.config.git_binary);
     cmd.current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -111,7 +116,12 @@ pub(crate) enum PushResult {
 }
 
 /// `git push --porcelain <url> <refspecs>` from the mirror.
-pub(crate) fn push(git: &Git, mirror: &Mirror, refspecs: &[String], force: bool) -> Result<PushResult> {
+pub(crate) fn push(
+    git: &Git,
+    mirror: &Mirror,
+    refspecs: &[String],
+    force: bool,
+) -> Result<PushResult> {
     let auth = mirror.auth();
     let ssh = SshSetup::new(auth.as_ref())?;
     let op = format!("push {}", mirror.display_url());
@@ -130,11 +140,9 @@ pub(crate) fn push(git: &Git, mirror: &Mirror, refspecs: &[String], force: bool)
     if out.status.success() {
         return Ok(PushResult::Ok);
     }
-    let rejected = stdout
-        .lines()
-        .chain(stderr.lines())
-        .any(|l| l.contains("[rejected]") && (l.contains("fetch first") || l.contains("non-fast-forward")))
-        || stderr.contains("[rejected]")
+    let rejected = stdout.lines().chain(stderr.lines()).any(|l| {
+        l.contains("[rejected]") && (l.contains("fetch first") || l.contains("non-fast-forward"))
+    }) || stderr.contains("[rejected]")
         || stderr.contains("failed to update ref")
         || stderr.contains("cannot lock ref");
     if rejected {

@@ -15,7 +15,8 @@ use crate::mirror::{FetchSpec, Mirror, commit_tree, read_blob_at};
 
 /// A transformation of one file's content: `None` in means the file does not exist,
 /// `None` out deletes it.
-pub type TransformFn = dyn Fn(Option<&[u8]>) -> std::result::Result<Option<Vec<u8>>, String> + Send + Sync;
+pub type TransformFn =
+    dyn Fn(Option<&[u8]>) -> std::result::Result<Option<Vec<u8>>, String> + Send + Sync;
 
 /// One change to a tree.
 #[derive(Clone)]
@@ -57,7 +58,10 @@ impl Edit {
     /// A [`Edit::Transform`] from a closure.
     pub fn transform(
         path: impl Into<String>,
-        f: impl Fn(Option<&[u8]>) -> std::result::Result<Option<Vec<u8>>, String> + Send + Sync + 'static,
+        f: impl Fn(Option<&[u8]>) -> std::result::Result<Option<Vec<u8>>, String>
+        + Send
+        + Sync
+        + 'static,
     ) -> Self {
         Self::Transform {
             path: path.into(),
@@ -110,7 +114,9 @@ fn push_locks() -> &'static Mutex<HashMap<String, Arc<Mutex<()>>>> {
 /// The in-process lock that serialises pushes to one repository and branch.
 pub(crate) fn branch_lock(mirror: &Mirror, branch: &str) -> Arc<Mutex<()>> {
     let key = format!("{}#{branch}", mirror.display_url());
-    let mut map = push_locks().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut map = push_locks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.entry(key).or_default().clone()
 }
 
@@ -167,17 +173,27 @@ impl Mirror {
             };
             match new_content {
                 Some(bytes) => {
-                    let id = repo
-                        .write_blob(&bytes)
-                        .map_err(|e| GitError::new(GitErrorKind::Io, "write blob", e.to_string()))?;
+                    let id = repo.write_blob(&bytes).map_err(|e| {
+                        GitError::new(GitErrorKind::Io, "write blob", e.to_string())
+                    })?;
                     editor
                         .upsert(path.as_str(), EntryKind::Blob, id.detach())
-                        .map_err(|e| GitError::new(GitErrorKind::Invalid, format!("edit {path}"), e.to_string()))?;
+                        .map_err(|e| {
+                            GitError::new(
+                                GitErrorKind::Invalid,
+                                format!("edit {path}"),
+                                e.to_string(),
+                            )
+                        })?;
                 }
                 None => {
-                    editor
-                        .remove(path.as_str())
-                        .map_err(|e| GitError::new(GitErrorKind::Invalid, format!("delete {path}"), e.to_string()))?;
+                    editor.remove(path.as_str()).map_err(|e| {
+                        GitError::new(
+                            GitErrorKind::Invalid,
+                            format!("delete {path}"),
+                            e.to_string(),
+                        )
+                    })?;
                 }
             }
         }
@@ -190,8 +206,12 @@ impl Mirror {
         }
         let commit = repo
             .new_commit_as(
-                committer.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
-                author.to_gix().to_ref(&mut gix::date::parse::TimeBuf::default()),
+                committer
+                    .to_gix()
+                    .to_ref(&mut gix::date::parse::TimeBuf::default()),
+                author
+                    .to_gix()
+                    .to_ref(&mut gix::date::parse::TimeBuf::default()),
                 message,
                 tree,
                 parent,
@@ -226,13 +246,18 @@ impl Mirror {
                 return Ok(result);
             };
             let expected = match current {
-                Some(c) => gix::refs::transaction::PreviousValue::MustExistAndMatch(gix::refs::Target::Object(c)),
+                Some(c) => gix::refs::transaction::PreviousValue::MustExistAndMatch(
+                    gix::refs::Target::Object(c),
+                ),
                 None => gix::refs::transaction::PreviousValue::MustNotExist,
             };
-            let full: gix::refs::FullName = name
-                .as_str()
-                .try_into()
-                .map_err(|_| GitError::new(GitErrorKind::Invalid, "commit", format!("invalid branch {branch:?}")))?;
+            let full: gix::refs::FullName = name.as_str().try_into().map_err(|_| {
+                GitError::new(
+                    GitErrorKind::Invalid,
+                    "commit",
+                    format!("invalid branch {branch:?}"),
+                )
+            })?;
             match repo.edit_reference(gix::refs::transaction::RefEdit {
                 change: gix::refs::transaction::Change::Update {
                     log: Default::default(),
@@ -267,7 +292,9 @@ impl Mirror {
         create: bool,
     ) -> Result<PushOutcome> {
         let lock = branch_lock(self, branch);
-        let _guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let op = format!("push {} {branch}", self.display_url());
         let max = self.git.config.max_push_attempts.max(1);
         let mut spec = FetchSpec::branch(branch);
@@ -280,7 +307,11 @@ impl Mirror {
             };
             let tip = fetched.get(&format!("refs/heads/{branch}")).copied();
             if tip.is_none() && !create {
-                return Err(GitError::new(GitErrorKind::NotFound, op, format!("branch {branch:?} does not exist")));
+                return Err(GitError::new(
+                    GitErrorKind::NotFound,
+                    op,
+                    format!("branch {branch:?} does not exist"),
+                ));
             }
             let commit = match self.write_commit(tip, edits, message, author, committer)? {
                 EditResult::Unchanged { head } => {
@@ -324,7 +355,8 @@ impl Mirror {
 pub(crate) fn normalize(path: &str) -> Result<String> {
     let p = path.trim_start_matches("./").trim_matches('/');
     if p.is_empty()
-        || p.split('/').any(|c| c == ".." || c == "." || c.is_empty() || c == ".git")
+        || p.split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty() || c == ".git")
         || p.contains('\0')
         || path.starts_with('/')
     {

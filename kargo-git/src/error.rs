@@ -49,7 +49,11 @@ impl fmt::Display for GitError {
 
 impl GitError {
     /// An error of `kind` during `operation`.
-    pub fn new(kind: GitErrorKind, operation: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: GitErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             operation: operation.into(),
@@ -60,7 +64,10 @@ impl GitError {
 
     /// Whether retrying after a fetch can help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, GitErrorKind::NonFastForward | GitErrorKind::Network)
+        matches!(
+            self.kind,
+            GitErrorKind::NonFastForward | GitErrorKind::Network
+        )
     }
 
     pub(crate) fn io(operation: impl Into<String>, e: &std::io::Error) -> Self {

@@ -81,7 +81,9 @@ pub struct Git {
 
 impl std::fmt::Debug for Git {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Git").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Git")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 

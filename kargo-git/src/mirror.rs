@@ -147,9 +147,8 @@ impl Mirror {
         {
             let _lock = m.lock()?;
             if !m.path.join("HEAD").exists() {
-                gix::init_bare(&m.path).map_err(|e| {
-                    GitError::new(GitErrorKind::Io, "create mirror", e.to_string())
-                })?;
+                gix::init_bare(&m.path)
+                    .map_err(|e| GitError::new(GitErrorKind::Io, "create mirror", e.to_string()))?;
             }
         }
         Ok(m)
@@ -230,7 +229,13 @@ impl Mirror {
         let repo = self.open_with_ssh(ssh.as_ref())?;
         let _span = tracing::debug_span!("git.fetch", url = %self.display_url()).entered();
         let shallow = match spec.depth {
-            Some(d) if repo.references().map(|r| r.all().map(|mut i| i.next().is_none()).unwrap_or(true)).unwrap_or(true) || repo.is_shallow().unwrap_or(false) => {
+            Some(d)
+                if repo
+                    .references()
+                    .map(|r| r.all().map(|mut i| i.next().is_none()).unwrap_or(true))
+                    .unwrap_or(true)
+                    || repo.is_shallow().unwrap_or(false) =>
+            {
                 gix::remote::fetch::Shallow::DepthAtRemote(d)
             }
             _ => gix::remote::fetch::Shallow::NoChange,
@@ -329,10 +334,18 @@ impl Mirror {
                 .lookup_entry_by_path(dir)
                 .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?
                 .ok_or_else(|| {
-                    GitError::new(GitErrorKind::NotFound, "list tree", format!("no directory {dir:?} at {rev}"))
+                    GitError::new(
+                        GitErrorKind::NotFound,
+                        "list tree",
+                        format!("no directory {dir:?} at {rev}"),
+                    )
                 })?;
             if !entry.mode().is_tree() {
-                return Err(GitError::new(GitErrorKind::Invalid, "list tree", format!("{dir:?} is not a directory")));
+                return Err(GitError::new(
+                    GitErrorKind::Invalid,
+                    "list tree",
+                    format!("{dir:?} is not a directory"),
+                ));
             }
             tree_id = entry.object_id();
         }
@@ -341,10 +354,15 @@ impl Mirror {
             .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
         let mut out = Vec::new();
         for e in tree.iter() {
-            let e = e.map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+            let e =
+                e.map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
             let name = e.filename().to_str_lossy();
             out.push(TreeEntryInfo {
-                path: if dir.is_empty() { name.into_owned() } else { format!("{dir}/{name}") },
+                path: if dir.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{dir}/{name}")
+                },
                 id: e.object_id(),
                 is_dir: e.mode().is_tree(),
             });
@@ -362,7 +380,8 @@ impl Mirror {
             .map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
         let mut out = Vec::new();
         for info in walk.take(limit) {
-            let info = info.map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
+            let info =
+                info.map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
             out.push(commit_info(&repo, info.id)?);
         }
         Ok(out)
@@ -390,7 +409,14 @@ impl Mirror {
             Some(m) => {
                 let sig = tagger.to_gix();
                 let mut buf = gix::date::parse::TimeBuf::default();
-                repo.tag(name, target, gix::objs::Kind::Commit, Some(sig.to_ref(&mut buf)), m, constraint)
+                repo.tag(
+                    name,
+                    target,
+                    gix::objs::Kind::Commit,
+                    Some(sig.to_ref(&mut buf)),
+                    m,
+                    constraint,
+                )
             }
             None => repo.tag_reference(name, target, constraint),
         }
@@ -406,9 +432,13 @@ impl Mirror {
     /// Sets a local ref of the mirror (after a successful push).
     pub(crate) fn set_ref(&self, name: &str, id: ObjectId) -> Result<()> {
         let repo = self.open()?;
-        let full: gix::refs::FullName = name
-            .try_into()
-            .map_err(|_| GitError::new(GitErrorKind::Invalid, "update ref", format!("invalid ref {name:?}")))?;
+        let full: gix::refs::FullName = name.try_into().map_err(|_| {
+            GitError::new(
+                GitErrorKind::Invalid,
+                "update ref",
+                format!("invalid ref {name:?}"),
+            )
+        })?;
         repo.edit_reference(gix::refs::transaction::RefEdit {
             change: gix::refs::transaction::Change::Update {
                 log: Default::default(),
@@ -442,14 +472,16 @@ fn with_basic_credentials<'a, 'r, T: gix::protocol::transport::client::blocking_
             let username = username.clone();
             let password = password.clone();
             connection.with_credentials(move |action| match action {
-                gix::credentials::helper::Action::Get(ctx) => Ok(Some(gix::credentials::protocol::Outcome {
-                    identity: gix::sec::identity::Account {
-                        username: username.clone(),
-                        password: password.expose().to_owned(),
-                        oauth_refresh_token: None,
-                    },
-                    next: ctx.into(),
-                })),
+                gix::credentials::helper::Action::Get(ctx) => {
+                    Ok(Some(gix::credentials::protocol::Outcome {
+                        identity: gix::sec::identity::Account {
+                            username: username.clone(),
+                            password: password.expose().to_owned(),
+                            oauth_refresh_token: None,
+                        },
+                        next: ctx.into(),
+                    }))
+                }
                 _ => Ok(None),
             })
         }
@@ -476,7 +508,11 @@ pub(crate) fn resolve_commit(repo: &gix::Repository, rev: &str) -> Result<Object
             return Ok(commit.id);
         }
     }
-    Err(GitError::new(GitErrorKind::NotFound, op, "no such branch, tag or commit"))
+    Err(GitError::new(
+        GitErrorKind::NotFound,
+        op,
+        "no such branch, tag or commit",
+    ))
 }
 
 pub(crate) fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId> {
@@ -503,7 +539,11 @@ pub(crate) fn read_blob_at(
         return Ok(None);
     };
     if entry.mode().is_tree() {
-        return Err(GitError::new(GitErrorKind::Invalid, "read file", format!("{path:?} is a directory")));
+        return Err(GitError::new(
+            GitErrorKind::Invalid,
+            "read file",
+            format!("{path:?} is a directory"),
+        ));
     }
     let blob = repo
         .find_object(entry.object_id())
