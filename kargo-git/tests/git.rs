@@ -1,0 +1,934 @@
+//! kargo-git against real git servers: one conformance suite run over every transport
+//! (file://, smart HTTP with basic auth, git daemon, SSH), plus the concurrency and secrecy
+//! tests.
+//!
+//! The servers come from `ci/test.sh` (ci/servers.d/10-git.sh), which exports `TEST_GIT_*`.
+//! Without them the network transports are skipped with a message, except under `CI=true`,
+//! where a missing server is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kargo_git::{
+    ChangeKind, CheckoutOptions, CheckoutTarget, CommitOutcome, Edit, FetchSpec, Git, GitAuth,
+    GitConfig, GitErrorKind, NoAuth, Secret, Signature, StaticAuth,
+};
+
+fn ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+fn env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if ci() {
+                panic!("{name} is not set: ci/test.sh must start the git servers");
+            }
+            eprintln!("skipping: {name} is not set (run the suite through ci/test.sh)");
+            None
+        }
+    }
+}
+
+fn sig() -> Signature {
+    Signature {
+        name: "Kargo Test".into(),
+        email: "kargo@example.com".into(),
+        time: Some(1_700_000_000),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+fn init_bare(path: &Path) {
+    let st = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A transport under test: how to make a repository and reach it.
+struct Transport {
+    name: &'static str,
+    root: PathBuf,
+    base_url: String,
+    auth: Option<GitAuth>,
+    /// Whether pushes need credentials (so a wrong password must fail).
+    push_needs_auth: bool,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Transport {
+    fn new_repo(&self) -> String {
+        let name = unique("repo");
+        init_bare(&self.root.join(format!("{name}.git")));
+        format!("{}/{name}.git", self.base_url)
+    }
+
+    fn git(&self, cache: &Path) -> Git {
+        let creds: Arc<dyn kargo_git::CredentialSource> = match &self.auth {
+            Some(a) => Arc::new(StaticAuth::new().with(self.base_url.clone(), a.clone())),
+            None => Arc::new(NoAuth),
+        };
+        Git::new(config(cache), creds)
+    }
+}
+
+fn config(cache: &Path) -> GitConfig {
+    GitConfig {
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        max_push_attempts: 30,
+        ..GitConfig::new(cache)
+    }
+}
+
+fn file_transport() -> Transport {
+    let tmp = tempfile::tempdir().unwrap();
+    Transport {
+        name: "file",
+        root: tmp.path().to_path_buf(),
+        base_url: format!("file://{}", tmp.path().display()),
+        auth: None,
+        push_needs_auth: false,
+        _tmp: Some(tmp),
+    }
+}
+
+fn http_transport() -> Option<Transport> {
+    Some(Transport {
+        name: "http",
+        root: PathBuf::from(env("TEST_GIT_ROOT")?),
+        base_url: env("TEST_GIT_HTTP_URL")?,
+        auth: Some(GitAuth::Basic {
+            username: env("TEST_GIT_HTTP_USER")?,
+            password: Secret::new(env("TEST_GIT_HTTP_PASSWORD")?),
+        }),
+        push_needs_auth: true,
+        _tmp: None,
+    })
+}
+
+fn daemon_transport() -> Option<Transport> {
+    Some(Transport {
+        name: "git-daemon",
+        root: PathBuf::from(env("TEST_GIT_ROOT")?),
+        base_url: env("TEST_GIT_DAEMON_URL")?,
+        auth: None,
+        push_needs_auth: false,
+        _tmp: None,
+    })
+}
+
+fn ssh_transport() -> Option<Transport> {
+    let key = std::fs::read_to_string(env("TEST_GIT_SSH_KEY")?).unwrap();
+    let known = std::fs::read_to_string(env("TEST_GIT_SSH_KNOWN_HOSTS")?).unwrap();
+    Some(Transport {
+        name: "ssh",
+        root: PathBuf::from(env("TEST_GIT_ROOT")?),
+        base_url: env("TEST_GIT_SSH_URL")?,
+        auth: Some(GitAuth::SshKey {
+            private_key: Secret::new(key),
+            known_hosts: Some(known),
+        }),
+        push_needs_auth: false,
+        _tmp: None,
+    })
+}
+
+/// Every operation over one transport.
+fn conformance(t: &Transport) {
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    let who = t.name;
+
+    // Seed through the object-database path (creates the branch).
+    let seeded = m
+        .push_edits(
+            "main",
+            &[
+                Edit::Write {
+                    path: "apps/a/values.yaml".into(),
+                    content: b"image:\n  tag: \"1.0.0\" # pinned\n".to_vec(),
+                },
+                Edit::Write {
+                    path: "apps/b/values.yaml".into(),
+                    content: b"image:\n  tag: \"2.0.0\"\n".to_vec(),
+                },
+                Edit::Write {
+                    path: "README.md".into(),
+                    content: b"# gitops\n".to_vec(),
+                },
+            ],
+            "seed",
+            &sig(),
+            &sig(),
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{who}: seed: {e}"));
+    assert!(!seeded.unchanged);
+
+    // ls-remote.
+    let refs = git
+        .ls_remote(&url)
+        .unwrap_or_else(|e| panic!("{who}: ls-remote: {e}"));
+    assert!(
+        refs.iter()
+            .any(|r| r.name == "refs/heads/main" && r.target == Some(seeded.commit)),
+        "{who}: {refs:?}"
+    );
+
+    // Full clone (eager checkout) in a second cache: files and history as pushed.
+    let git2 = t.git(&work.path().join("cache2"));
+    let m2 = git2.mirror(&url).unwrap();
+    let full = m2
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("full"),
+            &CheckoutOptions {
+                eager: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{who}: clone: {e}"));
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("full/apps/a/values.yaml")).unwrap(),
+        "image:\n  tag: \"1.0.0\" # pinned\n"
+    );
+    assert!(work.path().join("full/README.md").exists());
+    assert_eq!(full.head(), Some(seeded.commit));
+
+    // Work-tree commit + push; a fresh clone sees message and author.
+    std::fs::write(
+        work.path().join("full/apps/a/values.yaml"),
+        "image:\n  tag: \"1.1.0\" # pinned\n",
+    )
+    .unwrap();
+    let status = full.status().unwrap();
+    assert_eq!(status.len(), 1, "{who}: {status:?}");
+    assert_eq!(status[0].kind, ChangeKind::Modified);
+    assert!(full.diff().unwrap().contains("+  tag: \"1.1.0\" # pinned"));
+    let author = Signature {
+        name: "Alice".into(),
+        email: "alice@example.com".into(),
+        time: Some(1_700_000_100),
+    };
+    let CommitOutcome::Committed { commit } =
+        full.commit("promote a to 1.1.0", &author, &sig()).unwrap()
+    else {
+        panic!("{who}: expected a commit");
+    };
+    assert_eq!(
+        full.commit("again", &sig(), &sig()).unwrap(),
+        CommitOutcome::NothingToCommit { head: Some(commit) }
+    );
+    let pushed = full
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: push: {e}"));
+    assert_eq!(pushed.commit, commit);
+    let fresh = t.git(&work.path().join("cache3")).mirror(&url).unwrap();
+    fresh.fetch(&FetchSpec::branch("main")).unwrap();
+    let log = fresh.log("main", 10).unwrap();
+    assert_eq!(log.len(), 2, "{who}");
+    assert_eq!(log[0].message.trim(), "promote a to 1.1.0");
+    assert_eq!(log[0].author, "Alice <alice@example.com>");
+    assert_eq!(log[0].committer, "Kargo Test <kargo@example.com>");
+
+    // Shallow clone: depth 1 gets one commit.
+    let shallow_git = Git::new(
+        GitConfig {
+            depth: std::num::NonZeroU32::new(1),
+            ..config(&work.path().join("cache4"))
+        },
+        Arc::new(StaticAuth::new()),
+    );
+    let shallow_git = match &t.auth {
+        Some(a) => Git::new(
+            GitConfig {
+                depth: std::num::NonZeroU32::new(1),
+                ..config(&work.path().join("cache4"))
+            },
+            Arc::new(StaticAuth::new().with(t.base_url.clone(), a.clone())),
+        ),
+        None => shallow_git,
+    };
+    let sm = shallow_git.mirror(&url).unwrap();
+    sm.fetch(&FetchSpec {
+        depth: std::num::NonZeroU32::new(1),
+        ..FetchSpec::branch("main")
+    })
+    .unwrap_or_else(|e| panic!("{who}: shallow fetch: {e}"));
+    assert_eq!(
+        sm.log("main", 10).unwrap().len(),
+        1,
+        "{who}: shallow history"
+    );
+    assert_eq!(
+        sm.read_file("main", "apps/a/values.yaml").unwrap().unwrap(),
+        b"image:\n  tag: \"1.1.0\" # pinned\n"
+    );
+
+    // Tags: annotated and lightweight, pushed, visible in ls-remote.
+    full.tag("v1.1.0", Some("release 1.1.0"), &sig(), false)
+        .unwrap();
+    full.push_tag("v1.1.0", false)
+        .unwrap_or_else(|e| panic!("{who}: push tag: {e}"));
+    full.tag("light", None, &sig(), false).unwrap();
+    full.push_tag("light", false).unwrap();
+    let refs = git.ls_remote(&url).unwrap();
+    let annotated = refs
+        .iter()
+        .find(|r| r.name == "refs/tags/v1.1.0")
+        .expect("tag");
+    assert_eq!(
+        annotated.peeled,
+        Some(commit),
+        "{who}: annotated tag peels to the commit"
+    );
+    assert!(
+        refs.iter()
+            .any(|r| r.name == "refs/tags/light" && r.target == Some(commit))
+    );
+    // A tag checkout reads the tagged tree.
+    let tagged = fresh
+        .checkout(
+            &CheckoutTarget::Tag("v1.1.0".into()),
+            &work.path().join("tagged"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(tagged.head(), Some(commit));
+
+    // Fetch moves the first mirror forward; lazy checkout writes only what is asked.
+    let lazy = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("lazy"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(lazy.head(), Some(commit));
+    lazy.materialize(Path::new("apps/b/values.yaml")).unwrap();
+    assert!(!work.path().join("lazy/apps/a").exists());
+    assert!(!work.path().join("lazy/README.md").exists());
+    std::fs::write(
+        work.path().join("lazy/apps/b/values.yaml"),
+        "image:\n  tag: \"2.1.0\"\n",
+    )
+    .unwrap();
+    lazy.commit("promote b", &sig(), &sig()).unwrap();
+
+    // A concurrent push makes ours non-fast-forward: rebase and retry, both land.
+    let other = m2
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "apps/c/values.yaml".into(),
+                content: b"c\n".to_vec(),
+            }],
+            "add c",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap();
+    assert!(!other.unchanged);
+    let rebased = lazy
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: rebased push: {e}"));
+    assert_eq!(rebased.attempts, 2, "{who}: one rejection, one success");
+    fresh.fetch(&FetchSpec::branch("main")).unwrap();
+    let subjects: Vec<String> = fresh
+        .log("main", 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.message.trim().to_owned())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["promote b", "add c", "promote a to 1.1.0", "seed"],
+        "{who}"
+    );
+    assert_eq!(
+        fresh
+            .read_file("main", "apps/b/values.yaml")
+            .unwrap()
+            .unwrap(),
+        b"image:\n  tag: \"2.1.0\"\n"
+    );
+    assert!(
+        fresh
+            .read_file("main", "apps/c/values.yaml")
+            .unwrap()
+            .is_some()
+    );
+    // The lazy work tree still holds only what was asked for.
+    assert!(!work.path().join("lazy/apps/c").exists());
+
+    // A genuine content conflict is terminal and names the file.
+    let c1 = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("c1"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    c1.materialize(Path::new("apps/a/values.yaml")).unwrap();
+    std::fs::write(
+        work.path().join("c1/apps/a/values.yaml"),
+        "image:\n  tag: \"9.9.9\"\n",
+    )
+    .unwrap();
+    c1.commit("c1", &sig(), &sig()).unwrap();
+    m2.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "apps/a/values.yaml".into(),
+            content: b"image:\n  tag: \"8.8.8\"\n".to_vec(),
+        }],
+        "c2",
+        &sig(),
+        &sig(),
+        false,
+    )
+    .unwrap();
+    let err = c1.push(None, false, None).unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Conflict, "{who}: {err}");
+    assert_eq!(err.conflicts, vec!["apps/a/values.yaml".to_owned()]);
+    assert!(err.to_string().contains("apps/a/values.yaml"));
+
+    // A wrong password is an authorization error, not a generic one.
+    if t.push_needs_auth {
+        let Some(GitAuth::Basic { username, .. }) = &t.auth else {
+            unreachable!()
+        };
+        let bad = Git::new(
+            config(&work.path().join("cache-bad")),
+            Arc::new(StaticAuth::new().with(
+                t.base_url.clone(),
+                GitAuth::Basic {
+                    username: username.clone(),
+                    password: Secret::new("wrong-password-123"),
+                },
+            )),
+        );
+        let err = bad
+            .mirror(&url)
+            .unwrap()
+            .push_edits(
+                "main",
+                &[Edit::Write {
+                    path: "x".into(),
+                    content: b"x".to_vec(),
+                }],
+                "x",
+                &sig(),
+                &sig(),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(err.kind, GitErrorKind::Unauthorized, "{who}: {err}");
+        assert!(!err.to_string().contains("wrong-password-123"));
+    }
+}
+
+#[test]
+fn conformance_file() {
+    conformance(&file_transport());
+}
+
+#[test]
+fn conformance_smart_http() {
+    if let Some(t) = http_transport() {
+        conformance(&t);
+    }
+}
+
+#[test]
+fn conformance_git_daemon() {
+    if let Some(t) = daemon_transport() {
+        conformance(&t);
+    }
+}
+
+#[test]
+fn conformance_ssh() {
+    if let Some(t) = ssh_transport() {
+        conformance(&t);
+    }
+}
+
+#[test]
+fn missing_branch_and_create() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    let err = m
+        .checkout(
+            &CheckoutTarget::Branch("nope".into()),
+            &work.path().join("a"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::NotFound, "{err}");
+    let orphan = m
+        .checkout(
+            &CheckoutTarget::Branch("stage/dev".into()),
+            &work.path().join("b"),
+            &CheckoutOptions {
+                create: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(orphan.head(), None);
+    std::fs::write(work.path().join("b/manifest.yaml"), "kind: List\n").unwrap();
+    orphan.commit("first", &sig(), &sig()).unwrap();
+    orphan.push(None, false, None).unwrap();
+    assert!(
+        m.ls_remote()
+            .unwrap()
+            .iter()
+            .any(|r| r.name == "refs/heads/stage/dev")
+    );
+}
+
+#[test]
+fn clear_and_commit_replaces_the_tree() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[
+            Edit::Write {
+                path: "old/a".into(),
+                content: b"a".to_vec(),
+            },
+            Edit::Write {
+                path: "b".into(),
+                content: b"b".to_vec(),
+            },
+        ],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("wt"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    co.clear().unwrap();
+    std::fs::write(work.path().join("wt/rendered.yaml"), "x: 1\n").unwrap();
+    co.commit("render", &sig(), &sig()).unwrap();
+    co.push(None, false, None).unwrap();
+    let files: Vec<String> = m
+        .list_tree("main", "")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(files, vec!["rendered.yaml".to_owned()]);
+}
+
+#[test]
+fn odb_commit_with_compare_and_swap() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    let first = m
+        .commit_edits(
+            "local",
+            &[Edit::Write {
+                path: "a/b/c.txt".into(),
+                content: b"1".to_vec(),
+            }],
+            "one",
+            &sig(),
+            &sig(),
+        )
+        .unwrap();
+    let second = m
+        .commit_edits(
+            "local",
+            &[Edit::transform("a/b/c.txt", |old| {
+                Ok(old.map(|o| [o, b"2"].concat()))
+            })],
+            "two",
+            &sig(),
+            &sig(),
+        )
+        .unwrap();
+    let (
+        kargo_git::EditResult::Committed { commit: c1, .. },
+        kargo_git::EditResult::Committed { commit: c2, parent },
+    ) = (first, second)
+    else {
+        panic!("expected commits")
+    };
+    assert_eq!(parent, Some(c1));
+    assert_eq!(m.resolve("local").unwrap(), c2);
+    assert_eq!(m.read_file("local", "a/b/c.txt").unwrap().unwrap(), b"12");
+    // An edit that changes nothing is reported as such.
+    let same = m
+        .commit_edits(
+            "local",
+            &[Edit::Write {
+                path: "a/b/c.txt".into(),
+                content: b"12".to_vec(),
+            }],
+            "noop",
+            &sig(),
+            &sig(),
+        )
+        .unwrap();
+    assert_eq!(same, kargo_git::EditResult::Unchanged { head: Some(c2) });
+    // Bad paths are refused before anything is written.
+    let err = m
+        .commit_edits(
+            "local",
+            &[Edit::Write {
+                path: "../escape".into(),
+                content: vec![],
+            }],
+            "x",
+            &sig(),
+            &sig(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Invalid);
+}
+
+/// Captures every log line for the secrecy test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn grep_dir(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn credentials_never_leak() {
+    let Some(t) = http_transport() else { return };
+    let Some(GitAuth::Basic { username, password }) = t.auth.clone() else {
+        unreachable!()
+    };
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let mut outputs: Vec<String> = Vec::new();
+
+    // Success.
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    let ok = m
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "a".into(),
+                content: b"a".to_vec(),
+            }],
+            "a",
+            &sig(),
+            &sig(),
+            true,
+        )
+        .unwrap();
+    outputs.push(format!("{ok:?} {m:?}"));
+    // Failure with the right user and a wrong password, and with a password that the
+    // server echoes nowhere: neither appears anywhere.
+    let wrong = "not-the-password-4711";
+    let bad = Git::new(
+        config(&work.path().join("cache-bad")),
+        Arc::new(StaticAuth::new().with(
+            t.base_url.clone(),
+            GitAuth::Basic {
+                username: username.clone(),
+                password: Secret::new(wrong),
+            },
+        )),
+    );
+    let bm = bad.mirror(&url).unwrap();
+    let err = bm
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "b".into(),
+                content: b"b".to_vec(),
+            }],
+            "b",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Unauthorized, "{err}");
+    outputs.push(format!("{err} {err:?} {bm:?}"));
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("git push"),
+        "the capture must hold the push logs: {logs}"
+    );
+    for secret in [password.expose(), wrong] {
+        assert!(!logs.contains(secret), "a secret leaked into the logs");
+        for o in &outputs {
+            assert!(!o.contains(secret), "a secret leaked into an output: {o}");
+        }
+        assert!(
+            grep_dir(work.path(), secret).is_empty(),
+            "a secret was written to disk"
+        );
+    }
+}
+
+/// Worker mode for the multi-process tests: `KARGO_GIT_WORKER=<mode>` plus parameters.
+#[test]
+fn worker_entry() {
+    let Ok(mode) = std::env::var("KARGO_GIT_WORKER") else {
+        return;
+    };
+    let url = std::env::var("KARGO_GIT_URL").unwrap();
+    let cache = PathBuf::from(std::env::var("KARGO_GIT_CACHE").unwrap());
+    let id: usize = std::env::var("KARGO_GIT_ID").unwrap().parse().unwrap();
+    let git = Git::new(config(&cache), Arc::new(NoAuth));
+    let m = git.mirror(&url).unwrap();
+    match mode.as_str() {
+        "distinct" => {
+            for i in 0..5 {
+                let path = format!("apps/worker-{id}/file-{i}.yaml");
+                let content = format!("worker: {id}\nround: {i}\n");
+                if i % 2 == 0 {
+                    m.push_edits(
+                        "main",
+                        &[Edit::Write {
+                            path,
+                            content: content.into_bytes(),
+                        }],
+                        &format!("worker {id} round {i}"),
+                        &sig(),
+                        &sig(),
+                        false,
+                    )
+                    .unwrap();
+                } else {
+                    let dir = tempfile::tempdir().unwrap();
+                    let co = m
+                        .checkout(
+                            &CheckoutTarget::Branch("main".into()),
+                            &dir.path().join("wt"),
+                            &CheckoutOptions::default(),
+                        )
+                        .unwrap();
+                    let abs = dir.path().join("wt").join(&path);
+                    co.materialize(&abs).unwrap();
+                    std::fs::write(&abs, content).unwrap();
+                    co.commit(&format!("worker {id} round {i}"), &sig(), &sig())
+                        .unwrap();
+                    co.push(None, false, None).unwrap();
+                }
+            }
+        }
+        "same-key" => {
+            let value = format!("value-from-{id}");
+            m.push_edits(
+                "main",
+                &[Edit::transform("config.yaml", move |old| {
+                    let old = String::from_utf8_lossy(old.unwrap_or_default()).into_owned();
+                    let out: Vec<String> = old
+                        .lines()
+                        .map(|l| {
+                            if l.starts_with("key:") {
+                                format!("key: {value}")
+                            } else {
+                                l.to_owned()
+                            }
+                        })
+                        .collect();
+                    Ok(Some((out.join("\n") + "\n").into_bytes()))
+                })],
+                &format!("set key from {id}"),
+                &sig(),
+                &sig(),
+                false,
+            )
+            .unwrap();
+        }
+        other => panic!("unknown worker mode {other}"),
+    }
+}
+
+fn spawn_workers(mode: &str, url: &str, cache: &Path, n: usize) {
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..n)
+        .map(|id| {
+            Command::new(&exe)
+                .args(["--exact", "worker_entry", "--nocapture", "--test-threads=1"])
+                .env("KARGO_GIT_WORKER", mode)
+                .env("KARGO_GIT_URL", url)
+                .env("KARGO_GIT_CACHE", cache)
+                .env("KARGO_GIT_ID", id.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        let st = c.wait().unwrap();
+        assert!(st.success(), "a worker failed");
+    }
+}
+
+#[test]
+fn four_processes_twenty_promotions_no_lost_update() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("seed-cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "README.md".into(),
+            content: b"seed\n".to_vec(),
+        }],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    // All four processes share one cache directory.
+    spawn_workers("distinct", &url, &work.path().join("shared-cache"), 4);
+    let check = t.git(&work.path().join("check")).mirror(&url).unwrap();
+    check.fetch(&FetchSpec::branch("main")).unwrap();
+    let log = check.log("main", 100).unwrap();
+    assert_eq!(
+        log.len(),
+        21,
+        "exactly 20 promotion commits on top of the seed"
+    );
+    for id in 0..4 {
+        for i in 0..5 {
+            let content = check
+                .read_file("main", &format!("apps/worker-{id}/file-{i}.yaml"))
+                .unwrap();
+            assert_eq!(
+                content.unwrap(),
+                format!("worker: {id}\nround: {i}\n").into_bytes()
+            );
+            assert_eq!(
+                log.iter()
+                    .filter(|c| c.message.trim() == format!("worker {id} round {i}"))
+                    .count(),
+                1
+            );
+        }
+    }
+}
+
+#[test]
+fn two_promotions_setting_the_same_key_both_land_in_order() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("seed-cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "config.yaml".into(),
+            content: b"# settings\nkey: initial # keep\nother: 1\n".to_vec(),
+        }],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    spawn_workers("same-key", &url, &work.path().join("cache"), 2);
+    let check = t.git(&work.path().join("check")).mirror(&url).unwrap();
+    check.fetch(&FetchSpec::branch("main")).unwrap();
+    let log = check.log("main", 10).unwrap();
+    assert_eq!(log.len(), 3);
+    let later = log[0]
+        .message
+        .trim()
+        .trim_start_matches("set key from ")
+        .to_owned();
+    let earlier = log[1]
+        .message
+        .trim()
+        .trim_start_matches("set key from ")
+        .to_owned();
+    assert_ne!(later, earlier);
+    let content =
+        String::from_utf8(check.read_file("main", "config.yaml").unwrap().unwrap()).unwrap();
+    assert_eq!(
+        content,
+        format!("# settings\nkey: value-from-{later}\nother: 1\n")
+    );
+}
