@@ -12,15 +12,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- 1. packages -------------------------------------------------------------------------
-# Each entry: "<command that must exist>:<Debian package providing it>".
+# Each entry: "<command that must exist>:<Debian package providing it>"; a command given
+# as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there.
 REQUIRED=(
   "git:git"
+  "/usr/sbin/lighttpd:lighttpd"
+  "/usr/sbin/sshd:openssh-server"
+  "ssh:openssh-client"
+  "ssh-keygen:openssh-client"
 )
 missing=()
 for entry in "${REQUIRED[@]}"; do
   cmd=${entry%%:*}; pkg=${entry#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  case "$cmd" in
+    /*) [ -x "$cmd" ] || missing+=("$pkg") ;;
+    *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
 done
+# De-duplicate (several commands can come from one package).
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+fi
 if ((${#missing[@]})); then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
