@@ -157,6 +157,7 @@ PermitRootLogin prohibit-password
 AllowUsers $_kg_user
 UsePAM no
 StrictModes no
+AcceptEnv GIT_PROTOCOL
 KexAlgorithms -sntrup*,mlkem*
 SetEnv SHLVL=1
 EOF
