@@ -932,3 +932,66 @@ fn two_promotions_setting_the_same_key_both_land_in_order() {
         format!("# settings\nkey: value-from-{later}\nother: 1\n")
     );
 }
+
+#[test]
+fn sparse_checkout_and_deletions() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[
+            Edit::Write {
+                path: "apps/a/x.yaml".into(),
+                content: b"a".to_vec(),
+            },
+            Edit::Write {
+                path: "apps/b/y.yaml".into(),
+                content: b"b".to_vec(),
+            },
+            Edit::Write {
+                path: "apps/b/z.yaml".into(),
+                content: b"z".to_vec(),
+            },
+        ],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    let wt = work.path().join("wt");
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &wt,
+            &CheckoutOptions {
+                sparse: vec!["apps/b".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(wt.join("apps/b/y.yaml").exists() && wt.join("apps/b/z.yaml").exists());
+    assert!(!wt.join("apps/a").exists());
+    std::fs::remove_file(wt.join("apps/b/z.yaml")).unwrap();
+    let status = co.status().unwrap();
+    assert_eq!(
+        status,
+        vec![kargo_git::Change {
+            path: "apps/b/z.yaml".into(),
+            kind: ChangeKind::Deleted
+        }]
+    );
+    co.commit("drop z", &sig(), &sig()).unwrap();
+    co.push(None, false, None).unwrap();
+    let files: Vec<String> = m
+        .list_tree("main", "apps/b")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(files, vec!["apps/b/y.yaml".to_owned()]);
+    // Untouched parts of the tree are kept although they were never on disk.
+    assert_eq!(m.read_file("main", "apps/a/x.yaml").unwrap().unwrap(), b"a");
+}
