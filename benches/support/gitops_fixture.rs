@@ -108,6 +108,12 @@ pub fn generate_bare(spec: &FixtureSpec, dest_bare_repo: &Path) -> io::Result<()
             "fixture needs at least one app and one commit",
         ));
     }
+    if dest_bare_repo.exists() && dest_bare_repo.read_dir()?.next().is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not empty", dest_bare_repo.display()),
+        ));
+    }
     run(Command::new("git")
         .args(["init", "-q", "--bare", "-b", "main"])
         .arg(dest_bare_repo))?;
