@@ -5,6 +5,8 @@
 #   - git://: git daemon with receive-pack enabled (anonymous push),
 #   - ssh://: sshd with a throwaway host key and client key,
 # all on 127.0.0.1 on free ports (recipes: docs/test-servers.md §1a–1d in the shared docs).
+# Like GitHub and GitLab, all three servers allow partial clones (uploadpack.allowFilter,
+# passed through GIT_CONFIG_* in the server's environment); file:// uses the client's config.
 # A test creates a repository with `git init --bare -b main "$TEST_GIT_ROOT/<name>.git"`
 # and reaches it as
 #   "$TEST_GIT_HTTP_URL/<name>.git"    (push: user $TEST_GIT_HTTP_USER, password $TEST_GIT_HTTP_PASSWORD)
@@ -14,6 +16,7 @@
 # Every helper and variable here is prefixed `_kg_` and unset at the end, because this file
 # runs inside ci/test.sh's shell.
 
+# shellcheck disable=SC2317 # the _kg_start_* and _kg_ready_* functions are called through _kg_launch
 _kg_dir="$KARGO_TEST_STATE/git-servers"   # configs, keys, logs
 _kg_root="$KARGO_TEST_STATE/git"          # the bare repositories
 mkdir -p "$_kg_dir" "$_kg_dir/www" "$_kg_root"
@@ -46,12 +49,12 @@ _kg_tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # READY_FN PORT every 50 ms for at most ~10 s. If the server exits before it is ready, it is
 # retried on another port (3 attempts). On success sets _kg_port.
 _kg_launch() {
-  local name=$1 start=$2 ready=$3 log=$4 attempt port try
+  local name=$1 start=$2 ready=$3 log=$4 attempt port
   for attempt in 1 2 3; do
     port=$(_kg_pick_port)
     "$start" "$port"
     echo "$_kg_pid" >>"$KARGO_TEST_STATE/pids"
-    for try in $(seq 1 200); do
+    for _ in $(seq 1 200); do
       if ! kill -0 "$_kg_pid" 2>/dev/null; then
         wait "$_kg_pid" 2>/dev/null || true
         echo "ci/servers.d/10-git.sh: $name exited during start on port $port (attempt $attempt):" >&2
@@ -92,7 +95,8 @@ server.document-root = "$_kg_dir/www"
 server.errorlog = "$_kg_dir/lighttpd-error.log"
 alias.url = ( "/" => "$_kg_gitcore/git-http-backend/" )
 cgi.assign = ( "" => "" )
-setenv.add-environment = ( "GIT_PROJECT_ROOT" => "$_kg_root", "GIT_HTTP_EXPORT_ALL" => "1" )
+setenv.add-environment = ( "GIT_PROJECT_ROOT" => "$_kg_root", "GIT_HTTP_EXPORT_ALL" => "1",
+  "GIT_CONFIG_COUNT" => "1", "GIT_CONFIG_KEY_0" => "uploadpack.allowFilter", "GIT_CONFIG_VALUE_0" => "true" )
 auth.backend = "plain"
 auth.backend.plain.userfile = "$_kg_dir/lighttpd-users"
 \$HTTP["querystring"] =~ "service=git-receive-pack" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
@@ -121,7 +125,8 @@ export TEST_GIT_HTTP_PASSWORD=$_kg_pass
 
 # --- git daemon (git://) ----------------------------------------------------------------------
 _kg_start_daemon() {
-  "$_kg_gitcore/git-daemon" --listen=127.0.0.1 --port="$1" --base-path="$_kg_root" \
+  GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=uploadpack.allowFilter GIT_CONFIG_VALUE_0=true \
+    "$_kg_gitcore/git-daemon" --listen=127.0.0.1 --port="$1" --base-path="$_kg_root" \
     --export-all --enable=receive-pack --reuseaddr --informative-errors "$_kg_root" \
     </dev/null >>"$_kg_dir/git-daemon.log" 2>&1 &
   _kg_pid=$!
@@ -159,7 +164,7 @@ UsePAM no
 StrictModes no
 AcceptEnv GIT_PROTOCOL
 KexAlgorithms -sntrup*,mlkem*
-SetEnv SHLVL=1
+SetEnv SHLVL=1 GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=uploadpack.allowFilter GIT_CONFIG_VALUE_0=true
 EOF
   printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$_kg_dir/ssh_host_ed25519.pub")" \
     >"$_kg_dir/known_hosts"
