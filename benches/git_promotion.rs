@@ -44,10 +44,102 @@ const IDENTITY: (&str, &str) = ("Kargo Bench", "bench@kargo.invalid");
 /// returns the time it measured (so it can leave out its own setup).
 type Variant = (&'static str, Box<dyn Fn(&Ctx) -> Duration>);
 
-/// Hook for kargo-git's own variants (e.g. cold = fresh cache in `ctx.work_dir`, warm =
-/// cache kept in `ctx.cache_dir` across runs). Empty for now.
+/// kargo-git's variants. Each records the peak RSS of this process during the run (Linux:
+/// `VmHWM` after resetting it through `/proc/self/clear_refs`).
 fn kargo_variants() -> Vec<Variant> {
-    Vec::new()
+    fn git_for(ctx: &Ctx, cache: &Path, depth: Option<u32>) -> kargo::git::Git {
+        let auth = kargo::git::StaticAuth::new().with(
+            ctx.remote_url.clone(),
+            kargo::git::GitAuth::Basic {
+                username: ctx.username.to_owned(),
+                password: kargo::git::Secret::new(ctx.password.clone()),
+            },
+        );
+        let mut cfg = kargo::git::GitConfig::new(cache);
+        cfg.depth = depth.and_then(std::num::NonZeroU32::new);
+        kargo::git::Git::new(cfg, std::sync::Arc::new(auth))
+    }
+    fn sig() -> kargo::git::Signature {
+        kargo::git::Signature::new("Kargo Bench", "bench@example.com")
+    }
+    /// The promotion the git steps run: lazy checkout, edit one file, commit, push.
+    fn checkout_flow(ctx: &Ctx, cache: &Path, depth: Option<u32>) -> Duration {
+        reset_peak_rss();
+        let d = timed(|| {
+            let git = git_for(ctx, cache, depth);
+            let mirror = git.mirror(&ctx.remote_url).expect("mirror");
+            let wt = ctx.work_dir.join("wt");
+            let co = mirror
+                .checkout(
+                    &kargo::git::CheckoutTarget::Branch("main".into()),
+                    &wt,
+                    &kargo::git::CheckoutOptions::default(),
+                )
+                .expect("checkout");
+            co.materialize(Path::new(&ctx.file)).expect("materialize");
+            ctx.retag_file(&wt);
+            co.commit(&ctx.message, &sig(), &sig()).expect("commit");
+            co.push(None, false, None).expect("push");
+        });
+        record_peak_rss(ctx);
+        d
+    }
+    /// Commit without a work tree: a re-runnable edit applied in the object database.
+    fn odb_flow(ctx: &Ctx, cache: &Path, depth: Option<u32>) -> Duration {
+        reset_peak_rss();
+        let d = timed(|| {
+            let git = git_for(ctx, cache, depth);
+            let mirror = git.mirror(&ctx.remote_url).expect("mirror");
+            let tag = ctx.new_tag.clone();
+            let edit = kargo::git::Edit::transform(ctx.file.clone(), move |old| {
+                let old = String::from_utf8_lossy(old.unwrap_or_default()).into_owned();
+                gitops_fixture::retag(&old, &tag)
+                    .map(|s| Some(s.into_bytes()))
+                    .ok_or_else(|| "no image line".to_owned())
+            });
+            mirror
+                .push_edits("main", &[edit], &ctx.message, &sig(), &sig(), false)
+                .expect("push_edits");
+        });
+        record_peak_rss(ctx);
+        d
+    }
+    vec![
+        (
+            "kargo-cold (empty cache, depth 1, lazy checkout)",
+            Box::new(|ctx: &Ctx| checkout_flow(ctx, &ctx.work_dir.join("cache"), Some(1))),
+        ),
+        (
+            "kargo-cold-full (empty cache, full history)",
+            Box::new(|ctx: &Ctx| checkout_flow(ctx, &ctx.work_dir.join("cache"), None)),
+        ),
+        (
+            "kargo-warm (cached mirror, lazy checkout)",
+            Box::new(|ctx: &Ctx| checkout_flow(ctx, &ctx.cache_dir, Some(1))),
+        ),
+        (
+            "kargo-warm-odb (cached mirror, no work tree)",
+            Box::new(|ctx: &Ctx| odb_flow(ctx, &ctx.cache_dir, Some(1))),
+        ),
+    ]
+}
+
+fn reset_peak_rss() {
+    let _ = fs::write("/proc/self/clear_refs", "5");
+}
+
+fn record_peak_rss(ctx: &Ctx) {
+    let Ok(status) = fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    if let Some(kib) = kib {
+        ctx.peak_rss_kib
+            .set(Some(ctx.peak_rss_kib.get().unwrap_or(0).max(kib)));
+    }
 }
 
 /// Everything one promotion run needs.
