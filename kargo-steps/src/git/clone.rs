@@ -258,7 +258,7 @@ impl Step for GitClone {
                                 None => {
                                     return Err(StepError::terminal(format!(
                                         "cannot tell the default branch of {}: name a branch",
-                                        kargo_git::redact_url(&url)
+                                        super::display_url(&url)
                                     )));
                                 }
                             };

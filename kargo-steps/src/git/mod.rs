@@ -112,7 +112,7 @@ impl std::fmt::Debug for CheckoutInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckoutInfo")
             .field("root", &self.checkout.root())
-            .field("repo_url", &kargo_git::redact_url(&self.repo_url))
+            .field("repo_url", &display_url(&self.repo_url))
             .field("author", &self.author)
             .finish_non_exhaustive()
     }
@@ -193,9 +193,12 @@ impl SharedAuth {
         }
     }
 
-    /// `text` without the secrets and with URLs' user info redacted.
+    /// `text` without the secrets and with the remote's URL shown by [`display_url`].
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.replace(&self.url, &kargo_git::redact_url(&self.url));
+        let shown = display_url(&self.url);
+        let mut out = text
+            .replace(&self.url, &shown)
+            .replace(&kargo_git::redact_url(&self.url), &shown);
         if let Ok(secrets) = self.secrets.read() {
             for s in secrets.iter() {
                 out = out.replace(s.as_str(), "***");
@@ -209,6 +212,21 @@ impl CredentialSource for SharedAuth {
     fn credentials(&self, url: &str) -> Option<GitAuth> {
         self.table.read().ok().and_then(|t| t.credentials(url))
     }
+}
+
+/// A URL for messages: no password, and for http(s) no user name either (tokens are often
+/// given as the user name, e.g. `https://<token>@github.com/...`).
+pub(crate) fn display_url(url: &str) -> String {
+    let redacted = kargo_git::redact_url(url);
+    if let Some((scheme, rest)) = redacted.split_once("://")
+        && (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+    {
+        let end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            return format!("{scheme}://{}", &rest[at + 1..]);
+        }
+    }
+    redacted
 }
 
 /// Asks the promotion's credential provider for git credentials for `url`.
@@ -382,6 +400,21 @@ mod tests {
         let se = map_git_error(&e, &auth);
         assert_eq!(se.kind, StepErrorKind::Unauthorized);
         assert!(!se.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn tokens_in_user_names_are_hidden() {
+        let url = "https://ghp_T0ken@github.com/acme/gitops.git";
+        assert_eq!(display_url(url), "https://github.com/acme/gitops.git");
+        assert_eq!(display_url("ssh://git@h/x.git"), "ssh://git@h/x.git");
+        let auth = SharedAuth::new(url, None);
+        let e = GitError::new(
+            GitErrorKind::NotFound,
+            format!("fetch {}", kargo_git::redact_url(url)),
+            format!("repository '{url}' not found"),
+        );
+        let msg = map_git_error(&e, &auth).to_string();
+        assert!(!msg.contains("ghp_T0ken"), "{msg}");
     }
 
     #[test]
