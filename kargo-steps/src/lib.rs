@@ -1,31 +1,80 @@
 //! # kargo-steps
 //!
 //! The built-in promotion steps of kargo-rs, with Kargo's step names and configuration
-//! fields so existing promotion templates run unchanged. [`register_builtins`] is the one
-//! list of them.
+//! fields so existing promotion templates run unchanged. [`register_builtins`] (default
+//! options) and [`register_builtins_with`] are the one list of them.
 //!
 //! | step | what it does |
 //! |---|---|
 //! | `compose-output` | outputs its configuration as is; inside a task the outputs are also visible as the task's outputs |
 //! | `fail` | fails the promotion with a message (use it with `if`) |
+//! | `git-clone` | lazy checkouts of branches, tags or commits; files appear when a step opens them |
+//! | `git-clear` | empties a checkout |
+//! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
+//! | `git-tag` | tags a checkout's commit |
+//! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//!
+//! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
+//! and ask the promotion's credential provider for git credentials before each network
+//! operation.
 //!
 //! ```
 //! let mut registry = kargo_core::StepRegistry::new();
 //! kargo_steps::register_builtins(&mut registry).unwrap();
 //! assert!(registry.get("compose-output").is_some());
+//! assert!(registry.get("git-clone").is_some());
 //! ```
 
 mod compose_output;
 mod fail;
+pub mod git;
 
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
+pub use git::{
+    CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
+};
+
+use std::sync::Arc;
 
 use kargo_core::step::{DuplicateStep, StepRegistry};
 
-/// Registers every built-in step. Fails if one of their names is already taken.
+/// Settings of the built-in steps.
+#[derive(Debug, Clone)]
+pub struct BuiltinOptions {
+    /// The git settings shared by the git steps: where mirrors are cached, push retries.
+    pub git: kargo_git::GitConfig,
+}
+
+impl Default for BuiltinOptions {
+    /// Git mirrors in `$KARGO_GIT_CACHE`, else in `<temp dir>/kargo-rs-git-cache`
+    /// (see [`git::default_git_config`]).
+    fn default() -> Self {
+        Self {
+            git: git::default_git_config(),
+        }
+    }
+}
+
+/// Registers every built-in step with default options ([`BuiltinOptions::default`]).
+/// Fails if one of their names is already taken.
 pub fn register_builtins(registry: &mut StepRegistry) -> Result<(), DuplicateStep> {
+    register_builtins_with(registry, &BuiltinOptions::default())
+}
+
+/// Registers every built-in step with `options`. Fails if one of their names is already
+/// taken.
+pub fn register_builtins_with(
+    registry: &mut StepRegistry,
+    options: &BuiltinOptions,
+) -> Result<(), DuplicateStep> {
+    let git = Arc::new(options.git.clone());
     registry.register(ComposeOutput)?;
     registry.register(Fail)?;
+    registry.register(GitClone::new(git))?;
+    registry.register(GitClear)?;
+    registry.register(GitCommit)?;
+    registry.register(GitTag)?;
+    registry.register(GitPush)?;
     Ok(())
 }

@@ -1,0 +1,387 @@
+//! `git-push`: pushes a checkout's commits (rebasing onto remote changes) or a tag.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
+use serde::Deserialize;
+
+use super::{blocking, find_checkout, non_empty, refresh_auth};
+
+/// Kargo's `git-push` step: pushes the commits of a checkout to its branch, to
+/// `targetBranch`, or to `kargo/promotion/<promotion>` (`generateTargetBranch`, forced);
+/// or pushes a tag made by `git-tag`. A push rejected because the remote branch moved is
+/// rebased onto the new tip and retried (up to `maxAttempts`); edits that overlap the
+/// remote's fail the step, naming the files.
+///
+/// Outputs: `branch` (branch pushes) or `tag` (tag pushes), `commit`, and `commitURL`
+/// when the hosting provider is known (configured with `provider` or inferred from the
+/// host name).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GitPush;
+
+/// Configuration of [`GitPush`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitPushConfig {
+    /// The checkout's path, relative to the work directory.
+    pub path: String,
+    /// The branch to push to (default: the checked-out branch).
+    #[serde(default)]
+    pub target_branch: Option<String>,
+    /// Push to the new branch `kargo/promotion/<promotion name>` (forced).
+    #[serde(default)]
+    pub generate_target_branch: bool,
+    /// Push this tag instead of a branch.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Overwrite the remote branch (or tag) instead of rebasing.
+    #[serde(default, alias = "forcePush")]
+    pub force: bool,
+    /// Push attempts, the first included (1 to 2^31-1, default 10).
+    #[serde(default)]
+    pub max_attempts: Option<u64>,
+    /// The hosting provider, for `commitURL`: `github`, `gitlab`, `gitea`, `bitbucket` or
+    /// `azure` (default: inferred from the host).
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// A git hosting provider, for commit URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitProvider {
+    /// GitHub (`/commit/<sha>`).
+    GitHub,
+    /// GitLab (`/-/commit/<sha>`).
+    GitLab,
+    /// Gitea (`/commit/<sha>`).
+    Gitea,
+    /// Bitbucket (`/commits/<sha>`).
+    Bitbucket,
+    /// Azure DevOps (`/commit/<sha>`).
+    Azure,
+}
+
+impl fmt::Display for GitProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::GitHub => "github",
+            Self::GitLab => "gitlab",
+            Self::Gitea => "gitea",
+            Self::Bitbucket => "bitbucket",
+            Self::Azure => "azure",
+        })
+    }
+}
+
+impl GitProvider {
+    /// Parses Kargo's provider name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "github" => Self::GitHub,
+            "gitlab" => Self::GitLab,
+            "gitea" => Self::Gitea,
+            "bitbucket" => Self::Bitbucket,
+            "azure" => Self::Azure,
+            _ => return None,
+        })
+    }
+
+    /// Infers the provider from a repository URL's host: `github.com` and `github.*`,
+    /// `gitlab.com` and `gitlab.*`, `bitbucket.org`, `dev.azure.com` and
+    /// `*.visualstudio.com`, and hosts whose name contains `gitea`.
+    pub fn infer(repo_url: &str) -> Option<Self> {
+        let (host, _) = split_url(repo_url)?;
+        let host = host.to_ascii_lowercase();
+        if host == "github.com" || host.starts_with("github.") {
+            Some(Self::GitHub)
+        } else if host == "gitlab.com" || host.starts_with("gitlab.") {
+            Some(Self::GitLab)
+        } else if host == "bitbucket.org" {
+            Some(Self::Bitbucket)
+        } else if host == "dev.azure.com"
+            || host == "ssh.dev.azure.com"
+            || host.ends_with(".visualstudio.com")
+        {
+            Some(Self::Azure)
+        } else if host.contains("gitea") {
+            Some(Self::Gitea)
+        } else {
+            None
+        }
+    }
+
+    /// The web URL of `commit` in the repository at `repo_url`, if the URL has a host.
+    pub fn commit_url(self, repo_url: &str, commit: &str) -> Option<String> {
+        let base = web_url(repo_url, self)?;
+        Some(match self {
+            Self::GitHub | Self::Gitea | Self::Azure => format!("{base}/commit/{commit}"),
+            Self::GitLab => format!("{base}/-/commit/{commit}"),
+            Self::Bitbucket => format!("{base}/commits/{commit}"),
+        })
+    }
+}
+
+/// Host and path of an http(s), ssh or scp-style URL (user info and port dropped).
+fn split_url(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s.to_ascii_lowercase()), r),
+        None => (None, url),
+    };
+    match scheme.as_deref() {
+        Some("http" | "https" | "ssh" | "git" | "git+ssh" | "ssh+git") => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host_port = authority.rsplit('@').next().unwrap_or(authority);
+            let host = host_port.split(':').next().unwrap_or(host_port);
+            (!host.is_empty()).then(|| (host.to_owned(), path.to_owned()))
+        }
+        Some(_) => None,
+        None => {
+            // scp-like: [user@]host:path
+            let (authority, path) = rest.split_once(':')?;
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            (!host.is_empty() && !host.contains('/'))
+                .then(|| (host.to_owned(), path.trim_start_matches('/').to_owned()))
+        }
+    }
+}
+
+/// The repository's web URL: `https://<host>/<path without .git>` (plain-HTTP remotes,
+/// typically self-hosted, keep `http` and their port).
+fn web_url(repo_url: &str, provider: GitProvider) -> Option<String> {
+    let (mut host, path) = split_url(repo_url)?;
+    let mut path = path.trim_matches('/').trim_end_matches(".git").to_owned();
+    if provider == GitProvider::Azure && host.eq_ignore_ascii_case("ssh.dev.azure.com") {
+        // git@ssh.dev.azure.com:v3/<org>/<project>/<repo>
+        let parts: Vec<&str> = path.split('/').collect();
+        if let ["v3", org, project, repo] = parts.as_slice() {
+            path = format!("{org}/{project}/_git/{repo}");
+            host = "dev.azure.com".to_owned();
+        }
+    }
+    if path.is_empty() {
+        return None;
+    }
+    let plain = repo_url
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if plain {
+        let rest = &repo_url[7..];
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host_port = authority.rsplit('@').next().unwrap_or(authority);
+        return Some(format!("http://{host_port}/{path}"));
+    }
+    Some(format!("https://{host}/{path}"))
+}
+
+enum Target {
+    Branch(Option<String>),
+    Tag(String),
+}
+
+fn validate(
+    cfg: &GitPushConfig,
+    promotion: &str,
+) -> Result<(Target, bool, Option<u32>), StepError> {
+    let target_branch = non_empty(cfg.target_branch.as_deref());
+    let tag = non_empty(cfg.tag.as_deref());
+    let set: Vec<&str> = [
+        target_branch.map(|_| "targetBranch"),
+        cfg.generate_target_branch.then_some("generateTargetBranch"),
+        tag.map(|_| "tag"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.len() > 1 {
+        return Err(StepError::invalid_config(
+            set[1],
+            format!("{} are mutually exclusive", set.join(" and ")),
+        ));
+    }
+    let max_attempts = match cfg.max_attempts {
+        None => None,
+        Some(n) if (1..=u64::from(i32::MAX.unsigned_abs())).contains(&n) => u32::try_from(n).ok(),
+        Some(n) => {
+            return Err(StepError::invalid_config(
+                "maxAttempts",
+                format!("must be between 1 and 2147483647, got {n}"),
+            ));
+        }
+    };
+    if let Some(p) = non_empty(cfg.provider.as_deref())
+        && GitProvider::from_name(p).is_none()
+    {
+        return Err(StepError::invalid_config(
+            "provider",
+            format!("unknown provider {p:?}; expected azure, bitbucket, gitea, github or gitlab"),
+        ));
+    }
+    let mut force = cfg.force;
+    let target = if let Some(t) = tag {
+        Target::Tag(t.to_owned())
+    } else if cfg.generate_target_branch {
+        if promotion.is_empty() {
+            return Err(StepError::invalid_config(
+                "generateTargetBranch",
+                "the promotion has no name to derive a branch from",
+            ));
+        }
+        force = true;
+        Target::Branch(Some(format!("kargo/promotion/{promotion}")))
+    } else {
+        Target::Branch(target_branch.map(str::to_owned))
+    };
+    Ok((target, force, max_attempts))
+}
+
+#[async_trait]
+impl Step for GitPush {
+    const KIND: &'static str = "git-push";
+    type Config = GitPushConfig;
+
+    async fn run(&self, ctx: &StepContext, cfg: GitPushConfig) -> Result<StepOutcome, StepError> {
+        let (target, force, max_attempts) = validate(&cfg, &ctx.promotion)?;
+        let info = find_checkout(ctx, &cfg.path)?;
+        refresh_auth(ctx, &info).await?;
+        let checkout = info.checkout.clone();
+        let mut outcome = StepOutcome::succeeded();
+        let commit = match target {
+            Target::Tag(tag) => {
+                let t = tag.clone();
+                blocking(&info.auth, move || checkout.push_tag(&t, force)).await?;
+                tracing::info!(%tag, "git-push: pushed tag");
+                outcome = outcome.with_output("tag", tag);
+                info.checkout
+                    .head()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            }
+            Target::Branch(branch) => {
+                let pushed = blocking(&info.auth, move || {
+                    checkout.push(branch.as_deref(), force, max_attempts)
+                })
+                .await?;
+                tracing::info!(
+                    branch = %pushed.branch,
+                    commit = %pushed.commit,
+                    attempts = pushed.attempts,
+                    "git-push: pushed"
+                );
+                outcome = outcome.with_output("branch", pushed.branch);
+                pushed.commit.to_string()
+            }
+        };
+        let provider = non_empty(cfg.provider.as_deref())
+            .and_then(GitProvider::from_name)
+            .or_else(|| GitProvider::infer(&info.repo_url));
+        let url = provider.and_then(|p| p.commit_url(&info.repo_url, &commit));
+        outcome = outcome.with_output("commit", commit);
+        if let Some(url) = url {
+            outcome = outcome.with_output("commitURL", url);
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn url(repo: &str) -> Option<String> {
+        GitProvider::infer(repo).and_then(|p| p.commit_url(repo, SHA))
+    }
+
+    #[test]
+    fn commit_urls() {
+        assert_eq!(
+            url("https://github.com/acme/gitops.git").unwrap(),
+            format!("https://github.com/acme/gitops/commit/{SHA}")
+        );
+        assert_eq!(
+            url("git@github.com:acme/gitops.git").unwrap(),
+            format!("https://github.com/acme/gitops/commit/{SHA}")
+        );
+        assert_eq!(
+            url("ssh://git@gitlab.com:22/group/sub/repo.git").unwrap(),
+            format!("https://gitlab.com/group/sub/repo/-/commit/{SHA}")
+        );
+        assert_eq!(
+            url("https://user:pw@bitbucket.org/team/repo.git").unwrap(),
+            format!("https://bitbucket.org/team/repo/commits/{SHA}")
+        );
+        assert_eq!(
+            url("https://dev.azure.com/org/proj/_git/repo").unwrap(),
+            format!("https://dev.azure.com/org/proj/_git/repo/commit/{SHA}")
+        );
+        assert_eq!(
+            url("git@ssh.dev.azure.com:v3/org/proj/repo").unwrap(),
+            format!("https://dev.azure.com/org/proj/_git/repo/commit/{SHA}")
+        );
+        assert_eq!(
+            url("https://gitea.example.com/o/r.git").unwrap(),
+            format!("https://gitea.example.com/o/r/commit/{SHA}")
+        );
+        assert_eq!(url("https://git.example.com/o/r.git"), None);
+        assert_eq!(url("file:///tmp/r.git"), None);
+        assert_eq!(
+            GitProvider::Gitea
+                .commit_url("http://127.0.0.1:3000/o/r.git", SHA)
+                .unwrap(),
+            format!("http://127.0.0.1:3000/o/r/commit/{SHA}")
+        );
+        assert_eq!(
+            GitProvider::GitHub.commit_url("file:///tmp/r.git", SHA),
+            None
+        );
+    }
+
+    fn cfg(v: serde_json::Value) -> GitPushConfig {
+        kargo_core::step::decode_config(v).unwrap()
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let e = validate(
+            &cfg(
+                serde_json::json!({"path": "a", "targetBranch": "x", "generateTargetBranch": true}),
+            ),
+            "p",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.to_string().starts_with("config.generateTargetBranch"),
+            "{e}"
+        );
+        let e = validate(
+            &cfg(serde_json::json!({"path": "a", "maxAttempts": 0})),
+            "p",
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().starts_with("config.maxAttempts"), "{e}");
+        let e = validate(
+            &cfg(serde_json::json!({"path": "a", "provider": "gh"})),
+            "p",
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().starts_with("config.provider"), "{e}");
+        let (t, force, _) = validate(
+            &cfg(serde_json::json!({"path": "a", "generateTargetBranch": true})),
+            "dev.01abc.1234567",
+        )
+        .unwrap();
+        assert!(force);
+        assert!(matches!(t, Target::Branch(Some(b)) if b == "kargo/promotion/dev.01abc.1234567"));
+        let (_, force, _) = validate(
+            &cfg(serde_json::json!({"path": "a", "forcePush": true})),
+            "p",
+        )
+        .unwrap();
+        assert!(force);
+    }
+}

@@ -1,0 +1,64 @@
+//! `git-tag`: tags a checkout's current commit.
+
+use async_trait::async_trait;
+use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
+use serde::Deserialize;
+
+use super::{blocking, find_checkout, non_empty};
+
+/// Kargo's `git-tag` step: tags the current commit of a checkout (locally; push it with
+/// `git-push` and `tag`). Annotated when `message` is given, lightweight otherwise.
+/// Output: `commit`, the tagged commit ID.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GitTag;
+
+/// Configuration of [`GitTag`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitTagConfig {
+    /// The checkout's path, relative to the work directory.
+    pub path: String,
+    /// The tag name.
+    pub tag: String,
+    /// The annotation (makes an annotated tag, tagged by the checkout's author).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Move the tag if it exists.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[async_trait]
+impl Step for GitTag {
+    const KIND: &'static str = "git-tag";
+    type Config = GitTagConfig;
+
+    async fn run(&self, ctx: &StepContext, cfg: GitTagConfig) -> Result<StepOutcome, StepError> {
+        if cfg.tag.trim().is_empty() {
+            return Err(StepError::invalid_config("tag", "the tag name is empty"));
+        }
+        let info = find_checkout(ctx, &cfg.path)?;
+        if info.checkout.head().is_none() {
+            return Err(StepError::invalid_config(
+                "path",
+                format!("{:?} has no commit to tag yet", cfg.path),
+            ));
+        }
+        let checkout = info.checkout.clone();
+        let tagger = info.author.clone();
+        let tag = cfg.tag.clone();
+        let message = non_empty(cfg.message.as_deref()).map(str::to_owned);
+        let force = cfg.force;
+        blocking(&info.auth, move || {
+            checkout.tag(&tag, message.as_deref(), &tagger, force)
+        })
+        .await
+        .map_err(|e| e.context(format!("tag {:?}", cfg.tag)))?;
+        let head = info
+            .checkout
+            .head()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        Ok(StepOutcome::succeeded().with_output("commit", head))
+    }
+}
