@@ -97,19 +97,26 @@ impl<T: CredentialSource + ?Sized> CredentialSource for Arc<T> {
     }
 }
 
-/// Removes a password (and user info) from a URL for logs and errors.
+/// Removes credentials from a URL for logs and errors: all user info of `http(s)` URLs
+/// (a token is often given as the user name), the password of others (`ssh://git@host`
+/// keeps its user, which is not a secret).
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
+    let scheme = &url[..scheme_end];
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     match authority.rfind('@') {
         Some(at) => {
-            let user = &authority[..at];
-            let user = user.split(':').next().unwrap_or("");
-            format!("{}://{}@{}", &url[..scheme_end], user, &rest[at + 1..])
+            let host_and_path = &rest[at + 1..];
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                format!("{scheme}://{host_and_path}")
+            } else {
+                let user = authority[..at].split(':').next().unwrap_or("");
+                format!("{scheme}://{user}@{host_and_path}")
+            }
         }
         None => url.to_owned(),
     }
@@ -121,7 +128,12 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("https://u:p@h/x.git"), "https://u@h/x.git");
+        assert_eq!(redact_url("https://u:p@h/x.git"), "https://h/x.git");
+        assert_eq!(
+            redact_url("https://ghp_token@github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(redact_url("ssh://git:pw@h/x"), "ssh://git@h/x");
         assert_eq!(redact_url("https://h/x.git"), "https://h/x.git");
         assert_eq!(redact_url("ssh://git@h:22/x"), "ssh://git@h:22/x");
         assert_eq!(redact_url("file:///tmp/x"), "file:///tmp/x");

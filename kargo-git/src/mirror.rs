@@ -29,6 +29,8 @@ pub struct RemoteRef {
     pub target: Option<ObjectId>,
     /// For annotated tags: the peeled commit.
     pub peeled: Option<ObjectId>,
+    /// For symbolic refs (`HEAD`): the ref it points to, e.g. `refs/heads/main`.
+    pub symref_target: Option<String>,
 }
 
 /// What a fetch should get.
@@ -297,10 +299,17 @@ impl Mirror {
             .iter()
             .map(|r| {
                 let (name, target, peeled) = r.unpack();
+                let symref_target = match r {
+                    gix::protocol::handshake::Ref::Symbolic { target, .. } => {
+                        Some(target.to_str_lossy().into_owned())
+                    }
+                    _ => None,
+                };
                 RemoteRef {
                     name: name.to_str_lossy().into_owned(),
                     target: target.map(ToOwned::to_owned),
                     peeled: peeled.map(ToOwned::to_owned),
+                    symref_target,
                 }
             })
             .collect())
@@ -454,10 +463,16 @@ impl Mirror {
 
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut s = text.replace(&self.url, &self.display_url());
-        if let Some(GitAuth::Basic { password, .. }) = self.auth()
-            && !password.expose().is_empty()
-        {
-            s = s.replace(password.expose(), "***");
+        match self.auth() {
+            Some(GitAuth::Basic { password, .. }) if !password.expose().is_empty() => {
+                s = s.replace(password.expose(), "***");
+            }
+            Some(GitAuth::SshKey { private_key, .. }) => {
+                for line in private_key.expose().lines().filter(|l| l.len() > 16) {
+                    s = s.replace(line, "***");
+                }
+            }
+            _ => {}
         }
         s
     }

@@ -6,6 +6,8 @@
 //! Without them the network transports are skipped with a message, except under `CI=true`,
 //! where a missing server is a failure.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};

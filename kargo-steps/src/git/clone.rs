@@ -168,6 +168,15 @@ fn validate(cfg: &GitCloneConfig) -> Result<(Vec<Wanted>, Vec<String>), StepErro
 /// The branch `HEAD` of a remote points to: the branch whose tip is `HEAD`'s commit
 /// (`main`, then `master`, then the first by name), else `main`/`master`/the only branch.
 pub(crate) fn default_branch(refs: &[RemoteRef]) -> Option<String> {
+    // The symbolic target, when the server advertises it (protocol v2 does).
+    if let Some(b) = refs
+        .iter()
+        .find(|r| r.name == "HEAD")
+        .and_then(|r| r.symref_target.as_deref())
+        .and_then(|t| t.strip_prefix("refs/heads/"))
+    {
+        return Some(b.to_owned());
+    }
     let head = refs
         .iter()
         .find(|r| r.name == "HEAD")
@@ -317,6 +326,7 @@ mod tests {
             name: name.into(),
             target: id(n),
             peeled: None,
+            symref_target: None,
         }
     }
 
@@ -338,6 +348,10 @@ mod tests {
         assert_eq!(default_branch(&refs).as_deref(), Some("master"));
         let refs = vec![r("refs/heads/a", 1), r("refs/heads/b", 2)];
         assert_eq!(default_branch(&refs), None);
+        let mut head = r("HEAD", 1);
+        head.symref_target = Some("refs/heads/dev".into());
+        let refs = vec![head, r("refs/heads/main", 1), r("refs/heads/dev", 1)];
+        assert_eq!(default_branch(&refs).as_deref(), Some("dev"));
     }
 
     fn cfg(v: serde_json::Value) -> GitCloneConfig {
