@@ -97,6 +97,9 @@ pub(crate) fn command(
             "-c",
             "credential.helper=!f() { test \"$1\" = get || exit 0; echo \"username=$KARGO_GIT_USERNAME\"; echo \"password=$KARGO_GIT_PASSWORD\"; }; f",
         ]);
+        // Send the credentials with the first request instead of after a 401 (git ≥ 2.46;
+        // older versions ignore the setting).
+        cmd.args(["-c", "http.proactiveAuth=basic"]);
         cmd.env("KARGO_GIT_USERNAME", username)
             .env("KARGO_GIT_PASSWORD", password.expose());
     }

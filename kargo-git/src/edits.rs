@@ -278,10 +278,11 @@ impl Mirror {
         ))
     }
 
-    /// The fast path of a promotion: fetch `branch`, apply `edits` to its tip in the object
-    /// database, commit, push. A rejected push fetches again and re-runs the edits on the
-    /// new tip, with backoff, up to the configured attempts. With `create`, a missing
-    /// branch is created (as an orphan) instead of being an error.
+    /// The fast path of a promotion: apply `edits` to the tip of `branch` in the object
+    /// database, commit, push. When the mirror already has the branch, the first attempt
+    /// builds on the cached tip without a fetch; a rejected push fetches and re-runs the
+    /// edits on the new tip, with backoff, up to the configured attempts. With `create`, a
+    /// missing branch is created (as an orphan) instead of being an error.
     pub fn push_edits(
         &self,
         branch: &str,
@@ -299,22 +300,39 @@ impl Mirror {
         let max = self.git.config.max_push_attempts.max(1);
         let mut spec = FetchSpec::branch(branch);
         spec.depth = self.git.config.depth;
+        // Optimistic first attempt: when the mirror already has the branch, build on its
+        // tip without asking the remote; a stale tip costs one rejected push, after which
+        // every attempt fetches first.
+        let local_tip = self
+            .open()?
+            .try_find_reference(format!("refs/heads/{branch}").as_str())
+            .ok()
+            .flatten()
+            .and_then(|r| r.target().try_id().map(ToOwned::to_owned));
+        let mut optimistic = local_tip;
         for attempt in 1..=max {
-            let fetched = match self.fetch(&spec) {
-                Ok(f) => f,
-                Err(e) if create && e.kind == GitErrorKind::NotFound => Default::default(),
-                Err(e) => return Err(e),
+            let tip = match optimistic.take() {
+                Some(t) => Some(t),
+                None => {
+                    let fetched = match self.fetch(&spec) {
+                        Ok(f) => f,
+                        Err(e) if create && e.kind == GitErrorKind::NotFound => Default::default(),
+                        Err(e) => return Err(e),
+                    };
+                    let tip = fetched.get(&format!("refs/heads/{branch}")).copied();
+                    if tip.is_none() && !create {
+                        return Err(GitError::new(
+                            GitErrorKind::NotFound,
+                            op,
+                            format!("branch {branch:?} does not exist"),
+                        ));
+                    }
+                    tip
+                }
             };
-            let tip = fetched.get(&format!("refs/heads/{branch}")).copied();
-            if tip.is_none() && !create {
-                return Err(GitError::new(
-                    GitErrorKind::NotFound,
-                    op,
-                    format!("branch {branch:?} does not exist"),
-                ));
-            }
+            let was_optimistic = attempt == 1 && local_tip.is_some();
             let commit = match self.write_commit(tip, edits, message, author, committer)? {
-                EditResult::Unchanged { head } => {
+                EditResult::Unchanged { head } if !was_optimistic => {
                     return Ok(PushOutcome {
                         branch: branch.to_owned(),
                         commit: head.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
@@ -322,6 +340,8 @@ impl Mirror {
                         unchanged: true,
                     });
                 }
+                // Unchanged against a possibly stale tip: check against the real one.
+                EditResult::Unchanged { .. } => continue,
                 EditResult::Committed { commit, .. } => commit,
             };
             match self.push_raw(&[format!("{commit}:refs/heads/{branch}")], false)? {
@@ -337,7 +357,7 @@ impl Mirror {
                 }
                 PushResult::Rejected(why) => {
                     tracing::info!(attempt, reason = %why, "push rejected; fetching and re-applying");
-                    if attempt < max {
+                    if attempt < max && !was_optimistic {
                         std::thread::sleep(backoff(self, attempt - 1));
                     }
                 }

@@ -111,6 +111,9 @@ pub struct Mirror {
     pub(crate) git: Git,
     pub(crate) url: String,
     pub(crate) path: PathBuf,
+    /// The opened repository, shared by clones of this handle (gix re-reads refs and
+    /// discovers new packs on its own, so one open serves every later operation).
+    cached: std::sync::Arc<std::sync::OnceLock<gix::ThreadSafeRepository>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -145,6 +148,7 @@ impl Mirror {
             git,
             url: url.to_owned(),
             path,
+            cached: Default::default(),
         };
         {
             let _lock = m.lock()?;
@@ -190,7 +194,12 @@ impl Mirror {
 
     /// Opens the mirror with gix (isolated from user and system configuration).
     pub(crate) fn open(&self) -> Result<gix::Repository> {
-        self.open_with_ssh(None)
+        if let Some(ts) = self.cached.get() {
+            return Ok(ts.to_thread_local());
+        }
+        let repo = self.open_with_ssh(None)?;
+        let _ = self.cached.set(repo.clone().into_sync());
+        Ok(repo)
     }
 
     /// Opens the mirror, with `core.sshCommand` set when SSH credentials are in use.

@@ -676,13 +676,21 @@ fn credentials_never_leak() {
     let Some(GitAuth::Basic { username, password }) = t.auth.clone() else {
         unreachable!()
     };
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A global subscriber (interest caches are rebuilt when it is installed), capturing
+    // every log line of every test of this binary from now on.
+    static CAPTURE: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let captured = CAPTURE
+        .get_or_init(|| {
+            let c = Captured::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(c.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            c
+        })
+        .clone();
     let work = tempfile::tempdir().unwrap();
     let url = t.new_repo();
     let mut outputs: Vec<String> = Vec::new();
