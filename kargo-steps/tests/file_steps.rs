@@ -388,3 +388,390 @@ fn the_value_only_check_catches_comment_changes() {
         &[json!(2)],
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// json-update / toml-update behaviour
+
+fn no_temp_files(dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".tmp") && !name.starts_with(".untar-"),
+            "left behind: {name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_update_refuses_bad_values_and_keys_without_writing() {
+    let e = env();
+    let original = "{\n  \"a\": {\"b\": 1}, // c\n  \"l\": []\n}\n";
+    e.write("app.json", original);
+    for (cfg, fragment) in [
+        (
+            json!({"path": "app.json", "updates": [{"key": "a.b", "value": {"x": 1}}]}),
+            "not a scalar type",
+        ),
+        (
+            json!({"path": "app.json", "updates": [{"key": "a.b", "value": null}]}),
+            "not a scalar type",
+        ),
+        (
+            json!({"path": "app.json", "updates": [{"key": "a.b", "value": [1]}]}),
+            "not a scalar type",
+        ),
+        (
+            json!({"path": "app.json", "updates": [{"key": "a.*", "value": 1}]}),
+            "wildcard",
+        ),
+        (
+            json!({"path": "app.json", "updates": []}),
+            "at least one update",
+        ),
+        (
+            json!({"path": "app.json", "updates": [{"key": "a", "value": 1}], "extra": 1}),
+            "unknown field",
+        ),
+    ] {
+        let err = e.run("json-update", cfg).await.unwrap_err();
+        assert_eq!(err.kind, StepErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+    // Valid config, but the second update cannot apply: nothing is written.
+    let err = e
+        .run(
+            "json-update",
+            json!({"path": "app.json", "updates": [
+                {"key": "a.b", "value": 2},
+                {"key": "l.x", "value": 1}
+            ]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("non-numeric key \"x\""), "{err}");
+    assert_eq!(e.read("app.json"), original);
+    e.write("bad.json", "{\"a\": ");
+    let err = e
+        .run(
+            "json-update",
+            json!({"path": "bad.json", "updates": [{"key": "a", "value": 1}]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("bad.json"), "{err}");
+    assert_eq!(e.read("bad.json"), "{\"a\": ");
+    let err = e
+        .run(
+            "json-update",
+            json!({"path": "missing.json", "updates": [{"key": "a", "value": 1}]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.json"), "{err}");
+    no_temp_files(&e.work);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn updates_keep_the_file_mode_and_leave_no_temp_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    e.write("app.json", "{\"a\": 1}\n");
+    e.write("app.toml", "a = 1\n");
+    for f in ["app.json", "app.toml"] {
+        std::fs::set_permissions(e.work.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    e.run(
+        "json-update",
+        json!({"path": "app.json", "updates": [{"key": "a", "value": 2}]}),
+    )
+    .await
+    .unwrap();
+    e.run(
+        "toml-update",
+        json!({"path": "app.toml", "updates": [{"key": "a", "value": 2}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.read("app.json"), "{\"a\": 2}\n");
+    assert_eq!(e.read("app.toml"), "a = 2\n");
+    for f in ["app.json", "app.toml"] {
+        let mode = std::fs::metadata(e.work.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o644, "{f}");
+    }
+    no_temp_files(&e.work);
+}
+
+#[tokio::test]
+async fn json_update_through_a_symlink_inside_the_work_dir_updates_the_target() {
+    let e = env();
+    e.write("real/app.json", "{\"a\": 1}\n");
+    #[cfg(unix)]
+    {
+        e.symlink("real", "alias");
+        e.run(
+            "json-update",
+            json!({"path": "alias/app.json", "updates": [{"key": "a", "value": 3}]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(e.read("real/app.json"), "{\"a\": 3}\n");
+    }
+}
+
+#[tokio::test]
+async fn toml_update_follows_kargo_errors() {
+    let e = env();
+    let original = "title = \"old\"\n[service]\nname = \"api\"\nports = [1, 2]\n";
+    e.write("s.toml", original);
+    for (updates, fragment) in [
+        (
+            json!([{"key": "missing", "value": "x"}]),
+            "key path not found",
+        ),
+        (
+            json!([{"key": "service", "value": "x"}]),
+            "addresses Table instead of a scalar node",
+        ),
+        (
+            json!([{"key": "service.ports", "value": 1}]),
+            "addresses Array instead of a scalar node",
+        ),
+        (
+            json!([{"key": "service.ports.5", "value": 1}]),
+            "key path not found",
+        ),
+        (
+            json!([{"key": "title", "value": "ok"}, {"key": "nope", "value": 1}]),
+            "key path not found",
+        ),
+    ] {
+        let err = e
+            .run("toml-update", json!({"path": "s.toml", "updates": updates}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(fragment), "{err}");
+        assert!(err.to_string().contains("s.toml"), "{err}");
+    }
+    for (updates, fragment) in [
+        (
+            json!([{"key": "title", "value": null}]),
+            "not a TOML scalar type",
+        ),
+        (
+            json!([{"key": "title", "value": {"a": 1}}]),
+            "not a TOML scalar type",
+        ),
+        (
+            json!([{"key": "title", "value": 18446744073709551615u64}]),
+            "64-bit",
+        ),
+        (json!([{"key": "a..b", "value": 1}]), "empty key part"),
+        (json!([{"key": "a:b", "value": 1}]), "unexpected colon"),
+    ] {
+        let err = e
+            .run("toml-update", json!({"path": "s.toml", "updates": updates}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StepErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+    e.write("bad.toml", "key = \n");
+    let err = e
+        .run(
+            "toml-update",
+            json!({"path": "bad.toml", "updates": [{"key": "key", "value": 1}]}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("error parsing input"), "{err}");
+    assert_eq!(e.read("s.toml"), original);
+    no_temp_files(&e.work);
+}
+
+// ---------------------------------------------------------------------------------------
+// json-parse / toml-parse
+
+#[tokio::test]
+async fn json_parse_evaluates_kargo_expressions_over_the_document() {
+    let e = env();
+    e.write(
+        "doc.json",
+        r#"{
+  // JSONC is accepted
+  "image": {"repo": "ghcr.io/acme/app", "tag": "v1.2.3"},
+  "replicas": 3,
+  "enabled": true,
+  "items": [{"name": "first"}, {"name": "second"}],
+  "labels": {"app.kubernetes.io/name": "guestbook"},
+}"#,
+    );
+    let out = e
+        .run(
+            "json-parse",
+            json!({"path": "doc.json", "outputs": [
+                {"name": "tag", "fromExpression": "image.tag"},
+                {"name": "ref", "fromExpression": "image.repo + \":\" + image.tag"},
+                {"name": "next", "fromExpression": "replicas + 1"},
+                {"name": "mode", "fromExpression": "enabled ? \"on\" : \"off\""},
+                {"name": "second", "fromExpression": "items[1].name"},
+                {"name": "count", "fromExpression": "len(items)"},
+                {"name": "label", "fromExpression": "labels[\"app.kubernetes.io/name\"]"},
+                {"name": "image", "fromExpression": "image"},
+                {"name": "isV1", "fromExpression": "image.tag startsWith \"v1.\""}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let got: Value = out
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        json!({
+            "tag": "v1.2.3",
+            "ref": "ghcr.io/acme/app:v1.2.3",
+            "next": 4,
+            "mode": "on",
+            "second": "second",
+            "count": 2,
+            "label": "guestbook",
+            "image": {"repo": "ghcr.io/acme/app", "tag": "v1.2.3"},
+            "isV1": true
+        })
+    );
+}
+
+#[tokio::test]
+async fn parse_steps_report_errors() {
+    let e = env();
+    e.write("doc.json", "{\"a\": 1}");
+    e.write("arr.json", "[1, 2]");
+    e.write("empty.json", "  \n");
+    e.write("bad.json", "{\"a\": ");
+    e.write("empty.toml", "");
+    e.write("bad.toml", "a = \n");
+    let out = |name: &str, expr: &str| json!([{"name": name, "fromExpression": expr}]);
+    // Expression syntax is checked before the file is read.
+    let err = e
+        .run(
+            "json-parse",
+            json!({"path": "nope.json", "outputs": out("x", "a +")}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StepErrorKind::InvalidConfig, "{err}");
+    assert!(
+        err.to_string().contains("outputs[0].fromExpression"),
+        "{err}"
+    );
+    for (kind, path, outputs, fragment) in [
+        (
+            "json-parse",
+            "doc.json",
+            out("x", "missing.key"),
+            "error evaluating expression \"missing.key\"",
+        ),
+        (
+            "json-parse",
+            "arr.json",
+            out("x", "a"),
+            "error evaluating expression",
+        ),
+        ("json-parse", "empty.json", out("x", "a"), "empty JSON file"),
+        (
+            "json-parse",
+            "bad.json",
+            out("x", "a"),
+            "could not parse JSON file \"bad.json\"",
+        ),
+        ("json-parse", "nope.json", out("x", "a"), "nope.json"),
+        ("toml-parse", "empty.toml", out("x", "a"), "empty TOML file"),
+        (
+            "toml-parse",
+            "bad.toml",
+            out("x", "a"),
+            "could not parse TOML file \"bad.toml\"",
+        ),
+        ("json-parse", "doc.json", json!([]), "at least one output"),
+        ("json-parse", "doc.json", out("", "a"), "outputs[0].name"),
+    ] {
+        let err = e
+            .run(kind, json!({"path": path, "outputs": outputs}))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(fragment), "{kind} {path}: {err}");
+    }
+    // A root that is not an object provides no variables, but constants still work.
+    let r = e
+        .run(
+            "json-parse",
+            json!({"path": "arr.json", "outputs": out("x", "1 + 1")}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.outputs["x"], json!(2));
+}
+
+#[tokio::test]
+async fn toml_parse_evaluates_kargo_expressions_over_the_document() {
+    let e = env();
+    e.write(
+        "Cargo.toml",
+        r#"# a manifest
+[package]
+name = "demo"
+version = "1.4.2"
+authors = ["a", "b"]
+
+[package.metadata]
+released = 1979-05-27T07:32:00Z
+ratio = 0.5
+
+[[bin]]
+name = "first"
+
+[[bin]]
+name = "second"
+inline = { x = 1, y = { z = true } }
+"#,
+    );
+    let out = e
+        .run(
+            "toml-parse",
+            json!({"path": "Cargo.toml", "outputs": [
+                {"name": "version", "fromExpression": "package.version"},
+                {"name": "bins", "fromExpression": "len(bin)"},
+                {"name": "second", "fromExpression": "bin[1].name"},
+                {"name": "z", "fromExpression": "bin[1].inline.y.z"},
+                {"name": "released", "fromExpression": "package.metadata.released"},
+                {"name": "triple", "fromExpression": "package.metadata.ratio * 3"},
+                {"name": "authors", "fromExpression": "join(package.authors, \",\")"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let got: Value = out
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        json!({
+            "version": "1.4.2",
+            "bins": 2,
+            "second": "second",
+            "z": true,
+            "released": "1979-05-27T07:32:00Z",
+            "triple": 1.5,
+            "authors": "a,b"
+        })
+    );
+}
