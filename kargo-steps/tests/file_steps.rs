@@ -775,3 +775,320 @@ inline = { x = 1, y = { z = true } }
         })
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// copy
+
+#[cfg(unix)]
+#[tokio::test]
+async fn copy_copies_trees_with_ignore_rules_skipping_symlinks_and_git() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    e.write("src/a.yaml", "a");
+    e.write("src/README.md", "readme");
+    e.write("src/notes.md", "notes");
+    e.write("src/tmp/scratch.txt", "scratch");
+    e.write("src/nested/tmp/kept.txt", "kept");
+    e.write("src/nested/deep/b.yaml", "b");
+    e.write("src/.git/config", "[core]");
+    e.write("src/run.sh", "#!/bin/sh");
+    std::fs::set_permissions(
+        e.work.join("src/run.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    e.symlink("a.yaml", "src/link.yaml");
+    e.symlink(&e.outside, "src/outside-link");
+    e.write("dest/existing.txt", "stays");
+    e.write("dest/a.yaml", "old");
+    e.run(
+        "copy",
+        json!({"inPath": "src", "outPath": "dest", "ignore": "# docs\n*.md\n!README.md\n/tmp/\n"}),
+    )
+    .await
+    .unwrap();
+    let got: Vec<String> = snapshot(&e.work.join("dest"))
+        .into_iter()
+        .map(|(p, d)| format!("{} {d}", p.display()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "README.md file [114, 101, 97, 100, 109, 101]",
+            "a.yaml file [97]",
+            "existing.txt file [115, 116, 97, 121, 115]",
+            "nested dir",
+            "nested/deep dir",
+            "nested/deep/b.yaml file [98]",
+            "nested/tmp dir",
+            "nested/tmp/kept.txt file [107, 101, 112, 116]",
+            "run.sh file [35, 33, 47, 98, 105, 110, 47, 115, 104]",
+        ]
+    );
+    let mode = std::fs::metadata(e.work.join("dest/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o750);
+    no_temp_files(&e.work.join("dest"));
+}
+
+#[tokio::test]
+async fn copy_copies_single_files_and_reports_problems() {
+    let e = env();
+    e.write("f.txt", "content");
+    e.run(
+        "copy",
+        json!({"inPath": "f.txt", "outPath": "deep/new/g.txt"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.read("deep/new/g.txt"), "content");
+    e.write("g.txt", "old");
+    e.run("copy", json!({"inPath": "f.txt", "outPath": "g.txt"}))
+        .await
+        .unwrap();
+    assert_eq!(e.read("g.txt"), "content");
+    let err = e
+        .run("copy", json!({"inPath": "missing", "outPath": "x"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    e.write("dir/x", "x");
+    let err = e
+        .run("copy", json!({"inPath": "dir", "outPath": "dir/sub"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("inside inPath"), "{err}");
+    let err = e
+        .run("copy", json!({"inPath": "dir", "outPath": "f.txt"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn copy_refuses_destination_symlinks_leading_outside() {
+    let e = env();
+    e.write("src/dir/file.txt", "pwned");
+    e.write("dest/keep.txt", "k");
+    e.symlink(e.outside.join("dir"), "dest/dir");
+    let before = snapshot(&e.outside);
+    let err = e
+        .run("copy", json!({"inPath": "src", "outPath": "dest"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dest/dir"), "{err}");
+    assert_eq!(snapshot(&e.outside), before);
+}
+
+// ---------------------------------------------------------------------------------------
+// delete
+
+#[cfg(unix)]
+#[tokio::test]
+async fn delete_removes_files_dirs_and_links_as_links() {
+    let e = env();
+    e.write("a.txt", "a");
+    e.write("d/x/y.txt", "y");
+    e.write("target.txt", "t");
+    e.symlink("target.txt", "inside-link");
+    e.symlink(&e.outside, "outside-link");
+    e.symlink(e.outside.join("secret.txt"), "d2/outside-file-link");
+    let before = snapshot(&e.outside);
+    e.run(
+        "delete",
+        json!({"paths": ["a.txt", "d", "inside-link", "outside-link", "d2/outside-file-link", "not-there"]}),
+    )
+    .await
+    .unwrap();
+    for gone in [
+        "a.txt",
+        "d",
+        "inside-link",
+        "outside-link",
+        "d2/outside-file-link",
+    ] {
+        assert!(!e.exists(gone), "{gone}");
+    }
+    assert_eq!(e.read("target.txt"), "t");
+    assert_eq!(snapshot(&e.outside), before);
+}
+
+#[tokio::test]
+async fn delete_strict_and_config_rules() {
+    let e = env();
+    let err = e
+        .run("delete", json!({"path": "nope", "strict": true}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("path \"nope\" does not exist"),
+        "{err}"
+    );
+    let err = e
+        .run(
+            "delete",
+            json!({"path": "*.none", "pathsAreGlobs": true, "strict": true}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no paths matched pattern \"*.none\""),
+        "{err}"
+    );
+    for (cfg, fragment) in [
+        (json!({"path": "a", "paths": ["b"]}), "mutually exclusive"),
+        (json!({}), "one of `path` or `paths`"),
+        (json!({"paths": []}), "at least one path"),
+        (
+            json!({"path": "a[", "pathsAreGlobs": true}),
+            "invalid glob pattern \"a[\"",
+        ),
+    ] {
+        let err = e.run("delete", cfg).await.unwrap_err();
+        assert_eq!(err.kind, StepErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+    for root in [".", "./", "a/.."] {
+        let err = e.run("delete", json!({"path": root})).await.unwrap_err();
+        assert!(err.to_string().contains("work directory itself"), "{err}");
+    }
+    assert!(e.work.is_dir());
+}
+
+#[tokio::test]
+async fn delete_globs() {
+    let e = env();
+    for f in [
+        "out/a.bak",
+        "out/keep.yaml",
+        "out/deep/b.bak",
+        "out/deep/deeper/c.bak",
+        "out/.hidden.bak",
+        "other/d.bak",
+        "tmp-1/x",
+        "tmp-2/y",
+    ] {
+        e.write(f, "x");
+    }
+    e.run(
+        "delete",
+        json!({"paths": ["./out/**/*.bak", "tmp-*"], "pathsAreGlobs": true, "strict": true}),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = snapshot(&e.work)
+        .into_keys()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "other",
+            "other/d.bak",
+            "out",
+            "out/deep",
+            "out/deep/deeper",
+            "out/keep.yaml"
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// file-write
+
+#[cfg(unix)]
+#[tokio::test]
+async fn file_write_writes_atomically_with_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    e.run(
+        "file-write",
+        json!({"path": "new/dir/values.yaml", "contents": "a: 1\n"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.read("new/dir/values.yaml"), "a: 1\n");
+    let mode = |p: &str| {
+        std::fs::metadata(e.work.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("new/dir/values.yaml"), 0o600);
+    assert_eq!(mode("new/dir") & 0o077, 0, "parents are private");
+    let err = e
+        .run(
+            "file-write",
+            json!({"path": "new/dir/values.yaml", "contents": "b"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(e.read("new/dir/values.yaml"), "a: 1\n");
+    e.run(
+        "file-write",
+        json!({"path": "new/dir/values.yaml", "contents": "b: 2\n", "overwrite": true, "permissions": "0644"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(e.read("new/dir/values.yaml"), "b: 2\n");
+    assert_eq!(mode("new/dir/values.yaml"), 0o644);
+    e.run("file-write", json!({"path": "empty.txt", "contents": ""}))
+        .await
+        .unwrap();
+    assert_eq!(e.read("empty.txt"), "");
+    no_temp_files(&e.work.join("new/dir"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn file_write_refusals() {
+    let e = env();
+    e.write("real/f.txt", "x");
+    e.symlink("real", "alias");
+    e.write("repo/.git/config", "[core]");
+    for (cfg, fragment) in [
+        (
+            json!({"path": "x", "contents": "", "permissions": "0755"}),
+            "executable",
+        ),
+        (
+            json!({"path": "x", "contents": "", "permissions": "0666"}),
+            "world-writable",
+        ),
+        (
+            json!({"path": "x", "contents": "", "permissions": "644"}),
+            "^0[0-7]{3}$",
+        ),
+        (json!({"path": "x"}), "contents"),
+    ] {
+        let err = e.run("file-write", cfg).await.unwrap_err();
+        assert_eq!(err.kind, StepErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    }
+    for (path, fragment) in [
+        (".git/config", ".git directory is forbidden"),
+        ("repo/.git/config", ".git directory is forbidden"),
+        ("alias/f.txt", "symlinks are forbidden"),
+        ("real", "is a directory"),
+        (".", "names the work directory"),
+    ] {
+        let err = e
+            .run(
+                "file-write",
+                json!({"path": path, "contents": "pwned", "overwrite": true}),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(fragment), "{path}: {err}");
+        assert!(err.to_string().contains(path), "{path}: {err}");
+    }
+    assert_eq!(e.read("real/f.txt"), "x");
+    assert_eq!(e.read("repo/.git/config"), "[core]");
+}
