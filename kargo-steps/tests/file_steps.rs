@@ -1092,3 +1092,379 @@ async fn file_write_refusals() {
     assert_eq!(e.read("real/f.txt"), "x");
     assert_eq!(e.read("repo/.git/config"), "[core]");
 }
+
+// ---------------------------------------------------------------------------------------
+// tar / untar
+
+fn small_limits() -> ArchiveLimits {
+    ArchiveLimits {
+        max_total_bytes: 100,
+        max_file_bytes: 50,
+        max_entries: 10,
+        max_stream_bytes: 64 * 1024,
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn tar_archives_directories_files_and_links() {
+    let e = env();
+    e.write("src/a.yaml", "a: 1\n");
+    e.write("src/sub/b.yaml", "b: 2\n");
+    e.write("src/.git/HEAD", "ref");
+    e.write("src/skip.tmp", "t");
+    e.symlink("a.yaml", "src/link");
+    e.run("tar", json!({"inPath": "src", "outPath": "out/plain.tar"}))
+        .await
+        .unwrap();
+    let plain = std::fs::read(e.work.join("out/plain.tar")).unwrap();
+    assert_eq!(
+        list_tar(&plain),
+        ["a.yaml", "link -> a.yaml", "skip.tmp", "sub/", "sub/b.yaml"]
+    );
+    // With patterns, only the patterns apply (Kargo leaves `.git` in then).
+    e.run(
+        "tar",
+        json!({"inPath": "src", "outPath": "out/z.tgz", "gzip": true, "ignore": "*.tmp\nsub/"}),
+    )
+    .await
+    .unwrap();
+    let gz = std::fs::read(e.work.join("out/z.tgz")).unwrap();
+    assert!(gz.starts_with(&[0x1f, 0x8b]));
+    assert_eq!(
+        list_tar(&gz),
+        [".git/", ".git/HEAD", "a.yaml", "link -> a.yaml"]
+    );
+    // A single file is archived under its base name.
+    e.run(
+        "tar",
+        json!({"inPath": "src/sub/b.yaml", "outPath": "out/one.tar"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        list_tar(&std::fs::read(e.work.join("out/one.tar")).unwrap()),
+        ["b.yaml"]
+    );
+    // The archive may be written inside the tree it archives.
+    e.run("tar", json!({"inPath": "src", "outPath": "src/self.tar"}))
+        .await
+        .unwrap();
+    let own = list_tar(&std::fs::read(e.work.join("src/self.tar")).unwrap());
+    assert!(
+        !own.iter()
+            .any(|n| n.contains("self.tar") || n.ends_with(".tmp") && n != "skip.tmp"),
+        "{own:?}"
+    );
+    no_temp_files(&e.work.join("out"));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn tar_then_untar_round_trips() {
+    let e = env();
+    e.write("src/a.yaml", "a: 1\n");
+    e.write("src/sub/b.yaml", "b: 2\n");
+    e.symlink("../a.yaml", "src/sub/up");
+    e.run(
+        "tar",
+        json!({"inPath": "src", "outPath": "x.tgz", "gzip": true}),
+    )
+    .await
+    .unwrap();
+    e.write("dest/stale.txt", "old");
+    e.run("untar", json!({"inPath": "x.tgz", "outPath": "dest"}))
+        .await
+        .unwrap();
+    let got: Vec<String> = snapshot(&e.work.join("dest"))
+        .into_iter()
+        .map(|(p, d)| format!("{} {d}", p.display()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "a.yaml file [97, 58, 32, 49, 10]",
+            "sub dir",
+            "sub/b.yaml file [98, 58, 32, 50, 10]",
+            "sub/up link -> ../a.yaml",
+        ]
+    );
+    no_temp_files(&e.work);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn untar_strips_components_ignores_and_accepts_dot_slash_names() {
+    let e = env();
+    let archive = tar_bytes(&[
+        dir_entry("./"),
+        dir_entry("./pkg/"),
+        file_entry("./pkg/Chart.yaml", b"name: demo\n"),
+        file_entry("./pkg/README.md", b"readme"),
+        dir_entry("./pkg/templates/"),
+        file_entry("./pkg/templates/deploy.yaml", b"kind: Deployment\n"),
+        file_entry("./pkg/.git/config", b"[core]"),
+        link_entry("./pkg/templates/chart", "../Chart.yaml"),
+        file_entry("top.txt", b"top"),
+    ]);
+    e.write("chart.tgz", gzip(&archive));
+    e.run(
+        "untar",
+        json!({"inPath": "chart.tgz", "outPath": "out/chart", "stripComponents": 2, "ignore": "*.md"}),
+    )
+    .await
+    .unwrap();
+    let got: Vec<String> = snapshot(&e.work.join("out/chart"))
+        .into_iter()
+        .map(|(p, d)| format!("{} {d}", p.display()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ".git dir",
+            ".git/config file [91, 99, 111, 114, 101, 93]",
+            "Chart.yaml file [110, 97, 109, 101, 58, 32, 100, 101, 109, 111, 10]",
+            "templates dir",
+            "templates/chart link -> ../Chart.yaml",
+            "templates/deploy.yaml file [107, 105, 110, 100, 58, 32, 68, 101, 112, 108, 111, 121, 109, 101, 110, 116, 10]",
+        ]
+    );
+    // Without stripping or patterns, `.git` is left out and `./` is dropped.
+    e.run(
+        "untar",
+        json!({"inPath": "chart.tgz", "outPath": "out/all"}),
+    )
+    .await
+    .unwrap();
+    assert!(e.exists("out/all/pkg/templates/deploy.yaml"));
+    assert!(e.exists("out/all/top.txt"));
+    assert!(!e.exists("out/all/pkg/.git"));
+    let mtime = std::fs::metadata(e.work.join("out/all/top.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        mtime,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+    );
+}
+
+/// Runs `untar` on `archive`; asserts it fails naming `entry` and `fragment`, leaves the
+/// previous output and the outside untouched, and leaves no staging directory behind.
+async fn assert_untar_refused(e: &Env, archive: &[u8], entry: &str, fragment: &str) {
+    e.write("out/keep.txt", "keep");
+    e.write("evil.tar", archive);
+    let before_out = snapshot(&e.work.join("out"));
+    let before_outside = snapshot(&e.outside);
+    let err = e
+        .run("untar", json!({"inPath": "evil.tar", "outPath": "out"}))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("{entry:?}")), "{entry}: {msg}");
+    assert!(msg.contains(fragment), "{entry}: {msg}");
+    assert!(!err.kind.is_retryable(), "{msg}");
+    assert_eq!(snapshot(&e.work.join("out")), before_out, "{entry}");
+    assert_eq!(snapshot(&e.outside), before_outside, "{entry}");
+    assert!(
+        !e.work.join("evil.txt").exists() && !e.work.parent().unwrap().join("evil.txt").exists()
+    );
+    no_temp_files(&e.work);
+}
+
+#[tokio::test]
+async fn untar_refuses_traversal_absolute_paths_links_and_devices() {
+    let e = env();
+    let abs = format!("{}/evil.txt", e.outside.display());
+    let abs_dir = e.outside.display().to_string();
+    let ok = file_entry("fine.txt", b"fine");
+    let cases: Vec<(Vec<u8>, String, &str)> = vec![
+        (
+            tar_bytes(&[ok.clone(), file_entry("../evil.txt", b"x")]),
+            "../evil.txt".into(),
+            "`..`",
+        ),
+        (
+            tar_bytes(&[file_entry("a/../../evil.txt", b"x")]),
+            "a/../../evil.txt".into(),
+            "`..`",
+        ),
+        (
+            tar_bytes(&[ok.clone(), file_entry(&abs, b"x")]),
+            abs.clone(),
+            "absolute",
+        ),
+        (
+            tar_bytes(&[file_entry("a\\..\\evil.txt", b"x")]),
+            "a\\..\\evil.txt".into(),
+            "backslash",
+        ),
+        (
+            tar_bytes(&[link_entry("up", "..")]),
+            "up".into(),
+            "leads outside",
+        ),
+        (
+            tar_bytes(&[link_entry("sub/up", "../../outside")]),
+            "sub/up".into(),
+            "leads outside",
+        ),
+        (
+            tar_bytes(&[link_entry("abs", &abs_dir)]),
+            "abs".into(),
+            "absolute",
+        ),
+        (
+            tar_bytes(&[link_entry("sub/x", "y/../../z")]),
+            "sub/x".into(),
+            "after a name",
+        ),
+        (
+            tar_bytes(&[
+                link_entry("d", "sub"),
+                dir_entry("sub/"),
+                file_entry("d/evil.txt", b"x"),
+            ]),
+            "d/evil.txt".into(),
+            "through the symbolic link",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"hl", b'1', abs.as_bytes(), b"")]),
+            "hl".into(),
+            "hard links",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"tty", b'3', b"", b"")]),
+            "tty".into(),
+            "device files",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"disk", b'4', b"", b"")]),
+            "disk".into(),
+            "device files",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"pipe", b'6', b"", b"")]),
+            "pipe".into(),
+            "FIFOs",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"contig", b'7', b"", b"")]),
+            "contig".into(),
+            "not allowed",
+        ),
+        (
+            tar_bytes(&[raw_entry(b"odd", b'Z', b"", b"")]),
+            "odd".into(),
+            "not allowed",
+        ),
+    ];
+    for (archive, entry, fragment) in &cases {
+        assert_untar_refused(&e, archive, entry, fragment).await;
+    }
+    // The same through gzip.
+    let (archive, entry, fragment) = &cases[0];
+    assert_untar_refused(&e, &gzip(archive), entry, fragment).await;
+}
+
+#[tokio::test]
+async fn untar_caps() {
+    let e = env();
+    // Kargo's default 50 MiB cap, checked from the header before any data is read.
+    let mut big = tar::Header::new_gnu();
+    big.set_path("big.bin").unwrap();
+    big.set_size(60 * 1024 * 1024);
+    big.set_entry_type(tar::EntryType::Regular);
+    big.set_cksum();
+    let mut archive = big.as_bytes().to_vec();
+    archive.extend_from_slice(&[0u8; 1024]);
+    assert_untar_refused(
+        &e,
+        &archive,
+        "big.bin",
+        "exceeds the maximum allowed single file size",
+    )
+    .await;
+
+    let limits = small_limits();
+    let untar = Untar::with_limits(limits);
+    let run = |archive: Vec<u8>| {
+        let e = &e;
+        let untar = &untar;
+        async move {
+            e.write("a.tar", archive);
+            untar
+                .run_json(&e.ctx, json!({"inPath": "a.tar", "outPath": "capped"}))
+                .await
+        }
+    };
+    let file = |n: usize| file_entry(&format!("f{n}"), &[b'x'; 40]);
+    assert!(run(tar_bytes(&[file(1), file(2)])).await.is_ok());
+    let err = run(tar_bytes(&[file(1), file(2), file(3)]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("total size exceeds the maximum allowed size (100 bytes)"),
+        "{err}"
+    );
+    let err = run(tar_bytes(&[file_entry("fat", &[b'x'; 51])]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"fat\" size (51 bytes)"), "{err}");
+    let many: Vec<Vec<u8>> = (0..11).map(|i| dir_entry(&format!("d{i}/"))).collect();
+    let err = run(tar_bytes(&many)).await.unwrap_err();
+    assert!(err.to_string().contains("more than 10 entries"), "{err}");
+    // Ignored data still counts against the stream cap.
+    let err = run(tar_bytes(&[file_entry(".git/huge", &vec![0u8; 70 * 1024])]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+    // The earlier successful extraction is still in place.
+    assert!(e.exists("capped/f1") && e.exists("capped/f2"));
+    no_temp_files(&e.work);
+}
+
+#[tokio::test]
+async fn tar_caps() {
+    let e = env();
+    // A sparse file just over Kargo's 50 MiB per-file cap.
+    e.write("big/small.txt", "s");
+    let f = std::fs::File::create(e.work.join("big/huge.bin")).unwrap();
+    f.set_len(50 * 1024 * 1024 + 1).unwrap();
+    let err = e
+        .run("tar", json!({"inPath": "big", "outPath": "big.tar"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"huge.bin\" size (52428801 bytes) exceeds"),
+        "{err}"
+    );
+    assert!(!e.exists("big.tar"));
+    no_temp_files(&e.work);
+
+    let tar = Tar::with_limits(small_limits());
+    for i in 0..3 {
+        e.write(&format!("three/f{i}"), [b'x'; 40]);
+    }
+    let err = tar
+        .run_json(&e.ctx, json!({"inPath": "three", "outPath": "t.tar"}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("total size exceeds the maximum allowed size (100 bytes)"),
+        "{err}"
+    );
+    for i in 0..11 {
+        e.write(&format!("many/d{i}/.keep"), "");
+    }
+    let err = tar
+        .run_json(&e.ctx, json!({"inPath": "many", "outPath": "t.tar"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than 10 entries"), "{err}");
+    assert!(!e.exists("t.tar"));
+    no_temp_files(&e.work);
+}
