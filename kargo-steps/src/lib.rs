@@ -29,7 +29,7 @@ pub mod toml;
 
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
-pub use files::{Copy, Delete, FileWrite, Tar, Untar};
+pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
 pub use json::{JsonParse, JsonUpdate};
 pub use toml::{TomlParse, TomlUpdate};
 
@@ -43,8 +43,8 @@ pub fn register_builtins(registry: &mut StepRegistry) -> Result<(), DuplicateSte
     registry.register(JsonParse)?;
     registry.register(TomlUpdate)?;
     registry.register(TomlParse)?;
-    registry.register(Copy)?;
-    registry.register(Delete)?;
+    registry.register(FileCopy)?;
+    registry.register(FileDelete)?;
     registry.register(FileWrite)?;
     registry.register(Tar::new())?;
     registry.register(Untar::new())?;

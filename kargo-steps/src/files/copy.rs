@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::fsutil::{self, IgnoreRules, WalkError};
 use crate::json::require_path;
 
-/// Configuration of [`Copy`].
+/// Configuration of [`FileCopy`].
 ///
 /// ```yaml
 /// - uses: copy
@@ -45,10 +45,10 @@ pub struct CopyConfig {
 /// destination path goes through the work directory's sandbox, so a symbolic link at the
 /// destination that leads outside the work directory is an error.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Copy;
+pub struct FileCopy;
 
 #[async_trait]
-impl Step for Copy {
+impl Step for FileCopy {
     const KIND: &'static str = "copy";
     type Config = CopyConfig;
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::fsutil::{self, WalkError};
 
-/// Configuration of [`Delete`]. Exactly one of `path` and `paths` must be given.
+/// Configuration of [`FileDelete`]. Exactly one of `path` and `paths` must be given.
 ///
 /// ```yaml
 /// - uses: delete
@@ -52,10 +52,10 @@ pub struct DeleteConfig {
 /// way to it must resolve inside the work directory. The work directory itself cannot be
 /// deleted.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Delete;
+pub struct FileDelete;
 
 #[async_trait]
-impl Step for Delete {
+impl Step for FileDelete {
     const KIND: &'static str = "delete";
     type Config = DeleteConfig;
 

@@ -13,6 +13,6 @@ pub(crate) mod fsutil;
 mod write;
 
 pub use archive::{ArchiveError, ArchiveLimits, Tar, TarConfig, Untar, UntarConfig};
-pub use copy::{Copy, CopyConfig};
-pub use delete::{Delete, DeleteConfig};
+pub use copy::{CopyConfig, FileCopy};
+pub use delete::{DeleteConfig, FileDelete};
 pub use write::{DEFAULT_FILE_WRITE_PERMISSIONS, FileWrite, FileWriteConfig};

@@ -379,4 +379,57 @@ mod tests {
             JsonEditError::Parse(_)
         ));
     }
+
+    #[test]
+    fn odd_documents_never_panic() {
+        let docs = [
+            "",
+            "   ",
+            "// only a comment\n",
+            "null",
+            "\"text\"",
+            "42",
+            "[]",
+            "[1, [2, [3]]]",
+            "{}",
+            "{\"a\": 1, \"a\": 2}",
+            "{a: 1, 'b': 'x', c: [1,],}",
+            "{\"a\": {\"b\": null}}",
+            "\u{feff}{\"a\": 1}",
+            "{\r\n  \"a\": [\r\n    1\r\n  ]\r\n}\r\n",
+            "/* c */ { /* d */ } /* e */",
+        ];
+        let keys = [
+            "a",
+            "a.b",
+            "a.0",
+            "a.-",
+            "a.:1",
+            "0",
+            "-",
+            "a.b.c.2.d",
+            "x\\.y",
+            "b",
+        ];
+        let values = [s("v"), Scalar::Number("1".into()), Scalar::Bool(false)];
+        for doc in docs {
+            for key in keys {
+                for value in &values {
+                    let parts = parse_sjson(key).unwrap();
+                    if let Ok(out) = apply(doc, &[(parts, key.to_owned(), value.clone())]) {
+                        // The result parses again.
+                        let body = out.strip_prefix('\u{feff}').unwrap_or(&out);
+                        assert!(
+                            CstRootNode::parse(body, &ParseOptions::default()).is_ok(),
+                            "{doc:?} {key}: {out:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            set1("\u{feff}{\"a\": 1}", "a", Scalar::Number("2".into())),
+            "\u{feff}{\"a\": 2}"
+        );
+    }
 }

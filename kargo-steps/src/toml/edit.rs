@@ -170,8 +170,14 @@ pub fn apply(
     }
     changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     let mut out = text.to_owned();
+    let mut limit = out.len();
     for (start, end, replacement) in changes {
+        // Spans of distinct scalars never overlap; refuse rather than splice if they did.
+        if end > limit || !out.is_char_boundary(start) || !out.is_char_boundary(end) {
+            return Err(TomlEditError::NoSpan(format!("at byte {start}")));
+        }
         out.replace_range(start..end, &replacement);
+        limit = start;
     }
     Ok(out)
 }
