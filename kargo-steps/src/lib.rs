@@ -13,6 +13,12 @@
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
 //! | `git-tag` | tags a checkout's commit |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//! | `json-update` / `toml-update` | sets values in a JSON(C) / TOML file, keeping its formatting |
+//! | `json-parse` / `toml-parse` | outputs values computed from a JSON / TOML file with expressions |
+//! | `copy` | copies a file or directory (gitignore-style `ignore`, symbolic links skipped) |
+//! | `delete` | deletes paths or glob matches (a symbolic link is deleted as a link) |
+//! | `file-write` | writes a file from the configuration |
+//! | `tar` / `untar` | creates / safely extracts a (gzipped) tar archive, with size caps |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -29,11 +35,18 @@ mod compose_output;
 mod fail;
 pub mod git;
 
+pub mod files;
+pub mod json;
+pub mod toml;
+
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
+pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
 pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
+pub use json::{JsonParse, JsonUpdate};
+pub use toml::{TomlParse, TomlUpdate};
 
 use std::sync::Arc;
 
@@ -76,5 +89,14 @@ pub fn register_builtins_with(
     registry.register(GitCommit)?;
     registry.register(GitTag)?;
     registry.register(GitPush)?;
+    registry.register(JsonUpdate)?;
+    registry.register(JsonParse)?;
+    registry.register(TomlUpdate)?;
+    registry.register(TomlParse)?;
+    registry.register(FileCopy)?;
+    registry.register(FileDelete)?;
+    registry.register(FileWrite)?;
+    registry.register(Tar::new())?;
+    registry.register(Untar::new())?;
     Ok(())
 }
