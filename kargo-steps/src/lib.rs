@@ -8,6 +8,9 @@
 //! |---|---|
 //! | `compose-output` | outputs its configuration as is; inside a task the outputs are also visible as the task's outputs |
 //! | `fail` | fails the promotion with a message (use it with `if`) |
+//! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) |
+//! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs |
+//! | `yaml-merge` | deep-merges YAML files into one |
 //!
 //! ```
 //! let mut registry = kargo_core::StepRegistry::new();
@@ -17,9 +20,14 @@
 
 mod compose_output;
 mod fail;
+pub mod yaml;
 
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
+pub use yaml::{
+    YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
+    YamlUpdateConfig, YamlUpdateEntry,
+};
 
 use kargo_core::step::{DuplicateStep, StepRegistry};
 
@@ -27,5 +35,8 @@ use kargo_core::step::{DuplicateStep, StepRegistry};
 pub fn register_builtins(registry: &mut StepRegistry) -> Result<(), DuplicateStep> {
     registry.register(ComposeOutput)?;
     registry.register(Fail)?;
+    registry.register(YamlUpdate)?;
+    registry.register(YamlParse)?;
+    registry.register(YamlMerge)?;
     Ok(())
 }
