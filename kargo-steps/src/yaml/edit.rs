@@ -800,7 +800,26 @@ fn plan_edit(
             if !content_ok(content_start) {
                 return Err(unsupported("the block scalar header was not found"));
             }
-            let content_end = end.max(content_start);
+            // The span may end at the next token, after its indentation: stop at the last
+            // line break instead.
+            let mut content_end = end.max(content_start);
+            if let Some(p) = b[content_start..content_end]
+                .iter()
+                .rposition(|c| *c == b'\n')
+            {
+                let last_nl = content_start + p;
+                if b[last_nl + 1..content_end]
+                    .iter()
+                    .all(|c| matches!(c, b' ' | b'\t'))
+                {
+                    content_end = last_nl + 1;
+                }
+            } else if b[content_start..content_end]
+                .iter()
+                .all(|c| matches!(c, b' ' | b'\t'))
+            {
+                content_end = content_start;
+            }
             let nl = match nl_pos {
                 Some(p) if p > 0 && b[p - 1] == b'\r' => "\r\n",
                 Some(_) => "\n",

@@ -123,8 +123,8 @@ fn yaml_number(s: &str) -> bool {
         return true;
     }
     let b = u.as_bytes();
-    if b.len() > 2 && b[0] == b'0' {
-        let body = &u[2..];
+    if b.len() > 2 && b[0] == b'0' && b[1].is_ascii_alphabetic() {
+        let body = u.get(2..).unwrap_or_default();
         let ok = |f: fn(u8) -> bool| body.bytes().all(|c| f(c) || c == b'_') && body.bytes().any(f);
         match b[1] {
             b'x' | b'X' => return ok(|c| c.is_ascii_hexdigit()),
@@ -186,6 +186,8 @@ pub(crate) fn plain(s: &str, flow: bool) -> Option<String> {
     match first {
         '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`' | ',' | '[' | ']'
         | '{' | '}' => return None,
+        // libyaml refuses `:x` in flow collections; stay on the safe side there.
+        '-' | '?' | ':' if flow => return None,
         '-' | '?' | ':' => {
             let second = s.chars().nth(1)?;
             if second.is_whitespace() || flow_indicator(second) {
@@ -205,7 +207,7 @@ pub(crate) fn plain(s: &str, flow: bool) -> Option<String> {
         if prev == ':' && (c.is_whitespace() || (flow && flow_indicator(c))) {
             return None;
         }
-        if flow && flow_indicator(c) {
+        if flow && (flow_indicator(c) || c == ':') {
             return None;
         }
         prev = c;
@@ -322,6 +324,10 @@ pub(crate) fn block(
             .find(|l| !l.is_empty())
             .is_some_and(|l| l.starts_with(' '))
     {
+        return None;
+    }
+    // libyaml refuses a tab right after the indentation of a block scalar line.
+    if lines.iter().any(|l| l.starts_with('\t')) {
         return None;
     }
     let pad = " ".repeat(indent);
