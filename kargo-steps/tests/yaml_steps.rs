@@ -1092,6 +1092,13 @@ fn never_panics_on_garbage() {
     ];
     let key = KeyPath::parse("a").unwrap();
     let key2 = KeyPath::parse("a.0.b").unwrap();
+    // Deep nesting is parsed iteratively: an error or a result, never a stack overflow.
+    let deep_flow = format!("a: {}", "[".repeat(100_000));
+    assert!(set_values(&deep_flow, &[(key2.clone(), json!(1))]).is_err());
+    let deep_block: String = (0..2_000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    let _ = set_values(&deep_block, &[(key.clone(), json!(1))]);
     for _ in 0..5000 {
         let n = rng.below(30);
         let text: String = (0..n).map(|_| *rng.pick(PIECES)).collect();

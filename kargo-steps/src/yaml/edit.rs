@@ -156,14 +156,16 @@ pub fn set_values(text: &str, updates: &[(KeyPath, Json)]) -> Result<String, Yam
     let mut out = String::with_capacity(text.len() + 64);
     let mut pos = 0usize;
     for e in &edits {
-        if e.start < pos || e.end < e.start || e.end > text.len() {
-            return Err(YamlEditError::Unsupported {
+        // Defensive: edits never overlap and always fall on character boundaries.
+        let kept = text
+            .get(pos..e.start)
+            .filter(|_| e.end >= e.start && text.is_char_boundary(e.end))
+            .ok_or_else(|| YamlEditError::Unsupported {
                 key: e.key.clone(),
                 line: e.line,
-                reason: "overlapping edits".to_owned(),
-            });
-        }
-        out.push_str(text.get(pos..e.start).unwrap_or_default());
+                reason: "internal error: overlapping or misaligned edits".to_owned(),
+            })?;
+        out.push_str(kept);
         out.push_str(&e.replacement);
         pos = e.end;
     }
