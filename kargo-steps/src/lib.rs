@@ -13,6 +13,9 @@
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
 //! | `git-tag` | tags a checkout's commit |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) |
+//! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs |
+//! | `yaml-merge` | deep-merges YAML files into one |
 //! | `json-update` / `toml-update` | sets values in a JSON(C) / TOML file, keeping its formatting |
 //! | `json-parse` / `toml-parse` | outputs values computed from a JSON / TOML file with expressions |
 //! | `copy` | copies a file or directory (gitignore-style `ignore`, symbolic links skipped) |
@@ -38,6 +41,7 @@ pub mod git;
 pub mod files;
 pub mod json;
 pub mod toml;
+pub mod yaml;
 
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
@@ -47,6 +51,10 @@ pub use git::{
 };
 pub use json::{JsonParse, JsonUpdate};
 pub use toml::{TomlParse, TomlUpdate};
+pub use yaml::{
+    YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
+    YamlUpdateConfig, YamlUpdateEntry,
+};
 
 use std::sync::Arc;
 
@@ -98,5 +106,8 @@ pub fn register_builtins_with(
     registry.register(FileWrite)?;
     registry.register(Tar::new())?;
     registry.register(Untar::new())?;
+    registry.register(YamlUpdate)?;
+    registry.register(YamlParse)?;
+    registry.register(YamlMerge)?;
     Ok(())
 }
