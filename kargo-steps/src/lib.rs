@@ -13,6 +13,7 @@
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
 //! | `git-tag` | tags a checkout's commit |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//! | `helm-update-chart` | updates an umbrella chart's dependencies: `Chart.yaml` versions, `Chart.lock`, `charts/` archives |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -23,17 +24,20 @@
 //! kargo_steps::register_builtins(&mut registry).unwrap();
 //! assert!(registry.get("compose-output").is_some());
 //! assert!(registry.get("git-clone").is_some());
+//! assert!(registry.get("helm-update-chart").is_some());
 //! ```
 
 mod compose_output;
 mod fail;
 pub mod git;
+pub mod helm;
 
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
 pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
+pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 
 use std::sync::Arc;
 
@@ -76,5 +80,6 @@ pub fn register_builtins_with(
     registry.register(GitCommit)?;
     registry.register(GitTag)?;
     registry.register(GitPush)?;
+    registry.register(HelmUpdateChart::default())?;
     Ok(())
 }
