@@ -306,14 +306,15 @@ impl HttpChartRepository {
         }
         let resp = req.send().await.map_err(|e| self.transport(&e))?;
         let status = resp.status();
-        if status == StatusCode::NOT_MODIFIED && validators.is_some() {
-            if let Some(index) = self.cache.hit(&key) {
-                tracing::debug!(repo = %self.display, "index.yaml not modified");
-                return Ok(IndexFetch {
-                    index,
-                    not_modified: true,
-                });
-            }
+        if status == StatusCode::NOT_MODIFIED
+            && validators.is_some()
+            && let Some(index) = self.cache.hit(&key)
+        {
+            tracing::debug!(repo = %self.display, "index.yaml not modified");
+            return Ok(IndexFetch {
+                index,
+                not_modified: true,
+            });
         }
         self.check_status(status, "index.yaml")?;
         let header = |name| {

@@ -328,14 +328,14 @@ impl IndexCache {
             map.remove(&key);
             return;
         }
-        if !map.contains_key(&key) && map.len() >= self.capacity {
-            if let Some(oldest) = map
+        if !map.contains_key(&key)
+            && map.len() >= self.capacity
+            && let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+        {
+            map.remove(&oldest);
         }
         map.insert(
             key,

@@ -212,16 +212,11 @@ fn key_value_offset(s: &str, key: &str) -> Option<usize> {
         (format!("\"{key}\""), true),
         (format!("'{key}'"), true),
     ] {
-        if let Some(rest) = s.strip_prefix(&k) {
-            let trimmed = rest.trim_start_matches([' ', '\t']);
-            if let Some(after) = trimmed.strip_prefix(':') {
-                if after.is_empty()
-                    || after.starts_with([' ', '\t'])
-                    || (quoted && !after.is_empty())
-                {
-                    return Some(s.len() - after.len());
-                }
-            }
+        if let Some(rest) = s.strip_prefix(&k)
+            && let Some(after) = rest.trim_start_matches([' ', '\t']).strip_prefix(':')
+            && (quoted || after.is_empty() || after.starts_with([' ', '\t']))
+        {
+            return Some(s.len() - after.len());
         }
     }
     None
@@ -308,8 +303,8 @@ fn edit_lines(text: &str, index: usize, version: &str) -> Result<String, ChartYa
     }
     // Find `version:` at the key column.
     let mut target: Option<(usize, usize)> = None; // (line, value offset within body)
-    for j in first..end {
-        let body = ls[j].body;
+    for (j, line) in ls.iter().enumerate().take(end).skip(first) {
+        let body = line.body;
         if j == first && !inline_key {
             continue;
         }
@@ -331,7 +326,7 @@ fn edit_lines(text: &str, index: usize, version: &str) -> Result<String, ChartYa
             let value_start = value_at + lead;
             let rest = &body[value_start..];
             let (value_len, mut replacement) =
-                replace_scalar(rest, version).map_err(|w| unsupported(w))?;
+                replace_scalar(rest, version).map_err(unsupported)?;
             if rest.starts_with('#') {
                 // `version: # comment` had no value: keep the comment a comment.
                 replacement.push(' ');
