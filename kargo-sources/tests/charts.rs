@@ -417,6 +417,18 @@ async fn oci_list_and_pull() {
     .unwrap();
     let mut tags = repo.tags().await.unwrap();
     tags.sort();
+    // docker-registry 2.8 ignores `n` and `last`: with a small page size the listing still
+    // ends (the second page brings no new tag) and has every tag once.
+    let small_pages = OciChartRepository::new(
+        &format!("oci://{registry}/{path}"),
+        None,
+        &ChartClientOptions::default(),
+    )
+    .unwrap()
+    .with_tag_page_size(2);
+    let mut paged = small_pages.tags().await.unwrap();
+    paged.sort();
+    assert_eq!(paged, tags);
     assert_eq!(
         tags,
         [
@@ -507,4 +519,86 @@ async fn oci_localhost_gets_plain_http() {
     )
     .unwrap();
     assert_eq!(repo.versions().await.unwrap(), ["1.0.0"]);
+}
+
+/// A minimal registry that paginates `tags/list` by `n` and `last`, as the distribution
+/// spec says (docker-registry 2.8 ignores both), and records the queries it got.
+async fn paginating_registry(tags: Vec<String>) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let queries = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = queries.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tags = tags.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                        let body = if path.ends_with("/tags/list") {
+                            seen.lock().unwrap().push(query.to_owned());
+                            let mut n = usize::MAX;
+                            let mut last = String::new();
+                            for kv in query.split('&') {
+                                match kv.split_once('=') {
+                                    Some(("n", v)) => n = v.parse().unwrap(),
+                                    Some(("last", v)) => last = v.to_owned(),
+                                    _ => {}
+                                }
+                            }
+                            let page: Vec<&String> =
+                                tags.iter().filter(|t| **t > last).take(n).collect();
+                            serde_json::json!({"name": "charts/app", "tags": page}).to_string()
+                        } else {
+                            "{}".to_owned()
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("127.0.0.1:{}", addr.port()), queries)
+}
+
+#[tokio::test]
+async fn oci_tags_are_read_page_by_page() {
+    let mut tags: Vec<String> = (0..7).map(|i| format!("1.{i}.0")).collect();
+    tags.push("latest".to_owned());
+    tags.sort();
+    let (registry, queries) = paginating_registry(tags.clone()).await;
+    let repo = OciChartRepository::new(
+        &format!("oci://{registry}/charts/app"),
+        None,
+        &ChartClientOptions::default(),
+    )
+    .unwrap()
+    .with_tag_page_size(3);
+    assert_eq!(repo.tags().await.unwrap(), tags);
+    assert_eq!(
+        *queries.lock().unwrap(),
+        ["n=3", "n=3&last=1.2.0", "n=3&last=1.5.0"]
+    );
+    assert_eq!(repo.versions().await.unwrap()[0], "1.6.0");
 }

@@ -24,7 +24,7 @@ pub const HELM_LEGACY_CHART_CONTENT_MEDIA_TYPE: &str = "application/tar+gzip";
 /// Media type of a Helm chart's config blob (the chart metadata as JSON).
 pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 
-/// Tags asked for per page when listing.
+/// Tags asked for per page when listing, by default.
 const TAG_PAGE_SIZE: usize = 1000;
 
 /// Pages read at most when listing tags (a guard against registries that ignore `last`).
@@ -47,6 +47,7 @@ pub struct OciChartRepository {
     client: Client,
     auth: RegistryAuth,
     max_archive_bytes: u64,
+    page_size: usize,
 }
 
 impl std::fmt::Debug for OciChartRepository {
@@ -131,7 +132,14 @@ impl OciChartRepository {
             client,
             auth,
             max_archive_bytes: options.max_archive_bytes,
+            page_size: TAG_PAGE_SIZE,
         })
+    }
+
+    /// Sets how many tags are asked for per page when listing (default 1000, at least 1).
+    pub fn with_tag_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
     }
 
     /// The chart URL (`oci://registry/path/chart`).
@@ -157,7 +165,10 @@ impl OciChartRepository {
         )
     }
 
-    /// Every tag of the repository, as the registry returns them, page by page.
+    /// Every tag of the repository, as the registry returns them, page by page (`n` and
+    /// `last`; the `Link` header is not needed). Registries that ignore `n` and `last`
+    /// (distribution 2.8 does) return everything at once; a page with no new tag ends the
+    /// listing.
     pub async fn tags(&self) -> Result<Vec<String>, ChartError> {
         let mut all: Vec<String> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -168,7 +179,7 @@ impl OciChartRepository {
                 .list_tags(
                     &self.reference,
                     &self.auth,
-                    Some(TAG_PAGE_SIZE),
+                    Some(self.page_size),
                     last.as_deref(),
                 )
                 .await
@@ -181,7 +192,7 @@ impl OciChartRepository {
                     new += 1;
                 }
             }
-            if count < TAG_PAGE_SIZE || new == 0 {
+            if count < self.page_size || new == 0 {
                 break;
             }
             last = all.last().cloned();

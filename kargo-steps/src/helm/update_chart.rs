@@ -11,7 +11,7 @@ use kargo_sources::chart::archive::{self, PackageFile};
 use kargo_sources::chart::version::{Constraint, Version};
 use kargo_sources::chart::{
     ChartClientOptions, ChartError, ChartErrorKind, HttpChartRepository, IndexCache,
-    OciChartRepository, RepoIndex, ResolvedChart, sha256_digest,
+    OciChartRepository, RepoIndex, ResolvedChart, redact_url, sha256_digest,
 };
 use serde::Deserialize;
 
@@ -232,10 +232,8 @@ impl<'a> Repos<'a> {
             .credentials(CredentialKind::Helm, key)
             .await
             .map_err(|e| {
-                StepError::new(StepErrorKind::Unauthorized, e.to_string()).context(format!(
-                    "credentials for {}",
-                    kargo_sources::chart::redact_url(key)
-                ))
+                StepError::new(StepErrorKind::Unauthorized, e.to_string())
+                    .context(format!("credentials for {}", redact_url(key)))
             })
     }
 
@@ -296,7 +294,9 @@ fn oci_chart_url(repository: &str, name: &str) -> String {
 fn describe(d: &Dependency) -> String {
     format!(
         "{:?} (repository {:?}, version {:?})",
-        d.name, d.repository, d.version
+        d.name,
+        redact_url(&d.repository),
+        d.version
     )
 }
 
@@ -369,7 +369,8 @@ impl HelmUpdateChart {
             else {
                 return Err(terminal(format!(
                     "no dependency in Chart.yaml matches update with repository {:?} and name {:?}",
-                    u.repository, u.name
+                    redact_url(&u.repository),
+                    u.name
                 ))
                 .context(format!("config.charts[{i}]")));
             };
@@ -489,7 +490,8 @@ impl HelmUpdateChart {
             } else {
                 return Err(terminal(format!(
                     "dependency {:?}: repository {:?} is not supported (expected https://, http://, oci://, file:// or empty)",
-                    d.name, d.repository
+                    d.name,
+                    redact_url(&d.repository)
                 )));
             }
         }
