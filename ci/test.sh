@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 # as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there.
 REQUIRED=(
   "git:git"
+  "docker-registry:docker-registry"
   "/usr/sbin/lighttpd:lighttpd"
   "/usr/sbin/sshd:openssh-server"
   "ssh:openssh-client"

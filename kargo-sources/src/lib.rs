@@ -1,1 +1,6 @@
 //! kargo-sources: artifact discovery (OCI images, Helm charts, git) for Warehouses.
+//!
+//! - [`chart`]: Helm chart repositories (classic HTTP and OCI) and Kargo's chart version
+//!   semantics.
+
+pub mod chart;

@@ -22,6 +22,7 @@
 //! | `delete` | deletes paths or glob matches (a symbolic link is deleted as a link) |
 //! | `file-write` | writes a file from the configuration |
 //! | `tar` / `untar` | creates / safely extracts a (gzipped) tar archive, with size caps |
+//! | `helm-update-chart` | updates an umbrella chart's dependencies: `Chart.yaml` versions, `Chart.lock`, `charts/` archives |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -32,11 +33,13 @@
 //! kargo_steps::register_builtins(&mut registry).unwrap();
 //! assert!(registry.get("compose-output").is_some());
 //! assert!(registry.get("git-clone").is_some());
+//! assert!(registry.get("helm-update-chart").is_some());
 //! ```
 
 mod compose_output;
 mod fail;
 pub mod git;
+pub mod helm;
 
 pub mod files;
 pub mod json;
@@ -49,6 +52,7 @@ pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
 pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
+pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 pub use json::{JsonParse, JsonUpdate};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
@@ -109,5 +113,6 @@ pub fn register_builtins_with(
     registry.register(YamlUpdate)?;
     registry.register(YamlParse)?;
     registry.register(YamlMerge)?;
+    registry.register(HelmUpdateChart::default())?;
     Ok(())
 }
