@@ -264,7 +264,31 @@ impl Mirror {
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
-        // Missing refs: report as not found.
+        // Nothing moved: every advertised tip is already what the mirror has. Skip the
+        // negotiation (which, for a shallow mirror, makes the server walk history).
+        let mut current = BTreeMap::new();
+        let mut up_to_date = !prepared.ref_map().mappings.is_empty();
+        for m in &prepared.ref_map().mappings {
+            let (Some(local), Some(id)) = (m.local.as_ref(), m.remote.as_id()) else {
+                up_to_date = false;
+                break;
+            };
+            let name = local.to_str_lossy().into_owned();
+            let have = repo
+                .try_find_reference(name.as_str())
+                .ok()
+                .flatten()
+                .and_then(|r| r.target().try_id().map(ToOwned::to_owned));
+            if have.as_deref() != Some(id) || !repo.has_object(id) {
+                up_to_date = false;
+                break;
+            }
+            current.insert(name, id.to_owned());
+        }
+        if up_to_date {
+            tracing::debug!("mirror is up to date; nothing to fetch");
+            return Ok(current);
+        }
         let outcome = prepared
             .with_shallow(shallow)
             .receive(gix::progress::Discard, &AtomicBool::new(false))
