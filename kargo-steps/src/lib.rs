@@ -22,6 +22,7 @@
 //! | `delete` | deletes paths or glob matches (a symbolic link is deleted as a link) |
 //! | `file-write` | writes a file from the configuration |
 //! | `tar` / `untar` | creates / safely extracts a (gzipped) tar archive, with size caps |
+//! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -40,6 +41,7 @@ pub mod git;
 
 pub mod files;
 pub mod json;
+pub mod kustomize;
 pub mod toml;
 pub mod yaml;
 
@@ -50,6 +52,7 @@ pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
 pub use json::{JsonParse, JsonUpdate};
+pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
@@ -109,5 +112,6 @@ pub fn register_builtins_with(
     registry.register(YamlUpdate)?;
     registry.register(YamlParse)?;
     registry.register(YamlMerge)?;
+    registry.register(KustomizeSetImage)?;
     Ok(())
 }

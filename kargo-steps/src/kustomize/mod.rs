@@ -1,0 +1,31 @@
+//! Kustomize steps: `kustomize-set-image` ([`KustomizeSetImage`]) and the
+//! format-preserving editor of a Kustomization's `images:` field behind it
+//! ([`set_images`]). `kustomize-build` lives in [`render`](crate::render).
+//!
+//! # How `images:` is edited
+//!
+//! | change | how |
+//! |---|---|
+//! | a value of an existing `newName` / `newTag` / `digest` | only the value's bytes are rewritten ([`yaml::set_values`](crate::yaml::set_values)): a plain value stays plain unless it would read as a number, boolean, date...; quoted values keep their quotes |
+//! | a key added to an existing entry | a new line after the closest preceding key in kustomize's order (`name`, `newName`, `tagSuffix`, `newTag`, `digest`), at the entry's key column; in a flow entry (`{...}`), `, key: value` |
+//! | a key Kargo drops (`newTag` when only a digest is set, `newName` not configured, `tagSuffix`) | its line is removed (on the `- ` line, the next key moves up behind the dash) |
+//! | a new entry | at its sorted position if the entries are sorted by name, else at the end; with the dash column and key offset of the existing entries (indented or not), block or flow like the last entry |
+//! | no `images:` field | appended after the document's last field, with the sequence style of the document's other block sequences (non-indented by default) |
+//! | `images:` / `images: ~` / `images: []` | entries added below the key / inside the brackets |
+//!
+//! New values copy the quoting of existing values of the same key (else of any existing
+//! value, else plain, quoted when needed). Line breaks are the document's (CRLF stays
+//! CRLF). The edited text is parsed again and compared with the intended result: every
+//! other field must be unchanged and `images` must hold exactly the expected entries, or
+//! the edit is refused.
+
+mod edit;
+mod set_image;
+mod tree;
+
+pub use edit::{ImagesUpdate, KustomizeEditError, KustomizeImage, set_images};
+pub use set_image::{
+    KUSTOMIZATION_FILE_NAMES, KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry,
+};
+
+pub(crate) use set_image::find_kustomization;
