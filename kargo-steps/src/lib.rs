@@ -23,6 +23,8 @@
 //! | `file-write` | writes a file from the configuration |
 //! | `tar` / `untar` | creates / safely extracts a (gzipped) tar archive, with size caps |
 //! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
+//! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
+//! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -42,6 +44,7 @@ pub mod git;
 pub mod files;
 pub mod json;
 pub mod kustomize;
+pub mod render;
 pub mod toml;
 pub mod yaml;
 
@@ -53,6 +56,7 @@ pub use git::{
 };
 pub use json::{JsonParse, JsonUpdate};
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
+pub use render::{HelmTemplate, HelmTemplateConfig, KustomizeBuild, KustomizeBuildConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
@@ -113,5 +117,7 @@ pub fn register_builtins_with(
     registry.register(YamlParse)?;
     registry.register(YamlMerge)?;
     registry.register(KustomizeSetImage)?;
+    registry.register(KustomizeBuild::default())?;
+    registry.register(HelmTemplate::default())?;
     Ok(())
 }

@@ -214,15 +214,30 @@ fn golden_corpus() {
         assert_eq!(msg.unwrap_or_default(), expected_msg, "{}", case.name);
         // Only image lines changed, nothing else in the document did.
         let diff = similar::TextDiff::from_lines(&case.input, &after);
+        let mut deleted: Vec<&str> = Vec::new();
+        let mut inserted: Vec<&str> = Vec::new();
         for change in diff.iter_all_changes() {
-            if change.tag() != similar::ChangeTag::Equal {
-                assert!(
-                    is_image_line(change.value()),
-                    "{}: unexpected change {:?}",
-                    case.name,
-                    change.value()
-                );
+            let line = change.value().trim_end_matches(['\r', '\n']);
+            match change.tag() {
+                similar::ChangeTag::Delete => deleted.push(line),
+                similar::ChangeTag::Insert => inserted.push(line),
+                similar::ChangeTag::Equal => {}
             }
+        }
+        // A line that only gained a line break (end of a file without one) is unchanged.
+        deleted.retain(|d| match inserted.iter().position(|i| i == d) {
+            Some(p) => {
+                inserted.remove(p);
+                false
+            }
+            None => true,
+        });
+        for line in deleted.iter().chain(&inserted) {
+            assert!(
+                is_image_line(line),
+                "{}: unexpected change {line:?}",
+                case.name
+            );
         }
         assert!(others_unchanged(&case.input, &after), "{}", case.name);
         // Line breaks are the input's.
@@ -691,5 +706,683 @@ fn editor_property_test() {
             again.text, out.text,
             "iteration {iteration}: not idempotent"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// kustomize-build and helm-template.
+
+use kargo_steps::render::RenderTools;
+use kargo_steps::{HelmTemplate, KustomizeBuild};
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Writes an executable shell script `name` into `dir`.
+#[cfg(unix)]
+fn script(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn tools_in(dir: &Path) -> RenderTools {
+    RenderTools {
+        search_path: Some(dir.as_os_str().to_owned()),
+        ..RenderTools::default()
+    }
+}
+
+/// The kustomize the build step would use, if any.
+fn kustomize_available() -> Option<PathBuf> {
+    let t = RenderTools::default();
+    t.find("kustomize").or_else(|| t.find("kubectl"))
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A base with a Deployment and a Service, and an overlay `env/prod` in namespace prod.
+fn overlay_tree(root: &Path) {
+    write(
+        &root.join("base/kustomization.yaml"),
+        "resources:\n- deploy.yaml\n- service.yaml\n",
+    );
+    write(
+        &root.join("base/deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.0\n",
+    );
+    write(
+        &root.join("base/service.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n",
+    );
+    write(
+        &root.join("env/prod/kustomization.yaml"),
+        "# prod\r\nresources:\r\n  - ../../base\r\nnamespace: prod\r\n",
+    );
+}
+
+#[test]
+fn kustomize_build_through_the_binary() {
+    let Some(bin) = kustomize_available() else {
+        eprintln!(
+            "SKIPPED kustomize_build_through_the_binary: neither `kustomize` nor `kubectl` is on PATH"
+        );
+        return;
+    };
+    eprintln!("kustomize-build uses {}", bin.display());
+    let tmp = tempfile::tempdir().unwrap();
+    overlay_tree(tmp.path());
+    let mut ctx = ctx_for(tmp.path());
+    ctx.freight = freight_collection(vec![(
+        "web",
+        vec![image(
+            "nginx",
+            "1.27.0",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        )],
+    )]);
+    // kustomize-set-image (automatic mode) then kustomize-build.
+    let out = run(&KustomizeSetImage, &ctx, json!({"path": "env/prod"})).unwrap();
+    assert_eq!(
+        out.outputs["commitMessage"],
+        json!(
+            "Updated env/prod to use new image\n\n- nginx:1.27.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("env/prod/kustomization.yaml")).unwrap(),
+        "# prod\r\nresources:\r\n  - ../../base\r\nnamespace: prod\r\nimages:\r\n  - name: nginx\r\n    newTag: 1.27.0\r\n    digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n"
+    );
+    let step = KustomizeBuild::default();
+
+    // One file.
+    run(
+        &step,
+        &ctx,
+        json!({"path": "env/prod", "outPath": "out/prod.yaml"}),
+    )
+    .unwrap();
+    let all = std::fs::read_to_string(tmp.path().join("out/prod.yaml")).unwrap();
+    assert!(
+        all.contains("image: nginx:1.27.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        "{all}"
+    );
+    assert_eq!(all.matches("\n---\n").count(), 1, "{all}");
+    assert!(all.contains("namespace: prod"));
+
+    // One file per resource, Kargo's names.
+    run(
+        &step,
+        &ctx,
+        json!({"path": "env/prod", "outPath": "out/kargo"}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/kargo")),
+        vec!["prod-deployment-web.yaml", "prod-service-web.yaml"]
+    );
+    let deploy =
+        std::fs::read_to_string(tmp.path().join("out/kargo/prod-deployment-web.yaml")).unwrap();
+    assert!(
+        deploy.starts_with("apiVersion: apps/v1\n") && deploy.contains("nginx:1.27.0@sha256"),
+        "{deploy}"
+    );
+    assert!(!deploy.contains("---"));
+
+    // kustomize's names.
+    run(
+        &step,
+        &ctx,
+        json!({"path": "env/prod", "outPath": "out/kust", "outputFormat": "kustomize"}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/kust")),
+        vec!["apps_v1_deployment_web.yaml", "v1_service_web.yaml"]
+    );
+
+    // Several namespaces and a cluster-scoped resource.
+    write(
+        &tmp.path().join("multi/kustomization.yaml"),
+        "resources:\n- r.yaml\n",
+    );
+    write(
+        &tmp.path().join("multi/r.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: b\n",
+    );
+    run(
+        &step,
+        &ctx,
+        json!({"path": "multi", "outPath": "out/multi", "outputFormat": "kustomize"}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/multi")),
+        vec![
+            "a_v1_configmap_x.yaml",
+            "b_v1_configmap_x.yaml",
+            "v1_namespace_a.yaml"
+        ]
+    );
+    run(
+        &step,
+        &ctx,
+        json!({"path": "multi", "outPath": "out/multi-kargo"}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/multi-kargo")),
+        vec![
+            "a-configmap-x.yaml",
+            "b-configmap-x.yaml",
+            "namespace-a.yaml"
+        ]
+    );
+
+    // A failing build: the tool's message, without the work directory's location.
+    write(
+        &tmp.path().join("broken/kustomization.yaml"),
+        "resources:\n- missing.yaml\n",
+    );
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "broken", "outPath": "out/broken.yaml"}),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("failed (exit code"), "{msg}");
+    assert!(msg.contains("missing.yaml"), "{msg}");
+    assert!(
+        !msg.contains(&*tmp.path().canonicalize().unwrap().to_string_lossy()),
+        "{msg}"
+    );
+    assert!(!tmp.path().join("out/broken.yaml").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn kustomize_build_refuses_references_outside_the_work_dir() {
+    let outside = tempfile::tempdir().unwrap();
+    write(
+        &outside.path().join("secret/kustomization.yaml"),
+        "resources:\n- s.yaml\n",
+    );
+    write(
+        &outside.path().join("secret/s.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // The tool is never reached: a stand-in that fails loudly.
+    let bin = tmp.path().join("bin");
+    script(&bin, "kustomize", "echo should not run >&2\nexit 9\n");
+    let step = KustomizeBuild::new(tools_in(&bin));
+    let rel_outside = format!(
+        "../../{}",
+        outside.path().file_name().unwrap().to_string_lossy()
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a",
+            "resources:\n- ../../x\n".into(),
+            "refers to \"../../x\"",
+        ),
+        (
+            "b",
+            format!("resources:\n- {}/secret\n", outside.path().display()),
+            "leads outside the work directory",
+        ),
+        ("c", "resources:\n- link\n".into(), "refers to \"link\""),
+        (
+            "d",
+            "patches:\n- path: ../../../etc/passwd\n".into(),
+            "leads outside",
+        ),
+        (
+            "e",
+            "resources:\n- ../nested\n".into(),
+            "refers to \"../secret-link\"",
+        ),
+        (
+            "f",
+            format!(
+                "configMapGenerator:\n- name: x\n  files:\n  - k={rel_outside}/secret/s.yaml\n"
+            ),
+            "leads outside",
+        ),
+    ];
+    std::fs::create_dir_all(tmp.path().join("c")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), tmp.path().join("c/link")).unwrap();
+    write(
+        &tmp.path().join("nested/kustomization.yaml"),
+        "resources:\n- ../secret-link\n",
+    );
+    std::os::unix::fs::symlink(
+        outside.path().join("secret"),
+        tmp.path().join("secret-link"),
+    )
+    .unwrap();
+    let ctx = ctx_for(tmp.path());
+    for (dir, kustomization, needle) in &cases {
+        write(
+            &tmp.path().join(dir).join("kustomization.yaml"),
+            kustomization,
+        );
+        let e = run(&step, &ctx, json!({"path": dir, "outPath": "out.yaml"})).unwrap_err();
+        assert!(e.to_string().contains(needle), "{dir}: {e}");
+        assert!(!e.to_string().contains("should not run"), "{dir}: {e}");
+    }
+    assert!(!tmp.path().join("out.yaml").exists());
+    // Configured paths go through the sandbox.
+    for (config, needle) in [
+        (
+            json!({"path": "../x", "outPath": "o.yaml"}),
+            "leads outside",
+        ),
+        (
+            json!({"path": "a", "outPath": "../o.yaml"}),
+            "leads outside",
+        ),
+        (
+            json!({"path": "/etc", "outPath": "o.yaml"}),
+            "absolute paths are not allowed",
+        ),
+        (
+            json!({"path": "nothing-here", "outPath": "o.yaml"}),
+            "could not find any Kustomization files",
+        ),
+    ] {
+        let e = run(&step, &ctx, config.clone()).unwrap_err();
+        assert!(e.to_string().contains(needle), "{config}: {e}");
+    }
+}
+
+#[test]
+fn kustomize_build_without_a_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        &tmp.path().join("app/kustomization.yaml"),
+        "resources: []\n",
+    );
+    let empty = tmp.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let e = run(
+        &KustomizeBuild::new(tools_in(&empty)),
+        &ctx_for(tmp.path()),
+        json!({"path": "app", "outPath": "out.yaml"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "kustomize-build needs the `kustomize` or the `kubectl` binary; neither was found in"
+        ),
+        "{e}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn rendering_is_cancelled_and_timed_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        &tmp.path().join("app/kustomization.yaml"),
+        "resources: []\n",
+    );
+    let bin = tmp.path().join("bin");
+    script(&bin, "kustomize", "exec sleep 30\n");
+    // Timeout.
+    let step = KustomizeBuild::new(RenderTools {
+        timeout: std::time::Duration::from_millis(300),
+        ..tools_in(&bin)
+    });
+    let started = std::time::Instant::now();
+    let e = run(
+        &step,
+        &ctx_for(tmp.path()),
+        json!({"path": "app", "outPath": "o.yaml"}),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("did not finish within"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Cancellation.
+    let ctx = ctx_for(tmp.path());
+    let token = ctx.cancellation().clone();
+    let step = KustomizeBuild::new(tools_in(&bin));
+    let started = std::time::Instant::now();
+    let e = rt().block_on(async {
+        let cancel = async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            token.cancel();
+        };
+        let (r, ()) = tokio::join!(
+            step.run_json(&ctx, json!({"path": "app", "outPath": "o.yaml"})),
+            cancel
+        );
+        r.unwrap_err()
+    });
+    assert_eq!(e.kind, StepErrorKind::Cancelled, "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!tmp.path().join("o.yaml").exists());
+}
+
+/// A chart with a ConfigMap (namespaced by the release), a Deployment and a test hook.
+fn tiny_chart(root: &Path) {
+    write(
+        &root.join("chart/Chart.yaml"),
+        "apiVersion: v2\nname: mychart\nversion: 0.1.0\n",
+    );
+    write(&root.join("chart/values.yaml"), "tag: \"1.0\"\n");
+    write(
+        &root.join("chart/templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n  namespace: {{ .Release.Namespace }}\ndata:\n  tag: {{ .Values.tag | quote }}\n",
+    );
+    write(
+        &root.join("chart/templates/tests/t.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-test\n  annotations:\n    \"helm.sh/hook\": test\nspec:\n  containers: []\n",
+    );
+    write(&root.join("env/prod.yaml"), "tag: \"2.0\"\n");
+}
+
+#[test]
+fn helm_template_with_the_real_helm() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_chart(tmp.path());
+    let mut ctx = ctx_for(tmp.path());
+    ctx.project = "demo".into();
+    if RenderTools::default().find("helm").is_none() {
+        eprintln!(
+            "SKIPPED helm_template_with_the_real_helm: `helm` is not on PATH (not packaged in Debian); checking the missing-binary error instead"
+        );
+        let e = run(
+            &HelmTemplate::default(),
+            &ctx,
+            json!({"path": "chart", "outPath": "out.yaml", "releaseName": "app"}),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, StepErrorKind::Terminal);
+        assert_eq!(
+            e.to_string(),
+            "helm-template needs the `helm` binary, which was not found on PATH"
+        );
+        assert!(!tmp.path().join("out.yaml").exists());
+        return;
+    }
+    let step = HelmTemplate::default();
+    run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/all.yaml", "releaseName": "app",
+               "valuesFiles": ["env/prod.yaml", "env/missing.yaml"], "ignoreMissingValueFiles": true,
+               "setValues": [{"key": "extra", "value": "x"}]}),
+    )
+    .unwrap();
+    let all = std::fs::read_to_string(tmp.path().join("out/all.yaml")).unwrap();
+    assert!(
+        all.contains("name: app-cm")
+            && all.contains("namespace: demo")
+            && all.contains("tag: \"2.0\""),
+        "{all}"
+    );
+    assert!(all.contains("app-test"), "{all}");
+    run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/flat", "releaseName": "app", "outLayout": "flat", "skipTests": true}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/flat")),
+        vec!["configmap-demo-app-cm.yaml"]
+    );
+    run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/helm", "releaseName": "app"}),
+    )
+    .unwrap();
+    assert!(
+        tmp.path()
+            .join("out/helm/mychart/templates/cm.yaml")
+            .is_file()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn helm_template_arguments_and_layouts_with_a_stand_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_chart(tmp.path());
+    let bin = tmp.path().join("bin");
+    let log = tmp.path().join("helm-args.log");
+    script(
+        &bin,
+        "helm",
+        &format!(
+            r#"printf '%s\n' "$@" >> '{log}'
+echo "== $HELM_CONFIG_HOME $HELM_CACHE_HOME" >> '{log}'
+out=""; prev=""
+for a in "$@"; do
+  if [ "$prev" = "--output-dir" ]; then out="$a"; fi
+  prev="$a"
+done
+if [ "$1" = template ] && [ -n "$out" ]; then
+  mkdir -p "$out/mychart/templates"
+  printf -- '---\n# Source: mychart/templates/cm.yaml\nkind: ConfigMap\n' > "$out/mychart/templates/cm.yaml"
+  exit 0
+fi
+if [ "$1" = template ]; then
+  printf -- '---\n# Source: mychart/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: prod\n---\n# Source: mychart/templates/deploy.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: Web\n---\n# Source: mychart/templates/notes.yaml\nfoo: bar\n---\n# Source: mychart/templates/more.yaml\nbaz: 1\n---\n# Source: mychart/templates/evil.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x/../../../escape\n'
+fi
+"#,
+            log = log.display()
+        ),
+    );
+    let step = HelmTemplate::new(tools_in(&bin));
+    let mut ctx = ctx_for(tmp.path());
+    ctx.project = "demo".into();
+    let root = tmp.path().canonicalize().unwrap();
+    let take_log = || {
+        let s = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_file(&log).ok();
+        s
+    };
+
+    // Every option maps to helm's flag; paths are absolute and resolved.
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/all.yaml", "releaseName": "app", "namespace": "prod",
+               "valuesFiles": ["env/prod.yaml", "env/missing.yaml"], "ignoreMissingValueFiles": true,
+               "setValues": [{"key": "image.tag", "value": "1.2"}, {"key": "a", "value": "b,c", "literal": true}],
+               "buildDependencies": true, "includeCRDs": true, "disableHooks": true, "skipTests": true,
+               "kubeVersion": "1.31.0", "apiVersions": ["batch/v1", "x/v1"]}),
+    );
+    // The stand-in prints the unsafe resource too; a file output takes the stream as is.
+    e.unwrap();
+    let args = take_log();
+    let chart = root.join("chart").display().to_string();
+    let values = root.join("env/prod.yaml").display().to_string();
+    let expected = format!(
+        "dependency\nbuild\n{chart}\n== HELM_CONFIG_HOME_MARK\ntemplate\napp\n{chart}\n--namespace\nprod\n--values\n{values}\n--set\nimage.tag=1.2\n--set-literal\na=b,c\n--include-crds\n--no-hooks\n--skip-tests\n--kube-version\n1.31.0\n--api-versions\nbatch/v1\n--api-versions\nx/v1\n== HELM_CONFIG_HOME_MARK\n"
+    );
+    let normalized: String = args
+        .lines()
+        .map(|l| {
+            if l.starts_with("== ") {
+                assert!(
+                    l.contains("/config ")
+                        && l.ends_with("/cache")
+                        && !l.contains(&*root.to_string_lossy()),
+                    "{l}"
+                );
+                "== HELM_CONFIG_HOME_MARK".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert_eq!(normalized, expected);
+    let all = std::fs::read_to_string(tmp.path().join("out/all.yaml")).unwrap();
+    assert!(
+        all.starts_with("---\n# Source: mychart/templates/cm.yaml\n"),
+        "{all}"
+    );
+
+    // The project is the default namespace; a missing values file is an error otherwise.
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "o.yaml", "releaseName": "app", "valuesFiles": ["env/missing.yaml"]}),
+    );
+    let args = take_log();
+    // helm itself reports the missing file; the stand-in does not, so only check the flags.
+    assert!(e.is_ok());
+    assert!(args.contains("--namespace\ndemo\n--values\n"), "{args}");
+
+    // Flat layout: Kargo's names, documents trimmed; an unsafe name is refused.
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/flat", "releaseName": "app", "outLayout": "flat"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unsafe generated resource filename"),
+        "{e}"
+    );
+    assert!(
+        !tmp.path().join("out/flat").exists(),
+        "nothing is written on error"
+    );
+    take_log();
+    script(
+        &bin,
+        "helm",
+        "printf -- '---\\n# Source: c/templates/cm.yaml\\napiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: cm\\n  namespace: prod\\n---\\n# Source: c/templates/deploy.yaml\\napiVersion: apps/v1\\nkind: Deployment\\nmetadata:\\n  name: Web\\n---\\n# Source: c/templates/notes.yaml\\nfoo: bar\\n---\\n# Source: c/templates/more.yaml\\nbaz: 1\\n'\n",
+    );
+    run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/flat", "releaseName": "app", "outLayout": "flat"}),
+    )
+    .unwrap();
+    assert_eq!(
+        files_in(&tmp.path().join("out/flat")),
+        vec![
+            "apps-deployment-web.yaml",
+            "configmap-prod-cm.yaml",
+            "resource-0.yaml",
+            "resource-1.yaml"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("out/flat/configmap-prod-cm.yaml")).unwrap(),
+        "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: prod"
+    );
+
+    // Helm layout: helm writes below outPath itself.
+    script(
+        &bin,
+        "helm",
+        &format!(
+            r#"printf '%s\n' "$@" >> '{log}'
+prev=""; for a in "$@"; do if [ "$prev" = "--output-dir" ]; then mkdir -p "$a/app/templates"; echo x > "$a/app/templates/cm.yaml"; fi; prev="$a"; done
+"#,
+            log = log.display()
+        ),
+    );
+    run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/helm", "releaseName": "app", "useReleaseName": true}),
+    )
+    .unwrap();
+    let args = take_log();
+    assert!(
+        args.ends_with(&format!(
+            "--output-dir\n{}\n--release-name\n",
+            root.join("out/helm").display()
+        )),
+        "{args}"
+    );
+    assert!(tmp.path().join("out/helm/app/templates/cm.yaml").is_file());
+
+    // A symbolic link below the output directory leading outside is refused.
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), tmp.path().join("out/helm/mychart")).unwrap();
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "out/helm", "releaseName": "app"}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("leads outside the work directory"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // Helm's failure, with the work directory's location hidden.
+    script(
+        &bin,
+        "helm",
+        &format!(
+            "echo \"Error: chart {}/chart is broken\" >&2\nexit 1\n",
+            root.display()
+        ),
+    );
+    let e = run(
+        &step,
+        &ctx,
+        json!({"path": "chart", "outPath": "x.yaml", "releaseName": "app"}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "failed to render chart: helm failed (exit code 1): Error: chart chart is broken"
+    );
+
+    // Configuration errors.
+    for (config, needle) in [
+        (
+            json!({"path": "chart", "outPath": "x.yaml", "releaseName": ""}),
+            "config.releaseName",
+        ),
+        (
+            json!({"path": "chart", "outPath": "x.yaml", "releaseName": "a", "outLayout": "tree"}),
+            "unknown variant",
+        ),
+        (
+            json!({"path": "../chart", "outPath": "x.yaml", "releaseName": "a"}),
+            "leads outside",
+        ),
+        (
+            json!({"path": "chart", "outPath": "x.yaml", "releaseName": "a", "valuesFiles": ["/etc/passwd"]}),
+            "absolute paths",
+        ),
+    ] {
+        let e = run(&step, &ctx, config.clone()).unwrap_err();
+        assert!(e.to_string().contains(needle), "{config}: {e}");
+    }
+}
+
+#[test]
+fn builtins_include_the_new_steps() {
+    let mut registry = kargo_core::StepRegistry::new();
+    kargo_steps::register_builtins(&mut registry).unwrap();
+    for kind in ["kustomize-set-image", "kustomize-build", "helm-template"] {
+        assert!(registry.get(kind).is_some(), "{kind}");
     }
 }

@@ -229,7 +229,7 @@ enum Slot {
 /// let out = set_images(text, &targets).unwrap();
 /// assert_eq!(
 ///     out.text,
-///     "resources:\n  - deploy.yaml\nimages:\n  - name: nginx # web\n    newTag: \"1.27.0\"\n  - name: redis\n    digest: \"sha256:ab\"\n"
+///     "resources:\n  - deploy.yaml\nimages:\n  - name: nginx # web\n    newTag: \"1.27.0\"\n  - name: redis\n    digest: sha256:ab\n"
 /// );
 /// ```
 pub fn set_images(

@@ -27,5 +27,3 @@ pub use edit::{ImagesUpdate, KustomizeEditError, KustomizeImage, set_images};
 pub use set_image::{
     KUSTOMIZATION_FILE_NAMES, KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry,
 };
-
-pub(crate) use set_image::find_kustomization;
