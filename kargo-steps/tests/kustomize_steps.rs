@@ -233,8 +233,12 @@ fn golden_corpus() {
             None => true,
         });
         for line in deleted.iter().chain(&inserted) {
+            // An image key, or the continuation of a multi-line value; never a comment or
+            // another key.
+            let t = line.trim();
+            let continuation = !t.starts_with('#') && !t.contains(": ") && !t.ends_with(':');
             assert!(
-                is_image_line(line),
+                is_image_line(line) || continuation,
                 "{}: unexpected change {line:?}",
                 case.name
             );
@@ -545,7 +549,14 @@ fn random_kustomization(rng: &mut Lcg) -> (String, BTreeMap<String, BTreeMap<Str
             chosen.sort_unstable();
         }
         let flow = rng.chance(15);
+        // Distance from the dash to the keys: `- name` or `-   name`.
+        let gap = if rng.chance(20) { "   " } else { " " };
+        let pad = " ".repeat(gap.len() + 1);
+        let key_below_dash = rng.chance(5);
         for name in chosen {
+            if rng.chance(10) {
+                block.push(String::new());
+            }
             let mut entry = BTreeMap::new();
             entry.insert("name".to_owned(), name.to_owned());
             let mut kv = vec![("name", quote(rng, name))];
@@ -576,15 +587,18 @@ fn random_kustomization(rng: &mut Lcg) -> (String, BTreeMap<String, BTreeMap<Str
                     comment(rng, "e")
                 ));
             } else {
+                if key_below_dash {
+                    block.push(format!("{seq_indent}-"));
+                }
                 for (i, (k, v)) in kv.iter().enumerate() {
-                    let lead = if i == 0 {
-                        format!("{seq_indent}- ")
+                    let lead = if i == 0 && !key_below_dash {
+                        format!("{seq_indent}-{gap}")
                     } else {
-                        format!("{seq_indent}  ")
+                        format!("{seq_indent}{pad}")
                     };
                     block.push(format!("{lead}{k}: {v}{}", comment(rng, k)));
                     if rng.chance(10) {
-                        block.push(format!("{seq_indent}  # between keys"));
+                        block.push(format!("{seq_indent}{pad}# between keys"));
                     }
                 }
             }
@@ -592,6 +606,8 @@ fn random_kustomization(rng: &mut Lcg) -> (String, BTreeMap<String, BTreeMap<Str
         }
         if block.len() == 1 && rng.chance(50) {
             block[0] = "images: []".into();
+        } else if rng.chance(10) {
+            block.push(format!("{seq_indent}# end of images"));
         }
         fields.push(block);
     }
@@ -611,8 +627,17 @@ fn random_kustomization(rng: &mut Lcg) -> (String, BTreeMap<String, BTreeMap<Str
 
 #[test]
 fn editor_property_test() {
-    let mut rng = Lcg(0x5eed_cafe);
-    for iteration in 0..2000 {
+    // `KUSTOMIZE_PROPTEST=<iterations>:<seed>` runs a longer or different sequence.
+    let (iterations, seed) = std::env::var("KUSTOMIZE_PROPTEST")
+        .ok()
+        .and_then(|v| {
+            let (n, s) = v.split_once(':')?;
+            Some((n.parse().ok()?, s.parse().ok()?))
+        })
+        .unwrap_or((2000usize, 0x5eed_cafe_u64));
+    let mut rng = Lcg(seed);
+    let mut value_only_cases = 0;
+    for iteration in 0..iterations {
         let (text, mut model) = random_kustomization(&mut rng);
         let mut targets = BTreeMap::new();
         for _ in 0..(1 + rng.pick(3)) {
@@ -635,10 +660,42 @@ fn editor_property_test() {
             }
             targets.insert(name.to_owned(), t);
         }
+        if rng.chance(40) && !model.is_empty() {
+            // Only new values for the keys existing entries have.
+            targets.clear();
+            let names: Vec<String> = model.keys().cloned().collect();
+            for _ in 0..(1 + rng.pick(3)) {
+                let name = &names[rng.pick(names.len())];
+                let old = &model[name];
+                let mut t = KustomizeImage::new(name.clone());
+                if old.contains_key("newName") {
+                    t.new_name = if rng.chance(30) {
+                        "*".into()
+                    } else {
+                        "n.io/x".into()
+                    };
+                }
+                if old.contains_key("newTag") {
+                    t.new_tag = TAGS[rng.pick(TAGS.len())].into();
+                }
+                if old.contains_key("digest") {
+                    t.digest = if rng.chance(20) {
+                        "*".into()
+                    } else {
+                        "sha256:new".into()
+                    };
+                }
+                if t.new_tag.is_empty() && t.digest.is_empty() {
+                    continue;
+                }
+                targets.insert(name.clone(), t);
+            }
+        }
         let out = match set_images(&text, &targets) {
             Ok(o) => o,
-            Err(e) => panic!("iteration {iteration}: {e}\n{text}"),
+            Err(e) => panic!("iteration {iteration}: {e}\n{text}\n{targets:?}"),
         };
+        let old_model = model.clone();
         // The model of Kargo's merge.
         for (name, t) in &targets {
             let old = model.get(name).cloned().unwrap_or_default();
@@ -687,6 +744,34 @@ fn editor_property_test() {
             out.text
         );
         assert!(others_unchanged(&text, &out.text), "iteration {iteration}");
+        // When only values of existing keys change, the result is exactly the value
+        // editor's.
+        let value_only = targets.keys().all(|n| {
+            old_model
+                .get(n)
+                .is_some_and(|o| o.keys().eq(model[n].keys()))
+        });
+        if value_only {
+            let order: Vec<String> = images_of(&text)
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect();
+            let mut updates = Vec::new();
+            for name in targets.keys() {
+                let i = order.iter().position(|n| n == name).unwrap();
+                for (k, v) in &model[name] {
+                    if old_model[name].get(k) != Some(v) {
+                        updates.push((
+                            kargo_steps::yaml::KeyPath::parse(&format!("images.{i}.{k}")).unwrap(),
+                            json!(v),
+                        ));
+                    }
+                }
+            }
+            let expected = kargo_steps::yaml::set_values(&text, &updates).unwrap();
+            assert_eq!(out.text, expected, "iteration {iteration}: value-only edit");
+            value_only_cases += 1;
+        }
         if text.contains("\r\n") {
             assert_eq!(
                 out.text.matches('\n').count(),
@@ -707,6 +792,7 @@ fn editor_property_test() {
             "iteration {iteration}: not idempotent"
         );
     }
+    assert!(value_only_cases * 10 > iterations, "{value_only_cases}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
 //! the `images:` field itself are added by textual insertion that copies the surrounding
 //! layout (indentation, indented or non-indented sequences, block or flow entries, the
 //! quoting of existing values, LF or CRLF line breaks); keys Kargo drops are removed with
-//! their line. The result is parsed again and checked against the intended content before
-//! it is returned, so a layout the editor does not understand is an error, never a broken
-//! file.
+//! their line. After such structural edits the result is parsed again and checked against
+//! the intended content before it is returned, so a layout the editor does not understand
+//! is an error, never a broken file.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,6 +64,17 @@ impl KustomizeImage {
     pub fn with_digest(mut self, digest: impl Into<String>) -> Self {
         self.digest = digest.into();
         self
+    }
+
+    /// The value of one of [`FIELDS`] (`tagSuffix` is never set).
+    fn field(&self, field: usize) -> &str {
+        match field {
+            NAME => &self.name,
+            NEW_NAME => &self.new_name,
+            NEW_TAG => &self.new_tag,
+            DIGEST => &self.digest,
+            _ => "",
+        }
     }
 
     /// The reference Kargo's commit message shows: `newName` (else `name`), then `:newTag`
@@ -142,18 +153,17 @@ pub enum KustomizeEditError {
 const FIELDS: [&str; 5] = ["name", "newName", "tagSuffix", "newTag", "digest"];
 const NAME: usize = 0;
 const NEW_NAME: usize = 1;
-const TAG_SUFFIX: usize = 2;
 const NEW_TAG: usize = 3;
 const DIGEST: usize = 4;
 const PRESERVE: &str = "*";
 
 /// An existing entry of `images:`.
 struct Entry<'a> {
-    map: &'a Node,
+    map: &'a Node<'a>,
     flow: bool,
     /// Per field of [`FIELDS`]: the index of its pair in the mapping.
     fields: [Option<usize>; 5],
-    pairs: &'a [(Node, Node)],
+    pairs: &'a [(Node<'a>, Node<'a>)],
 }
 
 impl Entry<'_> {
@@ -178,13 +188,16 @@ impl Entry<'_> {
 /// Where the entries live.
 enum Container<'a> {
     /// No `images` key; `root` is the root mapping, if there is a document.
-    Absent { root: Option<&'a Node> },
+    Absent { root: Option<&'a Node<'a>> },
     /// `images:` with a null value.
-    Null { key: &'a Node, value: &'a Node },
+    Null {
+        key: &'a Node<'a>,
+        value: &'a Node<'a>,
+    },
     /// A block sequence.
-    Block { seq: &'a Node },
+    Block { seq: &'a Node<'a> },
     /// A flow sequence (`[...]`).
-    Flow { seq: &'a Node },
+    Flow { seq: &'a Node<'a> },
 }
 
 /// One textual change: replace `start..end` with `text`; insertions at the same offset
@@ -270,26 +283,37 @@ pub fn set_images(
             s.to_owned()
         }
     };
-    let final_of = |name: &str| -> KustomizeImage {
-        let t = merged.get(name).cloned().unwrap_or_default();
-        KustomizeImage {
-            name: t.name,
-            new_name: unstar(&t.new_name),
-            new_tag: unstar(&t.new_tag),
-            digest: unstar(&t.digest),
-        }
-    };
+    // The entry each target name ends up as (`*` resolved, or dropped when unmatched).
+    let finals: HashMap<&str, KustomizeImage> = targets
+        .keys()
+        .filter_map(|n| merged.get(n).map(|t| (n.as_str(), t)))
+        .map(|(n, t)| {
+            (
+                n,
+                KustomizeImage {
+                    name: t.name.clone(),
+                    new_name: unstar(&t.new_name),
+                    new_tag: unstar(&t.new_tag),
+                    digest: unstar(&t.digest),
+                },
+            )
+        })
+        .collect();
 
     // Where new entries go.
-    let names: Vec<String> = entries.iter().map(|e| e.get(NAME)).collect();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e.value(NAME).unwrap_or_default())
+        .collect();
+    let existing: std::collections::HashSet<&str> = names.iter().copied().collect();
     let sorted = names.windows(2).all(|w| w[0] <= w[1]);
     let mut new_at: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for name in targets.keys() {
-        if names.iter().any(|n| n == name) {
+        if existing.contains(name.as_str()) {
             continue;
         }
         let pos = if sorted {
-            names.partition_point(|n| n <= name)
+            names.partition_point(|n| *n <= name.as_str())
         } else {
             names.len()
         };
@@ -316,6 +340,7 @@ pub fn set_images(
     let layout = Layout::detect(text, root.as_ref(), &container, &entries);
     let mut splices: Vec<Splice> = Vec::new();
     let mut sets: Vec<(KeyPath, Json)> = Vec::new();
+    let mut structural = false;
     let mut order = 0usize;
     let mut next_order = || {
         order += 1;
@@ -325,11 +350,11 @@ pub fn set_images(
     // Existing entries that a target names.
     let mut removed_of: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
     for (i, e) in entries.iter().enumerate() {
-        let name = e.get(NAME);
-        if !targets.contains_key(&name) {
+        let name = e.value(NAME).unwrap_or_default();
+        if !targets.contains_key(name) {
             continue;
         }
-        let fin = final_of(&name);
+        let fin = final_of(&finals, name);
         let index = final_index.get(&i).copied().unwrap_or(i);
         let desired: [Option<&str>; 5] = [
             None,
@@ -341,9 +366,11 @@ pub fn set_images(
         let removed: Vec<usize> = (NEW_NAME..=DIGEST)
             .filter(|f| e.fields[*f].is_some() && desired[*f].is_none())
             .collect();
+        let removed_pairs: Vec<usize> = removed.iter().filter_map(|f| e.fields[*f]).collect();
         for f in &removed {
             if let Some(p) = e.fields[*f] {
-                splices.push(removal(text, e, p, next_order())?);
+                splices.push(removal(text, e, p, &removed_pairs, next_order())?);
+                structural = true;
             }
         }
         removed_of[i] = removed.clone();
@@ -351,17 +378,37 @@ pub fn set_images(
             let Some(want) = desired[f] else { continue };
             match e.value(f) {
                 Some(have) if have == want => {}
-                Some(_) => sets.push((key_path(index, f)?, Json::String(want.to_owned()))),
+                Some(_) => {
+                    let node = e.fields[f].map(|p| &e.pairs[p].1);
+                    match node.and_then(|n| inline_source(text, n)) {
+                        // A one-line scalar: the editor encodes the value for the old
+                        // scalar's style and context; the new bytes replace the old ones.
+                        Some((start, end, src, style)) => splices.push(Splice {
+                            start,
+                            end,
+                            text: match direct(style, e.flow, want) {
+                                Some(d) => d,
+                                None => encode_like(src, e.flow, want)?,
+                            },
+                            order: next_order(),
+                        }),
+                        // Anything else (block scalars, anchors, tags): the editor on the
+                        // whole text.
+                        None => sets.push((key_path(index, f)?, Json::String(want.to_owned()))),
+                    }
+                }
                 None => {
+                    let scalar = layout.scalar(f, want, e.flow)?;
                     splices.push(field_insertion(
                         text,
                         &layout,
                         e,
                         f,
+                        &scalar,
                         &removed,
                         next_order(),
                     )?);
-                    sets.push((key_path(index, f)?, Json::String(want.to_owned())));
+                    structural = true;
                 }
             }
         }
@@ -369,7 +416,11 @@ pub fn set_images(
 
     // New entries.
     for (pos, new_names) in &new_at {
-        let images: Vec<KustomizeImage> = new_names.iter().map(|n| final_of(n)).collect();
+        structural = true;
+        let images: Vec<KustomizeImage> = new_names
+            .iter()
+            .map(|n| final_of(&finals, n).clone())
+            .collect();
         splices.extend(entry_insertions(
             text,
             &layout,
@@ -381,26 +432,12 @@ pub fn set_images(
             &mut next_order,
         )?);
     }
-    for (f, slot) in slots.iter().enumerate() {
-        if let Slot::New(name) = slot {
-            let fin = final_of(name);
-            for (field, value) in [
-                (NAME, &fin.name),
-                (NEW_NAME, &fin.new_name),
-                (NEW_TAG, &fin.new_tag),
-                (DIGEST, &fin.digest),
-            ] {
-                if !value.is_empty() {
-                    sets.push((key_path(f, field)?, Json::String(value.clone())));
-                }
-            }
-        }
-    }
     if let Container::Null { key, value } = &container
         && !new_at.is_empty()
         && value.end() > value.start()
     {
         // `images: ~` / `images: null`: the null goes, the entries follow the key's line.
+        structural = true;
         splices.push(Splice {
             start: key.end(),
             end: value.end(),
@@ -409,19 +446,33 @@ pub fn set_images(
         });
     }
 
+    // Only structural edits (keys, entries, `images:` added or removed) are read back:
+    // value rewrites are the editor's own encodings, checked there.
     let spliced = apply(text, splices)?;
     let out = if sets.is_empty() {
         spliced
     } else {
         set_values(&spliced, &sets)?
     };
-    if out != text {
-        verify(text, &out, &entries, &slots, targets, &final_of)?;
+    if structural {
+        verify(root.as_ref(), &out, &entries, &slots, targets, &finals)?;
     }
     Ok(ImagesUpdate {
         text: out,
         images: merged,
     })
+}
+
+static NONE: KustomizeImage = KustomizeImage {
+    name: String::new(),
+    new_name: String::new(),
+    new_tag: String::new(),
+    digest: String::new(),
+};
+
+/// The entry a target name ends up as.
+fn final_of<'a>(finals: &'a HashMap<&str, KustomizeImage>, name: &str) -> &'a KustomizeImage {
+    finals.get(name).unwrap_or(&NONE)
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -435,7 +486,7 @@ fn key_path(index: usize, field: usize) -> Result<KeyPath, KustomizeEditError> {
     )
 }
 
-fn find_container(root: Option<&Node>) -> Result<Container<'_>, KustomizeEditError> {
+fn find_container<'a>(root: Option<&'a Node<'a>>) -> Result<Container<'a>, KustomizeEditError> {
     let Some(root) = root else {
         return Ok(Container::Absent { root: None });
     };
@@ -477,7 +528,7 @@ fn find_container(root: Option<&Node>) -> Result<Container<'_>, KustomizeEditErr
 }
 
 fn collect_entries<'a>(container: &Container<'a>) -> Result<Vec<Entry<'a>>, KustomizeEditError> {
-    let items: &[Node] = match container {
+    let items: &[Node<'a>] = match container {
         Container::Block { seq } | Container::Flow { seq } => match seq {
             Node::Seq { items, .. } => items,
             _ => &[],
@@ -541,7 +592,7 @@ struct Layout {
 impl Layout {
     fn detect(
         text: &str,
-        root: Option<&Node>,
+        root: Option<&Node<'_>>,
         container: &Container<'_>,
         entries: &[Entry<'_>],
     ) -> Self {
@@ -596,74 +647,197 @@ impl Layout {
         }
     }
 
-    /// A placeholder scalar in the field's style; [`set_values`] writes the real value
-    /// over it, keeping the style when the value allows it.
-    fn placeholder(&self, field: usize) -> &'static str {
-        match self.styles[field] {
-            ScalarStyle::SingleQuoted => "'x'",
-            ScalarStyle::DoubleQuoted => "\"x\"",
-            _ => "x",
+    /// The text of a new scalar for `field`. A value that is plainly a string in every YAML
+    /// reader (and for Kargo's quoting rule) is written directly in the field's style; any
+    /// other is encoded by the editor ([`set_values`]) for a scalar of that style, which
+    /// keeps the style when the value allows it.
+    fn scalar(&self, field: usize, value: &str, flow: bool) -> Result<String, KustomizeEditError> {
+        let style = self.styles[field];
+        match direct(style, flow, value) {
+            Some(d) => Ok(d),
+            None => {
+                let placeholder = match style {
+                    ScalarStyle::SingleQuoted => "'x'",
+                    ScalarStyle::DoubleQuoted => "\"x\"",
+                    _ => "x",
+                };
+                encode_like(placeholder, flow, value)
+            }
         }
     }
 
-    fn flow_entry(&self, img: &KustomizeImage) -> String {
-        let mut parts = vec![format!("name: {}", self.placeholder(NAME))];
-        for (f, v) in [
-            (NEW_NAME, &img.new_name),
-            (NEW_TAG, &img.new_tag),
-            (DIGEST, &img.digest),
-        ] {
-            if !v.is_empty() {
-                parts.push(format!("{}: {}", FIELDS[f], self.placeholder(f)));
-            }
-        }
-        format!("{{{}}}", parts.join(", "))
+    /// The keys of a new entry: `(field, scalar text)`.
+    fn entry_scalars(
+        &self,
+        img: &KustomizeImage,
+        flow: bool,
+    ) -> Result<Vec<(usize, String)>, KustomizeEditError> {
+        [NAME, NEW_NAME, NEW_TAG, DIGEST]
+            .into_iter()
+            .filter(|f| !img.field(*f).is_empty())
+            .map(|f| Ok((f, self.scalar(f, img.field(f), flow)?)))
+            .collect()
+    }
+
+    fn flow_entry(&self, img: &KustomizeImage) -> Result<String, KustomizeEditError> {
+        let parts: Vec<String> = self
+            .entry_scalars(img, true)?
+            .into_iter()
+            .map(|(f, text)| format!("{}: {text}", FIELDS[f]))
+            .collect();
+        Ok(format!("{{{}}}", parts.join(", ")))
     }
 
     /// The lines of a new block-sequence entry (without line breaks).
-    fn block_entry(&self, img: &KustomizeImage) -> Vec<String> {
+    fn block_entry(&self, img: &KustomizeImage) -> Result<Vec<String>, KustomizeEditError> {
         let dash = format!(
             "{}-{}",
             " ".repeat(self.dash_col),
             " ".repeat(self.offset - 1)
         );
         if self.flow_entries {
-            return vec![format!("{dash}{}", self.flow_entry(img))];
+            return Ok(vec![format!("{dash}{}", self.flow_entry(img)?)]);
         }
         let indent = " ".repeat(self.dash_col + self.offset);
-        let mut lines = vec![format!("{dash}name: {}", self.placeholder(NAME))];
-        for (f, v) in [
-            (NEW_NAME, &img.new_name),
-            (NEW_TAG, &img.new_tag),
-            (DIGEST, &img.digest),
-        ] {
-            if !v.is_empty() {
-                lines.push(format!("{indent}{}: {}", FIELDS[f], self.placeholder(f)));
-            }
-        }
-        lines
+        Ok(self
+            .entry_scalars(img, false)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, (f, text))| {
+                let lead = if i == 0 { &dash } else { &indent };
+                format!("{lead}{}: {text}", FIELDS[f])
+            })
+            .collect())
     }
 }
 
-/// The column of the `-` in front of a block-sequence item, if it is on the item's line.
-fn dash_of(text: &str, item: &Node) -> Option<usize> {
-    let start = item.start();
-    let ls = line_start(text, start);
-    let prefix = text.get(ls..start)?;
-    let trimmed = prefix.trim_end_matches([' ', '\t']);
+/// The span and source of a scalar the value editor can re-encode on its own: plain,
+/// single- or double-quoted, on one line, not empty, without anchor or tag.
+fn inline_source<'t>(
+    text: &'t str,
+    node: &Node<'_>,
+) -> Option<(usize, usize, &'t str, ScalarStyle)> {
+    let Node::Scalar {
+        style, start, end, ..
+    } = node
+    else {
+        return None;
+    };
+    if !matches!(
+        style,
+        ScalarStyle::Plain | ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+    ) {
+        return None;
+    }
+    let src = text.get(*start..*end)?;
+    if src.is_empty() || src.contains(['\n', '\r']) || src.starts_with(['&', '!', '*']) {
+        return None;
+    }
+    Some((*start, *end, src, *style))
+}
+
+/// The bytes the value editor ([`set_values`]) writes for `value` over the scalar `src`
+/// (its source text) in a block or flow context: the editor runs on a one-line document
+/// holding just that scalar, and only the scalar's bytes are taken.
+fn encode_like(src: &str, flow: bool, value: &str) -> Result<String, KustomizeEditError> {
+    let (prefix, suffix, key) = if flow {
+        ("k: [", "]\n", "k.0")
+    } else {
+        ("k: ", "\n", "k")
+    };
+    let doc = format!("{prefix}{src}{suffix}");
+    let key = KeyPath::parse(key).map_err(YamlEditError::from)?;
+    let out = set_values(&doc, &[(key, Json::String(value.to_owned()))])?;
+    out.strip_prefix(prefix)
+        .and_then(|o| o.strip_suffix(suffix))
+        .map(str::to_owned)
+        .ok_or_else(|| KustomizeEditError::Verify(format!("cannot encode {value:?}")))
+}
+
+/// The encoding of `value` in `style` when it needs no decision: a plain string that no
+/// reader takes for anything else, or a quoted one without characters to escape. `None`:
+/// ask the editor ([`encode_like`]). Tested to be byte for byte the editor's encoding.
+fn direct(style: ScalarStyle, flow: bool, value: &str) -> Option<String> {
+    match style {
+        ScalarStyle::SingleQuoted => quotable(value).then(|| format!("'{value}'")),
+        ScalarStyle::DoubleQuoted => quotable(value).then(|| format!("\"{value}\"")),
+        ScalarStyle::Plain => safe_plain(value, flow).then(|| value.to_owned()),
+        _ => None,
+    }
+}
+
+/// Whether `s` is a version with at least three numeric parts (`1.27.0`, `2.0.1-rc.1`,
+/// `1.2.3+build.5`): no YAML reader, Go or JSON takes that for a number or a date.
+fn version_like(s: &str) -> bool {
+    let (core, suffix) = match s.find(['-', '+']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() >= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && suffix.is_none_or(|x| {
+            x.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && x.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+        })
+}
+
+/// Whether `s` may be written plain without any reader taking it for something other
+/// than that string: a [`version_like`] value, or one that starts with a letter, holds
+/// only `A-Z a-z 0-9 . _ / @ + : -` (no `:` inside flow collections), and is none of the
+/// words YAML 1.1/1.2, Go's `ParseBool`/`ParseFloat` or JSON read as booleans, nulls or
+/// numbers. (Anything else goes through the editor's encoder.)
+fn safe_plain(s: &str, flow: bool) -> bool {
+    if version_like(s) {
+        return true;
+    }
+    const WORDS: [&str; 14] = [
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "t", "f", "inf", "infinity",
+        "nan",
+    ];
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '.' | '_' | '/' | '@' | '+' | '-')
+                || (c == ':' && !flow)
+        })
+        && !WORDS.iter().any(|w| w.eq_ignore_ascii_case(s))
+}
+
+/// Whether `s` can be put between quotes as is (printable ASCII, no quote or backslash).
+fn quotable(s: &str) -> bool {
+    s.chars()
+        .all(|c| matches!(c, ' '..='~') && !matches!(c, '\'' | '"' | '\\'))
+}
+
+/// The byte position of the `-` in front of a block-sequence item: on the item's line, or
+/// on an earlier line with only white space between (`-` alone on its line).
+fn dash_pos(text: &str, item: &Node<'_>) -> Option<usize> {
+    let before = text.get(..item.start())?;
+    let trimmed = before.trim_end_matches([' ', '\t', '\r', '\n']);
     if !trimmed.ends_with('-') {
         return None;
     }
-    let before = &trimmed[..trimmed.len() - 1];
-    before
+    let dash = trimmed.len() - 1;
+    let ls = line_start(text, dash);
+    text.get(ls..dash)?
         .chars()
         .all(|c| c == ' ')
-        .then(|| before.chars().count())
+        .then_some(dash)
+}
+
+/// The column of the `-` in front of a block-sequence item.
+fn dash_of(text: &str, item: &Node<'_>) -> Option<usize> {
+    let dash = dash_pos(text, item)?;
+    Some(dash - line_start(text, dash))
 }
 
 /// The sequence style of the document: (dash column minus key column, item offset), from
 /// the first block sequence that is the value of a block-mapping key.
-fn seq_style(text: &str, node: &Node) -> Option<(usize, usize)> {
+fn seq_style(text: &str, node: &Node<'_>) -> Option<(usize, usize)> {
     let Node::Map {
         flow: false, pairs, ..
     } = node
@@ -722,12 +896,16 @@ fn removal(
     text: &str,
     e: &Entry<'_>,
     p: usize,
+    removed_pairs: &[usize],
     order: usize,
 ) -> Result<Splice, KustomizeEditError> {
     let (k, v) = &e.pairs[p];
-    let next = e.pairs.get(p + 1).map(|(nk, _)| nk.start());
+    // The next key that stays (the one that moves up behind a dash).
+    let next_staying = (p + 1..e.pairs.len())
+        .find(|q| !removed_pairs.contains(q))
+        .map(|q| e.pairs[q].0.start());
     let (start, end) = if e.flow {
-        match (p.checked_sub(1).map(|q| e.pairs[q].1.end()), next) {
+        match (p.checked_sub(1).map(|q| e.pairs[q].1.end()), next_staying) {
             (Some(prev_end), _) => (prev_end, v.end()),
             (None, Some(next_start)) => (k.start(), next_start),
             (None, None) => (k.start(), v.end()),
@@ -740,8 +918,9 @@ fn removal(
         if own_line {
             let last = content_end_of_node(text, v.end());
             (ls, after_line(text, last))
-        } else if let Some(next_start) = next {
-            // The first key, on the `- ` line: the next key moves up behind the dash.
+        } else if let Some(next_start) = next_staying {
+            // The first key, on the `- ` line: the next key that stays moves up behind
+            // the dash.
             (k.start(), next_start)
         } else {
             return Err(KustomizeEditError::Unsupported {
@@ -768,6 +947,7 @@ fn field_insertion(
     layout: &Layout,
     e: &Entry<'_>,
     field: usize,
+    scalar: &str,
     removed: &[usize],
     order: usize,
 ) -> Result<Splice, KustomizeEditError> {
@@ -786,7 +966,7 @@ fn field_insertion(
             line: e.map.line(),
         })?;
     let anchor = &e.pairs[anchor_pair].1;
-    let entry = format!("{}: {}", FIELDS[field], layout.placeholder(field));
+    let entry = format!("{}: {scalar}", FIELDS[field]);
     if e.flow {
         return Ok(Splice {
             start: anchor.end(),
@@ -817,8 +997,12 @@ fn entry_insertions(
     next_order: &mut impl FnMut() -> usize,
 ) -> Result<Vec<Splice>, KustomizeEditError> {
     let eol = layout.eol;
-    let lines = |imgs: &[KustomizeImage]| -> Vec<String> {
-        imgs.iter().flat_map(|i| layout.block_entry(i)).collect()
+    let block_lines = || -> Result<Vec<String>, KustomizeEditError> {
+        let mut all = Vec::new();
+        for i in images {
+            all.extend(layout.block_entry(i)?);
+        }
+        Ok(all)
     };
     let splice_lines_after = |at: usize, lines: Vec<String>, order: usize| Splice {
         start: at,
@@ -832,7 +1016,7 @@ fn entry_insertions(
                 "{}images:",
                 " ".repeat(root.map_or(0, |r| r.col()))
             )];
-            all.extend(lines(images));
+            all.extend(block_lines()?);
             match root {
                 Some(r) => vec![splice_lines_after(
                     content_end_of_node(text, r.end()),
@@ -851,7 +1035,7 @@ fn entry_insertions(
         Container::Null { value, .. } => {
             vec![splice_lines_after(
                 content_end(text, value.start()),
-                lines(images),
+                block_lines()?,
                 next_order(),
             )]
         }
@@ -871,7 +1055,7 @@ fn entry_insertions(
                 let end = if prev.flow { prev.map.end() } else { end };
                 vec![splice_lines_after(
                     content_end_of_node(text, end),
-                    lines(images),
+                    block_lines()?,
                     next_order(),
                 )]
             } else {
@@ -881,22 +1065,28 @@ fn entry_insertions(
                         reason: "an empty block sequence".to_owned(),
                         line: 0,
                     })?;
-                let ls = line_start(text, first.map.start());
+                let ls = line_start(
+                    text,
+                    dash_pos(text, first.map).unwrap_or_else(|| first.map.start()),
+                );
                 if ls == 0 {
                     vec![Splice {
                         start: 0,
                         end: 0,
-                        text: lines(images).iter().map(|l| format!("{l}{eol}")).collect(),
+                        text: block_lines()?.iter().map(|l| format!("{l}{eol}")).collect(),
                         order: next_order(),
                     }]
                 } else {
                     let at = content_end(text, ls - 1);
-                    vec![splice_lines_after(at, lines(images), next_order())]
+                    vec![splice_lines_after(at, block_lines()?, next_order())]
                 }
             }
         }
         Container::Flow { seq } => {
-            let flows: Vec<String> = images.iter().map(|i| layout.flow_entry(i)).collect();
+            let flows: Vec<String> = images
+                .iter()
+                .map(|i| layout.flow_entry(i))
+                .collect::<Result<_, _>>()?;
             let joined = flows.join(", ");
             if entries.is_empty() {
                 let open = text
@@ -978,101 +1168,274 @@ fn apply(text: &str, splices: Vec<Splice>) -> Result<String, KustomizeEditError>
     Ok(out)
 }
 
-/// Reads both texts back and checks that only `images` changed, and as intended.
+/// Whether two nodes hold the same content (positions aside).
+fn same(a: &Node<'_>, b: &Node<'_>) -> bool {
+    match (a, b) {
+        (
+            Node::Scalar {
+                value: va,
+                style: sa,
+                ..
+            },
+            Node::Scalar {
+                value: vb,
+                style: sb,
+                ..
+            },
+        ) => va == vb && sa == sb,
+        (Node::Map { pairs: pa, .. }, Node::Map { pairs: pb, .. }) => {
+            pa.len() == pb.len()
+                && pa
+                    .iter()
+                    .zip(pb)
+                    .all(|((ka, va), (kb, vb))| same(ka, kb) && same(va, vb))
+        }
+        (Node::Seq { items: ia, .. }, Node::Seq { items: ib, .. }) => {
+            ia.len() == ib.len() && ia.iter().zip(ib).all(|(x, y)| same(x, y))
+        }
+        (Node::Alias { .. }, Node::Alias { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Reads the edited text back and checks that only `images` changed, and as intended.
 fn verify(
-    before: &str,
+    before: Option<&Node<'_>>,
     after: &str,
     entries: &[Entry<'_>],
     slots: &[Slot],
     targets: &BTreeMap<String, KustomizeImage>,
-    final_of: &dyn Fn(&str) -> KustomizeImage,
+    finals: &HashMap<&str, KustomizeImage>,
 ) -> Result<(), KustomizeEditError> {
-    use yaml_serde::{Mapping, Value as Y};
-    let doc = |t: &str| -> Result<Mapping, KustomizeEditError> {
-        match crate::yaml::first_document(t).map_err(KustomizeEditError::Verify)? {
-            None | Some(Y::Null) => Ok(Mapping::new()),
-            Some(Y::Mapping(m)) => Ok(m),
-            Some(_) => Err(KustomizeEditError::Verify(
-                "the document is not a mapping".to_owned(),
-            )),
-        }
+    let fail = |m: String| Err(KustomizeEditError::Verify(m));
+    let parsed = parse_first_document(after)?;
+    let empty: &[(Node<'_>, Node<'_>)] = &[];
+    let before_pairs = match before {
+        Some(Node::Map { pairs, .. }) => pairs.as_slice(),
+        _ => empty,
     };
-    let mut old = doc(before)?;
-    let mut new = doc(after)?;
-    let old_images = old.remove("images");
-    let new_images = new.remove("images");
-    if old != new {
-        return Err(KustomizeEditError::Verify(
-            "a field other than `images` changed".to_owned(),
-        ));
+    let Some(Node::Map {
+        pairs: after_pairs, ..
+    }) = parsed.as_ref()
+    else {
+        return fail("the document is not a mapping".to_owned());
+    };
+    let not_images = |(k, _): &&(Node<'_>, Node<'_>)| k.scalar() != Some("images");
+    let old_rest: Vec<&(Node<'_>, Node<'_>)> = before_pairs.iter().filter(not_images).collect();
+    let new_rest: Vec<&(Node<'_>, Node<'_>)> = after_pairs.iter().filter(not_images).collect();
+    if old_rest.len() != new_rest.len()
+        || !old_rest
+            .iter()
+            .zip(&new_rest)
+            .all(|(a, b)| same(&a.0, &b.0) && same(&a.1, &b.1))
+    {
+        return fail("a field other than `images` changed".to_owned());
     }
-    let old_items = match old_images {
-        Some(Y::Sequence(s)) => s,
-        _ => Vec::new(),
+    let Some((_, Node::Seq { items, .. })) = after_pairs
+        .iter()
+        .find(|(k, _)| k.scalar() == Some("images"))
+    else {
+        return fail("`images` is not a sequence".to_owned());
     };
-    let Some(Y::Sequence(new_items)) = new_images else {
-        return Err(KustomizeEditError::Verify(
-            "`images` is not a sequence".to_owned(),
-        ));
-    };
-    if new_items.len() != slots.len() || old_items.len() != entries.len() {
-        return Err(KustomizeEditError::Verify(format!(
+    if items.len() != slots.len() {
+        return fail(format!(
             "`images` has {} entries, expected {}",
-            new_items.len(),
+            items.len(),
             slots.len()
-        )));
+        ));
     }
-    for (slot, got) in slots.iter().zip(&new_items) {
-        let expected = match slot {
+    for (index, (slot, got)) in slots.iter().zip(items).enumerate() {
+        let Node::Map {
+            pairs: got_pairs, ..
+        } = got
+        else {
+            return fail(format!("images[{index}] is not a mapping"));
+        };
+        let field_of = |k: &Node<'_>| k.scalar().and_then(|k| FIELDS.iter().position(|f| *f == k));
+        // The image fields as they read back, and the other keys.
+        let mut got_fields: [Option<&str>; 5] = [None; 5];
+        let mut got_other: Vec<&(Node<'_>, Node<'_>)> = Vec::new();
+        for pair in got_pairs {
+            match field_of(&pair.0) {
+                Some(f) => got_fields[f] = pair.1.scalar(),
+                None => got_other.push(pair),
+            }
+        }
+        let (want_fields, want_other): ([Option<&str>; 5], Vec<&(Node<'_>, Node<'_>)>) = match slot
+        {
             Slot::Existing(i) => {
-                let Some(Y::Mapping(orig)) = old_items.get(*i) else {
-                    return Err(KustomizeEditError::Verify(format!(
-                        "images[{i}] is not a mapping"
-                    )));
-                };
                 let e = &entries[*i];
-                let name = e.get(NAME);
-                if !targets.contains_key(&name) {
-                    Y::Mapping(orig.clone())
+                let name = e.value(NAME).unwrap_or_default();
+                let other: Vec<&(Node<'_>, Node<'_>)> = e
+                    .pairs
+                    .iter()
+                    .filter(|(k, _)| field_of(k).is_none())
+                    .collect();
+                if targets.contains_key(name) {
+                    let fin = final_of(finals, name);
+                    (
+                        [
+                            e.value(NAME),
+                            non_empty(&fin.new_name),
+                            None,
+                            non_empty(&fin.new_tag),
+                            non_empty(&fin.digest),
+                        ],
+                        other,
+                    )
                 } else {
-                    let fin = final_of(&name);
-                    let mut m = orig.clone();
-                    for (f, want) in [
-                        (NEW_NAME, fin.new_name.as_str()),
-                        (TAG_SUFFIX, ""),
-                        (NEW_TAG, fin.new_tag.as_str()),
-                        (DIGEST, fin.digest.as_str()),
-                    ] {
-                        if want.is_empty() {
-                            m.remove(FIELDS[f]);
-                        } else if e.value(f) != Some(want) {
-                            m.insert(Y::String(FIELDS[f].to_owned()), Y::String(want.to_owned()));
-                        }
-                    }
-                    Y::Mapping(m)
+                    ([0, 1, 2, 3, 4].map(|f| e.value(f)), other)
                 }
             }
             Slot::New(name) => {
-                let fin = final_of(name);
-                let mut m = Mapping::new();
-                for (f, v) in [
-                    (NAME, fin.name),
-                    (NEW_NAME, fin.new_name),
-                    (NEW_TAG, fin.new_tag),
-                    (DIGEST, fin.digest),
-                ] {
-                    if !v.is_empty() {
-                        m.insert(Y::String(FIELDS[f].to_owned()), Y::String(v));
-                    }
-                }
-                Y::Mapping(m)
+                let fin = final_of(finals, name);
+                (
+                    [
+                        Some(fin.name.as_str()),
+                        non_empty(&fin.new_name),
+                        None,
+                        non_empty(&fin.new_tag),
+                        non_empty(&fin.digest),
+                    ],
+                    Vec::new(),
+                )
             }
         };
-        if &expected != got {
-            return Err(KustomizeEditError::Verify(format!(
-                "entry {expected:?} reads back as {got:?}"
-            )));
+        let fields_ok = want_fields == got_fields;
+        let other_ok = want_other.len() == got_other.len()
+            && want_other
+                .iter()
+                .zip(&got_other)
+                .all(|(a, b)| same(&a.0, &b.0) && same(&a.1, &b.1));
+        if !fields_ok || !other_ok {
+            return fail(format!(
+                "images[{index}] reads back as {got_fields:?}, expected {want_fields:?}"
+            ));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// New values and re-encoded values are byte for byte what `set_values` writes.
+    #[test]
+    fn direct_scalars_match_set_values() {
+        let values = [
+            "nginx",
+            "ghcr.io/acme/api",
+            "registry.local:5000/team/app",
+            "sha256:0123abcd",
+            "v2.0.0-rc.1",
+            "latest",
+            "1.27.0",
+            "1.10",
+            "7",
+            "true",
+            "True",
+            "on",
+            "Off",
+            "y",
+            "No",
+            "null",
+            "nan",
+            "Inf",
+            "infinity",
+            "t",
+            "F",
+            "a b",
+            "a: b",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "-x",
+            ".5",
+            "2024-01-01",
+            "x#y",
+            "ünïcode",
+            "",
+            "1.2.3",
+            "10.20.30-rc.1",
+            "1.2.3+build.5",
+            "1.2.3.4",
+            "0.0.1",
+            "01.02.03",
+            "1.2.3e5",
+            "1.2.3-",
+            "1..2",
+            "2.0",
+            "1.2.3-rc:1",
+        ];
+        for (style, placeholder) in [
+            (ScalarStyle::Plain, "x"),
+            (ScalarStyle::SingleQuoted, "'x'"),
+            (ScalarStyle::DoubleQuoted, "\"x\""),
+        ] {
+            let layout = Layout {
+                eol: "\n",
+                dash_col: 0,
+                offset: 2,
+                flow_entries: false,
+                styles: [style; 5],
+            };
+            for flow in [false, true] {
+                for v in values {
+                    let text = layout.scalar(NEW_TAG, v, flow).unwrap();
+                    let key = KeyPath::parse("k.0.t").unwrap();
+                    let doc = |s: &str| {
+                        if flow {
+                            format!("k: [{{t: {s}}}]\n")
+                        } else {
+                            format!("k:\n- t: {s}\n")
+                        }
+                    };
+                    let via_editor =
+                        set_values(&doc(placeholder), &[(key, Json::String(v.to_owned()))])
+                            .unwrap();
+                    assert_eq!(doc(&text), via_editor, "{style:?} {flow} {v:?}");
+                    // Re-encoding an existing scalar gives the editor's bytes too.
+                    assert_eq!(
+                        doc(&encode_like(placeholder, flow, v).unwrap()),
+                        via_editor,
+                        "{style:?} {flow} {v:?}"
+                    );
+                }
+            }
+        }
+        assert!(safe_plain("sha256:ab", false) && !safe_plain("sha256:ab", true));
+        assert!(
+            safe_plain("1.27.0", false) && !safe_plain("2.0", false) && !safe_plain("ON", false)
+        );
+    }
+
+    /// The read-back check refuses every kind of unintended result.
+    #[test]
+    fn verify_refuses_unintended_results() {
+        let before = "kind: K\nimages:\n- name: a\n  newTag: \"1\"\n  extra: e\n";
+        let root = parse_first_document(before).unwrap();
+        let container = find_container(root.as_ref()).unwrap();
+        let entries = collect_entries(&container).unwrap();
+        let mut targets = BTreeMap::new();
+        targets.insert("a".to_owned(), KustomizeImage::new("a").with_tag("2"));
+        let mut finals = HashMap::new();
+        finals.insert("a", KustomizeImage::new("a").with_tag("2"));
+        let slots = [Slot::Existing(0)];
+        let check = |after: &str| verify(root.as_ref(), after, &entries, &slots, &targets, &finals);
+        assert!(check("kind: K\nimages:\n- name: a\n  newTag: \"2\"\n  extra: e\n").is_ok());
+        for bad in [
+            "kind: X\nimages:\n- name: a\n  newTag: \"2\"\n  extra: e\n",
+            "kind: K\nimages:\n- name: a\n  newTag: \"3\"\n  extra: e\n",
+            "kind: K\nimages:\n- name: a\n  newTag: \"2\"\n  extra: f\n",
+            "kind: K\nimages:\n- name: a\n  newTag: \"2\"\n  extra: e\n  kind2: K\n",
+            "kind: K\nimages:\n- name: a\n  newTag: \"2\"\n  extra: e\n- name: b\n",
+            "kind: K\nimages:\n- name: a\n  newTag: \"2\"\n  digest: d\n  extra: e\n",
+            "kind: K\nimages: []\n",
+            "kind: K\n",
+            "- a\n",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
 }

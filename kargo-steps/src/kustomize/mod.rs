@@ -15,9 +15,9 @@
 //!
 //! New values copy the quoting of existing values of the same key (else of any existing
 //! value, else plain, quoted when needed). Line breaks are the document's (CRLF stays
-//! CRLF). The edited text is parsed again and compared with the intended result: every
-//! other field must be unchanged and `images` must hold exactly the expected entries, or
-//! the edit is refused.
+//! CRLF). After a structural edit (a key, an entry or `images:` added or removed) the text
+//! is parsed again and compared with the intended result: every other field must be
+//! unchanged and `images` must hold exactly the expected entries, or the edit is refused.
 
 mod edit;
 mod set_image;

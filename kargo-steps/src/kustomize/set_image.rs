@@ -160,25 +160,23 @@ fn targets_from_freight(
     freight: &FreightCollection,
     requested: Option<&[OriginSubscriptions]>,
 ) -> Result<BTreeMap<String, KustomizeImage>, StepError> {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     match requested {
         Some(requested) => {
             for origin in requested {
                 for repo in &origin.images {
-                    if seen.contains(&repo.as_str()) {
+                    if !seen.insert(repo.as_str()) {
                         return Err(ambiguous(repo));
                     }
-                    seen.push(repo);
                 }
             }
         }
         None => {
             for (_, reference) in freight.iter() {
                 for image in &reference.images {
-                    if seen.contains(&image.repo_url.as_str()) {
+                    if !seen.insert(image.repo_url.as_str()) {
                         return Err(ambiguous(&image.repo_url));
                     }
-                    seen.push(&image.repo_url);
                 }
             }
         }

@@ -2,15 +2,17 @@
 //! just enough structure (keys, values, items, byte spans, columns and scalar styles) for
 //! the `images:` editor to plan textual insertions and removals.
 
+use std::borrow::Cow;
+
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 
 use super::edit::KustomizeEditError;
 
 /// A node of the first document. Positions are byte offsets into the text.
 #[derive(Debug, Clone)]
-pub(crate) enum Node {
+pub(crate) enum Node<'a> {
     Scalar {
-        value: String,
+        value: Cow<'a, str>,
         style: ScalarStyle,
         start: usize,
         end: usize,
@@ -24,7 +26,7 @@ pub(crate) enum Node {
         end: usize,
         line: usize,
         col: usize,
-        pairs: Vec<(Node, Node)>,
+        pairs: Vec<(Node<'a>, Node<'a>)>,
     },
     Seq {
         flow: bool,
@@ -33,7 +35,7 @@ pub(crate) enum Node {
         end: usize,
         line: usize,
         col: usize,
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
     },
     Alias {
         start: usize,
@@ -42,7 +44,7 @@ pub(crate) enum Node {
     },
 }
 
-impl Node {
+impl Node<'_> {
     pub(crate) fn start(&self) -> usize {
         match self {
             Node::Scalar { start, .. }
@@ -89,7 +91,7 @@ impl Node {
     /// Whether this is a plain null scalar (`key:` with nothing, `~`, `null`).
     pub(crate) fn is_null(&self) -> bool {
         matches!(self, Node::Scalar { value, style: ScalarStyle::Plain, .. }
-            if matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+            if matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
     pub(crate) fn kind_name(&self) -> &'static str {
@@ -102,21 +104,21 @@ impl Node {
     }
 }
 
-enum Building {
+enum Building<'a> {
     Map {
         flow: bool,
         start: usize,
         line: usize,
         col: usize,
-        pairs: Vec<(Node, Node)>,
-        key: Option<Node>,
+        pairs: Vec<(Node<'a>, Node<'a>)>,
+        key: Option<Node<'a>>,
     },
     Seq {
         flow: bool,
         start: usize,
         line: usize,
         col: usize,
-        items: Vec<Node>,
+        items: Vec<Node<'a>>,
     },
 }
 
@@ -155,10 +157,10 @@ fn parse_error(e: &ScanError) -> KustomizeEditError {
 
 /// Parses the whole stream (so a syntax error anywhere is reported) and returns the root
 /// node of the first document, `None` when there is no document or it is empty.
-pub(crate) fn parse_first_document(text: &str) -> Result<Option<Node>, KustomizeEditError> {
+pub(crate) fn parse_first_document(text: &str) -> Result<Option<Node<'_>>, KustomizeEditError> {
     let offsets = Offsets::new(text);
-    let mut stack: Vec<Building> = Vec::new();
-    let mut root: Option<Node> = None;
+    let mut stack: Vec<Building<'_>> = Vec::new();
+    let mut root: Option<Node<'_>> = None;
     let mut docs = 0usize;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| parse_error(&e))?;
@@ -176,17 +178,24 @@ pub(crate) fn parse_first_document(text: &str) -> Result<Option<Node>, Kustomize
         let end = offsets.byte(span.end.index());
         let line = span.start.line();
         let col = span.start.col();
-        let complete: Option<Node> = match event {
+        let complete: Option<Node<'_>> = match event {
             Event::DocumentStart(_) => {
                 docs += 1;
                 None
             }
             Event::StreamEnd => break,
             Event::Scalar(value, style, _, _) => Some(Node::Scalar {
-                value: value.into_owned(),
+                value,
                 style,
                 start,
-                end,
+                // saphyr's end of a quoted scalar lies after the white space and comment
+                // that follow it; the closing quote is the end.
+                end: match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => {
+                        quoted_end(text, start, style).unwrap_or(end)
+                    }
+                    _ => end,
+                },
                 line,
                 col,
             }),
@@ -272,8 +281,86 @@ pub(crate) fn parse_first_document(text: &str) -> Result<Option<Node>, Kustomize
     Ok(root.filter(|r| !r.is_null()))
 }
 
-fn is_flow(b: &Building) -> bool {
+/// The offset after the closing quote of the quoted scalar starting at `start` (its
+/// properties, if any, come first).
+fn quoted_end(text: &str, start: usize, style: ScalarStyle) -> Option<usize> {
+    let quote = if style == ScalarStyle::SingleQuoted {
+        b'\''
+    } else {
+        b'"'
+    };
+    let bytes = text.as_bytes();
+    let open = start + text.get(start..)?.bytes().position(|b| b == quote)?;
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote == b'"' => i += 2,
+            b if b == quote => {
+                if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                } else {
+                    return Some(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn is_flow(b: &Building<'_>) -> bool {
     match b {
         Building::Map { flow, .. } | Building::Seq { flow, .. } => *flow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalars(text: &str) -> Vec<(String, usize, usize)> {
+        fn walk(n: &Node<'_>, out: &mut Vec<(String, usize, usize)>) {
+            match n {
+                Node::Scalar {
+                    value, start, end, ..
+                } => out.push((value.to_string(), *start, *end)),
+                Node::Map { pairs, .. } => {
+                    for (k, v) in pairs {
+                        walk(k, out);
+                        walk(v, out);
+                    }
+                }
+                Node::Seq { items, .. } => items.iter().for_each(|i| walk(i, out)),
+                Node::Alias { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(root) = parse_first_document(text).unwrap() {
+            walk(&root, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn quoted_scalars_end_at_their_closing_quote() {
+        let text = "k: 'it''s' # c\nj: \"a\\\"b\"   # d\nl: 9 # e\nn: [ 'a' , \"b\" ]\n";
+        let spans: Vec<&str> = scalars(text)
+            .iter()
+            .map(|(_, s, e)| &text[*s..*e])
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                "k",
+                "'it''s'",
+                "j",
+                "\"a\\\"b\"",
+                "l",
+                "9",
+                "n",
+                "'a'",
+                "\"b\""
+            ]
+        );
     }
 }
