@@ -2,7 +2,8 @@
 //!
 //! [`set_images`] applies Kargo's merge rule to the entries of `images:` and changes the
 //! text as little as it can: values of existing `newName`/`newTag`/`digest` keys are
-//! rewritten in place by [`yaml::set_values`](crate::yaml::set_values); keys, entries and
+//! rewritten in place, encoded by the rules of [`yaml::set_values`](crate::yaml::set_values)
+//! (see the [module docs](super)); keys, entries and
 //! the `images:` field itself are added by textual insertion that copies the surrounding
 //! layout (indentation, indented or non-indented sequences, block or flow entries, the
 //! quoting of existing values, LF or CRLF line breaks); keys Kargo drops are removed with
