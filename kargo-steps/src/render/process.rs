@@ -142,7 +142,7 @@ pub(crate) async fn run_tool(
     let mut stderr = child.stderr.take();
     let cap = tools.max_output;
     let work = async {
-        let read_out = drain(stdout.as_mut(), cap + 1);
+        let read_out = drain(stdout.as_mut(), cap.saturating_add(1));
         let read_err = drain(stderr.as_mut(), 1 << 20);
         let (out, err) = tokio::join!(read_out, read_err);
         let (out, err) = (out?, err?);
