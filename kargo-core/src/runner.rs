@@ -773,6 +773,9 @@ impl Runner {
         let base = self.base_data(p);
         let ctx_value = self.ctx_value(p);
         let extensions = crate::step::Extensions::default();
+        // Steps that resolve artifacts the way `imageFrom` does (kustomize-set-image's
+        // ambiguity rule) read the requested origins from here.
+        extensions.get_or_insert_with(|| p.requested.clone());
 
         // Promotion-level vars: ctx and earlier vars only.
         let promo_vars =

@@ -23,6 +23,9 @@
 //! | `file-write` | writes a file from the configuration |
 //! | `tar` / `untar` | creates / safely extracts a (gzipped) tar archive, with size caps |
 //! | `helm-update-chart` | updates an umbrella chart's dependencies: `Chart.yaml` versions, `Chart.lock`, `charts/` archives |
+//! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
+//! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
+//! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -43,6 +46,8 @@ pub mod helm;
 
 pub mod files;
 pub mod json;
+pub mod kustomize;
+pub mod render;
 pub mod toml;
 pub mod yaml;
 
@@ -54,6 +59,8 @@ pub use git::{
 };
 pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 pub use json::{JsonParse, JsonUpdate};
+pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
+pub use render::{HelmTemplate, HelmTemplateConfig, KustomizeBuild, KustomizeBuildConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
@@ -114,5 +121,8 @@ pub fn register_builtins_with(
     registry.register(YamlParse)?;
     registry.register(YamlMerge)?;
     registry.register(HelmUpdateChart::default())?;
+    registry.register(KustomizeSetImage)?;
+    registry.register(KustomizeBuild::default())?;
+    registry.register(HelmTemplate::default())?;
     Ok(())
 }
