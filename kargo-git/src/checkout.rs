@@ -660,6 +660,7 @@ impl Checkout {
             .max(1);
         let op = format!("push {} {branch}", self.mirror.display_url());
         for attempt in 1..=max {
+            self.mirror.git.check_interrupted(&op)?;
             let Some(head) = self.head() else {
                 return Err(GitError::new(
                     GitErrorKind::Invalid,
@@ -691,7 +692,9 @@ impl Checkout {
                     if attempt == max {
                         break;
                     }
-                    std::thread::sleep(backoff(&self.mirror, attempt - 1));
+                    self.mirror
+                        .git
+                        .sleep(backoff(&self.mirror, attempt - 1), &op)?;
                     let mut spec = FetchSpec::branch(branch.clone());
                     spec.depth = self.mirror.git.config.depth;
                     let fetched = self.mirror.fetch(&spec)?;

@@ -311,6 +311,7 @@ impl Mirror {
             .and_then(|r| r.target().try_id().map(ToOwned::to_owned));
         let mut optimistic = local_tip;
         for attempt in 1..=max {
+            self.git.check_interrupted(&op)?;
             let tip = match optimistic.take() {
                 Some(t) => Some(t),
                 None => {
@@ -358,7 +359,7 @@ impl Mirror {
                 PushResult::Rejected(why) => {
                     tracing::info!(attempt, reason = %why, "push rejected; fetching and re-applying");
                     if attempt < max && !was_optimistic {
-                        std::thread::sleep(backoff(self, attempt - 1));
+                        self.git.sleep(backoff(self, attempt - 1), &op)?;
                     }
                 }
             }

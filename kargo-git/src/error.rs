@@ -20,6 +20,8 @@ pub enum GitErrorKind {
     Invalid,
     /// A local file-system error.
     Io,
+    /// The operation was interrupted through [`crate::Git::interrupt_flag`].
+    Interrupted,
     /// Anything else gix or git reported.
     Other,
 }

@@ -77,6 +77,7 @@ impl GitConfig {
 pub struct Git {
     pub(crate) config: Arc<GitConfig>,
     pub(crate) credentials: Arc<dyn CredentialSource>,
+    pub(crate) interrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Git {
@@ -93,6 +94,35 @@ impl Git {
         Self {
             config: Arc::new(config),
             credentials,
+            interrupt: Arc::default(),
+        }
+    }
+
+    /// The flag that interrupts this client's operations: once set, fetches stop as soon
+    /// as gix notices, and push loops give up before their next attempt or during their
+    /// backoff with [`GitErrorKind::Interrupted`]. Shared by every mirror and checkout made
+    /// from this client.
+    pub fn interrupt_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    pub(crate) fn check_interrupted(&self, op: &str) -> Result<()> {
+        if self.interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(GitError::new(GitErrorKind::Interrupted, op, "interrupted"));
+        }
+        Ok(())
+    }
+
+    /// Sleeps `d` in short slices, returning early with an error when interrupted.
+    pub(crate) fn sleep(&self, d: Duration, op: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + d;
+        loop {
+            self.check_interrupted(op)?;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
         }
     }
 

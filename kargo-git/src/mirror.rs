@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
@@ -165,6 +164,11 @@ impl Mirror {
         &self.url
     }
 
+    /// The client this mirror belongs to.
+    pub fn git(&self) -> &Git {
+        &self.git
+    }
+
     /// The URL without credentials, for messages.
     pub fn display_url(&self) -> String {
         redact_url(&self.url)
@@ -231,6 +235,7 @@ impl Mirror {
 
     pub(crate) fn fetch_locked(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
         let op = self.op("fetch");
+        self.git.check_interrupted(&op)?;
         let specs = spec.refspecs();
         if specs.is_empty() {
             return Ok(BTreeMap::new());
@@ -291,7 +296,7 @@ impl Mirror {
         }
         let outcome = prepared
             .with_shallow(shallow)
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .receive(gix::progress::Discard, &self.git.interrupt)
             .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
         let mut out = BTreeMap::new();
         for m in &outcome.ref_map.mappings {

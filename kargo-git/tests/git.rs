@@ -1005,3 +1005,42 @@ fn sparse_checkout_and_deletions() {
     // Untouched parts of the tree are kept although they were never on disk.
     assert_eq!(m.read_file("main", "apps/a/x.yaml").unwrap().unwrap(), b"a");
 }
+
+#[test]
+fn interrupted_clients_stop() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "a".into(),
+            content: b"a".to_vec(),
+        }],
+        "a",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    git.interrupt_flag()
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = m
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "b".into(),
+                content: b"b".to_vec(),
+            }],
+            "b",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Interrupted, "{err}");
+    let err = m.fetch(&FetchSpec::branch("main")).unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Interrupted, "{err}");
+}

@@ -9,8 +9,8 @@ use kargo_git::{CheckoutOptions, CheckoutTarget, GitConfig, RemoteRef};
 use serde::Deserialize;
 
 use super::{
-    AuthorConfig, CheckoutInfo, CheckoutMaterializer, GitCheckouts, SharedAuth, blocking, client,
-    default_author, lexical_path, lookup_auth, non_empty,
+    AuthorConfig, CheckoutInfo, CheckoutMaterializer, GitCheckouts, SharedAuth, blocking,
+    cancellable, client, default_author, lexical_path, lookup_auth, non_empty,
 };
 
 /// Kargo's `git-clone` step: checks out one or more branches, tags or commits of a
@@ -287,7 +287,7 @@ impl Step for GitClone {
             let g = git.clone();
             let u = url.clone();
             let d = dest.clone();
-            let checkout = blocking(&auth, move || {
+            let checkout = cancellable(ctx, &git, &auth, move || {
                 let mirror = g.mirror(&u)?;
                 mirror.checkout(&target, &d, &options)
             })

@@ -280,6 +280,7 @@ fn map_git_error(e: &GitError, auth: &SharedAuth) -> StepError {
             StepError::failed(format!("{files}{text}"))
         }
         GitErrorKind::NonFastForward => StepError::terminal(text),
+        GitErrorKind::Interrupted => StepError::new(StepErrorKind::Cancelled, text),
         GitErrorKind::Network => StepError::retryable(text),
         GitErrorKind::Invalid => StepError::new(StepErrorKind::InvalidConfig, text),
         GitErrorKind::NotFound | GitErrorKind::Io | GitErrorKind::Other => {
@@ -300,6 +301,25 @@ async fn blocking<T: Send + 'static>(
             "the git operation did not finish: {e}"
         ))),
     }
+}
+
+/// Like [`blocking`], but the promotion's cancellation interrupts the git client (fetches
+/// stop, push retry loops give up before their next attempt or during their backoff).
+async fn cancellable<T: Send + 'static>(
+    ctx: &StepContext,
+    git: &Git,
+    auth: &SharedAuth,
+    f: impl FnOnce() -> kargo_git::Result<T> + Send + 'static,
+) -> Result<T, StepError> {
+    let flag = git.interrupt_flag();
+    let cancel = ctx.cancellation().clone();
+    let watcher = tokio::spawn(async move {
+        cancel.cancelled().await;
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let result = blocking(auth, f).await;
+    watcher.abort();
+    result
 }
 
 /// The absolute path a configured step path names, folded lexically (no file-system

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 
-use super::{blocking, find_checkout, non_empty, refresh_auth};
+use super::{blocking, cancellable, find_checkout, non_empty, refresh_auth};
 
 /// Kargo's `git-push` step: pushes the commits of a checkout to its branch, to
 /// `targetBranch`, or to `kargo/promotion/<promotion>` (`generateTargetBranch`, forced);
@@ -258,7 +258,8 @@ impl Step for GitPush {
                     .unwrap_or_default()
             }
             Target::Branch(branch) => {
-                let pushed = blocking(&info.auth, move || {
+                let git = checkout.mirror().git().clone();
+                let pushed = cancellable(ctx, &git, &info.auth, move || {
                     checkout.push(branch.as_deref(), force, max_attempts)
                 })
                 .await?;
