@@ -1,0 +1,304 @@
+//! The Warehouse reconcile algorithm (reference §1.4): run every subscription's source,
+//! stop on missing artifacts, honour `freightCreationPolicy` and
+//! `freightCreationCriteria`, build Freight from element 0 of each discovery, and
+//! de-duplicate by Freight ID.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use kargo_core::expr::{EvalData, ExprEngine, ExprError, OriginSubscriptions, Scope};
+use kargo_core::freight::{Chart, GenericArtifact, GitCommit, Image};
+use kargo_core::model::{FreightCreationPolicy, Subscription, SubscriptionSource, Warehouse};
+use kargo_core::source::{Discovery, DiscoveryContext, SourceError, SourceRegistry};
+use kargo_core::{Freight, FreightCollection, FreightId, FreightOrigin, FreightReference};
+use serde_json::Value as Json;
+
+/// One subscription's discovery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionDiscovery {
+    /// The subscription's name, if it has one.
+    pub name: Option<String>,
+    /// The subscription type key (`image`, `chart`, `git` or a generic type).
+    pub kind: String,
+    /// A human label: the name, or `<kind> <repoURL>`.
+    pub label: String,
+    /// What the source found, best first.
+    pub discovery: Discovery,
+}
+
+/// The discoveries of all of a Warehouse's subscriptions, in subscription order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarehouseDiscovery {
+    /// The Warehouse's name.
+    pub warehouse: String,
+    /// The project.
+    pub project: String,
+    /// One entry per subscription.
+    pub subscriptions: Vec<SubscriptionDiscovery>,
+}
+
+/// Why discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// No source is registered for a subscription's type.
+    #[error("subscription {subscription}: no source registered for type {kind:?}")]
+    NoSource {
+        /// The subscription label.
+        subscription: String,
+        /// The type key.
+        kind: String,
+    },
+    /// The subscription could not be encoded as JSON.
+    #[error("subscription {subscription}: cannot encode its configuration: {message}")]
+    Config {
+        /// The subscription label.
+        subscription: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The source failed.
+    #[error("subscription {subscription}: {source}")]
+    Source {
+        /// The subscription label.
+        subscription: String,
+        /// The source's error.
+        #[source]
+        source: SourceError,
+    },
+}
+
+/// Why no decision could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FreightError {
+    /// `freightCreationCriteria.expression` did not compile or evaluate to a boolean.
+    #[error("freightCreationCriteria: {0}")]
+    Criteria(#[from] ExprError),
+}
+
+/// The outcome of [`freight_from`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum FreightDecision {
+    /// New Freight (not yet de-duplicated against the store; see [`dedup_new`]).
+    Created(Freight),
+    /// A subscription discovered nothing: no Freight (Kargo's `MissingArtifacts`).
+    MissingArtifacts {
+        /// The label of the first subscription with no results.
+        subscription: String,
+    },
+    /// The policy is `Manual`: nothing is created automatically.
+    Manual,
+    /// `freightCreationCriteria` evaluated to false.
+    CriteriaNotMet,
+}
+
+fn label(sub: &Subscription) -> String {
+    if let Some(n) = &sub.name {
+        return n.clone();
+    }
+    match &sub.source {
+        SubscriptionSource::Image(s) => format!("image {}", s.repo_url),
+        SubscriptionSource::Chart(s) if s.name.is_empty() => format!("chart {}", s.repo_url),
+        SubscriptionSource::Chart(s) => format!("chart {} {}", s.repo_url, s.name),
+        SubscriptionSource::Git(s) => format!("git {}", s.repo_url),
+        SubscriptionSource::Generic(g) => g.subscription_type.clone(),
+    }
+}
+
+fn config_json(sub: &Subscription) -> Result<Json, serde_json::Error> {
+    match &sub.source {
+        SubscriptionSource::Image(s) => serde_json::to_value(s),
+        SubscriptionSource::Chart(s) => serde_json::to_value(s),
+        SubscriptionSource::Git(s) => serde_json::to_value(s),
+        SubscriptionSource::Generic(g) => Ok(Json::Object(g.config.clone().unwrap_or_default())),
+    }
+}
+
+/// Runs every subscription's source sequentially, as Kargo does.
+///
+/// Each source receives a clone of `ctx_template` with the project, Warehouse and
+/// subscription name filled in (and no previous discovery), and the subscription's JSON
+/// form as its configuration (generic subscriptions: their `config`).
+pub async fn discover(
+    warehouse: &Warehouse,
+    project: &str,
+    registry: &SourceRegistry,
+    ctx_template: &DiscoveryContext,
+) -> Result<WarehouseDiscovery, DiscoverError> {
+    let mut out = Vec::with_capacity(warehouse.spec.subscriptions.len());
+    for sub in &warehouse.spec.subscriptions {
+        let kind = sub.source.type_key().to_owned();
+        let label = label(sub);
+        let source = registry.get(&kind).ok_or_else(|| DiscoverError::NoSource {
+            subscription: label.clone(),
+            kind: kind.clone(),
+        })?;
+        let config = config_json(sub).map_err(|e| DiscoverError::Config {
+            subscription: label.clone(),
+            message: e.to_string(),
+        })?;
+        let mut ctx = ctx_template.clone();
+        ctx.project = project.to_owned();
+        ctx.warehouse = warehouse.metadata.name.clone();
+        ctx.subscription_name = sub.name.clone();
+        ctx.previous = None;
+        let discovery =
+            source
+                .discover_json(&ctx, config)
+                .await
+                .map_err(|source| DiscoverError::Source {
+                    subscription: label.clone(),
+                    source,
+                })?;
+        out.push(SubscriptionDiscovery {
+            name: sub.name.clone(),
+            kind,
+            label,
+            discovery,
+        });
+    }
+    Ok(WarehouseDiscovery {
+        warehouse: warehouse.metadata.name.clone(),
+        project: project.to_owned(),
+        subscriptions: out,
+    })
+}
+
+/// Builds Freight from element 0 of each discovery, with origin `Warehouse/<name>`;
+/// `Err(label)` names the first subscription that discovered nothing.
+pub fn build_freight(warehouse: &str, discoveries: &WarehouseDiscovery) -> Result<Freight, String> {
+    let (mut commits, mut images, mut charts, mut artifacts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for sd in &discoveries.subscriptions {
+        let missing = || sd.label.clone();
+        match &sd.discovery {
+            Discovery::Images {
+                repo_url,
+                references,
+                ..
+            } => {
+                let r = references.first().ok_or_else(missing)?;
+                images.push(Image {
+                    repo_url: repo_url.clone(),
+                    tag: r.tag.clone(),
+                    digest: r.digest.clone(),
+                    annotations: r.annotations.clone(),
+                    subscription_name: sd.name.clone(),
+                });
+            }
+            Discovery::Charts {
+                repo_url,
+                name,
+                versions,
+            } => {
+                let v = versions.first().ok_or_else(missing)?;
+                charts.push(Chart {
+                    repo_url: repo_url.clone(),
+                    name: name.clone(),
+                    version: v.clone(),
+                    subscription_name: sd.name.clone(),
+                });
+            }
+            Discovery::Commits {
+                repo_url,
+                commits: cs,
+            } => {
+                let c = cs.first().ok_or_else(missing)?;
+                commits.push(GitCommit {
+                    repo_url: repo_url.clone(),
+                    id: c.id.clone(),
+                    branch: c.branch.clone(),
+                    tag: c.tag.clone(),
+                    message: c.subject.clone(),
+                    author: c.author.clone(),
+                    committer: c.committer.clone(),
+                    creator_date: c.creator_date,
+                    subscription_name: sd.name.clone(),
+                });
+            }
+            Discovery::Generic { artifacts: a } => {
+                let mut a: GenericArtifact = a.first().ok_or_else(missing)?.clone();
+                if a.subscription_name.is_empty()
+                    && let Some(n) = &sd.name
+                {
+                    a.subscription_name = n.clone();
+                }
+                artifacts.push(a);
+            }
+        }
+    }
+    Ok(Freight::new(
+        FreightOrigin::warehouse(warehouse),
+        commits,
+        images,
+        charts,
+        artifacts,
+    ))
+}
+
+/// The requested-origin entry describing this Warehouse's subscriptions, so that
+/// `imageFrom`, `chartFrom` and `commitFrom` find the candidate Freight.
+fn origin_subscriptions(warehouse: &str, discoveries: &WarehouseDiscovery) -> OriginSubscriptions {
+    let mut o = OriginSubscriptions {
+        origin: FreightOrigin::warehouse(warehouse),
+        ..Default::default()
+    };
+    for sd in &discoveries.subscriptions {
+        match &sd.discovery {
+            Discovery::Images { repo_url, .. } => o.images.push(repo_url.clone()),
+            Discovery::Charts { repo_url, name, .. } => {
+                o.charts.push((repo_url.clone(), name.clone()))
+            }
+            Discovery::Commits { repo_url, .. } => o.git.push(repo_url.clone()),
+            Discovery::Generic { .. } => o.generic.push(sd.name.clone().unwrap_or_default()),
+        }
+    }
+    o
+}
+
+/// Evaluates `expression` against candidate Freight with Kargo's functions
+/// (`imageFrom(repo).Tag`, `chartFrom(repo, name).Version`, `commitFrom(repo).ID`, …).
+pub fn criteria_met(
+    engine: &ExprEngine,
+    expression: &str,
+    candidate: &Freight,
+    discoveries: &WarehouseDiscovery,
+) -> Result<bool, ExprError> {
+    let compiled = engine.compile_kargo_expression(expression)?;
+    let mut freight = FreightCollection::new();
+    freight.insert(FreightReference::from(candidate));
+    let data = EvalData {
+        freight,
+        requested: vec![origin_subscriptions(&candidate.origin.name, discoveries)],
+        ..Default::default()
+    };
+    let scope = Scope::new(BTreeMap::new(), Arc::new(data));
+    compiled.eval_bool(&scope)
+}
+
+/// Decides what the Warehouse does with its discoveries (reference §1.4 steps 2–3):
+/// missing artifacts first, then the policy, then the criteria.
+pub fn freight_from(
+    warehouse: &Warehouse,
+    discoveries: &WarehouseDiscovery,
+    engine: &ExprEngine,
+) -> Result<FreightDecision, FreightError> {
+    let freight = match build_freight(&warehouse.metadata.name, discoveries) {
+        Ok(f) => f,
+        Err(subscription) => return Ok(FreightDecision::MissingArtifacts { subscription }),
+    };
+    if warehouse.spec.freight_creation_policy == FreightCreationPolicy::Manual {
+        return Ok(FreightDecision::Manual);
+    }
+    if let Some(c) = &warehouse.spec.freight_creation_criteria
+        && !c.expression.trim().is_empty()
+        && !criteria_met(engine, &c.expression, &freight, discoveries)?
+    {
+        return Ok(FreightDecision::CriteriaNotMet);
+    }
+    Ok(FreightDecision::Created(freight))
+}
+
+/// De-duplication by Freight ID: `None` when Freight with the same ID already exists.
+pub fn dedup_new(existing_ids: &HashSet<FreightId>, freight: Freight) -> Option<Freight> {
+    (!existing_ids.contains(&freight.name)).then_some(freight)
+}
