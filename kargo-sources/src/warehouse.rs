@@ -302,3 +302,291 @@ pub fn freight_from(
 pub fn dedup_new(existing_ids: &HashSet<FreightId>, freight: Freight) -> Option<Freight> {
     (!existing_ids.contains(&freight.name)).then_some(freight)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemorySource, commit, image};
+    use kargo_core::source::{DiscoveredImage, Source};
+    use serde_json::json;
+
+    const IMG: &str = "ghcr.io/acme/app";
+    const CHART: &str = "https://charts.acme.io";
+    const GIT: &str = "https://github.com/acme/config.git";
+
+    fn warehouse(extra: Json) -> Warehouse {
+        let mut spec = json!({
+            "subscriptions": [
+                {"name": "app", "image": {"repoURL": IMG}},
+                {"chart": {"repoURL": CHART, "name": "app-chart"}},
+                {"git": {"repoURL": GIT, "branch": "main"}},
+            ]
+        });
+        if let Json::Object(m) = extra {
+            spec.as_object_mut().unwrap().extend(m);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "kargo.akuity.io/v1alpha1",
+            "kind": "Warehouse",
+            "metadata": {"name": "wh", "namespace": "proj"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn populated() -> (MemorySource, SourceRegistry) {
+        let mem = MemorySource::new();
+        mem.set_images(
+            IMG,
+            vec![image("1.2.0", "sha256:b"), image("1.1.0", "sha256:a")],
+        );
+        mem.set_chart_versions(CHART, "app-chart", vec!["0.3.0".into(), "0.2.0".into()]);
+        mem.set_commits(
+            GIT,
+            vec![commit("c0ffee", "fix things"), commit("beef", "old")],
+        );
+        let mut reg = SourceRegistry::new();
+        mem.register_into(&mut reg).unwrap();
+        (mem, reg)
+    }
+
+    async fn run(w: &Warehouse, reg: &SourceRegistry) -> FreightDecision {
+        let ctx = DiscoveryContext::new("ignored", "ignored");
+        let d = discover(w, "proj", reg, &ctx).await.unwrap();
+        freight_from(w, &d, &ExprEngine::new()).unwrap()
+    }
+
+    fn created(d: FreightDecision) -> Freight {
+        match d {
+            FreightDecision::Created(f) => f,
+            other => panic!("expected Created, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn automatic_creation_from_image_chart_git() {
+        let (_mem, reg) = populated();
+        let w = warehouse(json!({}));
+        let f = created(run(&w, &reg).await);
+        assert_eq!(f.origin, FreightOrigin::warehouse("wh"));
+        assert_eq!(f.images.len(), 1);
+        assert_eq!(f.images[0].repo_url, IMG);
+        assert_eq!(f.images[0].tag, "1.2.0");
+        assert_eq!(f.images[0].digest, "sha256:b");
+        assert_eq!(f.images[0].subscription_name.as_deref(), Some("app"));
+        assert_eq!(f.charts[0].name, "app-chart");
+        assert_eq!(f.charts[0].version, "0.3.0");
+        assert_eq!(f.charts[0].subscription_name, None);
+        assert_eq!(f.commits[0].id, "c0ffee");
+        assert_eq!(f.commits[0].message, "fix things");
+        let expected = Freight::new(
+            FreightOrigin::warehouse("wh"),
+            vec![f.commits[0].clone()],
+            vec![f.images[0].clone()],
+            vec![f.charts[0].clone()],
+            vec![],
+        );
+        assert_eq!(f.name, expected.name);
+        assert_eq!(f, expected);
+        assert_eq!(f.name, f.compute_id());
+    }
+
+    #[tokio::test]
+    async fn discovery_records_each_subscription_in_order() {
+        let (_mem, reg) = populated();
+        let w = warehouse(json!({}));
+        let d = discover(&w, "proj", &reg, &DiscoveryContext::new("x", "y"))
+            .await
+            .unwrap();
+        assert_eq!(d.warehouse, "wh");
+        assert_eq!(d.project, "proj");
+        let kinds: Vec<_> = d.subscriptions.iter().map(|s| s.kind.as_str()).collect();
+        assert_eq!(kinds, ["image", "chart", "git"]);
+        assert_eq!(d.subscriptions[0].label, "app");
+        assert_eq!(d.subscriptions[2].label, format!("git {GIT}"));
+        match &d.subscriptions[0].discovery {
+            Discovery::Images { references, .. } => assert_eq!(references.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_artifacts_creates_nothing() {
+        let (mem, reg) = populated();
+        mem.set_commits(GIT, vec![]);
+        let w = warehouse(json!({}));
+        assert_eq!(
+            run(&w, &reg).await,
+            FreightDecision::MissingArtifacts {
+                subscription: format!("git {GIT}")
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_repo_is_missing_artifacts_even_when_manual() {
+        let (mem, reg) = populated();
+        mem.clear_repo(IMG);
+        let w = warehouse(json!({"freightCreationPolicy": "Manual"}));
+        assert_eq!(
+            run(&w, &reg).await,
+            FreightDecision::MissingArtifacts {
+                subscription: "app".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn manual_policy_creates_nothing() {
+        let (_mem, reg) = populated();
+        let w = warehouse(json!({"freightCreationPolicy": "Manual"}));
+        assert_eq!(run(&w, &reg).await, FreightDecision::Manual);
+    }
+
+    #[tokio::test]
+    async fn criteria_true_creates_freight() {
+        let (_mem, reg) = populated();
+        let w = warehouse(json!({"freightCreationCriteria": {
+            "expression": "imageFrom('ghcr.io/acme/app').Tag != 'latest'"
+        }}));
+        let f = created(run(&w, &reg).await);
+        assert_eq!(f.images[0].tag, "1.2.0");
+    }
+
+    #[tokio::test]
+    async fn criteria_false_creates_nothing() {
+        let (mem, reg) = populated();
+        mem.push_image(IMG, image("latest", "sha256:l"));
+        let w = warehouse(json!({"freightCreationCriteria": {
+            "expression": "imageFrom('ghcr.io/acme/app').Tag != 'latest'"
+        }}));
+        assert_eq!(run(&w, &reg).await, FreightDecision::CriteriaNotMet);
+    }
+
+    #[tokio::test]
+    async fn criteria_see_commits_and_charts() {
+        let (_mem, reg) = populated();
+        let expr = format!(
+            "commitFrom('{GIT}').ID == 'c0ffee' && chartFrom('{CHART}', 'app-chart').Version == '0.3.0'"
+        );
+        let w = warehouse(json!({"freightCreationCriteria": {"expression": expr}}));
+        created(run(&w, &reg).await);
+        let expr = format!("commitFrom('{GIT}').ID == 'beef'");
+        let w = warehouse(json!({"freightCreationCriteria": {"expression": expr}}));
+        assert_eq!(run(&w, &reg).await, FreightDecision::CriteriaNotMet);
+    }
+
+    #[tokio::test]
+    async fn criteria_errors_are_reported() {
+        let (_mem, reg) = populated();
+        let w = warehouse(
+            json!({"freightCreationCriteria": {"expression": "imageFrom('ghcr.io/acme/app').Tag"}}),
+        );
+        let d = discover(&w, "proj", &reg, &DiscoveryContext::new("p", "w"))
+            .await
+            .unwrap();
+        let e = freight_from(&w, &d, &ExprEngine::new()).unwrap_err();
+        assert!(e.to_string().contains("freightCreationCriteria"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unchanged_discovery_is_deduplicated() {
+        let (_mem, reg) = populated();
+        let w = warehouse(json!({}));
+        let first = created(run(&w, &reg).await);
+        let mut store = HashSet::new();
+        let kept = dedup_new(&store, first.clone()).expect("new Freight is kept");
+        store.insert(kept.name.clone());
+        let second = created(run(&w, &reg).await);
+        assert_eq!(second.name, first.name);
+        assert!(dedup_new(&store, second).is_none());
+    }
+
+    #[tokio::test]
+    async fn new_tag_yields_new_freight() {
+        let (mem, reg) = populated();
+        let w = warehouse(json!({}));
+        let first = created(run(&w, &reg).await);
+        let store: HashSet<_> = [first.name.clone()].into_iter().collect();
+        mem.push_image(IMG, image("1.3.0", "sha256:c"));
+        let second = created(run(&w, &reg).await);
+        assert_ne!(second.name, first.name);
+        assert_eq!(second.images[0].tag, "1.3.0");
+        assert_eq!(second.commits, first.commits);
+        assert!(dedup_new(&store, second).is_some());
+    }
+
+    #[tokio::test]
+    async fn unregistered_kind_is_an_error() {
+        let reg = SourceRegistry::new();
+        let w = warehouse(json!({}));
+        let e = discover(&w, "proj", &reg, &DiscoveryContext::new("p", "w"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, DiscoverError::NoSource { ref kind, .. } if kind == "image"));
+    }
+
+    struct Gen;
+    #[async_trait::async_trait]
+    impl Source for Gen {
+        const KIND: &'static str = "thing";
+        type Config = serde_json::Map<String, Json>;
+        async fn discover(
+            &self,
+            _ctx: &DiscoveryContext,
+            config: &Self::Config,
+        ) -> Result<Discovery, SourceError> {
+            Ok(Discovery::Generic {
+                artifacts: vec![GenericArtifact {
+                    artifact_type: "thing".into(),
+                    subscription_name: String::new(),
+                    version: config["version"].as_str().unwrap_or_default().into(),
+                    metadata: Json::Null,
+                }],
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn generic_subscription_gets_its_config_and_name() {
+        let mut reg = SourceRegistry::new();
+        reg.register(Gen).unwrap();
+        let w: Warehouse = serde_json::from_value(json!({
+            "apiVersion": "kargo.akuity.io/v1alpha1",
+            "kind": "Warehouse",
+            "metadata": {"name": "g"},
+            "spec": {"subscriptions": [{"name": "t", "thing": {"config": {"version": "v9"}}}]},
+        }))
+        .unwrap();
+        let f = created(run(&w, &reg).await);
+        assert_eq!(f.artifacts[0].version, "v9");
+        assert_eq!(f.artifacts[0].subscription_name, "t");
+    }
+
+    #[tokio::test]
+    async fn memory_source_honours_discovery_limit() {
+        let mem = MemorySource::new();
+        mem.set_images(
+            IMG,
+            (0..5).map(|i| image(&format!("1.{i}.0"), "d")).collect(),
+        );
+        let cfg = json!({"repoURL": IMG, "discoveryLimit": 2});
+        let d = kargo_core::source::DynSource::discover_json(
+            &mem.images(),
+            &DiscoveryContext::new("p", "w"),
+            cfg,
+        )
+        .await
+        .unwrap();
+        match d {
+            Discovery::Images { references, .. } => {
+                let tags: Vec<_> = references
+                    .iter()
+                    .map(|r: &DiscoveredImage| r.tag.as_str())
+                    .collect();
+                assert_eq!(tags, ["1.0.0", "1.1.0"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
