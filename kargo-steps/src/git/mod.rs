@@ -196,9 +196,7 @@ impl SharedAuth {
     /// `text` without the secrets and with the remote's URL shown by [`display_url`].
     fn scrub(&self, text: &str) -> String {
         let shown = display_url(&self.url);
-        let mut out = text
-            .replace(&self.url, &shown)
-            .replace(&kargo_git::redact_url(&self.url), &shown);
+        let mut out = text.replace(&self.url, &shown);
         if let Ok(secrets) = self.secrets.read() {
             for s in secrets.iter() {
                 out = out.replace(s.as_str(), "***");
@@ -215,18 +213,9 @@ impl CredentialSource for SharedAuth {
 }
 
 /// A URL for messages: no password, and for http(s) no user name either (tokens are often
-/// given as the user name, e.g. `https://<token>@github.com/...`).
+/// given as the user name, e.g. `https://<token>@github.com/...`); kargo-git's redaction.
 pub(crate) fn display_url(url: &str) -> String {
-    let redacted = kargo_git::redact_url(url);
-    if let Some((scheme, rest)) = redacted.split_once("://")
-        && (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
-    {
-        let end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..end].rfind('@') {
-            return format!("{scheme}://{}", &rest[at + 1..]);
-        }
-    }
-    redacted
+    kargo_git::redact_url(url)
 }
 
 /// Asks the promotion's credential provider for git credentials for `url`.
