@@ -58,7 +58,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde_json::Value as Json;
 
-pub use functions::{EvalData, OriginSubscriptions, StepStatusEntry};
+pub use functions::{EvalData, OriginSubscriptions, StepStatusEntry, go_quote};
 
 /// The default fuel budget of one evaluation.
 pub const DEFAULT_FUEL: u64 = 250_000;

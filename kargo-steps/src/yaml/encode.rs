@@ -440,7 +440,7 @@ pub(crate) fn go_display(v: &serde_json::Value, top: bool) -> String {
         J::Null => "<nil>".to_owned(),
         J::Bool(b) => b.to_string(),
         J::Number(n) => go_float(n.as_f64().unwrap_or(f64::NAN)),
-        J::String(s) if top && kargo_quotes(s) => go_quote(s),
+        J::String(s) if top && kargo_quotes(s) => kargo_core::expr::go_quote(s),
         J::String(s) => s.clone(),
         J::Array(a) => {
             let items: Vec<String> = a.iter().map(|x| go_display(x, false)).collect();
@@ -493,38 +493,6 @@ fn go_float(f: f64) -> String {
     } else {
         format!("{sign}{}.{}", &digits[..point], &digits[point..])
     }
-}
-
-/// Go's `%q`: a double-quoted Go string literal.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() || is_unsafe_char(c) => {
-                if (c as u32) < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
