@@ -888,13 +888,34 @@ impl Runner {
         exec: Option<&Exec>,
         data: Arc<EvalData>,
     ) -> Scope {
+        Self::with_vars(self.scope_top(ctx, alias, exec), vars, data)
+    }
+
+    /// A scope from the variables shared by every expression of a step (`ctx`, `outputs`,
+    /// `stepMetas`, `task`) plus `vars`.
+    fn with_vars(
+        mut top: BTreeMap<String, Value>,
+        vars: &serde_json::Map<String, Json>,
+        data: Arc<EvalData>,
+    ) -> Scope {
+        top.insert("vars".into(), from_json(&Json::Object(vars.clone())));
+        Scope::new(top, data)
+    }
+
+    /// Everything of a scope but `vars`; built once per step (per attempt), not per
+    /// expression or variable.
+    fn scope_top(
+        &self,
+        ctx: &Json,
+        alias: Option<&str>,
+        exec: Option<&Exec>,
+    ) -> BTreeMap<String, Value> {
         let mut top: BTreeMap<String, Value> = BTreeMap::new();
         let mut ctx = ctx.clone();
         if let (Some(a), Some(meta)) = (alias, ctx.pointer_mut("/meta/step/alias")) {
             *meta = Json::String(a.to_owned());
         }
         top.insert("ctx".into(), from_json(&ctx));
-        top.insert("vars".into(), from_json(&Json::Object(vars.clone())));
         if let Some(exec) = exec {
             top.insert(
                 "outputs".into(),
@@ -936,7 +957,7 @@ impl Runner {
                 );
             }
         }
-        Scope::new(top, data)
+        top
     }
 
     /// Evaluates a list of variables in order, each seeing the previous ones.
@@ -949,14 +970,9 @@ impl Runner {
         step: Option<(&str, &Exec)>,
     ) -> Result<serde_json::Map<String, Json>, String> {
         let data = Arc::new(base.clone());
+        let top = self.scope_top(ctx, step.map(|s| s.0), step.map(|s| s.1));
         for v in list {
-            let scope = self.scope(
-                ctx,
-                step.map(|s| s.0),
-                &vars,
-                step.map(|s| s.1),
-                data.clone(),
-            );
+            let scope = Self::with_vars(top.clone(), &vars, data.clone());
             let value = self
                 .engine
                 .render_str(&v.value, &scope)
