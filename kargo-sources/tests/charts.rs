@@ -602,3 +602,215 @@ async fn oci_tags_are_read_page_by_page() {
     );
     assert_eq!(repo.versions().await.unwrap()[0], "1.6.0");
 }
+
+// ---------------------------------------------------------------------------------------
+// The `chart` source through the shared conformance suite
+
+#[path = "support/conformance.rs"]
+mod conformance;
+
+use kargo_core::secret::{CredentialKind, StaticCredentials};
+use kargo_core::source::{DiscoveryContext, DynSource};
+use kargo_sources::chart::ChartSource;
+use serde_json::{Value as Json, json};
+
+/// A private (basic auth) HTTP repository per `create_repository`; each holds chart `app`.
+struct HttpBackend {
+    root: PathBuf,
+    base: String,
+    user: String,
+    password: String,
+    source: Arc<ChartSource>,
+    published: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+}
+
+impl HttpBackend {
+    fn dir(&self, url: &str) -> PathBuf {
+        self.root
+            .join(url.strip_prefix(&format!("{}/", self.base)).unwrap())
+    }
+}
+
+fn chart_subscription(
+    repo: &str,
+    name: &str,
+    constraint: Option<&str>,
+    limit: Option<u32>,
+) -> Json {
+    let mut s = json!({ "repoURL": repo });
+    if !name.is_empty() {
+        s["name"] = json!(name);
+    }
+    if let Some(c) = constraint {
+        s["semverConstraint"] = json!(c);
+    }
+    if let Some(l) = limit {
+        s["discoveryLimit"] = json!(l);
+    }
+    s
+}
+
+#[async_trait::async_trait]
+impl conformance::Backend for HttpBackend {
+    fn source(&self) -> Arc<dyn DynSource> {
+        self.source.clone()
+    }
+
+    fn context(&self) -> DiscoveryContext {
+        DiscoveryContext::new("p", "w").with_credentials(Arc::new(StaticCredentials::new().with(
+            CredentialKind::Helm,
+            &self.base,
+            &self.user,
+            &self.password,
+        )))
+    }
+
+    async fn create_repository(&self, name: &str) -> String {
+        let sub = format!("private/{}", unique(name));
+        let url = format!("{}/{sub}", self.base);
+        std::fs::create_dir_all(self.root.join(&sub)).unwrap();
+        let repo = HttpRepo {
+            dir: self.root.join(&sub),
+            url: url.clone(),
+        };
+        // An index with another chart only: `app` has no versions yet.
+        repo.write_index(&[("other", "1.0.0")], &[]);
+        url
+    }
+
+    async fn publish(&self, repo: &str, versions: &[&str]) {
+        let mut published = self.published.lock().unwrap();
+        let all = published.entry(repo.to_owned()).or_default();
+        all.extend(versions.iter().map(|v| (*v).to_owned()));
+        let charts: Vec<(&str, &str)> = all.iter().map(|v| ("app", v.as_str())).collect();
+        let r = HttpRepo {
+            dir: self.dir(repo),
+            url: repo.to_owned(),
+        };
+        r.write_index(&charts, &[]);
+    }
+
+    fn subscription(&self, repo: &str, constraint: Option<&str>, limit: Option<u32>) -> Json {
+        chart_subscription(repo, "app", constraint, limit)
+    }
+
+    fn missing_repository(&self) -> Json {
+        chart_subscription(
+            &format!("{}/private/{}", self.base, unique("missing")),
+            "app",
+            None,
+            None,
+        )
+    }
+
+    async fn bad_credentials(&self) -> Option<(Json, DiscoveryContext)> {
+        let url = self.create_repository("bad-credentials").await;
+        let ctx = DiscoveryContext::new("p", "w").with_credentials(Arc::new(
+            StaticCredentials::new().with(CredentialKind::Helm, &self.base, &self.user, "wrong"),
+        ));
+        Some((chart_subscription(&url, "app", None, None), ctx))
+    }
+}
+
+#[tokio::test]
+async fn http_chart_source_conformance() {
+    let test = "http_chart_source_conformance";
+    let (Some(root), Some(base), Some(user), Some(password)) = (
+        server_env(test, "TEST_HELM_REPO_DIR"),
+        server_env(test, "TEST_HELM_REPO_URL"),
+        server_env(test, "TEST_HELM_REPO_USER"),
+        server_env(test, "TEST_HELM_REPO_PASSWORD"),
+    ) else {
+        return;
+    };
+    let backend = HttpBackend {
+        root: PathBuf::from(root),
+        base,
+        user,
+        password,
+        source: Arc::new(ChartSource::new()),
+        published: Default::default(),
+    };
+    conformance::run("http-chart", &backend).await;
+    // Every discovery after the first of a repository revalidated its index.
+    assert!(backend.source.cache().not_modified_count() > 0);
+}
+
+/// One OCI chart repository per `create_repository`, on the anonymous registry. The
+/// registry has no authentication, so the bad-credentials case does not apply here (it is
+/// covered for OCI by the image source's conformance run on the authenticated registry).
+struct OciBackend {
+    registry: String,
+    source: Arc<ChartSource>,
+}
+
+#[async_trait::async_trait]
+impl conformance::Backend for OciBackend {
+    fn source(&self) -> Arc<dyn DynSource> {
+        self.source.clone()
+    }
+
+    fn context(&self) -> DiscoveryContext {
+        DiscoveryContext::new("p", "w")
+    }
+
+    async fn create_repository(&self, name: &str) -> String {
+        // A repository exists once something is pushed to it; a non-semver tag gives one
+        // with no chart versions.
+        let path = format!("{}/app", unique(name));
+        push_oci(
+            &self.registry,
+            &path,
+            "latest",
+            chart_tgz("app", "0.0.1"),
+            HELM_CHART_CONTENT_MEDIA_TYPE,
+        )
+        .await;
+        format!("oci://{}/{path}", self.registry)
+    }
+
+    async fn publish(&self, repo: &str, versions: &[&str]) {
+        let path = repo
+            .strip_prefix(&format!("oci://{}/", self.registry))
+            .unwrap();
+        for v in versions {
+            push_oci(
+                &self.registry,
+                path,
+                &v.replace('+', "_"),
+                chart_tgz("app", v),
+                HELM_CHART_CONTENT_MEDIA_TYPE,
+            )
+            .await;
+        }
+    }
+
+    fn subscription(&self, repo: &str, constraint: Option<&str>, limit: Option<u32>) -> Json {
+        chart_subscription(repo, "", constraint, limit)
+    }
+
+    fn missing_repository(&self) -> Json {
+        chart_subscription(
+            &format!("oci://{}/{}/app", self.registry, unique("missing")),
+            "",
+            None,
+            None,
+        )
+    }
+
+    async fn bad_credentials(&self) -> Option<(Json, DiscoveryContext)> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn oci_chart_source_conformance() {
+    let Some(registry) = server_env("oci_chart_source_conformance", "TEST_OCI_REGISTRY") else {
+        return;
+    };
+    let backend = OciBackend {
+        registry,
+        source: Arc::new(ChartSource::new()),
+    };
+    conformance::run("oci-chart", &backend).await;
+}

@@ -10,6 +10,7 @@
 //!   as `+`, strict semver; pulls the chart layer
 //!   (`application/vnd.cncf.helm.chart.content.v1.tar+gzip`) of a version. Plain HTTP is
 //!   used only for loopback registries or when [`ChartClientOptions::plain_http`] is set.
+//! - [`ChartSource`]: the `chart` subscription source (discovery for Warehouses).
 //! - [`version`]: Masterminds-compatible versions and constraints.
 //! - [`archive`]: reading the `Chart.yaml` of an archive and packaging a chart directory.
 //!
@@ -20,6 +21,7 @@
 pub mod archive;
 mod http;
 mod oci;
+mod source;
 pub mod version;
 
 pub use http::{HttpChartRepository, IndexEntry, IndexFetch, RepoIndex, ResolvedChart};
@@ -27,6 +29,7 @@ pub use oci::{
     HELM_CHART_CONTENT_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, HELM_LEGACY_CHART_CONTENT_MEDIA_TYPE,
     OciChartRepository,
 };
+pub use source::ChartSource;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
