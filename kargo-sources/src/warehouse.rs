@@ -424,9 +424,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unknown_repo_is_missing_artifacts_even_when_manual() {
+    async fn empty_repo_is_missing_artifacts_even_when_manual() {
         let (mem, reg) = populated();
-        mem.clear_repo(IMG);
+        mem.set_images(IMG, vec![]);
         let w = warehouse(json!({"freightCreationPolicy": "Manual"}));
         assert_eq!(
             run(&w, &reg).await,
@@ -447,7 +447,7 @@ mod tests {
     async fn criteria_true_creates_freight() {
         let (_mem, reg) = populated();
         let w = warehouse(json!({"freightCreationCriteria": {
-            "expression": "imageFrom('ghcr.io/acme/app').Tag != 'latest'"
+            "expression": "!(imageFrom('ghcr.io/acme/app').Tag contains '-rc')"
         }}));
         let f = created(run(&w, &reg).await);
         assert_eq!(f.images[0].tag, "1.2.0");
@@ -456,9 +456,9 @@ mod tests {
     #[tokio::test]
     async fn criteria_false_creates_nothing() {
         let (mem, reg) = populated();
-        mem.push_image(IMG, image("latest", "sha256:l"));
+        mem.push_image(IMG, image("1.3.0-rc.1", "sha256:l"));
         let w = warehouse(json!({"freightCreationCriteria": {
-            "expression": "imageFrom('ghcr.io/acme/app').Tag != 'latest'"
+            "expression": "!(imageFrom('ghcr.io/acme/app').Tag contains '-rc')"
         }}));
         assert_eq!(run(&w, &reg).await, FreightDecision::CriteriaNotMet);
     }
@@ -584,7 +584,7 @@ mod tests {
                     .iter()
                     .map(|r: &DiscoveredImage| r.tag.as_str())
                     .collect();
-                assert_eq!(tags, ["1.0.0", "1.1.0"]);
+                assert_eq!(tags, ["1.4.0", "1.3.0"]);
             }
             other => panic!("{other:?}"),
         }
