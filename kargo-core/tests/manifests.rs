@@ -476,7 +476,7 @@ const CASES: &[Case] = &[
         document: 1,
         field: "spec.subscriptions[0].image.allowTags",
         line: Some(10),
-        message: "use allowTagsRegexes instead",
+        message: "keep only allowTagsRegexes",
     },
     Case {
         fixture: "deprecated-semver-constraint.yaml",
@@ -893,4 +893,19 @@ fn never_panics_on_odd_input() {
             &input[..input.len().min(60)]
         );
     }
+}
+
+#[test]
+fn deprecated_tag_fields_are_accepted_alone() {
+    let w: kargo_core::model::Warehouse = yaml_serde::from_str(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {name: app, namespace: demo}\nspec:\n  subscriptions:\n  - image:\n      repoURL: ghcr.io/example/app\n      allowTags: ^v1\\.\n      ignoreTags: [v1.0.0]\n  - git:\n      repoURL: https://git.example/app.git\n      commitSelectionStrategy: SemVer\n      allowTags: '('\n",
+    )
+    .unwrap();
+    let errs = w.validate();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "spec.subscriptions[1].git.allowTags");
+    assert!(
+        errs[0].message.contains("invalid regular expression"),
+        "{errs:?}"
+    );
 }

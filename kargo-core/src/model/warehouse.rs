@@ -278,10 +278,10 @@ pub struct ImageSubscription {
         skip_serializing_if = "is_false"
     )]
     pub insecure_skip_tls_verify: bool,
-    /// Deprecated, rejected by validation: use `allowTagsRegexes`.
+    /// Deprecated (use `allowTagsRegexes`): one regex tags must match; still honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_tags: Option<String>,
-    /// Deprecated, rejected by validation: use `ignoreTagsRegexes`.
+    /// Deprecated (use `ignoreTagsRegexes`): exact tags to ignore; still honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_tags: Option<Vec<String>>,
     /// Removed in Kargo v1.9, rejected by validation: use `constraint`.
@@ -399,10 +399,10 @@ pub struct GitSubscription {
         skip_serializing_if = "is_false"
     )]
     pub insecure_skip_tls_verify: bool,
-    /// Deprecated, rejected by validation: use `allowTagsRegexes`.
+    /// Deprecated (use `allowTagsRegexes`): one regex tags must match; still honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_tags: Option<String>,
-    /// Deprecated, rejected by validation: use `ignoreTagsRegexes`.
+    /// Deprecated (use `ignoreTagsRegexes`): exact tags to ignore; still honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_tags: Option<Vec<String>>,
 }
@@ -447,25 +447,31 @@ fn validate_discovery_limit(errs: &mut FieldErrors, path: String, limit: u32) {
     }
 }
 
+/// The deprecated `allowTags` (one regex) and `ignoreTags` (exact tags) are still honoured
+/// by discovery, as the issue tracker's users of older manifests expect; `allowTags` must
+/// compile and must not be combined with `allowTagsRegexes` (which one would win is
+/// unclear), and each is reported once at validation as deprecated through `tracing`.
 fn validate_deprecated_tags(
     errs: &mut FieldErrors,
     p: &str,
     allow_tags: Option<&String>,
     ignore_tags: Option<&Vec<String>>,
+    allow_regexes: &[String],
 ) {
-    if allow_tags.is_some() {
-        errs.push(
-            format!("{p}.allowTags"),
-            "allowTags is deprecated and no longer supported (Kargo fails discovery when it \
-             is set): use allowTagsRegexes instead",
-        );
+    if let Some(allow) = allow_tags {
+        if allow_regexes.is_empty() {
+            validate_regex(errs, &format!("{p}.allowTags"), allow);
+        } else {
+            errs.push(
+                format!("{p}.allowTags"),
+                "allowTags (deprecated) and allowTagsRegexes are both set: keep only \
+                 allowTagsRegexes",
+            );
+        }
+        tracing::warn!(field = %format!("{p}.allowTags"), "allowTags is deprecated: use allowTagsRegexes");
     }
     if ignore_tags.is_some() {
-        errs.push(
-            format!("{p}.ignoreTags"),
-            "ignoreTags is deprecated and no longer supported (Kargo fails discovery when it \
-             is set): use ignoreTagsRegexes instead (escape literal tags, e.g. ^1\\.0\\.0$)",
-        );
+        tracing::warn!(field = %format!("{p}.ignoreTags"), "ignoreTags is deprecated: use ignoreTagsRegexes (escape literal tags, e.g. ^1\\.0\\.0$)");
     }
 }
 
@@ -624,7 +630,13 @@ fn validate_image(errs: &mut FieldErrors, p: &str, s: &ImageSubscription) {
         }
     }
     validate_discovery_limit(errs, format!("{p}.discoveryLimit"), s.discovery_limit);
-    validate_deprecated_tags(errs, p, s.allow_tags.as_ref(), s.ignore_tags.as_ref());
+    validate_deprecated_tags(
+        errs,
+        p,
+        s.allow_tags.as_ref(),
+        s.ignore_tags.as_ref(),
+        &s.allow_tags_regexes,
+    );
     if s.semver_constraint.is_some() {
         errs.push(
             format!("{p}.semverConstraint"),
@@ -693,5 +705,11 @@ fn validate_git(errs: &mut FieldErrors, p: &str, s: &GitSubscription) {
         }
     }
     validate_discovery_limit(errs, format!("{p}.discoveryLimit"), s.discovery_limit);
-    validate_deprecated_tags(errs, p, s.allow_tags.as_ref(), s.ignore_tags.as_ref());
+    validate_deprecated_tags(
+        errs,
+        p,
+        s.allow_tags.as_ref(),
+        s.ignore_tags.as_ref(),
+        &s.allow_tags_regexes,
+    );
 }
