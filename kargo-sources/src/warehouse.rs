@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use kargo_core::expr::{EvalData, ExprEngine, ExprError, OriginSubscriptions, Scope};
 use kargo_core::freight::{Chart, GenericArtifact, GitCommit, Image};
 use kargo_core::model::{FreightCreationPolicy, Subscription, SubscriptionSource, Warehouse};
@@ -35,6 +37,8 @@ pub struct WarehouseDiscovery {
     pub project: String,
     /// One entry per subscription.
     pub subscriptions: Vec<SubscriptionDiscovery>,
+    /// When discovery started; Freight built from it records this as `discoveredAt`.
+    pub discovered_at: DateTime<Utc>,
 }
 
 /// Why discovery failed.
@@ -124,6 +128,7 @@ pub async fn discover(
     registry: &SourceRegistry,
     ctx_template: &DiscoveryContext,
 ) -> Result<WarehouseDiscovery, DiscoverError> {
+    let discovered_at = Utc::now();
     let mut out = Vec::with_capacity(warehouse.spec.subscriptions.len());
     for sub in &warehouse.spec.subscriptions {
         let kind = sub.source.type_key().to_owned();
@@ -160,11 +165,13 @@ pub async fn discover(
         warehouse: warehouse.metadata.name.clone(),
         project: project.to_owned(),
         subscriptions: out,
+        discovered_at,
     })
 }
 
 /// Builds Freight from element 0 of each discovery, with origin `Warehouse/<name>`;
-/// `Err(label)` names the first subscription that discovered nothing.
+/// `Err(label)` names the first subscription that discovered nothing. `discoveredAt` is the
+/// discovery's time.
 pub fn build_freight(warehouse: &str, discoveries: &WarehouseDiscovery) -> Result<Freight, String> {
     let (mut commits, mut images, mut charts, mut artifacts) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -226,13 +233,15 @@ pub fn build_freight(warehouse: &str, discoveries: &WarehouseDiscovery) -> Resul
             }
         }
     }
-    Ok(Freight::new(
+    let mut freight = Freight::new(
         FreightOrigin::warehouse(warehouse),
         commits,
         images,
         charts,
         artifacts,
-    ))
+    );
+    freight.discovered_at = Some(discoveries.discovered_at);
+    Ok(freight)
 }
 
 /// The requested-origin entry describing this Warehouse's subscriptions, so that
@@ -379,13 +388,15 @@ mod tests {
         assert_eq!(f.charts[0].subscription_name, None);
         assert_eq!(f.commits[0].id, "c0ffee");
         assert_eq!(f.commits[0].message, "fix things");
-        let expected = Freight::new(
+        let mut expected = Freight::new(
             FreightOrigin::warehouse("wh"),
             vec![f.commits[0].clone()],
             vec![f.images[0].clone()],
             vec![f.charts[0].clone()],
             vec![],
         );
+        expected.discovered_at = f.discovered_at;
+        assert!(f.discovered_at.is_some());
         assert_eq!(f.name, expected.name);
         assert_eq!(f, expected);
         assert_eq!(f.name, f.compute_id());
@@ -499,6 +510,8 @@ mod tests {
         store.insert(kept.name.clone());
         let second = created(run(&w, &reg).await);
         assert_eq!(second.name, first.name);
+        let (t1, t2) = (first.discovered_at.unwrap(), second.discovered_at.unwrap());
+        assert!(t1 <= t2 && t2 <= Utc::now(), "{t1} {t2}");
         assert!(dedup_new(&store, second).is_none());
     }
 
