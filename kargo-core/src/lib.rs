@@ -12,6 +12,7 @@ pub mod expr;
 pub mod freight;
 pub mod loader;
 pub mod model;
+pub mod pipeline;
 mod registry;
 pub mod runner;
 pub mod secret;

@@ -131,6 +131,22 @@ impl LabelSelector {
         self.match_labels.is_empty() && self.match_expressions.is_empty()
     }
 
+    /// Whether `labels` satisfy every `matchLabels` entry and every requirement.
+    pub fn matches(&self, labels: &IndexMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|req| {
+                let value = labels.get(&req.key);
+                match req.operator {
+                    LabelSelectorOperator::In => value.is_some_and(|v| req.values.contains(v)),
+                    LabelSelectorOperator::NotIn => value.is_none_or(|v| !req.values.contains(v)),
+                    LabelSelectorOperator::Exists => value.is_some(),
+                    LabelSelectorOperator::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+
     pub(crate) fn validate(&self, errs: &mut FieldErrors, path: &str) {
         for (i, req) in self.match_expressions.iter().enumerate() {
             let p = format!("{path}.matchExpressions[{i}]");

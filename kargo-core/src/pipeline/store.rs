@@ -1,0 +1,286 @@
+//! Persistence of [`ProjectState`]: the [`StateStore`] trait with optimistic concurrency
+//! (every write names the revision it read), an in-memory store and a directory store.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::state::{ProjectState, STATE_FORMAT};
+
+/// A state's revision: 0 for a project never written, then one more per write.
+pub type Revision = u64;
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Someone else wrote the state since it was read.
+    #[error(
+        "state of project {project:?} changed since it was read (revision {expected} expected, {actual} found)"
+    )]
+    Conflict {
+        /// The project.
+        project: String,
+        /// The revision the writer read.
+        expected: Revision,
+        /// The revision found.
+        actual: Revision,
+    },
+    /// The stored state cannot be parsed.
+    #[error("state file {path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The project name cannot be a file name.
+    #[error("invalid project name {0:?}: expected letters, digits, '-', '_' or '.'")]
+    InvalidProject(String),
+    /// A file system error.
+    #[error("state {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An update closure gave up.
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// Where pipeline state lives. Reads are consistent snapshots; a write succeeds only if
+/// the state is still at the revision the writer read ([`StateError::Conflict`] otherwise),
+/// and is all-or-nothing. Implementations must be safe to share between threads; the
+/// file store is also safe between processes.
+pub trait StateStore: Send + Sync {
+    /// The project's state and its revision (an empty state at revision 0 if none).
+    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError>;
+
+    /// Writes `state` if the stored revision is still `expected`; returns the new revision.
+    fn store(
+        &self,
+        project: &str,
+        state: &ProjectState,
+        expected: Revision,
+    ) -> Result<Revision, StateError>;
+
+    /// Reads, applies `change` and writes, retrying on conflicts (at most 16 times).
+    /// `change` may run more than once and must not have other side effects.
+    fn update(
+        &self,
+        project: &str,
+        change: &mut dyn FnMut(&mut ProjectState) -> Result<(), StateError>,
+    ) -> Result<ProjectState, StateError> {
+        let mut attempt = 0;
+        loop {
+            let (mut state, rev) = self.load(project)?;
+            change(&mut state)?;
+            match self.store(project, &state, rev) {
+                Ok(_) => return Ok(state),
+                Err(StateError::Conflict { .. }) if attempt < 15 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// State in memory (tests, examples, embedders that persist elsewhere).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    projects: Mutex<HashMap<String, (ProjectState, Revision)>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
+        let map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map.get(project).cloned().unwrap_or_else(|| {
+            (
+                ProjectState {
+                    format: STATE_FORMAT,
+                    ..Default::default()
+                },
+                0,
+            )
+        }))
+    }
+
+    fn store(
+        &self,
+        project: &str,
+        state: &ProjectState,
+        expected: Revision,
+    ) -> Result<Revision, StateError> {
+        let mut map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        let actual = map.get(project).map_or(0, |(_, r)| *r);
+        if actual != expected {
+            return Err(StateError::Conflict {
+                project: project.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let mut s = state.clone();
+        s.format = STATE_FORMAT;
+        map.insert(project.to_owned(), (s, actual + 1));
+        Ok(actual + 1)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<S> {
+    revision: Revision,
+    state: S,
+}
+
+/// State in a directory: `<dir>/<project>.json`, one file per project.
+///
+/// A write takes an exclusive lock on `<dir>/<project>.lock` (an OS file lock, released
+/// when the process dies), checks the revision, writes `<project>.json.tmp`, syncs it and
+/// renames it over the state file, then syncs the directory. A reader never takes the
+/// lock: the rename makes a file either wholly old or wholly new, so a process killed in
+/// the middle of a write leaves the previous state readable.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// A store in `dir` (created if missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, project: &str, ext: &str) -> Result<PathBuf, StateError> {
+        let ok = !project.is_empty()
+            && !project.starts_with('.')
+            && project
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(StateError::InvalidProject(project.to_owned()));
+        }
+        Ok(self.dir.join(format!("{project}.{ext}")))
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<Envelope<ProjectState>>, StateError> {
+        let io = |source| StateError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut text = String::new();
+        match File::open(path) {
+            Ok(mut f) => {
+                f.read_to_string(&mut text).map_err(io)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        }
+        let env: Envelope<ProjectState> =
+            serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        if env.state.format > STATE_FORMAT {
+            return Err(StateError::Corrupt {
+                path: path.display().to_string(),
+                message: format!(
+                    "written in format {} by a newer version (this one reads up to {STATE_FORMAT})",
+                    env.state.format
+                ),
+            });
+        }
+        Ok(Some(env))
+    }
+}
+
+impl StateStore for FileStore {
+    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
+        let path = self.path(project, "json")?;
+        Ok(match self.read(&path)? {
+            Some(env) => (env.state, env.revision),
+            None => (
+                ProjectState {
+                    format: STATE_FORMAT,
+                    ..Default::default()
+                },
+                0,
+            ),
+        })
+    }
+
+    fn store(
+        &self,
+        project: &str,
+        state: &ProjectState,
+        expected: Revision,
+    ) -> Result<Revision, StateError> {
+        let path = self.path(project, "json")?;
+        let lock_path = self.path(project, "lock")?;
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |source| StateError::Io { path: p, source }
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let actual = self.read(&path)?.map_or(0, |e| e.revision);
+        if actual != expected {
+            return Err(StateError::Conflict {
+                project: project.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let revision = actual + 1;
+        let mut s = state.clone();
+        s.format = STATE_FORMAT;
+        let bytes = serde_json::to_vec_pretty(&Envelope {
+            revision,
+            state: &s,
+        })
+        .map_err(|e| StateError::Corrupt {
+            path: path.display().to_string(),
+            message: format!("cannot encode the state: {e}"),
+        })?;
+        let tmp = self.path(project, "json.tmp")?;
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        if let Ok(d) = File::open(&self.dir) {
+            // Durability of the rename; not all platforms can sync a directory.
+            let _ = d.sync_all();
+        }
+        drop(lock);
+        Ok(revision)
+    }
+}

@@ -1,0 +1,733 @@
+#![allow(clippy::unwrap_used)]
+
+use chrono::{Duration as Span, TimeZone};
+
+use super::*;
+use crate::freight::Image;
+use crate::loader::ManifestSet;
+
+const MANIFESTS: &str = r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: demo}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ProjectConfig
+metadata: {name: demo, namespace: demo}
+spec:
+  promotionPolicies:
+  - stageSelector: {name: "regex:^(dev|qa)$"}
+    autoPromotionEnabled: true
+  - stageSelector:
+      name: "glob:stag*"
+      matchLabels: {tier: pre-prod}
+    autoPromotionEnabled: true
+  - stageSelector: {name: "glob:*"}
+    autoPromotionEnabled: false
+  - stageSelector: {name: prod}
+    autoPromotionEnabled: true
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: app, namespace: demo}
+spec:
+  subscriptions:
+  - image: {repoURL: ghcr.io/acme/app}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: chart, namespace: demo}
+spec:
+  subscriptions:
+  - chart: {repoURL: oci://ghcr.io/acme/chart}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {direct: true}
+  - origin: {kind: Warehouse, name: chart}
+    sources: {direct: true}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: fail
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: qa, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources:
+      stages: [dev]
+      autoPromotionOptions: {selectionPolicy: MatchUpstream}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: fail
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: staging, namespace: demo, labels: {tier: pre-prod}}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {stages: [dev], requiredSoakTime: 1h}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: fail
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: gate, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {stages: [dev, qa], availabilityStrategy: All}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {stages: [gate]}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: fail
+"#;
+
+struct Fixture {
+    stages: Vec<Stage>,
+    config: ProjectConfig,
+}
+
+fn fixture() -> Fixture {
+    let set = match ManifestSet::from_yaml_str("pipeline.yaml", MANIFESTS) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    Fixture {
+        stages: set.stages("demo").cloned().collect(),
+        config: set.project_config("demo").cloned().unwrap(),
+    }
+}
+
+impl Fixture {
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline::new(&self.stages, Some(&self.config))
+    }
+}
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Span::minutes(minutes)
+}
+
+fn image_freight(tag: &str, at: i64) -> Freight {
+    let mut f = Freight::new(
+        FreightOrigin::warehouse("app"),
+        vec![],
+        vec![Image {
+            repo_url: "ghcr.io/acme/app".into(),
+            tag: tag.into(),
+            digest: format!("sha256:{tag}"),
+            annotations: Default::default(),
+            subscription_name: None,
+        }],
+        vec![],
+        vec![],
+    );
+    f.discovered_at = Some(t(at));
+    f.alias = Some(format!("app-{tag}"));
+    f
+}
+
+fn chart_freight(version: &str, at: i64) -> Freight {
+    let mut f = Freight::new(
+        FreightOrigin::warehouse("chart"),
+        vec![],
+        vec![],
+        vec![crate::freight::Chart {
+            repo_url: "oci://ghcr.io/acme/chart".into(),
+            name: String::new(),
+            version: version.into(),
+            subscription_name: None,
+        }],
+        vec![],
+    );
+    f.discovered_at = Some(t(at));
+    f
+}
+
+/// Requests, starts and finishes a promotion successfully.
+fn promote(
+    p: &Pipeline<'_>,
+    state: &mut ProjectState,
+    stage: &str,
+    freight: &str,
+    trigger: PromotionTrigger,
+    now: DateTime<Utc>,
+) -> PromotionRequest {
+    let req = p
+        .request_promotion(state, stage, freight, trigger, None, now)
+        .unwrap();
+    Pipeline::enqueue(state, req.clone(), false);
+    let started = Pipeline::start_next(state, stage).unwrap();
+    assert_eq!(started.name, req.name);
+    p.finish(state, stage, &req.name, PromotionPhase::Succeeded, "", now)
+        .unwrap();
+    req
+}
+
+fn current(state: &ProjectState, stage: &str, origin: &str) -> Option<FreightId> {
+    state
+        .stages
+        .get(stage)?
+        .current()?
+        .get(&FreightOrigin::warehouse(origin))
+        .map(|r| r.name.clone())
+}
+
+#[test]
+fn policies_first_match_wins() {
+    let f = fixture();
+    let p = f.pipeline();
+    let on = |n: &str| p.auto_promotion_enabled(p.stage(n).unwrap());
+    assert!(on("dev"));
+    assert!(on("qa"));
+    assert!(on("staging"), "glob plus labels");
+    assert!(!on("prod"), "the glob:* policy comes first");
+    assert!(!on("gate"));
+    assert!(!Pipeline::new(&f.stages, None).auto_promotion_enabled(p.stage("dev").unwrap()));
+    assert!(name_matches("", "x"));
+    assert!(name_matches("regexp:ro", "prod"));
+    assert!(
+        !name_matches("regex:(", "prod"),
+        "invalid patterns match nothing"
+    );
+}
+
+#[test]
+fn availability_direct_upstream_soak_all_and_approval() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1.0.0", 0);
+    record_freight(&mut state, a.clone());
+    let rec = |s: &ProjectState| s.freight[&a.name].clone();
+    let stage = |n: &str| p.stage(n).unwrap();
+
+    assert!(Pipeline::is_available(stage("dev"), &rec(&state), t(0)));
+    assert!(!Pipeline::is_available(stage("qa"), &rec(&state), t(0)));
+
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.0",
+        PromotionTrigger::Manual,
+        t(10),
+    );
+    // dev has no verification: verified at once.
+    assert!(rec(&state).status.verified_in.contains_key("dev"));
+    assert!(Pipeline::is_available(stage("qa"), &rec(&state), t(10)));
+    // staging needs an hour of soak in dev.
+    assert!(!Pipeline::is_available(
+        stage("staging"),
+        &rec(&state),
+        t(69)
+    ));
+    assert!(Pipeline::is_available(
+        stage("staging"),
+        &rec(&state),
+        t(70)
+    ));
+    // gate needs dev AND qa.
+    assert!(!Pipeline::is_available(stage("gate"), &rec(&state), t(70)));
+    promote(
+        &p,
+        &mut state,
+        "qa",
+        a.name.as_str(),
+        PromotionTrigger::Manual,
+        t(20),
+    );
+    assert!(Pipeline::is_available(stage("gate"), &rec(&state), t(20)));
+
+    // prod: only once verified in gate, unless approved.
+    let b = image_freight("2.0.0", 30);
+    record_freight(&mut state, b.clone());
+    let err = p
+        .request_promotion(
+            &state,
+            "prod",
+            "app-2.0.0",
+            PromotionTrigger::Manual,
+            None,
+            t(30),
+        )
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::NotAvailable { .. }), "{err}");
+    assert!(err.to_string().contains("gate"), "{err}");
+    p.approve(&mut state, "prod", "app-2.0.0", Some("alice".into()), t(31))
+        .unwrap();
+    p.request_promotion(
+        &state,
+        "prod",
+        "app-2.0.0",
+        PromotionTrigger::Manual,
+        None,
+        t(31),
+    )
+    .unwrap();
+
+    // A chart is not requested by prod, even when approved.
+    let c = chart_freight("0.1.0", 0);
+    record_freight(&mut state, c.clone());
+    let err = p
+        .approve(&mut state, "prod", c.name.as_str(), None, t(0))
+        .unwrap_err();
+    assert!(
+        matches!(err, PipelineError::OriginNotRequested { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn soak_counts_finished_stays_after_freight_leaves() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1.0.0", 0);
+    let b = image_freight("1.1.0", 1);
+    record_freight(&mut state, a.clone());
+    record_freight(&mut state, b.clone());
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.0",
+        PromotionTrigger::Manual,
+        t(0),
+    );
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.1.0",
+        PromotionTrigger::Manual,
+        t(90),
+    );
+    let rec = &state.freight[&a.name];
+    assert!(!rec.status.currently_in.contains_key("dev"));
+    assert_eq!(rec.status.verified_in["dev"].longest_soak_seconds, 90 * 60);
+    // a left dev after 90 minutes: still soaked enough for staging later.
+    assert!(Pipeline::is_available(
+        p.stage("staging").unwrap(),
+        rec,
+        t(500)
+    ));
+    assert_eq!(
+        Pipeline::longest_soak(&state.freight[&b.name], "dev", t(120)),
+        Duration::from_secs(30 * 60)
+    );
+}
+
+#[test]
+fn auto_promotion_picks_newest_and_respects_holds() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    for (tag, at) in [("1.0.0", 0), ("1.1.0", 5)] {
+        record_freight(&mut state, image_freight(tag, at));
+    }
+    let chart = chart_freight("0.1.0", 0);
+    record_freight(&mut state, chart.clone());
+
+    let reqs = p.auto_promotions(&state, t(10));
+    // dev: one per origin; nothing else is available anywhere yet.
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let app = reqs.iter().find(|r| r.origin.name == "app").unwrap();
+    assert_eq!(app.freight, image_freight("1.1.0", 5).name);
+    assert!(!app.hold);
+    // The first promotion of a multi-origin Stage gets both origins.
+    assert_eq!(app.collection.len(), 2);
+    assert!(app.collection.contains_freight(chart.name.as_str()));
+    for r in reqs {
+        Pipeline::enqueue(&mut state, r, false);
+    }
+    // Queued candidates are not requested twice.
+    assert!(p.auto_promotions(&state, t(10)).is_empty());
+    for _ in 0..2 {
+        let r = Pipeline::start_next(&mut state, "dev").unwrap();
+        assert!(
+            Pipeline::start_next(&mut state, "dev").is_none(),
+            "one at a time"
+        );
+        p.finish(
+            &mut state,
+            "dev",
+            &r.name,
+            PromotionPhase::Succeeded,
+            "",
+            t(11),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        current(&state, "dev", "app"),
+        Some(image_freight("1.1.0", 5).name)
+    );
+
+    // qa follows dev (MatchUpstream).
+    let reqs = p.auto_promotions(&state, t(12));
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].stage, "qa");
+
+    // A manual promotion of older Freight in dev holds the origin...
+    let old = image_freight("1.0.0", 0).name;
+    let r = promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.0",
+        PromotionTrigger::Manual,
+        t(20),
+    );
+    assert!(r.hold);
+    assert_eq!(current(&state, "dev", "app"), Some(old.clone()));
+    assert!(
+        state.stages["dev"]
+            .auto_promotion_holds
+            .contains_key("Warehouse/app")
+    );
+    // ...so even newer Freight does not move dev.
+    record_freight(&mut state, image_freight("1.2.0", 30));
+    assert!(
+        p.auto_promotions(&state, t(31))
+            .iter()
+            .all(|r| r.stage != "dev"),
+        "held"
+    );
+    // Promoting the candidate lifts the hold.
+    let r = promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.2.0",
+        PromotionTrigger::Manual,
+        t(32),
+    );
+    assert!(!r.hold);
+    assert!(state.stages["dev"].auto_promotion_holds.is_empty());
+}
+
+#[test]
+fn ties_on_discovery_time_break_by_id_descending() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("a", 0);
+    let b = image_freight("b", 0);
+    record_freight(&mut state, a.clone());
+    record_freight(&mut state, b.clone());
+    let expected = a.name.clone().max(b.name.clone());
+    let dev = p.stage("dev").unwrap();
+    assert_eq!(
+        p.candidate(dev, &FreightOrigin::warehouse("app"), &state, t(1)),
+        Some(expected)
+    );
+}
+
+#[test]
+fn superseding_drops_older_queued_requests_of_the_same_origin() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    for (tag, at) in [("1", 0), ("2", 1), ("3", 2)] {
+        record_freight(&mut state, image_freight(tag, at));
+    }
+    let req = |s: &ProjectState, id: &str| {
+        p.request_promotion(s, "dev", id, PromotionTrigger::Manual, None, t(5))
+            .unwrap()
+    };
+    let r1 = req(&state, "app-1");
+    Pipeline::enqueue(&mut state, r1.clone(), true);
+    Pipeline::start_next(&mut state, "dev").unwrap();
+    let r2 = req(&state, "app-2");
+    assert!(Pipeline::enqueue(&mut state, r2.clone(), true).is_empty());
+    let r3 = req(&state, "app-3");
+    let dropped = Pipeline::enqueue(&mut state, r3.clone(), true);
+    assert_eq!(dropped, vec![r2]);
+    let dev = &state.stages["dev"];
+    assert_eq!(
+        dev.current_promotion.as_ref().unwrap().name,
+        r1.name,
+        "running stays"
+    );
+    assert_eq!(dev.queue, vec![r3]);
+    // Without superseding, everything queues.
+    let r4 = req(&state, "app-2");
+    assert!(Pipeline::enqueue(&mut state, r4, false).is_empty());
+    assert_eq!(state.stages["dev"].queue.len(), 2);
+    // Finishing something that is not running is refused.
+    let err = p
+        .finish(
+            &mut state,
+            "dev",
+            "nope",
+            PromotionPhase::Succeeded,
+            "",
+            t(6),
+        )
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::NotRunning { .. }));
+}
+
+#[test]
+fn failed_promotion_changes_nothing_but_the_record() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    record_freight(&mut state, image_freight("1", 0));
+    let r = p
+        .request_promotion(&state, "dev", "app-1", PromotionTrigger::Manual, None, t(1))
+        .unwrap();
+    Pipeline::enqueue(&mut state, r.clone(), false);
+    Pipeline::start_next(&mut state, "dev");
+    let rec = p
+        .finish(
+            &mut state,
+            "dev",
+            &r.name,
+            PromotionPhase::Failed,
+            "boom",
+            t(2),
+        )
+        .unwrap();
+    assert_eq!(rec.phase, PromotionPhase::Failed);
+    assert!(state.stages["dev"].freight_history.is_empty());
+    assert!(
+        state
+            .freight
+            .values()
+            .all(|f| f.status.currently_in.is_empty())
+    );
+    assert_eq!(state.promotions.len(), 1);
+    assert_eq!(
+        state.stages["dev"].last_promotion.as_ref().unwrap().message,
+        "boom"
+    );
+}
+
+#[test]
+fn rollback_re_promotes_the_previous_collection() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    record_freight(&mut state, image_freight("1", 0));
+    record_freight(&mut state, image_freight("2", 1));
+    let err = p.rollback(&state, "dev", None, t(0)).unwrap_err();
+    assert_eq!(err, PipelineError::NothingToRollBack("dev".into()));
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1",
+        PromotionTrigger::Manual,
+        t(1),
+    );
+    let first = state.stages["dev"].current().unwrap().clone();
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-2",
+        PromotionTrigger::Manual,
+        t(2),
+    );
+    let r = p.rollback(&state, "dev", Some("bob".into()), t(3)).unwrap();
+    assert_eq!(r.trigger, PromotionTrigger::Rollback);
+    assert_eq!(r.collection, first);
+    assert_eq!(r.freight, image_freight("1", 0).name);
+    assert!(
+        r.hold,
+        "rolling back to non-candidate Freight holds auto-promotion"
+    );
+    Pipeline::enqueue(&mut state, r.clone(), false);
+    Pipeline::start_next(&mut state, "dev");
+    p.finish(
+        &mut state,
+        "dev",
+        &r.name,
+        PromotionPhase::Succeeded,
+        "",
+        t(4),
+    )
+    .unwrap();
+    let dev = &state.stages["dev"];
+    assert_eq!(
+        dev.freight_history.len(),
+        3,
+        "a new history entry, nothing rewritten"
+    );
+    assert_eq!(dev.current(), Some(&first));
+    assert!(dev.auto_promotion_holds.contains_key("Warehouse/app"));
+    assert!(
+        p.auto_promotions(&state, t(5))
+            .iter()
+            .all(|r| r.stage != "dev")
+    );
+}
+
+#[test]
+fn control_flow_stages_verify_what_is_available() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1", 0);
+    record_freight(&mut state, a.clone());
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1",
+        PromotionTrigger::Manual,
+        t(0),
+    );
+    assert_eq!(
+        p.reconcile_control_flow(&mut state, t(1)),
+        0,
+        "not yet in qa"
+    );
+    promote(
+        &p,
+        &mut state,
+        "qa",
+        "app-1",
+        PromotionTrigger::Manual,
+        t(1),
+    );
+    assert_eq!(p.reconcile_control_flow(&mut state, t(2)), 1);
+    assert_eq!(p.reconcile_control_flow(&mut state, t(3)), 0, "idempotent");
+    assert!(
+        state.freight[&a.name]
+            .status
+            .verified_in
+            .contains_key("gate")
+    );
+    // Now prod may have it.
+    p.request_promotion(
+        &state,
+        "prod",
+        "app-1",
+        PromotionTrigger::Manual,
+        None,
+        t(3),
+    )
+    .unwrap();
+    let err = p
+        .request_promotion(
+            &state,
+            "gate",
+            "app-1",
+            PromotionTrigger::Manual,
+            None,
+            t(3),
+        )
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::ControlFlow(_)));
+    assert_eq!(
+        p.downstream_of("dev")
+            .iter()
+            .map(|s| s.metadata.name.as_str())
+            .collect::<Vec<_>>(),
+        ["qa", "staging", "gate"]
+    );
+}
+
+#[test]
+fn unknown_names_and_id_prefixes() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1", 0);
+    record_freight(&mut state, a.clone());
+    assert!(!record_freight(&mut state, a.clone()), "recorded once");
+    let err = p
+        .request_promotion(
+            &state,
+            "nope",
+            "app-1",
+            PromotionTrigger::Manual,
+            None,
+            t(0),
+        )
+        .unwrap_err();
+    assert_eq!(err, PipelineError::UnknownStage("nope".into()));
+    let err = p
+        .request_promotion(&state, "dev", "nope", PromotionTrigger::Manual, None, t(0))
+        .unwrap_err();
+    assert_eq!(err, PipelineError::UnknownFreight("nope".into()));
+    let prefix = &a.name.as_str()[..8];
+    assert_eq!(p.find_freight(&state, prefix).unwrap().freight.name, a.name);
+    assert_eq!(state.warehouses["app"].last_freight.as_ref(), Some(&a.name));
+}
+
+#[test]
+fn verification_failure_does_not_verify() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1", 0);
+    record_freight(&mut state, a.clone());
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1",
+        PromotionTrigger::Manual,
+        t(0),
+    );
+    // Re-verification with a failure is recorded, and does not remove the earlier success.
+    p.record_verification(
+        &mut state,
+        "dev",
+        VerificationInfo {
+            phase: VerificationPhase::Failed,
+            message: "5xx".into(),
+            finished_at: t(1),
+        },
+    )
+    .unwrap();
+    let h = &state.stages["dev"].freight_history[0].verification_history;
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].phase, VerificationPhase::Failed);
+}
+
+#[test]
+fn memory_store_detects_conflicts() {
+    let store = MemoryStore::new();
+    let (mut s, rev) = store.load("demo").unwrap();
+    assert_eq!(rev, 0);
+    record_freight(&mut s, image_freight("1", 0));
+    assert_eq!(store.store("demo", &s, 0).unwrap(), 1);
+    let err = store.store("demo", &s, 0).unwrap_err();
+    assert!(
+        matches!(err, StateError::Conflict { actual: 1, .. }),
+        "{err}"
+    );
+    let s = store
+        .update("demo", &mut |s| {
+            record_freight(s, image_freight("2", 1));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(s.freight.len(), 2);
+    assert_eq!(store.load("demo").unwrap().1, 2);
+}
