@@ -8,3 +8,6 @@ pub use kargo_git as git;
 pub use kargo_sources as sources;
 /// The built-in promotion steps.
 pub use kargo_steps as steps;
+
+pub mod controller;
+pub use controller::Controller;

@@ -1,0 +1,539 @@
+//! [`Controller`]: one project's pipeline run end to end, the way Kargo's controllers run
+//! it, in one process: Warehouse refresh → Freight (with alias, de-duplicated) →
+//! auto-promotion or manual promotion → the promotion steps → history, verification,
+//! holds → downstream Stages. State lives in a [`StateStore`]; discovery in a
+//! [`SourceRegistry`]; steps in the [`Runner`]'s registry.
+//!
+//! Time comes from a clock function (default [`Utc::now`]), so embedders and tests can
+//! drive soak times and Warehouse intervals without sleeping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kargo_core::Runner;
+use kargo_core::expr::ExprEngine;
+use kargo_core::freight::{AliasGenerator, Freight, FreightId, FreightReference};
+use kargo_core::loader::ManifestSet;
+use kargo_core::model::Stage;
+use kargo_core::pipeline::{
+    Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest, PromotionTrigger,
+    StateError, StateStore, VerificationPhase, Verifier, record_freight,
+};
+use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
+use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
+use kargo_core::source::{DiscoveryContext, SourceRegistry};
+use kargo_core::workdir::WorkDir;
+use kargo_sources::warehouse::{
+    DiscoverError, FreightDecision, FreightError, discover, freight_from,
+};
+
+/// Why the controller could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The project is not in the manifests.
+    #[error("project {0:?} is not defined in the manifests")]
+    UnknownProject(String),
+    /// No Warehouse of that name.
+    #[error("unknown Warehouse {0:?}")]
+    UnknownWarehouse(String),
+    /// A pipeline rule refused.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Discovery failed.
+    #[error("Warehouse {warehouse}: {source}")]
+    Discover {
+        /// The Warehouse.
+        warehouse: String,
+        /// The error.
+        #[source]
+        source: DiscoverError,
+    },
+    /// `freightCreationCriteria` failed.
+    #[error("Warehouse {warehouse}: {source}")]
+    Criteria {
+        /// The Warehouse.
+        warehouse: String,
+        /// The error.
+        #[source]
+        source: FreightError,
+    },
+    /// The Stage's promotion could not be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The work directory could not be made.
+    #[error("cannot create a work directory: {0}")]
+    WorkDir(#[source] std::io::Error),
+}
+
+/// What a Warehouse refresh did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    /// New Freight was created.
+    Created(Freight),
+    /// The newest artifacts make Freight that exists already.
+    Unchanged(FreightId),
+    /// No Freight: a subscription found nothing, the policy is Manual, or the criteria
+    /// said no.
+    NotCreated(FreightDecision),
+}
+
+/// One promotion that ran.
+#[derive(Debug, Clone)]
+pub struct PromotionReport {
+    /// What was promoted, and why.
+    pub request: PromotionRequest,
+    /// The runner's result (steps, outputs).
+    pub result: PromotionResult,
+    /// What the pipeline recorded.
+    pub record: PromotionRecord,
+}
+
+impl PromotionReport {
+    /// Whether the promotion succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.result.phase == PromotionPhase::Succeeded
+    }
+}
+
+/// What one reconcile pass did.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileReport {
+    /// Warehouses refreshed and their outcomes.
+    pub refreshed: Vec<(String, RefreshOutcome)>,
+    /// Promotions run, in order.
+    pub promotions: Vec<PromotionReport>,
+}
+
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// One project's pipeline (see the module documentation).
+#[derive(Clone)]
+pub struct Controller {
+    manifests: Arc<ManifestSet>,
+    project: String,
+    stages: Arc<Vec<Stage>>,
+    sources: SourceRegistry,
+    runner: Runner,
+    store: Arc<dyn StateStore>,
+    credentials: Arc<dyn CredentialProvider>,
+    secrets: Arc<dyn SecretStore>,
+    verifier: Option<Arc<dyn Verifier>>,
+    clock: Clock,
+    supersede: bool,
+    work_root: Option<PathBuf>,
+    aliases: AliasGenerator,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("project", &self.project)
+            .field("stages", &self.stages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller for `project` of `manifests`, discovering with `sources`, promoting
+    /// with `runner` and keeping state in `store`.
+    pub fn new(
+        manifests: ManifestSet,
+        project: &str,
+        sources: SourceRegistry,
+        runner: Runner,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Self, ControllerError> {
+        if manifests.project(project).is_none() {
+            return Err(ControllerError::UnknownProject(project.to_owned()));
+        }
+        let stages = manifests.stages(project).cloned().collect();
+        Ok(Self {
+            manifests: Arc::new(manifests),
+            project: project.to_owned(),
+            stages: Arc::new(stages),
+            sources,
+            runner,
+            store,
+            credentials: Arc::new(NoCredentials),
+            secrets: Arc::new(std::collections::BTreeMap::<
+                String,
+                std::collections::BTreeMap<String, String>,
+            >::new()),
+            verifier: None,
+            clock: Arc::new(Utc::now),
+            supersede: false,
+            work_root: None,
+            aliases: AliasGenerator::default(),
+        })
+    }
+
+    /// Credentials for discovery and steps.
+    pub fn with_credentials(mut self, credentials: Arc<dyn CredentialProvider>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Secrets for steps (`secret()`).
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretStore>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The verifier for Stages with `verification` (without one, such Stages verify
+    /// nothing until [`Controller::record_verification`] is called).
+    pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Whether a newer queued promotion drops older queued ones of the same origin.
+    pub fn with_superseding(mut self, on: bool) -> Self {
+        self.supersede = on;
+        self
+    }
+
+    /// Where promotion work directories are made (default: the system temp directory).
+    pub fn with_work_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_root = Some(dir.into());
+        self
+    }
+
+    /// The manifests.
+    pub fn manifests(&self) -> &ManifestSet {
+        &self.manifests
+    }
+
+    /// The project's name.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The pipeline rules over this project's Stages.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline::new(&self.stages, self.manifests.project_config(&self.project))
+    }
+
+    /// The current state.
+    pub fn state(&self) -> Result<ProjectState, ControllerError> {
+        Ok(self.store.load(&self.project)?.0)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Applies `change` to the stored state (retried on write conflicts); a pipeline error
+    /// aborts the write and is returned as is.
+    fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut ProjectState) -> Result<T, PipelineError>,
+    ) -> Result<T, ControllerError> {
+        let mut out = None;
+        let mut failure = None;
+        let written = self
+            .store
+            .update(&self.project, &mut |state| match change(state) {
+                Ok(v) => {
+                    out = Some(v);
+                    Ok(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Err(StateError::Aborted(String::new()))
+                }
+            });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        written?;
+        out.ok_or_else(|| StateError::Aborted("state update did not run".into()).into())
+    }
+
+    /// Runs discovery for `warehouse` and records new Freight (with a generated alias).
+    pub async fn refresh(&self, warehouse: &str) -> Result<RefreshOutcome, ControllerError> {
+        let wh = self
+            .manifests
+            .warehouse(&self.project, warehouse)
+            .ok_or_else(|| ControllerError::UnknownWarehouse(warehouse.to_owned()))?;
+        let ctx = DiscoveryContext::new(&self.project, warehouse)
+            .with_credentials(self.credentials.clone());
+        let found = discover(wh, &self.project, &self.sources, &ctx)
+            .await
+            .map_err(|source| ControllerError::Discover {
+                warehouse: warehouse.to_owned(),
+                source,
+            })?;
+        let decision = freight_from(wh, &found, &ExprEngine::new()).map_err(|source| {
+            ControllerError::Criteria {
+                warehouse: warehouse.to_owned(),
+                source,
+            }
+        })?;
+        let now = self.now();
+        let mut outcome = None;
+        self.store.update(&self.project, &mut |state| {
+            state
+                .warehouses
+                .entry(warehouse.to_owned())
+                .or_default()
+                .last_discovery = Some(now);
+            outcome = Some(match &decision {
+                FreightDecision::Created(f) => {
+                    if state.freight.contains_key(&f.name) {
+                        RefreshOutcome::Unchanged(f.name.clone())
+                    } else {
+                        let mut f = f.clone();
+                        let taken = kargo_core::pipeline::aliases(state);
+                        f.alias = Some(self.aliases.generate(&f.name, |a| taken.contains_key(a)));
+                        record_freight(state, f.clone());
+                        RefreshOutcome::Created(f)
+                    }
+                }
+                other => RefreshOutcome::NotCreated(other.clone()),
+            });
+            Ok(())
+        })?;
+        let outcome = outcome.unwrap_or(RefreshOutcome::NotCreated(FreightDecision::Manual));
+        if let RefreshOutcome::Created(f) = &outcome {
+            tracing::info!(warehouse, freight = %f.name, alias = f.alias.as_deref().unwrap_or(""), "new Freight");
+        }
+        Ok(outcome)
+    }
+
+    /// Approves Freight for a Stage.
+    pub fn approve(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+    ) -> Result<FreightId, ControllerError> {
+        let now = self.now();
+        self.update(|state| {
+            self.pipeline()
+                .approve(state, stage, freight, actor.clone(), now)
+        })
+    }
+
+    /// Promotes Freight (ID, ID prefix or alias) to a Stage now, then runs whatever
+    /// auto-promotion that enables downstream. Returns every promotion run, the requested
+    /// one first.
+    pub async fn promote(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        let (state, _) = self.store.load(&self.project)?;
+        let request = self.pipeline().request_promotion(
+            &state,
+            stage,
+            freight,
+            PromotionTrigger::Manual,
+            actor,
+            self.now(),
+        )?;
+        self.queue_and_run(request).await
+    }
+
+    /// Re-promotes the Stage's previous collection.
+    pub async fn rollback(
+        &self,
+        stage: &str,
+        actor: Option<String>,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        let (state, _) = self.store.load(&self.project)?;
+        let request = self.pipeline().rollback(&state, stage, actor, self.now())?;
+        self.queue_and_run(request).await
+    }
+
+    async fn queue_and_run(
+        &self,
+        request: PromotionRequest,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        let stage = request.stage.clone();
+        let supersede = self.supersede;
+        self.store.update(&self.project, &mut |state| {
+            Pipeline::enqueue(state, request.clone(), supersede);
+            Ok(())
+        })?;
+        let mut reports = self.drain(&stage).await?;
+        reports.extend(self.auto_promote().await?);
+        Ok(reports)
+    }
+
+    /// One reconcile pass: refreshes every Warehouse whose interval has elapsed (or all,
+    /// with `force`), then control-flow Stages and auto-promotion until nothing moves.
+    pub async fn reconcile(&self, force: bool) -> Result<ReconcileReport, ControllerError> {
+        let mut report = ReconcileReport::default();
+        let now = self.now();
+        let state = self.state()?;
+        let due: Vec<String> = self
+            .manifests
+            .warehouses(&self.project)
+            .filter(|w| {
+                force
+                    || state
+                        .warehouses
+                        .get(&w.metadata.name)
+                        .and_then(|s| s.last_discovery)
+                        .is_none_or(|last| {
+                            let interval = std::time::Duration::from(w.spec.interval);
+                            chrono::Duration::from_std(interval)
+                                .map(|i| last + i <= now)
+                                .unwrap_or(true)
+                        })
+            })
+            .map(|w| w.metadata.name.clone())
+            .collect();
+        for w in due {
+            let outcome = self.refresh(&w).await?;
+            report.refreshed.push((w, outcome));
+        }
+        report.promotions = self.auto_promote().await?;
+        Ok(report)
+    }
+
+    /// Runs control-flow Stages and auto-promotion until nothing more is requested (a
+    /// promotion verified in dev can make Freight available to the next Stage).
+    pub async fn auto_promote(&self) -> Result<Vec<PromotionReport>, ControllerError> {
+        let mut reports = Vec::new();
+        for _ in 0..(self.stages.len() * 4 + 4) {
+            let now = self.now();
+            let mut requests = Vec::new();
+            let supersede = self.supersede;
+            self.store.update(&self.project, &mut |state| {
+                let p = self.pipeline();
+                p.reconcile_control_flow(state, now);
+                requests = p.auto_promotions(state, now);
+                for r in &requests {
+                    Pipeline::enqueue(state, r.clone(), supersede);
+                }
+                Ok(())
+            })?;
+            if requests.is_empty() {
+                break;
+            }
+            let mut stages: Vec<String> = requests.iter().map(|r| r.stage.clone()).collect();
+            stages.dedup();
+            for s in stages {
+                reports.extend(self.drain(&s).await?);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Runs the Stage's queued promotions one at a time.
+    pub async fn drain(&self, stage: &str) -> Result<Vec<PromotionReport>, ControllerError> {
+        let mut reports = Vec::new();
+        loop {
+            let mut next = None;
+            self.store.update(&self.project, &mut |state| {
+                next = Pipeline::start_next(state, stage);
+                Ok(())
+            })?;
+            let Some(request) = next else {
+                break;
+            };
+            reports.push(self.run(request).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn run(&self, request: PromotionRequest) -> Result<PromotionReport, ControllerError> {
+        let plan = plan_stage(&self.manifests, &self.project, &request.stage)?;
+        let state = self.state()?;
+        let dir = match &self.work_root {
+            Some(root) => {
+                std::fs::create_dir_all(root).map_err(ControllerError::WorkDir)?;
+                tempfile::Builder::new()
+                    .prefix("promotion-")
+                    .tempdir_in(root)
+            }
+            None => tempfile::Builder::new().prefix("promotion-").tempdir(),
+        }
+        .map_err(ControllerError::WorkDir)?;
+        let work_dir = WorkDir::new(dir.path()).map_err(ControllerError::WorkDir)?;
+        let target = state.freight.get(&request.freight);
+        let mut promotion = Promotion::from_plan(
+            &plan,
+            work_dir,
+            request.collection.clone(),
+            target.map(|r| FreightReference::from(&r.freight)),
+        );
+        promotion.name = request.name.clone();
+        promotion.actor = request.actor.clone();
+        promotion.rollback = request.trigger == PromotionTrigger::Rollback;
+        promotion.target_freight_alias = target.and_then(|r| r.freight.alias.clone());
+        promotion.credentials = self.credentials.clone();
+        promotion.secrets = self.secrets.clone();
+        for (id, rec) in &state.freight {
+            if !rec.status.metadata.is_empty() {
+                promotion.freight_metadata.insert(
+                    id.to_string(),
+                    rec.status.metadata.clone().into_iter().collect(),
+                );
+            }
+        }
+        for (name, st) in &state.stages {
+            if !st.metadata.is_empty() {
+                promotion
+                    .stage_metadata
+                    .insert(name.clone(), st.metadata.clone().into_iter().collect());
+            }
+        }
+        tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "promotion started");
+        let result = self.runner.run(&promotion).await;
+        drop(dir);
+        let now = self.now();
+        let message = result.message.clone().unwrap_or_default();
+        let record = self.update(|state| {
+            self.pipeline().finish(
+                state,
+                &request.stage,
+                &request.name,
+                result.phase,
+                &message,
+                now,
+            )
+        })?;
+        if result.phase == PromotionPhase::Succeeded
+            && let Some(verifier) = &self.verifier
+            && let Ok(stage) = self.pipeline().stage(&request.stage)
+            && stage.spec.verification.is_some()
+        {
+            let info = verifier.verify(stage, &request.collection).await;
+            let ok = info.phase == VerificationPhase::Successful;
+            self.record_verification(&request.stage, info)?;
+            tracing::info!(stage = %request.stage, verified = ok, "verification finished");
+        }
+        tracing::info!(promotion = %request.name, phase = ?result.phase, "promotion finished");
+        Ok(PromotionReport {
+            request,
+            result,
+            record,
+        })
+    }
+
+    /// Records a verification of the Stage's current collection (for verifiers that run
+    /// outside the controller).
+    pub fn record_verification(
+        &self,
+        stage: &str,
+        info: kargo_core::pipeline::VerificationInfo,
+    ) -> Result<(), ControllerError> {
+        self.update(|state| {
+            self.pipeline()
+                .record_verification(state, stage, info.clone())
+        })
+    }
+}
