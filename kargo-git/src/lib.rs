@@ -10,6 +10,9 @@
 //!   edits are applied to the branch tip's tree in the object database (new blobs, and new
 //!   trees only along the changed paths); a rejected push fetches and re-runs the same edits
 //!   on the new tip.
+//! - [`Mirror::walk_history`], [`Mirror::changed_paths`], [`Mirror::tag_details`]: reading
+//!   history for artifact discovery (commits newest first, the files a commit changed, the
+//!   commit and annotation behind a tag).
 //! - [`Checkout`]: a work tree made from the mirror. It is lazy by default: files appear on
 //!   disk when something asks for them ([`Checkout::materialize`]), so a promotion that
 //!   touches three files of an 80,000-file repository writes three files. Commits compare
@@ -28,6 +31,7 @@ mod checkout;
 mod cli;
 mod edits;
 mod error;
+mod history;
 mod mirror;
 
 use std::path::PathBuf;
@@ -39,6 +43,7 @@ pub use checkout::{Change, ChangeKind, Checkout, CheckoutOptions, CheckoutTarget
 pub use edits::{Edit, EditResult, PushOutcome};
 pub use error::{GitError, GitErrorKind, Result};
 pub use gix::ObjectId;
+pub use history::{TagAnnotation, TagDetails};
 pub use mirror::{CommitInfo, FetchSpec, Mirror, RemoteRef, TreeEntryInfo};
 
 /// Settings of a [`Git`].
