@@ -22,7 +22,9 @@
 //! Credentials never appear on a command line, in a logged URL, in an error or in a log
 //! line: HTTP passwords reach gix through a callback and the git binary through a
 //! credential helper that reads an environment variable; SSH keys are written to a private
-//! temporary file named in `GIT_SSH_COMMAND`.
+//! temporary file named in `GIT_SSH_COMMAND`. Like the git binary (and Kargo), HTTP basic
+//! credentials are sent over plain `http://` too when the server asks for them (gix-transport's
+//! `http-client-insecure-credentials`); use `https://` to keep them off the wire.
 //!
 //! All operations are blocking; async callers run them on a blocking thread.
 
