@@ -491,13 +491,18 @@ impl Inner {
         }
     }
 
-    fn fetch(&self, mirror: &Mirror, spec: &FetchSpec) -> Result<(), SourceError> {
-        mirror
+    /// Fetches `spec` into the mirror; returns the fetched refs and their targets.
+    fn fetch(
+        &self,
+        mirror: &Mirror,
+        spec: &FetchSpec,
+    ) -> Result<std::collections::BTreeMap<String, ObjectId>, SourceError> {
+        let refs = mirror
             .fetch(spec)
             .map_err(|e| map_git_error(e, mirror.url()))?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("fetched into the mirror");
-        Ok(())
+        tracing::debug!(refs = refs.len(), "fetched into the mirror");
+        Ok(refs)
     }
 
     fn discover_branch(
@@ -537,13 +542,18 @@ impl Inner {
                 format!("git repository {display}: branch {branch:?} not found"),
             ));
         };
-        let observed = vec![(ref_name, tip.to_string())];
-        if let Some(prev) = self.short_circuit(&plan.key, &observed) {
+        if let Some(prev) = self.short_circuit(&plan.key, &[(ref_name.clone(), tip.to_string())]) {
             self.short_circuits.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(tip = %tip, "branch tip unchanged; reusing the previous discovery");
             return Ok(prev);
         }
-        self.fetch(mirror, &FetchSpec::branch(branch.clone()))?;
+        let fetched = self.fetch(mirror, &FetchSpec::branch(branch.clone()))?;
+        // The branch may have moved since ls-remote: walk from what was fetched.
+        let tip = fetched
+            .get(&format!("refs/heads/{branch}"))
+            .copied()
+            .unwrap_or(tip);
+        let observed = vec![(ref_name, tip.to_string())];
 
         let mut out = Vec::new();
         let mut failure = None;
@@ -694,8 +704,13 @@ impl Inner {
             _ => {
                 let mut all = Vec::with_capacity(names.len());
                 for n in names {
-                    let d = details(&n)?;
-                    all.push((n, Some(d)));
+                    match details(&n) {
+                        Ok(d) => all.push((n, Some(d))),
+                        Err(e) if e.kind == SourceErrorKind::NotFound => {
+                            tracing::warn!(tag = %n, error = %e, "skipping a tag that vanished");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 all.sort_by(|(na, da), (nb, db)| {
                     let ta = da.as_ref().and_then(creator_time);
@@ -713,7 +728,15 @@ impl Inner {
             }
             let d = match d {
                 Some(d) => d,
-                None => details(&name)?,
+                None => match details(&name) {
+                    Ok(d) => d,
+                    // Deleted between ls-remote and the fetch.
+                    Err(e) if e.kind == SourceErrorKind::NotFound => {
+                        tracing::warn!(tag = %name, error = %e, "skipping a tag that vanished");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let c = tag_commit(&name, &d);
             if let Some(expr) = expr {

@@ -740,6 +740,9 @@ async fn empty_and_missing_repositories() {
     );
     let e = error(&s, sub(&format!("{base}/missing.git"), json!({}))).await;
     assert_eq!(e.kind, SourceErrorKind::NotFound, "{e}");
+    // Nothing listens on port 9 of the loopback address: a transient network error.
+    let e = error(&s, sub("http://127.0.0.1:9/repo.git", json!({}))).await;
+    assert_eq!(e.kind, SourceErrorKind::Transient, "{e}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -906,4 +909,55 @@ async fn conformance_http_semver() {
 #[test]
 fn kind_is_git() {
     assert_eq!(<GitSource as Source>::KIND, "git");
+}
+
+// ---------------------------------------------------------------------------------------
+// git:// and ssh://
+
+#[tokio::test]
+async fn git_daemon_and_ssh_transports() {
+    let Some(root) = server_env("git_daemon_and_ssh_transports", "TEST_GIT_ROOT") else {
+        return;
+    };
+    let root = PathBuf::from(root);
+    let (_cache, s) = source();
+
+    if let Some(daemon) = server_env("git_daemon_and_ssh_transports", "TEST_GIT_DAEMON_URL") {
+        let repo = Repo::new(&root, &daemon, &unique("daemon"));
+        let c1 = repo.commit(&[("a", "1")], "one");
+        repo.tag("v0.1.0");
+        repo.push();
+        let f = commits(&s, sub(&repo.url, json!({}))).await;
+        assert_eq!(ids(&f), [&c1]);
+        let f = commits(
+            &s,
+            sub(&repo.url, json!({"commitSelectionStrategy": "SemVer"})),
+        )
+        .await;
+        assert_eq!(tags(&f), ["v0.1.0"]);
+    }
+
+    let (Some(ssh), Some(key), Some(known)) = (
+        server_env("git_daemon_and_ssh_transports", "TEST_GIT_SSH_URL"),
+        server_env("git_daemon_and_ssh_transports", "TEST_GIT_SSH_KEY"),
+        server_env("git_daemon_and_ssh_transports", "TEST_GIT_SSH_KNOWN_HOSTS"),
+    ) else {
+        return;
+    };
+    let repo = Repo::new(&root, &ssh, &unique("ssh"));
+    let c1 = repo.commit(&[("a", "1")], "one");
+    repo.push();
+    let creds = kargo_core::secret::Credentials::ssh_key(
+        std::fs::read_to_string(key).unwrap(),
+        Some(std::fs::read_to_string(known).unwrap()),
+    );
+    let ctx = ctx().with_credentials(Arc::new(StaticCredentials::new().with_credentials(
+        CredentialKind::Git,
+        ssh.clone(),
+        creds,
+    )));
+    let f = discover_with(&s, &ctx, sub(&repo.url, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(ids(&f), [&c1]);
 }
