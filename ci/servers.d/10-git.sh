@@ -2,6 +2,8 @@
 #
 # Serves ONE root directory of bare repositories, "$KARGO_TEST_STATE/git", over
 #   - smart HTTP: lighttpd + git-http-backend; anonymous read, basic auth required for push,
+#     and for every request to a repository whose name starts with `private-` (so tests can
+#     check that wrong credentials are refused on reads too),
 #   - git://: git daemon with receive-pack enabled (anonymous push),
 #   - ssh://: sshd with a throwaway host key and client key,
 # all on 127.0.0.1 on free ports (recipes: docs/test-servers.md §1a–1d in the shared docs).
@@ -101,6 +103,7 @@ auth.backend = "plain"
 auth.backend.plain.userfile = "$_kg_dir/lighttpd-users"
 \$HTTP["querystring"] =~ "service=git-receive-pack" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
 \$HTTP["url"] =~ "/git-receive-pack\$" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
+\$HTTP["url"] =~ "^/private-" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
 EOF
   /usr/sbin/lighttpd -D -f "$_kg_dir/lighttpd.conf" </dev/null >>"$_kg_dir/lighttpd.log" 2>&1 &
   _kg_pid=$!

@@ -93,6 +93,7 @@ impl GitError {
         } else if lower.contains("not found")
             || lower.contains("does not exist")
             || lower.contains("does not appear to be a git repository")
+            || lower.contains("is a valid git directory")
             || lower.contains("couldn't find remote ref")
             || lower.contains("matched any of")
             || lower.contains("404")

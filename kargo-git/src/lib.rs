@@ -10,6 +10,9 @@
 //!   edits are applied to the branch tip's tree in the object database (new blobs, and new
 //!   trees only along the changed paths); a rejected push fetches and re-runs the same edits
 //!   on the new tip.
+//! - [`Mirror::walk_history`], [`Mirror::changed_paths`], [`Mirror::tag_details`]: reading
+//!   history for artifact discovery (commits newest first, the files a commit changed, the
+//!   commit and annotation behind a tag).
 //! - [`Checkout`]: a work tree made from the mirror. It is lazy by default: files appear on
 //!   disk when something asks for them ([`Checkout::materialize`]), so a promotion that
 //!   touches three files of an 80,000-file repository writes three files. Commits compare
@@ -19,7 +22,9 @@
 //! Credentials never appear on a command line, in a logged URL, in an error or in a log
 //! line: HTTP passwords reach gix through a callback and the git binary through a
 //! credential helper that reads an environment variable; SSH keys are written to a private
-//! temporary file named in `GIT_SSH_COMMAND`.
+//! temporary file named in `GIT_SSH_COMMAND`. Like the git binary (and Kargo), HTTP basic
+//! credentials are sent over plain `http://` too when the server asks for them (gix-transport's
+//! `http-client-insecure-credentials`); use `https://` to keep them off the wire.
 //!
 //! All operations are blocking; async callers run them on a blocking thread.
 
@@ -28,6 +33,7 @@ mod checkout;
 mod cli;
 mod edits;
 mod error;
+mod history;
 mod mirror;
 
 use std::path::PathBuf;
@@ -39,6 +45,7 @@ pub use checkout::{Change, ChangeKind, Checkout, CheckoutOptions, CheckoutTarget
 pub use edits::{Edit, EditResult, PushOutcome};
 pub use error::{GitError, GitErrorKind, Result};
 pub use gix::ObjectId;
+pub use history::{TagAnnotation, TagDetails};
 pub use mirror::{CommitInfo, FetchSpec, Mirror, RemoteRef, TreeEntryInfo};
 
 /// Settings of a [`Git`].

@@ -264,11 +264,11 @@ impl Mirror {
             .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
         let connection = remote
             .connect(Direction::Fetch)
-            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+            .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         let connection = with_basic_credentials(connection, auth.as_ref());
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+            .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         // Nothing moved: every advertised tip is already what the mirror has. Skip the
         // negotiation (which, for a shallow mirror, makes the server walk history).
         let mut current = BTreeMap::new();
@@ -297,7 +297,7 @@ impl Mirror {
         let outcome = prepared
             .with_shallow(shallow)
             .receive(gix::progress::Discard, &self.git.interrupt)
-            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+            .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         let mut out = BTreeMap::new();
         for m in &outcome.ref_map.mappings {
             if let (Some(local), Some(id)) = (m.local.as_ref(), m.remote.as_id()) {
@@ -321,7 +321,7 @@ impl Mirror {
             .map_err(|e| GitError::new(GitErrorKind::Invalid, &op, e.to_string()))?;
         let connection = remote
             .connect(Direction::Fetch)
-            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+            .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         let connection = with_basic_credentials(connection, auth.as_ref());
         let (map, _) = connection
             .ref_map(
@@ -331,7 +331,7 @@ impl Mirror {
                     ..Default::default()
                 },
             )
-            .map_err(|e| GitError::classify(&op, self.scrub(&e.to_string())))?;
+            .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         Ok(map
             .remote_refs
             .iter()
@@ -514,6 +514,22 @@ impl Mirror {
         }
         s
     }
+}
+
+/// An error with its sources, `outer: inner: innermost` (gix's top-level messages, such as
+/// "Transport handshake failed", hide the HTTP status or the missing repository).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 fn with_basic_credentials<'a, 'r, T: gix::protocol::transport::client::blocking_io::Transport>(

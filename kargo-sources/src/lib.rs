@@ -2,11 +2,13 @@
 //!
 //! - [`chart`]: Helm chart repositories (classic HTTP and OCI) and Kargo's chart version
 //!   semantics.
+//! - [`git`]: git subscriptions (branch history and tags, path and expression filters).
 //! - [`selection`]: Kargo's tag filtering and ordering for image subscriptions.
 //! - [`memory`]: an in-memory source for tests and examples.
 //! - [`warehouse`]: the Warehouse reconcile algorithm (discovery, Freight creation).
 
 pub mod chart;
+pub mod git;
 pub mod memory;
 pub mod selection;
 pub mod warehouse;
