@@ -1,195 +1,312 @@
-//! Quickstart: load Kargo manifests, make Freight for a new image, and promote it to the
-//! `dev` Stage of a GitOps directory, with no setup and no network.
+//! Quickstart: a whole promotion pipeline in one process, with no setup and no network.
 //!
-//! Run: `cargo run --example quickstart`
+//! It makes a temporary GitOps repository (a bare git remote with a `dev` and a `prod`
+//! values file), an in-memory registry publishing image tags and a chart version, and a
+//! project of Kargo manifests: one Warehouse, a `dev` Stage that auto-promotes, and a
+//! `prod` Stage fed only from `dev`. Then it tells the story: Freight is discovered, `dev`
+//! gets it automatically, `prod` on request, a new image flows to `dev`, and a rollback
+//! puts the previous one back with a new commit.
+//!
+//! Run: `cargo run --example quickstart` (needs the `git` command, as pushing does).
 #![allow(clippy::print_stdout)]
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use kargo::core::freight::{
-    AliasGenerator, Freight, FreightCollection, FreightOrigin, FreightReference, Image,
-};
+use kargo::controller::{Controller, PromotionReport, RefreshOutcome};
 use kargo::core::loader::ManifestSet;
-use kargo::core::runner::{Promotion, Runner, plan_stage};
-use kargo::core::step::{Step, StepContext, StepError, StepOutcome, StepRegistry};
+use kargo::core::pipeline::MemoryStore;
+use kargo::core::runner::Runner;
+use kargo::core::source::{DiscoveredImage, SourceRegistry};
+use kargo::core::step::StepRegistry;
 use kargo::core::validate::validate;
-use kargo::core::workdir::WorkDir;
+use kargo::core::{Freight, PromotionPhase};
+use kargo::sources::memory::MemorySource;
+use kargo::steps::{BuiltinOptions, register_builtins_with};
 
+const IMAGE: &str = "ghcr.io/acme/guestbook";
+const CHART: &str = "oci://ghcr.io/acme/charts/guestbook";
+
+/// The project, as a user would keep it in `./kargo/*.yaml`. `GITOPS_URL` is replaced
+/// by the temporary repository's URL.
 const MANIFESTS: &str = r#"
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Project
-metadata: {name: acme}
+metadata: {name: guestbook}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ProjectConfig
+metadata: {name: guestbook, namespace: guestbook}
+spec:
+  promotionPolicies:
+  - stageSelector: {name: dev}
+    autoPromotionEnabled: true
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Warehouse
-metadata: {name: backend, namespace: acme}
+metadata: {name: guestbook, namespace: guestbook}
 spec:
   subscriptions:
-  - image:
-      repoURL: ghcr.io/acme/backend
-      allowTagsRegexes: ["^[a-f0-9]{8}$"]
-      imageSelectionStrategy: NewestBuild
+  - image: {repoURL: ghcr.io/acme/guestbook, constraint: ^1.0.0}
+  - chart: {repoURL: "oci://ghcr.io/acme/charts/guestbook"}
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: PromotionTask
-metadata: {name: set-image, namespace: acme}
+metadata: {name: update-values, namespace: guestbook}
 spec:
   vars:
-  - name: overlay
-  - name: image
-    value: ghcr.io/acme/backend
+  - name: repoURL
+    value: GITOPS_URL
   steps:
-  - uses: set-line
-    as: tag
+  - uses: git-clone
+    as: clone
     config:
-      path: ./gitops/${{ vars.overlay }}/values.yaml
-      prefix: "  tag: "
-      value: ${{ quote(imageFrom(vars.image).Tag) }}
-  - uses: compose-output
-    as: out
+      repoURL: ${{ vars.repoURL }}
+      checkout: [{branch: main, path: ./repo}]
+  - uses: yaml-update
+    as: values
     config:
-      commitMessage: "Promote ${{ vars.image }}:${{ task.outputs.tag.value }} to ${{ ctx.stage }}"
+      path: ./repo/env/${{ ctx.stage }}/values.yaml
+      updates:
+      - key: image.tag
+        value: ${{ imageFrom('ghcr.io/acme/guestbook').Tag }}
+      - key: chart.version
+        value: ${{ chartFrom('oci://ghcr.io/acme/charts/guestbook').Version }}
+  - uses: git-commit
+    as: commit
+    config:
+      path: ./repo
+      message: ${{ task.outputs.values.commitMessage }}
+  - uses: git-push
+    as: push
+    config: {path: ./repo}
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Stage
-metadata: {name: dev, namespace: acme}
+metadata: {name: dev, namespace: guestbook}
 spec:
   requestedFreight:
-  - origin: {kind: Warehouse, name: backend}
+  - origin: {kind: Warehouse, name: guestbook}
     sources: {direct: true}
   promotionTemplate:
     spec:
       steps:
-      - task: {name: set-image}
+      - task: {name: update-values}
         as: update
-        vars:
-        - name: overlay
-          value: applications/overlays/${{ ctx.stage }}/backend
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Stage
-metadata: {name: prod, namespace: acme}
+metadata: {name: prod, namespace: guestbook}
 spec:
   requestedFreight:
-  - origin: {kind: Warehouse, name: backend}
-    sources: {stages: [dev], requiredSoakTime: 1h}
+  - origin: {kind: Warehouse, name: guestbook}
+    sources: {stages: [dev]}
   promotionTemplate:
     spec:
       steps:
-      - task: {name: set-image}
-        vars:
-        - name: overlay
-          value: applications/overlays/prod/backend
+      - task: {name: update-values}
+        as: update
 "#;
 
-/// A custom step: replaces the value of the line starting with `prefix` in a file.
-/// (kargo-steps' `yaml-update` does this format-preservingly for any key path.)
-struct SetLine;
+const VALUES: &str = r#"# Guestbook in ENV. Kargo-rs changes only the values it promotes:
+# comments, quotes and order stay as they are.
+replicas: REPLICAS
+image:
+  repository: ghcr.io/acme/guestbook
+  tag: "0.9.0"   # set by promotion
+chart:
+  version: 0.0.1
+"#;
 
-#[derive(serde::Deserialize)]
-struct SetLineConfig {
-    path: String,
-    prefix: String,
-    value: String,
+fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Platform Team")
+        .env("GIT_AUTHOR_EMAIL", "platform@acme.example")
+        .env("GIT_COMMITTER_NAME", "Platform Team")
+        .env("GIT_COMMITTER_EMAIL", "platform@acme.example")
+        .output()
+        .map_err(|e| format!("cannot run git (is it installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[async_trait]
-impl Step for SetLine {
-    const KIND: &'static str = "set-line";
-    type Config = SetLineConfig;
-
-    async fn run(&self, ctx: &StepContext, cfg: SetLineConfig) -> Result<StepOutcome, StepError> {
-        let path = ctx.path(&cfg.path)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| StepError::terminal(format!("cannot read {}: {e}", cfg.path)))?;
-        let mut found = false;
-        let edited: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with(&cfg.prefix) {
-                    found = true;
-                    format!("{}\"{}\"", cfg.prefix, cfg.value)
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect();
-        if !found {
-            return Err(StepError::failed(format!(
-                "no line starts with {:?} in {}",
-                cfg.prefix, cfg.path
-            )));
-        }
-        std::fs::write(&path, edited.join("\n") + "\n")
-            .map_err(|e| StepError::terminal(format!("cannot write {}: {e}", cfg.path)))?;
-        Ok(StepOutcome::succeeded().with_output("value", cfg.value))
+/// A bare remote `gitops.git` with `env/dev/values.yaml` and `env/prod/values.yaml`.
+fn gitops_repo(root: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let seed = root.join("seed");
+    for (env, replicas) in [("dev", "1"), ("prod", "3")] {
+        let dir = seed.join("env").join(env);
+        std::fs::create_dir_all(&dir)?;
+        let text = VALUES.replace("ENV", env).replace("REPLICAS", replicas);
+        std::fs::write(dir.join("values.yaml"), text)?;
     }
+    git(&seed, &["init", "-q", "-b", "main"])?;
+    git(&seed, &["add", "."])?;
+    git(&seed, &["commit", "-q", "-m", "Initial GitOps layout"])?;
+    let bare = root.join("gitops.git");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "seed",
+            bare.to_str().ok_or("path")?,
+        ],
+    )?;
+    Ok(format!("file://{}", bare.display()))
+}
+
+fn image(tag: &str, n: u8, created: &str) -> Result<DiscoveredImage, Box<dyn std::error::Error>> {
+    Ok(DiscoveredImage {
+        tag: tag.to_owned(),
+        digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
+        annotations: Default::default(),
+        created_at: Some(created.parse()?),
+    })
+}
+
+fn describe(f: &Freight) -> String {
+    let mut parts: Vec<String> = f
+        .images
+        .iter()
+        .map(|i| format!("{}:{}", i.repo_url, i.tag))
+        .collect();
+    parts.extend(
+        f.charts
+            .iter()
+            .map(|c| format!("{}@{}", c.repo_url, c.version)),
+    );
+    format!(
+        "{} ({}) = {}",
+        f.alias.as_deref().unwrap_or("-"),
+        f.name.short(),
+        parts.join(" + ")
+    )
+}
+
+fn show(reports: &[PromotionReport], remote: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    for r in reports {
+        let why = format!("{:?}", r.request.trigger).to_lowercase();
+        println!(
+            "   promotion {} ({why}) -> {}",
+            r.request.name, r.result.phase
+        );
+        for s in &r.result.steps {
+            println!("     {:<28} {:<14} {:?}", s.alias, s.uses, s.status);
+        }
+        if r.result.phase != PromotionPhase::Succeeded {
+            return Err(format!("promotion failed: {:?}", r.result.message).into());
+        }
+        let commit = git(remote, &["log", "-1", "--format=%h %s", "main"])?;
+        println!("   pushed {}", commit.trim());
+        let diff = git(remote, &["diff", "--unified=0", "main~1", "main"])?;
+        for line in diff.lines().filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        }) {
+            println!("     {line}");
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. The manifests load and validate (templates compile, steps exist, tasks inflate).
-    let set = ManifestSet::from_yaml_str("acme.yaml", MANIFESTS)?;
-    let mut registry = StepRegistry::new();
-    kargo::steps::register_builtins(&mut registry)?;
-    registry.register(SetLine)?;
-    let runner = Runner::new(registry);
-    validate(&set, runner.engine(), Some(runner.registry()))?;
+    let tmp = tempfile::tempdir()?;
+    let url = gitops_repo(tmp.path())?;
+    let remote = tmp.path().join("gitops.git");
 
-    // 2. CI pushed backend:3f9a2c1d; the Warehouse packs it into Freight.
-    let freight = Freight::new(
-        FreightOrigin::warehouse("backend"),
-        vec![],
-        vec![Image {
-            repo_url: "ghcr.io/acme/backend".into(),
-            tag: "3f9a2c1d".into(),
-            digest: "sha256:7d6c3f1a9b0e4c2d8f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80912"
-                .into(),
-            ..Image::default()
-        }],
-        vec![],
-        vec![],
+    // The registry: two builds of the image and one chart version.
+    let registry = MemorySource::new();
+    registry.set_images(
+        IMAGE,
+        vec![
+            image("1.1.0", 2, "2026-03-02T10:00:00Z")?,
+            image("1.0.0", 1, "2026-03-01T10:00:00Z")?,
+        ],
     );
-    let alias = AliasGenerator::default().generate(&freight.name, |_| false);
-    println!("Freight {} ({alias}) from {}", freight.name, freight.origin);
+    registry.set_chart_versions(CHART, "", vec!["0.4.0".into()]);
+    let mut sources = SourceRegistry::new();
+    registry.register_into(&mut sources)?;
 
-    // 3. A GitOps checkout (a temporary directory here).
-    let work = tempfile::tempdir()?;
-    let values = work
-        .path()
-        .join("gitops/applications/overlays/dev/backend/values.yaml");
-    std::fs::create_dir_all(values.parent().ok_or("no parent")?)?;
-    std::fs::write(
-        &values,
-        "image:\n  repository: ghcr.io/acme/backend\n  tag: \"1.0.0\"\n",
+    // The steps, with git mirrors cached in the temporary directory.
+    let mut steps = StepRegistry::new();
+    let mut options = BuiltinOptions::default();
+    options.git.cache_dir = tmp.path().join("git-cache");
+    register_builtins_with(&mut steps, &options)?;
+    let runner = Runner::new(steps);
+
+    let manifests =
+        ManifestSet::from_yaml_str("guestbook.yaml", &MANIFESTS.replace("GITOPS_URL", &url))?;
+    validate(&manifests, runner.engine(), Some(runner.registry()))?;
+    let kargo = Controller::new(
+        manifests,
+        "guestbook",
+        sources,
+        runner,
+        Arc::new(MemoryStore::new()),
     )?;
 
-    // 4. Promote to dev.
-    let plan = plan_stage(&set, "acme", "dev")?;
-    let target = FreightReference::from(&freight);
-    let mut collection = FreightCollection::default();
-    collection.insert(target.clone());
-    let mut promotion =
-        Promotion::from_plan(&plan, WorkDir::new(work.path())?, collection, Some(target));
-    promotion.target_freight_alias = Some(alias);
-    promotion.secrets = Arc::new(std::collections::BTreeMap::<
-        String,
-        std::collections::BTreeMap<String, String>,
-    >::new());
-    let result = runner.run(&promotion).await;
-
-    println!("Promotion {}: {}", promotion.name, result.phase);
-    for step in &result.steps {
-        println!("  {:<14} {:<16} {:?}", step.alias, step.uses, step.status);
+    println!("1. The Warehouse looks at the registry and packs what it finds into Freight.");
+    let pass = kargo.reconcile(true).await?;
+    for (w, outcome) in &pass.refreshed {
+        if let RefreshOutcome::Created(f) = outcome {
+            println!("   Warehouse {w}: new Freight {}", describe(f));
+        }
     }
-    println!(
-        "Commit message: {}",
-        result.state["update"]["commitMessage"]
-    );
-    print!("values.yaml:\n{}", std::fs::read_to_string(&values)?);
-    if result.phase != kargo::core::PromotionPhase::Succeeded {
-        return Err(format!("promotion ended {}: {:?}", result.phase, result.message).into());
+    println!("   dev auto-promotes it (prod does not: it only takes Freight verified in dev):");
+    show(&pass.promotions, &remote)?;
+
+    println!("\n2. Someone promotes the same Freight to prod by hand.");
+    let state = kargo.state()?;
+    let first = state.freight.values().next().ok_or("no Freight")?;
+    let alias = first.freight.alias.clone().ok_or("no alias")?;
+    show(
+        &kargo.promote("prod", &alias, Some("alice".into())).await?,
+        &remote,
+    )?;
+
+    println!("\n3. CI pushes guestbook:1.2.0; the next pass takes it to dev on its own.");
+    registry.push_image(IMAGE, image("1.2.0", 3, "2026-03-03T10:00:00Z")?);
+    let pass = kargo.reconcile(true).await?;
+    for (w, outcome) in &pass.refreshed {
+        if let RefreshOutcome::Created(f) = outcome {
+            println!("   Warehouse {w}: new Freight {}", describe(f));
+        }
+    }
+    show(&pass.promotions, &remote)?;
+
+    println!("\n4. 1.2.0 misbehaves in dev: roll dev back (a new commit, history untouched).");
+    show(&kargo.rollback("dev", Some("bob".into())).await?, &remote)?;
+    println!("   Auto-promotion now holds dev at the rolled-back Freight until someone");
+    println!("   promotes the newest Freight again.");
+
+    println!("\n5. The GitOps repository's history:");
+    for line in git(&remote, &["log", "--format=%h %s", "main"])?.lines() {
+        println!("   {line}");
+    }
+    let state = kargo.state()?;
+    println!("\nWhere everything is now:");
+    for (stage, st) in &state.stages {
+        if let Some(c) = st.current() {
+            for r in c.references() {
+                let f = &state.freight[&r.name].freight;
+                println!("   {stage:<5} {}", describe(f));
+            }
+        }
     }
     Ok(())
 }
