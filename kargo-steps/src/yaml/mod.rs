@@ -37,6 +37,7 @@
 
 mod edit;
 mod encode;
+mod fast;
 mod merge;
 mod parse;
 mod path;
