@@ -147,6 +147,7 @@ pub(crate) fn set_values_fast(text: &str, updates: &[(KeyPath, Json)]) -> Option
 }
 
 /// The saphyr-parser path alone (the reference implementation of [`set_values`]).
+#[cfg(test)]
 pub(crate) fn set_values_saphyr(
     text: &str,
     updates: &[(KeyPath, Json)],
