@@ -137,7 +137,7 @@ pub(super) fn locate(text: &str, trie: &Trie, n_updates: usize) -> Option<Locate
     };
     let mut pos = start;
     while pos < b.len() {
-        let nl = b[pos..].iter().position(|c| *c == b'\n');
+        let nl = memchr::memchr(b'\n', &b[pos..]);
         let end = nl.map_or(b.len(), |p| pos + p);
         let content_end = if end > pos && b[end - 1] == b'\r' {
             end - 1
@@ -159,31 +159,43 @@ fn characters_supported(text: &str, from: usize) -> bool {
     let b = text.as_bytes();
     let mut i = from;
     while i < b.len() {
-        let c = b[i];
-        if (0x20..0x7f).contains(&c) || c == b'\n' {
-            i += 1;
+        // Blocks of printable ASCII and `\n` are checked without branches.
+        let block = &b[i..b.len().min(i + 64)];
+        let unusual = block.iter().fold(false, |acc, &c| {
+            acc | ((c < 0x20) & (c != b'\n')) | (c >= 0x7f)
+        });
+        if !unusual {
+            i += block.len();
             continue;
         }
-        if c == b'\r' {
-            if b.get(i + 1) != Some(&b'\n') {
+        let stop = i + block.len();
+        while i < stop {
+            let c = b[i];
+            if (0x20..0x7f).contains(&c) || c == b'\n' {
+                i += 1;
+                continue;
+            }
+            if c == b'\r' {
+                if b.get(i + 1) != Some(&b'\n') {
+                    return false;
+                }
+                i += 1;
+                continue;
+            }
+            if c < 0x80 {
                 return false;
             }
-            i += 1;
-            continue;
+            let Some(ch) = text.get(i..).and_then(|t| t.chars().next()) else {
+                return false;
+            };
+            if matches!(
+                ch,
+                '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            ) {
+                return false;
+            }
+            i += ch.len_utf8();
         }
-        if c < 0x80 {
-            return false;
-        }
-        let Some(ch) = text.get(i..).and_then(|t| t.chars().next()) else {
-            return false;
-        };
-        if matches!(
-            ch,
-            '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-        ) {
-            return false;
-        }
-        i += ch.len_utf8();
     }
     true
 }
@@ -308,7 +320,8 @@ fn scan_key(line: &[u8], p: usize) -> Scan<Option<Key>> {
         return Ok(None);
     }
     let mut i = p;
-    while i < line.len() {
+    while let Some(off) = memchr::memchr2(b':', b'#', &line[i..]) {
+        i += off;
         match line[i] {
             b':' if is_blank_at(line, i + 1) => {
                 let mut end = i;
@@ -675,15 +688,21 @@ impl Scanner<'_> {
     /// A single-line plain scalar starting at `p`.
     fn plain(&mut self, abs: usize, line: &[u8], p: usize, t: Option<usize>) -> Scan<()> {
         let mut i = p;
-        let mut end = p;
-        while i < line.len() {
+        let mut stop = line.len();
+        while let Some(off) = memchr::memchr2(b':', b'#', &line[i..]) {
+            i += off;
             match line[i] {
                 b':' if is_blank_at(line, i + 1) => return Err(Unsupported),
-                b'#' if line[i - 1] == b' ' => break,
-                b' ' => {}
-                _ => end = i + 1,
+                b'#' if line[i - 1] == b' ' => {
+                    stop = i;
+                    break;
+                }
+                _ => i += 1,
             }
-            i += 1;
+        }
+        let mut end = stop;
+        while end > p && line[end - 1] == b' ' {
+            end -= 1;
         }
         self.scalar(t, abs + p, abs + end, ScalarStyle::Plain)
     }
