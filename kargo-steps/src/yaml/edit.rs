@@ -1,7 +1,8 @@
 //! The format-preserving YAML editor behind `yaml-update`.
 //!
-//! [`set_values`] finds each addressed scalar with saphyr-parser's span events and splices
-//! new bytes over the old value's bytes only. See the [module docs](super) for the rules.
+//! [`set_values`] finds each addressed scalar (with the fast scanner of `fast.rs`, or with
+//! saphyr-parser's span events) and splices new bytes over the old value's bytes only. See
+//! the [module docs](super) for the rules.
 
 use std::collections::HashMap;
 
@@ -101,7 +102,9 @@ impl From<ScanError> for YamlEditError {
 ///   are kept byte for byte.
 ///
 /// The whole stream is parsed, so malformed YAML anywhere is an error; nothing is
-/// returned partially.
+/// returned partially. Files inside the common subset of YAML take a byte-level fast path
+/// that gives the same result (see the [module docs](super)); anything else, and every
+/// error, comes from saphyr-parser.
 ///
 /// ```
 /// use kargo_steps::yaml::{set_values, KeyPath};

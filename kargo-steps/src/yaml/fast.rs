@@ -150,7 +150,10 @@ pub(super) fn locate(text: &str, trie: &Trie, n_updates: usize) -> Option<Locate
     }
     s.end_document().ok()?;
     let out = s.out;
-    out.results.iter().all(|r| matches!(r, Some(Ok(_)))).then_some(out)
+    out.results
+        .iter()
+        .all(|r| matches!(r, Some(Ok(_))))
+        .then_some(out)
 }
 
 /// Whether `text` (from byte `from`) holds only characters the scanner accepts: printable
@@ -190,7 +193,8 @@ fn characters_supported(text: &str, from: usize) -> bool {
             };
             if matches!(
                 ch,
-                '\u{80}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                '\u{80}'
+                    ..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
             ) {
                 return false;
             }
@@ -331,7 +335,9 @@ fn scan_key(line: &[u8], p: usize) -> Scan<Option<Key>> {
                 let key = &line[p..end];
                 if key.len() > 1000
                     || key == b"<<"
-                    || key.iter().any(|c| matches!(c, b',' | b'[' | b']' | b'{' | b'}'))
+                    || key
+                        .iter()
+                        .any(|c| matches!(c, b',' | b'[' | b']' | b'{' | b'}'))
                 {
                     return Err(Unsupported);
                 }
@@ -365,7 +371,13 @@ impl Scanner<'_> {
     }
 
     /// A scalar at trie node `t`, with the bytes `start..end` of the text.
-    fn scalar(&mut self, t: Option<usize>, start: usize, end: usize, style: ScalarStyle) -> Scan<()> {
+    fn scalar(
+        &mut self,
+        t: Option<usize>,
+        start: usize,
+        end: usize,
+        style: ScalarStyle,
+    ) -> Scan<()> {
         let Some(t) = t else { return Ok(()) };
         let node = &self.trie.nodes[t];
         if self.trie.has_children(t) {

@@ -73,7 +73,11 @@ fn answers_on_the_benchmark_file() {
         );
     }
     let crlf = values_file(200).replace('\n', "\r\n");
-    assert!(diff(&crlf, &[(key("service19.image.tag"), json!("2"))], "crlf"));
+    assert!(diff(
+        &crlf,
+        &[(key("service19.image.tag"), json!("2"))],
+        "crlf"
+    ));
 }
 
 /// Fixture cases the fast path must answer (the others may fall back).
@@ -107,8 +111,8 @@ fn golden_corpus_is_identical() {
     for case in names {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let input = std::fs::read_to_string(case.join("input.yaml")).unwrap();
-        let config = first_doc_json(&std::fs::read_to_string(case.join("config.yaml")).unwrap())
-            .unwrap();
+        let config =
+            first_doc_json(&std::fs::read_to_string(case.join("config.yaml")).unwrap()).unwrap();
         let Ok(updates) = config["updates"]
             .as_array()
             .unwrap()
@@ -204,7 +208,12 @@ fn tricky_inputs_are_identical() {
         ("- - nested\n  - two\n- x\n", "1", json!("z"), true),
         ("a:\n- 1\n- 2\nb: 3\n", "a.1", json!(5), true),
         ("a:\n- 1\n- 2\nb: 3\n", "b", json!(5), true),
-        ("a:\n  - x: 1\n    y: 2\n  - x: 3\n", "a.1.x", json!("q"), true),
+        (
+            "a:\n  - x: 1\n    y: 2\n  - x: 3\n",
+            "a.1.x",
+            json!("q"),
+            true,
+        ),
         ("- a:\n  - 1\n  b: 2\n", "0.b", json!(3), true),
         ("s: |2-\n    a\n  b\nk: v\n", "k", json!("w"), false),
         ("s: |-\n    a\n\n    b\nk: v\n", "k", json!("w"), true),
@@ -351,7 +360,7 @@ fn random_doc(rng: &mut Rng) -> String {
                 }
             }
             _ => {
-                out.push_str(*rng.pick(SCALARS));
+                out.push_str(rng.pick::<&str>(SCALARS));
                 out.push('\n');
             }
         }
@@ -369,30 +378,30 @@ fn random_doc(rng: &mut Rng) -> String {
                     // A sequence at the mapping's column.
                     out.push_str(&" ".repeat(indent));
                     out.push_str("- ");
-                    out.push_str(*rng.pick(SCALARS));
+                    out.push_str(rng.pick::<&str>(SCALARS));
                     out.push('\n');
                 } else {
                     node(rng, depth + 1, deeper, out, false);
                 }
             }
             2 => {
-                out.push_str(*rng.pick(&[" |", " |-", " >", " >+", " |2", " | # c"]));
+                out.push_str(rng.pick::<&str>(&[" |", " |-", " >", " >+", " |2", " | # c"]));
                 out.push('\n');
                 for _ in 0..rng.below(3) {
                     let extra = rng.below(2);
                     out.push_str(&" ".repeat(indent + 2 + extra));
-                    out.push_str(*rng.pick(&["text", "# not a comment", "a: b", ""]));
+                    out.push_str(rng.pick::<&str>(&["text", "# not a comment", "a: b", ""]));
                     out.push('\n');
                     if rng.below(3) == 0 {
                         out.push('\n');
                     }
                 }
             }
-            3 => out.push_str(*rng.pick(&["\n", " # empty\n"])),
+            3 => out.push_str(rng.pick::<&str>(&["\n", " # empty\n"])),
             _ => {
                 out.push(' ');
-                out.push_str(*rng.pick(SCALARS));
-                out.push_str(*rng.pick(&["", "", " # c", "  ", "#c"]));
+                out.push_str(rng.pick::<&str>(SCALARS));
+                out.push_str(rng.pick::<&str>(&["", "", " # c", "  ", "#c"]));
                 out.push('\n');
             }
         }
@@ -410,7 +419,7 @@ fn random_doc(rng: &mut Rng) -> String {
     let mut out = String::new();
     for d in 0..1 + rng.below(2) {
         if d > 0 || rng.below(4) == 0 {
-            out.push_str(*rng.pick(&["---\n", "--- # doc\n", "...\n---\n"]));
+            out.push_str(rng.pick::<&str>(&["---\n", "--- # doc\n", "...\n---\n"]));
         }
         node(rng, 0, 0, &mut out, false);
     }
@@ -430,7 +439,9 @@ fn random_doc(rng: &mut Rng) -> String {
             at -= 1;
         }
         if rng.below(2) == 0 {
-            let c = *rng.pick(&[' ', '\n', ':', '#', '-', '\'', '"', '\t', 'x', '[', '&', '\r']);
+            let c = *rng.pick(&[
+                ' ', '\n', ':', '#', '-', '\'', '"', '\t', 'x', '[', '&', '\r',
+            ]);
             out.insert(at, c);
         } else {
             out.remove(at);
@@ -490,7 +501,9 @@ fn garbage_is_identical() {
 
 #[test]
 fn deep_nesting_does_not_recurse() {
-    let deep: String = (0..5_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+    let deep: String = (0..5_000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
     let trie = super::super::edit::Trie::new(std::iter::empty());
     assert!(locate(&deep, &trie, 0).is_some());
     let dashes = format!("{}x\n", "- ".repeat(100_000));

@@ -227,4 +227,3 @@ pub fn random_value(rng: &mut Rng) -> Json {
         _ => json!(*rng.pick(SAMPLES)),
     }
 }
-
