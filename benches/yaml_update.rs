@@ -1,5 +1,6 @@
 //! `yaml-update` benchmarks on a generated 10,000-line Helm values file: the editor alone
-//! (`set_values`, one key near the end of the file), the step end to end on a temporary
+//! (`set_values`, one key near the end of the file; its fast path, and its saphyr-parser
+//! path on the same file made to fall back), the step end to end on a temporary
 //! file (resolve, read, edit, atomic write), and as the baseline in the same process a
 //! plain `yaml_serde` parse of the same text.
 //!
@@ -41,10 +42,20 @@ fn last_key() -> KeyPath {
     KeyPath::parse(&format!("service{}.image.tag", LINES / 10 - 1)).expect("valid key")
 }
 
-/// The editor alone: one key near the end of the file (the whole file is parsed anyway).
+/// The editor alone: one key near the end of the file (the whole file is scanned anyway).
+/// The file is inside the fast path's subset.
 #[divan::bench]
 fn editor_one_key(bencher: divan::Bencher<'_, '_>) {
     let text = values_file(LINES);
+    let updates = [(last_key(), json!("1.10"))];
+    bencher.bench_local(|| black_box(set_values(black_box(&text), &updates).ok()));
+}
+
+/// The editor on the same file with one anchor added at the top, which the fast path does
+/// not handle: the saphyr-parser path (the reference), for comparison.
+#[divan::bench]
+fn editor_one_key_saphyr_path(bencher: divan::Bencher<'_, '_>) {
+    let text = format!("defaults: &defaults 1\n{}", values_file(LINES));
     let updates = [(last_key(), json!("1.10"))];
     bencher.bench_local(|| black_box(set_values(black_box(&text), &updates).ok()));
 }

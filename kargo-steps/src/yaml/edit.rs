@@ -1,7 +1,8 @@
 //! The format-preserving YAML editor behind `yaml-update`.
 //!
-//! [`set_values`] finds each addressed scalar with saphyr-parser's span events and splices
-//! new bytes over the old value's bytes only. See the [module docs](super) for the rules.
+//! [`set_values`] finds each addressed scalar (with the fast scanner of `fast.rs`, or with
+//! saphyr-parser's span events) and splices new bytes over the old value's bytes only. See
+//! the [module docs](super) for the rules.
 
 use std::collections::HashMap;
 
@@ -101,7 +102,9 @@ impl From<ScanError> for YamlEditError {
 ///   are kept byte for byte.
 ///
 /// The whole stream is parsed, so malformed YAML anywhere is an error; nothing is
-/// returned partially.
+/// returned partially. Files inside the common subset of YAML take a byte-level fast path
+/// that gives the same result (see the [module docs](super)); anything else, and every
+/// error, comes from saphyr-parser.
 ///
 /// ```
 /// use kargo_steps::yaml::{set_values, KeyPath};
@@ -111,6 +114,16 @@ impl From<ScanError> for YamlEditError {
 /// assert_eq!(out, "image:\n  repository: nginx # upstream\n  tag: \"1.10\"\n");
 /// ```
 pub fn set_values(text: &str, updates: &[(KeyPath, Json)]) -> Result<String, YamlEditError> {
+    check_values(updates)?;
+    if let Some(out) = set_values_fast(text, updates) {
+        return Ok(out);
+    }
+    tracing::trace!("yaml edit: fast path declined, using saphyr-parser");
+    set_values_saphyr_checked(text, updates)
+}
+
+/// Refuses JSON objects and arrays as new values.
+fn check_values(updates: &[(KeyPath, Json)]) -> Result<(), YamlEditError> {
     for (key, value) in updates {
         if value.is_object() || value.is_array() {
             return Err(YamlEditError::UnsupportedValue {
@@ -122,9 +135,53 @@ pub fn set_values(text: &str, updates: &[(KeyPath, Json)]) -> Result<String, Yam
             });
         }
     }
+    Ok(())
+}
+
+/// The fast path alone ([`super::fast`]): `None` when it does not answer (the text or a
+/// key path is outside its subset, or the edit fails), never an error of its own.
+pub(crate) fn set_values_fast(text: &str, updates: &[(KeyPath, Json)]) -> Option<String> {
+    if check_values(updates).is_err() {
+        return None;
+    }
+    let trie = Trie::new(updates.iter().map(|(k, _)| k));
+    let located = super::fast::locate(text, &trie, updates.len())?;
+    apply(text, updates, &trie, &located, &ByteMap::identity()).ok()
+}
+
+/// The saphyr-parser path alone (the reference implementation of [`set_values`]).
+#[cfg(test)]
+pub(crate) fn set_values_saphyr(
+    text: &str,
+    updates: &[(KeyPath, Json)],
+) -> Result<String, YamlEditError> {
+    check_values(updates)?;
+    set_values_saphyr_checked(text, updates)
+}
+
+fn set_values_saphyr_checked(
+    text: &str,
+    updates: &[(KeyPath, Json)],
+) -> Result<String, YamlEditError> {
     let mut trie = Trie::new(updates.iter().map(|(k, _)| k));
     let located = locate(text, &mut trie, updates.len())?;
+    let mut needed: Vec<usize> = Vec::with_capacity(located.scalars.len() * 3);
+    for s in &located.scalars {
+        needed.extend([s.start, s.end, s.prev_end]);
+    }
+    let bytes = ByteMap::new(text, needed);
+    apply(text, updates, &trie, &located, &bytes)
+}
 
+/// Plans and applies the edits for the located scalars. `bytes` maps the scalars'
+/// positions to byte offsets.
+fn apply(
+    text: &str,
+    updates: &[(KeyPath, Json)],
+    trie: &Trie,
+    located: &LocateResult,
+    bytes: &ByteMap,
+) -> Result<String, YamlEditError> {
     // Resolve each update to a located scalar, reporting the first failure in order.
     let mut by_scalar: HashMap<usize, usize> = HashMap::new();
     for (u, (key, _)) in updates.iter().enumerate() {
@@ -137,20 +194,13 @@ pub fn set_values(text: &str, updates: &[(KeyPath, Json)]) -> Result<String, Yam
         }
     }
 
-    let mut needed: Vec<usize> = Vec::with_capacity(by_scalar.len() * 3);
-    for idx in by_scalar.keys() {
-        let s = &located.scalars[*idx];
-        needed.extend([s.start, s.end, s.prev_end]);
-    }
-    let bytes = ByteMap::new(text, needed);
-
     let mut edits: Vec<Edit> = Vec::new();
     let mut order: Vec<(&usize, &usize)> = by_scalar.iter().collect();
     order.sort();
     for (idx, u) in order {
         let (key, value) = &updates[*u];
         let s = &located.scalars[*idx];
-        plan_edit(text, &bytes, s, key, value, &mut edits)?;
+        plan_edit(text, bytes, s, key, value, &mut edits)?;
     }
     edits.sort_by_key(|e| e.start);
     let mut out = String::with_capacity(text.len() + 64);
@@ -195,15 +245,23 @@ struct Edit {
     line: usize,
 }
 
-/// A scalar found at a target key path (positions in characters, as saphyr reports them).
-struct Located {
-    start: usize,
-    end: usize,
-    prev_end: usize,
-    style: ScalarStyle,
-    value: String,
-    line: usize,
-    flow: bool,
+/// A scalar found at a target key path (positions in characters as saphyr reports them,
+/// or in bytes from the fast path; see [`ByteMap`]).
+pub(super) struct Located {
+    /// Start of the scalar's span (its properties, quote or first character).
+    pub(super) start: usize,
+    /// End of the span.
+    pub(super) end: usize,
+    /// End of the previous event's span (where a block scalar's header is searched from).
+    pub(super) prev_end: usize,
+    /// The scalar's style.
+    pub(super) style: ScalarStyle,
+    /// The scalar's value (only read for block scalars).
+    pub(super) value: String,
+    /// 1-based line of the span's start.
+    pub(super) line: usize,
+    /// Inside a flow collection.
+    pub(super) flow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,20 +281,23 @@ struct Reached {
 }
 
 #[derive(Default)]
-struct TrieNode {
+pub(super) struct TrieNode {
     /// (segment, segment as an index, child node)
     children: Vec<(String, Option<usize>, usize)>,
-    targets: Vec<usize>,
+    /// The updates whose key path ends here.
+    pub(super) targets: Vec<usize>,
     reached: Option<Reached>,
 }
 
 /// The key paths being looked for, as a tree of segments.
-struct Trie {
-    nodes: Vec<TrieNode>,
+pub(super) struct Trie {
+    /// Node 0 is the document root.
+    pub(super) nodes: Vec<TrieNode>,
 }
 
 impl Trie {
-    fn new<'a>(keys: impl Iterator<Item = &'a KeyPath>) -> Self {
+    /// The trie of `keys`; the updates are numbered in order.
+    pub(super) fn new<'a>(keys: impl Iterator<Item = &'a KeyPath>) -> Self {
         let mut nodes = vec![TrieNode::default()];
         for (u, key) in keys.enumerate() {
             let mut at = 0usize;
@@ -261,7 +322,8 @@ impl Trie {
         Self { nodes }
     }
 
-    fn child_key(&self, node: usize, key: &str) -> Option<usize> {
+    /// The child of `node` for the mapping key `key`.
+    pub(super) fn child_key(&self, node: usize, key: &str) -> Option<usize> {
         self.nodes[node]
             .children
             .iter()
@@ -269,7 +331,8 @@ impl Trie {
             .map(|c| c.2)
     }
 
-    fn child_index(&self, node: usize, index: usize) -> Option<usize> {
+    /// The child of `node` for the sequence index `index`.
+    pub(super) fn child_index(&self, node: usize, index: usize) -> Option<usize> {
         self.nodes[node]
             .children
             .iter()
@@ -277,7 +340,8 @@ impl Trie {
             .map(|c| c.2)
     }
 
-    fn has_children(&self, node: usize) -> bool {
+    /// Whether a key path continues below `node`.
+    pub(super) fn has_children(&self, node: usize) -> bool {
         !self.nodes[node].children.is_empty()
     }
 
@@ -358,9 +422,11 @@ impl Frame {
     }
 }
 
-struct LocateResult {
-    scalars: Vec<Located>,
-    results: Vec<Option<Result<usize, YamlEditError>>>,
+/// The scalars found, and for each update the index of its scalar or why it has none
+/// (`None`: not reached).
+pub(super) struct LocateResult {
+    pub(super) scalars: Vec<Located>,
+    pub(super) results: Vec<Option<Result<usize, YamlEditError>>>,
 }
 
 /// The trie node the next node (in value position) corresponds to.
@@ -556,11 +622,20 @@ fn locate(text: &str, trie: &mut Trie, n_updates: usize) -> Result<LocateResult,
 
 /// Character index → byte offset, for the few positions the editor needs.
 struct ByteMap {
+    /// Positions are byte offsets already (ASCII text, or the fast path's positions).
     ascii: bool,
     map: HashMap<usize, usize>,
 }
 
 impl ByteMap {
+    /// Positions that are byte offsets already.
+    fn identity() -> Self {
+        Self {
+            ascii: true,
+            map: HashMap::new(),
+        }
+    }
+
     fn new(text: &str, mut needed: Vec<usize>) -> Self {
         if text.is_ascii() {
             return Self {

@@ -10,6 +10,16 @@
 //! indentation, key order, anchors and aliases, other documents, `---` and `...`, CRLF
 //! line breaks, a missing final newline — is kept byte for byte.
 //!
+//! A fast path comes first: a byte-level scanner for the common subset of YAML (block
+//! mappings and sequences, single-line plain and quoted scalars, comments, block scalars
+//! skipped by indentation, `---`/`...`, CRLF; see `fast.rs` for the exact subset). It
+//! validates the whole stream and answers only when all of it is inside the subset and
+//! every key path reaches a plain or quoted scalar (or an empty mapping value) of the first
+//! document; otherwise — anchors, aliases, tags, non-empty flow collections, multi-line
+//! scalars, block-scalar targets, any error — the saphyr path runs, unchanged and still
+//! the reference. Both paths share the edit planner, and tests check they produce the same
+//! bytes wherever the fast path answers.
+//!
 //! How a new value is written:
 //!
 //! | new value | old value | written as |
@@ -37,6 +47,7 @@
 
 mod edit;
 mod encode;
+mod fast;
 mod merge;
 mod parse;
 mod path;
