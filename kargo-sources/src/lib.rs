@@ -7,6 +7,7 @@
 //! - [`warehouse`]: the Warehouse reconcile algorithm (discovery, Freight creation).
 
 pub mod chart;
+pub mod image;
 pub mod memory;
 pub mod selection;
 pub mod warehouse;
