@@ -685,7 +685,6 @@ mod tests {
             "user:pw@ghcr.io/org/app",
             "ghcr.io/org/app@sha256:abc",
             "ftp://ghcr.io/app",
-            "ghcr.io/",
             "ghcr.io//app",
         ] {
             let e = parse_repo_url(bad, &o).unwrap_err();
