@@ -141,9 +141,10 @@ impl Session<'_> {
             if let Some(service) = challenge.get("service") {
                 q.append_pair("service", service);
             }
-            let scope = challenge.get("scope").cloned().unwrap_or_else(|| {
-                format!("repository:{}:pull", self.repo.repository)
-            });
+            let scope = challenge
+                .get("scope")
+                .cloned()
+                .unwrap_or_else(|| format!("repository:{}:pull", self.repo.repository));
             q.append_pair("scope", &scope);
         }
         self.inner.stats.tokens.fetch_add(1, Ordering::Relaxed);
@@ -160,12 +161,16 @@ impl Session<'_> {
                 format!("{}: bad token response: {e}", self.repo.display),
             )
         })?;
-        let token = t.token.or(t.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
-            err(
-                SourceErrorKind::Other,
-                format!("{}: the token response has no token", self.repo.display),
-            )
-        })?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                err(
+                    SourceErrorKind::Other,
+                    format!("{}: the token response has no token", self.repo.display),
+                )
+            })?;
         // Used until 30 s before it expires (default lifetime 60 s, as the spec says).
         let life = Duration::from_secs(t.expires_in.unwrap_or(60).max(31) - 30);
         self.inner.put_token(
@@ -217,7 +222,10 @@ impl Session<'_> {
                 SourceErrorKind::Transient,
                 format!("{d}: HTTP {status} for {what}"),
             ),
-            _ => (SourceErrorKind::Other, format!("{d}: HTTP {status} for {what}")),
+            _ => (
+                SourceErrorKind::Other,
+                format!("{d}: HTTP {status} for {what}"),
+            ),
         };
         Err(err(kind, text))
     }
@@ -233,12 +241,15 @@ impl Session<'_> {
         let mut all = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut visited: HashSet<String> = HashSet::new();
+        let mut saw_link = false;
         for _ in 0..MAX_TAG_PAGES {
             if !visited.insert(next.clone()) {
                 break;
             }
             self.inner.stats.tag_lists.fetch_add(1, Ordering::Relaxed);
-            let resp = self.send(Method::GET, &next, Some("application/json")).await?;
+            let resp = self
+                .send(Method::GET, &next, Some("application/json"))
+                .await?;
             let resp = self.check(resp, "the repository")?;
             let link = next_link(resp.headers(), &next);
             let bytes = read_limited(resp, MAX_PAGE_BYTES, &self.repo.display).await?;
@@ -257,11 +268,19 @@ impl Session<'_> {
                     new += 1;
                 }
             }
+            // A registry that sent a `Link` once is trusted to send it on every page but
+            // the last; `last` is only for registries that never send one.
             match (link, page_size) {
-                (Some(l), _) => next = l,
-                (None, Some(n)) if count >= n && new > 0 => {
+                (Some(l), _) => {
+                    saw_link = true;
+                    next = l;
+                }
+                (None, Some(n)) if !saw_link && count >= n && new > 0 => {
                     let mut u = Url::parse(&self.url("tags/list")).map_err(|e| {
-                        err(SourceErrorKind::Other, format!("{}: {e}", self.repo.display))
+                        err(
+                            SourceErrorKind::Other,
+                            format!("{}: {e}", self.repo.display),
+                        )
                     })?;
                     u.query_pairs_mut()
                         .append_pair("n", &n.to_string())
@@ -276,9 +295,16 @@ impl Session<'_> {
 
     /// The digest `tag` points at now (HEAD); `None` when the registry sent no digest.
     async fn head_digest(&self, tag: &str) -> Result<Option<String>, SourceError> {
-        self.inner.stats.manifest_heads.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .manifest_heads
+            .fetch_add(1, Ordering::Relaxed);
         let resp = self
-            .send(Method::HEAD, &self.url(&format!("manifests/{tag}")), Some(MANIFEST_ACCEPT))
+            .send(
+                Method::HEAD,
+                &self.url(&format!("manifests/{tag}")),
+                Some(MANIFEST_ACCEPT),
+            )
             .await?;
         let resp = self.check(resp, &format!("tag {tag:?}"))?;
         Ok(resp
@@ -290,10 +316,21 @@ impl Session<'_> {
     }
 
     /// GET of a manifest by tag or digest: its digest and parsed body.
-    async fn get_manifest(&self, reference: &str, what: &str) -> Result<(String, RawManifest), SourceError> {
-        self.inner.stats.manifest_gets.fetch_add(1, Ordering::Relaxed);
+    async fn get_manifest(
+        &self,
+        reference: &str,
+        what: &str,
+    ) -> Result<(String, RawManifest), SourceError> {
+        self.inner
+            .stats
+            .manifest_gets
+            .fetch_add(1, Ordering::Relaxed);
         let resp = self
-            .send(Method::GET, &self.url(&format!("manifests/{reference}")), Some(MANIFEST_ACCEPT))
+            .send(
+                Method::GET,
+                &self.url(&format!("manifests/{reference}")),
+                Some(MANIFEST_ACCEPT),
+            )
             .await?;
         let resp = self.check(resp, what)?;
         let header = resp
@@ -307,7 +344,10 @@ impl Session<'_> {
             if computed != reference {
                 return Err(err(
                     SourceErrorKind::Other,
-                    format!("{}: {what}: the manifest does not match its digest", self.repo.display),
+                    format!(
+                        "{}: {what}: the manifest does not match its digest",
+                        self.repo.display
+                    ),
                 ));
             }
             computed
@@ -323,7 +363,10 @@ impl Session<'_> {
         Ok((digest, raw))
     }
 
-    async fn config_created(&self, digest: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, SourceError> {
+    async fn config_created(
+        &self,
+        digest: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, SourceError> {
         if let Some(c) = self.inner.cache().config(digest) {
             return Ok(c);
         }
@@ -388,7 +431,10 @@ impl Session<'_> {
             if entries.is_empty() {
                 return Err(err(
                     SourceErrorKind::Other,
-                    format!("{}: {what} is an image index without platform entries", self.repo.display),
+                    format!(
+                        "{}: {what} is an image index without platform entries",
+                        self.repo.display
+                    ),
                 ));
             }
             ManifestMeta {
@@ -423,7 +469,11 @@ impl Session<'_> {
     ///   costs one GET by tag (digest and body in one request).
     ///
     /// `Ok(None)`: the tag does not exist (any more).
-    pub(crate) async fn resolve(&self, tag: &str, trust_tag: bool) -> Result<Option<Resolved>, SourceError> {
+    pub(crate) async fn resolve(
+        &self,
+        tag: &str,
+        trust_tag: bool,
+    ) -> Result<Option<Resolved>, SourceError> {
         let key = format!("{}:{tag}", self.repo.cache_name);
         let what = format!("tag {tag:?}");
         let hint = self.inner.cache().tag_digest(&key);
@@ -523,8 +573,14 @@ pub(crate) fn bearer_challenge(headers: &HeaderMap) -> Option<BTreeMap<String, S
         let mut params = BTreeMap::new();
         let mut rest = v[7..].trim();
         while !rest.is_empty() {
-            let Some((key, after)) = rest.split_once('=') else { break };
-            let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+            let Some((key, after)) = rest.split_once('=') else {
+                break;
+            };
+            let key = key
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_ascii_lowercase();
             let after = after.trim_start();
             let (val, tail) = if let Some(q) = after.strip_prefix('"') {
                 match q.find('"') {
@@ -587,7 +643,10 @@ mod tests {
         assert_eq!(c["service"], "registry.example");
         assert_eq!(c["scope"], "repository:a/b:pull");
         let mut h = HeaderMap::new();
-        h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"x\""));
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"x\""),
+        );
         assert!(bearer_challenge(&h).is_none());
     }
 }

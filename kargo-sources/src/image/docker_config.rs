@@ -124,7 +124,12 @@ impl DockerConfig {
     pub fn parse(json: &[u8]) -> Result<Self, String> {
         let raw: RawConfig = serde_json::from_slice(json).map_err(|e| {
             // serde_json's messages carry positions, not the offending values.
-            format!("line {} column {}: {:?}", e.line(), e.column(), e.classify())
+            format!(
+                "line {} column {}: {:?}",
+                e.line(),
+                e.column(),
+                e.classify()
+            )
         })?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
@@ -195,7 +200,9 @@ mod tests {
         assert_eq!(local.username, "alice");
         assert_eq!(local.password.expose(), "s3cret");
         assert_eq!(
-            cfg.credentials_for("registry.example.com").unwrap().username,
+            cfg.credentials_for("registry.example.com")
+                .unwrap()
+                .username,
             "bob"
         );
         assert!(cfg.credentials_for("empty.example.com").is_none());

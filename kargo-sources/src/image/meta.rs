@@ -12,7 +12,10 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+jso
      application/vnd.docker.distribution.manifest.list.v2+json, \
      application/vnd.docker.distribution.manifest.v2+json";
 
-const CREATED_ANNOTATIONS: [&str; 2] = ["org.opencontainers.image.created", "org.label-schema.build-date"];
+const CREATED_ANNOTATIONS: [&str; 2] = [
+    "org.opencontainers.image.created",
+    "org.label-schema.build-date",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -278,7 +281,10 @@ mod tests {
             "2024-01-02T03:04:05+00:00"
         );
         let a = ann(&[
-            ("org.opencontainers.image.created", "2025-01-01T00:00:00+01:00"),
+            (
+                "org.opencontainers.image.created",
+                "2025-01-01T00:00:00+01:00",
+            ),
             ("org.label-schema.build-date", "2024-01-02T03:04:05Z"),
         ]);
         assert_eq!(
@@ -291,9 +297,15 @@ mod tests {
     #[test]
     fn config_time_is_the_max_of_created_and_label() {
         let c = br#"{"created":"2024-01-01T00:00:00Z","config":{"Labels":{"org.label-schema.build-date":"2024-06-01T00:00:00Z"}}}"#;
-        assert_eq!(config_time(c).unwrap().to_rfc3339(), "2024-06-01T00:00:00+00:00");
+        assert_eq!(
+            config_time(c).unwrap().to_rfc3339(),
+            "2024-06-01T00:00:00+00:00"
+        );
         let c = br#"{"created":"2024-09-01T00:00:00Z","config":{"Labels":{"org.opencontainers.image.created":"2024-06-01T00:00:00Z"}}}"#;
-        assert_eq!(config_time(c).unwrap().to_rfc3339(), "2024-09-01T00:00:00+00:00");
+        assert_eq!(
+            config_time(c).unwrap().to_rfc3339(),
+            "2024-09-01T00:00:00+00:00"
+        );
         assert!(config_time(br#"{"config":{}}"#).is_none());
         assert!(config_time(b"not json").is_none());
     }
@@ -301,7 +313,10 @@ mod tests {
     #[test]
     fn platforms() {
         let p = Platform::parse("linux/arm/v7").unwrap();
-        assert_eq!((p.os.as_str(), p.arch.as_str(), p.variant.as_str()), ("linux", "arm", "v7"));
+        assert_eq!(
+            (p.os.as_str(), p.arch.as_str(), p.variant.as_str()),
+            ("linux", "arm", "v7")
+        );
         assert_eq!(p.to_string(), "linux/arm/v7");
         assert_eq!(Platform::parse("linux/amd64").unwrap().variant, "");
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d", ""] {

@@ -350,12 +350,12 @@ impl ImageSource {
         if c.is_some() {
             return Ok(c);
         }
-        let cfg = self.inner.options.docker_config.load().map_err(|e| {
-            err(
-                SourceErrorKind::Other,
-                format!("{}: {e}", repo.display),
-            )
-        })?;
+        let cfg = self
+            .inner
+            .options
+            .docker_config
+            .load()
+            .map_err(|e| err(SourceErrorKind::Other, format!("{}: {e}", repo.display)))?;
         Ok(cfg.and_then(|c| c.credentials_for(&repo.registry)))
     }
 
@@ -386,25 +386,35 @@ impl ImageSource {
             ImageSelectionStrategy::SemVer | ImageSelectionStrategy::Lexical => {
                 let tags = session.list_tags().await?;
                 let ordered = if cfg.image_selection_strategy == ImageSelectionStrategy::SemVer {
-                    select_semver(&tags, &plan.filter, cfg.strict_semvers, plan.constraint.as_ref())
+                    select_semver(
+                        &tags,
+                        &plan.filter,
+                        cfg.strict_semvers,
+                        plan.constraint.as_ref(),
+                    )
                 } else {
                     select_lexical(&tags, &plan.filter)
                 };
-                // Without a platform every readable tag is kept: read exactly `limit`
-                // (plus replacements for vanished tags). With one, read ahead in order.
+                // In order, in rounds of as many tags as images are still missing (read
+                // concurrently, kept in order): no manifest beyond what the sequential
+                // algorithm reads is fetched. A tag that vanished or fails the platform
+                // filter makes room for the next one.
                 let mut out = Vec::new();
-                let mut stream = futures::stream::iter(ordered)
-                    .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
-                    .buffered(if plan.platform.is_some() {
-                        self.inner.options.concurrency.max(1)
-                    } else {
-                        self.inner.options.concurrency.clamp(1, limit)
-                    });
-                while let Some(r) = stream.next().await {
-                    if let Some(img) = r?.as_ref().and_then(|r| plan.to_image(r)) {
-                        out.push(img);
-                        if out.len() >= limit {
-                            break;
+                let mut rest = ordered.into_iter();
+                while out.len() < limit {
+                    let batch: Vec<String> = rest.by_ref().take(limit - out.len()).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let results: Vec<Result<Option<Resolved>, SourceError>> =
+                        futures::stream::iter(batch)
+                            .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
+                            .buffered(self.inner.options.concurrency.max(1))
+                            .collect()
+                            .await;
+                    for r in results {
+                        if let Some(img) = r?.as_ref().and_then(|r| plan.to_image(r)) {
+                            out.push(img);
                         }
                     }
                 }
@@ -412,8 +422,10 @@ impl ImageSource {
             }
             ImageSelectionStrategy::NewestBuild => {
                 let tags = session.list_tags().await?;
-                let filtered: Vec<String> =
-                    tags.into_iter().filter(|t| plan.filter.matches(t)).collect();
+                let filtered: Vec<String> = tags
+                    .into_iter()
+                    .filter(|t| plan.filter.matches(t))
+                    .collect();
                 let results: Vec<Result<Option<Resolved>, SourceError>> =
                     futures::stream::iter(filtered)
                         .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
@@ -427,7 +439,10 @@ impl ImageSource {
                     }
                 }
                 let order = order_newest_build(
-                    by_tag.values().map(|i| (i.tag.clone(), i.created_at)).collect(),
+                    by_tag
+                        .values()
+                        .map(|i| (i.tag.clone(), i.created_at))
+                        .collect(),
                 );
                 order
                     .into_iter()
@@ -532,8 +547,7 @@ impl Plan {
             ImageSelectionStrategy::Digest if cfg.constraint.trim().is_empty() => {
                 return Err(invalid(
                     "constraint",
-                    "the tag to follow is required with imageSelectionStrategy Digest"
-                        .to_owned(),
+                    "the tag to follow is required with imageSelectionStrategy Digest".to_owned(),
                 ));
             }
             _ => None,
@@ -560,12 +574,7 @@ impl Plan {
     fn to_image(&self, r: &Resolved) -> Option<DiscoveredImage> {
         let mut annotations = r.meta.annotations.clone();
         if let Some(p) = &self.platform {
-            let entry = r
-                .meta
-                .entries
-                .as_ref()?
-                .iter()
-                .find(|e| e.platform == *p)?;
+            let entry = r.meta.entries.as_ref()?.iter().find(|e| e.platform == *p)?;
             annotations.extend(entry.annotations.clone());
         }
         Some(DiscoveredImage {
@@ -600,7 +609,10 @@ fn parse_repo_url(url: &str, options: &ImageSourceOptions) -> Result<RepoRef, So
     }
     let (first, tail) = rest.split_once('/').unwrap_or(("", rest));
     let is_host = !first.is_empty()
-        && (first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('['));
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.starts_with('['));
     let (registry, path) = if is_host {
         (first.to_owned(), tail.to_owned())
     } else {
@@ -664,7 +676,10 @@ mod tests {
     fn repo_urls() {
         let o = opts(&[]);
         let r = parse_repo_url("ghcr.io/org/app", &o).unwrap();
-        assert_eq!((r.base.as_str(), r.repository.as_str()), ("https://ghcr.io", "org/app"));
+        assert_eq!(
+            (r.base.as_str(), r.repository.as_str()),
+            ("https://ghcr.io", "org/app")
+        );
         let r = parse_repo_url("nginx", &o).unwrap();
         assert_eq!(r.base, "https://registry-1.docker.io");
         assert_eq!(r.repository, "library/nginx");
@@ -709,7 +724,9 @@ mod tests {
         );
         let o = opts(&["registry.example.com", "10.0.0.1:5000"]);
         assert_eq!(
-            parse_repo_url("http://registry.example.com/app", &o).unwrap().base,
+            parse_repo_url("http://registry.example.com/app", &o)
+                .unwrap()
+                .base,
             "http://registry.example.com"
         );
         assert_eq!(
@@ -738,10 +755,19 @@ mod tests {
     #[test]
     fn invalid_config_names_the_field() {
         let cases: Vec<(ImageSubscription, &str)> = vec![
-            (sub(|s| s.allow_tags_regexes = vec!["(".into()]), "allowTagsRegexes"),
-            (sub(|s| s.ignore_tags_regexes = vec!["[".into()]), "ignoreTagsRegexes"),
+            (
+                sub(|s| s.allow_tags_regexes = vec!["(".into()]),
+                "allowTagsRegexes",
+            ),
+            (
+                sub(|s| s.ignore_tags_regexes = vec!["[".into()]),
+                "ignoreTagsRegexes",
+            ),
             (sub(|s| s.allow_tags = Some("(".into())), "allowTags"),
-            (sub(|s| s.constraint = "not a constraint!".into()), "constraint"),
+            (
+                sub(|s| s.constraint = "not a constraint!".into()),
+                "constraint",
+            ),
             (sub(|s| s.platform = "linux".into()), "platform"),
             (sub(|s| s.discovery_limit = 0), "discoveryLimit"),
             (sub(|s| s.discovery_limit = 101), "discoveryLimit"),
@@ -749,7 +775,10 @@ mod tests {
                 sub(|s| s.image_selection_strategy = ImageSelectionStrategy::Digest),
                 "constraint",
             ),
-            (sub(|s| s.semver_constraint = Some("^1".into())), "semverConstraint"),
+            (
+                sub(|s| s.semver_constraint = Some("^1".into())),
+                "semverConstraint",
+            ),
         ];
         for (cfg, field) in cases {
             let e = Plan::new(&cfg).err().unwrap();

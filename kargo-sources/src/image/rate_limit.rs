@@ -30,7 +30,11 @@ impl TokenBucket {
     pub fn new(rate: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
-            rate: if rate.is_finite() { rate.max(0.001) } else { f64::MAX },
+            rate: if rate.is_finite() {
+                rate.max(0.001)
+            } else {
+                f64::MAX
+            },
             burst,
             state: Mutex::new(BucketState {
                 tokens: burst,
