@@ -1152,13 +1152,13 @@ fn paging_handler(
             }
             let page: Vec<&String> = tags.iter().filter(|t| **t > last).take(n).collect();
             let mut headers = vec![];
-            if let Some(l) = page.last() {
-                if tags.iter().any(|t| t > *l) {
-                    headers.push((
-                        "Link".into(),
-                        format!("</v2/team/app/tags/list?n={n}&last={l}>; rel=\"next\""),
-                    ));
-                }
+            if let Some(l) = page.last()
+                && tags.iter().any(|t| t > *l)
+            {
+                headers.push((
+                    "Link".into(),
+                    format!("</v2/team/app/tags/list?n={n}&last={l}>; rel=\"next\""),
+                ));
             }
             return (
                 200,

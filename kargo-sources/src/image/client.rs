@@ -112,12 +112,13 @@ impl Session<'_> {
                 rb = rb.basic_auth(&c.username, Some(c.password.expose()));
             }
             let resp = rb.send().await.map_err(|e| self.transport(&e))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !challenged {
-                if let Some(challenge) = bearer_challenge(resp.headers()) {
-                    challenged = true;
-                    self.fetch_token(&challenge).await?;
-                    continue;
-                }
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && !challenged
+                && let Some(challenge) = bearer_challenge(resp.headers())
+            {
+                challenged = true;
+                self.fetch_token(&challenge).await?;
+                continue;
             }
             return Ok(resp);
         }
