@@ -126,7 +126,10 @@ async fn push_all(registry: &str, repo: &str) {
         )
         .into_bytes();
         let cd = sha256_digest(&config);
-        client.push_blob(&r(&cd), config.clone(), &cd).await.unwrap();
+        client
+            .push_blob(&r(&cd), config.clone(), &cd)
+            .await
+            .unwrap();
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cd}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{ld}","size":{}}}]}}"#,
             config.len(),
@@ -136,7 +139,9 @@ async fn push_all(registry: &str, repo: &str) {
             .push_manifest_raw(
                 &r(&format!("build-{i:03}")),
                 manifest.into_bytes(),
-                "application/vnd.oci.image.manifest.v1+json".parse().unwrap(),
+                "application/vnd.oci.image.manifest.v1+json"
+                    .parse()
+                    .unwrap(),
             )
             .await
             .unwrap();

@@ -56,7 +56,8 @@
 //!   trusting the list as a validity signal would be wrong); when the digest is
 //!   unchanged no manifest or config is fetched. A tag never seen costs one GET by tag
 //!   (digest and body in one response) plus its config. So `NewestBuild` over N unchanged
-//!   tags costs N HEADs per discovery instead of Kargo's N manifest GETs.
+//!   tags costs N HEADs per discovery instead of Kargo's N manifest GETs (HEADs carry no
+//!   body, and Docker Hub does not count them against its pull limit).
 //! - `Digest` always asks the registry (HEAD) where its tag points.
 //!
 //! The cache holds at most [`ImageSourceOptions::max_cache_entries`] entries (default
@@ -492,11 +493,12 @@ impl Source for ImageSource {
     ) -> Result<Discovery, SourceError> {
         let cancel = ctx.cancellation().clone();
         tokio::select! {
-            r = self.run(ctx, config) => r,
+            biased;
             () = cancel.cancelled() => Err(err(
                 SourceErrorKind::Other,
                 format!("discovery of {} was cancelled", config.repo_url),
             )),
+            r = self.run(ctx, config) => r,
         }
     }
 }
@@ -793,6 +795,17 @@ mod tests {
             }))
             .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_discovery_stops() {
+        let src = ImageSource::default();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = DiscoveryContext::new("p", "w").with_cancellation(cancel.clone());
+        cancel.cancel();
+        let e = src.discover(&ctx, &sub(|_| {})).await.unwrap_err();
+        assert!(e.message.contains("cancelled"), "{e}");
+        assert_eq!(src.stats().total(), 0);
     }
 
     #[tokio::test]
