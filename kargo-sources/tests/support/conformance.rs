@@ -107,11 +107,7 @@ pub async fn run(name: &str, backend: &dyn Backend) {
     assert_eq!(one, ["2.0.0"], "{name}: discoveryLimit 1");
 
     // 4. Filters.
-    let filtered = discover(
-        backend,
-        backend.subscription(&repo, Some(">=1.0.0 <2.0.0"), None),
-    )
-    .await;
+    let filtered = discover(backend, backend.subscription(&repo, Some(">=1.0.0 <2.0.0"), None)).await;
     assert_eq!(
         filtered,
         ["1.10.0", "1.2.0", "1.0.0"],
@@ -122,10 +118,7 @@ pub async fn run(name: &str, backend: &dyn Backend) {
 
     // 5. Determinism.
     let again = discover(backend, backend.subscription(&repo, None, None)).await;
-    assert_eq!(
-        again, all,
-        "{name}: a second discovery of the same state differs"
-    );
+    assert_eq!(again, all, "{name}: a second discovery of the same state differs");
 
     // 6. No duplicates (also after publishing more).
     backend.publish(&repo, &["2.1.0"]).await;
