@@ -2,6 +2,8 @@
 //!
 //! - [`chart`]: Helm chart repositories (classic HTTP and OCI) and Kargo's chart version
 //!   semantics.
+//! - [`image`]: image subscriptions on OCI registries (SemVer, Lexical, NewestBuild, Digest;
+//!   metadata caches, rate limit, Docker `config.json` credentials).
 //! - [`git`]: git subscriptions (branch history and tags, path and expression filters).
 //! - [`selection`]: Kargo's tag filtering and ordering for image subscriptions.
 //! - [`memory`]: an in-memory source for tests and examples.
@@ -9,6 +11,7 @@
 
 pub mod chart;
 pub mod git;
+pub mod image;
 pub mod memory;
 pub mod selection;
 pub mod warehouse;

@@ -40,7 +40,7 @@ pub enum SelectionError {
     /// A tag regex does not compile.
     #[error("invalid regular expression {pattern:?} in {field}: {reason}")]
     InvalidRegex {
-        /// `allowTagsRegexes` or `ignoreTagsRegexes`.
+        /// `allowTagsRegexes`, `ignoreTagsRegexes`, `allowTags` or `ignoreTags`.
         field: &'static str,
         /// The regex as given.
         pattern: String,
@@ -65,6 +65,26 @@ impl TagFilter {
             allow: compile("allowTagsRegexes", allow)?,
             ignore: compile("ignoreTagsRegexes", ignore)?,
         })
+    }
+
+    /// [`TagFilter::new`] plus the deprecated image subscription fields: `allow_tags` is
+    /// one more allow regex (field `allowTags`), `ignore_tags` are exact tags to ignore.
+    pub fn with_deprecated(
+        allow: &[String],
+        ignore: &[String],
+        allow_tags: Option<&str>,
+        ignore_tags: &[String],
+    ) -> Result<Self, SelectionError> {
+        let mut f = Self::new(allow, ignore)?;
+        if let Some(a) = allow_tags.filter(|a| !a.is_empty()) {
+            f.allow.extend(compile("allowTags", &[a.to_owned()])?);
+        }
+        let exact: Vec<String> = ignore_tags
+            .iter()
+            .map(|t| format!("^{}$", regex::escape(t)))
+            .collect();
+        f.ignore.extend(compile("ignoreTags", &exact)?);
+        Ok(f)
     }
 
     /// Whether `tag` passes: no ignore regex matches it, and some allow regex matches it (or
@@ -220,6 +240,22 @@ mod tests {
         let SelectionError::InvalidRegex { field, pattern, .. } = &err;
         assert_eq!(*field, "ignoreTagsRegexes");
         assert_eq!(pattern, "[z-a]");
+    }
+
+    #[test]
+    fn filter_deprecated_fields() {
+        let f = TagFilter::with_deprecated(&[], &s(&["-rc"]), Some("^v"), &s(&["v1.0.0", "a.b"]))
+            .unwrap();
+        assert!(f.matches("v2.0.0"));
+        assert!(!f.matches("v1.0.0"), "exact ignoreTags");
+        assert!(f.matches("v1.0.0-x"), "ignoreTags are exact, not regexes");
+        assert!(!f.matches("v3-rc"));
+        assert!(!f.matches("2.0.0"), "allowTags applies");
+        let f = TagFilter::with_deprecated(&[], &[], None, &s(&["a.b"])).unwrap();
+        assert!(f.matches("axb"), "ignoreTags are escaped");
+        let err = TagFilter::with_deprecated(&[], &[], Some("("), &[]).unwrap_err();
+        let SelectionError::InvalidRegex { field, .. } = &err;
+        assert_eq!(*field, "allowTags");
     }
 
     #[test]

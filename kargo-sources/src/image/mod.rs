@@ -1,0 +1,822 @@
+//! Container image subscriptions: [`ImageSource`] discovers the images of one repository
+//! the way Kargo's image subscriber does.
+//!
+//! # Strategies
+//!
+//! - `SemVer` (default): list every tag, apply the tag filter, keep semantic versions
+//!   ([`crate::selection::select_semver`]: lenient Masterminds parsing, strict `X.Y.Z` with
+//!   `strictSemvers`, the `constraint`), sort descending (ties by the original string,
+//!   descending); then read manifests in that order until `discoveryLimit` images pass the
+//!   platform filter.
+//! - `Lexical`: filter, sort byte-wise descending, then as `SemVer`.
+//! - `NewestBuild`: filter, read the metadata of EVERY remaining tag (bounded concurrency),
+//!   sort by build time descending, ties by tag descending, images without a build time
+//!   last ([`crate::selection::order_newest_build`]); truncate.
+//! - `Digest`: `constraint` names one mutable tag; its current digest is looked up on every
+//!   discovery (never cached by tag); a missing tag gives an empty result.
+//!
+//! Tag filter: `ignoreTagsRegexes` (any match drops a tag) and `allowTagsRegexes` (when
+//! given, a tag must match one), unanchored. The deprecated fields are honoured as well:
+//! `allowTags` is one more allow regex, `ignoreTags` lists exact tags to ignore (Kargo's
+//! admission rejects both; a source receiving them applies them).
+//!
+//! # Metadata
+//!
+//! Build time: an image manifest's `org.opencontainers.image.created` or
+//! `org.label-schema.build-date` annotation (the first parseable RFC 3339 value), else the
+//! later of the config blob's `created` and the same labels in the config. An index: its
+//! own annotation, else the newest of its platform entries (the entry descriptor's
+//! annotation, else the child image's time). Entries whose platform is missing, empty or
+//! `unknown` (attestations) are skipped; an index with no other entry is an error.
+//!
+//! `platform` (`os/arch[/variant]`): only images whose INDEX has an entry matching all
+//! three parts exactly are kept; a plain (single-platform) manifest is rejected, as in
+//! Kargo. Recorded per image: tag, digest (of the manifest or index the tag names),
+//! annotations (the manifest's or index's own, overridden by the matching platform entry's
+//! descriptor annotations when `platform` is set; a tag has no descriptor annotations of
+//! its own in the distribution API), build time when known. The build time of an index
+//! stays the index's, also with `platform`.
+//!
+//! # Requests and caching
+//!
+//! The tag list is read page by page, following `Link: <…>; rel="next"`
+//! ([`ImageSourceOptions::tag_page_size`] asks for pages of `n` tags; registries that page
+//! by `n` without a `Link` header are continued with `last`).
+//!
+//! One [`ImageSource`] keeps a metadata cache shared by all its discoveries:
+//! manifest/index metadata and config build times by digest (content addressed, so always
+//! valid), and the digest each `<repoURL>:<tag>` had when last read.
+//!
+//! - With `cacheByTag: true` that tag → digest mapping is trusted: a discovery in which no
+//!   tag is new makes ONLY tag-list requests; a new tag costs one manifest GET and one
+//!   config GET. This is unsafe with mutable tags (a re-pushed tag keeps its old digest
+//!   until the entry is evicted), exactly as in Kargo.
+//! - Without it (the default), a tag read before costs one `HEAD` of its manifest per
+//!   discovery (tags are mutable: the tag list says nothing about where a tag points, so
+//!   trusting the list as a validity signal would be wrong); when the digest is
+//!   unchanged no manifest or config is fetched. A tag never seen costs one GET by tag
+//!   (digest and body in one response) plus its config. So `NewestBuild` over N unchanged
+//!   tags costs N HEADs per discovery instead of Kargo's N manifest GETs (HEADs carry no
+//!   body, and Docker Hub does not count them against its pull limit).
+//! - `Digest` always asks the registry (HEAD) where its tag points.
+//!
+//! The cache holds at most [`ImageSourceOptions::max_cache_entries`] entries (default
+//! 100,000, like Kargo's `MAX_IMAGE_CACHE_ENTRIES`), the oldest dropped first.
+//!
+//! Requests of one source run at most [`ImageSourceOptions::concurrency`] at a time
+//! (default 8) and at most [`ImageSourceOptions::rate_limit`] per second per registry
+//! (default 20, bursts of the same size; Kargo's `IMAGE_REGISTRY_RATE_LIMIT`).
+//! [`ImageSource::stats`] counts the requests made.
+//!
+//! # Authentication and transport
+//!
+//! Credentials come from the discovery context ([`CredentialKind::Image`], the
+//! subscription's `repoURL`), else, when [`ImageSourceOptions::docker_config`] says so,
+//! from a Docker `config.json` ([`DockerConfig`]: `auth` or `username`/`password`; no
+//! credential helpers). They are sent as HTTP basic auth; a registry answering with a
+//! `WWW-Authenticate: Bearer` challenge gets the token flow (the token service is asked
+//! with the same credentials, tokens are cached per registry, repository and user).
+//!
+//! Plain HTTP is used only for loopback registries (`localhost`, `127.0.0.0/8`, `::1`) and
+//! those listed in [`ImageSourceOptions::insecure_registries`]; an explicit `http://` in
+//! `repoURL` for any other registry is refused. `insecureSkipTLSVerify` accepts invalid
+//! certificates.
+//!
+//! Errors: an unknown repository is [`SourceErrorKind::NotFound`], refused credentials
+//! [`SourceErrorKind::Unauthorized`], HTTP 429 [`SourceErrorKind::RateLimited`], network
+//! errors and 5xx [`SourceErrorKind::Transient`], a bad regex, constraint, platform or
+//! limit [`SourceErrorKind::InvalidConfig`] naming the field. No message contains a
+//! credential.
+
+mod client;
+pub mod docker_config;
+mod meta;
+pub mod rate_limit;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt as _;
+use kargo_core::model::{ImageSelectionStrategy, ImageSubscription};
+use kargo_core::secret::{CredentialKind, Credentials};
+use kargo_core::source::{
+    DiscoveredImage, Discovery, DiscoveryContext, Source, SourceError, SourceErrorKind,
+};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+pub use docker_config::{DockerConfig, DockerConfigError, DockerConfigLocation};
+pub use meta::Platform;
+
+use crate::chart::version::Constraint;
+use crate::selection::{TagFilter, order_newest_build, select_lexical, select_semver};
+use client::{BearerToken, Resolved, Session, err};
+use meta::MetaCache;
+use rate_limit::TokenBucket;
+
+/// Settings of an [`ImageSource`].
+#[derive(Debug, Clone)]
+pub struct ImageSourceOptions {
+    /// Registries (`host[:port]`) reached over plain HTTP although not on loopback.
+    pub insecure_registries: Vec<String>,
+    /// Requests in flight at most per source (default 8, at least 1).
+    pub concurrency: usize,
+    /// Requests per second per registry (default 20; bursts of the same size).
+    pub rate_limit: f64,
+    /// Cache entries kept at most (default 100,000).
+    pub max_cache_entries: usize,
+    /// Tags asked for per tag-list page (`n`); `None` (default) leaves the page size to
+    /// the registry.
+    pub tag_page_size: Option<usize>,
+    /// Where to read a Docker `config.json` for credentials (default: nowhere).
+    pub docker_config: DockerConfigLocation,
+    /// Connect timeout, and the longest wait for response data (default 30 s).
+    pub timeout: Duration,
+}
+
+impl Default for ImageSourceOptions {
+    fn default() -> Self {
+        Self {
+            insecure_registries: Vec::new(),
+            concurrency: 8,
+            rate_limit: 20.0,
+            max_cache_entries: 100_000,
+            tag_page_size: None,
+            docker_config: DockerConfigLocation::None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Requests an [`ImageSource`] has made, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Tag-list pages.
+    pub tag_lists: u64,
+    /// Manifest GETs (by tag or digest).
+    pub manifest_gets: u64,
+    /// Manifest HEADs.
+    pub manifest_heads: u64,
+    /// Blob (config) GETs.
+    pub blob_gets: u64,
+    /// Token-service requests.
+    pub tokens: u64,
+}
+
+impl RequestStats {
+    /// All requests to the registry and its token service.
+    pub fn total(&self) -> u64 {
+        self.tag_lists + self.manifest_gets + self.manifest_heads + self.blob_gets + self.tokens
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    tag_lists: AtomicU64,
+    manifest_gets: AtomicU64,
+    manifest_heads: AtomicU64,
+    blob_gets: AtomicU64,
+    tokens: AtomicU64,
+}
+
+/// State shared by all discoveries of one source.
+struct Inner {
+    options: ImageSourceOptions,
+    cache: Mutex<MetaCache>,
+    limiters: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    tokens: Mutex<HashMap<String, BearerToken>>,
+    clients: Mutex<HashMap<bool, reqwest::Client>>,
+    semaphore: Arc<Semaphore>,
+    stats: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn cache(&self) -> MutexGuard<'_, MetaCache> {
+        lock(&self.cache)
+    }
+
+    fn token(&self, key: &str) -> Option<BearerToken> {
+        let mut tokens = lock(&self.tokens);
+        match tokens.get(key) {
+            Some(t) if t.until > Instant::now() => Some(t.clone()),
+            Some(_) => {
+                tokens.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put_token(&self, key: String, token: BearerToken) {
+        lock(&self.tokens).insert(key, token);
+    }
+
+    fn limiter(&self, registry: &str) -> Arc<TokenBucket> {
+        let rate = self.options.rate_limit;
+        let burst = if rate.is_finite() {
+            rate.clamp(1.0, f64::from(u32::MAX)) as u32
+        } else {
+            u32::MAX
+        };
+        lock(&self.limiters)
+            .entry(registry.to_owned())
+            .or_insert_with(|| Arc::new(TokenBucket::new(rate, burst)))
+            .clone()
+    }
+
+    fn client(&self, skip_tls_verify: bool) -> Result<reqwest::Client, SourceError> {
+        let mut clients = lock(&self.clients);
+        if let Some(c) = clients.get(&skip_tls_verify) {
+            return Ok(c.clone());
+        }
+        let c = reqwest::Client::builder()
+            .connect_timeout(self.options.timeout)
+            .read_timeout(self.options.timeout)
+            .danger_accept_invalid_certs(skip_tls_verify)
+            .build()
+            .map_err(|e| {
+                err(
+                    SourceErrorKind::Other,
+                    format!("cannot create the HTTP client: {e}"),
+                )
+            })?;
+        clients.insert(skip_tls_verify, c.clone());
+        Ok(c)
+    }
+}
+
+/// Where a subscription's repository lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepoRef {
+    /// `scheme://host[:port]` requests go to.
+    base: String,
+    /// The registry as written (`docker.io` for Docker Hub names), for credentials.
+    registry: String,
+    /// The repository path (`library/nginx`).
+    repository: String,
+    /// The repository as the user wrote it, for messages.
+    display: String,
+    /// Cache key prefix: `base/repository`.
+    cache_name: String,
+}
+
+/// The image source (subscription kind `image`). Cheap to clone; clones share the cache,
+/// rate limits and tokens.
+#[derive(Clone)]
+pub struct ImageSource {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ImageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageSource")
+            .field("options", &self.inner.options)
+            .field("cache_entries", &self.inner.cache().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ImageSource {
+    fn default() -> Self {
+        Self::new(ImageSourceOptions::default())
+    }
+}
+
+impl ImageSource {
+    /// A source with these options.
+    pub fn new(options: ImageSourceOptions) -> Self {
+        let max = options.max_cache_entries;
+        let permits = options.concurrency.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                cache: Mutex::new(MetaCache::new(max)),
+                limiters: Mutex::new(HashMap::new()),
+                tokens: Mutex::new(HashMap::new()),
+                clients: Mutex::new(HashMap::new()),
+                semaphore: Arc::new(Semaphore::new(permits)),
+                stats: Counters::default(),
+            }),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ImageSourceOptions {
+        &self.inner.options
+    }
+
+    /// Requests made so far.
+    pub fn stats(&self) -> RequestStats {
+        let s = &self.inner.stats;
+        RequestStats {
+            tag_lists: s.tag_lists.load(Ordering::Relaxed),
+            manifest_gets: s.manifest_gets.load(Ordering::Relaxed),
+            manifest_heads: s.manifest_heads.load(Ordering::Relaxed),
+            blob_gets: s.blob_gets.load(Ordering::Relaxed),
+            tokens: s.tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Entries in the metadata cache.
+    pub fn cache_len(&self) -> usize {
+        self.inner.cache().len()
+    }
+
+    /// Where requests for `repo_url` go: `scheme://host[:port]/v2/<repository>`. Fails
+    /// (with [`SourceErrorKind::InvalidConfig`]) for malformed URLs and for plain HTTP to a
+    /// registry that is neither loopback nor listed as insecure.
+    pub fn endpoint(&self, repo_url: &str) -> Result<String, SourceError> {
+        let r = parse_repo_url(repo_url, &self.inner.options)?;
+        Ok(format!("{}/v2/{}", r.base, r.repository))
+    }
+
+    async fn credentials(
+        &self,
+        ctx: &DiscoveryContext,
+        repo: &RepoRef,
+        repo_url: &str,
+    ) -> Result<Option<Credentials>, SourceError> {
+        let c = ctx
+            .credentials()
+            .credentials(CredentialKind::Image, repo_url)
+            .await
+            .map_err(|e| err(SourceErrorKind::Other, format!("{}: {e}", repo.display)))?;
+        if c.is_some() {
+            return Ok(c);
+        }
+        let cfg = self
+            .inner
+            .options
+            .docker_config
+            .load()
+            .map_err(|e| err(SourceErrorKind::Other, format!("{}: {e}", repo.display)))?;
+        Ok(cfg.and_then(|c| c.credentials_for(&repo.registry)))
+    }
+
+    async fn run(
+        &self,
+        ctx: &DiscoveryContext,
+        cfg: &ImageSubscription,
+    ) -> Result<Discovery, SourceError> {
+        let plan = Plan::new(cfg)?;
+        let repo = parse_repo_url(&cfg.repo_url, &self.inner.options)?;
+        let creds = self.credentials(ctx, &repo, &cfg.repo_url).await?;
+        let session = Session {
+            inner: &self.inner,
+            http: self.inner.client(cfg.insecure_skip_tls_verify)?,
+            limiter: self.inner.limiter(&repo.base),
+            creds,
+            repo,
+        };
+        let limit = plan.limit;
+        let references = match cfg.image_selection_strategy {
+            ImageSelectionStrategy::Digest => {
+                let tag = cfg.constraint.trim();
+                match session.resolve(tag, false).await? {
+                    Some(r) => plan.to_image(&r).into_iter().collect(),
+                    None => Vec::new(),
+                }
+            }
+            ImageSelectionStrategy::SemVer | ImageSelectionStrategy::Lexical => {
+                let tags = session.list_tags().await?;
+                let ordered = if cfg.image_selection_strategy == ImageSelectionStrategy::SemVer {
+                    select_semver(
+                        &tags,
+                        &plan.filter,
+                        cfg.strict_semvers,
+                        plan.constraint.as_ref(),
+                    )
+                } else {
+                    select_lexical(&tags, &plan.filter)
+                };
+                // In order, in rounds of as many tags as images are still missing (read
+                // concurrently, kept in order): no manifest beyond what the sequential
+                // algorithm reads is fetched. A tag that vanished or fails the platform
+                // filter makes room for the next one.
+                let mut out = Vec::new();
+                let mut rest = ordered.into_iter();
+                while out.len() < limit {
+                    let batch: Vec<String> = rest.by_ref().take(limit - out.len()).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let results: Vec<Result<Option<Resolved>, SourceError>> =
+                        futures::stream::iter(batch)
+                            .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
+                            .buffered(self.inner.options.concurrency.max(1))
+                            .collect()
+                            .await;
+                    for r in results {
+                        if let Some(img) = r?.as_ref().and_then(|r| plan.to_image(r)) {
+                            out.push(img);
+                        }
+                    }
+                }
+                out
+            }
+            ImageSelectionStrategy::NewestBuild => {
+                let tags = session.list_tags().await?;
+                let filtered: Vec<String> = tags
+                    .into_iter()
+                    .filter(|t| plan.filter.matches(t))
+                    .collect();
+                let results: Vec<Result<Option<Resolved>, SourceError>> =
+                    futures::stream::iter(filtered)
+                        .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
+                        .buffer_unordered(self.inner.options.concurrency.max(1))
+                        .collect()
+                        .await;
+                let mut by_tag: BTreeMap<String, DiscoveredImage> = BTreeMap::new();
+                for r in results {
+                    if let Some(img) = r?.as_ref().and_then(|r| plan.to_image(r)) {
+                        by_tag.insert(img.tag.clone(), img);
+                    }
+                }
+                let order = order_newest_build(
+                    by_tag
+                        .values()
+                        .map(|i| (i.tag.clone(), i.created_at))
+                        .collect(),
+                );
+                order
+                    .into_iter()
+                    .take(limit)
+                    .filter_map(|t| by_tag.remove(&t))
+                    .collect()
+            }
+        };
+        tracing::debug!(
+            repo = %session.repo.display,
+            strategy = ?cfg.image_selection_strategy,
+            found = references.len(),
+            "image discovery done"
+        );
+        Ok(Discovery::Images {
+            repo_url: cfg.repo_url.clone(),
+            platform: (!cfg.platform.is_empty()).then(|| cfg.platform.clone()),
+            references,
+        })
+    }
+
+    async fn fetch(
+        &self,
+        session: &Session<'_>,
+        tag: String,
+        cache_by_tag: bool,
+    ) -> Result<Option<Resolved>, SourceError> {
+        let _permit = self
+            .inner
+            .semaphore
+            .acquire()
+            .await
+            .map_err(|_| err(SourceErrorKind::Other, "the source is shut down".to_owned()))?;
+        session.resolve(&tag, cache_by_tag).await
+    }
+}
+
+#[async_trait]
+impl Source for ImageSource {
+    const KIND: &'static str = "image";
+    type Config = ImageSubscription;
+
+    async fn discover(
+        &self,
+        ctx: &DiscoveryContext,
+        config: &ImageSubscription,
+    ) -> Result<Discovery, SourceError> {
+        let cancel = ctx.cancellation().clone();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(err(
+                SourceErrorKind::Other,
+                format!("discovery of {} was cancelled", config.repo_url),
+            )),
+            r = self.run(ctx, config) => r,
+        }
+    }
+}
+
+/// The validated, compiled parts of a subscription.
+struct Plan {
+    filter: TagFilter,
+    constraint: Option<Constraint>,
+    platform: Option<Platform>,
+    limit: usize,
+}
+
+impl Plan {
+    fn new(cfg: &ImageSubscription) -> Result<Self, SourceError> {
+        let invalid = |field: &str, msg: String| {
+            err(
+                SourceErrorKind::InvalidConfig,
+                format!("image subscription {}: {field}: {msg}", cfg.repo_url),
+            )
+        };
+        if cfg.semver_constraint.is_some() {
+            return Err(invalid(
+                "semverConstraint",
+                "removed in Kargo v1.9: use constraint".to_owned(),
+            ));
+        }
+        if !(1..=100).contains(&cfg.discovery_limit) {
+            return Err(invalid(
+                "discoveryLimit",
+                format!("{} is not in 1..=100", cfg.discovery_limit),
+            ));
+        }
+        let filter = TagFilter::with_deprecated(
+            &cfg.allow_tags_regexes,
+            &cfg.ignore_tags_regexes,
+            cfg.allow_tags.as_deref(),
+            cfg.ignore_tags.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| {
+            let crate::selection::SelectionError::InvalidRegex { field, .. } = &e;
+            invalid(field, e.to_string())
+        })?;
+        let constraint = match cfg.image_selection_strategy {
+            ImageSelectionStrategy::SemVer if !cfg.constraint.trim().is_empty() => Some(
+                Constraint::parse(cfg.constraint.trim())
+                    .map_err(|e| invalid("constraint", e.to_string()))?,
+            ),
+            ImageSelectionStrategy::Digest if cfg.constraint.trim().is_empty() => {
+                return Err(invalid(
+                    "constraint",
+                    "the tag to follow is required with imageSelectionStrategy Digest".to_owned(),
+                ));
+            }
+            _ => None,
+        };
+        let platform = if cfg.platform.is_empty() {
+            None
+        } else {
+            Some(Platform::parse(&cfg.platform).ok_or_else(|| {
+                invalid(
+                    "platform",
+                    format!("{:?} is not os/arch[/variant]", cfg.platform),
+                )
+            })?)
+        };
+        Ok(Self {
+            filter,
+            constraint,
+            platform,
+            limit: cfg.discovery_limit as usize,
+        })
+    }
+
+    /// The discovered image for `r`, or `None` when it fails the platform filter.
+    fn to_image(&self, r: &Resolved) -> Option<DiscoveredImage> {
+        let mut annotations = r.meta.annotations.clone();
+        if let Some(p) = &self.platform {
+            let entry = r.meta.entries.as_ref()?.iter().find(|e| e.platform == *p)?;
+            annotations.extend(entry.annotations.clone());
+        }
+        Some(DiscoveredImage {
+            tag: r.tag.clone(),
+            digest: r.digest.clone(),
+            annotations,
+            created_at: r.meta.created,
+        })
+    }
+}
+
+/// Parses `[http(s)://][registry/]path` into where requests go.
+fn parse_repo_url(url: &str, options: &ImageSourceOptions) -> Result<RepoRef, SourceError> {
+    let invalid = |m: String| {
+        err(
+            SourceErrorKind::InvalidConfig,
+            format!("image subscription: repoURL: {m}"),
+        )
+    };
+    let trimmed = url.trim().trim_end_matches('/');
+    let (scheme, rest) = match trimmed.split_once("://") {
+        Some((s, r)) if s.eq_ignore_ascii_case("http") => (Some("http"), r),
+        Some((s, r)) if s.eq_ignore_ascii_case("https") => (Some("https"), r),
+        Some((s, _)) => return Err(invalid(format!("unsupported scheme {s:?}"))),
+        None => (None, trimmed),
+    };
+    if rest.is_empty() || rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        // Not echoed: user info may hold a password.
+        return Err(invalid(
+            "expected [registry/]repository (no user info, digest or query)".to_owned(),
+        ));
+    }
+    let (first, tail) = rest.split_once('/').unwrap_or(("", rest));
+    let is_host = !first.is_empty()
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.starts_with('['));
+    let (registry, path) = if is_host {
+        (first.to_owned(), tail.to_owned())
+    } else {
+        ("docker.io".to_owned(), rest.to_owned())
+    };
+    if path.is_empty() || path.split('/').any(str::is_empty) {
+        return Err(invalid(format!("{rest:?} has no repository path")));
+    }
+    if path.contains(':') {
+        return Err(invalid(format!("{rest:?} must not have a tag")));
+    }
+    let (host, repository) = if registry == "docker.io" || registry == "index.docker.io" {
+        let repo = if path.contains('/') {
+            path.clone()
+        } else {
+            format!("library/{path}")
+        };
+        ("registry-1.docker.io".to_owned(), repo)
+    } else {
+        (registry.clone(), path.clone())
+    };
+    let insecure_ok = crate::chart::is_loopback_host(&host)
+        || options
+            .insecure_registries
+            .iter()
+            .any(|r| r.trim().eq_ignore_ascii_case(&host));
+    let scheme = match scheme {
+        Some("https") => "https",
+        Some(_) if insecure_ok => "http",
+        Some(_) => {
+            return Err(invalid(format!(
+                "plain HTTP to {host} refused: it is not a loopback registry and not listed \
+                 in the insecure registries"
+            )));
+        }
+        None if insecure_ok => "http",
+        None => "https",
+    };
+    let base = format!("{scheme}://{host}");
+    Ok(RepoRef {
+        cache_name: format!("{base}/{repository}"),
+        base,
+        registry,
+        repository,
+        display: rest.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(insecure: &[&str]) -> ImageSourceOptions {
+        ImageSourceOptions {
+            insecure_registries: insecure.iter().map(|s| (*s).to_owned()).collect(),
+            ..ImageSourceOptions::default()
+        }
+    }
+
+    #[test]
+    fn repo_urls() {
+        let o = opts(&[]);
+        let r = parse_repo_url("ghcr.io/org/app", &o).unwrap();
+        assert_eq!(
+            (r.base.as_str(), r.repository.as_str()),
+            ("https://ghcr.io", "org/app")
+        );
+        let r = parse_repo_url("nginx", &o).unwrap();
+        assert_eq!(r.base, "https://registry-1.docker.io");
+        assert_eq!(r.repository, "library/nginx");
+        assert_eq!(r.registry, "docker.io");
+        let r = parse_repo_url("bitnami/redis", &o).unwrap();
+        assert_eq!(r.repository, "bitnami/redis");
+        let r = parse_repo_url("127.0.0.1:5000/team/app", &o).unwrap();
+        assert_eq!(r.base, "http://127.0.0.1:5000");
+        let r = parse_repo_url("localhost:5000/app/", &o).unwrap();
+        assert_eq!(r.base, "http://localhost:5000");
+        let r = parse_repo_url("[::1]:5000/app", &o).unwrap();
+        assert_eq!(r.base, "http://[::1]:5000");
+        let r = parse_repo_url("https://127.0.0.1:5000/app", &o).unwrap();
+        assert_eq!(r.base, "https://127.0.0.1:5000");
+        for bad in [
+            "",
+            "ghcr.io/org/app:1.0",
+            "user:pw@ghcr.io/org/app",
+            "ghcr.io/org/app@sha256:abc",
+            "ftp://ghcr.io/app",
+            "ghcr.io//app",
+        ] {
+            let e = parse_repo_url(bad, &o).unwrap_err();
+            assert_eq!(e.kind, SourceErrorKind::InvalidConfig, "{bad}");
+            assert!(!e.message.contains("pw"), "{e}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_or_listed_registries() {
+        let o = opts(&[]);
+        let e = parse_repo_url("http://registry.example.com/app", &o).unwrap_err();
+        assert_eq!(e.kind, SourceErrorKind::InvalidConfig);
+        assert!(e.message.contains("plain HTTP"), "{e}");
+        assert_eq!(
+            parse_repo_url("registry.example.com/app", &o).unwrap().base,
+            "https://registry.example.com"
+        );
+        assert_eq!(
+            parse_repo_url("10.0.0.1:5000/app", &o).unwrap().base,
+            "https://10.0.0.1:5000"
+        );
+        let o = opts(&["registry.example.com", "10.0.0.1:5000"]);
+        assert_eq!(
+            parse_repo_url("http://registry.example.com/app", &o)
+                .unwrap()
+                .base,
+            "http://registry.example.com"
+        );
+        assert_eq!(
+            parse_repo_url("10.0.0.1:5000/app", &o).unwrap().base,
+            "http://10.0.0.1:5000"
+        );
+        // Listed hosts match with their port only.
+        assert_eq!(
+            parse_repo_url("10.0.0.1:5001/app", &o).unwrap().base,
+            "https://10.0.0.1:5001"
+        );
+        let src = ImageSource::new(opts(&[]));
+        assert_eq!(
+            src.endpoint("127.0.0.2:80/a/b").unwrap(),
+            "http://127.0.0.2:80/v2/a/b"
+        );
+        assert!(src.endpoint("http://example.com/a").is_err());
+    }
+
+    fn sub(f: impl FnOnce(&mut ImageSubscription)) -> ImageSubscription {
+        let mut s = ImageSubscription::new("127.0.0.1:1/app");
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn invalid_config_names_the_field() {
+        let cases: Vec<(ImageSubscription, &str)> = vec![
+            (
+                sub(|s| s.allow_tags_regexes = vec!["(".into()]),
+                "allowTagsRegexes",
+            ),
+            (
+                sub(|s| s.ignore_tags_regexes = vec!["[".into()]),
+                "ignoreTagsRegexes",
+            ),
+            (sub(|s| s.allow_tags = Some("(".into())), "allowTags"),
+            (
+                sub(|s| s.constraint = "not a constraint!".into()),
+                "constraint",
+            ),
+            (sub(|s| s.platform = "linux".into()), "platform"),
+            (sub(|s| s.discovery_limit = 0), "discoveryLimit"),
+            (sub(|s| s.discovery_limit = 101), "discoveryLimit"),
+            (
+                sub(|s| s.image_selection_strategy = ImageSelectionStrategy::Digest),
+                "constraint",
+            ),
+            (
+                sub(|s| s.semver_constraint = Some("^1".into())),
+                "semverConstraint",
+            ),
+        ];
+        for (cfg, field) in cases {
+            let e = Plan::new(&cfg).err().unwrap();
+            assert_eq!(e.kind, SourceErrorKind::InvalidConfig, "{field}");
+            assert!(e.message.contains(field), "{field}: {e}");
+        }
+        // Lexical ignores the constraint (as Kargo does).
+        assert!(
+            Plan::new(&sub(|s| {
+                s.image_selection_strategy = ImageSelectionStrategy::Lexical;
+                s.constraint = "whatever".into();
+            }))
+            .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_discovery_stops() {
+        let src = ImageSource::default();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctx = DiscoveryContext::new("p", "w").with_cancellation(cancel.clone());
+        cancel.cancel();
+        let e = src.discover(&ctx, &sub(|_| {})).await.unwrap_err();
+        assert!(e.message.contains("cancelled"), "{e}");
+        assert_eq!(src.stats().total(), 0);
+    }
+
+    #[tokio::test]
+    async fn invalid_config_fails_before_any_request() {
+        let src = ImageSource::default();
+        let ctx = DiscoveryContext::new("p", "w");
+        let e = src
+            .discover(&ctx, &sub(|s| s.constraint = ">=>".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, SourceErrorKind::InvalidConfig);
+        assert_eq!(src.stats().total(), 0);
+    }
+}
