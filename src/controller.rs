@@ -537,3 +537,40 @@ impl Controller {
         })
     }
 }
+
+/// One file a dry run would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    /// The repository (as configured in the promotion, credentials removed).
+    pub repo_url: String,
+    /// The file's path in the repository.
+    pub path: String,
+    /// Its unified diff (`--- a/path`, `+++ b/path`, hunks).
+    pub diff: String,
+}
+
+/// A commit a dry run would push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPush {
+    /// The repository (credentials removed).
+    pub repo_url: String,
+    /// The branch it would be pushed to.
+    pub branch: String,
+    /// The commit's ID (it exists only in the local mirror).
+    pub commit: String,
+    /// The commit message.
+    pub message: String,
+}
+
+/// What a promotion would do, run against scratch copies without pushing anything.
+#[derive(Debug, Clone)]
+pub struct DryRunReport {
+    /// The promotion that was simulated.
+    pub request: PromotionRequest,
+    /// The runner's result (steps that would push are `Skipped` with a dry-run message).
+    pub result: PromotionResult,
+    /// Every file changed, per repository.
+    pub files: Vec<FileChange>,
+    /// Every commit that would be pushed.
+    pub pushes: Vec<PlannedPush>,
+}
