@@ -248,3 +248,84 @@ async fn state_survives_a_new_controller_on_the_same_directory() {
     );
     assert!(r.promotions.is_empty());
 }
+
+/// A verifier that says yes to one tag only.
+struct OnlyTag(&'static str);
+
+#[async_trait::async_trait]
+impl kargo::core::pipeline::Verifier for OnlyTag {
+    async fn verify(
+        &self,
+        _stage: &kargo::core::model::Stage,
+        collection: &kargo::core::FreightCollection,
+    ) -> kargo::core::pipeline::VerificationInfo {
+        let ok = collection
+            .references()
+            .iter()
+            .any(|r| r.images.iter().any(|i| i.tag == self.0));
+        kargo::core::pipeline::VerificationInfo {
+            phase: if ok {
+                kargo::core::pipeline::VerificationPhase::Successful
+            } else {
+                kargo::core::pipeline::VerificationPhase::Failed
+            },
+            message: String::new(),
+            finished_at: Utc::now(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn verification_gates_downstream_availability() {
+    let yaml = MANIFESTS.replace(
+        "metadata: {name: dev, namespace: demo}\nspec:\n",
+        "metadata: {name: dev, namespace: demo}\nspec:\n  verification: {}\n",
+    );
+    let set = ManifestSet::from_yaml_str("demo.yaml", &yaml).unwrap();
+    let mem = MemorySource::new();
+    mem.set_images("ghcr.io/acme/app", vec![image("1.0.0", "sha256:a")]);
+    mem.set_chart_versions("https://charts.acme.io", "app", vec!["0.1.0".into()]);
+    let mut sources = SourceRegistry::new();
+    mem.register_into(&mut sources).unwrap();
+    let mut steps = StepRegistry::new();
+    kargo::steps::register_builtins(&mut steps).unwrap();
+    let c = Controller::new(
+        set,
+        "demo",
+        sources,
+        Runner::new(steps),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap()
+    .with_verifier(Arc::new(OnlyTag("1.1.0")));
+    c.reconcile(true).await.unwrap();
+    let state = c.state().unwrap();
+    let id = state
+        .freight
+        .values()
+        .find(|f| f.freight.origin.name == "app")
+        .unwrap()
+        .freight
+        .name
+        .clone();
+    assert_eq!(
+        state.stages["dev"].freight_history[0].verification_history[0].phase,
+        kargo::core::pipeline::VerificationPhase::Failed
+    );
+    let err = c.promote("prod", id.as_str(), None).await.unwrap_err();
+    assert!(err.to_string().contains("not available"), "{err}");
+
+    mem.push_image("ghcr.io/acme/app", image("1.1.0", "sha256:b"));
+    c.reconcile(true).await.unwrap();
+    let state = c.state().unwrap();
+    let id = state
+        .freight
+        .values()
+        .find(|f| f.freight.images.first().is_some_and(|i| i.tag == "1.1.0"))
+        .unwrap()
+        .freight
+        .name
+        .clone();
+    assert!(state.freight[&id].status.verified_in.contains_key("dev"));
+    c.promote("prod", id.as_str(), None).await.unwrap();
+}

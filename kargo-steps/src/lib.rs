@@ -49,6 +49,7 @@ pub mod json;
 pub mod kustomize;
 pub mod render;
 pub mod toml;
+pub mod verify;
 pub mod yaml;
 
 pub use compose_output::ComposeOutput;
