@@ -18,6 +18,8 @@ pub mod runner;
 pub mod secret;
 pub mod source;
 pub mod step;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 pub mod workdir;
 

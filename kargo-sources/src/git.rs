@@ -223,8 +223,9 @@ impl GitSource {
 }
 
 /// Kargo's credentials as kargo-git's: an SSH key when one is given, else basic auth
-/// (nothing when both user name and password are empty).
-fn to_git_auth(c: Credentials) -> Option<GitAuth> {
+/// (nothing when both user name and password are empty). Shared with kargo-steps' git
+/// steps, so discovery and promotion authenticate the same way.
+pub fn to_git_auth(c: Credentials) -> Option<GitAuth> {
     if let Some(key) = c.ssh_private_key.filter(|k| !k.expose().is_empty()) {
         return Some(GitAuth::SshKey {
             private_key: Secret::new(key.expose().clone()),

@@ -24,25 +24,7 @@ use oci_client::{Client, Reference};
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-/// The value of `var`, or `None` (after a skip message) when it is unset. With `CI=true` a
-/// missing variable is a failure.
-fn server_env(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{test}: environment variable {var} is not set; with CI=true the chart \
-                     tests need the servers of ci/test.sh"
-                );
-            }
-            eprintln!(
-                "skipping {test}: {var} is not set (run ci/test.sh to start the test servers)"
-            );
-            None
-        }
-    }
-}
+use kargo_core::testing::server_env;
 
 fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -606,8 +588,7 @@ async fn oci_tags_are_read_page_by_page() {
 // ---------------------------------------------------------------------------------------
 // The `chart` source through the shared conformance suite
 
-#[path = "support/conformance.rs"]
-mod conformance;
+use kargo_core::testing::source_conformance as conformance;
 
 use kargo_core::secret::{CredentialKind, StaticCredentials};
 use kargo_core::source::{DiscoveryContext, DynSource};

@@ -10,8 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/conformance.rs"]
-mod conformance;
+use kargo_core::testing::source_conformance as conformance;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -32,18 +31,7 @@ use serde_json::{Value as Json, json};
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn server_env(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test}: {var} is not set; with CI=true the git tests need ci/test.sh");
-            }
-            eprintln!("skipping {test}: {var} is not set (run ci/test.sh to start the servers)");
-            None
-        }
-    }
-}
+use kargo_core::testing::server_env;
 
 struct Http {
     root: PathBuf,

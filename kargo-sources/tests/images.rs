@@ -10,8 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/conformance.rs"]
-mod conformance;
+use kargo_core::testing::source_conformance as conformance;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,23 +33,7 @@ use serde_json::{Value as Json, json};
 // ---------------------------------------------------------------------------------------
 // Environment
 
-fn server_env(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{test}: environment variable {var} is not set; with CI=true the image \
-                     tests need the servers of ci/test.sh"
-                );
-            }
-            eprintln!(
-                "skipping {test}: {var} is not set (run ci/test.sh to start the test servers)"
-            );
-            None
-        }
-    }
-}
+use kargo_core::testing::server_env;
 
 fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -2,8 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
-#[path = "support/conformance.rs"]
-mod conformance;
+use kargo_core::testing::source_conformance as conformance;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

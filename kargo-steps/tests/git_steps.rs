@@ -264,29 +264,7 @@ struct Remote {
     _tmp: Option<TempDir>,
 }
 
-/// The values of `vars`, or `None` (after a skip message) when one is unset. With
-/// `CI=true` a missing variable is a failure.
-fn server_env(test: &str, vars: &[&str]) -> Option<Vec<String>> {
-    let mut values = Vec::new();
-    for v in vars {
-        match std::env::var(v) {
-            Ok(x) if !x.is_empty() => values.push(x),
-            _ => {
-                if std::env::var("CI").as_deref() == Ok("true") {
-                    panic!(
-                        "{test}: environment variable {v} is not set; with CI=true the git test \
-                         servers are required (start them with ci/test.sh)"
-                    );
-                }
-                eprintln!(
-                    "skipping {test}: {v} is not set (run ci/test.sh to start the git test servers)"
-                );
-                return None;
-            }
-        }
-    }
-    Some(values)
-}
+use kargo_core::testing::server_envs as server_env;
 
 fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

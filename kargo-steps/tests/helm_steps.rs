@@ -29,23 +29,7 @@ use tempfile::TempDir;
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn server_env(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{test}: environment variable {var} is not set; with CI=true the Helm \
-                     step tests need the servers of ci/test.sh"
-                );
-            }
-            eprintln!(
-                "skipping {test}: {var} is not set (run ci/test.sh to start the test servers)"
-            );
-            None
-        }
-    }
-}
+use kargo_core::testing::server_env;
 
 fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -26,11 +26,11 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use kargo_core::secret::{CredentialKind, Credentials};
+use kargo_core::secret::CredentialKind;
 use kargo_core::step::{StepContext, StepError, StepErrorKind};
 use kargo_core::workdir::Materializer;
 use kargo_git::{
-    Checkout, CredentialSource, Git, GitAuth, GitConfig, GitError, GitErrorKind, Secret, Signature,
+    Checkout, CredentialSource, Git, GitAuth, GitConfig, GitError, GitErrorKind, Signature,
     StaticAuth,
 };
 use serde::Deserialize;
@@ -225,23 +225,7 @@ async fn lookup_auth(ctx: &StepContext, url: &str) -> Result<Option<GitAuth>, St
         .credentials(CredentialKind::Git, url)
         .await
         .map_err(|e| StepError::retryable(e.to_string()))?;
-    Ok(creds.and_then(to_git_auth))
-}
-
-fn to_git_auth(c: Credentials) -> Option<GitAuth> {
-    if let Some(key) = c.ssh_private_key.filter(|k| !k.expose().is_empty()) {
-        return Some(GitAuth::SshKey {
-            private_key: Secret::new(key.expose().clone()),
-            known_hosts: c.ssh_known_hosts,
-        });
-    }
-    if c.username.is_empty() && c.password.expose().is_empty() {
-        return None;
-    }
-    Some(GitAuth::Basic {
-        username: c.username,
-        password: Secret::new(c.password.expose().clone()),
-    })
+    Ok(creds.and_then(kargo_sources::git::to_git_auth))
 }
 
 /// A [`Git`] whose credentials for `url` come from `auth`.
@@ -393,6 +377,8 @@ fn default_author() -> Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kargo_core::secret::Credentials;
+    use kargo_git::Secret;
 
     #[test]
     fn scrub_removes_passwords_and_user_info() {
@@ -446,13 +432,16 @@ mod tests {
 
     #[test]
     fn credentials_convert() {
-        assert_eq!(to_git_auth(Credentials::default()), None);
+        assert_eq!(
+            kargo_sources::git::to_git_auth(Credentials::default()),
+            None
+        );
         assert!(matches!(
-            to_git_auth(Credentials::basic("u", "p")),
+            kargo_sources::git::to_git_auth(Credentials::basic("u", "p")),
             Some(GitAuth::Basic { .. })
         ));
         assert!(matches!(
-            to_git_auth(Credentials::ssh_key("KEY", None)),
+            kargo_sources::git::to_git_auth(Credentials::ssh_key("KEY", None)),
             Some(GitAuth::SshKey { .. })
         ));
     }
