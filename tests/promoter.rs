@@ -600,6 +600,49 @@ fn verbs_and_error_paths() {
         overlay("dev", "aaaa0000", &c2)
     );
 
+    // `run --watch`: a new commit reaches dev without another command; Ctrl-C (SIGINT)
+    // stops it cleanly with status 0.
+    let c3 = app_commit(&app_seed, 3);
+    let log = root.join("watch.log");
+    let mut child = Command::new(&p.bin)
+        .args(["--manifests".as_ref(), p.manifests.as_os_str()])
+        .args(["--state".as_ref(), p.state.as_os_str()])
+        .args(["run", "--watch", "--max-sleep", "1"])
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(root.join("watch.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while remote_file(&gitops, &overlay_path("dev")) != overlay("dev", "aaaa0000", &c3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run --watch did not promote {c3} to dev within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("run --watch did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    eprintln!("run --watch stderr:\n{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped"), "{err}");
+
     // A manifest error: exit 2 with file and line, for every verb.
     std::fs::write(
         p.manifests.join("zz-bad.yaml"),
