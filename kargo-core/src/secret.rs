@@ -209,6 +209,284 @@ impl CredentialProvider for StaticCredentials {
     }
 }
 
+/// Why a [`CredentialTable`] could not be built. Messages never contain a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialTableError {
+    /// The YAML is not a list of credential entries.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the text came from (a file name).
+        origin: String,
+        /// What is wrong, with line and column when known.
+        message: String,
+    },
+    /// An entry is incomplete or inconsistent.
+    #[error("{origin}: entry {index}: {message}")]
+    Entry {
+        /// Where the text came from (a file name).
+        origin: String,
+        /// The 1-based position of the entry in the list.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One entry of a credentials file, in the shape of Kargo's credential Secrets (the
+/// label `kargo.akuity.io/cred-type` becomes `type`; the Secret's data keys stay).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CredentialEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, rename = "repoURL")]
+    repo_url: Option<String>,
+    #[serde(default, rename = "repoURLPattern")]
+    repo_url_pattern: Option<String>,
+    #[serde(default, rename = "repoURLIsRegex")]
+    repo_url_is_regex: bool,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    ssh_private_key: Option<String>,
+}
+
+#[derive(Clone)]
+enum UrlMatch {
+    /// The normalised repository URL.
+    Exact(String),
+    Pattern(regex::Regex),
+}
+
+/// A table of credentials that matches repository URLs the way Kargo matches its
+/// credential Secrets:
+///
+/// 1. entries of the requested kind whose `repoURL` equals the requested URL, both
+///    normalised per kind (git: [`normalize_git_url`](crate::freight::normalize_git_url),
+///    so `https://host/org/repo.git` and `https://host/org/repo` are the same; image:
+///    [`normalize_image_repo`](crate::freight::normalize_image_repo); Helm:
+///    [`normalize_chart_repo`](crate::freight::normalize_chart_repo), trailing `/`
+///    ignored); the first such
+///    entry wins;
+/// 2. otherwise entries whose `repoURLPattern` (a regular expression, unanchored unless
+///    it says `^...$`) matches the URL as given or its normalised form, in the order they
+///    were added.
+///
+/// A Helm lookup of an `oci://` URL that finds nothing then tries the `image` entries for
+/// the same repository (OCI charts live in image registries; kargo-rs's convenience).
+///
+/// Unlike Kargo, credentials are returned for plain `http://` URLs too (Kargo refuses
+/// them; test servers and internal mirrors need them).
+///
+/// A credentials file ([`CredentialTable::from_yaml_str`]) is a YAML list:
+///
+/// ```yaml
+/// - type: git                         # git | image | helm
+///   repoURL: https://github.com/acme/gitops.git
+///   username: kargo
+///   password: ghp_xxx
+/// - type: image
+///   repoURLPattern: ^ghcr\.io/acme/   # or repoURL + repoURLIsRegex: true, as in Kargo
+///   username: kargo
+///   password: ghp_yyy
+/// - type: git
+///   repoURL: git@github.com:acme/infra.git
+///   sshPrivateKey: |
+///     -----BEGIN OPENSSH PRIVATE KEY-----
+///     ...
+/// ```
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use kargo_core::secret::{CredentialKind, CredentialProvider, CredentialTable};
+///
+/// let table = CredentialTable::from_yaml_str("creds.yaml", r#"
+/// - {type: git, repoURLPattern: '^https://git\.example\.com/', username: any, password: a}
+/// - {type: git, repoURL: 'https://git.example.com/team/app.git', username: app, password: b}
+/// "#).unwrap();
+/// let c = table.credentials(CredentialKind::Git, "https://git.example.com/team/app").await;
+/// assert_eq!(c.unwrap().unwrap().username, "app"); // the exact entry wins over the pattern
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct CredentialTable {
+    entries: Vec<(CredentialKind, UrlMatch, Credentials)>,
+}
+
+impl fmt::Debug for CredentialTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for (kind, m, c) in &self.entries {
+            let url = match m {
+                UrlMatch::Exact(u) => u.clone(),
+                UrlMatch::Pattern(r) => format!("/{}/", r.as_str()),
+            };
+            list.entry(&(kind, url, &c.username));
+        }
+        list.finish()
+    }
+}
+
+fn normalize_for(kind: CredentialKind, url: &str) -> String {
+    match kind {
+        CredentialKind::Git => crate::freight::normalize_git_url(url),
+        CredentialKind::Image => crate::freight::normalize_image_repo(url),
+        CredentialKind::Helm => crate::freight::normalize_chart_repo(url.trim_end_matches('/')),
+        CredentialKind::Generic => url.trim_end_matches('/').to_owned(),
+    }
+}
+
+impl CredentialTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many entries the table has.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds credentials for exactly `repo_url` (compared after normalisation).
+    pub fn with_exact(
+        mut self,
+        kind: CredentialKind,
+        repo_url: &str,
+        credentials: Credentials,
+    ) -> Self {
+        self.entries.push((
+            kind,
+            UrlMatch::Exact(normalize_for(kind, repo_url)),
+            credentials,
+        ));
+        self
+    }
+
+    /// Adds credentials for every URL matching `pattern` (a regular expression).
+    pub fn with_pattern(
+        mut self,
+        kind: CredentialKind,
+        pattern: &str,
+        credentials: Credentials,
+    ) -> Result<Self, regex::Error> {
+        let re = regex::Regex::new(pattern)?;
+        self.entries
+            .push((kind, UrlMatch::Pattern(re), credentials));
+        Ok(self)
+    }
+
+    /// Parses a credentials file (see the type's documentation); `origin` names it in
+    /// errors.
+    pub fn from_yaml_str(origin: &str, text: &str) -> Result<Self, CredentialTableError> {
+        if text.trim().is_empty() {
+            return Ok(Self::new());
+        }
+        let entries: Vec<CredentialEntry> =
+            yaml_serde::from_str(text).map_err(|e| CredentialTableError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut table = Self::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let bad = |message: String| CredentialTableError::Entry {
+                origin: origin.to_owned(),
+                index: i + 1,
+                message,
+            };
+            let kind = match e.kind.as_str() {
+                "git" => CredentialKind::Git,
+                "image" => CredentialKind::Image,
+                "helm" => CredentialKind::Helm,
+                "generic" => CredentialKind::Generic,
+                other => {
+                    return Err(bad(format!(
+                        "unknown type {other:?} (expected git, image, helm or generic)"
+                    )));
+                }
+            };
+            let credentials = match (&e.ssh_private_key, &e.password) {
+                (Some(key), _) => {
+                    let mut c = Credentials::ssh_key(key.clone(), None);
+                    c.username = e.username.clone().unwrap_or_default();
+                    c
+                }
+                (None, Some(pw)) => Credentials::basic(e.username.clone().unwrap_or_default(), pw),
+                (None, None) => {
+                    return Err(bad("needs a password (or sshPrivateKey for git)".into()));
+                }
+            };
+            table = match (e.repo_url, e.repo_url_pattern, e.repo_url_is_regex) {
+                (Some(url), None, false) if !url.is_empty() => {
+                    table.with_exact(kind, &url, credentials)
+                }
+                (Some(p), None, true) | (None, Some(p), false) if !p.is_empty() => table
+                    .with_pattern(kind, &p, credentials)
+                    .map_err(|err| bad(format!("invalid repoURLPattern {p:?}: {err}")))?,
+                (Some(_), Some(_), _) => {
+                    return Err(bad("has both repoURL and repoURLPattern".into()));
+                }
+                _ => return Err(bad("needs a non-empty repoURL or repoURLPattern".into())),
+            };
+        }
+        Ok(table)
+    }
+
+    /// Reads and parses a credentials file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, CredentialTableError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| CredentialTableError::Parse {
+            origin: origin.clone(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::from_yaml_str(&origin, &text)
+    }
+
+    /// The credentials for `repo_url` by the rules of the type's documentation.
+    pub fn lookup(&self, kind: CredentialKind, repo_url: &str) -> Option<&Credentials> {
+        self.lookup_kind(kind, repo_url).or_else(|| {
+            let rest = repo_url.strip_prefix("oci://")?;
+            (kind == CredentialKind::Helm)
+                .then(|| self.lookup_kind(CredentialKind::Image, rest))
+                .flatten()
+        })
+    }
+
+    fn lookup_kind(&self, kind: CredentialKind, repo_url: &str) -> Option<&Credentials> {
+        let normalized = normalize_for(kind, repo_url);
+        let of_kind = || self.entries.iter().filter(move |(k, _, _)| *k == kind);
+        of_kind()
+            .find(|(_, m, _)| matches!(m, UrlMatch::Exact(u) if *u == normalized))
+            .or_else(|| {
+                of_kind().find(|(_, m, _)| {
+                    matches!(m, UrlMatch::Pattern(r)
+                        if r.is_match(repo_url) || r.is_match(&normalized))
+                })
+            })
+            .map(|(_, _, c)| c)
+    }
+}
+
+#[async_trait]
+impl CredentialProvider for CredentialTable {
+    async fn credentials(
+        &self,
+        kind: CredentialKind,
+        repo_url: &str,
+    ) -> Result<Option<Credentials>, CredentialError> {
+        Ok(self.lookup(kind, repo_url).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +527,73 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn credential_table_exact_before_patterns_in_order() {
+        let t = CredentialTable::from_yaml_str(
+            "c.yaml",
+            r#"
+- {type: git, repoURLPattern: 'example\.com', username: first, password: p1}
+- {type: git, repoURLPattern: '^https://git\.example\.com/team/', username: second, password: p2}
+- {type: git, repoURL: 'https://git.example.com/team/app.git', username: exact, password: p3}
+- {type: image, repoURL: 'git.example.com/team/app', repoURLIsRegex: true, username: img, password: p4}
+- {type: helm, repoURL: 'https://charts.example.com/', username: helm, password: p5}
+"#,
+        )
+        .unwrap();
+        let user = |k, u: &str| t.lookup(k, u).map(|c| c.username.clone());
+        // Exact (normalised: no .git, case) wins over earlier patterns.
+        assert_eq!(
+            user(CredentialKind::Git, "https://Git.example.com/team/app").as_deref(),
+            Some("exact")
+        );
+        // Patterns in order: the first matching one.
+        assert_eq!(
+            user(
+                CredentialKind::Git,
+                "https://git.example.com/team/other.git"
+            )
+            .as_deref(),
+            Some("first")
+        );
+        assert_eq!(user(CredentialKind::Git, "https://elsewhere/x"), None);
+        assert_eq!(
+            user(CredentialKind::Image, "git.example.com/team/app").as_deref(),
+            Some("img")
+        );
+        assert_eq!(
+            user(CredentialKind::Helm, "https://charts.example.com").as_deref(),
+            Some("helm")
+        );
+        // OCI charts fall back to image entries.
+        assert_eq!(
+            user(CredentialKind::Helm, "oci://git.example.com/team/app").as_deref(),
+            Some("img")
+        );
+        assert!(!format!("{t:?}").contains("p3"));
+    }
+
+    #[test]
+    fn credential_table_errors_name_the_entry() {
+        let e = CredentialTable::from_yaml_str(
+            "c.yaml",
+            "- {type: git, repoURLPattern: '(', password: x}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("c.yaml: entry 1: invalid repoURLPattern"),
+            "{e}"
+        );
+        let e = CredentialTable::from_yaml_str("c.yaml", "- {type: svn, repoURL: x, password: y}")
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown type \"svn\""), "{e}");
+        let e = CredentialTable::from_yaml_str("c.yaml", "- {type: git, repoURL: x}").unwrap_err();
+        assert!(e.to_string().contains("needs a password"), "{e}");
+        let e = CredentialTable::from_yaml_str("c.yaml", "- {type: git, url: x, password: y}")
+            .unwrap_err();
+        assert!(e.to_string().contains("c.yaml"), "{e}");
+        assert!(!e.to_string().contains("password: y"));
     }
 }
