@@ -438,7 +438,7 @@ impl Controller {
         loop {
             let mut next = None;
             self.store.update(&self.project, &mut |state| {
-                next = Pipeline::start_next(state, stage);
+                next = self.pipeline().start_next(state, stage, self.now());
                 Ok(())
             })?;
             let Some(request) = next else {

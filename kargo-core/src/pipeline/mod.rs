@@ -556,13 +556,28 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Starts the Stage's next promotion, if none is running: moves the head of the queue
-    /// to `current_promotion` and returns it.
-    pub fn start_next(state: &mut ProjectState, stage: &str) -> Option<PromotionRequest> {
-        let st = state.stages.get_mut(stage)?;
+    /// to `current_promotion` and returns it. The collection of a manual or automatic
+    /// promotion is rebuilt now from the Stage's current collection (see
+    /// [`collection_for`](Self::collection_for)): two promotions queued together for
+    /// different origins must not undo each other. A rollback keeps the collection it names.
+    pub fn start_next(
+        &self,
+        state: &mut ProjectState,
+        stage: &str,
+        now: DateTime<Utc>,
+    ) -> Option<PromotionRequest> {
+        let st = state.stages.get(stage)?;
         if st.current_promotion.is_some() || st.queue.is_empty() {
             return None;
         }
-        let next = st.queue.remove(0);
+        let mut next = st.queue[0].clone();
+        if next.trigger != PromotionTrigger::Rollback
+            && let (Ok(s), Some(record)) = (self.stage(stage), state.freight.get(&next.freight))
+        {
+            next.collection = Self::collection_for(s, &record.freight, state, now);
+        }
+        let st = state.stages.get_mut(stage)?;
+        st.queue.remove(0);
         st.current_promotion = Some(next.clone());
         Some(next)
     }
@@ -580,8 +595,11 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
     ) -> Result<PromotionRecord, PipelineError> {
         let stage = self.stage(stage_name)?;
-        let st = state.stages.entry(stage_name.to_owned()).or_default();
-        let request = match &st.current_promotion {
+        let request = match state
+            .stages
+            .get(stage_name)
+            .and_then(|s| s.current_promotion.as_ref())
+        {
             Some(r) if r.name == promotion => r.clone(),
             _ => {
                 return Err(PipelineError::NotRunning {
@@ -590,6 +608,28 @@ impl<'a> Pipeline<'a> {
                 });
             }
         };
+        // Which origins get a hold (true) or lose theirs (false) on success: a manual
+        // promotion pins or releases the chosen Freight's origin; a rollback pins each
+        // origin whose rolled-back Freight is not auto-promotion's candidate.
+        let holds: Vec<(FreightReference, bool)> = match request.trigger {
+            PromotionTrigger::Auto => Vec::new(),
+            PromotionTrigger::Manual => request
+                .collection
+                .get(&request.origin)
+                .map(|r| vec![(r.clone(), request.hold)])
+                .unwrap_or_default(),
+            PromotionTrigger::Rollback => request
+                .collection
+                .references()
+                .into_iter()
+                .map(|r| {
+                    let pinned = request.hold
+                        && self.candidate(stage, &r.origin, state, now).as_ref() != Some(&r.name);
+                    (r.clone(), pinned)
+                })
+                .collect(),
+        };
+        let st = state.stages.entry(stage_name.to_owned()).or_default();
         st.current_promotion = None;
         let record = PromotionRecord {
             name: request.name.clone(),
@@ -614,26 +654,20 @@ impl<'a> Pipeline<'a> {
                 },
             );
             st.freight_history.truncate(MAX_FREIGHT_HISTORY);
-            match request.trigger {
-                PromotionTrigger::Auto => {}
-                _ if request.hold => {
-                    for r in request.collection.references() {
-                        st.auto_promotion_holds.insert(
-                            origin_key(&r.origin),
-                            AutoPromotionHold {
-                                freight_name: r.name.clone(),
-                                origin: r.origin.clone(),
-                                promotion_name: request.name.clone(),
-                                actor: request.actor.clone(),
-                                created_at: now,
-                            },
-                        );
-                    }
-                }
-                _ => {
-                    for r in request.collection.references() {
-                        st.auto_promotion_holds.remove(&origin_key(&r.origin));
-                    }
+            for (r, pinned) in holds {
+                if pinned {
+                    st.auto_promotion_holds.insert(
+                        origin_key(&r.origin),
+                        AutoPromotionHold {
+                            freight_name: r.name.clone(),
+                            origin: r.origin.clone(),
+                            promotion_name: request.name.clone(),
+                            actor: request.actor.clone(),
+                            created_at: now,
+                        },
+                    );
+                } else {
+                    st.auto_promotion_holds.remove(&origin_key(&r.origin));
                 }
             }
             // Freight that left the Stage: remember its longest soak.

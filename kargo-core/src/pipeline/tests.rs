@@ -177,7 +177,7 @@ fn promote(
         .request_promotion(state, stage, freight, trigger, None, now)
         .unwrap();
     Pipeline::enqueue(state, req.clone(), false);
-    let started = Pipeline::start_next(state, stage).unwrap();
+    let started = p.start_next(state, stage, now).unwrap();
     assert_eq!(started.name, req.name);
     p.finish(state, stage, &req.name, PromotionPhase::Succeeded, "", now)
         .unwrap();
@@ -364,9 +364,9 @@ fn auto_promotion_picks_newest_and_respects_holds() {
     // Queued candidates are not requested twice.
     assert!(p.auto_promotions(&state, t(10)).is_empty());
     for _ in 0..2 {
-        let r = Pipeline::start_next(&mut state, "dev").unwrap();
+        let r = p.start_next(&mut state, "dev", t(100)).unwrap();
         assert!(
-            Pipeline::start_next(&mut state, "dev").is_none(),
+            p.start_next(&mut state, "dev", t(100)).is_none(),
             "one at a time"
         );
         p.finish(
@@ -458,7 +458,7 @@ fn superseding_drops_older_queued_requests_of_the_same_origin() {
     };
     let r1 = req(&state, "app-1");
     Pipeline::enqueue(&mut state, r1.clone(), true);
-    Pipeline::start_next(&mut state, "dev").unwrap();
+    p.start_next(&mut state, "dev", t(100)).unwrap();
     let r2 = req(&state, "app-2");
     assert!(Pipeline::enqueue(&mut state, r2.clone(), true).is_empty());
     let r3 = req(&state, "app-3");
@@ -499,7 +499,7 @@ fn failed_promotion_changes_nothing_but_the_record() {
         .request_promotion(&state, "dev", "app-1", PromotionTrigger::Manual, None, t(1))
         .unwrap();
     Pipeline::enqueue(&mut state, r.clone(), false);
-    Pipeline::start_next(&mut state, "dev");
+    p.start_next(&mut state, "dev", t(100));
     let rec = p
         .finish(
             &mut state,
@@ -560,7 +560,7 @@ fn rollback_re_promotes_the_previous_collection() {
         "rolling back to non-candidate Freight holds auto-promotion"
     );
     Pipeline::enqueue(&mut state, r.clone(), false);
-    Pipeline::start_next(&mut state, "dev");
+    p.start_next(&mut state, "dev", t(100));
     p.finish(
         &mut state,
         "dev",
@@ -730,4 +730,72 @@ fn memory_store_detects_conflicts() {
         .unwrap();
     assert_eq!(s.freight.len(), 2);
     assert_eq!(store.load("demo").unwrap().1, 2);
+}
+
+#[test]
+fn promotions_queued_together_for_two_origins_do_not_undo_each_other() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    record_freight(&mut state, image_freight("1", 0));
+    record_freight(&mut state, chart_freight("0.1.0", 0));
+    for r in p.auto_promotions(&state, t(1)) {
+        Pipeline::enqueue(&mut state, r, false);
+    }
+    while let Some(r) = p.start_next(&mut state, "dev", t(2)) {
+        p.finish(
+            &mut state,
+            "dev",
+            &r.name,
+            PromotionPhase::Succeeded,
+            "",
+            t(2),
+        )
+        .unwrap();
+    }
+    // Both origins move in the same pass.
+    let (img, chart) = (image_freight("2", 5), chart_freight("0.2.0", 5));
+    record_freight(&mut state, img.clone());
+    record_freight(&mut state, chart.clone());
+    let reqs = p.auto_promotions(&state, t(6));
+    assert_eq!(reqs.iter().filter(|r| r.stage == "dev").count(), 2);
+    for r in reqs.into_iter().filter(|r| r.stage == "dev") {
+        Pipeline::enqueue(&mut state, r, false);
+    }
+    while let Some(r) = p.start_next(&mut state, "dev", t(7)) {
+        p.finish(
+            &mut state,
+            "dev",
+            &r.name,
+            PromotionPhase::Succeeded,
+            "",
+            t(7),
+        )
+        .unwrap();
+    }
+    assert_eq!(current(&state, "dev", "app"), Some(img.name.clone()));
+    assert_eq!(current(&state, "dev", "chart"), Some(chart.name));
+
+    // Rolling back to {new image, old chart} pins only the chart's origin: the image is
+    // still auto-promotion's candidate.
+    let r = p.rollback(&state, "dev", None, t(8)).unwrap();
+    Pipeline::enqueue(&mut state, r, false);
+    let r = p.start_next(&mut state, "dev", t(8)).unwrap();
+    p.finish(
+        &mut state,
+        "dev",
+        &r.name,
+        PromotionPhase::Succeeded,
+        "",
+        t(8),
+    )
+    .unwrap();
+    assert_eq!(current(&state, "dev", "app"), Some(img.name));
+    assert_eq!(
+        current(&state, "dev", "chart"),
+        Some(chart_freight("0.1.0", 0).name)
+    );
+    let holds = &state.stages["dev"].auto_promotion_holds;
+    assert!(holds.contains_key("Warehouse/chart"));
+    assert!(!holds.contains_key("Warehouse/app"));
 }
