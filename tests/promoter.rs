@@ -661,23 +661,7 @@ fn verbs_and_error_paths() {
 // ---------------------------------------------------------------------------------------
 // End to end: HTTP git server with auth, authenticated registry, HTTP Helm repository
 
-fn server_env(test: &str, var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{test}: environment variable {var} is not set; with CI=true this test \
-                     needs the servers of ci/test.sh"
-                );
-            }
-            eprintln!(
-                "skipping {test}: {var} is not set (run ci/test.sh to start the test servers)"
-            );
-            None
-        }
-    }
-}
+use kargo_core::testing::server_env;
 
 fn sha256(bytes: &[u8]) -> String {
     kargo::sources::chart::sha256_digest(bytes)
