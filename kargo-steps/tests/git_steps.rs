@@ -687,7 +687,10 @@ async fn dry_run_push_records_instead_of_pushing() {
         assert_eq!(planned.tag.is_some(), branch.is_empty());
         assert_eq!(planned.commit, commit);
         assert_eq!(planned.message, "v2\n\nbody");
-        assert_eq!(planned.commits, vec![(commit.clone(), "v2\n\nbody".to_owned())]);
+        assert_eq!(
+            planned.commits,
+            vec![(commit.clone(), "v2\n\nbody".to_owned())]
+        );
         assert_eq!(planned.step, "push");
         if branch.is_empty() {
             assert_eq!(output(&r, "push", "tag"), &json!("v2"));
@@ -707,7 +710,10 @@ async fn dry_run_push_records_instead_of_pushing() {
     );
     let r = runner(cache.path(), None).run(&p).await;
     assert_phase(&r, PromotionPhase::Succeeded);
-    assert_eq!(r.step("push").unwrap().status, StepExecutionStatus::Succeeded);
+    assert_eq!(
+        r.step("push").unwrap().status,
+        StepExecutionStatus::Succeeded
+    );
     assert_eq!(r.dry_run, None);
     assert_eq!(
         git(&remote.bare, &["show", "main:env/prod/values.yaml"]),
