@@ -3,7 +3,7 @@
 # and git:
 #   1. installs with apt-get whatever the tests need and is missing,
 #   2. starts every server the tests need on 127.0.0.1 (scripts in ci/servers.d/),
-#   3. runs `cargo test` with the given arguments (default: --workspace),
+#   3. runs `cargo test` with the given arguments (default: --workspace --all-features),
 #   4. stops the servers on every exit path (success, failure, Ctrl-C).
 #
 # Usage: ci/test.sh [cargo test arguments]
@@ -75,7 +75,9 @@ for script in ci/servers.d/*.sh; do
 done
 
 # --- 3. tests ------------------------------------------------------------------------------
+# --all-features: the facade's `testing` feature (kargo::testing, its doctest, the
+# promotion_test example) is off by default; without it those tests would not be built.
 if [ "$#" -eq 0 ]; then
-  set -- --workspace
+  set -- --workspace --all-features
 fi
 cargo test "$@"

@@ -23,6 +23,7 @@ use kargo_core::pipeline::{
 use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
 use kargo_core::source::{DiscoveryContext, SourceRegistry};
+use kargo_core::step::DryRunNote;
 use kargo_core::workdir::WorkDir;
 use kargo_sources::warehouse::{
     DiscoverError, FreightDecision, FreightError, discover, freight_from,
@@ -449,20 +450,28 @@ impl Controller {
         Ok(reports)
     }
 
-    async fn run(&self, request: PromotionRequest) -> Result<PromotionReport, ControllerError> {
-        let plan = plan_stage(&self.manifests, &self.project, &request.stage)?;
-        let state = self.state()?;
+    /// A fresh work directory under the work root (removed when dropped).
+    fn work_dir(&self, prefix: &str) -> Result<(tempfile::TempDir, WorkDir), ControllerError> {
         let dir = match &self.work_root {
             Some(root) => {
                 std::fs::create_dir_all(root).map_err(ControllerError::WorkDir)?;
-                tempfile::Builder::new()
-                    .prefix("promotion-")
-                    .tempdir_in(root)
+                tempfile::Builder::new().prefix(prefix).tempdir_in(root)
             }
-            None => tempfile::Builder::new().prefix("promotion-").tempdir(),
+            None => tempfile::Builder::new().prefix(prefix).tempdir(),
         }
         .map_err(ControllerError::WorkDir)?;
         let work_dir = WorkDir::new(dir.path()).map_err(ControllerError::WorkDir)?;
+        Ok((dir, work_dir))
+    }
+
+    /// The runner's view of `request`: the Stage's plan, the Freight, metadata, secrets.
+    fn promotion(
+        &self,
+        request: &PromotionRequest,
+        state: &ProjectState,
+        work_dir: WorkDir,
+    ) -> Result<Promotion, ControllerError> {
+        let plan = plan_stage(&self.manifests, &self.project, &request.stage)?;
         let target = state.freight.get(&request.freight);
         let mut promotion = Promotion::from_plan(
             &plan,
@@ -491,6 +500,13 @@ impl Controller {
                     .insert(name.clone(), st.metadata.clone().into_iter().collect());
             }
         }
+        Ok(promotion)
+    }
+
+    async fn run(&self, request: PromotionRequest) -> Result<PromotionReport, ControllerError> {
+        let state = self.state()?;
+        let (dir, work_dir) = self.work_dir("promotion-")?;
+        let promotion = self.promotion(&request, &state, work_dir)?;
         tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "promotion started");
         let result = self.runner.run(&promotion).await;
         drop(dir);
@@ -521,6 +537,68 @@ impl Controller {
             request,
             result,
             record,
+        })
+    }
+
+    /// Simulates promoting Freight (ID, ID prefix or alias) to a Stage: the request is built
+    /// exactly as [`Controller::promote`] builds it (same availability rules, same errors),
+    /// then the Stage's steps run as a dry run ([`Promotion::dry_run`]) in a scratch work
+    /// directory. Steps with outside effects record them instead: `git-push` reports the
+    /// commit it would push and the per-file diffs, and pushes nothing.
+    ///
+    /// Nothing is written to the state store (no queue entry, no history, no verification),
+    /// and nothing reaches a remote. The git mirror cache may keep the objects of the
+    /// simulated commits (unreferenced, like any local object).
+    pub async fn dry_run(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+    ) -> Result<DryRunReport, ControllerError> {
+        let (state, _) = self.store.load(&self.project)?;
+        let request = self.pipeline().request_promotion(
+            &state,
+            stage,
+            freight,
+            PromotionTrigger::Manual,
+            actor,
+            self.now(),
+        )?;
+        let (dir, work_dir) = self.work_dir("dry-run-")?;
+        let mut promotion = self.promotion(&request, &state, work_dir)?;
+        promotion.dry_run = true;
+        tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "dry run started");
+        let result = self.runner.run(&promotion).await;
+        drop(dir);
+        tracing::info!(promotion = %request.name, phase = ?result.phase, "dry run finished");
+        let log = result.dry_run.clone().unwrap_or_default();
+        let files = log
+            .files
+            .into_iter()
+            .map(|f| FileChange {
+                repo_url: f.repo_url,
+                path: f.path,
+                diff: f.diff,
+            })
+            .collect();
+        let pushes = log
+            .pushes
+            .into_iter()
+            .map(|p| PlannedPush {
+                repo_url: p.repo_url,
+                branch: p.branch,
+                commit: p.commit,
+                message: p.message,
+                tag: p.tag,
+                step: p.step,
+            })
+            .collect();
+        Ok(DryRunReport {
+            request,
+            result,
+            files,
+            pushes,
+            notes: log.notes,
         })
     }
 
@@ -560,6 +638,10 @@ pub struct PlannedPush {
     pub commit: String,
     /// The commit message.
     pub message: String,
+    /// For a tag push: the tag (`branch` is then empty).
+    pub tag: Option<String>,
+    /// The alias of the step that would push.
+    pub step: String,
 }
 
 /// What a promotion would do, run against scratch copies without pushing anything.
@@ -573,4 +655,13 @@ pub struct DryRunReport {
     pub files: Vec<FileChange>,
     /// Every commit that would be pushed.
     pub pushes: Vec<PlannedPush>,
+    /// Other effects steps did not perform, in their words.
+    pub notes: Vec<DryRunNote>,
+}
+
+impl DryRunReport {
+    /// Whether the simulated promotion succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.result.phase == PromotionPhase::Succeeded
+    }
 }

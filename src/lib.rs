@@ -11,3 +11,6 @@ pub use kargo_steps as steps;
 
 pub mod controller;
 pub use controller::Controller;
+
+#[cfg(feature = "testing")]
+pub mod testing;

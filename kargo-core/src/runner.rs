@@ -521,6 +521,10 @@ pub struct PromotionResult {
     pub steps: Vec<StepRecord>,
     /// Shared state: outputs by alias (including propagated task outputs).
     pub state: BTreeMap<String, Json>,
+    /// For a dry run ([`Promotion::dry_run`]): what the steps recorded instead of
+    /// performing outside effects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<crate::step::DryRunLog>,
     /// When the promotion started.
     pub started_at: DateTime<Utc>,
     /// When it finished.
@@ -572,6 +576,11 @@ pub struct Promotion {
     pub actor: Option<String>,
     /// Whether it is a rollback (`ctx.meta.promotion.rollback`).
     pub rollback: bool,
+    /// Whether it is a dry run (`ctx.meta.promotion.dryRun`): the runner puts a
+    /// [`DryRun`](crate::step::DryRun) recorder into the steps' extensions, steps with
+    /// outside effects record them there instead of performing them, and the result's
+    /// [`PromotionResult::dry_run`] holds what they recorded.
+    pub dry_run: bool,
     /// The Freight collection to promote.
     pub freight: FreightCollection,
     /// The Freight that triggered the promotion.
@@ -639,6 +648,7 @@ impl Promotion {
             name: String::new(),
             actor: None,
             rollback: false,
+            dry_run: false,
             freight: FreightCollection::default(),
             target_freight: None,
             target_freight_alias: None,
@@ -776,6 +786,9 @@ impl Runner {
         // Steps that resolve artifacts the way `imageFrom` does (kustomize-set-image's
         // ambiguity rule) read the requested origins from here.
         extensions.get_or_insert_with(|| p.requested.clone());
+        let dry_run = p
+            .dry_run
+            .then(|| extensions.get_or_insert_with(crate::step::DryRun::new));
 
         // Promotion-level vars: ctx and earlier vars only.
         let promo_vars =
@@ -791,6 +804,7 @@ impl Runner {
                         message: Some(msg),
                         steps: exec.records,
                         state: exec.state,
+                        dry_run: dry_run.map(|d| d.log()),
                         started_at,
                         finished_at: Utc::now(),
                     };
@@ -844,6 +858,7 @@ impl Runner {
             message,
             steps: exec.records,
             state: exec.state,
+            dry_run: dry_run.map(|d| d.log()),
             started_at,
             finished_at: Utc::now(),
         }
@@ -874,7 +889,11 @@ impl Runner {
                 "origin": {"name": target.map(|t| t.origin.name.clone()).unwrap_or_default()},
             },
             "meta": {
-                "promotion": {"actor": p.actor.clone().unwrap_or_default(), "rollback": p.rollback},
+                "promotion": {
+                    "actor": p.actor.clone().unwrap_or_default(),
+                    "rollback": p.rollback,
+                    "dryRun": p.dry_run,
+                },
                 "step": {"alias": ""},
             },
         })

@@ -239,6 +239,12 @@ impl StepContext {
         &self.extensions
     }
 
+    /// The dry-run recorder when the promotion is a dry run, `None` otherwise. Steps with
+    /// effects outside the work directory must check it (see [`DryRun`]).
+    pub fn dry_run(&self) -> Option<Arc<DryRun>> {
+        self.extensions.get::<DryRun>()
+    }
+
     /// The work directory.
     pub fn work_dir(&self) -> &WorkDir {
         &self.work_dir
@@ -263,6 +269,122 @@ impl StepContext {
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }
+}
+
+/// The dry-run marker and recorder.
+///
+/// When a promotion runs as a dry run ([`Promotion::dry_run`](crate::runner::Promotion)),
+/// the runner puts one `DryRun` into the promotion's [`Extensions`]; steps find it with
+/// [`StepContext::dry_run`]. **Every step with an effect outside the promotion's work
+/// directory (pushing, opening pull requests, calling an API, notifying) must consult it**
+/// and, when it is present, not perform the effect: record what it would have done
+/// ([`DryRun::record_push`], [`DryRun::record_file`], [`DryRun::note`]) and return the
+/// outputs it would have returned (so later steps still render), or refuse with an error
+/// if it cannot tell. Steps that only read the outside world (clone, fetch a chart) and
+/// write in the work directory need not care.
+///
+/// The runner copies what was recorded into [`PromotionResult::dry_run`](crate::runner::PromotionResult).
+#[derive(Debug, Default)]
+pub struct DryRun {
+    log: std::sync::Mutex<DryRunLog>,
+}
+
+impl DryRun {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DryRunLog> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a file change that would be published.
+    pub fn record_file(&self, file: DryRunFile) {
+        self.lock().files.push(file);
+    }
+
+    /// Records a push that was not made.
+    pub fn record_push(&self, push: DryRunPush) {
+        self.lock().pushes.push(push);
+    }
+
+    /// Records any other effect that was not performed, in words.
+    pub fn note(&self, step: impl Into<String>, message: impl Into<String>) {
+        self.lock().notes.push(DryRunNote {
+            step: step.into(),
+            message: message.into(),
+        });
+    }
+
+    /// What was recorded so far.
+    pub fn log(&self) -> DryRunLog {
+        self.lock().clone()
+    }
+}
+
+/// What the steps of a dry run recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunLog {
+    /// Files that would change, in the order they were recorded.
+    #[serde(default)]
+    pub files: Vec<DryRunFile>,
+    /// Pushes that were not made.
+    #[serde(default)]
+    pub pushes: Vec<DryRunPush>,
+    /// Other effects that were not performed.
+    #[serde(default)]
+    pub notes: Vec<DryRunNote>,
+}
+
+/// One file a dry run would change in a repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunFile {
+    /// The alias of the step that recorded it.
+    pub step: String,
+    /// The repository (credentials removed).
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// The path in the repository.
+    pub path: String,
+    /// The unified diff (`--- a/path`, `+++ b/path`, hunks).
+    pub diff: String,
+}
+
+/// A push a dry run did not make.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunPush {
+    /// The alias of the step that recorded it.
+    pub step: String,
+    /// The repository (credentials removed).
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// The branch it would be pushed to (empty for a tag push).
+    pub branch: String,
+    /// The tag it would push, for tag pushes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The commit that would become the branch's tip (or that the tag points to).
+    pub commit: String,
+    /// That commit's message.
+    pub message: String,
+    /// Every commit the push would add, oldest first, with its message.
+    #[serde(default)]
+    pub commits: Vec<(String, String)>,
+}
+
+/// An effect of a dry run's step that was not performed, in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DryRunNote {
+    /// The alias of the step.
+    pub step: String,
+    /// What it would have done.
+    pub message: String,
 }
 
 /// A type-keyed store shared by the steps of one promotion.

@@ -249,6 +249,19 @@ impl Checkout {
         self.lock().branch.clone()
     }
 
+    /// The remote commit this checkout started from (or was last rebased onto, or last
+    /// pushed); `None` for a new orphan branch. What a push would add on the remote is
+    /// the difference between this commit and [`Checkout::head`] (see
+    /// [`Mirror::diff_commits`]).
+    pub fn upstream(&self) -> Option<ObjectId> {
+        self.lock().upstream
+    }
+
+    /// The commits made in this checkout that were not pushed yet, oldest first.
+    pub fn unpushed(&self) -> Vec<ObjectId> {
+        self.lock().own.clone()
+    }
+
     /// Makes sure `path` (absolute, inside the root, or relative to it) is on disk: a file
     /// is written, a directory is written with everything below it, a path that does not
     /// exist in the tree gets its parent directories. Paths outside the root are ignored.
@@ -364,26 +377,12 @@ impl Checkout {
             } else {
                 fs::read(self.root.join(&c.path)).ok()
             };
-            let old_s = String::from_utf8_lossy(old.as_deref().unwrap_or_default()).into_owned();
-            let new_s = String::from_utf8_lossy(new.as_deref().unwrap_or_default()).into_owned();
-            let a = if old.is_some() {
-                format!("a/{}", c.path)
-            } else {
-                "/dev/null".into()
-            };
-            let b = if new.is_some() {
-                format!("b/{}", c.path)
-            } else {
-                "/dev/null".into()
-            };
             out.push_str(&format!("diff --git a/{0} b/{0}\n", c.path));
-            out.push_str(
-                &similar::TextDiff::from_lines(&old_s, &new_s)
-                    .unified_diff()
-                    .context_radius(3)
-                    .header(&a, &b)
-                    .to_string(),
-            );
+            out.push_str(&crate::diff::unified(
+                &c.path,
+                old.as_deref(),
+                new.as_deref(),
+            ));
         }
         Ok(out)
     }

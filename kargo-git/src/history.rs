@@ -126,7 +126,7 @@ impl Mirror {
 }
 
 /// Appends to `out` every file path that differs between two trees (`None`: empty tree).
-fn diff_trees(
+pub(crate) fn diff_trees(
     repo: &gix::Repository,
     old: Option<ObjectId>,
     new: Option<ObjectId>,

@@ -10,6 +10,8 @@
 //!   edits are applied to the branch tip's tree in the object database (new blobs, and new
 //!   trees only along the changed paths); a rejected push fetches and re-runs the same edits
 //!   on the new tip.
+//! - [`Mirror::diff_commits`]: per-file unified diffs between two commits (what a push
+//!   would change; dry runs report it without pushing).
 //! - [`Mirror::walk_history`], [`Mirror::changed_paths`], [`Mirror::tag_details`]: reading
 //!   history for artifact discovery (commits newest first, the files a commit changed, the
 //!   commit and annotation behind a tag).
@@ -31,6 +33,7 @@
 mod auth;
 mod checkout;
 mod cli;
+mod diff;
 mod edits;
 mod error;
 mod history;
@@ -42,6 +45,7 @@ use std::time::Duration;
 
 pub use auth::{CredentialSource, GitAuth, NoAuth, Secret, StaticAuth, redact_url};
 pub use checkout::{Change, ChangeKind, Checkout, CheckoutOptions, CheckoutTarget, CommitOutcome};
+pub use diff::FileDiff;
 pub use edits::{Edit, EditResult, PushOutcome};
 pub use error::{GitError, GitErrorKind, Result};
 pub use gix::ObjectId;

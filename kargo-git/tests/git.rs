@@ -516,6 +516,79 @@ fn missing_branch_and_create() {
 }
 
 #[test]
+fn diff_commits_reports_what_a_push_would_change() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[
+            Edit::Write {
+                path: "apps/dev/values.yaml".into(),
+                content: b"# dev\nimage:\n  tag: \"1.0.0\"\n".to_vec(),
+            },
+            Edit::Write {
+                path: "old.txt".into(),
+                content: b"old\n".to_vec(),
+            },
+        ],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    let remote_before = m.ls_remote().unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("wt"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    let start = co.head().unwrap();
+    assert_eq!(co.upstream(), Some(start));
+    co.materialize(&work.path().join("wt/apps/dev/values.yaml"))
+        .unwrap();
+    co.materialize(&work.path().join("wt/old.txt")).unwrap();
+    std::fs::write(
+        work.path().join("wt/apps/dev/values.yaml"),
+        "# dev\nimage:\n  tag: \"1.1.0\"\n",
+    )
+    .unwrap();
+    std::fs::remove_file(work.path().join("wt/old.txt")).unwrap();
+    std::fs::write(work.path().join("wt/new.txt"), "new\n").unwrap();
+    let CommitOutcome::Committed { commit } = co.commit("bump", &sig(), &sig()).unwrap() else {
+        panic!("nothing committed");
+    };
+    assert_eq!(co.unpushed(), vec![commit]);
+    let diffs = m.diff_commits(co.upstream(), commit).unwrap();
+    let summary: Vec<(&str, ChangeKind)> =
+        diffs.iter().map(|d| (d.path.as_str(), d.kind)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("apps/dev/values.yaml", ChangeKind::Modified),
+            ("new.txt", ChangeKind::Added),
+            ("old.txt", ChangeKind::Deleted),
+        ]
+    );
+    assert_eq!(
+        diffs[0].diff,
+        "--- a/apps/dev/values.yaml\n+++ b/apps/dev/values.yaml\n@@ -1,3 +1,3 @@\n # dev\n \
+         image:\n-  tag: \"1.0.0\"\n+  tag: \"1.1.0\"\n"
+    );
+    assert!(diffs[2].diff.contains("+++ /dev/null"), "{}", diffs[2].diff);
+    // From the empty tree (a new orphan branch): every file is added.
+    let all = m.diff_commits(None, commit).unwrap();
+    assert!(all.iter().all(|d| d.kind == ChangeKind::Added));
+    assert_eq!(all.len(), 2);
+    // Nothing was pushed.
+    assert_eq!(m.ls_remote().unwrap(), remote_before);
+}
+
+#[test]
 fn clear_and_commit_replaces_the_tree() {
     let t = file_transport();
     let work = tempfile::tempdir().unwrap();

@@ -11,8 +11,8 @@
 //! | `git-clone` | lazy checkouts of branches, tags or commits; files appear when a step opens them |
 //! | `git-clear` | empties a checkout |
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
-//! | `git-tag` | tags a checkout's commit |
-//! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//! | `git-tag` | tags a checkout's commit (in a dry run: only checks and notes it) |
+//! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag (in a dry run: records the commit and per-file diffs, pushes nothing) |
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs |
 //! | `yaml-merge` | deep-merges YAML files into one |
@@ -26,6 +26,13 @@
 //! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
 //! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
+//!
+//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` is the only built-in step with an
+//! effect outside the promotion (the remote); in a dry run it records what it would push and
+//! is `Skipped` with the outputs of a real push, and `git-tag` does not write the tag into the
+//! shared mirror. The others only read the outside world (`git-clone`, `helm-update-chart`
+//! downloading charts, `kustomize-build` / `helm-template` running local tools) and write in
+//! the work directory, so they run as usual.
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kargo_core::runner::{PlannedStep, Promotion, PromotionPhase, PromotionResult, Runner};
+use kargo_core::runner::{
+    PlannedStep, Promotion, PromotionPhase, PromotionResult, Runner, StepExecutionStatus,
+};
 use kargo_core::secret::{
     CredentialKind, CredentialProvider, Credentials, NoCredentials, StaticCredentials,
 };
@@ -594,6 +596,107 @@ async fn tag_and_push_tag() {
     );
     // Only the tag was pushed.
     assert_eq!(git(&remote.bare, &["rev-parse", "main"]), remote.seed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_push_records_instead_of_pushing() {
+    let remote = file_remote("dry");
+    let cache = TempDir::new().unwrap();
+    let refs_before = git(&remote.bare, &["show-ref"]);
+    let plan = |push: Json| {
+        steps(json!([
+            {"alias": "clone", "uses": "git-clone", "config": {
+                "repoURL": remote.url, "checkout": [{"path": "repo", "branch": "main"}],
+            }},
+            {"alias": "edit", "uses": "test-edit", "config": {
+                "path": "repo/env/prod/values.yaml", "contents": "image: v2\n",
+            }},
+            {"alias": "commit", "uses": "git-commit", "config": {"path": "repo", "message": "v2\n\nbody"}},
+            {"alias": "tag", "uses": "git-tag", "config": {"path": "repo", "tag": "v2"}},
+            {"alias": "push", "uses": "git-push", "config": push},
+            {"alias": "after", "uses": "compose-output", "config": {
+                "pushed": "${{ outputs.push.commit }}",
+                "status": "${{ status('push') }}",
+            }},
+        ]))
+    };
+    for (push, branch) in [
+        (json!({"path": "repo"}), "main".to_owned()),
+        (
+            json!({"path": "repo", "generateTargetBranch": true}),
+            "kargo/promotion/dev.01dry.abc1234".to_owned(),
+        ),
+        (json!({"path": "repo", "tag": "v2"}), String::new()),
+    ] {
+        let work = TempDir::new().unwrap();
+        let mut p = promotion(
+            work.path(),
+            "dev.01dry.abc1234",
+            plan(push),
+            remote.creds.clone(),
+        );
+        p.dry_run = true;
+        let r = runner(cache.path(), None).run(&p).await;
+        assert_phase(&r, PromotionPhase::Succeeded);
+        let commit = output(&r, "commit", "commit").as_str().unwrap().to_owned();
+        let push = r.step("push").unwrap();
+        assert_eq!(push.status, StepExecutionStatus::Skipped);
+        assert!(
+            push.message.as_deref().unwrap().starts_with("dry run"),
+            "{push:?}"
+        );
+        assert_eq!(output(&r, "push", "commit"), &json!(commit));
+        assert_eq!(
+            r.state["after"],
+            json!({"pushed": commit, "status": "Skipped"})
+        );
+        assert_eq!(r.step("tag").unwrap().status, StepExecutionStatus::Skipped);
+        let log = r.dry_run.as_ref().unwrap();
+        assert_eq!(log.files.len(), 1, "{log:#?}");
+        assert_eq!(log.files[0].path, "env/prod/values.yaml");
+        assert_eq!(log.files[0].repo_url, remote.url);
+        assert_eq!(
+            log.files[0].diff,
+            "--- a/env/prod/values.yaml\n+++ b/env/prod/values.yaml\n@@ -1 +1 @@\n-image: v1\n+image: v2\n"
+        );
+        assert_eq!(log.pushes.len(), 1);
+        let planned = &log.pushes[0];
+        assert_eq!(planned.branch, branch);
+        assert_eq!(planned.tag.is_some(), branch.is_empty());
+        assert_eq!(planned.commit, commit);
+        assert_eq!(planned.message, "v2\n\nbody");
+        assert_eq!(
+            planned.commits,
+            vec![(commit.clone(), "v2\n\nbody".to_owned())]
+        );
+        assert_eq!(planned.step, "push");
+        if branch.is_empty() {
+            assert_eq!(output(&r, "push", "tag"), &json!("v2"));
+        } else {
+            assert_eq!(output(&r, "push", "branch"), &json!(branch));
+        }
+        // Nothing reached the remote.
+        assert_eq!(git(&remote.bare, &["show-ref"]), refs_before);
+    }
+    // The dry runs left no tag in the mirror: a real run can still create it.
+    let work = TempDir::new().unwrap();
+    let p = promotion(
+        work.path(),
+        "dev.01real.abc1234",
+        plan(json!({"path": "repo"})),
+        remote.creds.clone(),
+    );
+    let r = runner(cache.path(), None).run(&p).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(
+        r.step("push").unwrap().status,
+        StepExecutionStatus::Succeeded
+    );
+    assert_eq!(r.dry_run, None);
+    assert_eq!(
+        git(&remote.bare, &["show", "main:env/prod/values.yaml"]),
+        "image: v2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -816,3 +816,61 @@ fn promotion_names_sort_by_creation() {
     assert_eq!(parts[1].len(), 26);
     assert_eq!(parts[2], "0123456");
 }
+
+/// Records a push when the promotion is a dry run, "pushes" otherwise.
+struct Publish;
+#[async_trait]
+impl Step for Publish {
+    const KIND: &'static str = "publish";
+    type Config = Json;
+    async fn run(&self, ctx: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
+        match ctx.dry_run() {
+            Some(d) => {
+                d.note(&ctx.alias, "would publish");
+                Ok(StepOutcome::skipped()
+                    .with_message("dry run")
+                    .with_output("published", false))
+            }
+            None => Ok(StepOutcome::succeeded().with_output("published", true)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn dry_run_exposes_a_recorder_and_returns_what_it_recorded() {
+    let mut reg = StepRegistry::new();
+    reg.register(Publish).unwrap();
+    reg.register(Echo).unwrap();
+    let runner = Runner::new(reg);
+    let dir = tempfile::tempdir().unwrap();
+    let work = crate::workdir::WorkDir::new(dir.path()).unwrap();
+    let yaml = r#"
+- uses: publish
+  as: pub
+- uses: echo
+  as: after
+  config: {dry: "${{ ctx.meta.promotion.dryRun }}", published: "${{ outputs.pub.published }}"}
+"#;
+    let planned = inflate_steps(&steps(yaml), &[], |_| None).unwrap();
+    let mut p = Promotion::new(work, planned);
+    let real = runner.run(&p).await;
+    assert_eq!(real.phase, PromotionPhase::Succeeded, "{real:#?}");
+    assert_eq!(real.dry_run, None);
+    assert_eq!(
+        real.state["after"],
+        json!({"dry": false, "published": true})
+    );
+
+    p.dry_run = true;
+    let dry = runner.run(&p).await;
+    assert_eq!(dry.phase, PromotionPhase::Succeeded, "{dry:#?}");
+    assert_eq!(
+        dry.step("pub").unwrap().status,
+        StepExecutionStatus::Skipped
+    );
+    assert_eq!(dry.state["after"], json!({"dry": true, "published": false}));
+    let log = dry.dry_run.unwrap();
+    assert_eq!(log.notes.len(), 1);
+    assert_eq!(log.notes[0].step, "pub");
+    assert_eq!(log.notes[0].message, "would publish");
+}

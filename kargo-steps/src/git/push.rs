@@ -3,10 +3,12 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
+use kargo_core::step::{DryRun, DryRunFile, DryRunPush, Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 
-use super::{blocking, cancellable, find_checkout, non_empty, refresh_auth};
+use super::{
+    CheckoutInfo, blocking, cancellable, display_url, find_checkout, non_empty, refresh_auth,
+};
 
 /// Kargo's `git-push` step: pushes the commits of a checkout to its branch, to
 /// `targetBranch`, or to `kargo/promotion/<promotion>` (`generateTargetBranch`, forced);
@@ -17,6 +19,19 @@ use super::{blocking, cancellable, find_checkout, non_empty, refresh_auth};
 /// Outputs: `branch` (branch pushes) or `tag` (tag pushes), `commit`, and `commitURL`
 /// when the hosting provider is known (configured with `provider` or inferred from the
 /// host name).
+///
+/// **Dry run** (the promotion's [`DryRun`] recorder is present): nothing is pushed and
+/// nothing is asked of the network. The step records the push it would make (the
+/// repository URL without credentials, the target branch, including the
+/// `generateTargetBranch` name, or the tag, the commit and its message, every commit not
+/// pushed yet) and, per file, the unified diff between the commit the checkout started
+/// from (its upstream: the remote tip it was cloned at) and `HEAD`. It returns the same
+/// outputs as a real push (`branch` or `tag`, `commit`, `commitURL`), so later steps still
+/// render, with the status **`Skipped`** and a message saying it was a dry run: a
+/// promotion whose only "failure" is a skipped push still ends `Succeeded`, and
+/// `if: status('push') == 'Succeeded'` style conditions see that nothing was pushed. The
+/// diff is against the checkout's starting point, not against a remote tip that may have
+/// moved since (a real push would rebase onto it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GitPush;
 
@@ -243,6 +258,9 @@ impl Step for GitPush {
     async fn run(&self, ctx: &StepContext, cfg: GitPushConfig) -> Result<StepOutcome, StepError> {
         let (target, force, max_attempts) = validate(&cfg, &ctx.promotion)?;
         let info = find_checkout(ctx, &cfg.path)?;
+        if let Some(dry) = ctx.dry_run() {
+            return dry_run(ctx, &cfg, &info, target, &dry).await;
+        }
         refresh_auth(ctx, &info).await?;
         let checkout = info.checkout.clone();
         let mut outcome = StepOutcome::succeeded();
@@ -273,16 +291,123 @@ impl Step for GitPush {
                 pushed.commit.to_string()
             }
         };
-        let provider = non_empty(cfg.provider.as_deref())
-            .and_then(GitProvider::from_name)
-            .or_else(|| GitProvider::infer(&info.repo_url));
-        let url = provider.and_then(|p| p.commit_url(&info.repo_url, &commit));
-        outcome = outcome.with_output("commit", commit);
-        if let Some(url) = url {
-            outcome = outcome.with_output("commitURL", url);
-        }
-        Ok(outcome)
+        Ok(with_commit(outcome, &cfg, &info, commit))
     }
+}
+
+/// Adds the `commit` and (when the provider is known) `commitURL` outputs.
+fn with_commit(
+    outcome: StepOutcome,
+    cfg: &GitPushConfig,
+    info: &CheckoutInfo,
+    commit: String,
+) -> StepOutcome {
+    let provider = non_empty(cfg.provider.as_deref())
+        .and_then(GitProvider::from_name)
+        .or_else(|| GitProvider::infer(&info.repo_url));
+    let url = provider.and_then(|p| p.commit_url(&info.repo_url, &commit));
+    let outcome = outcome.with_output("commit", commit);
+    match url {
+        Some(url) => outcome.with_output("commitURL", url),
+        None => outcome,
+    }
+}
+
+/// What `git-push` does in a dry run (see [`GitPush`]): records, pushes nothing.
+async fn dry_run(
+    ctx: &StepContext,
+    cfg: &GitPushConfig,
+    info: &CheckoutInfo,
+    target: Target,
+    dry: &DryRun,
+) -> Result<StepOutcome, StepError> {
+    let checkout = info.checkout.clone();
+    let repo_url = display_url(&info.repo_url);
+    let Some(head) = checkout.head() else {
+        return Err(StepError::invalid_config(
+            "path",
+            format!("{:?} has no commit to push", cfg.path),
+        ));
+    };
+    let (branch, tag) = match target {
+        Target::Tag(t) => (String::new(), Some(t)),
+        Target::Branch(b) => match b.or_else(|| checkout.branch()) {
+            Some(b) => (b, None),
+            None => {
+                return Err(StepError::invalid_config(
+                    "targetBranch",
+                    "the checkout is not on a branch: name a target branch",
+                ));
+            }
+        },
+    };
+    let upstream = checkout.upstream();
+    let unpushed = checkout.unpushed();
+    let c = checkout.clone();
+    let (files, commits) = blocking(&info.auth, move || {
+        let mirror = c.mirror();
+        let files = mirror.diff_commits(upstream, head)?;
+        let mut commits = Vec::with_capacity(unpushed.len());
+        for id in &unpushed {
+            let message = mirror
+                .log(&id.to_string(), 1)?
+                .into_iter()
+                .next()
+                .map(|i| i.message)
+                .unwrap_or_default();
+            commits.push((id.to_string(), message));
+        }
+        let head_message = mirror
+            .log(&head.to_string(), 1)?
+            .into_iter()
+            .next()
+            .map(|i| i.message)
+            .unwrap_or_default();
+        Ok((files, (commits, head_message)))
+    })
+    .await?;
+    let (commits, message) = commits;
+    let same_branch = tag.is_none() && checkout.branch().as_deref() == Some(branch.as_str());
+    let nothing_new = same_branch && upstream == Some(head);
+    for f in &files {
+        dry.record_file(DryRunFile {
+            step: ctx.alias.clone(),
+            repo_url: repo_url.clone(),
+            path: f.path.clone(),
+            diff: f.diff.clone(),
+        });
+    }
+    if !nothing_new {
+        dry.record_push(DryRunPush {
+            step: ctx.alias.clone(),
+            repo_url: repo_url.clone(),
+            branch: branch.clone(),
+            tag: tag.clone(),
+            commit: head.to_string(),
+            message,
+            commits: commits.clone(),
+        });
+    }
+    let what = match &tag {
+        Some(t) => format!("tag {t}"),
+        None => format!("branch {branch}"),
+    };
+    let text = if nothing_new {
+        format!("dry run: nothing to push to {what} of {repo_url}")
+    } else {
+        format!(
+            "dry run: would push {} to {what} of {repo_url} ({} file(s) changed); nothing was pushed",
+            head,
+            files.len()
+        )
+    };
+    tracing::info!(target = %what, commit = %head, files = files.len(), "git-push: dry run, not pushed");
+    let mut outcome = StepOutcome::skipped().with_message(text);
+    outcome = match tag {
+        Some(t) => outcome.with_output("tag", t),
+        None => outcome.with_output("branch", branch),
+    };
+    Ok(with_commit(outcome, cfg, info, head.to_string()))
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@ use super::{blocking, find_checkout, non_empty};
 /// Kargo's `git-tag` step: tags the current commit of a checkout (locally; push it with
 /// `git-push` and `tag`). Annotated when `message` is given, lightweight otherwise.
 /// Output: `commit`, the tagged commit ID.
+///
+/// In a dry run the tag is not created (it would stay in the shared mirror cache and make
+/// the real promotion's `git-tag` fail): the step checks that it could be created (an
+/// existing tag needs `force`), notes what it would do, and is `Skipped` with the same
+/// output.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GitTag;
 
@@ -43,6 +48,27 @@ impl Step for GitTag {
                 "path",
                 format!("{:?} has no commit to tag yet", cfg.path),
             ));
+        }
+        if let Some(dry) = ctx.dry_run() {
+            let head = info
+                .checkout
+                .head()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let mirror = info.checkout.mirror().clone();
+            let rev = format!("refs/tags/{}", cfg.tag);
+            let exists = blocking(&info.auth, move || Ok(mirror.resolve(&rev).is_ok())).await?;
+            if exists && !cfg.force {
+                return Err(StepError::terminal(format!(
+                    "tag {:?} exists already (set force to move it)",
+                    cfg.tag
+                )));
+            }
+            let text = format!("dry run: would tag {head} as {}", cfg.tag);
+            dry.note(&ctx.alias, &text);
+            return Ok(StepOutcome::skipped()
+                .with_message(text)
+                .with_output("commit", head));
         }
         let checkout = info.checkout.clone();
         let tagger = info.author.clone();
