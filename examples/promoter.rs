@@ -160,6 +160,10 @@ enum Command {
         /// Keep going: sleep until the next Warehouse is due (Ctrl-C stops).
         #[arg(long)]
         watch: bool,
+        /// Refresh every Warehouse now, whether or not its interval has elapsed (first
+        /// pass only with --watch).
+        #[arg(long)]
+        refresh_all: bool,
         /// With --watch: the longest sleep between passes, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         max_sleep: u64,
@@ -823,22 +827,89 @@ fn finish_promotions(ui: &Ui, c: &Controller, reports: &[PromotionReport]) -> Re
 async fn cmd_promote(cli: &Cli, ui: &Ui, stage: &str, freight: &str, dry_run: bool) -> Result<()> {
     let c = controller(cli)?;
     if dry_run {
-        // Checks the request first, so a bad Stage or Freight is reported as such.
-        let state = c.state()?;
-        c.pipeline()
-            .request_promotion(
-                &state,
-                stage,
-                freight,
-                kargo::core::pipeline::PromotionTrigger::Manual,
-                actor(),
-                Utc::now(),
+        let report = ui
+            .with_progress(
+                &format!("dry run of Freight {freight} to Stage {stage}"),
+                c.dry_run(stage, freight, actor()),
             )
-            .map_err(ControllerError::from)?;
-        return Err(Failure::Input(
-            "--dry-run is not available in this build (Controller::dry_run is not merged yet)"
-                .into(),
-        ));
+            .await?;
+        let value = json!({
+            "dryRun": true,
+            "promotion": report_json(&kargo::controller::PromotionReport {
+                request: report.request.clone(),
+                result: report.result.clone(),
+                record: kargo::core::pipeline::PromotionRecord {
+                    name: report.request.name.clone(),
+                    stage: report.request.stage.clone(),
+                    freight: report.request.freight.clone(),
+                    collection_id: report.request.collection.id(),
+                    trigger: report.request.trigger,
+                    phase: report.result.phase,
+                    message: report.result.message.clone().unwrap_or_default(),
+                    finished_at: report.result.finished_at,
+                },
+            }),
+            "pushes": report.pushes.iter().map(|p| json!({
+                "repoURL": p.repo_url, "branch": p.branch, "tag": p.tag,
+                "commit": p.commit, "message": p.message, "step": p.step,
+            })).collect::<Vec<_>>(),
+            "files": report.files.iter().map(|f| json!({
+                "repoURL": f.repo_url, "path": f.path, "diff": f.diff,
+            })).collect::<Vec<_>>(),
+        });
+        ui.emit(&value, || {
+            println!(
+                "dry run of promotion {} to Stage {}: {} (nothing was pushed)",
+                report.request.name,
+                ui.out.bold(stage),
+                report.result.phase
+            );
+            for s in &report.result.steps {
+                let msg = s.message.as_deref().unwrap_or("");
+                println!(
+                    "  {:<28} {:<18} {:<10} {msg}",
+                    s.alias,
+                    s.uses,
+                    format!("{:?}", s.status)
+                );
+            }
+            for p in &report.pushes {
+                let target = p
+                    .tag
+                    .as_deref()
+                    .map_or_else(|| format!("branch {}", p.branch), |t| format!("tag {t}"));
+                println!(
+                    "would push {} to {} of {}",
+                    &p.commit[..p.commit.len().min(12)],
+                    target,
+                    p.repo_url
+                );
+                for line in p.message.lines() {
+                    println!("    {line}");
+                }
+            }
+            for f in &report.files {
+                println!("{}", ui.out.bold(&format!("{} {}", f.repo_url, f.path)));
+                for line in f.diff.lines() {
+                    let line = if line.starts_with('+') && !line.starts_with("+++") {
+                        ui.out.green(line)
+                    } else if line.starts_with('-') && !line.starts_with("---") {
+                        ui.out.red(line)
+                    } else {
+                        line.to_owned()
+                    };
+                    println!("{line}");
+                }
+            }
+        })?;
+        if !report.succeeded() {
+            return Err(Failure::Runtime(format!(
+                "the dry run of {} failed: {}",
+                report.request.name,
+                report.result.message.as_deref().unwrap_or("(no message)")
+            )));
+        }
+        return Ok(());
     }
     let reports = ui
         .with_progress(
@@ -935,10 +1006,12 @@ fn next_due(c: &Controller, max: Duration) -> Duration {
     wait.max(Duration::from_secs(1))
 }
 
-async fn cmd_run(cli: &Cli, ui: &Ui, watch: bool, max_sleep: u64) -> Result<()> {
+async fn cmd_run(cli: &Cli, ui: &Ui, watch: bool, refresh_all: bool, max_sleep: u64) -> Result<()> {
     let c = controller(cli)?;
     if !watch {
-        let pass = ui.with_progress("reconciling", c.reconcile(false)).await?;
+        let pass = ui
+            .with_progress("reconciling", c.reconcile(refresh_all))
+            .await?;
         print_pass(ui, &c, &pass)?;
         return match pass_failure(&pass) {
             Some(f) => Err(f),
@@ -949,10 +1022,11 @@ async fn cmd_run(cli: &Cli, ui: &Ui, watch: bool, max_sleep: u64) -> Result<()> 
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     ui.progress("watching (Ctrl-C stops)");
+    let mut force = refresh_all;
     loop {
         // A pass is not interrupted half-way (a promotion in flight would be left
         // running in the state): the first Ctrl-C stops after it, a second one now.
-        let pass = c.reconcile(false);
+        let pass = c.reconcile(std::mem::take(&mut force));
         tokio::pin!(pass);
         let mut stopping = false;
         let result = loop {
@@ -1050,7 +1124,11 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
         } => cmd_promote(cli, ui, stage, freight, *dry_run).await,
         Command::Approve { stage, freight } => cmd_approve(cli, ui, stage, freight),
         Command::Rollback { stage } => cmd_rollback(cli, ui, stage).await,
-        Command::Run { watch, max_sleep } => cmd_run(cli, ui, *watch, *max_sleep).await,
+        Command::Run {
+            watch,
+            refresh_all,
+            max_sleep,
+        } => cmd_run(cli, ui, *watch, *refresh_all, *max_sleep).await,
     }
 }
 

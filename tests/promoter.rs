@@ -973,9 +973,8 @@ fn end_to_end_against_git_server_and_registries() {
 
     // 2. CI pushes cccc0003: the next pass takes it to dev only.
     push("cccc0003", "2026-01-03T00:00:00Z");
-    std::thread::sleep(Duration::from_millis(1100)); // the Warehouses' 1s interval
     let commits = remote_commits(&bare);
-    p.expect(0, &["run"]);
+    p.expect(0, &["run", "--refresh-all"]);
     assert_eq!(dev_file(), overlay("dev", "cccc0003", "1.1.0"));
     assert_eq!(prod_file(), overlay("prod", "aaaa0000", "0.1.0"));
     assert!(remote_commits(&bare) > commits);
@@ -983,16 +982,52 @@ fn end_to_end_against_git_server_and_registries() {
     let img2 = freight_by(&list, |f| f["images"][0]["tag"] == "cccc0003");
     let img2_alias = img2["alias"].as_str().unwrap().to_owned();
 
-    // 2b. A new chart version flows to dev on its own too (one origin per pass: see the
-    // report about collections computed when a promotion is queued).
+    // 2b. A new chart version flows to dev on its own too.
     write_chart_index(&chart_dir, &["0.9.0", "1.0.0", "1.1.0", "1.2.0"]);
-    std::thread::sleep(Duration::from_millis(1100));
-    p.expect(0, &["run"]);
+    p.expect(0, &["run", "--refresh-all"]);
     assert_eq!(dev_file(), overlay("dev", "cccc0003", "1.2.0"));
     assert_eq!(prod_file(), overlay("prod", "aaaa0000", "0.1.0"));
 
     // 3. prod only on `promote` (its chart origin is filled with the newest chart
-    // verified in dev).
+    // verified in dev). A dry run first: the diff and the commit, nothing pushed.
+    let head = remote_head(&bare);
+    let out = p.expect(
+        0,
+        &[
+            "promote",
+            "--stage",
+            "prod",
+            "--freight",
+            &img2_alias,
+            "--dry-run",
+        ],
+    );
+    assert!(out.stdout.contains("nothing was pushed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("+") && out.stdout.contains("cccc0003"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(remote_head(&bare), head, "a dry run pushes nothing");
+    let dry = p
+        .expect(
+            0,
+            &[
+                "promote",
+                "--stage",
+                "prod",
+                "--freight",
+                &img2_alias,
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(dry["dryRun"], json!(true));
+    assert!(!dry["files"].as_array().unwrap().is_empty(), "{dry:#}");
+    assert_eq!(dry["pushes"][0]["branch"], json!("main"), "{dry:#}");
+    assert_eq!(remote_head(&bare), head, "a dry run pushes nothing");
     let out = p.expect(0, &["promote", "--stage", "prod", "--freight", &img2_alias]);
     assert!(out.stdout.contains("Succeeded"), "{}", out.stdout);
     assert_eq!(prod_file(), overlay("prod", "cccc0003", "1.2.0"));
@@ -1012,11 +1047,10 @@ fn end_to_end_against_git_server_and_registries() {
     );
     let stages = p.expect(0, &["get", "stages", "-o", "json"]).json();
     let dev = freight_by(&stages, |s| s["name"] == "dev");
-    assert_eq!(
-        dev["autoPromotionHolds"].as_object().unwrap().len(),
-        2,
-        "{dev:#}"
-    );
+    // Only the chart's origin is held: the image rolled back to is still the newest.
+    let holds = dev["autoPromotionHolds"].as_object().unwrap();
+    assert_eq!(holds.len(), 1, "{dev:#}");
+    assert!(holds.contains_key("Warehouse/backend-chart"), "{dev:#}");
     assert!(
         dev["currentFreight"]
             .as_array()
@@ -1026,13 +1060,11 @@ fn end_to_end_against_git_server_and_registries() {
         "{dev:#}"
     );
 
-    // 5. A new image while dev is held at the rolled-back Freight: Freight is created,
-    // nothing is promoted, and the new image is not available to prod.
+    // 5. A new image, discovered but not yet promoted anywhere: not available to prod.
     push("dddd0004", "2026-01-04T00:00:00Z");
-    std::thread::sleep(Duration::from_millis(1100));
     let head = remote_head(&bare);
-    p.expect(0, &["run"]);
-    assert_eq!(remote_head(&bare), head, "held: nothing pushed");
+    p.expect(0, &["refresh", "warehouse", "backend"]);
+    assert_eq!(remote_head(&bare), head, "refresh alone pushes nothing");
     let list = p.expect(0, &["get", "freight", "-o", "json"]).json();
     let img3 = freight_by(&list, |f| f["images"][0]["tag"] == "dddd0004");
     let img3_alias = img3["alias"].as_str().unwrap().to_owned();
@@ -1057,11 +1089,24 @@ fn end_to_end_against_git_server_and_registries() {
     freight_by(&fs, |f| f["alias"] == json!(img3_alias));
     p.expect(0, &["promote", "--stage", "prod", "--freight", &img3_alias]);
     assert_eq!(prod_file(), overlay("prod", "dddd0004", "1.2.0"));
-    assert_eq!(dev_file(), overlay("dev", "cccc0003", "1.1.0"));
 
-    // 7. Promoting dev's newest Freight by hand lifts the holds: the newest chart follows.
-    p.expect(0, &["promote", "--stage", "dev", "--freight", &img3_alias]);
+    // 7. The next pass takes the new image to dev (its origin is not held), while the
+    // chart stays at the rolled-back version until someone promotes the newest chart.
+    p.expect(0, &["run"]);
+    assert_eq!(dev_file(), overlay("dev", "dddd0004", "1.1.0"));
+    let chart2 = freight_by(&list, |f| f["charts"][0]["version"] == "1.2.0");
+    let chart2_alias = chart2["alias"].as_str().unwrap().to_owned();
+    p.expect(
+        0,
+        &["promote", "--stage", "dev", "--freight", &chart2_alias],
+    );
     assert_eq!(dev_file(), overlay("dev", "dddd0004", "1.2.0"));
+    let stages = p.expect(0, &["get", "stages", "-o", "json"]).json();
+    let dev = freight_by(&stages, |s| s["name"] == "dev");
+    assert!(
+        dev["autoPromotionHolds"].as_object().unwrap().is_empty(),
+        "{dev:#}"
+    );
 
     // The commits carry yaml-update's messages.
     let log = git(&bare, &["log", "--format=%s", "main"]);
@@ -1070,7 +1115,7 @@ fn end_to_end_against_git_server_and_registries() {
         "{log}"
     );
 
-    // 7. Wrong registry credentials: discovery fails with exit 1, nothing promoted.
+    // 8. Wrong registry credentials: discovery fails with exit 1, nothing promoted.
     std::fs::write(
         p.credentials.as_ref().unwrap(),
         format!(
