@@ -88,6 +88,28 @@ struct FileState {
     kind: EntryKind,
     size: u64,
     mtime: Option<SystemTime>,
+    /// When the stat data was taken. A file whose mtime is not clearly older than this
+    /// is "racy" (git's term): a rewrite in the same clock tick keeps its size and mtime,
+    /// so only its content can tell.
+    recorded: SystemTime,
+}
+
+/// How much older than the snapshot an mtime must be for stat data to be trusted:
+/// covers coarse file-system timestamps (2 s on FAT, a clock tick elsewhere).
+const RACY_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl FileState {
+    /// Whether size and mtime prove the file unchanged since it was recorded.
+    fn unchanged(&self, kind: EntryKind, size: u64, mtime: Option<SystemTime>) -> bool {
+        self.kind == kind
+            && self.size == size
+            && self.mtime.is_some()
+            && self.mtime == mtime
+            && self
+                .mtime
+                .and_then(|m| m.checked_add(RACY_MARGIN))
+                .is_some_and(|m| m < self.recorded)
+    }
 }
 
 #[derive(Debug)]
@@ -442,11 +464,10 @@ impl Checkout {
                 };
                 let mtime = meta.modified().ok();
                 let size = meta.len();
-                if let Some(prev) = st.files.get(&path)
-                    && prev.kind == kind
-                    && prev.size == size
-                    && prev.mtime.is_some()
-                    && prev.mtime == mtime
+                if st
+                    .files
+                    .get(&path)
+                    .is_some_and(|prev| prev.unchanged(kind, size, mtime))
                 {
                     continue;
                 }
@@ -577,6 +598,7 @@ impl Checkout {
                             kind,
                             size,
                             mtime,
+                            recorded: SystemTime::now(),
                         },
                     );
                 }
@@ -931,6 +953,7 @@ fn write_file(
             kind,
             size: meta.len(),
             mtime: meta.modified().ok(),
+            recorded: SystemTime::now(),
         },
     );
     Ok(())

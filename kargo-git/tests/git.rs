@@ -1117,3 +1117,43 @@ fn interrupted_clients_stop() {
     let err = m.fetch(&FetchSpec::branch("main")).unwrap_err();
     assert_eq!(err.kind, GitErrorKind::Interrupted, "{err}");
 }
+
+/// A file rewritten right after it was written out, with the same size, in the same
+/// clock tick (so with the same mtime), is still seen as changed ("racy git").
+#[test]
+fn same_size_rewrite_in_the_same_tick_is_a_change() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "values.yaml".into(),
+            content: b"tag: bbbb0002\n".to_vec(),
+        }],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    for round in 0..20 {
+        let wt = work.path().join(format!("wt-{round}"));
+        let co = m
+            .checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &wt,
+                &CheckoutOptions::default(),
+            )
+            .unwrap();
+        co.materialize(&wt.join("values.yaml")).unwrap();
+        // As the editing steps write: a new file renamed over the old one (a new inode,
+        // whose coarse mtime can equal the old one's).
+        let tmp = wt.join(".values.yaml.tmp");
+        std::fs::write(&tmp, format!("tag: cccc{round:04}\n")).unwrap();
+        std::fs::rename(&tmp, wt.join("values.yaml")).unwrap();
+        let changes = co.status().unwrap();
+        assert_eq!(changes.len(), 1, "round {round}: {changes:?}");
+    }
+}
