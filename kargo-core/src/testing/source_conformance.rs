@@ -19,8 +19,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use crate::source::{Discovery, DiscoveryContext, DynSource, SourceErrorKind};
+use async_trait::async_trait;
 use serde_json::Value as Json;
 
 /// What a backend needs to offer the suite.
