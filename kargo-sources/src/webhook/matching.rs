@@ -71,11 +71,11 @@ pub fn warehouses_to_refresh(
 
 fn subscription_matches(sub: &SubscriptionSource, a: &PushedArtifact) -> bool {
     match (sub, a.kind) {
-        (SubscriptionSource::Git(g), Some(ArtifactKind::Git)) => git_matches(g, a),
-        (SubscriptionSource::Image(i), Some(ArtifactKind::Image | ArtifactKind::Oci)) => {
+        (SubscriptionSource::Git(g), ArtifactKind::Git) => git_matches(g, a),
+        (SubscriptionSource::Image(i), ArtifactKind::Image | ArtifactKind::Oci) => {
             image_matches(i, a)
         }
-        (SubscriptionSource::Chart(c), Some(ArtifactKind::Chart | ArtifactKind::Oci)) => {
+        (SubscriptionSource::Chart(c), ArtifactKind::Chart | ArtifactKind::Oci) => {
             chart_matches(c, a)
         }
         _ => false,

@@ -259,9 +259,10 @@ impl fmt::Display for Provider {
 }
 
 /// What was pushed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ArtifactKind {
     /// A git repository (refs and, when known, changed files).
+    #[default]
     Git,
     /// A container image repository.
     Image,
@@ -278,7 +279,7 @@ pub enum ArtifactKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PushedArtifact {
     /// What kind of repository.
-    pub kind: Option<ArtifactKind>,
+    pub kind: ArtifactKind,
     /// The repository's URLs, normalised (git: [`normalize_git_url`], every form the payload
     /// gives, e.g. HTTPS and SSH; OCI: [`normalize_image_repo`]).
     ///
@@ -337,7 +338,8 @@ pub enum WebhookError {
     /// The body or a header is malformed: not UTF-8, not JSON, missing fields (400).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The provider sent an event this receiver does not handle (422).
+    /// The provider sent an event this receiver does not handle (422). The name is cut to
+    /// 64 characters.
     #[error("unsupported event {0:?}")]
     UnsupportedEvent(String),
     /// The receiver's own configuration is broken, e.g. a generic receiver's expression does

@@ -113,6 +113,11 @@ pub(super) fn parse(
     }
 }
 
+/// An event this receiver does not handle; the name comes from the request, so it is cut.
+fn unsupported(event: impl AsRef<str>) -> WebhookError {
+    WebhookError::UnsupportedEvent(event.as_ref().chars().take(64).collect())
+}
+
 fn bad(msg: impl Into<String>) -> WebhookError {
     WebhookError::BadRequest(msg.into())
 }
@@ -186,7 +191,7 @@ fn git_push(
     }
     let is_tag = git_ref.starts_with("refs/tags/");
     Ok(PushedArtifact {
-        kind: Some(ArtifactKind::Git),
+        kind: ArtifactKind::Git,
         repo_urls: urls,
         git_refs: vec![git_ref.to_owned()],
         default_branch: default_branch
@@ -206,7 +211,7 @@ fn oci_push(
     digest: Option<&str>,
 ) -> PushedArtifact {
     PushedArtifact {
-        kind: Some(kind),
+        kind,
         repo_urls: vec![normalize_image_repo(repo)],
         tags,
         digest: digest.map(str::to_owned),
@@ -320,7 +325,7 @@ fn github(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
                 artifacts: vec![oci_push(kind, &repo, tags, digest)],
             })
         }
-        other => Err(WebhookError::UnsupportedEvent(other.to_owned())),
+        other => Err(unsupported(other)),
     }
 }
 
@@ -330,7 +335,7 @@ fn gitlab(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
     if !matches!(event, "Push Hook" | "Tag Push Hook" | "System Hook")
         || !matches!(kind, "push" | "tag_push")
     {
-        return Err(WebhookError::UnsupportedEvent(event.to_owned()));
+        return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
     let urls = git_urls([
@@ -356,7 +361,7 @@ fn gitea(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError
         .find_map(|h| req.headers.get(h).filter(|v| !v.is_empty()))
         .ok_or_else(|| bad("missing X-Gitea-Event header"))?;
     if event != "push" {
-        return Err(WebhookError::UnsupportedEvent(event.to_owned()));
+        return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
     let urls = git_urls([
@@ -378,7 +383,7 @@ fn bitbucket(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookE
     match event {
         "diagnostics:ping" => return Ok(ParsedEvent::nothing(event)),
         "repo:push" => {}
-        other => return Err(WebhookError::UnsupportedEvent(other.to_owned())),
+        other => return Err(unsupported(other)),
     }
     let html = s(body, "/repository/links/html/href");
     let full_name = s(body, "/repository/full_name");
@@ -417,7 +422,7 @@ fn bitbucket(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookE
     Ok(ParsedEvent {
         event: event.to_owned(),
         artifacts: vec![PushedArtifact {
-            kind: Some(ArtifactKind::Git),
+            kind: ArtifactKind::Git,
             repo_urls: urls,
             git_refs: refs,
             default_branch: s(body, "/repository/mainbranch/name").map(str::to_owned),
@@ -430,7 +435,7 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
     if let Some(event) = s(body, "/eventType") {
         // Azure DevOps service hook.
         if event != "git.push" {
-            return Err(WebhookError::UnsupportedEvent(event.to_owned()));
+            return Err(unsupported(event));
         }
         let repo = body
             .pointer("/resource/repository")
@@ -455,7 +460,7 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
         return Ok(ParsedEvent {
             event: event.to_owned(),
             artifacts: vec![PushedArtifact {
-                kind: Some(ArtifactKind::Git),
+                kind: ArtifactKind::Git,
                 repo_urls: urls,
                 git_refs: refs,
                 default_branch: s(repo, "/defaultBranch")
@@ -488,7 +493,7 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
                 )],
             })
         }
-        other => Err(WebhookError::UnsupportedEvent(other.to_owned())),
+        other => Err(unsupported(other)),
     }
 }
 
@@ -529,7 +534,7 @@ fn quay(body: &Value) -> Result<ParsedEvent, WebhookError> {
 fn harbor(body: &Value) -> Result<ParsedEvent, WebhookError> {
     let event = need(body, "/type")?;
     if event != "PUSH_ARTIFACT" {
-        return Err(WebhookError::UnsupportedEvent(event.to_owned()));
+        return Err(unsupported(event));
     }
     let resources = body
         .pointer("/event_data/resources")
@@ -557,12 +562,12 @@ fn harbor(body: &Value) -> Result<ParsedEvent, WebhookError> {
 fn artifactory(cfg: &WebhookReceiverConfig, body: &Value) -> Result<ParsedEvent, WebhookError> {
     let event = need(body, "/event_type")?;
     if event != "pushed" {
-        return Err(WebhookError::UnsupportedEvent(event.to_owned()));
+        return Err(unsupported(event));
     }
     if let Some(domain) = s(body, "/domain")
         && domain != "docker"
     {
-        return Err(WebhookError::UnsupportedEvent(format!("{domain}:{event}")));
+        return Err(unsupported(format!("{domain}:{event}")));
     }
     let origin = need(body, "/jpd_origin")?;
     let host = origin
