@@ -40,7 +40,7 @@
 //!
 //! Every comparison of a secret, token or signature is constant-time.
 
-mod generic;
+pub mod generic;
 mod matching;
 mod providers;
 
@@ -122,8 +122,9 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
     }
 }
 
-/// An inbound request, as plain data.
-#[derive(Clone, Debug, Default)]
+/// An inbound request, as plain data. Its `Debug` shows the method, the header names and
+/// the body's length only: the path, header values and body may carry secrets.
+#[derive(Clone, Default)]
 pub struct WebhookRequest {
     /// The HTTP method (`POST`).
     pub method: String,
@@ -134,6 +135,16 @@ pub struct WebhookRequest {
     /// The raw body. A server should stop reading after [`MAX_BODY_BYTES`] + 1 bytes; a
     /// longer body is rejected here anyway.
     pub body: Vec<u8>,
+}
+
+impl fmt::Debug for WebhookRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookRequest")
+            .field("method", &self.method)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookRequest {
