@@ -332,8 +332,7 @@ impl PathSelector {
 struct Plan {
     filter: TagFilter,
     constraint: Option<Constraint>,
-    include: Vec<PathSelector>,
-    exclude: Vec<PathSelector>,
+    paths: PathFilter,
     limit: usize,
     since: Option<DateTime<FixedOffset>>,
     key: String,
@@ -354,6 +353,42 @@ impl Plan {
                     .map_err(|e| invalid("semverConstraint", e))?,
             )
         };
+        let paths = PathFilter::new(cfg)?;
+        let limit = match cfg.discovery_limit {
+            0 => DEFAULT_LIMIT,
+            n => usize::try_from(n).unwrap_or(DEFAULT_LIMIT),
+        };
+        let key = serde_json::to_string(cfg).map_err(|e| invalid("git", e))?;
+        Ok(Self {
+            filter,
+            constraint,
+            paths,
+            limit,
+            since: cfg.since,
+            key,
+        })
+    }
+
+    fn has_path_filters(&self) -> bool {
+        !self.paths.is_empty()
+    }
+
+    fn paths_match(&self, paths: &[String]) -> bool {
+        self.paths.matches(paths)
+    }
+}
+
+/// A git subscription's compiled `includePaths` / `excludePaths` (also used by the webhook
+/// receivers to match a push's changed files).
+#[derive(Debug)]
+pub(crate) struct PathFilter {
+    include: Vec<PathSelector>,
+    exclude: Vec<PathSelector>,
+}
+
+impl PathFilter {
+    /// Compiles the subscription's path selectors.
+    pub(crate) fn new(cfg: &GitSubscription) -> Result<Self, SourceError> {
         let include = cfg
             .include_paths
             .iter()
@@ -364,29 +399,17 @@ impl Plan {
             .iter()
             .map(|s| PathSelector::parse("excludePaths", s))
             .collect::<Result<Vec<_>, _>>()?;
-        let limit = match cfg.discovery_limit {
-            0 => DEFAULT_LIMIT,
-            n => usize::try_from(n).unwrap_or(DEFAULT_LIMIT),
-        };
-        let key = serde_json::to_string(cfg).map_err(|e| invalid("git", e))?;
-        Ok(Self {
-            filter,
-            constraint,
-            include,
-            exclude,
-            limit,
-            since: cfg.since,
-            key,
-        })
+        Ok(Self { include, exclude })
     }
 
-    fn has_path_filters(&self) -> bool {
-        !self.include.is_empty() || !self.exclude.is_empty()
+    /// No selector at all: every change counts.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
     }
 
     /// Kargo's rule: some changed path is included (or there are no includes) and not
     /// excluded.
-    fn paths_match(&self, paths: &[String]) -> bool {
+    pub(crate) fn matches(&self, paths: &[String]) -> bool {
         paths.iter().any(|p| {
             (self.include.is_empty() || self.include.iter().any(|s| s.matches(p)))
                 && !self.exclude.iter().any(|s| s.matches(p))

@@ -8,6 +8,8 @@
 //! - [`selection`]: Kargo's tag filtering and ordering for image subscriptions.
 //! - [`memory`]: an in-memory source for tests and examples.
 //! - [`warehouse`]: the Warehouse reconcile algorithm (discovery, Freight creation).
+//! - [`webhook`]: webhook receivers (GitHub, GitLab, registries, generic): verify a request
+//!   and name the Warehouses to refresh.
 
 pub mod chart;
 pub mod git;
@@ -15,3 +17,4 @@ pub mod image;
 pub mod memory;
 pub mod selection;
 pub mod warehouse;
+pub mod webhook;

@@ -219,6 +219,13 @@ pub struct WebhookReceiverConfig {
     /// A generic receiver with user-defined actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generic: Option<GenericWebhookReceiverConfig>,
+    /// A kargo-rs extension (Kargo has no such receiver): notifications of a CNCF
+    /// Distribution registry (`registry:2`, Zot and other registries speaking its
+    /// `application/vnd.docker.distribution.events.v1+json` envelope). The Secret's
+    /// `auth-header` key is compared with the request's `Authorization` header, which the
+    /// registry sends through its notification endpoint's `headers` setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<SecretWebhookReceiverConfig>,
 }
 
 /// A receiver configured only by the Secret holding its shared secret.
@@ -355,6 +362,7 @@ impl WebhookReceiverConfig {
             ("azure", self.azure.is_some()),
             ("gitea", self.gitea.is_some()),
             ("generic", self.generic.is_some()),
+            ("distribution", self.distribution.is_some()),
         ];
         flags
             .into_iter()
