@@ -26,6 +26,7 @@
 //! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
 //! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
+//! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -43,6 +44,8 @@ mod compose_output;
 mod fail;
 pub mod git;
 pub mod helm;
+pub mod http;
+pub mod net;
 
 pub mod files;
 pub mod json;
@@ -59,6 +62,7 @@ pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
 pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
+pub use http::{HttpConfig, HttpRequest};
 pub use json::{JsonParse, JsonUpdate};
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
 pub use render::{HelmTemplate, HelmTemplateConfig, KustomizeBuild, KustomizeBuildConfig};
@@ -125,5 +129,6 @@ pub fn register_builtins_with(
     registry.register(KustomizeSetImage)?;
     registry.register(KustomizeBuild::default())?;
     registry.register(HelmTemplate::default())?;
+    registry.register(HttpRequest)?;
     Ok(())
 }
