@@ -13,6 +13,7 @@
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
 //! | `git-tag` | tags a checkout's commit |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag |
+//! | `git-open-pr` / `git-wait-for-pr` / `git-merge-pr` | pull requests on GitHub, GitLab, Gitea, Bitbucket, Azure DevOps ([`git::pr`]) |
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs |
 //! | `yaml-merge` | deep-merges YAML files into one |
@@ -81,6 +82,8 @@ use kargo_core::step::{DuplicateStep, StepRegistry};
 pub struct BuiltinOptions {
     /// The git settings shared by the git steps: where mirrors are cached, push retries.
     pub git: kargo_git::GitConfig,
+    /// The pull-request steps' settings: API URLs of self-hosted providers.
+    pub pull_requests: git::PullRequestOptions,
 }
 
 impl Default for BuiltinOptions {
@@ -89,6 +92,7 @@ impl Default for BuiltinOptions {
     fn default() -> Self {
         Self {
             git: git::default_git_config(),
+            pull_requests: git::PullRequestOptions::default(),
         }
     }
 }
@@ -130,5 +134,12 @@ pub fn register_builtins_with(
     registry.register(KustomizeBuild::default())?;
     registry.register(HelmTemplate::default())?;
     registry.register(HttpRequest)?;
+    let prs = Arc::new(options.pull_requests.clone());
+    registry.register(git::GitOpenPr::new(
+        Arc::new(options.git.clone()),
+        prs.clone(),
+    ))?;
+    registry.register(git::GitWaitForPr::new(prs.clone()))?;
+    registry.register(git::GitMergePr::new(prs))?;
     Ok(())
 }

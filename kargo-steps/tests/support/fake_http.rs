@@ -154,10 +154,7 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Req> {
         }
         let mut out = Vec::new();
         let mut rest = &body[..];
-        loop {
-            let Some(i) = rest.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
             let size =
                 usize::from_str_radix(String::from_utf8_lossy(&rest[..i]).trim(), 16).unwrap_or(0);
             if size == 0 {
