@@ -27,6 +27,7 @@
 //! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
 //! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
+//! | `argocd-update` / `argocd-wait` | updates, refreshes and syncs Argo CD Applications / waits for their health ([`argocd`]) |
 //! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
@@ -41,6 +42,7 @@
 //! assert!(registry.get("helm-update-chart").is_some());
 //! ```
 
+pub mod argocd;
 mod compose_output;
 mod fail;
 pub mod git;
@@ -56,6 +58,7 @@ pub mod toml;
 pub mod verify;
 pub mod yaml;
 
+pub use argocd::{ArgoCdOptions, ArgoCdUpdate, ArgoCdWait};
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
 pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
@@ -84,6 +87,9 @@ pub struct BuiltinOptions {
     pub git: kargo_git::GitConfig,
     /// The pull-request steps' settings: API URLs of self-hosted providers.
     pub pull_requests: git::PullRequestOptions,
+    /// The Argo CD steps' server and token (default: from `KARGO_ARGOCD_*`, see
+    /// [`ArgoCdOptions::default`]).
+    pub argocd: ArgoCdOptions,
 }
 
 impl Default for BuiltinOptions {
@@ -93,6 +99,7 @@ impl Default for BuiltinOptions {
         Self {
             git: git::default_git_config(),
             pull_requests: git::PullRequestOptions::default(),
+            argocd: ArgoCdOptions::default(),
         }
     }
 }
@@ -141,5 +148,7 @@ pub fn register_builtins_with(
     ))?;
     registry.register(git::GitWaitForPr::new(prs.clone()))?;
     registry.register(git::GitMergePr::new(prs))?;
+    registry.register(ArgoCdUpdate::new(options.argocd.clone()))?;
+    registry.register(ArgoCdWait::new(options.argocd.clone()))?;
     Ok(())
 }

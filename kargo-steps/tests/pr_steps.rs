@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+#[path = "support/fake_argocd.rs"]
+mod fake_argocd;
 #[path = "support/fake_forge.rs"]
 mod fake_forge;
 #[path = "support/fake_http.rs"]
@@ -22,7 +24,7 @@ use kargo_core::secret::{CredentialKind, StaticCredentials};
 use kargo_core::workdir::WorkDir;
 use kargo_git::GitConfig;
 use kargo_steps::git::PullRequestOptions;
-use kargo_steps::{BuiltinOptions, register_builtins_with};
+use kargo_steps::{ArgoCdOptions, BuiltinOptions, register_builtins_with};
 use serde_json::{Value as Json, json};
 use tempfile::TempDir;
 
@@ -112,6 +114,10 @@ struct Setup {
 }
 
 async fn setup(env: &Env, flavor: Flavor) -> Setup {
+    setup_with(env, flavor, ArgoCdOptions::default()).await
+}
+
+async fn setup_with(env: &Env, flavor: Flavor, argocd: ArgoCdOptions) -> Setup {
     let (repo_url, bare, name) = seed(env, flavor.name());
     let forge = Forge::new(flavor, bare.clone(), "acme", &name, &env.password);
     let f = forge.clone();
@@ -128,6 +134,7 @@ async fn setup(env: &Env, flavor: Flavor) -> Setup {
             pull_requests: PullRequestOptions {
                 api_urls: vec![(repo_url.clone(), api.clone())],
             },
+            argocd,
         },
     )
     .unwrap();
@@ -457,4 +464,65 @@ async fn closed_pr_fails_and_credentials_never_leak() {
             "a token leaked: {text}"
         );
     }
+}
+
+/// The prod template end to end: push to a generated branch, open a PR, wait for it to be
+/// merged (by the test, through the fake API: a real merge commit), then point the Argo
+/// CD Application at the merge commit and sync it.
+#[tokio::test(flavor = "multi_thread")]
+async fn prod_template_pr_then_argocd_update() {
+    let Some(env) = server_env("prod template") else {
+        return;
+    };
+    let argo = Arc::new(fake_argocd::FakeArgo::new("argo-token"));
+    let a = argo.clone();
+    let argo_srv = serve(Arc::new(move |r: &Req| a.handle(r))).await;
+    let s = setup_with(
+        &env,
+        Flavor::GitHub,
+        ArgoCdOptions {
+            server_url: Some(argo_srv.url.clone()),
+            token: kargo_core::secret::Redacted::new("argo-token".to_owned()),
+            default_namespace: "argocd".into(),
+            insecure_skip_tls_verify: false,
+            poll_interval: Duration::from_millis(20),
+        },
+    )
+    .await;
+    argo.add(fake_argocd::app(
+        "argocd",
+        "guestbook-prod",
+        Some("demo:prod"),
+        json!({}),
+        json!({"source": {"repoURL": s.repo_url, "path": "env/prod", "targetRevision": "main"}}),
+    ));
+    let mut steps = prod_steps(&s, Flavor::GitHub);
+    steps.as_array_mut().unwrap().push(json!(
+        {"alias": "deploy", "uses": "argocd-update", "config": {"apps": [{
+            "name": "guestbook-prod",
+            "sources": [{"repoURL": s.repo_url,
+                         "desiredRevision": "${{ outputs['wait-for-pr'].commit }}",
+                         "updateTargetRevision": true}],
+        }]}}
+    ));
+    let work = TempDir::new().unwrap();
+    let p = promotion(work.path(), "prod.01def.7654321", steps, &s);
+    let runner = s.runner.clone();
+    let handle = tokio::spawn(async move { runner.run(&p).await });
+    merge_through_api(&s, Flavor::GitHub, &env.password).await;
+    let r = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_phase(&r, PromotionPhase::Succeeded);
+    let main = git(&s.bare, &["rev-parse", "main"]);
+    let app = argo.get("argocd", "guestbook-prod");
+    assert_eq!(app["spec"]["source"]["targetRevision"], json!(main));
+    assert_eq!(app["status"]["sync"]["revision"], json!(main));
+    assert_eq!(
+        r.step("deploy").unwrap().outputs["apps"][0]["name"],
+        json!("guestbook-prod")
+    );
+    let parents = git(&s.bare, &["rev-list", "--parents", "-n", "1", "main"]);
+    assert_eq!(parents.split(' ').count(), 3, "a merge commit: {parents}");
 }
