@@ -28,6 +28,7 @@
 //! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
 //! | `argocd-update` / `argocd-wait` | updates, refreshes and syncs Argo CD Applications / waits for their health ([`argocd`]) |
+//! | `set-metadata` | upserts Stage / Freight metadata in the pipeline's state store; registered by the embedder with its store ([`metadata`]) |
 //! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) |
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
@@ -53,6 +54,7 @@ pub mod net;
 pub mod files;
 pub mod json;
 pub mod kustomize;
+pub mod metadata;
 pub mod render;
 pub mod toml;
 pub mod verify;
@@ -69,6 +71,7 @@ pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 pub use http::{HttpConfig, HttpRequest};
 pub use json::{JsonParse, JsonUpdate};
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
+pub use metadata::{SetMetadata, SetMetadataConfig};
 pub use render::{HelmTemplate, HelmTemplateConfig, KustomizeBuild, KustomizeBuildConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
