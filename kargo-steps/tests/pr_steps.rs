@@ -83,9 +83,14 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A bare repository `acme/<name>.git` under the git server's root with `main` holding
 /// `env/prod/values.yaml`; returns (repo URL, bare path, name).
-fn seed(env: &Env, name: &str) -> (String, PathBuf, String) {
-    let name = unique(name);
-    let bare = env.root.join("acme").join(format!("{name}.git"));
+fn seed(env: &Env, flavor: Flavor) -> (String, PathBuf, String) {
+    let name = unique(flavor.name());
+    // Azure DevOps URLs are <org>/<project>/_git/<repo>.
+    let rel = match flavor {
+        Flavor::Azure => format!("acme/proj/_git/{name}"),
+        _ => format!("acme/{name}.git"),
+    };
+    let bare = env.root.join(&rel);
     std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
     git(
         bare.parent().unwrap(),
@@ -100,7 +105,7 @@ fn seed(env: &Env, name: &str) -> (String, PathBuf, String) {
     git(work.path(), &["add", "-A"]);
     git(work.path(), &["commit", "-q", "-m", "seed"]);
     git(work.path(), &["push", "-q", bare.to_str().unwrap(), "main"]);
-    (format!("{}/acme/{name}.git", env.http_url), bare, name)
+    (format!("{}/{rel}", env.http_url), bare, name)
 }
 
 struct Setup {
@@ -118,8 +123,15 @@ async fn setup(env: &Env, flavor: Flavor) -> Setup {
 }
 
 async fn setup_with(env: &Env, flavor: Flavor, argocd: ArgoCdOptions) -> Setup {
-    let (repo_url, bare, name) = seed(env, flavor.name());
-    let forge = Forge::new(flavor, bare.clone(), "acme", &name, &env.password);
+    let (repo_url, bare, name) = seed(env, flavor);
+    let forge = Forge::new(
+        flavor,
+        bare.clone(),
+        "acme",
+        &name,
+        &env.user,
+        &env.password,
+    );
     let f = forge.clone();
     let srv = serve(Arc::new(move |r: &Req| f.handle(r))).await;
     let api = format!("{}{}", srv.url, flavor.api_prefix());
@@ -225,7 +237,22 @@ async fn merge_through_api(s: &Setup, flavor: Flavor, token: &str) {
         .expect("no pull request was opened")
         .number;
     let client = reqwest::Client::new();
+    let pulls = match flavor {
+        Flavor::Bitbucket => format!("{}/repositories/acme/{}/pullrequests", s.api, s.forge.name),
+        _ => format!(
+            "{}/proj/_apis/git/repositories/{}/pullrequests",
+            s.api, s.forge.name
+        ),
+    };
     let req = match flavor {
+        Flavor::Bitbucket => client
+            .post(format!("{pulls}/{n}/merge"))
+            .header("authorization", fake_forge::basic(&s.forge.user, token))
+            .json(&json!({"merge_strategy": "merge_commit"})),
+        Flavor::Azure => client
+            .patch(format!("{pulls}/{n}?api-version=7.1"))
+            .header("authorization", fake_forge::basic("", token))
+            .json(&json!({"status": "completed"})),
         Flavor::GitHub => client
             .put(format!(
                 "{}/repos/acme/{}/pulls/{n}/merge",
@@ -279,7 +306,10 @@ async fn generated_branch_pr_flow(flavor: Flavor) {
     assert_eq!(pr.base, "main");
     assert_eq!(pr.title, "Promote v2 to prod", "title from the head commit");
     assert_eq!(pr.body, "Image v2 passed staging.");
-    assert_eq!(pr.labels, vec!["promotion".to_owned()]);
+    if flavor != Flavor::Bitbucket {
+        // Bitbucket Cloud pull requests have no labels.
+        assert_eq!(pr.labels, vec!["promotion".to_owned()]);
+    }
     let open = &r.step("open-pr").unwrap().outputs["pr"];
     assert_eq!(open["id"], json!(pr.number));
     assert!(
@@ -318,6 +348,16 @@ async fn gitlab_generated_branch_open_wait_merge() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gitea_generated_branch_open_wait_merge() {
     generated_branch_pr_flow(Flavor::Gitea).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bitbucket_generated_branch_open_wait_merge() {
+    generated_branch_pr_flow(Flavor::Bitbucket).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_generated_branch_open_wait_merge() {
+    generated_branch_pr_flow(Flavor::Azure).await;
 }
 
 /// Opening twice adopts the open PR; a branch with main's content is Skipped; a missing
@@ -409,6 +449,16 @@ async fn gitlab_idempotence_and_merge() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gitea_idempotence_and_merge() {
     idempotence_and_merge(Flavor::Gitea).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bitbucket_idempotence_and_merge() {
+    idempotence_and_merge(Flavor::Bitbucket).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_idempotence_and_merge() {
+    idempotence_and_merge(Flavor::Azure).await;
 }
 
 /// A PR closed without merging fails git-wait-for-pr; wrong credentials are refused

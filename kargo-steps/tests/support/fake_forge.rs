@@ -18,15 +18,19 @@ pub enum Flavor {
     GitHub,
     GitLab,
     Gitea,
+    Bitbucket,
+    Azure,
 }
 
 impl Flavor {
-    /// The API prefix the fake serves under.
+    /// The API prefix the fake serves under (Azure: the organization, `acme`).
     pub fn api_prefix(self) -> &'static str {
         match self {
             Self::GitHub => "/api/v3",
             Self::GitLab => "/api/v4",
             Self::Gitea => "/api/v1",
+            Self::Bitbucket => "/2.0",
+            Self::Azure => "/acme",
         }
     }
     pub fn name(self) -> &'static str {
@@ -34,6 +38,8 @@ impl Flavor {
             Self::GitHub => "github",
             Self::GitLab => "gitlab",
             Self::Gitea => "gitea",
+            Self::Bitbucket => "bitbucket",
+            Self::Azure => "azure",
         }
     }
 }
@@ -57,6 +63,8 @@ pub struct Forge {
     pub owner: String,
     pub name: String,
     pub token: String,
+    /// The git user name (Bitbucket basic auth).
+    pub user: String,
     pub web: String,
     pub prs: Mutex<Vec<FakePr>>,
 }
@@ -81,13 +89,21 @@ pub fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 impl Forge {
-    pub fn new(flavor: Flavor, bare: PathBuf, owner: &str, name: &str, token: &str) -> Arc<Self> {
+    pub fn new(
+        flavor: Flavor,
+        bare: PathBuf,
+        owner: &str,
+        name: &str,
+        user: &str,
+        token: &str,
+    ) -> Arc<Self> {
         Arc::new(Self {
             flavor,
             bare,
             owner: owner.into(),
             name: name.into(),
             token: token.into(),
+            user: user.into(),
             web: format!("https://forge.example/{owner}/{name}"),
             prs: Mutex::new(Vec::new()),
         })
@@ -106,6 +122,8 @@ impl Forge {
             Flavor::GitHub => r.header("authorization") == Some(&format!("Bearer {}", self.token)),
             Flavor::GitLab => r.header("private-token") == Some(self.token.as_str()),
             Flavor::Gitea => r.header("authorization") == Some(&format!("token {}", self.token)),
+            Flavor::Bitbucket => r.header("authorization") == Some(&basic(&self.user, &self.token)),
+            Flavor::Azure => r.header("authorization") == Some(&basic("", &self.token)),
         }
     }
 
@@ -132,6 +150,27 @@ impl Forge {
                 "source_branch": pr.head, "target_branch": pr.base,
                 "detailed_merge_status": if pr.state == "open" { "mergeable" } else { "not_open" },
                 "title": pr.title, "description": pr.body, "labels": pr.labels,
+            }),
+            Flavor::Bitbucket => json!({
+                "id": pr.number,
+                "state": match pr.state.as_str() { "open" => "OPEN", "merged" => "MERGED", _ => "DECLINED" },
+                "links": {"html": {"href": format!("{}/pull-requests/{}", self.web, pr.number)}},
+                "merge_commit": pr.merge_commit.as_ref().map(|h| json!({"hash": h})),
+                "source": {"branch": {"name": pr.head}, "commit": {"hash": head_sha}},
+                "destination": {"branch": {"name": pr.base}},
+                "title": pr.title, "description": pr.body,
+            }),
+            Flavor::Azure => json!({
+                "pullRequestId": pr.number,
+                "status": match pr.state.as_str() { "open" => "active", "merged" => "completed", _ => "abandoned" },
+                "sourceRefName": format!("refs/heads/{}", pr.head),
+                "targetRefName": format!("refs/heads/{}", pr.base),
+                "lastMergeSourceCommit": {"commitId": head_sha},
+                "lastMergeCommit": pr.merge_commit.as_ref().map(|h| json!({"commitId": h})),
+                "mergeStatus": "succeeded",
+                "repository": {"webUrl": self.web},
+                "title": pr.title, "description": pr.body,
+                "labels": pr.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
             }),
         }
     }
@@ -189,14 +228,26 @@ impl Forge {
                 self.owner,
                 self.name
             ),
+            Flavor::Bitbucket => format!(
+                "{}/repositories/{}/{}",
+                self.flavor.api_prefix(),
+                self.owner,
+                self.name
+            ),
+            Flavor::Azure => {
+                if r.query("api-version").is_none() {
+                    return Resp::json(400, json!({"message": "api-version is required"}));
+                }
+                format!("/{}/proj/_apis/git/repositories/{}", self.owner, self.name)
+            }
         };
         let Some(rest) = r.path.strip_prefix(&repo) else {
             return Resp::json(404, json!({"message": "no such repository"}));
         };
-        let pulls = if self.flavor == Flavor::GitLab {
-            "/merge_requests"
-        } else {
-            "/pulls"
+        let pulls = match self.flavor {
+            Flavor::GitLab => "/merge_requests",
+            Flavor::Bitbucket | Flavor::Azure => "/pullrequests",
+            _ => "/pulls",
         };
         let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         let body = r.json();
@@ -211,10 +262,24 @@ impl Forge {
                     None => Resp::json(404, json!({"message": "Not Found"})),
                 }
             }
+            ("PATCH", [p, n]) if format!("/{p}") == pulls && self.flavor == Flavor::Azure => {
+                let n: i64 = n.parse().unwrap_or(-1);
+                if body["status"] != json!("completed") {
+                    return Resp::json(400, json!({"message": "unsupported update"}));
+                }
+                match self.merge(n) {
+                    Ok(_) => {
+                        let prs = self.prs.lock().unwrap();
+                        let pr = prs.iter().find(|p| p.number == n).unwrap();
+                        Resp::json(200, self.pr_json(pr))
+                    }
+                    Err((s, m)) => Resp::json(s, json!({"message": m})),
+                }
+            }
             (m, [p, n, "merge"]) if format!("/{p}") == pulls => {
                 let expected = match self.flavor {
                     Flavor::GitHub | Flavor::GitLab => "PUT",
-                    Flavor::Gitea => "POST",
+                    _ => "POST",
                 };
                 if m != expected {
                     return Resp::json(405, json!({"message": "method not allowed"}));
@@ -227,7 +292,7 @@ impl Forge {
                             json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}),
                         ),
                         Flavor::Gitea => Resp::new(200),
-                        Flavor::GitLab => {
+                        _ => {
                             let prs = self.prs.lock().unwrap();
                             let pr = prs.iter().find(|p| p.number == n).unwrap();
                             Resp::json(200, self.pr_json(pr))
@@ -284,6 +349,34 @@ impl Forge {
                     .map(str::to_owned)
                     .collect(),
             ),
+            Flavor::Bitbucket => (
+                b["source"]["branch"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                b["destination"]["branch"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                s("description"),
+                vec![],
+            ),
+            Flavor::Azure => (
+                s("sourceRefName")
+                    .trim_start_matches("refs/heads/")
+                    .to_owned(),
+                s("targetRefName")
+                    .trim_start_matches("refs/heads/")
+                    .to_owned(),
+                s("description"),
+                b["labels"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|l| l["name"].as_str().map(str::to_owned))
+                    .collect(),
+            ),
         };
         if self.tip(&head).is_none() || self.tip(&base).is_none() {
             return Resp::json(422, json!({"message": "Validation Failed: branch missing"}));
@@ -327,13 +420,44 @@ impl Forge {
                         && r.query("target_branch").is_none_or(|b| b == p.base)
                 }
                 Flavor::Gitea => r.query("state") != Some("open") || p.state == "open",
+                Flavor::Bitbucket => {
+                    // q=source.branch.name="X" AND destination.branch.name="Y"
+                    let q = r.query("q").unwrap_or_default();
+                    let quoted: Vec<&str> = q.split('"').skip(1).step_by(2).collect();
+                    r.query("state") == Some("OPEN")
+                        && p.state == "open"
+                        && quoted == [p.head.as_str(), p.base.as_str()]
+                }
+                Flavor::Azure => {
+                    p.state == "open"
+                        && r.query("searchCriteria.status") == Some("active")
+                        && r.query("searchCriteria.sourceRefName")
+                            == Some(&format!("refs/heads/{}", p.head))
+                        && r.query("searchCriteria.targetRefName")
+                            == Some(&format!("refs/heads/{}", p.base))
+                }
             })
             .map(|p| self.pr_json(p))
             .collect();
-        Resp::json(200, Json::Array(items))
+        match self.flavor {
+            Flavor::Bitbucket => Resp::json(200, json!({"values": items, "pagelen": 50})),
+            Flavor::Azure => {
+                let n = items.len();
+                Resp::json(200, json!({"value": items, "count": n}))
+            }
+            _ => Resp::json(200, Json::Array(items)),
+        }
     }
 
     pub fn prs(&self) -> Vec<FakePr> {
         self.prs.lock().unwrap().clone()
     }
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
