@@ -28,6 +28,14 @@
 //! credentials ([`CredentialKind::Git`]); it never appears in outputs, messages or logs.
 //!
 //! Only http(s) repository URLs are supported.
+//!
+//! Differences from Kargo: `git-open-pr` adopts open pull requests only (Kargo also adopts
+//! a merged one for the same branches; here a merged change usually leaves the branches
+//! with the same content, which gives `Skipped`), does not append a "View in Kargo UI"
+//! link, and ignores `labels` on Bitbucket Cloud (its pull requests have none; Gitea labels
+//! are looked up by name). Listing open pull requests reads the first page only (GitHub,
+//! GitLab and Bitbucket filter by branch on the server; Gitea's first 50 are filtered
+//! here).
 
 mod client;
 
@@ -520,5 +528,71 @@ impl Step for GitMergePr {
                 pr.number
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kargo_core::workdir::WorkDir;
+
+    #[tokio::test]
+    async fn open_pr_reuses_its_own_earlier_output() {
+        let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let mut ctx = StepContext::new(WorkDir::new(dir.path()).unwrap_or_else(|e| panic!("{e}")));
+        ctx.alias = "open-pr".into();
+        ctx.outputs.insert(
+            "open-pr".into(),
+            json!({"pr": {"id": 7, "url": "https://github.com/acme/gitops/pull/7"}}),
+        );
+        let step = GitOpenPr::new(
+            Arc::new(GitConfig::new(dir.path().join("cache"))),
+            Arc::new(PullRequestOptions::default()),
+        );
+        // An unreachable API: the step must not call it.
+        let cfg = GitOpenPrConfig {
+            repo_url: "https://github.invalid/acme/gitops.git".into(),
+            source_branch: "kargo/promotion/p".into(),
+            target_branch: "main".into(),
+            title: None,
+            description: None,
+            labels: vec![],
+            provider: Some("github".into()),
+            insecure_skip_tls_verify: false,
+            create_target_branch: false,
+        };
+        let out = step.run(&ctx, cfg).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out.outputs["pr"],
+            json!({"id": 7, "url": "https://github.com/acme/gitops/pull/7"})
+        );
+    }
+
+    #[test]
+    fn api_url_overrides_pick_the_longest_prefix() {
+        let o = PullRequestOptions {
+            api_urls: vec![
+                ("https://git.corp/".into(), "https://api-a".into()),
+                ("https://git.corp/team/".into(), "https://api-b".into()),
+            ],
+        };
+        let u = |r: &str| o.api_url(GitProvider::Gitea, r).unwrap_or_default();
+        assert_eq!(u("https://git.corp/team/x.git"), "https://api-b");
+        assert_eq!(u("https://git.corp/other/x.git"), "https://api-a");
+        assert_eq!(u("https://gitea.io/o/x.git"), "https://gitea.io/api/v1");
+    }
+
+    #[test]
+    fn providers_are_given_or_inferred() {
+        assert_eq!(
+            provider_of(None, "https://gitlab.com/a/b.git").ok(),
+            Some(GitProvider::GitLab)
+        );
+        assert_eq!(
+            provider_of(Some("azure"), "https://x/y").ok(),
+            Some(GitProvider::Azure)
+        );
+        assert!(provider_of(None, "https://git.corp/a/b.git").is_err());
+        assert!(provider_of(Some("svn"), "https://github.com/a/b").is_err());
     }
 }
