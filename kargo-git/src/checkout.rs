@@ -88,6 +88,24 @@ struct FileState {
     kind: EntryKind,
     size: u64,
     mtime: Option<SystemTime>,
+    /// When `size` and `mtime` were recorded. A file whose mtime is not clearly older
+    /// than this is "racily clean" (git's term): an edit of the same size within the
+    /// file system's timestamp granularity keeps the mtime, so its content is compared.
+    stat_at: SystemTime,
+}
+
+/// How much older than the recorded stat a file's mtime must be for size + mtime to
+/// prove it unchanged (covers coarse file-system timestamps).
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl FileState {
+    fn unchanged(&self, kind: EntryKind, size: u64, mtime: Option<SystemTime>) -> bool {
+        self.kind == kind
+            && self.size == size
+            && self.mtime.is_some()
+            && self.mtime == mtime
+            && self.mtime.is_some_and(|m| m + RACY_WINDOW < self.stat_at)
+    }
 }
 
 #[derive(Debug)]
@@ -444,10 +462,7 @@ impl Checkout {
                 let mtime = meta.modified().ok();
                 let size = meta.len();
                 if let Some(prev) = st.files.get(&path)
-                    && prev.kind == kind
-                    && prev.size == size
-                    && prev.mtime.is_some()
-                    && prev.mtime == mtime
+                    && prev.unchanged(kind, size, mtime)
                 {
                     continue;
                 }
@@ -578,6 +593,7 @@ impl Checkout {
                             kind,
                             size,
                             mtime,
+                            stat_at: SystemTime::now(),
                         },
                     );
                 }
@@ -932,6 +948,7 @@ fn write_file(
             kind,
             size: meta.len(),
             mtime: meta.modified().ok(),
+            stat_at: SystemTime::now(),
         },
     );
     Ok(())
