@@ -222,20 +222,27 @@ fn prod_steps(s: &Setup, flavor: Flavor) -> Json {
 }
 
 /// Merges the first PR through the fake's API, the way a reviewer's click would.
-async fn merge_through_api(s: &Setup, flavor: Flavor, token: &str) {
-    // Wait until the promotion opened the PR.
-    for _ in 0..400 {
-        if !s.forge.prs().is_empty() {
-            break;
+async fn merge_through_api(
+    s: &Setup,
+    flavor: Flavor,
+    token: &str,
+    promotion: &mut tokio::task::JoinHandle<PromotionResult>,
+) {
+    // Wait until the promotion opened the PR (or report why it ended without one).
+    let started = std::time::Instant::now();
+    while s.forge.prs().is_empty() {
+        if promotion.is_finished() {
+            let r = promotion.await.unwrap();
+            assert_phase(&r, PromotionPhase::Running);
+            panic!("the promotion ended without opening a pull request");
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no pull request was opened"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let n = s
-        .forge
-        .prs()
-        .first()
-        .expect("no pull request was opened")
-        .number;
+    let n = s.forge.prs()[0].number;
     let client = reqwest::Client::new();
     let pulls = match flavor {
         Flavor::Bitbucket => format!("{}/repositories/acme/{}/pullrequests", s.api, s.forge.name),
@@ -291,9 +298,9 @@ async fn generated_branch_pr_flow(flavor: Flavor) {
         &s,
     );
     let runner = s.runner.clone();
-    let handle = tokio::spawn(async move { runner.run(&p).await });
-    merge_through_api(&s, flavor, &env.password).await;
-    let r = tokio::time::timeout(Duration::from_secs(60), handle)
+    let mut handle = tokio::spawn(async move { runner.run(&p).await });
+    merge_through_api(&s, flavor, &env.password, &mut handle).await;
+    let r = tokio::time::timeout(Duration::from_secs(120), handle)
         .await
         .unwrap()
         .unwrap();
@@ -504,6 +511,7 @@ async fn closed_pr_fails_and_credentials_never_leak() {
     assert_phase(&r, PromotionPhase::Errored);
     all.push_str(&format!("{:?} {:?}", r.steps, r.state));
     let logged = logs(&buf);
+    assert!(logged.contains("pull-request API call"), "{logged}");
     for text in [&all, &logged] {
         assert!(
             !text.contains(&env.password),
@@ -558,9 +566,9 @@ async fn prod_template_pr_then_argocd_update() {
     let work = TempDir::new().unwrap();
     let p = promotion(work.path(), "prod.01def.7654321", steps, &s);
     let runner = s.runner.clone();
-    let handle = tokio::spawn(async move { runner.run(&p).await });
-    merge_through_api(&s, Flavor::GitHub, &env.password).await;
-    let r = tokio::time::timeout(Duration::from_secs(60), handle)
+    let mut handle = tokio::spawn(async move { runner.run(&p).await });
+    merge_through_api(&s, Flavor::GitHub, &env.password, &mut handle).await;
+    let r = tokio::time::timeout(Duration::from_secs(120), handle)
         .await
         .unwrap()
         .unwrap();
