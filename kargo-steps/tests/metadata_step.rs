@@ -33,9 +33,11 @@ fn promotion(dir: &TempDir, steps: Json) -> Promotion {
 #[tokio::test]
 async fn set_metadata_upserts_and_reads_back() {
     let store = Arc::new(MemoryStore::new());
-    let mut commit = GitCommit::default();
-    commit.repo_url = "https://github.com/acme/app.git".into();
-    commit.id = "0123456789abcdef0123456789abcdef01234567".into();
+    let commit = GitCommit {
+        repo_url: "https://github.com/acme/app.git".into(),
+        id: "0123456789abcdef0123456789abcdef01234567".into(),
+        ..GitCommit::default()
+    };
     let mut freight = Freight::new(
         FreightOrigin::warehouse("app"),
         vec![commit],
