@@ -441,6 +441,27 @@ async fn idempotence_and_merge(flavor: Flavor) {
         json!(main)
     );
     assert_eq!(git(&s.bare, &["show", "main:README.md"]), "# changed");
+
+    // A re-run after the merge (no earlier output): the merged PR of the same head is
+    // adopted, and waiting for it succeeds at once with the merge commit.
+    let steps = json!([
+        open("again", "feature", "main"),
+        {"alias": "wait", "uses": "git-wait-for-pr", "config": {
+            "repoURL": s.repo_url, "provider": flavor.name(),
+            "prNumber": "${{ outputs.again.pr.id }}",
+        }},
+    ]);
+    let r = s
+        .runner
+        .run(&promotion(dir.path(), "prod.02.def", steps, &s))
+        .await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(
+        r.step("again").unwrap().outputs["pr"]["id"],
+        json!(prs[0].number)
+    );
+    assert_eq!(r.step("wait").unwrap().outputs["commit"], json!(main));
+    assert_eq!(s.forge.prs().len(), 1, "no new PR");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -135,6 +135,7 @@ impl Forge {
                 "html_url": format!("{}/pull/{}", self.web, pr.number),
                 "state": if pr.state == "open" { "open" } else { "closed" },
                 "merged": pr.state == "merged",
+                "merged_at": if pr.state == "merged" { json!("2026-01-01T00:00:00Z") } else { Json::Null },
                 "merge_commit_sha": pr.merge_commit,
                 "mergeable": pr.state == "open",
                 "title": pr.title, "body": pr.body,
@@ -409,28 +410,49 @@ impl Forge {
             .iter()
             .filter(|p| match self.flavor {
                 Flavor::GitHub => {
-                    r.query("state") == Some("open")
-                        && p.state == "open"
+                    let state_ok = match r.query("state") {
+                        Some("open") => p.state == "open",
+                        Some("closed") => p.state != "open",
+                        _ => true,
+                    };
+                    state_ok
                         && r.query("head") == Some(&format!("{}:{}", self.owner, p.head))
                         && r.query("base").is_none_or(|b| b == p.base)
                 }
                 Flavor::GitLab => {
-                    p.state == "open"
+                    let state = if p.state == "open" {
+                        "opened"
+                    } else {
+                        p.state.as_str()
+                    };
+                    r.query("state").is_none_or(|s| s == state)
                         && r.query("source_branch").is_none_or(|b| b == p.head)
                         && r.query("target_branch").is_none_or(|b| b == p.base)
                 }
-                Flavor::Gitea => r.query("state") != Some("open") || p.state == "open",
+                Flavor::Gitea => match r.query("state") {
+                    Some("open") => p.state == "open",
+                    Some("closed") => p.state != "open",
+                    _ => true,
+                },
                 Flavor::Bitbucket => {
                     // q=source.branch.name="X" AND destination.branch.name="Y"
                     let q = r.query("q").unwrap_or_default();
                     let quoted: Vec<&str> = q.split('"').skip(1).step_by(2).collect();
-                    r.query("state") == Some("OPEN")
-                        && p.state == "open"
+                    let state = match p.state.as_str() {
+                        "open" => "OPEN",
+                        "merged" => "MERGED",
+                        _ => "DECLINED",
+                    };
+                    r.query("state").is_none_or(|s| s == state)
                         && quoted == [p.head.as_str(), p.base.as_str()]
                 }
                 Flavor::Azure => {
-                    p.state == "open"
-                        && r.query("searchCriteria.status") == Some("active")
+                    let status = match p.state.as_str() {
+                        "open" => "active",
+                        "merged" => "completed",
+                        _ => "abandoned",
+                    };
+                    r.query("searchCriteria.status").is_none_or(|s| s == status)
                         && r.query("searchCriteria.sourceRefName")
                             == Some(&format!("refs/heads/{}", p.head))
                         && r.query("searchCriteria.targetRefName")

@@ -329,7 +329,9 @@ impl PrClient {
         };
         Ok(match self.provider {
             GitProvider::GitHub | GitProvider::Gitea => {
-                let merged = v.get("merged").and_then(Json::as_bool).unwrap_or(false);
+                // Single pull requests say `merged`; list items only `merged_at`.
+                let merged = v.get("merged").and_then(Json::as_bool).unwrap_or(false)
+                    || v.get("merged_at").is_some_and(|m| !m.is_null());
                 PullRequest {
                     number: v.get("number").and_then(Json::as_i64).ok_or_else(missing)?,
                     url: s("/html_url").unwrap_or_default(),
@@ -485,11 +487,31 @@ impl PrClient {
 
     /// The open pull request from `head` into `base`, if there is one.
     pub async fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, PrError> {
+        self.find(head, base, false).await
+    }
+
+    /// A merged pull request from `head` into `base` (the most recent the provider lists
+    /// first), if there is one.
+    pub async fn find_merged(
+        &self,
+        head: &str,
+        base: &str,
+    ) -> Result<Option<PullRequest>, PrError> {
+        self.find(head, base, true).await
+    }
+
+    async fn find(
+        &self,
+        head: &str,
+        base: &str,
+        merged: bool,
+    ) -> Result<Option<PullRequest>, PrError> {
         let p = self.pulls_path();
         let (url, list_key) = match self.provider {
             GitProvider::GitHub => (
                 format!(
-                    "{p}?state=open&head={}&base={}",
+                    "{p}?state={}&head={}&base={}",
+                    if merged { "closed" } else { "open" },
                     enc(&format!("{}:{head}", self.repo.owner)),
                     enc(base)
                 ),
@@ -497,16 +519,24 @@ impl PrClient {
             ),
             GitProvider::GitLab => (
                 format!(
-                    "{p}?state=opened&source_branch={}&target_branch={}",
+                    "{p}?state={}&source_branch={}&target_branch={}",
+                    if merged { "merged" } else { "opened" },
                     enc(head),
                     enc(base)
                 ),
                 None,
             ),
-            GitProvider::Gitea => (format!("{p}?state=open&limit=50"), None),
+            GitProvider::Gitea => (
+                format!(
+                    "{p}?state={}&limit=50",
+                    if merged { "closed" } else { "open" }
+                ),
+                None,
+            ),
             GitProvider::Bitbucket => (
                 format!(
-                    "{p}?state=OPEN&q={}",
+                    "{p}?state={}&q={}",
+                    if merged { "MERGED" } else { "OPEN" },
                     enc(&format!(
                         "source.branch.name=\"{head}\" AND destination.branch.name=\"{base}\""
                     ))
@@ -515,7 +545,8 @@ impl PrClient {
             ),
             GitProvider::Azure => (
                 format!(
-                    "{p}?searchCriteria.status=active&searchCriteria.sourceRefName={}&searchCriteria.targetRefName={}",
+                    "{p}?searchCriteria.status={}&searchCriteria.sourceRefName={}&searchCriteria.targetRefName={}",
+                    if merged { "completed" } else { "active" },
                     enc(&format!("refs/heads/{head}")),
                     enc(&format!("refs/heads/{base}"))
                 ),
@@ -543,7 +574,7 @@ impl PrClient {
             };
             if h == Some(head) && b == Some(base) {
                 let pr = self.parse(&item)?;
-                if pr.open {
+                if (merged && pr.merged) || (!merged && pr.open) {
                     return Ok(Some(pr));
                 }
             }

@@ -29,10 +29,9 @@
 //!
 //! Only http(s) repository URLs are supported.
 //!
-//! Differences from Kargo: `git-open-pr` adopts open pull requests only (Kargo also adopts
-//! a merged one for the same branches; here a merged change usually leaves the branches
-//! with the same content, which gives `Skipped`), does not append a "View in Kargo UI"
-//! link, and ignores `labels` on Bitbucket Cloud (its pull requests have none; Gitea labels
+//! Differences from Kargo: `git-open-pr` adopts a merged pull request only when its head
+//! commit is the source branch's current tip (so a re-run after the merge finds it), does
+//! not append a "View in Kargo UI" link, and ignores `labels` on Bitbucket Cloud (its pull requests have none; Gitea labels
 //! are looked up by name). Listing open pull requests reads the first page only (GitHub,
 //! GitLab and Bitbucket filter by branch on the server; Gitea's first 50 are filtered
 //! here).
@@ -150,8 +149,9 @@ fn pr_status_output(pr: &PullRequest) -> serde_json::Value {
 /// Kargo's `git-open-pr`: opens a pull request from `sourceBranch` into `targetBranch`.
 ///
 /// Idempotent: a previous output of the same step (a retried or re-run promotion) is
-/// reused; an open pull request for the same branches is adopted; nothing is opened (the
-/// step is `Skipped`) when the two branches have the same content. The target branch
+/// reused; an open pull request for the same branches is adopted, and so is a merged one
+/// whose head is the source branch's current tip; nothing is opened (the step is
+/// `Skipped`) when the two branches have the same content. The target branch
 /// must exist. The title defaults to the subject of the source branch's head commit and
 /// the description to the rest of its message.
 ///
@@ -205,6 +205,7 @@ pub struct GitOpenPrConfig {
 /// What the source and target branches look like.
 struct BranchState {
     same_content: bool,
+    source_tip: String,
     subject: String,
     body: String,
 }
@@ -250,6 +251,7 @@ fn compare_branches(
     };
     Ok(Ok(BranchState {
         same_content,
+        source_tip: source_tip.to_string(),
         subject,
         body,
     }))
@@ -311,6 +313,22 @@ impl Step for GitOpenPr {
         let state = blocking(&auth, move || compare_branches(&git, a, &url, &src, &dst))
             .await?
             .map_err(StepError::terminal)?;
+        // A merged pull request of exactly this head: the promotion's change is in already
+        // (a re-run after the merge); adopt it so `git-wait-for-pr` sees it merged.
+        if let Some(pr) = api
+            .find_merged(&cfg.source_branch, &cfg.target_branch)
+            .await
+            .map_err(pr_error)?
+            .filter(|pr| pr.head_sha.as_deref() == Some(state.source_tip.as_str()))
+        {
+            tracing::info!(
+                pr = pr.number,
+                "adopting the merged pull request of the same head"
+            );
+            return Ok(StepOutcome::succeeded()
+                .with_output("pr", pr_output(&pr))
+                .with_message(format!("adopted merged pull request {}", pr.number)));
+        }
         if state.same_content {
             return Ok(StepOutcome::skipped().with_message(format!(
                 "{} and {} have the same content: no pull request opened",
