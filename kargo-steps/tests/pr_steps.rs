@@ -605,3 +605,78 @@ async fn prod_template_pr_then_argocd_update() {
     let parents = git(&s.bare, &["rev-list", "--parents", "-n", "1", "main"]);
     assert_eq!(parents.split(' ').count(), 3, "a merge commit: {parents}");
 }
+
+/// A pull request that cannot be merged (a conflict): `git-merge-pr` fails, or with
+/// `wait: true` keeps polling until its timeout.
+async fn merge_conflict(flavor: Flavor) {
+    let Some(env) = server_env(flavor.name()) else {
+        return;
+    };
+    let s = setup(&env, flavor).await;
+    let work = TempDir::new().unwrap();
+    let url = s
+        .repo_url
+        .replacen("://", &format!("://{}:{}@", env.user, env.password), 1);
+    git(work.path(), &["clone", "-q", &url, "."]);
+    git(work.path(), &["checkout", "-q", "-b", "conflict"]);
+    std::fs::write(work.path().join("README.md"), "# branch\n").unwrap();
+    git(work.path(), &["commit", "-qam", "Branch side"]);
+    git(work.path(), &["push", "-q", "origin", "conflict"]);
+    git(work.path(), &["checkout", "-q", "main"]);
+    std::fs::write(work.path().join("README.md"), "# main\n").unwrap();
+    git(work.path(), &["commit", "-qam", "Main side"]);
+    git(work.path(), &["push", "-q", "origin", "main"]);
+    let main_before = git(&s.bare, &["rev-parse", "main"]);
+
+    let steps = json!([
+        {"alias": "open", "uses": "git-open-pr", "config": {
+            "repoURL": s.repo_url, "provider": flavor.name(),
+            "sourceBranch": "conflict", "targetBranch": "main",
+        }},
+        {"alias": "merge", "uses": "git-merge-pr", "config": {
+            "repoURL": s.repo_url, "provider": flavor.name(),
+            "prNumber": "${{ outputs.open.pr.id }}",
+        }},
+    ]);
+    let dir = TempDir::new().unwrap();
+    let r = s
+        .runner
+        .run(&promotion(dir.path(), "prod.06.abc", steps, &s))
+        .await;
+    assert_phase(&r, PromotionPhase::Failed);
+    let msg = r.step("merge").unwrap().message.clone().unwrap_or_default();
+    assert!(msg.contains("cannot be merged"), "{msg}");
+
+    let n = s.forge.prs()[0].number;
+    let mut steps: Json = json!([{"alias": "merge", "uses": "git-merge-pr", "timeout": 0.5,
+    "config": {
+        "repoURL": s.repo_url, "provider": flavor.name(), "prNumber": n,
+        "wait": true, "pollInterval": "20ms",
+    }}]);
+    steps[0]["config"]["mergeMethod"] = json!("merge");
+    let r = s
+        .runner
+        .run(&promotion(dir.path(), "prod.07.abc", steps, &s))
+        .await;
+    assert_phase(&r, PromotionPhase::Errored);
+    let rec = r.step("merge").unwrap();
+    assert!(
+        rec.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{rec:?}"
+    );
+    assert!(rec.attempts >= 2, "it kept polling: {rec:?}");
+    assert_eq!(git(&s.bare, &["rev-parse", "main"]), main_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_merge_conflict_fails_or_waits() {
+    merge_conflict(Flavor::GitHub).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gitlab_merge_conflict_fails_or_waits() {
+    merge_conflict(Flavor::GitLab).await;
+}
