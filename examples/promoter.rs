@@ -377,10 +377,17 @@ fn pick_project(manifests: &ManifestSet, wanted: Option<&str>) -> Result<String>
 
 fn runner(state: &Path) -> Result<Runner> {
     let mut steps = StepRegistry::new();
+    // Argo CD comes from KARGO_ARGOCD_SERVER / _TOKEN / _NAMESPACE (BuiltinOptions' default).
     let options = BuiltinOptions {
         git: GitConfig::new(state.join("cache").join("git")),
+        ..BuiltinOptions::default()
     };
     register_builtins_with(&mut steps, &options)
+        .map_err(|e| Failure::Runtime(format!("cannot register the steps: {e}")))?;
+    // set-metadata writes to the same state directory as the pipeline.
+    let store = FileStore::open(state).map_err(|e| Failure::Runtime(e.to_string()))?;
+    steps
+        .register(kargo::steps::metadata::SetMetadata::new(Arc::new(store)))
         .map_err(|e| Failure::Runtime(format!("cannot register the steps: {e}")))?;
     Ok(Runner::new(steps))
 }

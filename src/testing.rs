@@ -290,6 +290,7 @@ impl PromotionTest {
             &mut registry,
             &BuiltinOptions {
                 git: git_config.clone(),
+                ..BuiltinOptions::default()
             },
         )?;
         for s in &self.steps {

@@ -632,6 +632,53 @@ fn clear_and_commit_replaces_the_tree() {
     assert_eq!(files, vec!["rendered.yaml".to_owned()]);
 }
 
+/// An edit that keeps the size, made right after the file was materialised (within the
+/// file system's timestamp granularity, so the mtime may not change), is still seen.
+#[test]
+fn same_size_edit_right_after_materialising_is_committed() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[Edit::Write {
+            path: "values.yaml".into(),
+            content: b"image: v1\n".to_vec(),
+        }],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    for round in 0..20 {
+        let wt = work.path().join(format!("wt-{round}"));
+        let co = m
+            .checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &wt,
+                &CheckoutOptions::default(),
+            )
+            .unwrap();
+        co.materialize(Path::new("values.yaml")).unwrap();
+        let file = wt.join("values.yaml");
+        let old = std::fs::read_to_string(&file).unwrap();
+        let new = if old == "image: v1\n" {
+            "image: v2\n"
+        } else {
+            "image: v1\n"
+        };
+        // Replaced atomically (temporary file + rename), as the editing steps do: the new
+        // inode gets a coarse timestamp that can equal the old one.
+        let tmp = wt.join(".values.yaml.tmp");
+        std::fs::write(&tmp, new).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        let status = co.status().unwrap();
+        assert_eq!(status.len(), 1, "round {round}: the edit was not seen");
+    }
+}
+
 #[test]
 fn odb_commit_with_compare_and_swap() {
     let t = file_transport();

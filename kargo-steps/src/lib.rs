@@ -13,6 +13,7 @@
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) |
 //! | `git-tag` | tags a checkout's commit (in a dry run: only checks and notes it) |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag (in a dry run: records the commit and per-file diffs, pushes nothing) |
+//! | `git-open-pr` / `git-wait-for-pr` / `git-merge-pr` | pull requests on GitHub, GitLab, Gitea, Bitbucket, Azure DevOps ([`git::pr`]) |
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs |
 //! | `yaml-merge` | deep-merges YAML files into one |
@@ -26,13 +27,19 @@
 //! | `kustomize-set-image` | sets image overrides in a Kustomization, keeping its formatting ([`kustomize::set_images`]) |
 //! | `kustomize-build` | renders a Kustomization with `kustomize` / `kubectl kustomize` into a file or one file per resource |
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory |
+//! | `argocd-update` / `argocd-wait` | updates, refreshes and syncs Argo CD Applications / waits for their health ([`argocd`]) |
+//! | `set-metadata` | upserts Stage / Freight metadata in the pipeline's state store; registered by the embedder with its store ([`metadata`]) |
+//! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) |
 //!
-//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` is the only built-in step with an
-//! effect outside the promotion (the remote); in a dry run it records what it would push and
-//! is `Skipped` with the outputs of a real push, and `git-tag` does not write the tag into the
-//! shared mirror. The others only read the outside world (`git-clone`, `helm-update-chart`
-//! downloading charts, `kustomize-build` / `helm-template` running local tools) and write in
-//! the work directory, so they run as usual.
+//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` records what it would push and
+//! is `Skipped` with the outputs of a real push; `git-tag` does not write the tag into the
+//! shared mirror; the steps that change things elsewhere (`git-open-pr`, `git-merge-pr`,
+//! `argocd-update`, `set-metadata`, and `http` with a method other than `GET`, `HEAD` or
+//! `OPTIONS`) and those that would wait for such changes (`git-wait-for-pr`, `argocd-wait`)
+//! record a note of what they would do and are `Skipped` (`git-open-pr` outputs a
+//! placeholder `pr` with `id` 0). The others only read the outside world (`git-clone`,
+//! `helm-update-chart` downloading charts, `kustomize-build` / `helm-template` running local
+//! tools) and write in the work directory, so they run as usual.
 //!
 //! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
 //! and ask the promotion's credential provider for git credentials before each network
@@ -46,19 +53,24 @@
 //! assert!(registry.get("helm-update-chart").is_some());
 //! ```
 
+pub mod argocd;
 mod compose_output;
 mod fail;
 pub mod git;
 pub mod helm;
+pub mod http;
+pub mod net;
 
 pub mod files;
 pub mod json;
 pub mod kustomize;
+pub mod metadata;
 pub mod render;
 pub mod toml;
 pub mod verify;
 pub mod yaml;
 
+pub use argocd::{ArgoCdOptions, ArgoCdUpdate, ArgoCdWait};
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
 pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
@@ -66,8 +78,10 @@ pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
 };
 pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
+pub use http::{HttpConfig, HttpRequest};
 pub use json::{JsonParse, JsonUpdate};
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
+pub use metadata::{SetMetadata, SetMetadataConfig};
 pub use render::{HelmTemplate, HelmTemplateConfig, KustomizeBuild, KustomizeBuildConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
@@ -84,6 +98,11 @@ use kargo_core::step::{DuplicateStep, StepRegistry};
 pub struct BuiltinOptions {
     /// The git settings shared by the git steps: where mirrors are cached, push retries.
     pub git: kargo_git::GitConfig,
+    /// The pull-request steps' settings: API URLs of self-hosted providers.
+    pub pull_requests: git::PullRequestOptions,
+    /// The Argo CD steps' server and token (default: from `KARGO_ARGOCD_*`, see
+    /// [`ArgoCdOptions::default`]).
+    pub argocd: ArgoCdOptions,
 }
 
 impl Default for BuiltinOptions {
@@ -92,6 +111,8 @@ impl Default for BuiltinOptions {
     fn default() -> Self {
         Self {
             git: git::default_git_config(),
+            pull_requests: git::PullRequestOptions::default(),
+            argocd: ArgoCdOptions::default(),
         }
     }
 }
@@ -132,5 +153,27 @@ pub fn register_builtins_with(
     registry.register(KustomizeSetImage)?;
     registry.register(KustomizeBuild::default())?;
     registry.register(HelmTemplate::default())?;
+    registry.register(HttpRequest)?;
+    let prs = Arc::new(options.pull_requests.clone());
+    registry.register(git::GitOpenPr::new(
+        Arc::new(options.git.clone()),
+        prs.clone(),
+    ))?;
+    registry.register(git::GitWaitForPr::new(prs.clone()))?;
+    registry.register(git::GitMergePr::new(prs))?;
+    registry.register(ArgoCdUpdate::new(options.argocd.clone()))?;
+    registry.register(ArgoCdWait::new(options.argocd.clone()))?;
     Ok(())
+}
+
+/// In a dry run, notes that the step `would` do something and returns the `Skipped`
+/// outcome it should end with; `None` outside dry runs.
+pub(crate) fn dry_run_skip(
+    ctx: &kargo_core::StepContext,
+    would: &str,
+) -> Option<kargo_core::StepOutcome> {
+    let dry = ctx.dry_run()?;
+    let text = format!("dry run: would {would}");
+    dry.note(&ctx.alias, &text);
+    Some(kargo_core::StepOutcome::skipped().with_message(text))
 }

@@ -96,6 +96,7 @@ fn registry(cache: &Path, barrier: Option<Arc<tokio::sync::Barrier>>) -> StepReg
         &mut reg,
         &BuiltinOptions {
             git: git_config(cache),
+            ..BuiltinOptions::default()
         },
     )
     .unwrap();

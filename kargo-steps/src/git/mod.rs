@@ -1,4 +1,5 @@
-//! The git steps: `git-clone`, `git-clear`, `git-commit`, `git-tag` and `git-push`.
+//! The git steps: `git-clone`, `git-clear`, `git-commit`, `git-tag` and `git-push`, and
+//! the pull-request steps of [`pr`].
 //!
 //! They share one [`GitConfig`] (the mirror cache) and, per promotion, a [`GitCheckouts`]
 //! table in the step extensions: `git-clone` makes a lazy [`Checkout`] for each configured
@@ -13,12 +14,14 @@
 mod clear;
 mod clone;
 mod commit;
+pub mod pr;
 mod push;
 mod tag;
 
 pub use clear::{GitClear, GitClearConfig};
 pub use clone::{CheckoutConfig, GitClone, GitCloneConfig};
 pub use commit::{GitCommit, GitCommitConfig};
+pub use pr::{GitMergePr, GitOpenPr, GitWaitForPr, PullRequestOptions};
 pub use push::{GitProvider, GitPush, GitPushConfig};
 pub use tag::{GitTag, GitTagConfig};
 
