@@ -262,7 +262,9 @@ pub struct GenericWebhookReceiverConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenericWebhookAction {
-    /// The action; only `Refresh` exists.
+    /// The action; only `Refresh` exists. Also read as `actionType`, the name some Kargo
+    /// versions use.
+    #[serde(alias = "actionType")]
     pub action: String,
     /// An expression the request must satisfy.
     #[serde(default, skip_serializing_if = "String::is_empty")]
