@@ -1391,10 +1391,10 @@ mod serve {
     }
 
     fn report(ui: &Ui, c: &Controller, pass: &ReconcileReport) {
-        if !pass.refreshed.is_empty() || !pass.promotions.is_empty() {
-            if let Err(f) = print_pass(ui, c, pass) {
-                eprintln!("{} {}", ui.err.red("error:"), f.message());
-            }
+        if (!pass.refreshed.is_empty() || !pass.promotions.is_empty())
+            && let Err(f) = print_pass(ui, c, pass)
+        {
+            eprintln!("{} {}", ui.err.red("error:"), f.message());
         }
         if let Some(f) = pass_failure(pass) {
             eprintln!("{} {}", ui.err.red("error:"), f.message());

@@ -350,11 +350,13 @@ fn credentials(receiver: &str, secret: &str, body: &[u8]) -> Vec<(String, String
 }
 
 /// A receiver, a fixture and the headers its event needs.
-fn cases() -> Vec<(
+type Case = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "github",
@@ -936,6 +938,10 @@ fn serve_webhook_to_commit_end_to_end() {
         sorted.len(),
         times.iter().map(ms).collect::<Vec<_>>().join(", ")
     );
+    // The server's own view (request received → pass finished), for the record.
+    for line in server.log().lines().filter(|l| l.contains("after the request")) {
+        eprintln!("serve: {line}");
+    }
     let list = freight(root);
     assert_eq!(
         list.as_array().unwrap().len(),
