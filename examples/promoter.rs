@@ -15,6 +15,9 @@
 //!   approve --stage S --freight ID|ALIAS       make Freight available to S
 //!   rollback --stage S                         re-promote S's previous Freight (a new commit)
 //!   run [--watch] [--max-sleep SECS]           refresh due Warehouses, then auto-promote
+//!   serve [--listen ADDR] [--secrets FILE] [--refresh-token TOKEN] [--max-sleep SECS]
+//!                                              HTTP: webhooks, refresh API, health; plus
+//!                                              the `run --watch` loop
 //! ```
 //!
 //! - `--manifests` (default `./kargo`): every `*.yaml` / `*.yml` below it. Stages may use
@@ -26,6 +29,26 @@
 //!   [`kargo::core::secret::CredentialTable`]).
 //! - `--project` (default: the only Project of the manifests).
 //!
+//! `serve` hosts, on `--listen` (default `127.0.0.1:8080`; port 0 picks one, and the bound
+//! address is printed on stderr as `listening on http://ADDR`):
+//!
+//! - `POST /webhook/<provider>/<token>`: the Project's webhook receivers
+//!   (`ProjectConfig.spec.webhookReceivers`, see [`kargo::sources::webhook`]), whose
+//!   `secretRef`s are read from `--secrets FILE` (YAML: `name: {key: value}`). At most
+//!   2 MiB + 1 bytes of a body are read; a rejection answers the receiver's status (401,
+//!   403, 404, 413, 400, 422) with `{"error": ...}` and is logged without the body. An
+//!   accepted request answers 202 with the Warehouses it queued (200 when none), and the
+//!   worker refreshes exactly those Warehouses, then runs auto-promotion at once.
+//! - `POST /refresh/warehouse/<name>`: queues a refresh of one Warehouse (then
+//!   auto-promotion); needs `Authorization: Bearer <token>` with the token of
+//!   `--refresh-token` or `KARGO_REFRESH_TOKEN`, and is refused (403) when neither is set.
+//! - `GET /healthz`: 200 `ok`.
+//!
+//! One worker task does all reconcile work (the interval loop of `run --watch` and the
+//! refreshes requested over HTTP), so two passes never run at once; requests that arrive
+//! during a pass are merged into the next one. Ctrl-C stops accepting requests and stops
+//! after the current pass.
+//!
 //! Exit status: 0 on success; 1 when a promotion failed (or discovery, git, the state
 //! store failed); 2 on bad input: bad flags, manifest errors, an unknown Stage, Warehouse
 //! or Freight, Freight not available to the Stage, nothing to roll back.
@@ -36,7 +59,9 @@
 //! Run: `cargo run --example promoter -- --help`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -168,6 +193,24 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         max_sleep: u64,
     },
+    /// Serve webhooks, a refresh API and a health check over HTTP, and run the `run
+    /// --watch` loop in the background.
+    Serve {
+        /// The address to listen on (port 0: any free port; the bound address is printed).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A YAML map of Secrets, `name: {key: value}`, for the webhook receivers'
+        /// `secretRef`s (and the steps' `secret()`).
+        #[arg(long, value_name = "FILE")]
+        secrets: Option<PathBuf>,
+        /// The bearer token of `POST /refresh/warehouse/NAME` (default: the
+        /// KARGO_REFRESH_TOKEN environment variable; without either the endpoint refuses).
+        #[arg(long, value_name = "TOKEN")]
+        refresh_token: Option<String>,
+        /// The longest sleep between interval passes, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        max_sleep: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,6 +326,7 @@ impl Paint {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Ui {
     output: Output,
     out: Paint,
@@ -1136,6 +1180,18 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             refresh_all,
             max_sleep,
         } => cmd_run(cli, ui, *watch, *refresh_all, *max_sleep).await,
+        Command::Serve {
+            listen,
+            secrets,
+            refresh_token,
+            max_sleep,
+        } => {
+            let token = refresh_token
+                .clone()
+                .or_else(|| std::env::var("KARGO_REFRESH_TOKEN").ok())
+                .filter(|t| !t.is_empty());
+            serve::cmd_serve(cli, ui, *listen, secrets.as_deref(), token, *max_sleep).await
+        }
     }
 }
 
@@ -1163,5 +1219,388 @@ fn main() -> ExitCode {
             eprintln!("{} {}", ui.err.red("error:"), f.message());
             ExitCode::from(f.code())
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// serve
+
+mod serve {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{any, get, post};
+    use kargo::core::model::Warehouse;
+    use kargo::sources::webhook::{MAX_BODY_BYTES, WebhookRequest, WebhookRouter};
+    use tokio::sync::{mpsc, watch};
+
+    /// Secrets as read from `--secrets`: name → key → value.
+    type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+    /// Work for the worker: refresh these Warehouses, then auto-promote.
+    #[derive(Debug)]
+    struct Job {
+        warehouses: Vec<String>,
+        /// What asked for it (for the log line): `webhook <receiver>`, `refresh API`.
+        why: String,
+        received: Instant,
+    }
+
+    /// What the HTTP handlers share.
+    struct App {
+        router: WebhookRouter,
+        warehouses: Vec<Warehouse>,
+        refresh_token: Option<String>,
+        jobs: mpsc::UnboundedSender<Job>,
+        ui: Ui,
+    }
+
+    fn load_secrets(path: &Path) -> Result<Secrets> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))?;
+        if text.trim().is_empty() {
+            return Ok(Secrets::new());
+        }
+        yaml_serde::from_str(&text).map_err(|e| {
+            Failure::Input(format!(
+                "{}: not a map of Secrets (`name: {{key: value}}`): {e}",
+                path.display()
+            ))
+        })
+    }
+
+    pub(super) async fn cmd_serve(
+        cli: &Cli,
+        ui: &Ui,
+        listen: SocketAddr,
+        secrets: Option<&Path>,
+        refresh_token: Option<String>,
+        max_sleep: u64,
+    ) -> Result<()> {
+        let secrets = match secrets {
+            Some(p) => load_secrets(p)?,
+            None => Secrets::new(),
+        };
+        let c = controller(cli)?.with_secrets(Arc::new(secrets.clone()));
+        let project = c.project().to_owned();
+        let router = match c.manifests().project_config(&project) {
+            Some(cfg) => WebhookRouter::new(&project, cfg, &secrets),
+            None => WebhookRouter::from_receivers(&project, &[], &secrets),
+        };
+        for r in router.routes() {
+            ui.progress(&format!(
+                "webhook receiver {} ({}) at {}",
+                r.name, r.provider, r.path
+            ));
+        }
+        if refresh_token.is_none() {
+            ui.progress("the refresh API is off (no --refresh-token or KARGO_REFRESH_TOKEN)");
+        }
+        let warehouses: Vec<Warehouse> = c.manifests().warehouses(&project).cloned().collect();
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let app = Arc::new(App {
+            router,
+            warehouses,
+            refresh_token,
+            jobs,
+            ui: *ui,
+        });
+        let routes = axum::Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/refresh/warehouse/{name}", post(refresh))
+            .route("/webhook/{*rest}", any(webhook))
+            .with_state(app);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+        ui.progress(&format!("listening on http://{addr} (Ctrl-C stops)"));
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = stop_tx.send(true);
+                })
+                .await
+        });
+        // The worker runs here, on this task: all reconcile work goes through it.
+        worker(&c, ui, rx, Duration::from_secs(max_sleep.max(1)), stop_rx).await;
+        ui.progress("stopped");
+        match server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Runtime(format!("the HTTP server failed: {e}"))),
+            Err(e) => Err(Failure::Runtime(format!("the HTTP server failed: {e}"))),
+        }
+    }
+
+    /// The one task that reconciles: interval passes (like `run --watch`) and the
+    /// refreshes queued by webhooks and the refresh API, one at a time. Jobs that arrive
+    /// during a pass are merged into the next one.
+    async fn worker(
+        c: &Controller,
+        ui: &Ui,
+        mut rx: mpsc::UnboundedReceiver<Job>,
+        max: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut next_pass = tokio::time::Instant::now();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.changed() => return,
+                job = rx.recv() => match job {
+                    Some(job) => Some(job),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next_pass) => None,
+            };
+            let mut failed = false;
+            match first {
+                None => match c.reconcile(false).await {
+                    Ok(pass) => {
+                        report(ui, c, &pass);
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("{} {}", ui.err.red("error:"), Failure::from(e).message());
+                    }
+                },
+                Some(job) => {
+                    let mut jobs = vec![job];
+                    while let Ok(more) = rx.try_recv() {
+                        jobs.push(more);
+                    }
+                    failed = !run_jobs(c, ui, jobs).await;
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let mut wait = next_due(c, max);
+            if failed {
+                wait = wait.max(Duration::from_secs(10).min(max));
+            }
+            next_pass = tokio::time::Instant::now() + wait;
+        }
+    }
+
+    fn report(ui: &Ui, c: &Controller, pass: &ReconcileReport) {
+        if (!pass.refreshed.is_empty() || !pass.promotions.is_empty())
+            && let Err(f) = print_pass(ui, c, pass)
+        {
+            eprintln!("{} {}", ui.err.red("error:"), f.message());
+        }
+        if let Some(f) = pass_failure(pass) {
+            eprintln!("{} {}", ui.err.red("error:"), f.message());
+        }
+    }
+
+    /// Refreshes exactly the Warehouses the jobs name, then runs auto-promotion. False
+    /// when something failed.
+    async fn run_jobs(c: &Controller, ui: &Ui, jobs: Vec<Job>) -> bool {
+        let names: BTreeSet<&str> = jobs
+            .iter()
+            .flat_map(|j| j.warehouses.iter().map(String::as_str))
+            .collect();
+        let mut ok = true;
+        let mut pass = ReconcileReport::default();
+        for w in &names {
+            match c.refresh(w).await {
+                Ok(o) => pass.refreshed.push(((*w).to_owned(), o)),
+                Err(e) => {
+                    ok = false;
+                    eprintln!("{} {}", ui.err.red("error:"), Failure::from(e).message());
+                }
+            }
+        }
+        match c.auto_promote().await {
+            Ok(p) => pass.promotions = p,
+            Err(e) => {
+                ok = false;
+                eprintln!("{} {}", ui.err.red("error:"), Failure::from(e).message());
+            }
+        }
+        report(ui, c, &pass);
+        ok &= pass_failure(&pass).is_none();
+        for j in &jobs {
+            ui.progress(&format!(
+                "{}: refreshed {} and auto-promoted ({} promotion(s)) {} ms after the request",
+                j.why,
+                j.warehouses.join(", "),
+                pass.promotions.len(),
+                j.received.elapsed().as_millis()
+            ));
+        }
+        ok
+    }
+
+    fn json_response(status: StatusCode, body: Json) -> Response {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{body}\n"),
+        )
+            .into_response()
+    }
+
+    fn error(status: StatusCode, msg: &str) -> Response {
+        json_response(status, json!({ "error": msg }))
+    }
+
+    /// Reads at most `limit` bytes of `body`.
+    async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+        use futures::StreamExt as _;
+        let mut stream = body.into_data_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let room = limit.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if buf.len() >= limit {
+                break;
+            }
+        }
+        Ok(buf)
+    }
+
+    async fn webhook(
+        State(app): State<Arc<App>>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Response {
+        let received = Instant::now();
+        // Only the provider segment is logged: the rest of the path is a secret.
+        let provider: String = uri
+            .path()
+            .trim_start_matches("/webhook/")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(32)
+            .collect();
+        let body = match read_limited(body, MAX_BODY_BYTES + 1).await {
+            Ok(b) => b,
+            Err(e) => {
+                app.ui.progress(&format!(
+                    "webhook rejected ({provider}): 400 cannot read the body: {e}"
+                ));
+                return error(StatusCode::BAD_REQUEST, "cannot read the request body");
+            }
+        };
+        let req = WebhookRequest {
+            method: method.as_str().to_owned(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        };
+        match app.router.handle(&req, &app.warehouses) {
+            Ok(o) => {
+                let queued = !o.warehouses_to_refresh.is_empty();
+                app.ui.progress(&format!(
+                    "webhook {} ({}) {}: {}",
+                    o.receiver,
+                    o.provider,
+                    o.event,
+                    if queued {
+                        format!("refreshing {}", o.warehouses_to_refresh.join(", "))
+                    } else {
+                        "nothing to refresh".to_owned()
+                    }
+                ));
+                if queued {
+                    let _ = app.jobs.send(Job {
+                        warehouses: o.warehouses_to_refresh.clone(),
+                        why: format!("webhook {}", o.receiver),
+                        received,
+                    });
+                }
+                json_response(
+                    if queued {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::OK
+                    },
+                    json!({
+                        "receiver": o.receiver,
+                        "provider": o.provider.as_str(),
+                        "event": o.event,
+                        "refreshing": o.warehouses_to_refresh,
+                    }),
+                )
+            }
+            Err(e) => {
+                let status =
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                app.ui.progress(&format!(
+                    "webhook rejected ({provider}): {} {e}",
+                    status.as_u16()
+                ));
+                error(status, &e.to_string())
+            }
+        }
+    }
+
+    async fn refresh(
+        State(app): State<Arc<App>>,
+        UrlPath(name): UrlPath<String>,
+        headers: HeaderMap,
+    ) -> Response {
+        let received = Instant::now();
+        let Some(token) = &app.refresh_token else {
+            return error(
+                StatusCode::FORBIDDEN,
+                "the refresh API is off: start `promoter serve` with --refresh-token or \
+                 KARGO_REFRESH_TOKEN",
+            );
+        };
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return error(StatusCode::UNAUTHORIZED, "missing bearer token");
+        };
+        // Constant-time: compare the digests (equal lengths).
+        use sha2::Digest as _;
+        use subtle::ConstantTimeEq as _;
+        let (a, b) = (sha2::Sha256::digest(given), sha2::Sha256::digest(token));
+        if !bool::from(a.as_slice().ct_eq(b.as_slice())) {
+            app.ui
+                .progress("refresh API: rejected a request with a wrong bearer token");
+            return error(StatusCode::FORBIDDEN, "invalid bearer token");
+        }
+        if !app.warehouses.iter().any(|w| w.metadata.name == name) {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no Warehouse {name:?} in the project"),
+            );
+        }
+        app.ui
+            .progress(&format!("refresh API: refreshing Warehouse {name}"));
+        let _ = app.jobs.send(Job {
+            warehouses: vec![name.clone()],
+            why: "refresh API".to_owned(),
+            received,
+        });
+        json_response(StatusCode::ACCEPTED, json!({ "refreshing": [name] }))
     }
 }
