@@ -939,7 +939,11 @@ fn serve_webhook_to_commit_end_to_end() {
         times.iter().map(ms).collect::<Vec<_>>().join(", ")
     );
     // The server's own view (request received → pass finished), for the record.
-    for line in server.log().lines().filter(|l| l.contains("after the request")) {
+    for line in server
+        .log()
+        .lines()
+        .filter(|l| l.contains("after the request"))
+    {
         eprintln!("serve: {line}");
     }
     let list = freight(root);
