@@ -441,8 +441,22 @@ fn sources(state: &Path) -> Result<SourceRegistry> {
     let dup = |e: kargo::core::step::DuplicateStep| {
         Failure::Runtime(format!("cannot register the sources: {e}"))
     };
+    // Kargo's knobs: IMAGE_REGISTRY_RATE_LIMIT (requests/s per registry, default 20).
+    let mut image_options = ImageSourceOptions::default();
+    if let Ok(v) = std::env::var("IMAGE_REGISTRY_RATE_LIMIT") {
+        image_options.rate_limit = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0)
+            .ok_or_else(|| {
+                Failure::Input(format!(
+                    "IMAGE_REGISTRY_RATE_LIMIT must be a positive number, got {v:?}"
+                ))
+            })?;
+    }
     sources
-        .register(ImageSource::new(ImageSourceOptions::default()))
+        .register(ImageSource::new(image_options))
         .map_err(dup)?;
     sources.register(ChartSource::new()).map_err(dup)?;
     sources
