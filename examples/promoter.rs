@@ -1257,6 +1257,8 @@ mod serve {
     #[derive(Debug)]
     struct Job {
         warehouses: Vec<String>,
+        /// The tags the event named (an incremental refresh), or `None` for a full one.
+        tags: Option<BTreeSet<String>>,
         /// What asked for it (for the log line): `webhook <receiver>`, `refresh API`.
         why: String,
         received: Instant,
@@ -1418,14 +1420,28 @@ mod serve {
     /// Refreshes exactly the Warehouses the jobs name, then runs auto-promotion. False
     /// when something failed.
     async fn run_jobs(c: &Controller, ui: &Ui, jobs: Vec<Job>) -> bool {
-        let names: BTreeSet<&str> = jobs
-            .iter()
-            .flat_map(|j| j.warehouses.iter().map(String::as_str))
-            .collect();
+        // Per Warehouse: the union of the named tags, or a full refresh when any job asks
+        // for one.
+        let mut names: BTreeMap<&str, Option<BTreeSet<String>>> = BTreeMap::new();
+        for j in &jobs {
+            for w in &j.warehouses {
+                let entry = names
+                    .entry(w.as_str())
+                    .or_insert_with(|| Some(BTreeSet::new()));
+                match (entry.as_mut(), &j.tags) {
+                    (Some(all), Some(tags)) => all.extend(tags.iter().cloned()),
+                    _ => *entry = None,
+                }
+            }
+        }
         let mut ok = true;
         let mut pass = ReconcileReport::default();
-        for w in &names {
-            match c.refresh(w).await {
+        for (w, tags) in &names {
+            let hints = tags
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| kargo::core::source::DiscoveryHints { tags: t.clone() });
+            match c.refresh_with_hints(w, hints).await {
                 Ok(o) => pass.refreshed.push(((*w).to_owned(), o)),
                 Err(e) => {
                     ok = false;
@@ -1543,6 +1559,12 @@ mod serve {
                 if queued {
                     let _ = app.jobs.send(Job {
                         warehouses: o.warehouses_to_refresh.clone(),
+                        tags: Some(
+                            o.artifacts
+                                .iter()
+                                .flat_map(|a| a.tags.iter().cloned())
+                                .collect(),
+                        ),
                         why: format!("webhook {}", o.receiver),
                         received,
                     });
@@ -1612,6 +1634,7 @@ mod serve {
             .progress(&format!("refresh API: refreshing Warehouse {name}"));
         let _ = app.jobs.send(Job {
             warehouses: vec![name.clone()],
+            tags: None,
             why: "refresh API".to_owned(),
             received,
         });

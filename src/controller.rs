@@ -22,7 +22,7 @@ use kargo_core::pipeline::{
 };
 use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
-use kargo_core::source::{DiscoveryContext, SourceRegistry};
+use kargo_core::source::{DiscoveryContext, DiscoveryHints, SourceRegistry};
 use kargo_core::step::DryRunNote;
 use kargo_core::workdir::WorkDir;
 use kargo_sources::warehouse::{
@@ -262,12 +262,23 @@ impl Controller {
 
     /// Runs discovery for `warehouse` and records new Freight (with a generated alias).
     pub async fn refresh(&self, warehouse: &str) -> Result<RefreshOutcome, ControllerError> {
+        self.refresh_with_hints(warehouse, None).await
+    }
+
+    /// [`refresh`](Self::refresh) after an event that says what changed (a webhook naming
+    /// the tags it pushed): sources may read only that ([`DiscoveryHints`]).
+    pub async fn refresh_with_hints(
+        &self,
+        warehouse: &str,
+        hints: Option<DiscoveryHints>,
+    ) -> Result<RefreshOutcome, ControllerError> {
         let wh = self
             .manifests
             .warehouse(&self.project, warehouse)
             .ok_or_else(|| ControllerError::UnknownWarehouse(warehouse.to_owned()))?;
-        let ctx = DiscoveryContext::new(&self.project, warehouse)
+        let mut ctx = DiscoveryContext::new(&self.project, warehouse)
             .with_credentials(self.credentials.clone());
+        ctx.hints = hints;
         let found = discover(wh, &self.project, &self.sources, &ctx)
             .await
             .map_err(|source| ControllerError::Discover {

@@ -111,6 +111,15 @@ impl Discovery {
     }
 }
 
+/// What an event (a webhook) says changed, so a source may read only that: an
+/// incremental refresh. Sources may ignore hints; one that uses them must still return a
+/// complete, correct discovery for everything the event named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryHints {
+    /// Tags (image tags, chart versions, git tags) the event named as new or moved.
+    pub tags: std::collections::BTreeSet<String>,
+}
+
 /// What a source receives besides its configuration.
 #[derive(Clone)]
 pub struct DiscoveryContext {
@@ -122,6 +131,8 @@ pub struct DiscoveryContext {
     pub subscription_name: Option<String>,
     /// The previous discovery of this subscription, for short-circuits.
     pub previous: Option<Discovery>,
+    /// What the event that triggered this discovery says changed (incremental refresh).
+    pub hints: Option<DiscoveryHints>,
     credentials: Arc<dyn CredentialProvider>,
     cancel: CancellationToken,
 }
@@ -144,6 +155,7 @@ impl DiscoveryContext {
             warehouse: warehouse.into(),
             subscription_name: None,
             previous: None,
+            hints: None,
             credentials: Arc::new(NoCredentials),
             cancel: CancellationToken::new(),
         }
@@ -152,6 +164,12 @@ impl DiscoveryContext {
     /// Sets the credential provider.
     pub fn with_credentials(mut self, credentials: Arc<dyn CredentialProvider>) -> Self {
         self.credentials = credentials;
+        self
+    }
+
+    /// Sets the hints of an incremental refresh.
+    pub fn with_hints(mut self, hints: DiscoveryHints) -> Self {
+        self.hints = Some(hints);
         self
     }
 

@@ -946,6 +946,56 @@ async fn economy_digest_keyed_without_cache_by_tag() {
     );
 }
 
+/// A webhook names the one tag it pushed: discovery reads that tag only (no HEAD of the
+/// tags it knows), and finds the same as a full poll would.
+#[tokio::test]
+async fn incremental_refresh_reads_only_the_named_tag() {
+    let Some(reg) = Reg::auth("incremental_refresh_reads_only_the_named_tag") else {
+        return;
+    };
+    let repo = unique("incremental");
+    let c = reg.pusher(&repo).await;
+    for i in 0..10 {
+        reg.push(
+            &c,
+            &repo,
+            Some(&format!("1.0.{i}")),
+            &Img::at(&format!("2024-01-{:02}T00:00:00Z", i + 1)),
+        )
+        .await;
+    }
+    let src = ImageSource::new(fast());
+    let s = sub(&reg.url(&repo), ImageSelectionStrategy::SemVer);
+    src.discover(&reg.context(), &s).await.unwrap();
+    let pushed = reg
+        .push(&c, &repo, Some("1.0.10"), &Img::at("2024-02-01T00:00:00Z"))
+        .await;
+    let hints = kargo_core::source::DiscoveryHints {
+        tags: ["1.0.10".to_owned()].into_iter().collect(),
+    };
+    let before = reg.counts(&repo).await;
+    let hinted = src
+        .discover(&reg.context().with_hints(hints), &s)
+        .await
+        .unwrap();
+    let after = reg.counts(&repo).await;
+    assert_eq!(
+        after.minus(before),
+        Counts {
+            tag_lists: 1,
+            manifest_gets: 1,
+            manifest_heads: 0,
+            blob_gets: 1
+        },
+        "only the named tag is read"
+    );
+    assert_eq!(images(&hinted)[0].tag, "1.0.10");
+    assert_eq!(images(&hinted)[0].digest, pushed);
+    // A regular poll agrees.
+    let full = src.discover(&reg.context(), &s).await.unwrap();
+    assert_eq!(hinted, full);
+}
+
 // ---------------------------------------------------------------------------------------
 // Conformance (the AUTH registry, SemVer)
 

@@ -59,6 +59,10 @@
 //!   tags costs N HEADs per discovery instead of Kargo's N manifest GETs (HEADs carry no
 //!   body, and Docker Hub does not count them against its pull limit).
 //! - `Digest` always asks the registry (HEAD) where its tag points.
+//! - An incremental refresh ([`DiscoveryContext::hints`](kargo_core::source::DiscoveryContext),
+//!   set when a webhook names the tags it pushed) reads only the named tags; the others keep
+//!   the digest this source last saw, as with `cacheByTag`. One new tag then costs the tag
+//!   list, its manifest and its config.
 //!
 //! The cache holds at most [`ImageSourceOptions::max_cache_entries`] entries (default
 //! 100,000, like Kargo's `MAX_IMAGE_CACHE_ENTRIES`), the oldest dropped first.
@@ -376,6 +380,12 @@ impl ImageSource {
             repo,
         };
         let limit = plan.limit;
+        // An incremental refresh (a webhook named some tags): the other tags keep the
+        // digest this source last saw for them (no HEAD), as with cacheByTag; the named
+        // ones are read as usual. The next regular poll checks every tag again.
+        let trusted = |tag: &str| {
+            cfg.cache_by_tag || ctx.hints.as_ref().is_some_and(|h| !h.tags.contains(tag))
+        };
         let references = match cfg.image_selection_strategy {
             ImageSelectionStrategy::Digest => {
                 let tag = cfg.constraint.trim();
@@ -409,7 +419,10 @@ impl ImageSource {
                     }
                     let results: Vec<Result<Option<Resolved>, SourceError>> =
                         futures::stream::iter(batch)
-                            .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
+                            .map(|tag| {
+                                let trust = trusted(&tag);
+                                self.fetch(&session, tag, trust)
+                            })
                             .buffered(self.inner.options.concurrency.max(1))
                             .collect()
                             .await;
@@ -429,7 +442,10 @@ impl ImageSource {
                     .collect();
                 let results: Vec<Result<Option<Resolved>, SourceError>> =
                     futures::stream::iter(filtered)
-                        .map(|tag| self.fetch(&session, tag, cfg.cache_by_tag))
+                        .map(|tag| {
+                            let trust = trusted(&tag);
+                            self.fetch(&session, tag, trust)
+                        })
                         .buffer_unordered(self.inner.options.concurrency.max(1))
                         .collect()
                         .await;
