@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
+use support::git;
 
 use kargo::controller::{Controller, ControllerError, RefreshOutcome};
 use kargo::core::loader::ManifestSet;
@@ -106,26 +108,6 @@ spec:
 "#;
 
 const VALUES: &str = "# dev values\nimage:\n  repository: ghcr.io/acme/app\n  tag: \"0.9.0\" # promoted\nreplicas: 1\n";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Seed")
-        .env("GIT_AUTHOR_EMAIL", "seed@example.com")
-        .env("GIT_COMMITTER_NAME", "Seed")
-        .env("GIT_COMMITTER_EMAIL", "seed@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Setup {
     controller: Controller,

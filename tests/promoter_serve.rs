@@ -17,6 +17,8 @@
     missing_docs
 )]
 
+mod support;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,52 +26,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{git, promoter_bin};
 
 use hmac::{Hmac, KeyInit, Mac};
 use kargo::sources::webhook::{MAX_BODY_BYTES, Provider, receiver_path};
 use kargo_core::testing::server_envs;
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
-
-// ---------------------------------------------------------------------------------------
-// The binary (as in tests/promoter.rs)
-
-fn promoter_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test executable is not in target/<profile>/deps");
-        let target_dir = profile_dir.parent().unwrap();
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "promoter",
-                "--manifest-path",
-            ])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        match build.status() {
-            Ok(s) if s.success() => {}
-            other => eprintln!("`cargo build --example promoter` did not succeed: {other:?}"),
-        }
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("promoter{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "missing {}", bin.display());
-        bin
-    })
-    .clone()
-}
 
 fn base_command(root: &Path, credentials: Option<&Path>) -> Command {
     let mut cmd = Command::new(promoter_bin());
@@ -549,27 +512,6 @@ fn serve_providers_signatures_and_broken_bodies() {
 
 // ---------------------------------------------------------------------------------------
 // End to end: registry push + distribution notification → dev overlay commit
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 const DEV_OVERLAY: &str = "env/dev/values.yaml";
 
