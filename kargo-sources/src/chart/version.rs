@@ -65,15 +65,7 @@ impl Version {
             input: input.to_owned(),
             reason: reason.to_owned(),
         };
-        let s = input.strip_prefix('v').unwrap_or(input);
-        let (rest, build) = match s.split_once('+') {
-            Some((r, b)) => (r, Some(b)),
-            None => (s, None),
-        };
-        let (core, pre) = match rest.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (rest, None),
-        };
+        let (core, pre, build) = split_version(input);
         let parts: Vec<&str> = core.split('.').collect();
         if parts.is_empty() || parts.len() > 3 {
             return Err(err("expected one to three numeric parts"));
@@ -429,18 +421,23 @@ fn is_x(s: &str) -> bool {
     matches!(s, "x" | "X" | "*")
 }
 
-/// One comparison: `text` is the version part, with wildcards allowed.
-fn comparator(op: Op, text: &str) -> Result<Comparator, String> {
-    let bad = || format!("{text:?} is not a version");
+/// Splits `[v]core[-pre][+build]` into its three parts (one leading `v` dropped).
+fn split_version(text: &str) -> (&str, Option<&str>, Option<&str>) {
     let s = text.strip_prefix('v').unwrap_or(text);
     let (rest, build) = match s.split_once('+') {
         Some((r, b)) => (r, Some(b)),
         None => (s, None),
     };
-    let (core, pre) = match rest.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (rest, None),
-    };
+    match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre), build),
+        None => (rest, None, build),
+    }
+}
+
+/// One comparison: `text` is the version part, with wildcards allowed.
+fn comparator(op: Op, text: &str) -> Result<Comparator, String> {
+    let bad = || format!("{text:?} is not a version");
+    let (core, pre, build) = split_version(text);
     if let Some(b) = build {
         validate_identifiers(b, false).map_err(|_| bad())?;
     }
