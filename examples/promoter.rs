@@ -421,7 +421,9 @@ fn pick_project(manifests: &ManifestSet, wanted: Option<&str>) -> Result<String>
 
 fn runner(state: &Path) -> Result<Runner> {
     let mut steps = StepRegistry::new();
-    // Argo CD comes from KARGO_ARGOCD_SERVER / _TOKEN / _NAMESPACE (BuiltinOptions' default).
+    // Argo CD comes from KARGO_ARGOCD_SERVER / _TOKEN / _NAMESPACE (BuiltinOptions' default);
+    // with a server set, every branch push also refreshes the Applications tracking the
+    // branch (KARGO_ARGOCD_REFRESH_AFTER_PUSH=false turns that off).
     let options = BuiltinOptions {
         git: GitConfig::new(state.join("cache").join("git")),
         ..BuiltinOptions::default()

@@ -7,8 +7,9 @@
 //! - `serve_webhook_to_commit_end_to_end`: an image Warehouse on the authenticated
 //!   registry, dev auto-promoting into the HTTP git server; a new image plus a
 //!   distribution notification moves dev at once. Measures the time from sending the
-//!   webhook to the pushed commit (BENCHMARKS.md, "Webhook to commit"). Needs the servers
-//!   of `ci/test.sh`.
+//!   webhook to the pushed commit (BENCHMARKS.md, "Webhook to commit"), and to the
+//!   refresh request reaching Argo CD (an in-process fake of Argo CD's application API,
+//!   the one of `kargo-steps/tests/support/`). Needs the servers of `ci/test.sh`.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,6 +18,10 @@
     missing_docs
 )]
 
+#[path = "../kargo-steps/tests/support/fake_argocd.rs"]
+mod fake_argocd;
+#[path = "../kargo-steps/tests/support/fake_http.rs"]
+mod fake_http;
 mod support;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -764,11 +769,40 @@ fn serve_webhook_to_commit_end_to_end() {
     );
     let auth = ("Authorization", hook_secret);
 
+    // Argo CD: one Application tracks the dev branch of the GitOps repository, one another
+    // branch.
+    let argo_rt = tokio::runtime::Runtime::new().unwrap();
+    let argo = Arc::new(fake_argocd::FakeArgo::new("argo-t0ken"));
+    let source = |rev: &str| json!({"source": {"repoURL": gitops_url, "targetRevision": rev, "path": "env/dev"}});
+    argo.add(fake_argocd::app(
+        "argocd",
+        "payments-dev",
+        None,
+        json!({}),
+        source("main"),
+    ));
+    argo.add(fake_argocd::app(
+        "argocd",
+        "payments-prod",
+        None,
+        json!({}),
+        source("prod"),
+    ));
+    let a = argo.clone();
+    let argo_srv = argo_rt.block_on(fake_http::serve(Arc::new(move |r: &fake_http::Req| {
+        a.handle(r)
+    })));
+    let refreshes = || argo.refreshes.lock().unwrap().len();
+
     let server = Server::start(
         root,
         Some(&creds),
         &secrets,
-        &[("KARGO_REFRESH_TOKEN", "refresh-t0ken")],
+        &[
+            ("KARGO_REFRESH_TOKEN", "refresh-t0ken"),
+            ("KARGO_ARGOCD_SERVER", &argo_srv.url),
+            ("KARGO_ARGOCD_TOKEN", "argo-t0ken"),
+        ],
     );
     assert!(
         server.log().contains(&hook_path),
@@ -846,8 +880,24 @@ fn serve_webhook_to_commit_end_to_end() {
     );
     assert_eq!(dev_file(), dev_values("1.0.11"));
 
-    // Webhook → commit, timed: from sending the request to the new commit on `main`.
+    // The first promotion's push asked Argo CD to refresh the dev app (only).
+    while refreshes() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no Argo CD refresh:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        *argo.refreshes.lock().unwrap(),
+        [("payments-dev".to_owned(), "normal".to_owned())]
+    );
+
+    // Webhook → commit, timed: from sending the request to the new commit on `main`, and on
+    // to Argo CD's refresh request.
     let mut times = Vec::new();
+    let mut argo_times = Vec::new();
     for i in 0..iterations {
         let tag = format!("1.1.{i}");
         let body = if i == 0 {
@@ -857,6 +907,7 @@ fn serve_webhook_to_commit_end_to_end() {
             distribution_envelope(reg, &image_path, &tag, &digest, size)
         };
         let head = main_ref(&bare);
+        let refreshed = refreshes();
         let start = Instant::now();
         let (status, text) = server.request("POST", &hook_path, &[ct, auth], &body);
         assert_eq!(status, 202, "{text}");
@@ -868,9 +919,27 @@ fn serve_webhook_to_commit_end_to_end() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let elapsed = start.elapsed();
+        while refreshes() == refreshed {
+            assert!(
+                Instant::now() < deadline,
+                "no Argo CD refresh:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        argo_times.push(start.elapsed());
         assert_eq!(dev_file(), dev_values(&tag));
         times.push(elapsed);
     }
+    assert!(
+        argo.refreshes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(app, kind)| app == "payments-dev" && kind == "normal"),
+        "{:?}",
+        argo.refreshes.lock().unwrap()
+    );
     let mut sorted = times.clone();
     sorted.sort();
     let ms = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1000.0);
@@ -879,6 +948,14 @@ fn serve_webhook_to_commit_end_to_end() {
         ms(&sorted[sorted.len() / 2]),
         sorted.len(),
         times.iter().map(ms).collect::<Vec<_>>().join(", ")
+    );
+    let mut sorted_argo = argo_times.clone();
+    sorted_argo.sort();
+    println!(
+        "webhook to Argo CD refresh: median {} ms over {} runs ({} ms)",
+        ms(&sorted_argo[sorted_argo.len() / 2]),
+        sorted_argo.len(),
+        argo_times.iter().map(ms).collect::<Vec<_>>().join(", ")
     );
     // The server's own view (request received → pass finished), for the record.
     for line in server

@@ -95,11 +95,17 @@ pub struct ArgoCdOptions {
     pub insecure_skip_tls_verify: bool,
     /// The wait between polls of the operations / states.
     pub poll_interval: Duration,
+    /// After every successful `git-push` of a branch, ask Argo CD to refresh the
+    /// Applications that track that repository and branch (see [`AppRefresher`]), so the
+    /// change is picked up at once instead of at Argo CD's next poll. On by default; it
+    /// does nothing while `server_url` is `None`.
+    pub refresh_after_push: bool,
 }
 
 impl Default for ArgoCdOptions {
     /// From `KARGO_ARGOCD_SERVER`, `KARGO_ARGOCD_TOKEN`, `KARGO_ARGOCD_NAMESPACE` (default
-    /// `argocd`) and `KARGO_ARGOCD_INSECURE` (`true`).
+    /// `argocd`), `KARGO_ARGOCD_INSECURE` (`true`) and `KARGO_ARGOCD_REFRESH_AFTER_PUSH`
+    /// (`false` turns the refresh after pushes off).
     fn default() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Self {
@@ -108,6 +114,7 @@ impl Default for ArgoCdOptions {
             default_namespace: var("KARGO_ARGOCD_NAMESPACE").unwrap_or_else(|| "argocd".into()),
             insecure_skip_tls_verify: var("KARGO_ARGOCD_INSECURE").as_deref() == Some("true"),
             poll_interval: POLL_INTERVAL,
+            refresh_after_push: var("KARGO_ARGOCD_REFRESH_AFTER_PUSH").as_deref() != Some("false"),
         }
     }
 }
@@ -321,6 +328,7 @@ impl From<ArgoCdError> for StepError {
     }
 }
 
+#[derive(Debug)]
 struct Client {
     base: String,
     http: reqwest::Client,
@@ -329,13 +337,17 @@ struct Client {
 
 impl Client {
     fn new(o: &ArgoCdOptions) -> Result<Self, StepError> {
+        Self::with_timeout(o, Duration::from_secs(30))
+    }
+
+    fn with_timeout(o: &ArgoCdOptions, timeout: Duration) -> Result<Self, StepError> {
         let base = o.server_url.clone().ok_or_else(|| {
             StepError::terminal(
                 "no Argo CD server is configured (BuiltinOptions.argocd / KARGO_ARGOCD_SERVER)",
             )
         })?;
         let http = net::guarded_client_builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .danger_accept_invalid_certs(o.insecure_skip_tls_verify)
             .build()
             .map_err(|e| StepError::terminal(format!("cannot build the HTTP client: {e}")))?;
@@ -776,6 +788,138 @@ fn synced_revisions(app: &Json) -> Vec<String> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh after push
+
+/// Asks Argo CD to refresh the Applications that track a repository branch right after
+/// something was pushed to it, so Argo CD sees the new commit now rather than at its next
+/// poll of the repository (three minutes by default). `git-push` uses it after every
+/// successful branch push when [`ArgoCdOptions::refresh_after_push`] is on and a server is
+/// configured.
+///
+/// An Application tracks the push when one of its git sources (no `chart`) has the same
+/// repository (URLs compared normalised, as Argo CD does: scheme, `.git` suffix, case of
+/// the host) and a `targetRevision` that is the branch (`main` or `refs/heads/main`), or
+/// `HEAD` / empty while the branch is the repository's default branch, which is how Argo
+/// CD's own webhook handler decides. Apps are listed across every namespace the token can
+/// see (`GET /api/v1/applications` without `appNamespace`) and refreshed with a normal
+/// refresh (`GET /api/v1/applications/{name}?appNamespace=…&refresh=normal`). No
+/// authorisation annotation is needed: a refresh changes nothing in the Application.
+#[derive(Debug)]
+pub struct AppRefresher {
+    client: Client,
+}
+
+/// An Application found by [`AppRefresher::tracking`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for AppRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The branch a git `targetRevision` names, if it names one the way a push can move it:
+/// `Some("")` for `HEAD` / empty (the default branch).
+fn tracked_branch(target_revision: &str) -> &str {
+    let t = target_revision.trim();
+    if t == "HEAD" {
+        return "";
+    }
+    t.strip_prefix("refs/heads/").unwrap_or(t)
+}
+
+impl AppRefresher {
+    /// A refresher for `options`; `None` when no server is configured or
+    /// [`ArgoCdOptions::refresh_after_push`] is off. Calls time out after 10 s.
+    pub fn new(options: &ArgoCdOptions) -> Option<Result<Self, ArgoCdError>> {
+        if !options.refresh_after_push || options.server_url.is_none() {
+            return None;
+        }
+        Some(
+            Client::with_timeout(options, Duration::from_secs(10))
+                .map(|client| Self { client })
+                .map_err(|e| ArgoCdError {
+                    status: None,
+                    message: e.message,
+                }),
+        )
+    }
+
+    /// Every Application the token can list, in every namespace.
+    pub async fn applications(&self) -> Result<Vec<Json>, ArgoCdError> {
+        let v = self
+            .client
+            .call(Method::GET, "/api/v1/applications", &[], None)
+            .await?;
+        Ok(v.get("items")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Whether one of `apps` follows `repo_url`'s default branch (`HEAD` or no
+    /// `targetRevision`), so [`tracking`](Self::tracking) needs to know which branch that is.
+    pub fn needs_default_branch(apps: &[Json], repo_url: &str) -> bool {
+        let repo = normalize_git_url(repo_url);
+        apps.iter().any(|app| {
+            sources(app).iter().any(|(_, s)| {
+                str_at(s, "/chart").is_empty()
+                    && normalize_git_url(&str_at(s, "/repoURL")) == repo
+                    && tracked_branch(&str_at(s, "/targetRevision")).is_empty()
+            })
+        })
+    }
+
+    /// The Applications among `apps` that track `branch` of `repo_url` (see the type's
+    /// documentation). `default_branch` is the repository's default branch; when it is
+    /// unknown, apps following `HEAD` are included (a needless refresh is harmless, a
+    /// missed one is what this is for).
+    pub fn tracking(
+        apps: &[Json],
+        repo_url: &str,
+        branch: &str,
+        default_branch: Option<&str>,
+    ) -> Vec<AppRef> {
+        let repo = normalize_git_url(repo_url);
+        let branch = tracked_branch(branch);
+        apps.iter()
+            .filter(|app| {
+                sources(app).iter().any(|(_, s)| {
+                    if !str_at(s, "/chart").is_empty()
+                        || normalize_git_url(&str_at(s, "/repoURL")) != repo
+                    {
+                        return false;
+                    }
+                    match tracked_branch(&str_at(s, "/targetRevision")) {
+                        "" => default_branch.is_none_or(|d| tracked_branch(d) == branch),
+                        t => t == branch,
+                    }
+                })
+            })
+            .map(|app| AppRef {
+                namespace: str_at(app, "/metadata/namespace"),
+                name: str_at(app, "/metadata/name"),
+            })
+            .filter(|a| !a.name.is_empty())
+            .collect()
+    }
+
+    /// Requests a normal refresh of one Application.
+    pub async fn refresh(&self, app: &AppRef) -> Result<(), ArgoCdError> {
+        self.client
+            .get(&app.namespace, &app.name, Some("normal"))
+            .await
+            .map(|_| ())
+    }
 }
 
 // ---------------------------------------------------------------------------------------

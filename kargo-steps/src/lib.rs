@@ -136,7 +136,7 @@ pub fn register_builtins_with(
     registry.register(GitClear)?;
     registry.register(GitCommit)?;
     registry.register(GitTag)?;
-    registry.register(GitPush)?;
+    registry.register(GitPush::with_argocd(options.argocd.clone()))?;
     registry.register(JsonUpdate)?;
     registry.register(JsonParse)?;
     registry.register(TomlUpdate)?;

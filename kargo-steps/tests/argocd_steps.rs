@@ -36,6 +36,7 @@ async fn start(fake: Arc<FakeArgo>, token: &str) -> Runner {
                 default_namespace: "argocd".into(),
                 insecure_skip_tls_verify: false,
                 poll_interval: Duration::from_millis(10),
+                refresh_after_push: false,
             },
             ..BuiltinOptions::default()
         },
@@ -407,4 +408,237 @@ async fn no_token_in_outputs_messages_or_logs() {
         ..ArgoCdOptions::default()
     };
     assert!(!format!("{o:?}").contains("SECRET"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Refresh after push
+
+fn git_cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Seed")
+        .env("GIT_AUTHOR_EMAIL", "seed@example.com")
+        .env("GIT_COMMITTER_NAME", "Seed")
+        .env("GIT_COMMITTER_EMAIL", "seed@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A bare repository `<dir>/gitops.git` with `main` (the default) and `other`.
+fn gitops_remote(dir: &std::path::Path) -> std::path::PathBuf {
+    let bare = dir.join("gitops.git");
+    git_cli(
+        dir,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    let work = dir.join("seed");
+    std::fs::create_dir_all(&work).unwrap();
+    git_cli(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("values.yaml"), "tag: v1\n").unwrap();
+    git_cli(&work, &["add", "-A"]);
+    git_cli(&work, &["commit", "-q", "-m", "seed"]);
+    git_cli(
+        &work,
+        &["push", "-q", bare.to_str().unwrap(), "main", "main:other"],
+    );
+    bare
+}
+
+fn git_app(ns: &str, name: &str, repo: &str, revision: Option<&str>) -> Json {
+    let mut source = json!({"repoURL": repo, "path": "env/dev"});
+    if let Some(r) = revision {
+        source["targetRevision"] = json!(r);
+    }
+    app(
+        ns,
+        name,
+        None,
+        json!({}),
+        json!({"project": "default", "source": source}),
+    )
+}
+
+fn push_steps(repo: &str, branch: &str, tag: &str) -> Json {
+    json!([
+        {"alias": "clone", "uses": "git-clone", "config": {"repoURL": repo, "checkout": [{"branch": branch, "path": "./src"}]}},
+        {"alias": "write", "uses": "file-write", "config": {"path": "./src/values.yaml", "contents": format!("tag: {tag}\n"), "overwrite": true}},
+        {"alias": "commit", "uses": "git-commit", "config": {"path": "./src", "message": format!("tag {tag}")}},
+        {"alias": "push", "uses": "git-push", "config": {"path": "./src"}},
+    ])
+}
+
+async fn start_refresh(
+    fake: Arc<FakeArgo>,
+    cache: &std::path::Path,
+    server: Option<String>,
+    on: bool,
+) -> Runner {
+    let url = match server {
+        Some(u) => u,
+        None => {
+            let f = fake.clone();
+            serve(Arc::new(move |r: &Req| f.handle(r)))
+                .await
+                .url
+                .clone()
+        }
+    };
+    let mut reg = kargo_core::StepRegistry::new();
+    let mut options = BuiltinOptions::default();
+    options.git.cache_dir = cache.to_path_buf();
+    options.argocd = ArgoCdOptions {
+        server_url: Some(url),
+        token: Redacted::new(TOKEN.to_owned()),
+        default_namespace: "argocd".into(),
+        insecure_skip_tls_verify: false,
+        poll_interval: Duration::from_millis(10),
+        refresh_after_push: on,
+    };
+    register_builtins_with(&mut reg, &options).unwrap();
+    Runner::new(reg)
+}
+
+fn refreshed_output(r: &PromotionResult) -> Option<Vec<String>> {
+    r.step("push")
+        .unwrap()
+        .outputs
+        .get("argocdRefreshed")
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_refreshes_the_apps_tracking_the_branch() {
+    let dir = TempDir::new().unwrap();
+    let bare = gitops_remote(dir.path());
+    let repo = format!("file://{}", bare.display());
+    let repo_no_suffix = repo.trim_end_matches(".git").to_owned();
+
+    let fake = Arc::new(FakeArgo::new(TOKEN));
+    fake.add(git_app("argocd", "dev-main", &repo, Some("main")));
+    fake.add(git_app("argocd", "dev-head", &repo_no_suffix, Some("HEAD")));
+    fake.add(git_app("argocd", "dev-empty", &repo, None));
+    fake.add(git_app(
+        "team-a",
+        "dev-refs",
+        &format!("{repo}/"),
+        Some("refs/heads/main"),
+    ));
+    fake.add(git_app("argocd", "dev-other", &repo, Some("other")));
+    fake.add(git_app(
+        "argocd",
+        "elsewhere",
+        "https://git.example/other.git",
+        Some("main"),
+    ));
+    fake.add(git_app("argocd", "pinned", &repo, Some("v1.0.0")));
+    // A chart source with the same URL is not a git source.
+    fake.add(app(
+        "argocd",
+        "chart",
+        None,
+        json!({}),
+        json!({"source": {"repoURL": repo, "chart": "guestbook", "targetRevision": "main"}}),
+    ));
+    // Multi-source: the second source tracks main.
+    fake.add(app(
+        "argocd",
+        "multi",
+        None,
+        json!({}),
+        json!({"sources": [
+            {"repoURL": "https://charts.example.com", "chart": "x", "targetRevision": "1.0.0"},
+            {"repoURL": repo, "targetRevision": "main", "ref": "values"},
+        ]}),
+    ));
+
+    let runner = start_refresh(fake.clone(), &dir.path().join("cache"), None, true).await;
+    let r = run(&runner, "dev", push_steps(&repo, "main", "v2")).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    let mut got = refreshed_output(&r).unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "argocd/dev-empty",
+            "argocd/dev-head",
+            "argocd/dev-main",
+            "argocd/multi",
+            "team-a/dev-refs"
+        ]
+    );
+    let mut asked: Vec<(String, String)> = fake.refreshes.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            ("dev-empty".to_owned(), "normal".to_owned()),
+            ("dev-head".into(), "normal".into()),
+            ("dev-main".into(), "normal".into()),
+            ("dev-refs".into(), "normal".into()),
+            ("multi".into(), "normal".into()),
+        ]
+    );
+    assert_eq!(git_cli(&bare, &["show", "main:values.yaml"]), "tag: v2");
+
+    // A push to `other` refreshes only the app tracking `other` (not the HEAD followers:
+    // `other` is not the default branch).
+    fake.refreshes.lock().unwrap().clear();
+    let r = run(&runner, "dev", push_steps(&repo, "other", "v3")).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(refreshed_output(&r).unwrap(), ["argocd/dev-other"]);
+    assert_eq!(
+        *fake.refreshes.lock().unwrap(),
+        [("dev-other".to_owned(), "normal".to_owned())]
+    );
+
+    // Turned off: no request, no output.
+    fake.refreshes.lock().unwrap().clear();
+    let off = start_refresh(fake.clone(), &dir.path().join("cache"), None, false).await;
+    let r = run(&off, "dev", push_steps(&repo, "main", "v4")).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(refreshed_output(&r), None);
+    assert!(fake.refreshes.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_or_refusing_argocd_does_not_fail_the_push() {
+    let dir = TempDir::new().unwrap();
+    let bare = gitops_remote(dir.path());
+    let repo = format!("file://{}", bare.display());
+    let cache = dir.path().join("cache");
+    let logs_buf = capture_logs();
+
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let fake = Arc::new(FakeArgo::new(TOKEN));
+    let runner = start_refresh(fake.clone(), &cache, Some(dead), true).await;
+    let r = run(&runner, "dev", push_steps(&repo, "main", "v2")).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(refreshed_output(&r).unwrap(), Vec::<String>::new());
+    assert_eq!(git_cli(&bare, &["show", "main:values.yaml"]), "tag: v2");
+
+    // A server refusing the token.
+    let refusing = Arc::new(FakeArgo::new("another-token"));
+    refusing.add(git_app("argocd", "dev-main", &repo, Some("main")));
+    let runner = start_refresh(refusing.clone(), &cache, None, true).await;
+    let r = run(&runner, "dev", push_steps(&repo, "main", "v3")).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(refreshed_output(&r).unwrap(), Vec::<String>::new());
+    assert!(refusing.refreshes.lock().unwrap().is_empty());
+    assert_eq!(git_cli(&bare, &["show", "main:values.yaml"]), "tag: v3");
+
+    let text = logs(&logs_buf);
+    assert!(text.contains("cannot list Argo CD Applications"), "{text}");
+    assert!(!text.contains(TOKEN), "the token in the log:\n{text}");
 }

@@ -565,6 +565,7 @@ async fn prod_template_pr_then_argocd_update() {
             default_namespace: "argocd".into(),
             insecure_skip_tls_verify: false,
             poll_interval: Duration::from_millis(20),
+            refresh_after_push: true,
         },
     )
     .await;

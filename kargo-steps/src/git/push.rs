@@ -6,6 +6,10 @@ use async_trait::async_trait;
 use kargo_core::step::{DryRun, DryRunFile, DryRunPush, Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use crate::argocd::{AppRefresher, ArgoCdOptions};
+
 use super::{
     CheckoutInfo, blocking, cancellable, display_url, find_checkout, non_empty, refresh_auth,
 };
@@ -32,8 +36,78 @@ use super::{
 /// `if: status('push') == 'Succeeded'` style conditions see that nothing was pushed. The
 /// diff is against the checkout's starting point, not against a remote tip that may have
 /// moved since (a real push would rebase onto it).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GitPush;
+///
+/// **Argo CD refresh** ([`GitPush::with_argocd`], which
+/// [`register_builtins_with`](crate::register_builtins_with) uses with
+/// [`BuiltinOptions::argocd`](crate::BuiltinOptions)): after a successful branch push,
+/// when an Argo CD server is configured and [`ArgoCdOptions::refresh_after_push`] is on,
+/// the Applications tracking the repository and branch get a refresh request
+/// ([`AppRefresher`]), and their `namespace/name` are the extra output
+/// `argocdRefreshed`. A failing Argo CD does not fail the push: it is a warning in the
+/// log, and the output lists what was refreshed. A dry run only notes the refresh.
+#[derive(Debug, Clone, Default)]
+pub struct GitPush {
+    argocd: Option<Arc<ArgoCdOptions>>,
+}
+
+impl GitPush {
+    /// The step without the Argo CD refresh.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The step refreshing Argo CD Applications after pushes as `options` say.
+    pub fn with_argocd(options: ArgoCdOptions) -> Self {
+        Self {
+            argocd: Some(Arc::new(options)),
+        }
+    }
+
+    /// Asks Argo CD to refresh the Applications tracking `branch` of the checkout's
+    /// repository; returns their `namespace/name`, `None` when the refresh is off.
+    async fn refresh_argocd(&self, info: &CheckoutInfo, branch: &str) -> Option<Vec<String>> {
+        let refresher = match AppRefresher::new(self.argocd.as_deref()?)? {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "git-push: cannot reach Argo CD to refresh Applications");
+                return Some(Vec::new());
+            }
+        };
+        let apps = match refresher.applications().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::warn!(error = %e, "git-push: cannot list Argo CD Applications to refresh");
+                return Some(Vec::new());
+            }
+        };
+        let default_branch = if AppRefresher::needs_default_branch(&apps, &info.repo_url) {
+            let mirror = info.checkout.mirror().clone();
+            match tokio::task::spawn_blocking(move || mirror.ls_remote()).await {
+                Ok(Ok(refs)) => refs
+                    .into_iter()
+                    .find(|r| r.name == "HEAD")
+                    .and_then(|r| r.symref_target),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let mut refreshed = Vec::new();
+        for app in AppRefresher::tracking(&apps, &info.repo_url, branch, default_branch.as_deref())
+        {
+            match refresher.refresh(&app).await {
+                Ok(()) => {
+                    tracing::info!(app = %app, %branch, "git-push: asked Argo CD to refresh");
+                    refreshed.push(app.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app, error = %e, "git-push: the Argo CD refresh failed");
+                }
+            }
+        }
+        Some(refreshed)
+    }
+}
 
 /// Configuration of [`GitPush`].
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +333,16 @@ impl Step for GitPush {
         let (target, force, max_attempts) = validate(&cfg, &ctx.promotion)?;
         let info = find_checkout(ctx, &cfg.path)?;
         if let Some(dry) = ctx.dry_run() {
+            let refresh = self
+                .argocd
+                .as_deref()
+                .is_some_and(|o| o.refresh_after_push && o.server_url.is_some());
+            if refresh && matches!(target, Target::Branch(_)) {
+                dry.note(
+                    &ctx.alias,
+                    "dry run: would ask Argo CD to refresh the Applications tracking the pushed branch",
+                );
+            }
             return dry_run(ctx, &cfg, &info, target, &dry).await;
         }
         refresh_auth(ctx, &info).await?;
@@ -287,6 +371,9 @@ impl Step for GitPush {
                     attempts = pushed.attempts,
                     "git-push: pushed"
                 );
+                if let Some(apps) = self.refresh_argocd(&info, &pushed.branch).await {
+                    outcome = outcome.with_output("argocdRefreshed", apps);
+                }
                 outcome = outcome.with_output("branch", pushed.branch);
                 pushed.commit.to_string()
             }

@@ -1,5 +1,6 @@
 //! A fake Argo CD API server following the documented application endpoints:
-//! `GET /api/v1/applications[?selector=&appNamespace=]`,
+//! `GET /api/v1/applications[?selector=&appNamespace=]` (every namespace without
+//! `appNamespace`),
 //! `GET|PUT /api/v1/applications/{name}?appNamespace=…[&refresh=normal|hard]`,
 //! `POST /api/v1/applications/{name}/sync`. A sync starts an operation (`Running`) that
 //! completes on the next `GET` (`Succeeded`, or `Failed` when told to fail), syncing the
@@ -145,7 +146,8 @@ impl FakeArgo {
                 let items: Vec<Json> = apps
                     .iter()
                     .filter(|((n, _), a)| {
-                        *n == ns
+                        // Without appNamespace: every namespace (as Argo CD lists).
+                        (r.query("appNamespace").is_none() || *n == ns)
                             && sel
                                 .iter()
                                 .all(|(k, v)| a["metadata"]["labels"][k].as_str() == Some(v))
