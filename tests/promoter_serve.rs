@@ -3,7 +3,9 @@
 //!
 //! - `serve_providers_signatures_and_broken_bodies`: every provider's fixture of
 //!   `kargo-sources/tests/fixtures/webhooks/` with valid and invalid credentials; broken
-//!   bodies; the health and refresh endpoints. Offline (no Warehouse matches a fixture).
+//!   bodies; the health and refresh endpoints. Each fixture is routed among 30 Warehouses
+//!   (pairs on one repository) and must refresh exactly its own; their discovery then fails
+//!   offline and no Freight appears.
 //! - `serve_webhook_to_commit_end_to_end`: an image Warehouse on the authenticated
 //!   registry, dev auto-promoting into the HTTP git server; a new image plus a
 //!   distribution notification moves dev at once. Measures the time from sending the
@@ -384,14 +386,158 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Per fixture: the Warehouses its event must refresh (each fixture also has a Warehouse on
+/// the same repository that it must not refresh; see `WAREHOUSES`).
+fn expected_refresh(file: &str) -> Vec<&'static str> {
+    match file {
+        "github-push.json" => vec!["gh-main"],
+        "github-package-published.json" => vec!["ghcr-v1"],
+        "github-registry-package-helm.json" => vec!["chart-03"],
+        "gitlab-push.json" => vec!["gl-release"],
+        "gitlab-tag-push.json" => vec!["gl-tags-v1"],
+        "gitea-push.json" => vec!["gt-main"],
+        "bitbucket-push.json" => vec!["bb-semver-2"],
+        "azure-acr-push.json" => vec!["acr-v1"],
+        "azure-devops-git-push.json" => vec!["ado-default"],
+        "dockerhub-push.json" => vec!["dh-v2"],
+        "quay-repo-push.json" => vec!["quay-v1"],
+        "harbor-push-artifact.json" => vec!["hb-v3"],
+        "artifactory-pushed.json" => vec!["jf-local"],
+        "distribution-events.json" => vec!["reg-dev"],
+        "generic-ecr-eventbridge.json" => vec!["ecr-payments"],
+        _ => vec![],
+    }
+}
+
+/// (name, subscription) of the Warehouses the fixtures are routed among: pairs on one
+/// repository that differ by branch, constraint or path, so only one of each pair matches.
+const WAREHOUSES: &[(&str, &str)] = &[
+    (
+        "gh-main",
+        "git: {repoURL: 'https://github.com/acme/app.git'}",
+    ),
+    (
+        "gh-release",
+        "git: {repoURL: 'https://github.com/acme/app.git', branch: release}",
+    ),
+    (
+        "ghcr-v1",
+        "image: {repoURL: ghcr.io/acme/app, constraint: '^1'}",
+    ),
+    (
+        "ghcr-v2",
+        "image: {repoURL: ghcr.io/acme/app, constraint: '^2'}",
+    ),
+    (
+        "chart-03",
+        "chart: {repoURL: 'oci://ghcr.io/acme/charts/app', semverConstraint: '^0.3'}",
+    ),
+    (
+        "chart-1",
+        "chart: {repoURL: 'oci://ghcr.io/acme/charts/app', semverConstraint: '^1'}",
+    ),
+    (
+        "gl-release",
+        "git: {repoURL: 'https://gitlab.example.com/mike/diaspora.git', branch: release}",
+    ),
+    (
+        "gl-default",
+        "git: {repoURL: 'https://gitlab.example.com/mike/diaspora.git'}",
+    ),
+    (
+        "gl-tags-v1",
+        "git: {repoURL: 'https://gitlab.example.com/jsmith/example', commitSelectionStrategy: SemVer, semverConstraint: '^1'}",
+    ),
+    (
+        "gl-tags-v2",
+        "git: {repoURL: 'https://gitlab.example.com/jsmith/example', commitSelectionStrategy: SemVer, semverConstraint: '^2'}",
+    ),
+    (
+        "gt-main",
+        "git: {repoURL: 'https://gitea.example.com/acme/infra.git'}",
+    ),
+    (
+        "gt-apps",
+        "git: {repoURL: 'https://gitea.example.com/acme/infra.git', includePaths: [apps/]}",
+    ),
+    (
+        "bb-semver-2",
+        "git: {repoURL: 'https://bitbucket.org/acme/deploy.git', commitSelectionStrategy: SemVer, semverConstraint: '^2'}",
+    ),
+    (
+        "bb-semver-1",
+        "git: {repoURL: 'https://bitbucket.org/acme/deploy.git', commitSelectionStrategy: SemVer, semverConstraint: '^1'}",
+    ),
+    (
+        "acr-v1",
+        "image: {repoURL: acmeregistry.azurecr.io/team/api, constraint: '^1'}",
+    ),
+    (
+        "acr-v2",
+        "image: {repoURL: acmeregistry.azurecr.io/team/api, constraint: '^2'}",
+    ),
+    (
+        "ado-default",
+        "git: {repoURL: 'https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection/_git/Fabrikam-Fiber-Git'}",
+    ),
+    (
+        "ado-dev",
+        "git: {repoURL: 'https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection/_git/Fabrikam-Fiber-Git', branch: dev}",
+    ),
+    ("dh-v2", "image: {repoURL: acme/web, constraint: '^2'}"),
+    ("dh-v1", "image: {repoURL: acme/web, constraint: '^1'}"),
+    (
+        "quay-v1",
+        "image: {repoURL: quay.io/acme/worker, constraint: '^1'}",
+    ),
+    (
+        "quay-v2",
+        "image: {repoURL: quay.io/acme/worker, constraint: '^2'}",
+    ),
+    (
+        "hb-v3",
+        "image: {repoURL: harbor.example.com/platform/gateway, constraint: '^3'}",
+    ),
+    (
+        "hb-other",
+        "image: {repoURL: harbor.example.com/platform/other}",
+    ),
+    (
+        "jf-local",
+        "image: {repoURL: acme.jfrog.io/docker-local/billing/api}",
+    ),
+    (
+        "jf-virtual",
+        "image: {repoURL: acme.jfrog.io/docker/billing/api}",
+    ),
+    ("reg-dev", "image: {repoURL: 'localhost:5000/team/dev-app'}"),
+    ("reg-other", "image: {repoURL: 'localhost:5000/team/other'}"),
+    (
+        "ecr-payments",
+        "image: {repoURL: 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments}",
+    ),
+    (
+        "ecr-other",
+        "image: {repoURL: 123456789012.dkr.ecr.us-east-1.amazonaws.com/other}",
+    ),
+];
+
 fn hooks_manifests() -> String {
+    let mut warehouses = String::new();
+    for (name, subscription) in WAREHOUSES {
+        warehouses.push_str(&format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\n\
+             metadata: {{name: {name}, namespace: {PROJECT}}}\n\
+             spec:\n  freightCreationPolicy: Manual\n  subscriptions:\n  - {subscription}\n"
+        ));
+    }
     let mut receivers = String::new();
     for (name, _, _) in SECRETS {
         if *name == "generic" {
             receivers.push_str(
                 "  - name: generic\n    generic:\n      secretRef: {name: generic-secret}\n      \
                  actions:\n      - action: Refresh\n        whenExpression: \"request.header('X-Event-Source') == 'aws.ecr'\"\n        \
-                 targetSelectionCriteria:\n        - kind: Warehouse\n          name: nothing-here\n",
+                 targetSelectionCriteria:\n        - kind: Warehouse\n          name: ecr-payments\n",
             );
         } else {
             receivers.push_str(&format!(
@@ -402,7 +548,7 @@ fn hooks_manifests() -> String {
     format!(
         "apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata: {{name: {PROJECT}}}\n---\n\
          apiVersion: kargo.akuity.io/v1alpha1\nkind: ProjectConfig\n\
-         metadata: {{name: {PROJECT}, namespace: {PROJECT}}}\nspec:\n  webhookReceivers:\n{receivers}"
+         metadata: {{name: {PROJECT}, namespace: {PROJECT}}}\nspec:\n  webhookReceivers:\n{receivers}{warehouses}"
     )
 }
 
@@ -434,12 +580,17 @@ fn serve_providers_signatures_and_broken_bodies() {
         };
         let signed = |body: &[u8]| post(&credentials(receiver, secret_of(receiver), body), body);
 
-        // Valid credentials: accepted (nothing matches, so 200 with nothing to refresh).
+        // Valid credentials: accepted, and exactly the matching Warehouses refresh (their
+        // discovery then fails: these hosts do not exist here, and no Freight appears).
         let (status, text) = signed(&body);
         assert!((200..300).contains(&status), "{file}: {status} {text}");
         let reply: Json = serde_json::from_str(&text).unwrap();
         assert_eq!(reply["receiver"], json!(receiver), "{file}: {reply}");
-        assert_eq!(reply["refreshing"], json!([]), "{file}: {reply}");
+        assert_eq!(
+            reply["refreshing"],
+            json!(expected_refresh(file)),
+            "{file}: {reply}"
+        );
 
         // Invalid credentials.
         let wrong = credentials(receiver, "not-the-secret", &body);
@@ -512,7 +663,14 @@ fn serve_providers_signatures_and_broken_bodies() {
             "a secret in the log"
         );
     }
-    assert!(!log.contains("diaspora"), "a body in the log:\n{log}");
+    // Text found only in the bodies (commit messages, user names), never in the log.
+    for marker in [
+        "Catalan translation",
+        "John Smith",
+        "Update the dev overlay",
+    ] {
+        assert!(!log.contains(marker), "a body in the log:\n{log}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
