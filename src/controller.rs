@@ -417,8 +417,26 @@ impl Controller {
 
     /// Runs control-flow Stages and auto-promotion until nothing more is requested (a
     /// promotion verified in dev can make Freight available to the next Stage).
+    /// Promotions left running or queued (by a runner that is gone, or requested while
+    /// another one ran) are run first.
     pub async fn auto_promote(&self) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
+        let state = self.state()?;
+        let pending: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| &s.metadata.name)
+            .filter(|name| {
+                state
+                    .stages
+                    .get(*name)
+                    .is_some_and(|st| st.pending().next().is_some())
+            })
+            .cloned()
+            .collect();
+        for stage in pending {
+            reports.extend(self.drain(&stage).await?);
+        }
         for _ in 0..(self.stages.len() * 4 + 4) {
             let now = self.now();
             let mut requests = Vec::new();
@@ -444,21 +462,79 @@ impl Controller {
         Ok(reports)
     }
 
-    /// Runs the Stage's queued promotions one at a time.
+    /// Runs the Stage's queued promotions one at a time, holding the Stage's lease
+    /// ([`StateStore::try_lease`]). A promotion the state shows as running while the lease
+    /// is free was left by a runner that is gone (a killed process): it is resumed first,
+    /// under the same name, from its first step (git steps are idempotent there: a change
+    /// already pushed makes `git-commit` find nothing to commit). When another runner
+    /// holds the lease, it also runs what is queued behind its promotion, and this returns.
     pub async fn drain(&self, stage: &str) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
+        let _lease = loop {
+            if let Some(lease) = self.store.try_lease(&self.project, stage)? {
+                break lease;
+            }
+            // The holder is running a promotion (and will run the queue after it), or is
+            // between taking the lease and starting one, or about to let go: only then
+            // could a queued request be left behind, so wait for the lease.
+            let (state, _) = self.store.load(&self.project)?;
+            match state.stages.get(stage) {
+                Some(st) if st.current_promotion.is_none() && !st.queue.is_empty() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                _ => return Ok(reports),
+            }
+        };
         loop {
-            let mut next = None;
-            self.store.update(&self.project, &mut |state| {
-                next = self.pipeline().start_next(state, stage, self.now());
-                Ok(())
-            })?;
-            let Some(request) = next else {
-                break;
+            let (state, _) = self.store.load(&self.project)?;
+            let stale = state
+                .stages
+                .get(stage)
+                .and_then(|s| s.current_promotion.clone());
+            let request = match stale {
+                Some(request) => {
+                    tracing::warn!(promotion = %request.name, stage, "resuming a promotion whose runner is gone (a killed process?): running it again from its first step");
+                    self.remove_work_dirs(&request.name);
+                    request
+                }
+                None => {
+                    let mut next = None;
+                    self.store.update(&self.project, &mut |state| {
+                        next = self.pipeline().start_next(state, stage, self.now());
+                        Ok(())
+                    })?;
+                    match next {
+                        Some(request) => request,
+                        None => break,
+                    }
+                }
             };
             reports.push(self.run(request).await?);
         }
         Ok(reports)
+    }
+
+    /// The prefix of a promotion's work directory under the work root.
+    fn work_dir_prefix(promotion: &str) -> String {
+        format!("promotion-{promotion}-")
+    }
+
+    /// Removes the work directories a dead runner left for `promotion` (best effort).
+    fn remove_work_dirs(&self, promotion: &str) {
+        let Some(root) = &self.work_root else {
+            return;
+        };
+        let prefix = Self::work_dir_prefix(promotion);
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix)
+                && let Err(err) = std::fs::remove_dir_all(e.path())
+            {
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a stale work directory");
+            }
+        }
     }
 
     /// A fresh work directory under the work root (removed when dropped).
@@ -516,7 +592,7 @@ impl Controller {
 
     async fn run(&self, request: PromotionRequest) -> Result<PromotionReport, ControllerError> {
         let state = self.state()?;
-        let (dir, work_dir) = self.work_dir("promotion-")?;
+        let (dir, work_dir) = self.work_dir(&Self::work_dir_prefix(&request.name))?;
         let promotion = self.promotion(&request, &state, work_dir)?;
         tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "promotion started");
         let result = self.runner.run(&promotion).await;

@@ -249,6 +249,96 @@ async fn state_survives_a_new_controller_on_the_same_directory() {
     assert!(r.promotions.is_empty());
 }
 
+/// A promotion the state shows as running while nobody holds its Stage's lease was left
+/// by a runner that died (a killed process): the next pass resumes it under its name
+/// instead of leaving the Stage stuck. While a live runner holds the lease, it is left
+/// alone. (Found by tests/crash_safety.rs: before, a SIGKILL during a promotion left
+/// `currentPromotion` set forever and nothing was ever promoted to the Stage again.)
+#[tokio::test]
+async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::open(dir.path()).unwrap());
+    let (c, s) = controller(store.clone());
+    c.reconcile(true).await.unwrap();
+    s.mem
+        .push_image("ghcr.io/acme/app", image("1.1.0", "sha256:b"));
+    c.refresh("app").await.unwrap();
+    // The dead runner: it started dev's promotion of 1.1.0 and never finished it.
+    let now = *s.clock.lock().unwrap();
+    let freight = c
+        .state()
+        .unwrap()
+        .freight
+        .values()
+        .find(|f| f.freight.images.first().is_some_and(|i| i.tag == "1.1.0"))
+        .unwrap()
+        .freight
+        .name
+        .to_string();
+    let mut started = None;
+    store
+        .update("demo", &mut |state| {
+            let p = c.pipeline();
+            let r = p
+                .request_promotion(state, "dev", &freight, PromotionTrigger::Auto, None, now)
+                .map_err(|e| kargo::core::pipeline::StateError::Aborted(e.to_string()))?;
+            kargo::core::pipeline::Pipeline::enqueue(state, r, false);
+            started = p.start_next(state, "dev", now);
+            Ok(())
+        })
+        .unwrap();
+    let name = started.unwrap().name;
+
+    // A live runner holds the lease: a pass leaves its promotion alone.
+    let held = store.try_lease("demo", "dev").unwrap().unwrap();
+    let (c2, _s2) = controller(Arc::new(FileStore::open(dir.path()).unwrap()));
+    let r = c2.auto_promote().await.unwrap();
+    assert!(r.iter().all(|p| p.request.stage != "dev"), "{r:?}");
+    let dev = &c2.state().unwrap().stages["dev"];
+    assert_eq!(dev.current_promotion.as_ref().map(|p| &p.name), Some(&name));
+
+    // The runner is gone: the next pass resumes the promotion, under the same name.
+    drop(held);
+    let r = c2.auto_promote().await.unwrap();
+    assert_eq!(r[0].request.name, name);
+    assert!(r[0].succeeded(), "{:?}", r[0].result);
+    assert_eq!(output(&r[0], "tag"), "1.1.0");
+    let state = c2.state().unwrap();
+    let dev = &state.stages["dev"];
+    assert!(dev.current_promotion.is_none() && dev.queue.is_empty());
+    assert_eq!(dev.freight_history[0].promotion, name);
+    assert!(
+        state
+            .promotions
+            .iter()
+            .any(|p| p.name == name && p.phase == PromotionPhase::Succeeded)
+    );
+
+    // A manual promotion behind a dead runner's promotion runs after it is resumed.
+    let mut stale = None;
+    store
+        .update("demo", &mut |state| {
+            let p = c.pipeline();
+            let r = p
+                .request_promotion(state, "dev", &freight, PromotionTrigger::Auto, None, now)
+                .map_err(|e| kargo::core::pipeline::StateError::Aborted(e.to_string()))?;
+            kargo::core::pipeline::Pipeline::enqueue(state, r, false);
+            stale = p.start_next(state, "dev", now);
+            Ok(())
+        })
+        .unwrap();
+    let stale = stale.unwrap().name;
+    let r = c2.promote("dev", &freight, None).await.unwrap();
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0].request.name, stale);
+    assert!(r.iter().all(|p| p.succeeded()));
+    assert!(
+        c2.state().unwrap().stages["dev"]
+            .current_promotion
+            .is_none()
+    );
+}
+
 /// A verifier that says yes to one tag only.
 struct OnlyTag(&'static str);
 

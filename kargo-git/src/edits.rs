@@ -258,6 +258,9 @@ impl Mirror {
                     format!("invalid branch {branch:?}"),
                 )
             })?;
+            // Under the mirror lock, like every write of the mirror's references (a lock
+            // file found while holding it is stale, see `Mirror::new`).
+            let _lock = self.lock()?;
             match repo.edit_reference(gix::refs::transaction::RefEdit {
                 change: gix::refs::transaction::Change::Update {
                     log: Default::default(),

@@ -151,12 +151,69 @@ impl Mirror {
         };
         {
             let _lock = m.lock()?;
-            if !m.path.join("HEAD").exists() {
-                gix::init_bare(&m.path)
-                    .map_err(|e| GitError::new(GitErrorKind::Io, "create mirror", e.to_string()))?;
+            if m.path.join("HEAD").exists() {
+                m.remove_stale_locks();
+            } else {
+                m.create()?;
             }
         }
         Ok(m)
+    }
+
+    /// Creates the bare repository in a scratch directory next to it and renames it into
+    /// place, so a process killed half-way leaves no half-made mirror (which would make
+    /// every later creation fail on a non-empty directory). With the mirror lock held.
+    fn create(&self) -> Result<()> {
+        let io = |what: &str, e: std::io::Error| GitError::io(what, &e);
+        let scratch = self.path.with_extension("git.init");
+        for dir in [&scratch, &self.path] {
+            // Left by a process killed while creating the mirror (no HEAD yet).
+            if dir.exists() {
+                tracing::warn!(path = %dir.display(), "removing a half-made git mirror");
+                std::fs::remove_dir_all(dir).map_err(|e| io("remove a half-made mirror", e))?;
+            }
+        }
+        gix::init_bare(&scratch)
+            .map_err(|e| GitError::new(GitErrorKind::Io, "create mirror", e.to_string()))?;
+        std::fs::rename(&scratch, &self.path).map_err(|e| io("create mirror", e))
+    }
+
+    /// Removes the lock files that a process killed in the middle of a reference,
+    /// `shallow` or `packed-refs` update leaves in the mirror: gix would wait for them and
+    /// then fail every later fetch with "might need manual deletion". Called with the
+    /// mirror lock held; every writer of the mirror holds it, so such a file is stale.
+    fn remove_stale_locks(&self) {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&p, found),
+                    Ok(_) if p.extension().is_some_and(|x| x == "lock") => found.push(p),
+                    _ => {}
+                }
+            }
+        }
+        let mut found: Vec<PathBuf> = [
+            "HEAD.lock",
+            "packed-refs.lock",
+            "shallow.lock",
+            "config.lock",
+            "FETCH_HEAD.lock",
+        ]
+        .iter()
+        .map(|n| self.path.join(n))
+        .filter(|p| p.exists())
+        .collect();
+        walk(&self.path.join("refs"), &mut found);
+        for p in found {
+            tracing::warn!(path = %p.display(), "removing a stale lock file from the git mirror (left by a killed process)");
+            if let Err(e) = std::fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove a stale lock file");
+            }
+        }
     }
 
     /// The remote URL (may hold credentials: do not log; see [`Mirror::display_url`]).

@@ -479,6 +479,76 @@ fn conformance_ssh() {
     }
 }
 
+/// What a process killed in the middle of a mirror write leaves behind must not break
+/// the next process: gix's reference lock files (a kill between creating
+/// `refs/heads/main.lock` and renaming it) used to make every later fetch fail with "might
+/// need manual deletion", and a mirror killed while being created (a non-empty directory
+/// without HEAD) made every later use fail with "Refusing to initialize the non-empty
+/// directory". (Found while building the facade's tests/crash_safety.rs; these windows
+/// are too short for its kills to land in reliably, so this test plants what such a kill
+/// leaves.)
+#[test]
+fn leftovers_of_a_killed_process_do_not_break_the_mirror() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let commit_on_main = |cache: &str, dir: &str, text: &str| {
+        let m = t.git(&work.path().join(cache)).mirror(&url).unwrap();
+        let co = m
+            .checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &work.path().join(dir),
+                &CheckoutOptions {
+                    create: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        std::fs::write(work.path().join(dir).join("app.yaml"), text).unwrap();
+        co.commit(text, &sig(), &sig()).unwrap();
+        co.push(None, false, None).unwrap().commit
+    };
+    commit_on_main("cache", "a", "v1\n");
+    let mirror = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    let path = mirror.path().to_path_buf();
+    // The stale locks of a killed fetch or ref update.
+    let old = std::fs::read_to_string(path.join("refs/heads/main")).unwrap();
+    for lock in ["refs/heads/main.lock", "packed-refs.lock", "shallow.lock"] {
+        std::fs::write(path.join(lock), &old).unwrap();
+    }
+    // The remote moves (another cache), so the next fetch must update refs/heads/main.
+    let v2 = commit_on_main("other-cache", "b", "v2\n");
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("c"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(co.head(), Some(v2));
+    for lock in ["refs/heads/main.lock", "packed-refs.lock", "shallow.lock"] {
+        assert!(!path.join(lock).exists(), "{lock} is still there");
+    }
+
+    // A mirror whose creation was killed: a directory without HEAD, and the scratch
+    // directory of the atomic creation.
+    drop((m, co, mirror));
+    std::fs::remove_dir_all(&path).unwrap();
+    std::fs::create_dir_all(path.join("objects/pack")).unwrap();
+    std::fs::create_dir_all(path.with_extension("git.init").join("refs")).unwrap();
+    let m = t.git(&work.path().join("cache")).mirror(&url).unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("d"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(co.head(), Some(v2));
+    assert!(!path.with_extension("git.init").exists());
+}
+
 #[test]
 fn missing_branch_and_create() {
     let t = file_transport();

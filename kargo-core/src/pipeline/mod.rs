@@ -34,7 +34,7 @@ mod state;
 mod store;
 
 pub use state::*;
-pub use store::{FileStore, MemoryStore, Revision, StateError, StateStore};
+pub use store::{FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -14,6 +14,52 @@ use super::state::{ProjectState, STATE_FORMAT};
 /// A state's revision: 0 for a project never written, then one more per write.
 pub type Revision = u64;
 
+/// The right to run one Stage's promotions, held by one runner at a time (see
+/// [`StateStore::try_lease`]); released when dropped, and by the operating system when the
+/// process holding it dies.
+pub struct StageLease {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl StageLease {
+    /// A lease that holds `guard` (released when the guard is dropped); for
+    /// [`StateStore::try_lease`] implementations.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for StageLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageLease")
+    }
+}
+
+/// A lease in this process's table of held keys; removes its key when dropped.
+struct ProcessLease(String);
+
+impl Drop for ProcessLease {
+    fn drop(&mut self) {
+        held_leases().remove(&self.0);
+    }
+}
+
+fn held_leases() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<String>> {
+    static HELD: Mutex<std::collections::BTreeSet<String>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes `key` in this process's lease table, unless it is held.
+fn process_lease(key: String) -> Option<StageLease> {
+    if !held_leases().insert(key.clone()) {
+        return None;
+    }
+    Some(StageLease::new(ProcessLease(key)))
+}
+
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -69,6 +115,19 @@ pub trait StateStore: Send + Sync {
         state: &ProjectState,
         expected: Revision,
     ) -> Result<Revision, StateError>;
+
+    /// Tries to take the lease on running `stage`'s promotions: `Ok(None)` when another
+    /// runner holds it. A promotion the state shows as running while its Stage's lease is
+    /// free was left by a runner that is gone (its process was killed, or the future
+    /// running it was dropped), so the lease holder may resume it.
+    ///
+    /// The default is a lease within this process, per store value: right for stores that
+    /// only one process uses. Stores shared between processes must override it with a
+    /// lease that a dying process gives up (the file store uses an OS file lock).
+    fn try_lease(&self, project: &str, stage: &str) -> Result<Option<StageLease>, StateError> {
+        let store = std::ptr::from_ref(self).cast::<()>() as usize;
+        Ok(process_lease(format!("{store:x}/{project}/{stage}")))
+    }
 
     /// Reads, applies `change` and writes, retrying on conflicts (at most 16 times).
     /// `change` may run more than once and must not have other side effects.
@@ -152,6 +211,10 @@ struct Envelope<S> {
 /// renames it over the state file, then syncs the directory. A reader never takes the
 /// lock: the rename makes a file either wholly old or wholly new, so a process killed in
 /// the middle of a write leaves the previous state readable.
+///
+/// A Stage's lease ([`StateStore::try_lease`]) is an exclusive OS lock on
+/// `<dir>/<project>.stage-<stage>.lock`, so it is shared by every process using the
+/// directory and given up when its holder dies.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
@@ -217,6 +280,28 @@ impl FileStore {
 }
 
 impl StateStore for FileStore {
+    fn try_lease(&self, project: &str, stage: &str) -> Result<Option<StageLease>, StateError> {
+        self.path(project, "json")?;
+        let path = self.path(&format!("{project}.stage-{stage}"), "lock")?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(StageLease::new(lock))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
         let path = self.path(project, "json")?;
         Ok(match self.read(&path)? {

@@ -733,6 +733,42 @@ fn memory_store_detects_conflicts() {
 }
 
 #[test]
+fn stage_leases_are_exclusive_until_dropped() {
+    // The file store: an OS lock per project and Stage, shared by every store value (and
+    // process) on the directory.
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::open(dir.path()).unwrap();
+    let b = FileStore::open(dir.path()).unwrap();
+    let held = a.try_lease("demo", "dev").unwrap().expect("free");
+    assert!(b.try_lease("demo", "dev").unwrap().is_none(), "held by a");
+    assert!(a.try_lease("demo", "dev").unwrap().is_none(), "held by a");
+    assert!(
+        b.try_lease("demo", "prod").unwrap().is_some(),
+        "another Stage"
+    );
+    assert!(
+        b.try_lease("other", "dev").unwrap().is_some(),
+        "another project"
+    );
+    drop(held);
+    assert!(b.try_lease("demo", "dev").unwrap().is_some(), "released");
+    assert!(matches!(
+        a.try_lease("../x", "dev"),
+        Err(StateError::InvalidProject(_))
+    ));
+    // The default (memory store): per store value, within the process.
+    let (m1, m2) = (MemoryStore::new(), MemoryStore::new());
+    let held = m1.try_lease("demo", "dev").unwrap().expect("free");
+    assert!(m1.try_lease("demo", "dev").unwrap().is_none());
+    assert!(
+        m2.try_lease("demo", "dev").unwrap().is_some(),
+        "another store"
+    );
+    drop(held);
+    assert!(m1.try_lease("demo", "dev").unwrap().is_some());
+}
+
+#[test]
 fn promotions_queued_together_for_two_origins_do_not_undo_each_other() {
     let f = fixture();
     let p = f.pipeline();
