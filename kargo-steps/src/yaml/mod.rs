@@ -107,17 +107,29 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<
     result
 }
 
-/// Reads a step's file as UTF-8 text.
+/// Reads a step's YAML file as UTF-8 text, refusing files over
+/// [`MAX_STEP_FILE_BYTES`](kargo_core::limits::MAX_STEP_FILE_BYTES) and flow nesting deeper
+/// than [`MAX_FLOW_DEPTH`](kargo_core::limits::MAX_FLOW_DEPTH).
 pub(crate) fn read_text(path: &Path, shown: &str) -> Result<String, kargo_core::StepError> {
-    std::fs::read(path)
-        .map_err(|e| {
-            kargo_core::StepError::retryable(format!("cannot read {shown}: {e}")).with_source(e)
+    use kargo_core::limits::{self, ReadLimitError};
+    let text = limits::read_limited(path, limits::MAX_STEP_FILE_BYTES)
+        .map_err(|e| match e {
+            ReadLimitError::Io(e) => {
+                kargo_core::StepError::retryable(format!("cannot read {shown}: {e}")).with_source(e)
+            }
+            e @ ReadLimitError::TooLarge { .. } => {
+                kargo_core::StepError::terminal(format!("cannot read {shown}: {e}"))
+            }
         })
         .and_then(|bytes| {
             String::from_utf8(bytes).map_err(|e| {
                 kargo_core::StepError::terminal(format!("{shown} is not UTF-8 text: {e}"))
             })
-        })
+        })?;
+    limits::check_yaml_flow_depth(&text, limits::MAX_FLOW_DEPTH).map_err(|e| {
+        kargo_core::StepError::terminal(format!("cannot parse the YAML of {shown}: {e}"))
+    })?;
+    Ok(text)
 }
 
 /// Converts a parsed YAML value to JSON the way Kargo's `sigs.k8s.io/yaml` does: mapping
