@@ -190,6 +190,25 @@ pub(crate) fn first_document(text: &str) -> Result<Option<yaml_serde::Value>, St
         None => Ok(None),
         Some(doc) => yaml_serde::Value::deserialize(doc)
             .map(Some)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| with_line(text, e.to_string())),
     }
+}
+
+/// Rewrites a reader error's ` at position <byte offset>` (invalid characters such as NUL)
+/// as ` at line L column C`, like the parser's other errors.
+fn with_line(text: &str, message: String) -> String {
+    let Some((head, tail)) = message.rsplit_once(" at position ") else {
+        return message;
+    };
+    let Ok(offset) = tail.trim().parse::<usize>() else {
+        return message;
+    };
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    format!("{head} at line {line} column {}", offset - line_start + 1)
 }
