@@ -23,7 +23,9 @@ use kargo::core::validate::validate;
 use kargo::core::workdir::WorkDir;
 use kargo::sources::chart::version::Constraint;
 use kargo::sources::selection::TagFilter;
-use kargo::steps::{JsonParse, JsonUpdate, TomlParse, TomlUpdate, YamlParse, YamlUpdate};
+use kargo::steps::{
+    JsonParse, JsonUpdate, TomlParse, TomlUpdate, YamlMerge, YamlParse, YamlUpdate,
+};
 use serde_json::{Value as Json, json};
 
 /// The wall-clock guard of one case.
@@ -298,6 +300,11 @@ fn steps_for(ext: &str, path: &str) -> Vec<(&'static str, Box<dyn DynStep>, Json
                 Box::new(YamlParse),
                 json!({"path": path, "outputs": outputs}),
             ),
+            (
+                "yaml-merge",
+                Box::new(YamlMerge),
+                json!({"inFiles": [path], "outFile": "merged.yaml"}),
+            ),
         ],
         "json" => vec![
             (
@@ -379,6 +386,11 @@ fn steps_billion_laughs() {
     let (step, runner, config) = steps.next().unwrap();
     let e = bounded(step, || runner.run_json_blocking(dir.path(), config)).unwrap_err();
     assert_says(&e, &["values.yaml", "repetition limit exceeded"]);
+    // yaml-merge too; it writes nothing.
+    let (step, runner, config) = steps.next().unwrap();
+    let e = bounded(step, || runner.run_json_blocking(dir.path(), config)).unwrap_err();
+    assert_says(&e, &["values.yaml", "repetition limit exceeded"]);
+    assert!(!dir.path().join("merged.yaml").exists());
 }
 
 #[test]
@@ -438,7 +450,12 @@ fn steps_invalid_utf8() {
 
 #[test]
 fn steps_nul_bytes() {
-    steps_refuse("nul yaml", "yaml", b"image:\n  tag: a\0b\n", &["character"]);
+    steps_refuse(
+        "nul yaml",
+        "yaml",
+        b"image:\n  tag: a\0b\n",
+        &["character", "line 2"],
+    );
     // The JSON steps read like Kargo's sjson / gjson, which do not validate the parts of
     // the text they do not use: a raw NUL inside another string is kept as it is.
     let dir = tempfile::tempdir().unwrap();
@@ -484,6 +501,7 @@ fn steps_huge_files() {
             assert_says(&e, &[&name, "the limit is 33554432 bytes"]);
         }
         assert_eq!(std::fs::metadata(&file).unwrap().len(), HUGE as u64);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
 
