@@ -83,10 +83,12 @@ pub struct NestingError {
 /// Checks, without parsing, that `text` does not nest YAML flow collections deeper than
 /// `limit`. JSON is YAML, so this applies to JSON documents too.
 ///
-/// The scan is a cheap over-approximation of YAML's rules: quoted scalars and comments are
-/// skipped, and outside flow collections a bracket only counts where a value may start.
-/// It never rejects a document with less than `limit` real levels; it may miss some
-/// nesting (the parser's own recursion limit still applies).
+/// The scan is a cheap approximation of YAML's rules: quoted scalars and comments are
+/// skipped, and outside flow collections a bracket only counts where a value may start
+/// (line start, after `:`, `-` or `?`). Block scalars (`|`, `>`) are not recognised, so one
+/// holding more than `limit` unclosed brackets at such places is refused too; nesting
+/// behind anchors or tags (`&a [`) is not counted (the parser's own recursion limit still
+/// applies there).
 pub fn check_yaml_flow_depth(text: &str, limit: usize) -> Result<(), NestingError> {
     let mut depth = 0usize;
     let mut line = 1usize;
