@@ -5,6 +5,7 @@
 //! positions).
 //!
 //! Run: `cargo bench --bench expressions`
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -14,7 +14,7 @@
 //! `worktree add`, what Kargo runs), `cli-best` (depth-1 blobless sparse clone), `floor`
 //! (plumbing directly in the served bare repository, no network), and whatever
 //! [`kargo_variants`] returns.
-
+#![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the console
 
 #[path = "support/gitops_fixture.rs"]

@@ -13,7 +13,7 @@
 //! Run: `CARGO_TARGET_DIR=... ci/test.sh` starts the registry for tests only; for the
 //! benchmark start it the same way or point `TEST_OCI_REGISTRY` at any registry, then
 //! `cargo bench --bench image_discovery`.
-
+#![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
 use std::hint::black_box;

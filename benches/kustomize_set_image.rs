@@ -5,6 +5,7 @@
 //! a plain `yaml_serde` parse of the same text.
 //!
 //! Run: `cargo bench --bench kustomize_set_image`
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

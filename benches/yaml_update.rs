@@ -5,6 +5,7 @@
 //! plain `yaml_serde` parse of the same text.
 //!
 //! Run: `cargo bench --bench yaml_update`
+#![forbid(unsafe_code)]
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

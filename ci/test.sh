@@ -4,6 +4,7 @@
 #   1. installs with apt-get whatever the tests need and is missing,
 #   2. starts every server the tests need on 127.0.0.1 (scripts in ci/servers.d/),
 #   3. runs `cargo test` with the given arguments (default: --workspace --all-features),
+#      then, for the full suite (no arguments) or with KARGO_DENY=1, `cargo deny check`,
 #   4. stops the servers on every exit path (success, failure, Ctrl-C).
 #
 # Usage: ci/test.sh [cargo test arguments]
@@ -77,7 +78,31 @@ done
 # --- 3. tests ------------------------------------------------------------------------------
 # --all-features: the facade's `testing` feature (kargo::testing, its doctest, the
 # promotion_test example) is off by default; without it those tests would not be built.
+full_suite=0
 if [ "$#" -eq 0 ]; then
+  full_suite=1
   set -- --workspace --all-features
 fi
 cargo test "$@"
+
+# --- 3b. supply chain: cargo deny (full suite, or KARGO_DENY=1) ---------------------------
+# Licences, duplicate versions and sources are checked offline (deny.toml). Advisories need
+# the RustSec database: fetched from GitHub when reachable, else read from KARGO_ADVISORY_DB
+# (a clone of github.com/rustsec/advisory-db), else skipped with a notice.
+if [ "$full_suite" = 1 ] || [ "${KARGO_DENY:-0}" = 1 ]; then
+  command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+  cargo deny check licenses bans sources
+  if timeout 20 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+    cargo deny check advisories
+  elif [ -n "${KARGO_ADVISORY_DB:-}" ] && [ -d "$KARGO_ADVISORY_DB" ]; then
+    # cargo-deny looks for the database under <db-path>/advisory-db-<hash of its URL>.
+    db_root="$KARGO_TEST_STATE/advisory-dbs"
+    mkdir -p "$db_root"
+    ln -s "$(cd "$KARGO_ADVISORY_DB" && pwd)" "$db_root/advisory-db-3157b0e258782691"
+    sed "s|^\[advisories\]|[advisories]\ndb-path = \"$db_root\"|" deny.toml >"$KARGO_TEST_STATE/deny.toml"
+    cargo deny --offline --config "$KARGO_TEST_STATE/deny.toml" check advisories
+  else
+    echo "ci/test.sh: NOTICE: the RustSec advisory database is unreachable and KARGO_ADVISORY_DB" \
+      "is not set: cargo deny advisories NOT checked" >&2
+  fi
+fi

@@ -58,6 +58,7 @@
 //!
 //! Run: `cargo run --example promoter -- --help`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;

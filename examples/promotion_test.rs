@@ -10,6 +10,7 @@
 //!
 //! Run: `cargo run --example promotion_test --features testing` (needs the `git` command).
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 use kargo::testing::PromotionTest;
 

@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo run --example quickstart` (needs the `git` command, as pushing does).
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
 
 /// The vocabulary and orchestration: resources, Freight, expressions, steps, the runner.
 pub use kargo_core as core;

@@ -8,8 +8,11 @@
 //! This crate has no network, git or YAML-editing code; those live in `kargo-git`,
 //! `kargo-sources` and `kargo-steps`.
 
+#![forbid(unsafe_code)]
+
 pub mod expr;
 pub mod freight;
+pub mod limits;
 pub mod loader;
 pub mod model;
 pub mod pipeline;

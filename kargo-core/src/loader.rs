@@ -235,7 +235,7 @@ impl ManifestSet {
         paths.sort();
         let mut files = Vec::new();
         for path in paths {
-            match std::fs::read(&path) {
+            match crate::limits::read_limited(&path, crate::limits::MAX_MANIFEST_FILE_BYTES) {
                 Ok(bytes) => match String::from_utf8(bytes) {
                     Ok(text) => files.push((path, text)),
                     Err(e) => errors.push(ManifestError {
@@ -245,12 +245,20 @@ impl ManifestSet {
                         message: format!("file is not valid UTF-8: {e}"),
                     }),
                 },
-                Err(e) => errors.push(ManifestError {
+                Err(crate::limits::ReadLimitError::Io(e)) => errors.push(ManifestError {
                     location: SourceLocation::file(&path),
                     resource: None,
                     field: String::new(),
                     message: format!("cannot read file: {e}"),
                 }),
+                Err(e @ crate::limits::ReadLimitError::TooLarge { .. }) => {
+                    errors.push(ManifestError {
+                        location: SourceLocation::file(&path),
+                        resource: None,
+                        field: String::new(),
+                        message: format!("file too large for a manifest file: {e}"),
+                    })
+                }
             }
         }
         let mut builder = Builder::default();
@@ -612,6 +620,21 @@ fn position(err: &yaml_serde::Error) -> Option<(usize, usize)> {
     err.location().map(|l| (l.line(), l.column()))
 }
 
+/// The line and column of a reader error (invalid characters: `... at position <byte>`),
+/// whose own mark is the start of the input.
+fn reader_position(text: &str, err: &yaml_serde::Error) -> Option<(usize, usize)> {
+    let msg = err.to_string();
+    let (_, tail) = msg.rsplit_once(" at position ")?;
+    let offset: usize = tail.trim().parse().ok()?;
+    let before = text.as_bytes().get(..offset.min(text.len()))?;
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    Some((line, offset - line_start + 1))
+}
+
 /// The error's message without the position suffix and path prefix yaml_serde adds.
 fn clean_message(err: &yaml_serde::Error, path: &str) -> String {
     let mut msg = err.to_string();
@@ -671,6 +694,37 @@ impl Builder {
         self.errors.push(Vec::new());
         let file_loc = SourceLocation::file(&path);
 
+        // Limits first: the parser's time and memory grow with the size and flow depth.
+        let limit = crate::limits::MAX_MANIFEST_FILE_BYTES;
+        if u64::try_from(text.len()).unwrap_or(u64::MAX) > limit {
+            self.push_error(
+                file,
+                ManifestError {
+                    location: file_loc,
+                    resource: None,
+                    field: String::new(),
+                    message: format!(
+                        "file too large for a manifest file: the file has {} bytes; the limit \
+                         is {limit} bytes",
+                        text.len()
+                    ),
+                },
+            );
+            return;
+        }
+        if let Err(e) = crate::limits::check_yaml_flow_depth(&text, crate::limits::MAX_FLOW_DEPTH) {
+            self.push_error(
+                file,
+                ManifestError {
+                    location: file_loc.at(Some((e.line, e.column))),
+                    resource: None,
+                    field: String::new(),
+                    message: format!("invalid YAML: {e}"),
+                },
+            );
+            return;
+        }
+
         // Pass 1: syntax. libyaml cannot resume after an error, so stop at the first one.
         let mut good = 0;
         for (i, doc) in yaml_serde::Deserializer::from_str(&text).enumerate() {
@@ -679,7 +733,7 @@ impl Builder {
                 Err(e) => {
                     let loc = SourceLocation {
                         document: i + 1,
-                        ..file_loc.at(position(&e))
+                        ..file_loc.at(reader_position(&text, &e).or_else(|| position(&e)))
                     };
                     self.push_error(
                         file,

@@ -31,6 +31,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::MAX_TEMPLATE_STEPS;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use minijinja::value::Value;
@@ -159,6 +160,9 @@ pub fn inflate_steps<'t>(
     for (i, step) in steps.iter().enumerate() {
         let alias = default_alias(step, i);
         match (&step.uses, &step.task) {
+            (Some(_), None) if out.len() >= MAX_TEMPLATE_STEPS => {
+                return Err(too_many_steps(alias));
+            }
             (Some(uses), None) => out.push(planned(step, alias, uses.clone(), step.vars.clone())),
             (None, Some(task_ref)) => {
                 let kind = match task_ref.kind {
@@ -186,6 +190,9 @@ pub fn inflate_steps<'t>(
                             message: "steps of a task must set `uses` (tasks cannot reference other tasks)".into(),
                         });
                     };
+                    if out.len() >= MAX_TEMPLATE_STEPS {
+                        return Err(too_many_steps(full));
+                    }
                     let mut v = vars.clone();
                     v.extend(inner.vars.iter().cloned());
                     out.push(planned(inner, full, uses.clone(), v));
@@ -206,6 +213,17 @@ pub fn inflate_steps<'t>(
         }
     }
     Ok(out)
+}
+
+/// The error of a template that inflates to more than [`MAX_TEMPLATE_STEPS`] steps.
+fn too_many_steps(alias: String) -> InflateError {
+    InflateError::InvalidStep {
+        alias,
+        message: format!(
+            "the template inflates to more than {MAX_TEMPLATE_STEPS} steps (the limit; \
+             see kargo_core::limits)"
+        ),
+    }
 }
 
 fn planned(

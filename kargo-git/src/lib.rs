@@ -29,6 +29,7 @@
 //! `http-client-insecure-credentials`); use `https://` to keep them off the wire.
 //!
 //! All operations are blocking; async callers run them on a blocking thread.
+#![forbid(unsafe_code)]
 
 mod auth;
 mod checkout;

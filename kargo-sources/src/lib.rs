@@ -10,6 +10,7 @@
 //! - [`warehouse`]: the Warehouse reconcile algorithm (discovery, Freight creation).
 //! - [`webhook`]: webhook receivers (GitHub, GitLab, registries, generic): verify a request
 //!   and name the Warehouses to refresh.
+#![forbid(unsafe_code)]
 
 pub mod chart;
 pub mod git;

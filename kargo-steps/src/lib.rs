@@ -52,6 +52,7 @@
 //! assert!(registry.get("git-clone").is_some());
 //! assert!(registry.get("helm-update-chart").is_some());
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod argocd;
 mod compose_output;

@@ -504,3 +504,156 @@ fn the_function_data_is_not_readable() {
 fn single_expression_render_helper() {
     assert_eq!(render("$<< [1, 2] | length >>"), json!(2));
 }
+
+// ---------------------------------------------------------------------------------------
+// The sandbox: one test per limit, and no way out to files, the environment or the network.
+
+#[test]
+fn sandbox_fuel_runs_out_with_a_clear_error() {
+    let engine = ExprEngine::new();
+    let e = engine
+        .render_str("$<< range(100000) | map('string') | join >>", &scope())
+        .unwrap_err();
+    assert_eq!(e.kind, ExprErrorKind::OutOfFuel, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("evaluation ran out of fuel in expression `range(100000)"),
+        "{e}"
+    );
+    // The same expression passes with fuel to spare, so it is the budget that stopped it.
+    let mut generous = ExprEngine::new();
+    generous.set_fuel(Some(DEFAULT_FUEL * 100));
+    assert!(
+        generous
+            .render_str(
+                "$<< range(100000) | map('string') | join | length >>",
+                &scope()
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn sandbox_recursion_depth_is_limited() {
+    let engine = ExprEngine::new();
+    // Nesting in the expression text: minijinja's parser stops at 150 levels.
+    let deep = format!("$<< {}1{} >>", "[".repeat(1000), "]".repeat(1000));
+    let e = engine.compile(&deep).unwrap_err();
+    assert_eq!(e.kind, ExprErrorKind::Syntax, "{e}");
+    assert!(e.message.contains("recursion"), "{e}");
+    let ok = format!("$<< {}1{} >>", "[".repeat(50), "]".repeat(50));
+    assert!(engine.compile(&ok).is_ok());
+    // Kargo's `${{ }}`: the translator stops at its own depth limit.
+    let deep = format!("${{{{ {}1{} }}}}", "(".repeat(1000), ")".repeat(1000));
+    let e = engine.compile(&deep).unwrap_err();
+    assert_eq!(e.kind, ExprErrorKind::Translation, "{e}");
+    assert!(e.message.contains("deep"), "{e}");
+    // The runtime limit (macros and includes, which expressions cannot define anyway).
+    assert_eq!(engine.env.recursion_limit(), 64);
+}
+
+#[test]
+fn sandbox_output_size_is_limited() {
+    let engine = ExprEngine::new();
+    // One expression: 6 MB of text (within the fuel budget, over MAX_RENDERED_LEN).
+    let e = engine
+        .render_str("$<< 'ab' * 3000000 >>", &scope())
+        .unwrap_err();
+    assert_eq!(e.kind, ExprErrorKind::TooLarge, "{e}");
+    assert!(e.to_string().contains("the limit is 4194304"), "{e}");
+    // Several expressions, each under the limit, joined over it.
+    let e = engine
+        .render_str("x$<< 'a' * 3000000 >>$<< 'b' * 3000000 >>", &scope())
+        .unwrap_err();
+    assert_eq!(e.kind, ExprErrorKind::TooLarge, "{e}");
+    assert_eq!(e.offset, 21, "{e}");
+    // Just under the limit is fine.
+    let ok = engine.render_str("$<< 'a' * 4000000 >>", &scope()).unwrap();
+    assert_eq!(ok.as_str().map(str::len), Some(4_000_000));
+    // Building a huge string inside the expression runs out of fuel first (minijinja
+    // charges allocations), or hits minijinja's own repetition cap.
+    let e = engine
+        .render_str("$<< ('x' * 99999999) | length >>", &scope())
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, ExprErrorKind::OutOfFuel | ExprErrorKind::Evaluation),
+        "{e}"
+    );
+}
+
+#[test]
+fn sandbox_has_no_file_env_or_network_access() {
+    let engine = ExprEngine::new();
+    // The whole function table: anything added here must not reach outside the scope.
+    let mut globals: Vec<&str> = engine.env.globals().map(|(name, _)| name).collect();
+    globals.sort_unstable();
+    assert_eq!(
+        globals,
+        [
+            "__add",
+            "__coalesce",
+            "__contains",
+            "__endsWith",
+            "__isnil",
+            "__matches",
+            "__optget",
+            "__startsWith",
+            "__trimPrefix",
+            "__trimSuffix",
+            "always",
+            "artifactFrom",
+            "asJSON",
+            "asYAML",
+            "chartFrom",
+            "commitFrom",
+            "debug",
+            "dict",
+            "failure",
+            "freightMetadata",
+            "imageFrom",
+            "namespace",
+            "quote",
+            "range",
+            "secret",
+            "semverDiff",
+            "semverParse",
+            "stageMetadata",
+            "status",
+            "success",
+            "unsafeQuote",
+            "warehouse",
+        ]
+    );
+    // Attempts at files, the environment and the network are undefined functions.
+    for t in [
+        "$<< include('/etc/passwd') >>",
+        "$<< import('/etc/passwd') >>",
+        "$<< env('HOME') >>",
+        "$<< getenv('HOME') >>",
+        "$<< os.environ.HOME >>",
+        "$<< readFile('/etc/passwd') >>",
+        "$<< file('/etc/passwd') >>",
+        "$<< http('http://127.0.0.1/') >>",
+        "$<< fetch('http://127.0.0.1/') >>",
+        "$<< load_template('x') >>",
+        "${{ env('HOME') }}",
+    ] {
+        let e = engine.render_str(t, &scope()).unwrap_err();
+        assert!(
+            matches!(
+                e.kind,
+                ExprErrorKind::Undefined | ExprErrorKind::Evaluation | ExprErrorKind::Translation
+            ),
+            "{t}: {e:?}"
+        );
+    }
+    // Block tags are not expressions: `$<% include %>` is literal text, and the engine
+    // has no template loader even for whole templates.
+    assert_eq!(
+        engine
+            .render_str("$<% include '/etc/passwd' %>", &scope())
+            .unwrap(),
+        json!("$<% include '/etc/passwd' %>")
+    );
+    assert!(engine.env.get_template("/etc/passwd").is_err());
+}

@@ -287,6 +287,17 @@ pub(crate) fn validate_steps(
     if steps.is_empty() {
         errs.push(path, "at least one step is required");
     }
+    if steps.len() > crate::limits::MAX_TEMPLATE_STEPS {
+        errs.push(
+            path,
+            format!(
+                "{} steps; the limit is {} (see kargo_core::limits)",
+                steps.len(),
+                crate::limits::MAX_TEMPLATE_STEPS
+            ),
+        );
+        return;
+    }
     let mut aliases: HashMap<&str, usize> = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         let p = format!("{path}[{i}]");

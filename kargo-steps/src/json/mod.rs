@@ -197,8 +197,16 @@ pub(crate) fn require_path(field: &str, value: &str) -> Result<(), StepError> {
 }
 
 /// Reads a UTF-8 text file; `shown` is the path as configured.
+///
+/// Files over [`MAX_STEP_FILE_BYTES`](kargo_core::limits::MAX_STEP_FILE_BYTES) are refused.
 pub(crate) fn read_text(file: &std::path::Path, shown: &str) -> Result<String, StepError> {
-    let bytes = std::fs::read(file).map_err(|e| fsutil::io_error("cannot read", shown, e))?;
+    use kargo_core::limits::{self, ReadLimitError};
+    let bytes = limits::read_limited(file, limits::MAX_STEP_FILE_BYTES).map_err(|e| match e {
+        ReadLimitError::Io(e) => fsutil::io_error("cannot read", shown, e),
+        e @ ReadLimitError::TooLarge { .. } => {
+            StepError::terminal(format!("cannot read {shown:?}: {e}"))
+        }
+    })?;
     String::from_utf8(bytes)
         .map_err(|_| StepError::terminal(format!("file {shown:?} is not valid UTF-8")))
 }

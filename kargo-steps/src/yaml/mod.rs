@@ -107,17 +107,29 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<
     result
 }
 
-/// Reads a step's file as UTF-8 text.
+/// Reads a step's YAML file as UTF-8 text, refusing files over
+/// [`MAX_STEP_FILE_BYTES`](kargo_core::limits::MAX_STEP_FILE_BYTES) and flow nesting deeper
+/// than [`MAX_FLOW_DEPTH`](kargo_core::limits::MAX_FLOW_DEPTH).
 pub(crate) fn read_text(path: &Path, shown: &str) -> Result<String, kargo_core::StepError> {
-    std::fs::read(path)
-        .map_err(|e| {
-            kargo_core::StepError::retryable(format!("cannot read {shown}: {e}")).with_source(e)
+    use kargo_core::limits::{self, ReadLimitError};
+    let text = limits::read_limited(path, limits::MAX_STEP_FILE_BYTES)
+        .map_err(|e| match e {
+            ReadLimitError::Io(e) => {
+                kargo_core::StepError::retryable(format!("cannot read {shown}: {e}")).with_source(e)
+            }
+            e @ ReadLimitError::TooLarge { .. } => {
+                kargo_core::StepError::terminal(format!("cannot read {shown}: {e}"))
+            }
         })
         .and_then(|bytes| {
             String::from_utf8(bytes).map_err(|e| {
                 kargo_core::StepError::terminal(format!("{shown} is not UTF-8 text: {e}"))
             })
-        })
+        })?;
+    limits::check_yaml_flow_depth(&text, limits::MAX_FLOW_DEPTH).map_err(|e| {
+        kargo_core::StepError::terminal(format!("cannot parse the YAML of {shown}: {e}"))
+    })?;
+    Ok(text)
 }
 
 /// Converts a parsed YAML value to JSON the way Kargo's `sigs.k8s.io/yaml` does: mapping
@@ -178,6 +190,25 @@ pub(crate) fn first_document(text: &str) -> Result<Option<yaml_serde::Value>, St
         None => Ok(None),
         Some(doc) => yaml_serde::Value::deserialize(doc)
             .map(Some)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| with_line(text, e.to_string())),
     }
+}
+
+/// Rewrites a reader error's ` at position <byte offset>` (invalid characters such as NUL)
+/// as ` at line L column C`, like the parser's other errors.
+fn with_line(text: &str, message: String) -> String {
+    let Some((head, tail)) = message.rsplit_once(" at position ") else {
+        return message;
+    };
+    let Ok(offset) = tail.trim().parse::<usize>() else {
+        return message;
+    };
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    format!("{head} at line {line} column {}", offset - line_start + 1)
 }
