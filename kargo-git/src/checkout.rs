@@ -357,6 +357,9 @@ impl Checkout {
     /// from an empty tree plus whatever is written afterwards.
     pub fn clear(&self) -> Result<()> {
         let mut st = self.lock();
+        #[cfg(unix)]
+        nofollow::clear_dir(&self.root).map_err(|e| GitError::io("clear", &e))?;
+        #[cfg(not(unix))]
         for entry in fs::read_dir(&self.root).map_err(|e| GitError::io("clear", &e))? {
             let entry = entry.map_err(|e| GitError::io("clear", &e))?;
             let p = entry.path();
@@ -1014,4 +1017,99 @@ fn write_tree(
         }
     }
     Ok(())
+}
+
+/// Removal through directory handles that never follow symbolic links: the work tree's
+/// root is opened component by component with `O_NOFOLLOW`, and everything below it is
+/// removed relative to those handles. A directory on the way that was swapped for a link
+/// to somewhere else (after the work tree was checked out) makes `clear` fail instead of
+/// emptying the link's target.
+#[cfg(unix)]
+mod nofollow {
+    use std::ffi::{OsStr, OsString};
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Component, Path};
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use rustix::io::Errno;
+
+    fn dir_flags() -> OFlags {
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    }
+
+    fn refused(e: Errno, name: &OsStr) -> io::Error {
+        if e == Errno::LOOP || e == Errno::NOTDIR {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{:?} is a symbolic link or not a directory; refusing to follow it",
+                    name.to_string_lossy()
+                ),
+            )
+        } else {
+            e.into()
+        }
+    }
+
+    /// Removes every entry of the directory `root` (an absolute path without links).
+    pub(super) fn clear_dir(root: &Path) -> io::Result<()> {
+        let mut fd = rustix::fs::open("/", dir_flags(), Mode::empty())?;
+        for c in root.components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(name) => {
+                    fd = rustix::fs::openat(&fd, name, dir_flags(), Mode::empty())
+                        .map_err(|e| refused(e, name))?;
+                }
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the work tree's path is not normalised",
+                    ));
+                }
+            }
+        }
+        for name in children(&fd)? {
+            remove_entry(&fd, &name)?;
+        }
+        Ok(())
+    }
+
+    fn children(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::read_from(fd)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                out.push(OsStr::from_bytes(&name).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_entry(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(s) => s,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            let fd = rustix::fs::openat(dir, name, dir_flags(), Mode::empty())
+                .map_err(|e| refused(e, name))?;
+            for child in children(&fd)? {
+                remove_entry(&fd, &child)?;
+            }
+            drop(fd);
+            match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }

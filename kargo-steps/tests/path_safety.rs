@@ -646,3 +646,104 @@ async fn untar_into_an_output_path_through_a_symlink_leading_outside_is_refused(
         assert_eq!(snapshot(&e.outside), before, "{out}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// git-clear: the checkout's directory swapped for a link while it is cleared
+
+fn git_cli(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_git_clear() {
+    let e = env();
+    // A local repository with a file and a directory.
+    let repo = tempfile::tempdir().unwrap();
+    let seed = repo.path().join("seed");
+    let bare = repo.path().join("bare.git");
+    std::fs::create_dir_all(seed.join("sub")).unwrap();
+    std::fs::write(seed.join("a.txt"), "a\n").unwrap();
+    std::fs::write(seed.join("sub/b.txt"), "b\n").unwrap();
+    git_cli(
+        repo.path(),
+        &["init", "-q", "--bare", "-b", "main", "bare.git"],
+    );
+    git_cli(&seed, &["init", "-q", "-b", "main"]);
+    git_cli(&seed, &["add", "-A"]);
+    git_cli(&seed, &["commit", "-q", "-m", "seed"]);
+    git_cli(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let url = format!("file://{}", bare.display());
+    // The outside directory has a `co` like the checkout.
+    std::fs::create_dir_all(e.outside.join("co/sub")).unwrap();
+    std::fs::write(e.outside.join("co/a.txt"), "outside\n").unwrap();
+    std::fs::write(e.outside.join("co/sub/b.txt"), "outside\n").unwrap();
+    std::fs::create_dir_all(e.work.join("d")).unwrap();
+    std::os::unix::fs::symlink(&e.outside, e.work.join("d.swap")).unwrap();
+    let before = snapshot(&e.outside);
+    let cache = tempfile::tempdir().unwrap();
+    let mut reg = StepRegistry::new();
+    kargo_steps::register_builtins_with(
+        &mut reg,
+        &kargo_steps::BuiltinOptions {
+            git: kargo_git::GitConfig::new(cache.path()),
+            ..kargo_steps::BuiltinOptions::default()
+        },
+    )
+    .unwrap();
+    let runs: u64 = std::env::var("KARGO_RACE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+        / 4;
+    let (mut ok, mut failed, mut swaps) = (0, 0, 0);
+    for round in 0..runs {
+        let _ = std::fs::remove_dir_all(e.work.join("d/co"));
+        // A fresh promotion (its checkouts live in the context).
+        let ctx = StepContext::new(WorkDir::new(&e.work).unwrap());
+        reg.get("git-clone")
+            .unwrap()
+            .run_json(
+                &ctx,
+                json!({"repoURL": url, "checkout": [{"branch": "main", "path": "d/co"}]}),
+            )
+            .await
+            .unwrap();
+        // Put the files on disk (the checkout is lazy).
+        assert_eq!(
+            std::fs::read_to_string(ctx.path("d/co/sub/b.txt").unwrap()).unwrap(),
+            "b\n"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = start_swapper(&e.work, stop.clone());
+        let result = reg
+            .get("git-clear")
+            .unwrap()
+            .run_json(&ctx, json!({"path": "d/co"}))
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        swaps += swapper.join().unwrap();
+        match &result {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+        let now = snapshot(&e.outside);
+        assert!(
+            now == before,
+            "git-clear: round {round} ({result:?}): the outside directory changed: {:?}",
+            changes(&before, &now)
+        );
+    }
+    eprintln!("git-clear: {runs} runs, {swaps} swaps: {ok} succeeded, {failed} failed");
+    assert!(ok > 0, "git-clear never succeeded");
+}
