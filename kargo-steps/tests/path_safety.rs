@@ -665,10 +665,8 @@ fn git_cli(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_git_clear() {
-    let e = env();
-    // A local repository with a file and a directory.
+/// A local bare repository holding `a.txt` and `sub/b.txt`; returns (its dir, file:// URL).
+fn local_repo() -> (tempfile::TempDir, String) {
     let repo = tempfile::tempdir().unwrap();
     let seed = repo.path().join("seed");
     let bare = repo.path().join("bare.git");
@@ -684,6 +682,39 @@ async fn race_git_clear() {
     git_cli(&seed, &["commit", "-q", "-m", "seed"]);
     git_cli(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
     let url = format!("file://{}", bare.display());
+    (repo, url)
+}
+
+fn git_registry(cache: &Path) -> StepRegistry {
+    let mut reg = StepRegistry::new();
+    kargo_steps::register_builtins_with(
+        &mut reg,
+        &kargo_steps::BuiltinOptions {
+            git: kargo_git::GitConfig::new(cache),
+            ..kargo_steps::BuiltinOptions::default()
+        },
+    )
+    .unwrap();
+    reg
+}
+
+/// `d/co` is a fresh (lazy) clone of `url` in a new promotion context.
+async fn clone_into_d(e: &Env, reg: &StepRegistry, url: &str) -> StepContext {
+    let _ = std::fs::remove_dir_all(e.work.join("d/co"));
+    let ctx = StepContext::new(WorkDir::new(&e.work).unwrap());
+    reg.get("git-clone")
+        .unwrap()
+        .run_json(
+            &ctx,
+            json!({"repoURL": url, "checkout": [{"branch": "main", "path": "d/co"}]}),
+        )
+        .await
+        .unwrap();
+    ctx
+}
+
+fn git_race_env() -> (Env, BTreeMap<PathBuf, String>) {
+    let e = env();
     // The outside directory has a `co` like the checkout.
     std::fs::create_dir_all(e.outside.join("co/sub")).unwrap();
     std::fs::write(e.outside.join("co/a.txt"), "outside\n").unwrap();
@@ -691,34 +722,27 @@ async fn race_git_clear() {
     std::fs::create_dir_all(e.work.join("d")).unwrap();
     std::os::unix::fs::symlink(&e.outside, e.work.join("d.swap")).unwrap();
     let before = snapshot(&e.outside);
-    let cache = tempfile::tempdir().unwrap();
-    let mut reg = StepRegistry::new();
-    kargo_steps::register_builtins_with(
-        &mut reg,
-        &kargo_steps::BuiltinOptions {
-            git: kargo_git::GitConfig::new(cache.path()),
-            ..kargo_steps::BuiltinOptions::default()
-        },
-    )
-    .unwrap();
-    let runs: u64 = std::env::var("KARGO_RACE_RUNS")
+    (e, before)
+}
+
+fn git_runs() -> u64 {
+    std::env::var("KARGO_RACE_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400)
-        / 4;
+        / 4
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_git_clear() {
+    let (e, before) = git_race_env();
+    let (_repo, url) = local_repo();
+    let cache = tempfile::tempdir().unwrap();
+    let reg = git_registry(cache.path());
+    let runs = git_runs();
     let (mut ok, mut failed, mut swaps) = (0, 0, 0);
     for round in 0..runs {
-        let _ = std::fs::remove_dir_all(e.work.join("d/co"));
-        // A fresh promotion (its checkouts live in the context).
-        let ctx = StepContext::new(WorkDir::new(&e.work).unwrap());
-        reg.get("git-clone")
-            .unwrap()
-            .run_json(
-                &ctx,
-                json!({"repoURL": url, "checkout": [{"branch": "main", "path": "d/co"}]}),
-            )
-            .await
-            .unwrap();
+        let ctx = clone_into_d(&e, &reg, &url).await;
         // Put the files on disk (the checkout is lazy).
         assert_eq!(
             std::fs::read_to_string(ctx.path("d/co/sub/b.txt").unwrap()).unwrap(),
@@ -746,4 +770,41 @@ async fn race_git_clear() {
     }
     eprintln!("git-clear: {runs} runs, {swaps} swaps: {ok} succeeded, {failed} failed");
     assert!(ok > 0, "git-clear never succeeded");
+}
+
+/// The lazy work tree writes files when a path inside it is first resolved; the
+/// checkout's directory flips meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_git_checkout_materialization() {
+    let (e, before) = git_race_env();
+    let (_repo, url) = local_repo();
+    let cache = tempfile::tempdir().unwrap();
+    let reg = git_registry(cache.path());
+    let runs = git_runs();
+    let (mut ok, mut failed, mut swaps) = (0, 0, 0);
+    for round in 0..runs {
+        let ctx = clone_into_d(&e, &reg, &url).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = start_swapper(&e.work, stop.clone());
+        let results: Vec<_> = ["d/co/sub/b.txt", "d/co/a.txt", "d/co"]
+            .iter()
+            .map(|p| ctx.path(p))
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        swaps += swapper.join().unwrap();
+        for r in &results {
+            match r {
+                Ok(_) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        let now = snapshot(&e.outside);
+        assert!(
+            now == before,
+            "checkout: round {round} ({results:?}): the outside directory changed: {:?}",
+            changes(&before, &now)
+        );
+    }
+    eprintln!("checkout: {runs} rounds, {swaps} swaps: {ok} paths resolved, {failed} refused");
+    assert!(ok > 0, "no path ever resolved");
 }
