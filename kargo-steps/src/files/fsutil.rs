@@ -69,18 +69,11 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
     }
 }
 
-/// Sets permission bits (a no-op where there are none).
+/// Sets permission bits (a no-op where there are none; Unix code uses handles instead).
+#[cfg(not(unix))]
 pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, mode);
-        Ok(())
-    }
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// Writes `target` atomically: the content goes to a temporary file in the same directory
@@ -336,6 +329,22 @@ pub(crate) fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     {
         let _ = mode;
         fs::create_dir_all(dir)
+    }
+}
+
+/// Sets the permission bits of the directory `dir`. On Unix its parent is opened without
+/// following links and the directory itself with `O_NOFOLLOW`, so a link swapped in
+/// cannot redirect the change.
+pub(crate) fn set_dir_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let (parent, name) = split(dir)?;
+        let parent_fd = nofollow::open_dir(parent, None)?;
+        nofollow::set_dir_mode(&parent_fd, name, mode)
+    }
+    #[cfg(not(unix))]
+    {
+        set_mode(dir, mode)
     }
 }
 
