@@ -205,8 +205,7 @@ impl Mirror {
             Some(h) => commit_tree(&repo, h)?,
             None => ObjectId::empty_tree(repo.object_hash()),
         };
-        fs::create_dir_all(dest)
-            .map_err(|e| GitError::io(format!("create {}", dest.display()), &e))?;
+        create_dirs(dest).map_err(|e| GitError::io(format!("create {}", dest.display()), &e))?;
         if fs::read_dir(dest)
             .map_err(|e| GitError::io("read checkout directory", &e))?
             .next()
@@ -337,7 +336,7 @@ impl Checkout {
             None => {
                 // Not in the tree: make its parent directories so it can be created.
                 if let Some(parent) = Path::new(rel).parent() {
-                    fs::create_dir_all(self.root.join(parent))
+                    create_dirs(&self.root.join(parent))
                         .map_err(|e| GitError::io("create directories", &e))?;
                 }
             }
@@ -357,6 +356,9 @@ impl Checkout {
     /// from an empty tree plus whatever is written afterwards.
     pub fn clear(&self) -> Result<()> {
         let mut st = self.lock();
+        #[cfg(unix)]
+        nofollow::clear_dir(&self.root).map_err(|e| GitError::io("clear", &e))?;
+        #[cfg(not(unix))]
         for entry in fs::read_dir(&self.root).map_err(|e| GitError::io("clear", &e))? {
             let entry = entry.map_err(|e| GitError::io("clear", &e))?;
             let p = entry.path();
@@ -809,7 +811,7 @@ impl Checkout {
                     }
                 }
                 None => {
-                    let _ = fs::remove_file(self.root.join(&path));
+                    let _ = remove_file(&self.root.join(&path));
                     st.files.remove(&path);
                 }
             }
@@ -919,32 +921,22 @@ fn write_file(
     st: &mut State,
 ) -> Result<()> {
     let path = root.join(rel);
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| GitError::io("create directories", &e))?;
-    }
     let obj = repo
         .find_object(id)
         .map_err(|e| gerr(GitErrorKind::Other, "read blob", e))?;
-    let _ = fs::remove_file(&path);
-    match kind {
-        EntryKind::Link => {
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(obj.data.to_str_lossy().as_ref(), &path)
-                .map_err(|e| GitError::io(format!("write {rel}"), &e))?;
-            #[cfg(not(unix))]
-            fs::write(&path, &obj.data).map_err(|e| GitError::io(format!("write {rel}"), &e))?;
-        }
+    let content = match kind {
         EntryKind::Commit => return Ok(()), // submodules are not checked out
-        _ => {
-            fs::write(&path, &obj.data).map_err(|e| GitError::io(format!("write {rel}"), &e))?;
-            #[cfg(unix)]
-            if kind == EntryKind::BlobExecutable {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| GitError::io(format!("chmod {rel}"), &e))?;
-            }
-        }
-    }
+        EntryKind::Link => Entry::Link(&obj.data),
+        EntryKind::BlobExecutable => Entry::File {
+            data: &obj.data,
+            executable: true,
+        },
+        _ => Entry::File {
+            data: &obj.data,
+            executable: false,
+        },
+    };
+    write_entry(&path, content).map_err(|e| GitError::io(format!("write {rel}"), &e))?;
     let meta = fs::symlink_metadata(&path).map_err(|e| GitError::io(format!("stat {rel}"), &e))?;
     st.files.insert(
         rel.to_owned(),
@@ -966,7 +958,7 @@ fn write_tree(
     rel: &str,
     st: &mut State,
 ) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| GitError::io("create directories", &e))?;
+    create_dirs(dir).map_err(|e| GitError::io("create directories", &e))?;
     let t = repo
         .find_tree(tree)
         .map_err(|e| gerr(GitErrorKind::Other, "read tree", e))?;
@@ -1014,4 +1006,220 @@ fn write_tree(
         }
     }
     Ok(())
+}
+
+/// What [`write_entry`] puts on disk.
+enum Entry<'a> {
+    /// A regular file.
+    File { data: &'a [u8], executable: bool },
+    /// A symbolic link with this target (a plain file where there are no links).
+    Link(&'a [u8]),
+}
+
+/// Creates `dir` and its missing parents (on Unix without following links on the way).
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        nofollow::open_dir(dir, true).map(drop)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Removes the file or link `path` (on Unix relative to its non-followed parent).
+fn remove_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        nofollow::remove_file(path)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::remove_file(path)
+    }
+}
+
+/// Replaces whatever file or link is at `path` with `entry`, creating missing parent
+/// directories. On Unix the parent is opened without following links and the entry is
+/// created relative to it (`O_EXCL|O_NOFOLLOW`), so a directory swapped for a link while
+/// the work tree is written cannot redirect the write.
+fn write_entry(path: &Path, entry: Entry<'_>) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        nofollow::write_entry(path, entry)
+    }
+    #[cfg(not(unix))]
+    {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let _ = fs::remove_file(path);
+        match entry {
+            Entry::File { data, .. } | Entry::Link(data) => fs::write(path, data),
+        }
+    }
+}
+
+/// Removal through directory handles that never follow symbolic links: the work tree's
+/// root is opened component by component with `O_NOFOLLOW`, and everything below it is
+/// removed relative to those handles. A directory on the way that was swapped for a link
+/// to somewhere else (after the work tree was checked out) makes `clear` fail instead of
+/// emptying the link's target.
+#[cfg(unix)]
+mod nofollow {
+    use std::ffi::{OsStr, OsString};
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Component, Path};
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use rustix::io::Errno;
+
+    fn dir_flags() -> OFlags {
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    }
+
+    fn refused(e: Errno, name: &OsStr) -> io::Error {
+        if e == Errno::LOOP || e == Errno::NOTDIR {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{:?} is a symbolic link or not a directory; refusing to follow it",
+                    name.to_string_lossy()
+                ),
+            )
+        } else {
+            e.into()
+        }
+    }
+
+    /// Opens the directory `dir` (absolute, or relative to the current directory) without
+    /// following links on the way; missing components are created when `create` is set.
+    pub(super) fn open_dir(dir: &Path, create: bool) -> io::Result<OwnedFd> {
+        let start = if dir.has_root() { "/" } else { "." };
+        let mut fd = rustix::fs::open(start, dir_flags(), Mode::empty())?;
+        for c in dir.components() {
+            let name = match c {
+                Component::RootDir | Component::CurDir => continue,
+                Component::Normal(name) => name,
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the work tree's path is not normalised",
+                    ));
+                }
+            };
+            fd = match rustix::fs::openat(&fd, name, dir_flags(), Mode::empty()) {
+                Ok(next) => next,
+                Err(Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&fd, name, Mode::from_bits_truncate(0o777)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    rustix::fs::openat(&fd, name, dir_flags(), Mode::empty())
+                        .map_err(|e| refused(e, name))?
+                }
+                Err(e) => return Err(refused(e, name)),
+            };
+        }
+        Ok(fd)
+    }
+
+    fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
+        match (path.parent(), path.file_name()) {
+            (Some(dir), Some(name)) => Ok((dir, name)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path has no parent directory or no file name",
+            )),
+        }
+    }
+
+    /// Removes the file or link `path` relative to its parent's handle.
+    pub(super) fn remove_file(path: &Path) -> io::Result<()> {
+        let (dir, name) = split(path)?;
+        let fd = open_dir(dir, false)?;
+        rustix::fs::unlinkat(&fd, name, AtFlags::empty()).map_err(Into::into)
+    }
+
+    /// See [`super::write_entry`].
+    pub(super) fn write_entry(path: &Path, entry: super::Entry<'_>) -> io::Result<()> {
+        use std::io::Write as _;
+        let (dir, name) = split(path)?;
+        let fd = open_dir(dir, true)?;
+        match rustix::fs::unlinkat(&fd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match entry {
+            super::Entry::Link(target) => {
+                rustix::fs::symlinkat(OsStr::from_bytes(target), &fd, name).map_err(Into::into)
+            }
+            super::Entry::File { data, executable } => {
+                let file = rustix::fs::openat(
+                    &fd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_bits_truncate(0o666),
+                )?;
+                let mut file = std::fs::File::from(file);
+                file.write_all(data)?;
+                if executable {
+                    rustix::fs::fchmod(&file, Mode::from_bits_truncate(0o755))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes every entry of the directory `root` (an absolute path without links).
+    pub(super) fn clear_dir(root: &Path) -> io::Result<()> {
+        let fd = open_dir(root, false)?;
+        for name in children(&fd)? {
+            remove_entry(&fd, &name)?;
+        }
+        Ok(())
+    }
+
+    fn children(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+        let mut out = Vec::new();
+        for entry in rustix::fs::Dir::read_from(fd)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                out.push(OsStr::from_bytes(&name).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn remove_entry(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(s) => s,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            let fd = rustix::fs::openat(dir, name, dir_flags(), Mode::empty())
+                .map_err(|e| refused(e, name))?;
+            for child in children(&fd)? {
+                remove_entry(&fd, &child)?;
+            }
+            drop(fd);
+            match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }

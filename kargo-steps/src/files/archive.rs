@@ -480,9 +480,7 @@ fn extract(
         .into());
     }
     fsutil::create_dirs(parent, 0o750)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".untar-")
-        .tempdir_in(parent)?;
+    let staging = fsutil::StagingDir::new_in(parent, "untar")?;
     let root = staging.path().to_path_buf();
 
     let mut file = File::open(src)?;
@@ -532,22 +530,11 @@ fn extract(
     result?;
 
     // Swap the staging directory into place; the old contents go only once it is there.
-    if fs::symlink_metadata(out).is_ok() {
-        let old = tempfile::Builder::new()
-            .prefix(".untar-old-")
-            .tempdir_in(parent)?;
-        let old_path = old.path().join("previous");
-        fs::rename(out, &old_path)?;
-        if let Err(e) = fs::rename(&root, out) {
-            let _ = fs::rename(&old_path, out);
-            return Err(e.into());
-        }
-        drop(old);
-    } else {
-        fs::rename(&root, out)?;
-    }
-    let _ = staging.keep();
-    fsutil::set_mode(out, 0o750)?;
+    let name = out
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outPath has no file name"))?;
+    staging.set_mode(0o750)?;
+    staging.install(name)?;
     Ok(job.entries)
 }
 
@@ -691,7 +678,7 @@ impl Extraction<'_> {
                     DirError::Io(e) => ArchiveError::Io(e),
                 })?;
                 let mode = entry.header().mode().unwrap_or(0o600) & 0o777;
-                let mut file = create_new(&target, mode)?;
+                let mut file = fsutil::create_new(&target, mode)?;
                 let written = io::copy(&mut (&mut entry).take(size), &mut file)?;
                 self.total += written;
                 if let Ok(mtime) = entry.header().mtime()
@@ -821,19 +808,6 @@ fn symlink(_target: &std::ffi::OsStr, _link: &Path) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "symbolic links are not supported on this platform",
     ))
-}
-
-fn create_new(path: &Path, mode: u32) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    options.open(path)
 }
 
 #[cfg(test)]

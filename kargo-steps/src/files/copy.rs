@@ -155,11 +155,11 @@ fn copy(
     })
     .map_err(WalkError::into_step_error)?;
     for (dir, mode) in dir_modes.into_iter().rev() {
-        fsutil::set_mode(&dir, mode).map_err(|e| {
+        fsutil::set_dir_mode(&dir, mode).map_err(|e| {
             fsutil::io_error("cannot set permissions of", &fsutil::rel(ctx, &dir), e)
         })?;
     }
-    fsutil::set_mode(dest, root_mode)
+    fsutil::set_dir_mode(dest, root_mode)
         .map_err(|e| fsutil::io_error("cannot set permissions of", &cfg.out_path, e))?;
     Ok(())
 }

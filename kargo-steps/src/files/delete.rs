@@ -282,20 +282,7 @@ fn resolve_globs(
 }
 
 /// Removes a file, a symbolic link (as a link) or a directory with its contents. Already
-/// gone is fine.
+/// gone is fine. Nothing on the way is followed (see [`fsutil::remove_all`]).
 fn remove(path: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let result = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    fsutil::remove_all(path)
 }

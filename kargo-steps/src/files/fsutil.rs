@@ -69,24 +69,24 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
     }
 }
 
-/// Sets permission bits (a no-op where there are none).
+/// Sets permission bits (a no-op where there are none; Unix code uses handles instead).
+#[cfg(not(unix))]
 pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, mode);
-        Ok(())
-    }
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// Writes `target` atomically: the content goes to a temporary file in the same directory
 /// which is renamed over `target` only once complete, so an error leaves `target` as it
 /// was (and no temporary file behind). `write` receives the file and its temporary path.
 /// `mode` sets the permission bits; `durable` syncs the data to disk before the rename.
+///
+/// On Unix the parent directory is opened component by component without following
+/// symbolic links (see [`nofollow`]), and the temporary file is created and renamed
+/// relative to that directory handle, so a directory on the way that is swapped for a
+/// symbolic link after the caller checked the path makes the write fail instead of
+/// landing outside the work directory. `target` must therefore be a resolved path (as
+/// returned by the sandbox) without symbolic links in it.
 pub(crate) fn atomic_write<T, E, F>(
     target: &Path,
     mode: Option<u32>,
@@ -105,23 +105,49 @@ where
     })?;
     let name = target
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    let tmp_path = tmp.path().to_path_buf();
-    let value = write(tmp.as_file_mut(), &tmp_path)?;
-    tmp.as_file_mut().flush()?;
-    if let Some(mode) = mode {
-        set_mode(&tmp_path, mode)?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir_fd = nofollow::open_dir(dir, None)?;
+        let (tmp_name, mut file) = nofollow::create_temp(&dir_fd, name)?;
+        let tmp_path = dir.join(&tmp_name);
+        let result = (|| -> Result<T, E> {
+            let value = write(&mut file, &tmp_path)?;
+            file.flush()?;
+            if let Some(mode) = mode {
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+            }
+            if durable {
+                file.sync_all()?;
+            }
+            drop(file);
+            nofollow::rename(&dir_fd, &tmp_name, name)?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            nofollow::unlink_quietly(&dir_fd, &tmp_name);
+        }
+        result
     }
-    if durable {
-        tmp.as_file().sync_all()?;
+    #[cfg(not(unix))]
+    {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        let tmp_path = tmp.path().to_path_buf();
+        let value = write(tmp.as_file_mut(), &tmp_path)?;
+        tmp.as_file_mut().flush()?;
+        if let Some(mode) = mode {
+            set_mode(&tmp_path, mode)?;
+        }
+        if durable {
+            tmp.as_file().sync_all()?;
+        }
+        tmp.persist(target).map_err(|e| e.error)?;
+        Ok(value)
     }
-    tmp.persist(target).map_err(|e| e.error)?;
-    Ok(value)
 }
 
 /// Writes `bytes` to `target` atomically, keeping the permissions of the file it replaces
@@ -291,16 +317,433 @@ pub(crate) fn refused(ctx: &StepContext, path: &str) -> StepError {
     }
 }
 
-/// Creates `dir` and its missing parents with `mode` (before the umask).
+/// Creates `dir` and its missing parents with `mode` (before the umask). On Unix no
+/// symbolic link is followed on the way (see [`nofollow::open_dir`]): `dir` must be a
+/// resolved path.
 pub(crate) fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(mode);
+        nofollow::open_dir(dir, Some(mode)).map(drop)
     }
     #[cfg(not(unix))]
-    let _ = mode;
-    builder.create(dir)
+    {
+        let _ = mode;
+        fs::create_dir_all(dir)
+    }
+}
+
+/// Sets the permission bits of the directory `dir`. On Unix its parent is opened without
+/// following links and the directory itself with `O_NOFOLLOW`, so a link swapped in
+/// cannot redirect the change.
+pub(crate) fn set_dir_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let (parent, name) = split(dir)?;
+        let parent_fd = nofollow::open_dir(parent, None)?;
+        nofollow::set_dir_mode(&parent_fd, name, mode)
+    }
+    #[cfg(not(unix))]
+    {
+        set_mode(dir, mode)
+    }
+}
+
+/// Creates the new file `path` (failing if anything, even a dangling symbolic link, is
+/// there) with `mode`, opening its directory without following symbolic links on Unix.
+pub(crate) fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        let (dir, name) = split(path)?;
+        let dir_fd = nofollow::open_dir(dir, None)?;
+        nofollow::create_new(&dir_fd, name, mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = mode;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    }
+}
+
+/// Removes a file, a symbolic link (as a link) or a directory with its contents; already
+/// gone is fine. On Unix the parent is opened without following symbolic links and the
+/// removal works on directory handles, so a directory swapped for a symbolic link while
+/// the step runs cannot redirect the removal outside the work directory.
+pub(crate) fn remove_all(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let (dir, name) = split(path)?;
+        let dir_fd = match nofollow::open_dir(dir, None) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        };
+        nofollow::remove_entry(&dir_fd, name)
+    }
+    #[cfg(not(unix))]
+    {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let result = if meta.is_dir() {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A directory created next to where its contents will go (`.<prefix>-<unique>` in
+/// `parent`), filled, then swapped into place with [`StagingDir::install`]; dropped before
+/// that, it is removed with its contents. On Unix `parent` is opened without following
+/// symbolic links and the creation, swap and removal work on its handle, so swapping a
+/// directory on the way for a link cannot move any of it outside the work directory.
+pub(crate) struct StagingDir {
+    #[cfg(unix)]
+    dir_fd: std::os::fd::OwnedFd,
+    parent: PathBuf,
+    name: std::ffi::OsString,
+    armed: bool,
+}
+
+impl StagingDir {
+    /// Creates the staging directory (mode 0700) in the existing directory `parent`.
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> io::Result<Self> {
+        #[cfg(unix)]
+        {
+            let dir_fd = nofollow::open_dir(parent, None)?;
+            let name = nofollow::create_temp_dir(&dir_fd, prefix)?;
+            Ok(Self {
+                dir_fd,
+                parent: parent.to_path_buf(),
+                name,
+                armed: true,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+            let path = dir.keep();
+            Ok(Self {
+                parent: parent.to_path_buf(),
+                name: path.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+                armed: true,
+            })
+        }
+    }
+
+    /// The staging directory's path.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.parent.join(&self.name)
+    }
+
+    /// Sets the staging directory's permission bits (through a handle on it, never a link).
+    pub(crate) fn set_mode(&self, bits: u32) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            nofollow::set_dir_mode(&self.dir_fd, &self.name, bits)
+        }
+        #[cfg(not(unix))]
+        {
+            set_mode(&self.path(), bits)
+        }
+    }
+
+    /// Moves the staging directory to `name` in the same parent. An existing entry there
+    /// is moved aside first and removed only once the new one is in place (put back if
+    /// the move fails).
+    pub(crate) fn install(mut self, name: &std::ffi::OsStr) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            let exists = nofollow::exists(&self.dir_fd, name)?;
+            if !exists {
+                nofollow::rename(&self.dir_fd, &self.name, name)?;
+                self.armed = false;
+                return Ok(());
+            }
+            let old = nofollow::unique_name(name, "old");
+            nofollow::rename(&self.dir_fd, name, &old)?;
+            if let Err(e) = nofollow::rename(&self.dir_fd, &self.name, name) {
+                let _ = nofollow::rename(&self.dir_fd, &old, name);
+                return Err(e);
+            }
+            self.armed = false;
+            nofollow::remove_entry(&self.dir_fd, &old)
+        }
+        #[cfg(not(unix))]
+        {
+            let target = self.parent.join(name);
+            let staging = self.path();
+            if fs::symlink_metadata(&target).is_ok() {
+                let old = self.parent.join(format!(".{}.old", name.to_string_lossy()));
+                fs::rename(&target, &old)?;
+                if let Err(e) = fs::rename(&staging, &target) {
+                    let _ = fs::rename(&old, &target);
+                    return Err(e);
+                }
+                self.armed = false;
+                fs::remove_dir_all(&old)
+            } else {
+                fs::rename(&staging, &target)?;
+                self.armed = false;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        #[cfg(unix)]
+        let _ = nofollow::remove_entry(&self.dir_fd, &self.name);
+        #[cfg(not(unix))]
+        let _ = fs::remove_dir_all(self.path());
+    }
+}
+
+#[cfg(unix)]
+fn split(path: &Path) -> io::Result<(&Path, &std::ffi::OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path has no parent directory or no file name",
+        )),
+    }
+}
+
+/// File-system operations relative to directory handles that never follow symbolic links.
+///
+/// The sandbox ([`StepContext::path`]) checks a path and returns it with its symbolic
+/// links resolved; using that string later would follow whatever is on disk by then. These
+/// helpers instead open every directory component with `O_NOFOLLOW` starting at `/` (or
+/// the current directory for a relative path) and then create, rename and remove entries
+/// relative to the final directory's handle. A component that has become a symbolic link
+/// (or a file) since the check makes the operation fail with an error naming it.
+#[cfg(unix)]
+pub(crate) mod nofollow {
+    use std::ffi::{OsStr, OsString};
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::OwnedFd;
+    use std::path::{Component, Path};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    use rustix::io::Errno;
+
+    /// Flags for walking directories: on Linux `O_PATH`, which needs no read permission.
+    fn walk_flags() -> OFlags {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let access = OFlags::PATH;
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let access = OFlags::RDONLY;
+        access | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+    }
+
+    #[allow(clippy::unnecessary_cast)]
+    fn mode(bits: u32) -> Mode {
+        Mode::from_raw_mode((bits & 0o7777) as rustix::fs::RawMode)
+    }
+
+    fn not_followed(name: &OsStr) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{:?} is a symbolic link or not a directory (it changed after the path was \
+                 checked?); refusing to follow it",
+                name.to_string_lossy()
+            ),
+        )
+    }
+
+    fn open_component(dir: &OwnedFd, name: &OsStr) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat(dir, name, walk_flags(), Mode::empty())
+    }
+
+    /// Opens the directory `dir` without following any symbolic link on the way, creating
+    /// missing components with `create` permission bits when given.
+    pub(crate) fn open_dir(dir: &Path, create: Option<u32>) -> io::Result<OwnedFd> {
+        let start = if dir.has_root() { "/" } else { "." };
+        let mut fd = rustix::fs::open(start, walk_flags(), Mode::empty())?;
+        for c in dir.components() {
+            let name = match c {
+                Component::RootDir | Component::CurDir => continue,
+                Component::Normal(n) => n,
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the resolved path contains `..`",
+                    ));
+                }
+            };
+            fd = match open_component(&fd, name) {
+                Ok(next) => next,
+                Err(Errno::NOENT) if create.is_some() => {
+                    let bits = create.unwrap_or(0o700);
+                    match rustix::fs::mkdirat(&fd, name, mode(bits)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    open_component(&fd, name).map_err(|e| component_error(e, name))?
+                }
+                Err(e) => return Err(component_error(e, name)),
+            };
+        }
+        Ok(fd)
+    }
+
+    fn component_error(e: Errno, name: &OsStr) -> io::Error {
+        if e == Errno::LOOP || e == Errno::NOTDIR {
+            not_followed(name)
+        } else {
+            e.into()
+        }
+    }
+
+    /// A fresh hidden name derived from `name` (`.<name>.<pid>-<n>-<nanos>.<suffix>`).
+    pub(crate) fn unique_name(name: &OsStr, suffix: &str) -> OsString {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        OsString::from(format!(
+            ".{}.{}-{n}-{nanos:x}.{suffix}",
+            name.to_string_lossy(),
+            std::process::id()
+        ))
+    }
+
+    /// Sets the permission bits of the directory `name` in `dir` (not following links).
+    pub(crate) fn set_dir_mode(dir: &OwnedFd, name: &OsStr, bits: u32) -> io::Result<()> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| component_error(e, name))?;
+        rustix::fs::fchmod(&fd, mode(bits)).map_err(Into::into)
+    }
+
+    /// Whether `dir` has an entry `name` (a link counts; it is not followed).
+    pub(crate) fn exists(dir: &OwnedFd, name: &OsStr) -> io::Result<bool> {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates a new directory (mode 0700) named after `prefix` in `dir`; returns its name.
+    pub(crate) fn create_temp_dir(dir: &OwnedFd, prefix: &str) -> io::Result<OsString> {
+        let mut attempts = 0;
+        loop {
+            let name = unique_name(OsStr::new(prefix), "tmp");
+            match rustix::fs::mkdirat(dir, &name, mode(0o700)) {
+                Ok(()) => return Ok(name),
+                Err(Errno::EXIST) if attempts < 100 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Creates a new temporary file (mode 0600) next to `name` in `dir`; returns its name.
+    pub(crate) fn create_temp(dir: &OwnedFd, name: &OsStr) -> io::Result<(OsString, File)> {
+        let mut attempts = 0;
+        loop {
+            let tmp = unique_name(name, "tmp");
+            match create_new(dir, &tmp, 0o600) {
+                Ok(f) => return Ok((tmp, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Creates the new file `name` in `dir` (nothing may be there, not even a link).
+    pub(crate) fn create_new(dir: &OwnedFd, name: &OsStr, bits: u32) -> io::Result<File> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode(bits),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Renames `from` to `to`, both in `dir` (an entry at `to` is replaced, not followed).
+    pub(crate) fn rename(dir: &OwnedFd, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        rustix::fs::renameat(dir, from, dir, to).map_err(Into::into)
+    }
+
+    /// Removes the file `name` from `dir`, ignoring errors (for cleaning up).
+    pub(crate) fn unlink_quietly(dir: &OwnedFd, name: &OsStr) {
+        let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
+    }
+
+    /// Removes the entry `name` of `dir`: a file or link is unlinked, a directory removed
+    /// with its contents (never following links). Already gone is fine.
+    pub(crate) fn remove_entry(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(s) => s,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            remove_tree(dir, name)
+        } else {
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+
+    fn remove_tree(parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| component_error(e, name))?;
+        let mut children = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&fd)? {
+            let entry = entry?;
+            let child = entry.file_name().to_bytes();
+            if child == b"." || child == b".." {
+                continue;
+            }
+            children.push(super::os_string_from(child));
+        }
+        for child in children {
+            remove_entry(&fd, &child)?;
+        }
+        drop(fd);
+        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn os_string_from(bytes: &[u8]) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).to_owned()
 }

@@ -16,36 +16,12 @@ pub use update_chart::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory (with the
-/// old file's permissions, if any), synced, then renamed over `path`.
+/// old file's permissions, if any, 0644 otherwise), synced, then renamed over `path`. The
+/// directory is opened without following symbolic links (see
+/// [`crate::files::fsutil::atomic_write`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.kargo-tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mode = crate::files::fsutil::mode_of(path).unwrap_or(0o644);
+    crate::files::fsutil::atomic_write(path, Some(mode), true, |f, _| f.write_all(bytes))
 }

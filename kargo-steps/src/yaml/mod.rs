@@ -61,50 +61,14 @@ pub use update::{YamlUpdate, YamlUpdateConfig, YamlUpdateEntry};
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `contents` to `path` through a temporary file in the same directory and a
 /// rename, so readers see the old file or the new one, never a part. An existing file's
-/// permissions are kept; a new file gets 0600 on Unix.
+/// permissions are kept; a new file gets 0600 on Unix. The directory is opened without
+/// following symbolic links (see [`crate::files::fsutil::atomic_write`]).
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let existing = std::fs::metadata(path).ok().map(|m| m.permissions());
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.kargo-tmp-{}-{n}", std::process::id()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        match opts.open(&tmp) {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let result = (|| {
-        file.write_all(contents)?;
-        if let Some(perms) = existing {
-            file.set_permissions(perms)?;
-        }
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mode = crate::files::fsutil::mode_of(path);
+    crate::files::fsutil::atomic_write(path, mode, false, |f, _| f.write_all(contents))
 }
 
 /// Reads a step's YAML file as UTF-8 text, refusing files over
