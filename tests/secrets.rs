@@ -801,6 +801,7 @@ async fn argocd_token() {
             default_namespace: "argocd".into(),
             insecure_skip_tls_verify: false,
             poll_interval: Duration::from_millis(10),
+            refresh_after_push: true,
         };
         ev.add("ArgoCdOptions Debug", format!("{options:?}"));
         let r = runner(cache.path(), |o| o.argocd = options);
