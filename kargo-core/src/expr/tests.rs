@@ -504,3 +504,22 @@ fn the_function_data_is_not_readable() {
 fn single_expression_render_helper() {
     assert_eq!(render("$<< [1, 2] | length >>"), json!(2));
 }
+
+/// Found by fuzzing (fuzz target `expr_template`): the search for `>>` sliced the template
+/// in the middle of a multi-byte character outside a string literal and panicked.
+#[test]
+fn non_ascii_text_inside_an_expression_is_an_error_not_a_panic() {
+    let engine = ExprEngine::new();
+    let e = engine.compile("$<< é >>").err().expect("not an expression");
+    assert_eq!(e.kind, ExprErrorKind::Syntax);
+    assert_eq!(e.expression, " é ");
+    let e = engine
+        .compile("$<< \u{65a}' >b>>>")
+        .err()
+        .expect("unclosed string");
+    assert_eq!(e.kind, ExprErrorKind::Unclosed);
+    assert_eq!(
+        engine.render_str("$<< 'ü' ~ \"ß\" >>", &scope()).unwrap(),
+        json!("üß")
+    );
+}
