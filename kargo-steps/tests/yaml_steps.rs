@@ -893,3 +893,31 @@ fn never_panics_on_garbage() {
         }
     }
 }
+
+/// Found by fuzzing (fuzz target `yaml_edit`): a tagged empty value in a flow mapping was
+/// spliced over the closing `}`, and the edited text did not parse. Now it is refused.
+#[test]
+fn an_edit_that_would_break_the_yaml_is_refused() {
+    let text = " {datac:!2}\n";
+    let key = KeyPath::parse(r"datac\:!2").unwrap();
+    let r = set_values(text, &[(key.clone(), json!("1.10"))]);
+    match r {
+        Err(kargo_steps::yaml::YamlEditError::Unsupported { reason, .. }) => {
+            assert!(reason.contains("would not parse"), "{reason}");
+        }
+        other => {
+            let out = other.unwrap();
+            assert!(
+                Parser::new_from_str(&out).all(|e| e.is_ok()),
+                "the edit returned YAML that does not parse: {out:?}"
+            );
+        }
+    }
+    assert_eq!(
+        kargo_steps::yaml::set_values_saphyr(text, &[(key, json!("1.10"))]),
+        set_values(
+            text,
+            &[(KeyPath::parse(r"datac\:!2").unwrap(), json!("1.10"))]
+        )
+    );
+}
