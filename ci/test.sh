@@ -4,7 +4,9 @@
 #   1. installs with apt-get whatever the tests need and is missing,
 #   2. starts every server the tests need on 127.0.0.1 (scripts in ci/servers.d/),
 #   3. runs `cargo test` with the given arguments (default: --workspace --all-features),
-#   4. stops the servers on every exit path (success, failure, Ctrl-C).
+#   4. without arguments (or with KARGO_FUZZ_SMOKE=1), runs the fuzz smoke test
+#      (ci/fuzz-smoke.sh: every fuzz target for ~30 s),
+#   5. stops the servers on every exit path (success, failure, Ctrl-C).
 #
 # Usage: ci/test.sh [cargo test arguments]
 # With CI=true a test that needs a server fails (never skips) when the server is missing.
@@ -77,7 +79,16 @@ done
 # --- 3. tests ------------------------------------------------------------------------------
 # --all-features: the facade's `testing` feature (kargo::testing, its doctest, the
 # promotion_test example) is off by default; without it those tests would not be built.
+FULL_SUITE=0
 if [ "$#" -eq 0 ]; then
+  FULL_SUITE=1
   set -- --workspace --all-features
 fi
 cargo test "$@"
+
+# --- 4. fuzz smoke -------------------------------------------------------------------------
+# Every cargo-fuzz target for ~30 s from its seed corpus (ci/fuzz-smoke.sh): in the full
+# suite (no arguments), or with KARGO_FUZZ_SMOKE=1.
+if [ "$FULL_SUITE" = 1 ] || [ "${KARGO_FUZZ_SMOKE:-0}" = 1 ]; then
+  ci/fuzz-smoke.sh
+fi
