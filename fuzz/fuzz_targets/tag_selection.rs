@@ -154,8 +154,14 @@ fuzz_target!(|data: &[u8]| {
     if let (Ok(image), Some(_)) = (image, &constraint)
         && TagFilter::new(&regexes(allow), &regexes(ignore)).is_ok()
     {
+        // `strictSemvers` defaults to true.
+        let expected = if image.strict_semvers {
+            &strict
+        } else {
+            &lenient
+        };
         for t in &tags {
-            let selected = lenient.iter().any(|s| s == t);
+            let selected = expected.iter().any(|s| s == t);
             assert_eq!(image_tag_matches(&image, t), selected, "{t:?}");
         }
     }

@@ -8,7 +8,8 @@
 //!
 //! Checks: nothing panics; both paths return the same result (the same bytes or the same
 //! error); when an edit succeeds, the result parses again, every edited key reads back as
-//! its new value, and (in documents without anchors, aliases, tags or merge keys) nothing
+//! its new value (in documents without tags, which are kept), and (without anchors,
+//! aliases or merge keys) nothing
 //! else changed.
 #![no_main]
 
@@ -179,13 +180,17 @@ fuzz_target!(|data: &[u8]| {
             *slot = value.clone();
         }
     }
-    for (key, value) in &updates {
+    // Tags are kept (`!!str` before a new number still makes a string), so tagged
+    // documents are only checked for parsing.
+    if doc.contains('!') {
+        return;
+    }
+    for (key, _) in &updates {
         if let (Some(e), Some(g)) = (at(&mut expected, key), at(&mut got, key)) {
-            let _ = value;
             assert_eq!(g, e, "key {key} reads back wrong in:\n{out}");
         }
     }
-    let plain = !['&', '*', '!', '<'].iter().any(|c| doc.contains(*c));
+    let plain = !['&', '*', '<'].iter().any(|c| doc.contains(*c));
     if plain {
         assert_eq!(got, expected, "the edit changed more than its keys:\n{out}");
     }

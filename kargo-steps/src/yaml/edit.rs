@@ -855,6 +855,11 @@ fn plan_edit(
                 return Ok(());
             }
             let vstart = skip_props(b, start);
+            if s.flow && matches!(b.get(vstart), Some(b',' | b'}' | b']')) {
+                // saphyr's span of an empty value in a flow collection (`{a: !t}`,
+                // `{a, b}`) covers the next indicator, which is not the value's to replace.
+                return Err(unsupported("an empty value in a flow collection"));
+            }
             if vstart >= end {
                 // Only properties (`key: &anchor`): the value follows them.
                 push(end, end, format!(" {text_new}"));
