@@ -510,13 +510,12 @@ fn single_expression_render_helper() {
 #[test]
 fn non_ascii_text_inside_an_expression_is_an_error_not_a_panic() {
     let engine = ExprEngine::new();
-    let e = engine.compile("$<< é >>").err().expect("not an expression");
+    let e = engine.compile("$<< é >>").expect_err("not an expression");
     assert_eq!(e.kind, ExprErrorKind::Syntax);
     assert_eq!(e.expression, " é ");
     let e = engine
         .compile("$<< \u{65a}' >b>>>")
-        .err()
-        .expect("unclosed string");
+        .expect_err("unclosed string");
     assert_eq!(e.kind, ExprErrorKind::Unclosed);
     assert_eq!(
         engine.render_str("$<< 'ü' ~ \"ß\" >>", &scope()).unwrap(),
