@@ -5,7 +5,9 @@
 #   2. starts every server the tests need on 127.0.0.1 (scripts in ci/servers.d/),
 #   3. runs `cargo test` with the given arguments (default: --workspace --all-features),
 #      then, for the full suite (no arguments) or with KARGO_DENY=1, `cargo deny check`,
-#   4. stops the servers on every exit path (success, failure, Ctrl-C).
+#   4. without arguments (or with KARGO_FUZZ_SMOKE=1), runs the fuzz smoke test
+#      (ci/fuzz-smoke.sh: every fuzz target for ~30 s),
+#   5. stops the servers on every exit path (success, failure, Ctrl-C).
 #
 # Usage: ci/test.sh [cargo test arguments]
 # With CI=true a test that needs a server fails (never skips) when the server is missing.
@@ -90,7 +92,9 @@ cargo test "$@"
 # the RustSec database: fetched from GitHub when reachable, else read from KARGO_ADVISORY_DB
 # (a clone of github.com/rustsec/advisory-db), else skipped with a notice.
 if [ "$full_suite" = 1 ] || [ "${KARGO_DENY:-0}" = 1 ]; then
-  command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+  # A debug build of cargo-deny installs in about 1.5 min on 2 cores (a release build: 6);
+  # the checks take seconds either way.
+  command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --debug
   cargo deny check licenses bans sources
   if timeout 20 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
     cargo deny check advisories
@@ -105,4 +109,11 @@ if [ "$full_suite" = 1 ] || [ "${KARGO_DENY:-0}" = 1 ]; then
     echo "ci/test.sh: NOTICE: the RustSec advisory database is unreachable and KARGO_ADVISORY_DB" \
       "is not set: cargo deny advisories NOT checked" >&2
   fi
+fi
+
+# --- 4. fuzz smoke -------------------------------------------------------------------------
+# Every cargo-fuzz target for ~30 s from its seed corpus (ci/fuzz-smoke.sh): in the full
+# suite (no arguments), or with KARGO_FUZZ_SMOKE=1.
+if [ "$full_suite" = 1 ] || [ "${KARGO_FUZZ_SMOKE:-0}" = 1 ]; then
+  ci/fuzz-smoke.sh
 fi

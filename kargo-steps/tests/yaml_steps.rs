@@ -893,3 +893,47 @@ fn never_panics_on_garbage() {
         }
     }
 }
+
+/// Found by fuzzing (fuzz target `yaml_edit`): a tagged empty value in a flow mapping was
+/// spliced over the closing `}`, and the edited text did not parse. Now it is refused.
+#[test]
+fn an_edit_that_would_break_the_yaml_is_refused() {
+    let text = " {datac:!2}\n";
+    let key = KeyPath::parse(r"datac\:!2").unwrap();
+    let r = set_values(text, &[(key.clone(), json!("1.10"))]);
+    match r {
+        Err(kargo_steps::yaml::YamlEditError::Unsupported { .. }) => {}
+        other => {
+            let out = other.unwrap();
+            assert!(
+                Parser::new_from_str(&out).all(|e| e.is_ok()),
+                "the edit returned YAML that does not parse: {out:?}"
+            );
+        }
+    }
+    assert_eq!(
+        kargo_steps::yaml::set_values_saphyr(text, &[(key, json!("1.10"))]),
+        set_values(
+            text,
+            &[(KeyPath::parse(r"datac\:!2").unwrap(), json!("1.10"))]
+        )
+    );
+}
+
+/// Found by fuzzing (fuzz target `yaml_edit`): in a flow mapping, the span of an entry's
+/// empty value covers the `, ` after it; the edit replaced the separator and merged the
+/// next entry into the key (`{a, b: 1}` became `{av2b: 1}`). Now it is refused.
+#[test]
+fn an_empty_value_in_a_flow_mapping_is_not_spliced_over_the_separator() {
+    let text = "selector: {app: web, tier:@ \"frontend\", track: 'stable'}\n";
+    let key = KeyPath::parse(r#"selector.tier\:@ "frontend""#).unwrap();
+    match set_values(text, &[(key, json!("v2"))]) {
+        Err(kargo_steps::yaml::YamlEditError::Unsupported { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let key = KeyPath::parse("selector.track").unwrap();
+    assert_eq!(
+        set_values(text, &[(key, json!("beta"))]).unwrap(),
+        "selector: {app: web, tier:@ \"frontend\", track: 'beta'}\n"
+    );
+}

@@ -741,7 +741,7 @@ fn split(src: &str) -> Result<Vec<RawSegment<'_>>, ExprError> {
                 None => {
                     if c == b'\'' || c == b'"' {
                         quote = Some(c);
-                    } else if src[i..].starts_with(CLOSE) {
+                    } else if bytes[i..].starts_with(CLOSE.as_bytes()) {
                         close = Some(i);
                         break;
                     }

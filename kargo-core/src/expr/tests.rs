@@ -657,3 +657,21 @@ fn sandbox_has_no_file_env_or_network_access() {
     );
     assert!(engine.env.get_template("/etc/passwd").is_err());
 }
+
+/// Found by fuzzing (fuzz target `expr_template`): the search for `>>` sliced the template
+/// in the middle of a multi-byte character outside a string literal and panicked.
+#[test]
+fn non_ascii_text_inside_an_expression_is_an_error_not_a_panic() {
+    let engine = ExprEngine::new();
+    let e = engine.compile("$<< é >>").expect_err("not an expression");
+    assert_eq!(e.kind, ExprErrorKind::Syntax);
+    assert_eq!(e.expression, " é ");
+    let e = engine
+        .compile("$<< \u{65a}' >b>>>")
+        .expect_err("unclosed string");
+    assert_eq!(e.kind, ExprErrorKind::Unclosed);
+    assert_eq!(
+        engine.render_str("$<< 'ü' ~ \"ß\" >>", &scope()).unwrap(),
+        json!("üß")
+    );
+}

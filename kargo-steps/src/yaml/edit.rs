@@ -149,12 +149,21 @@ pub(crate) fn set_values_fast(text: &str, updates: &[(KeyPath, Json)]) -> Option
     apply(text, updates, &trie, &located, &ByteMap::identity()).ok()
 }
 
-/// The saphyr-parser path alone (the reference implementation of [`set_values`]).
-#[cfg(test)]
-pub(crate) fn set_values_saphyr(
-    text: &str,
-    updates: &[(KeyPath, Json)],
-) -> Result<String, YamlEditError> {
+/// [`set_values`] without its fast path: always walks saphyr-parser's events (the
+/// reference implementation). It returns exactly what [`set_values`] returns, only
+/// slower on the files the fast path handles; it exists to check that agreement (tests,
+/// fuzzing) and as a fallback should the fast path ever be in doubt.
+///
+/// ```
+/// use kargo_steps::yaml::{set_values, set_values_saphyr, KeyPath};
+/// use serde_json::json;
+/// let text = "image:\n  tag: v1 # pinned\n";
+/// let updates = [(KeyPath::parse("image.tag").unwrap(), json!("v2"))];
+/// let out = set_values_saphyr(text, &updates).unwrap();
+/// assert_eq!(out, "image:\n  tag: v2 # pinned\n");
+/// assert_eq!(set_values(text, &updates).unwrap(), out);
+/// ```
+pub fn set_values_saphyr(text: &str, updates: &[(KeyPath, Json)]) -> Result<String, YamlEditError> {
     check_values(updates)?;
     set_values_saphyr_checked(text, updates)
 }
@@ -170,7 +179,25 @@ fn set_values_saphyr_checked(
         needed.extend([s.start, s.end, s.prev_end]);
     }
     let bytes = ByteMap::new(text, needed);
-    apply(text, updates, &trie, &located, &bytes)
+    let out = apply(text, updates, &trie, &located, &bytes)?;
+    // The splices follow saphyr's spans; where a span does not cover exactly the old value
+    // (a tagged empty value in a flow mapping, `{a: !t}`), the result would not parse.
+    // Refuse rather than return broken YAML.
+    if let Some(Err(e)) = Parser::new_from_str(&out).find(Result::is_err) {
+        let key = updates
+            .first()
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_default();
+        return Err(YamlEditError::Unsupported {
+            key,
+            line: e.marker().line(),
+            reason: format!(
+                "the edited YAML would not parse ({}); the value's layout is not supported",
+                e.info()
+            ),
+        });
+    }
+    Ok(out)
 }
 
 /// Plans and applies the edits for the located scalars. `bytes` maps the scalars'
@@ -828,6 +855,11 @@ fn plan_edit(
                 return Ok(());
             }
             let vstart = skip_props(b, start);
+            if s.flow && matches!(b.get(vstart), Some(b',' | b'}' | b']')) {
+                // saphyr's span of an empty value in a flow collection (`{a: !t}`,
+                // `{a, b}`) covers the next indicator, which is not the value's to replace.
+                return Err(unsupported("an empty value in a flow collection"));
+            }
             if vstart >= end {
                 // Only properties (`key: &anchor`): the value follows them.
                 push(end, end, format!(" {text_new}"));

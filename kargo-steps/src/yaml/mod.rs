@@ -53,7 +53,7 @@ mod parse;
 mod path;
 mod update;
 
-pub use edit::{YamlEditError, set_values};
+pub use edit::{YamlEditError, set_values, set_values_saphyr};
 pub use merge::{YamlMerge, YamlMergeConfig};
 pub use parse::{YamlParse, YamlParseConfig, YamlParseOutput};
 pub use path::{KeyPath, KeyPathError};
