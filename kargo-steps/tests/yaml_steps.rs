@@ -937,3 +937,49 @@ fn an_empty_value_in_a_flow_mapping_is_not_spliced_over_the_separator() {
         "selector: {app: web, tier:@ \"frontend\", track: 'beta'}\n"
     );
 }
+
+/// Found by fuzzing (`fuzz/corpus/yaml_edit/regress-lone-cr`): a lone `\r` (a line break
+/// to YAML) ends a block scalar before a comment; the block's span missed it and the edit
+/// glued the comment onto the new value (`v2#replicas: 1` became content). Such edits are
+/// refused now: every string written must read back as written.
+#[test]
+fn a_block_scalar_edit_that_would_not_read_back_is_refused() {
+    let text = "notes: |\r\n  line 1ne# release\r\n\r\r\n  limage:\r\n  repos rplee one\r\n  linewo\r\n\r#replicas: 1\r\n";
+    let key = KeyPath::parse("notes").unwrap();
+    for value in ["v2", "~"] {
+        match set_values(text, &[(key.clone(), json!(value))]) {
+            Err(kargo_steps::yaml::YamlEditError::Unsupported { reason, .. }) => {
+                assert!(reason.contains("read back"), "{reason}");
+            }
+            other => panic!("{value:?}: expected a refusal, got {other:?}"),
+        }
+    }
+    // A value ending in a line break puts the comment back on its own line.
+    assert_eq!(
+        set_values(text, &[(key.clone(), json!("multi\nline\n"))]).unwrap(),
+        "notes: |\r\n  multi\r\n  line\r\n#replicas: 1\r\n"
+    );
+    // Without the lone `\r` the same edit works.
+    let text = text.replace("\r\n\r#", "\r\n#");
+    assert_eq!(
+        set_values(&text, &[(key, json!("v2"))]).unwrap(),
+        "notes: |-\r\n  v2\r\n#replicas: 1\r\n"
+    );
+}
+
+/// Found by fuzzing (`fuzz/corpus/yaml_edit/regress-block-scalar-eof`): a block scalar
+/// ending the file without a line break was rewritten with a value ending in `\n` but no
+/// line break after its last line, which libyaml (and the YAML spec: clip chomping at the
+/// end of input) reads without the final `\n`.
+#[test]
+fn a_block_scalar_at_the_end_of_a_file_keeps_the_final_line_break_of_its_value() {
+    let text = "kind: ConfigMap\nnotes: |\n    old";
+    let key = KeyPath::parse("notes").unwrap();
+    let out = set_values(text, &[(key.clone(), json!("multi\nline\n"))]).unwrap();
+    assert_eq!(out, "kind: ConfigMap\nnotes: |\n    multi\n    line\n");
+    let back: serde_json::Value = yaml_serde::from_str(&out).unwrap();
+    assert_eq!(back["notes"], json!("multi\nline\n"));
+    // A value without a final line break keeps the file's missing one.
+    let out = set_values(text, &[(key, json!("v2"))]).unwrap();
+    assert_eq!(out, "kind: ConfigMap\nnotes: |-\n    v2");
+}

@@ -197,7 +197,40 @@ fn set_values_saphyr_checked(
             ),
         });
     }
+    read_back(&out, updates)?;
     Ok(out)
+}
+
+/// Checks that every string written reads back from `out` as exactly that string. The
+/// splices follow saphyr's spans and the block-scalar encoder checks its own output, but a
+/// layout the planner does not model (a lone `\r` line break inside a block scalar, a
+/// block scalar ending the file without a line break) could still change the value or
+/// swallow the text after it; such an edit is refused instead of written.
+fn read_back(out: &str, updates: &[(KeyPath, Json)]) -> Result<(), YamlEditError> {
+    let mut trie = Trie::new(updates.iter().map(|(k, _)| k));
+    let located = locate(out, &mut trie, updates.len())?;
+    for (u, (key, value)) in updates.iter().enumerate() {
+        let Json::String(expected) = value else {
+            continue;
+        };
+        // A later update of the same key wins.
+        if updates[u + 1..].iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        if let Some(Ok(idx)) = &located.results[u] {
+            let s = &located.scalars[*idx];
+            if s.value != *expected {
+                return Err(YamlEditError::Unsupported {
+                    key: key.to_string(),
+                    line: s.line,
+                    reason: "the edited value would not read back as written (a line-break \
+                             layout the editor does not support); nothing was changed"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plans and applies the edits for the located scalars. `bytes` maps the scalars'
@@ -969,7 +1002,11 @@ fn plan_edit(
                 None => leading_spaces(&b[header_line_start..h]) + 2,
             };
             let digit = digit.filter(|_| first_line.is_some());
-            let final_nl = body_end > 0 && b[body_end - 1] == b'\n';
+            // A value ending in a line break always gets one written after its last line,
+            // even where the old block ended the file without one: at the end of input,
+            // clip chomping reads no final line break (libyaml; saphyr-parser differs).
+            let final_nl = (body_end > 0 && b[body_end - 1] == b'\n')
+                || matches!(value, Json::String(v) if v.ends_with('\n'));
             let block_style = if s.style == ScalarStyle::Literal {
                 Block::Literal
             } else {
