@@ -983,3 +983,18 @@ fn a_block_scalar_at_the_end_of_a_file_keeps_the_final_line_break_of_its_value()
     let out = set_values(text, &[(key, json!("v2"))]).unwrap();
     assert_eq!(out, "kind: ConfigMap\nnotes: |-\n    v2");
 }
+
+/// Found by fuzzing (`fuzz/corpus/yaml_edit/regress-two-paths-one-value`): two key paths
+/// naming one value (`"\u{b}c"` and `c`) with different new values; the later wins, as
+/// everywhere, and the read-back check must not refuse the edit for the earlier one.
+#[test]
+fn two_key_paths_naming_one_value_the_later_wins() {
+    let text = "a: 1\nc: old\n";
+    let first = KeyPath::parse("\u{b}c").unwrap();
+    let second = KeyPath::parse("c").unwrap();
+    let updates = [(first, json!("one")), (second, json!("two"))];
+    let fast = set_values(text, &updates);
+    let reference = kargo_steps::yaml::set_values_saphyr(text, &updates);
+    assert_eq!(fast, reference);
+    assert_eq!(fast.unwrap(), "a: 1\nc: two\n");
+}

@@ -209,15 +209,20 @@ fn set_values_saphyr_checked(
 fn read_back(out: &str, updates: &[(KeyPath, Json)]) -> Result<(), YamlEditError> {
     let mut trie = Trie::new(updates.iter().map(|(k, _)| k));
     let located = locate(out, &mut trie, updates.len())?;
+    // A later update of the same value wins (two key paths may name one value).
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for (u, r) in located.results.iter().enumerate() {
+        if let Some(Ok(idx)) = r {
+            last.insert(*idx, u);
+        }
+    }
     for (u, (key, value)) in updates.iter().enumerate() {
         let Json::String(expected) = value else {
             continue;
         };
-        // A later update of the same key wins.
-        if updates[u + 1..].iter().any(|(k, _)| k == key) {
-            continue;
-        }
-        if let Some(Ok(idx)) = &located.results[u] {
+        if let Some(Ok(idx)) = &located.results[u]
+            && last.get(idx) == Some(&u)
+        {
             let s = &located.scalars[*idx];
             if s.value != *expected {
                 return Err(YamlEditError::Unsupported {
