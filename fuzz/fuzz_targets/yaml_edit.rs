@@ -182,7 +182,11 @@ fuzz_target!(|data: &[u8]| {
     // Tags are kept (`!!str` before a new number still makes a string), and saphyr and
     // libyaml (yaml_serde) disagree on which characters end an anchor name (`&a:b`), so
     // documents with tags or anchors are only checked for parsing.
-    if doc.contains('!') || doc.contains('&') {
+    // After a leading byte-order mark, yaml_serde (unsafe-libyaml) misreads a block
+    // scalar indented by one space, which saphyr-parser, PyYAML and the spec read as
+    // content; such documents are only checked for parsing (HARDENING.md).
+    let bom = doc.starts_with('\u{feff}');
+    if doc.contains('!') || doc.contains('&') || bom {
         return;
     }
     for (key, _) in &updates {
