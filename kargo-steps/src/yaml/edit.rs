@@ -180,23 +180,6 @@ fn set_values_saphyr_checked(
     }
     let bytes = ByteMap::new(text, needed);
     let out = apply(text, updates, &trie, &located, &bytes)?;
-    // The splices follow saphyr's spans; where a span does not cover exactly the old value
-    // (a tagged empty value in a flow mapping, `{a: !t}`), the result would not parse.
-    // Refuse rather than return broken YAML.
-    if let Some(Err(e)) = Parser::new_from_str(&out).find(Result::is_err) {
-        let key = updates
-            .first()
-            .map(|(k, _)| k.to_string())
-            .unwrap_or_default();
-        return Err(YamlEditError::Unsupported {
-            key,
-            line: e.marker().line(),
-            reason: format!(
-                "the edited YAML would not parse ({}); the value's layout is not supported",
-                e.info()
-            ),
-        });
-    }
     read_back(&out, updates)?;
     Ok(out)
 }
@@ -206,9 +189,28 @@ fn set_values_saphyr_checked(
 /// layout the planner does not model (a lone `\r` line break inside a block scalar, a
 /// block scalar ending the file without a line break) could still change the value or
 /// swallow the text after it; such an edit is refused instead of written.
+///
+/// It also refuses a result that does not parse: where a span does not cover exactly the
+/// old value (a tagged empty value in a flow mapping, `{a: !t}`), the splice would break
+/// the YAML. One pass of saphyr-parser over the result does both checks.
 fn read_back(out: &str, updates: &[(KeyPath, Json)]) -> Result<(), YamlEditError> {
     let mut trie = Trie::new(updates.iter().map(|(k, _)| k));
-    let located = locate(out, &mut trie, updates.len())?;
+    let located = match locate(out, &mut trie, updates.len()) {
+        Ok(l) => l,
+        Err(YamlEditError::Parse { message, line, .. }) => {
+            return Err(YamlEditError::Unsupported {
+                key: updates
+                    .first()
+                    .map(|(k, _)| k.to_string())
+                    .unwrap_or_default(),
+                line,
+                reason: format!(
+                    "the edited YAML would not parse ({message}); the value's layout is not supported"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     // A later update of the same value wins (two key paths may name one value).
     let mut last: HashMap<usize, usize> = HashMap::new();
     for (u, r) in located.results.iter().enumerate() {
