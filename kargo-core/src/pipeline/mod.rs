@@ -30,9 +30,11 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+mod soak;
 mod state;
 mod store;
 
+pub use soak::SoakDeadline;
 pub use state::*;
 pub use store::{FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};
 

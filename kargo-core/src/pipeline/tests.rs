@@ -835,3 +835,67 @@ fn promotions_queued_together_for_two_origins_do_not_undo_each_other() {
     assert!(holds.contains_key("Warehouse/chart"));
     assert!(!holds.contains_key("Warehouse/app"));
 }
+
+#[test]
+fn soak_deadlines_name_the_moment_freight_becomes_available() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let a = image_freight("1.0.0", 0);
+    record_freight(&mut state, a.clone());
+    // Not in dev yet: nothing soaks.
+    assert!(p.soak_deadlines(&state, t(0)).is_empty());
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.0",
+        PromotionTrigger::Manual,
+        t(10),
+    );
+    // staging requires 1h of soak in dev: available at t(70), and exactly then.
+    let deadlines = p.soak_deadlines(&state, t(20));
+    assert_eq!(
+        deadlines,
+        vec![SoakDeadline {
+            stage: "staging".into(),
+            freight: a.name.clone(),
+            upstream: "dev".into(),
+            at: t(70),
+        }]
+    );
+    assert!(!Pipeline::is_available(
+        p.stage("staging").unwrap(),
+        &state.freight[&a.name],
+        t(69)
+    ));
+    // Once the soak is over, no deadline is left.
+    assert!(p.soak_deadlines(&state, t(70)).is_empty());
+    // Freight that left dev before soaking long enough can soak no more.
+    let b = image_freight("1.1.0", 11);
+    let c = image_freight("1.2.0", 12);
+    record_freight(&mut state, b.clone());
+    record_freight(&mut state, c.clone());
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.1.0",
+        PromotionTrigger::Manual,
+        t(80),
+    );
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.2.0",
+        PromotionTrigger::Manual,
+        t(90),
+    );
+    let names: Vec<FreightId> = p
+        .soak_deadlines(&state, t(95))
+        .into_iter()
+        .map(|d| d.freight)
+        .collect();
+    assert_eq!(names, vec![c.name.clone()]);
+}
