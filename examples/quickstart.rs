@@ -245,8 +245,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The steps, with git mirrors cached in the temporary directory.
     let mut steps = StepRegistry::new();
-    let mut options = BuiltinOptions::default();
-    options.git.cache_dir = tmp.path().join("git-cache");
+    let options = BuiltinOptions::new(tmp.path().join("git-cache"));
     register_builtins_with(&mut steps, &options)?;
     let runner = Runner::new(steps);
 

@@ -93,7 +93,11 @@ fn controller(store: Arc<dyn StateStore>) -> (Controller, Setup) {
     let mut sources = SourceRegistry::new();
     mem.register_into(&mut sources).unwrap();
     let mut steps = StepRegistry::new();
-    kargo::steps::register_builtins(&mut steps).unwrap();
+    kargo::steps::register_builtins(
+        &mut steps,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     let clock = Arc::new(Mutex::new(
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
     ));
@@ -378,7 +382,11 @@ async fn verification_gates_downstream_availability() {
     let mut sources = SourceRegistry::new();
     mem.register_into(&mut sources).unwrap();
     let mut steps = StepRegistry::new();
-    kargo::steps::register_builtins(&mut steps).unwrap();
+    kargo::steps::register_builtins(
+        &mut steps,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     let c = Controller::new(
         set,
         "demo",

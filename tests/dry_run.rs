@@ -140,8 +140,7 @@ async fn setup() -> (Setup, String) {
     let mut sources = SourceRegistry::new();
     mem.register_into(&mut sources).unwrap();
     let mut steps = StepRegistry::new();
-    let mut options = BuiltinOptions::default();
-    options.git.cache_dir = tmp.path().join("cache");
+    let options = BuiltinOptions::new(tmp.path().join("cache"));
     register_builtins_with(&mut steps, &options).unwrap();
     let set =
         ManifestSet::from_yaml_str("demo.yaml", &MANIFESTS.replace("GITOPS_URL", &url)).unwrap();

@@ -309,10 +309,7 @@ fn seed_repo(root: &Path, rel: &str) -> PathBuf {
 fn runner(git_cache: &Path, builtin: impl FnOnce(&mut BuiltinOptions)) -> Runner {
     let mut git = GitConfig::new(git_cache);
     git.retry_initial = Duration::from_millis(20);
-    let mut options = BuiltinOptions {
-        git,
-        ..BuiltinOptions::default()
-    };
+    let mut options = BuiltinOptions::with_git(git);
     builtin(&mut options);
     let mut reg = kargo_core::StepRegistry::new();
     register_builtins_with(&mut reg, &options).unwrap();

@@ -20,7 +20,7 @@ fn registry() -> &'static StepRegistry {
     static R: OnceLock<StepRegistry> = OnceLock::new();
     R.get_or_init(|| {
         let mut r = StepRegistry::new();
-        kargo_steps::register_builtins(&mut r).expect("built-in steps register once");
+        kargo_steps::register_builtins(&mut r, std::env::temp_dir().join("kargo-rs-test-git-cache")).expect("built-in steps register once");
         r
     })
 }

@@ -1,5 +1,6 @@
 //! kargo-sources: artifact discovery (OCI images, Helm charts, git) for Warehouses.
 //!
+//! - [`builtin`]: one call registering the image, chart and git sources from explicit options.
 //! - [`chart`]: Helm chart repositories (classic HTTP and OCI) and Kargo's chart version
 //!   semantics.
 //! - [`image`]: image subscriptions on OCI registries (SemVer, Lexical, NewestBuild, Digest;
@@ -12,6 +13,7 @@
 //!   and name the Warehouses to refresh.
 #![forbid(unsafe_code)]
 
+pub mod builtin;
 pub mod chart;
 pub mod git;
 pub mod image;

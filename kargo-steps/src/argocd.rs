@@ -103,11 +103,28 @@ pub struct ArgoCdOptions {
 }
 
 impl Default for ArgoCdOptions {
-    /// From `KARGO_ARGOCD_SERVER`, `KARGO_ARGOCD_TOKEN`, `KARGO_ARGOCD_NAMESPACE` (default
-    /// `argocd`), `KARGO_ARGOCD_INSECURE` (`true`) and `KARGO_ARGOCD_REFRESH_AFTER_PUSH`
-    /// (`false` turns the refresh after pushes off).
+    /// No server (the steps are off), namespace `argocd`, certificates verified, refresh
+    /// after pushes on (it does nothing without a server).
     fn default() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            server_url: None,
+            token: Redacted::new(String::new()),
+            default_namespace: "argocd".into(),
+            insecure_skip_tls_verify: false,
+            poll_interval: POLL_INTERVAL,
+            refresh_after_push: true,
+        }
+    }
+}
+
+impl ArgoCdOptions {
+    /// The options named by `KARGO_ARGOCD_SERVER`, `KARGO_ARGOCD_TOKEN`,
+    /// `KARGO_ARGOCD_NAMESPACE` (default `argocd`), `KARGO_ARGOCD_INSECURE` (`true`) and
+    /// `KARGO_ARGOCD_REFRESH_AFTER_PUSH` (`false` turns the refresh after pushes off), as
+    /// `lookup` answers them. The library never reads the environment itself: a front end
+    /// passes `|k| std::env::var(k).ok()`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |k: &str| lookup(k).filter(|v| !v.is_empty());
         Self {
             server_url: var("KARGO_ARGOCD_SERVER"),
             token: Redacted::new(var("KARGO_ARGOCD_TOKEN").unwrap_or_default()),

@@ -41,13 +41,15 @@
 //! `helm-update-chart` downloading charts, `kustomize-build` / `helm-template` running local
 //! tools) and write in the work directory, so they run as usual.
 //!
-//! The git steps keep mirrors of the remotes in one cache directory ([`BuiltinOptions`]),
+//! The git steps keep mirrors of the remotes in one cache directory, given by the caller
+//! ([`BuiltinOptions::new`]),
 //! and ask the promotion's credential provider for git credentials before each network
 //! operation.
 //!
 //! ```
+//! let cache = tempfile::tempdir().unwrap();
 //! let mut registry = kargo_core::StepRegistry::new();
-//! kargo_steps::register_builtins(&mut registry).unwrap();
+//! kargo_steps::register_builtins(&mut registry, cache.path()).unwrap();
 //! assert!(registry.get("compose-output").is_some());
 //! assert!(registry.get("git-clone").is_some());
 //! assert!(registry.get("helm-update-chart").is_some());
@@ -94,34 +96,57 @@ use std::sync::Arc;
 
 use kargo_core::step::{DuplicateStep, StepRegistry};
 
-/// Settings of the built-in steps.
+/// Settings of the built-in steps. Nothing here comes from the environment: a front end
+/// that wants `KARGO_*` variables reads them and fills these in (see
+/// [`ArgoCdOptions::from_lookup`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct BuiltinOptions {
     /// The git settings shared by the git steps: where mirrors are cached, push retries.
     pub git: kargo_git::GitConfig,
     /// The pull-request steps' settings: API URLs of self-hosted providers.
     pub pull_requests: git::PullRequestOptions,
-    /// The Argo CD steps' server and token (default: from `KARGO_ARGOCD_*`, see
-    /// [`ArgoCdOptions::default`]).
+    /// The Argo CD steps' server and token (default: none, the steps are off).
     pub argocd: ArgoCdOptions,
 }
 
-impl Default for BuiltinOptions {
-    /// Git mirrors in `$KARGO_GIT_CACHE`, else in `<temp dir>/kargo-rs-git-cache`
-    /// (see [`git::default_git_config`]).
-    fn default() -> Self {
+impl BuiltinOptions {
+    /// Defaults with git mirrors under `git_cache_dir` (a directory of the caller's: the
+    /// library never picks a shared temporary directory), no Argo CD server, the public
+    /// pull-request APIs.
+    pub fn new(git_cache_dir: impl Into<std::path::PathBuf>) -> Self {
+        Self::with_git(kargo_git::GitConfig::new(git_cache_dir))
+    }
+
+    /// Defaults with these git settings.
+    pub fn with_git(git: kargo_git::GitConfig) -> Self {
         Self {
-            git: git::default_git_config(),
+            git,
             pull_requests: git::PullRequestOptions::default(),
             argocd: ArgoCdOptions::default(),
         }
     }
+
+    /// These options with other Argo CD settings.
+    pub fn argocd(mut self, argocd: ArgoCdOptions) -> Self {
+        self.argocd = argocd;
+        self
+    }
+
+    /// These options with other pull-request settings.
+    pub fn pull_requests(mut self, pull_requests: git::PullRequestOptions) -> Self {
+        self.pull_requests = pull_requests;
+        self
+    }
 }
 
-/// Registers every built-in step with default options ([`BuiltinOptions::default`]).
-/// Fails if one of their names is already taken.
-pub fn register_builtins(registry: &mut StepRegistry) -> Result<(), DuplicateStep> {
-    register_builtins_with(registry, &BuiltinOptions::default())
+/// Registers every built-in step with default options and git mirrors under
+/// `git_cache_dir` ([`BuiltinOptions::new`]). Fails if one of their names is already taken.
+pub fn register_builtins(
+    registry: &mut StepRegistry,
+    git_cache_dir: impl Into<std::path::PathBuf>,
+) -> Result<(), DuplicateStep> {
+    register_builtins_with(registry, &BuiltinOptions::new(git_cache_dir))
 }
 
 /// Registers every built-in step with `options`. Fails if one of their names is already

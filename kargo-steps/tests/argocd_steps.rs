@@ -29,8 +29,8 @@ async fn start(fake: Arc<FakeArgo>, token: &str) -> Runner {
     let mut reg = kargo_core::StepRegistry::new();
     register_builtins_with(
         &mut reg,
-        &BuiltinOptions {
-            argocd: ArgoCdOptions {
+        &BuiltinOptions::new(std::env::temp_dir().join("kargo-rs-test-git-cache")).argocd(
+            ArgoCdOptions {
                 server_url: Some(srv.url.clone()),
                 token: Redacted::new(token.to_owned()),
                 default_namespace: "argocd".into(),
@@ -38,8 +38,7 @@ async fn start(fake: Arc<FakeArgo>, token: &str) -> Runner {
                 poll_interval: Duration::from_millis(10),
                 refresh_after_push: false,
             },
-            ..BuiltinOptions::default()
-        },
+        ),
     )
     .unwrap();
     Runner::new(reg).with_options(RunnerOptions {
@@ -493,8 +492,7 @@ async fn start_refresh(
         }
     };
     let mut reg = kargo_core::StepRegistry::new();
-    let mut options = BuiltinOptions::default();
-    options.git.cache_dir = cache.to_path_buf();
+    let mut options = BuiltinOptions::new(cache);
     options.argocd = ArgoCdOptions {
         server_url: Some(url),
         token: Redacted::new(TOKEN.to_owned()),

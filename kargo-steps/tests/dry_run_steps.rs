@@ -20,7 +20,11 @@ fn step(alias: &str, uses: &str, config: serde_json::Value) -> PlannedStep {
 #[tokio::test]
 async fn outside_effects_are_skipped_and_noted_in_a_dry_run() {
     let mut registry = StepRegistry::new();
-    kargo_steps::register_builtins(&mut registry).unwrap();
+    kargo_steps::register_builtins(
+        &mut registry,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     registry
         .register(kargo_steps::metadata::SetMetadata::new(store.clone()))

@@ -85,7 +85,8 @@ impl Env {
 
 fn registry() -> StepRegistry {
     let mut r = StepRegistry::new();
-    kargo_steps::register_builtins(&mut r).unwrap();
+    kargo_steps::register_builtins(&mut r, std::env::temp_dir().join("kargo-rs-test-git-cache"))
+        .unwrap();
     r
 }
 

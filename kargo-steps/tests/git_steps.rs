@@ -92,14 +92,7 @@ fn git_config(cache: &Path) -> GitConfig {
 
 fn registry(cache: &Path, barrier: Option<Arc<tokio::sync::Barrier>>) -> StepRegistry {
     let mut reg = StepRegistry::new();
-    register_builtins_with(
-        &mut reg,
-        &BuiltinOptions {
-            git: git_config(cache),
-            ..BuiltinOptions::default()
-        },
-    )
-    .unwrap();
+    register_builtins_with(&mut reg, &BuiltinOptions::with_git(git_config(cache))).unwrap();
     reg.register(EditFile).unwrap();
     if let Some(b) = barrier {
         reg.register(BarrierStep(b)).unwrap();

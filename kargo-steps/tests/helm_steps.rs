@@ -576,7 +576,11 @@ async fn file_dependencies_are_packaged() {
 #[tokio::test]
 async fn registered_as_a_builtin_and_config_is_checked() {
     let mut registry = StepRegistry::new();
-    kargo_steps::register_builtins(&mut registry).unwrap();
+    kargo_steps::register_builtins(
+        &mut registry,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     let step = registry.get("helm-update-chart").unwrap();
     let env = Env::new();
     let e = step

@@ -254,7 +254,11 @@ async fn polls_through_the_runner_until_success() {
     .unwrap();
     let p = Promotion::new(WorkDir::new(dir.path()).unwrap(), steps);
     let mut reg = kargo_core::StepRegistry::new();
-    kargo_steps::register_builtins(&mut reg).unwrap();
+    kargo_steps::register_builtins(
+        &mut reg,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     let runner = Runner::new(reg).with_options(RunnerOptions {
         min_retry_after: Duration::from_millis(10),
         ..RunnerOptions::default()

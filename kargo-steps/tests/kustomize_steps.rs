@@ -1467,7 +1467,11 @@ prev=""; for a in "$@"; do if [ "$prev" = "--output-dir" ]; then mkdir -p "$a/ap
 #[test]
 fn builtins_include_the_new_steps() {
     let mut registry = kargo_core::StepRegistry::new();
-    kargo_steps::register_builtins(&mut registry).unwrap();
+    kargo_steps::register_builtins(
+        &mut registry,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     for kind in ["kustomize-set-image", "kustomize-build", "helm-template"] {
         assert!(registry.get(kind).is_some(), "{kind}");
     }

@@ -15,7 +15,11 @@ use tempfile::TempDir;
 
 fn runner(store: Arc<MemoryStore>) -> Runner {
     let mut reg = kargo_core::StepRegistry::new();
-    kargo_steps::register_builtins(&mut reg).unwrap();
+    kargo_steps::register_builtins(
+        &mut reg,
+        std::env::temp_dir().join("kargo-rs-test-git-cache"),
+    )
+    .unwrap();
     reg.register(SetMetadata::new(store)).unwrap();
     Runner::new(reg)
 }

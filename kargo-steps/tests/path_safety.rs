@@ -93,7 +93,8 @@ impl Env {
 
 fn registry() -> StepRegistry {
     let mut r = StepRegistry::new();
-    kargo_steps::register_builtins(&mut r).unwrap();
+    kargo_steps::register_builtins(&mut r, std::env::temp_dir().join("kargo-rs-test-git-cache"))
+        .unwrap();
     r
 }
 
@@ -687,14 +688,8 @@ fn local_repo() -> (tempfile::TempDir, String) {
 
 fn git_registry(cache: &Path) -> StepRegistry {
     let mut reg = StepRegistry::new();
-    kargo_steps::register_builtins_with(
-        &mut reg,
-        &kargo_steps::BuiltinOptions {
-            git: kargo_git::GitConfig::new(cache),
-            ..kargo_steps::BuiltinOptions::default()
-        },
-    )
-    .unwrap();
+    kargo_steps::register_builtins_with(&mut reg, &kargo_steps::BuiltinOptions::new(cache))
+        .unwrap();
     reg
 }
 

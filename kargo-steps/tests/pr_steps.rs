@@ -141,13 +141,11 @@ async fn setup_with(env: &Env, flavor: Flavor, argocd: ArgoCdOptions) -> Setup {
     let mut reg = kargo_core::StepRegistry::new();
     register_builtins_with(
         &mut reg,
-        &BuiltinOptions {
-            git,
-            pull_requests: PullRequestOptions {
+        &BuiltinOptions::with_git(git)
+            .pull_requests(PullRequestOptions {
                 api_urls: vec![(repo_url.clone(), api.clone())],
-            },
-            argocd,
-        },
+            })
+            .argocd(argocd),
     )
     .unwrap();
     let runner = Runner::new(reg).with_options(RunnerOptions {

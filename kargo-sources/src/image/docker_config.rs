@@ -43,9 +43,6 @@ pub enum DockerConfigLocation {
     /// Do not read a Docker config (the default).
     #[default]
     None,
-    /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`; a missing file means
-    /// no credentials.
-    FromEnv,
     /// This file; a missing file means no credentials.
     Path(PathBuf),
 }
@@ -56,12 +53,26 @@ impl DockerConfigLocation {
         match self {
             Self::None => None,
             Self::Path(p) => Some(p.clone()),
-            Self::FromEnv => match std::env::var_os("DOCKER_CONFIG") {
-                Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir).join("config.json")),
-                _ => std::env::var_os("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| PathBuf::from(h).join(".docker").join("config.json")),
-            },
+        }
+    }
+
+    /// Where the Docker CLI looks: `$DOCKER_CONFIG/config.json`, else
+    /// `$HOME/.docker/config.json`, given the values of those two variables (the library
+    /// never reads the environment itself: a front end passes them). `None` when neither
+    /// is set.
+    pub fn docker_cli(
+        docker_config: Option<std::ffi::OsString>,
+        home: Option<std::ffi::OsString>,
+    ) -> Self {
+        match (
+            docker_config.filter(|d| !d.is_empty()),
+            home.filter(|h| !h.is_empty()),
+        ) {
+            (Some(dir), _) => Self::Path(PathBuf::from(dir).join("config.json")),
+            (None, Some(home)) => {
+                Self::Path(PathBuf::from(home).join(".docker").join("config.json"))
+            }
+            (None, None) => Self::None,
         }
     }
 

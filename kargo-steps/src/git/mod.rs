@@ -38,24 +38,11 @@ use kargo_git::{
 };
 use serde::Deserialize;
 
-/// The environment variable that overrides the default git cache directory.
-pub const GIT_CACHE_ENV: &str = "KARGO_GIT_CACHE";
-
 /// The default author of commits made by the git steps.
 pub const DEFAULT_AUTHOR_NAME: &str = "Kargo";
 
 /// The default author e-mail of commits made by the git steps.
 pub const DEFAULT_AUTHOR_EMAIL: &str = "no-reply@kargo.io";
-
-/// The default git settings of the built-in steps: mirrors live in `$KARGO_GIT_CACHE` when
-/// that variable is set, else in `<temp dir>/kargo-rs-git-cache`.
-pub fn default_git_config() -> GitConfig {
-    let dir = std::env::var_os(GIT_CACHE_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("kargo-rs-git-cache"));
-    GitConfig::new(dir)
-}
 
 /// The `author` block of `git-clone` and `git-commit`.
 #[derive(Debug, Clone, Default, Deserialize)]
