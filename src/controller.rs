@@ -4,13 +4,19 @@
 //! holds → downstream Stages. State lives in a [`StateStore`]; discovery in a
 //! [`SourceRegistry`]; steps in the [`Runner`]'s registry.
 //!
-//! Time comes from a clock function (default [`Utc::now`]), so embedders and tests can
-//! drive soak times and Warehouse intervals without sleeping.
+//! Time comes from a [`Clock`] (default [`SystemClock`]; a closure returning the time
+//! works too), so embedders and tests can drive soak times and Warehouse intervals without
+//! sleeping. To run a project continuously, hand the controller to a
+//! [`Service`](crate::service::Service).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::schedule::{RefreshFailure, Schedule, ScheduleOptions};
 use kargo_core::Runner;
 use kargo_core::expr::ExprEngine;
 use kargo_core::freight::{AliasGenerator, Freight, FreightId, FreightReference};
@@ -105,11 +111,11 @@ impl PromotionReport {
 pub struct ReconcileReport {
     /// Warehouses refreshed and their outcomes.
     pub refreshed: Vec<(String, RefreshOutcome)>,
+    /// Warehouses whose refresh failed, with the error (retried after a backoff).
+    pub failed: Vec<(String, String)>,
     /// Promotions run, in order.
     pub promotions: Vec<PromotionReport>,
 }
-
-type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// One project's pipeline (see the module documentation).
 #[derive(Clone)]
@@ -123,10 +129,12 @@ pub struct Controller {
     credentials: Arc<dyn CredentialProvider>,
     secrets: Arc<dyn SecretStore>,
     verifier: Option<Arc<dyn Verifier>>,
-    clock: Clock,
+    clock: SharedClock,
     supersede: bool,
     work_root: Option<PathBuf>,
     aliases: AliasGenerator,
+    schedule: ScheduleOptions,
+    failures: Arc<Mutex<BTreeMap<String, RefreshFailure>>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -165,10 +173,12 @@ impl Controller {
                 std::collections::BTreeMap<String, String>,
             >::new()),
             verifier: None,
-            clock: Arc::new(Utc::now),
+            clock: Arc::new(SystemClock),
             supersede: false,
             work_root: None,
             aliases: AliasGenerator::default(),
+            schedule: ScheduleOptions::default(),
+            failures: Arc::default(),
         })
     }
 
@@ -191,9 +201,22 @@ impl Controller {
         self
     }
 
-    /// The clock (default: the system clock).
-    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+    /// The clock (default: [`SystemClock`]): a [`Clock`] such as
+    /// [`ManualClock`](crate::clock::ManualClock), or any `Fn() -> DateTime<Utc>`.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The controller's clock (the service loop waits on it).
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// How Warehouse refreshes are spread (jitter) and retried after failures (see
+    /// [`crate::schedule`]).
+    pub fn with_schedule(mut self, options: ScheduleOptions) -> Self {
+        self.schedule = options;
         self
     }
 
@@ -229,8 +252,9 @@ impl Controller {
         Ok(self.store.load(&self.project)?.0)
     }
 
-    fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+    /// The current time, by the controller's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Applies `change` to the stored state (retried on write conflicts); a pipeline error
@@ -268,6 +292,36 @@ impl Controller {
     /// [`refresh`](Self::refresh) after an event that says what changed (a webhook naming
     /// the tags it pushed): sources may read only that ([`DiscoveryHints`]).
     pub async fn refresh_with_hints(
+        &self,
+        warehouse: &str,
+        hints: Option<DiscoveryHints>,
+    ) -> Result<RefreshOutcome, ControllerError> {
+        let result = self.refresh_once(warehouse, hints).await;
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(_) | Err(ControllerError::UnknownWarehouse(_)) => {
+                failures.remove(warehouse);
+            }
+            Err(e) => {
+                let attempts = failures.get(warehouse).map_or(0, |f| f.attempts) + 1;
+                tracing::warn!(warehouse, attempts, error = %e, "Warehouse refresh failed");
+                failures.insert(
+                    warehouse.to_owned(),
+                    RefreshFailure {
+                        at: self.now(),
+                        attempts,
+                        message: e.to_string(),
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    async fn refresh_once(
         &self,
         warehouse: &str,
         hints: Option<DiscoveryHints>,
@@ -383,33 +437,54 @@ impl Controller {
         Ok(reports)
     }
 
-    /// One reconcile pass: refreshes every Warehouse whose interval has elapsed (or all,
-    /// with `force`), then control-flow Stages and auto-promotion until nothing moves.
-    pub async fn reconcile(&self, force: bool) -> Result<ReconcileReport, ControllerError> {
-        let mut report = ReconcileReport::default();
+    /// The schedule now: when each Warehouse is due and why, and when soak times end
+    /// (see [`crate::schedule`]).
+    pub fn schedule(&self) -> Result<Schedule, ControllerError> {
         let now = self.now();
         let state = self.state()?;
-        let due: Vec<String> = self
-            .manifests
-            .warehouses(&self.project)
-            .filter(|w| {
-                force
-                    || state
-                        .warehouses
-                        .get(&w.metadata.name)
-                        .and_then(|s| s.last_discovery)
-                        .is_none_or(|last| {
-                            let interval = std::time::Duration::from(w.spec.interval);
-                            chrono::Duration::from_std(interval)
-                                .map(|i| last + i <= now)
-                                .unwrap_or(true)
-                        })
-            })
-            .map(|w| w.metadata.name.clone())
-            .collect();
-        for w in due {
-            let outcome = self.refresh(&w).await?;
-            report.refreshed.push((w, outcome));
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(crate::schedule::schedule(
+            &self.project,
+            self.manifests.warehouses(&self.project),
+            &state,
+            self.pipeline().soak_deadlines(&state, now),
+            &failures,
+            &self.schedule,
+            now,
+        ))
+    }
+
+    /// The Warehouses due now (all of them with `force`), in schedule order.
+    pub fn due_warehouses(&self, force: bool) -> Result<Vec<String>, ControllerError> {
+        if force {
+            return Ok(self
+                .manifests
+                .warehouses(&self.project)
+                .map(|w| w.metadata.name.clone())
+                .collect());
+        }
+        Ok(self
+            .schedule()?
+            .due()
+            .map(|w| w.warehouse.clone())
+            .collect())
+    }
+
+    /// One reconcile pass: refreshes every Warehouse that is due ([`Controller::schedule`];
+    /// all of them with `force`), then control-flow Stages and auto-promotion until nothing
+    /// moves. A failed refresh is reported in the pass and retried after a backoff; it
+    /// does not stop the other Warehouses.
+    pub async fn reconcile(&self, force: bool) -> Result<ReconcileReport, ControllerError> {
+        let mut report = ReconcileReport::default();
+        for w in self.due_warehouses(force)? {
+            match self.refresh(&w).await {
+                Ok(outcome) => report.refreshed.push((w, outcome)),
+                Err(e) => report.failed.push((w, e.to_string())),
+            }
         }
         report.promotions = self.auto_promote().await?;
         Ok(report)
@@ -420,6 +495,17 @@ impl Controller {
     /// Promotions left running or queued (by a runner that is gone, or requested while
     /// another one ran) are run first.
     pub async fn auto_promote(&self) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.auto_promote_until(&|| false).await
+    }
+
+    /// [`auto_promote`](Self::auto_promote) that starts no further promotion once `stop()`
+    /// returns true: a running promotion always finishes (nothing is left half-pushed), and
+    /// the requests not started stay queued in the state for the next call (of this or any
+    /// other process).
+    pub async fn auto_promote_until(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
         let state = self.state()?;
         let pending: Vec<String> = self
@@ -435,9 +521,15 @@ impl Controller {
             .cloned()
             .collect();
         for stage in pending {
-            reports.extend(self.drain(&stage).await?);
+            if stop() {
+                return Ok(reports);
+            }
+            reports.extend(self.drain_until(&stage, stop).await?);
         }
         for _ in 0..(self.stages.len() * 4 + 4) {
+            if stop() {
+                break;
+            }
             let now = self.now();
             let mut requests = Vec::new();
             let supersede = self.supersede;
@@ -456,7 +548,7 @@ impl Controller {
             let mut stages: Vec<String> = requests.iter().map(|r| r.stage.clone()).collect();
             stages.dedup();
             for s in stages {
-                reports.extend(self.drain(&s).await?);
+                reports.extend(self.drain_until(&s, stop).await?);
             }
         }
         Ok(reports)
@@ -469,6 +561,16 @@ impl Controller {
     /// already pushed makes `git-commit` find nothing to commit). When another runner
     /// holds the lease, it also runs what is queued behind its promotion, and this returns.
     pub async fn drain(&self, stage: &str) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.drain_until(stage, &|| false).await
+    }
+
+    /// [`drain`](Self::drain) that starts no further promotion once `stop()` returns true
+    /// (a promotion left running by a dead runner is still resumed: it was started).
+    pub async fn drain_until(
+        &self,
+        stage: &str,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
         let _lease = loop {
             if let Some(lease) = self.store.try_lease(&self.project, stage)? {
@@ -497,6 +599,7 @@ impl Controller {
                     self.remove_work_dirs(&request.name);
                     request
                 }
+                None if stop() => break,
                 None => {
                     let mut next = None;
                     self.store.update(&self.project, &mut |state| {
@@ -509,7 +612,7 @@ impl Controller {
                     }
                 }
             };
-            reports.push(self.run(request).await?);
+            reports.push(self.run_promotion(request).await?);
         }
         Ok(reports)
     }
@@ -590,7 +693,10 @@ impl Controller {
         Ok(promotion)
     }
 
-    async fn run(&self, request: PromotionRequest) -> Result<PromotionReport, ControllerError> {
+    async fn run_promotion(
+        &self,
+        request: PromotionRequest,
+    ) -> Result<PromotionReport, ControllerError> {
         let state = self.state()?;
         let (dir, work_dir) = self.work_dir(&Self::work_dir_prefix(&request.name))?;
         let promotion = self.promotion(&request, &state, work_dir)?;
@@ -687,6 +793,38 @@ impl Controller {
             pushes,
             notes: log.notes,
         })
+    }
+
+    /// Verifies, with the controller's verifier, every Stage with `verification` whose
+    /// current Freight was never verified and that is not promoting: a verifier added
+    /// after the promotion, or a process that stopped between a promotion and its
+    /// verification. Returns the Stages verified; nothing without a verifier.
+    pub async fn verify_unverified(&self) -> Result<Vec<String>, ControllerError> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(Vec::new());
+        };
+        let state = self.state()?;
+        let mut done = Vec::new();
+        for stage in self.stages.iter() {
+            if stage.spec.verification.is_none() {
+                continue;
+            }
+            let name = &stage.metadata.name;
+            let Some(st) = state.stages.get(name) else {
+                continue;
+            };
+            let Some(entry) = st.freight_history.first() else {
+                continue;
+            };
+            if !entry.verification_history.is_empty() || st.pending().next().is_some() {
+                continue;
+            }
+            let info = verifier.verify(stage, &entry.collection).await;
+            tracing::info!(stage = %name, phase = ?info.phase, "verified Freight that had not been verified");
+            self.record_verification(name, info)?;
+            done.push(name.clone());
+        }
+        Ok(done)
     }
 
     /// Records a verification of the Stage's current collection (for verifiers that run

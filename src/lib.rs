@@ -10,7 +10,13 @@ pub use kargo_sources as sources;
 /// The built-in promotion steps.
 pub use kargo_steps as steps;
 
+pub mod clock;
 pub mod controller;
+pub mod prelude;
+pub mod schedule;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod service;
 pub use controller::Controller;
 
 #[cfg(feature = "testing")]

@@ -286,13 +286,7 @@ impl PromotionTest {
 
         // The runner: built-in steps with mirrors in the temporary directory, plus ours.
         let mut registry = StepRegistry::new();
-        register_builtins_with(
-            &mut registry,
-            &BuiltinOptions {
-                git: git_config.clone(),
-                ..BuiltinOptions::default()
-            },
-        )?;
+        register_builtins_with(&mut registry, &BuiltinOptions::with_git(git_config.clone()))?;
         for s in &self.steps {
             registry.register_dyn(s.clone())?;
         }

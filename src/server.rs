@@ -1,0 +1,275 @@
+//! HTTP for a running [`Service`](crate::service::Service) (feature `server`): an axum
+//! [`Router`] an embedder nests under a path of its own service, and that `promoter serve`
+//! serves as it is.
+//!
+//! - `POST /webhook/<provider>/<token>`: the Project's webhook receivers
+//!   ([`kargo_sources::webhook::WebhookRouter`]). At most [`MAX_BODY_BYTES`] + 1 bytes of a
+//!   body are read; a rejection answers the receiver's status (401, 403, 404, 413, 400,
+//!   422) with `{"error": ...}` and is logged without the body. An accepted request
+//!   answers 202 with the Warehouses it asked the service to refresh (200 when none); the
+//!   service then refreshes exactly those and auto-promotes at once.
+//! - `POST /refresh/warehouse/<name>`: asks for a refresh of one Warehouse; needs
+//!   `Authorization: Bearer <token>` with [`ServerOptions::refresh_token`] (compared in
+//!   constant time), and is refused (403) when no token is configured.
+//! - `GET /healthz`: 200 `ok`.
+//!
+//! ```
+//! # fn demo(handle: kargo::service::ServiceHandle) {
+//! use kargo::server::{router, ServerOptions};
+//! use kargo::sources::webhook::WebhookRouter;
+//!
+//! use std::collections::BTreeMap;
+//! let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+//! let webhooks = WebhookRouter::from_receivers("demo", &[], &secrets);
+//! let app = axum::Router::new()
+//!     .nest("/kargo", router(handle, webhooks, ServerOptions::default()));
+//! # let _ = app;
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use kargo_core::secret::Redacted;
+use kargo_sources::webhook::{MAX_BODY_BYTES, WebhookRequest, WebhookRouter};
+use serde_json::{Value as Json, json};
+
+use crate::service::{RefreshRequest, ServiceHandle};
+
+/// Settings of the HTTP routes.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// The bearer token of `POST /refresh/warehouse/<name>`; `None` turns the endpoint off
+    /// (403).
+    pub refresh_token: Option<Redacted<String>>,
+}
+
+impl ServerOptions {
+    /// These options with a refresh token (an empty one turns the endpoint off).
+    pub fn with_refresh_token(mut self, token: Option<String>) -> Self {
+        self.refresh_token = token.filter(|t| !t.is_empty()).map(Redacted::new);
+        self
+    }
+}
+
+struct App {
+    handle: ServiceHandle,
+    webhooks: WebhookRouter,
+    warehouses: Vec<kargo_core::model::Warehouse>,
+    options: ServerOptions,
+}
+
+/// The routes (see the module documentation) for the service behind `handle`.
+pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOptions) -> Router {
+    let controller = handle.controller();
+    let warehouses = controller
+        .manifests()
+        .warehouses(controller.project())
+        .cloned()
+        .collect();
+    let app = Arc::new(App {
+        handle,
+        webhooks,
+        warehouses,
+        options,
+    });
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/refresh/warehouse/{name}", post(refresh))
+        .route("/webhook/{*rest}", any(webhook))
+        .with_state(app)
+}
+
+fn json_response(status: StatusCode, body: Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    json_response(status, json!({ "error": msg }))
+}
+
+/// Reads at most `limit` bytes of `body`.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    Ok(buf)
+}
+
+async fn webhook(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let received = Instant::now();
+    // Only the provider segment is logged: the rest of the path is a secret.
+    let provider: String = uri
+        .path()
+        .rsplit("/webhook/")
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(32)
+        .collect();
+    let body = match read_limited(body, MAX_BODY_BYTES + 1).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(provider, error = %e, "webhook rejected: 400 cannot read the body");
+            return error(StatusCode::BAD_REQUEST, "cannot read the request body");
+        }
+    };
+    // The receivers know their paths as `/webhook/...`, wherever the router is nested.
+    let path = uri.path();
+    let path = match path.find("/webhook/") {
+        Some(i) => &path[i..],
+        None => path,
+    };
+    let path = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let req = WebhookRequest {
+        method: method.as_str().to_owned(),
+        path,
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    match app.webhooks.handle(&req, &app.warehouses) {
+        Ok(o) => {
+            let queued = !o.warehouses_to_refresh.is_empty();
+            tracing::info!(
+                receiver = %o.receiver,
+                provider = %o.provider,
+                event = %o.event,
+                refreshing = %o.warehouses_to_refresh.join(","),
+                "webhook accepted"
+            );
+            if queued {
+                let mut request = RefreshRequest::new(
+                    o.warehouses_to_refresh.clone(),
+                    format!("webhook {}", o.receiver),
+                )
+                .with_tags(
+                    o.artifacts
+                        .iter()
+                        .flat_map(|a| a.tags.iter().cloned())
+                        .collect(),
+                );
+                request.received = received;
+                if !app.handle.request(request) {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "the service has stopped");
+                }
+            }
+            json_response(
+                if queued {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                },
+                json!({
+                    "receiver": o.receiver,
+                    "provider": o.provider.as_str(),
+                    "event": o.event,
+                    "refreshing": o.warehouses_to_refresh,
+                }),
+            )
+        }
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            tracing::warn!(provider, status = status.as_u16(), error = %e, "webhook rejected");
+            error(status, &e.to_string())
+        }
+    }
+}
+
+/// Whether `given` equals `expected`, in time independent of where they differ.
+fn same_token(given: &str, expected: &str) -> bool {
+    use sha2::Digest as _;
+    use subtle::ConstantTimeEq as _;
+    let (a, b) = (sha2::Sha256::digest(given), sha2::Sha256::digest(expected));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+async fn refresh(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let received = Instant::now();
+    let Some(token) = &app.options.refresh_token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the refresh API is off: no refresh token is configured",
+        );
+    };
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return error(StatusCode::UNAUTHORIZED, "missing bearer token");
+    };
+    if !same_token(given, token.expose()) {
+        tracing::warn!("refresh API: rejected a request with a wrong bearer token");
+        return error(StatusCode::FORBIDDEN, "invalid bearer token");
+    }
+    if !app.warehouses.iter().any(|w| w.metadata.name == name) {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no Warehouse {name:?} in the project"),
+        );
+    }
+    tracing::info!(warehouse = %name, "refresh API: refresh requested");
+    let mut request = RefreshRequest::new(vec![name.clone()], "refresh API");
+    request.received = received;
+    if !app.handle.request(request) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the service has stopped");
+    }
+    json_response(StatusCode::ACCEPTED, json!({ "refreshing": [name] }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_token;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("t0ken", "t0ken"));
+        assert!(!same_token("t0ke", "t0ken"));
+        assert!(!same_token("", "t0ken"));
+    }
+}
