@@ -1,0 +1,215 @@
+//! The command line: verbs, flags, and how failures map to exit statuses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kargo::controller::ControllerError;
+use kargo::core::pipeline::PipelineError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "promoter",
+    version,
+    about = "GitOps promotion over a directory of Kargo manifests",
+    long_about = "GitOps promotion over a directory of Kargo manifests: Warehouses discover \
+                  images, charts and commits as Freight; Stages receive Freight by \
+                  auto-promotion or on request, through their promotion steps.\n\n\
+                  Exit status: 0 success, 1 a promotion (or discovery, git, state) failed, \
+                  2 bad input."
+)]
+pub(crate) struct Cli {
+    /// The directory of Kargo manifests (every *.yaml / *.yml below it).
+    #[arg(long, global = true, value_name = "DIR", default_value = "./kargo")]
+    pub(crate) manifests: PathBuf,
+    /// The state directory (pipeline state, git mirrors, work directories).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "./.kargo-state"
+    )]
+    pub(crate) state: PathBuf,
+    /// A YAML list of credentials: {type: git|image|helm, repoURL | repoURLPattern,
+    /// username, password}.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
+    /// How results are printed on stdout.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+    /// The project (default: the only Project in the manifests).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) project: Option<String>,
+    /// Show the library's log lines on stderr (KARGO_LOG=<filter> for more control).
+    #[arg(long, short = 'v', global = true)]
+    pub(crate) verbose: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Load and validate the manifests.
+    Validate,
+    /// Run discovery now.
+    Refresh {
+        #[command(subcommand)]
+        target: RefreshTarget,
+    },
+    /// Show Freight or Stages.
+    Get {
+        #[command(subcommand)]
+        target: GetTarget,
+    },
+    /// Promote Freight to a Stage now (then whatever auto-promotion follows).
+    Promote {
+        /// The Stage.
+        #[arg(long)]
+        stage: String,
+        /// The Freight: its ID, a unique ID prefix (7+ characters) or its alias.
+        #[arg(long, value_name = "ID_OR_ALIAS")]
+        freight: String,
+        /// Show what the promotion would change, without pushing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Approve Freight for a Stage (makes it available there).
+    Approve {
+        /// The Stage.
+        #[arg(long)]
+        stage: String,
+        /// The Freight: its ID, a unique ID prefix (7+ characters) or its alias.
+        #[arg(long, value_name = "ID_OR_ALIAS")]
+        freight: String,
+    },
+    /// Re-promote the Stage's previous Freight (a new promotion, a new commit).
+    Rollback {
+        /// The Stage.
+        #[arg(long)]
+        stage: String,
+    },
+    /// One reconcile pass: refresh every Warehouse whose interval is due, then run
+    /// auto-promotions.
+    Run {
+        /// Keep going: sleep until the next Warehouse is due (Ctrl-C stops).
+        #[arg(long)]
+        watch: bool,
+        /// Refresh every Warehouse now, whether or not its interval has elapsed (first
+        /// pass only with --watch).
+        #[arg(long)]
+        refresh_all: bool,
+        /// With --watch: the longest sleep between passes, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        max_sleep: u64,
+    },
+    /// Serve webhooks, a refresh API and a health check over HTTP, and run the `run
+    /// --watch` loop in the background.
+    Serve {
+        /// The address to listen on (port 0: any free port; the bound address is printed).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A YAML map of Secrets, `name: {key: value}`, for the webhook receivers'
+        /// `secretRef`s (and the steps' `secret()`).
+        #[arg(long, value_name = "FILE")]
+        secrets: Option<PathBuf>,
+        /// The bearer token of `POST /refresh/warehouse/NAME` (default: the
+        /// KARGO_REFRESH_TOKEN environment variable; without either the endpoint refuses).
+        #[arg(long, value_name = "TOKEN")]
+        refresh_token: Option<String>,
+        /// The longest sleep between interval passes, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        max_sleep: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RefreshTarget {
+    /// Discover a Warehouse's artifacts now.
+    Warehouse {
+        /// The Warehouse.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GetTarget {
+    /// List Freight, newest first.
+    Freight {
+        /// Only the Freight available to this Stage.
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// List the Stages with their current Freight and history.
+    Stages,
+    /// When each Warehouse is due for a refresh and why, and when soak times end.
+    Schedule,
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures and exit status
+
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input: exit 2.
+    Input(String),
+    /// Something failed while running: exit 1.
+    Runtime(String),
+}
+
+impl Failure {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Input(m) | Failure::Runtime(m) => m,
+        }
+    }
+
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            Failure::Input(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<ControllerError> for Failure {
+    fn from(e: ControllerError) -> Self {
+        let input = matches!(
+            &e,
+            ControllerError::UnknownProject(_)
+                | ControllerError::UnknownWarehouse(_)
+                | ControllerError::Plan(_)
+                | ControllerError::Pipeline(
+                    PipelineError::UnknownStage(_)
+                        | PipelineError::UnknownFreight(_)
+                        | PipelineError::OriginNotRequested { .. }
+                        | PipelineError::NotAvailable { .. }
+                        | PipelineError::NothingToRollBack(_)
+                        | PipelineError::ControlFlow(_)
+                )
+        );
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            source = s.source();
+        }
+        if input {
+            Failure::Input(msg)
+        } else {
+            Failure::Runtime(msg)
+        }
+    }
+}
+
+pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;

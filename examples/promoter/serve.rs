@@ -1,0 +1,93 @@
+//! `promoter serve`: the library's HTTP routes ([`kargo::server::router`]) and service loop
+//! ([`kargo::service::Service`]) on one address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kargo::server::{ServerOptions, router};
+use kargo::service::{Service, ServiceOptions};
+use kargo::sources::webhook::WebhookRouter;
+
+use crate::cli::{Cli, Failure, Result};
+use crate::controller;
+use crate::ui::Ui;
+use crate::watch::{print_pass, run_until_ctrl_c};
+
+/// Secrets as read from `--secrets`: name → key → value.
+type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+fn load_secrets(path: &Path) -> Result<Secrets> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Ok(Secrets::new());
+    }
+    yaml_serde::from_str(&text).map_err(|e| {
+        Failure::Input(format!(
+            "{}: not a map of Secrets (`name: {{key: value}}`): {e}",
+            path.display()
+        ))
+    })
+}
+
+pub(crate) async fn serve(
+    cli: &Cli,
+    ui: &Ui,
+    listen: SocketAddr,
+    secrets: Option<&Path>,
+    refresh_token: Option<String>,
+    max_sleep: u64,
+) -> Result<()> {
+    let secrets = match secrets {
+        Some(p) => load_secrets(p)?,
+        None => Secrets::new(),
+    };
+    let c = controller(cli)?.with_secrets(Arc::new(secrets.clone()));
+    let project = c.project().to_owned();
+    let webhooks = match c.manifests().project_config(&project) {
+        Some(cfg) => WebhookRouter::new(&project, cfg, &secrets),
+        None => WebhookRouter::from_receivers(&project, &[], &secrets),
+    };
+    for r in webhooks.routes() {
+        ui.progress(&format!(
+            "webhook receiver {} ({}) at {}",
+            r.name, r.provider, r.path
+        ));
+    }
+    if refresh_token.is_none() {
+        ui.progress("the refresh API is off (no --refresh-token or KARGO_REFRESH_TOKEN)");
+    }
+    let options = ServiceOptions::default().with_max_sleep(Duration::from_secs(max_sleep.max(1)));
+    let (printer, ui2) = (c.clone(), *ui);
+    let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, &printer, pass));
+    let routes = router(
+        service.handle(),
+        webhooks,
+        ServerOptions::default().with_refresh_token(refresh_token),
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    ui.progress(&format!("listening on http://{addr} (Ctrl-C stops)"));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    let result = run_until_ctrl_c(ui, service).await;
+    let _ = stop_http.send(());
+    match server.await {
+        Ok(Ok(())) => result,
+        Ok(Err(e)) => Err(Failure::Runtime(format!("the HTTP server failed: {e}"))),
+        Err(e) => Err(Failure::Runtime(format!("the HTTP server failed: {e}"))),
+    }
+}
