@@ -1,4 +1,4 @@
-//! The manifest loader (kargo-core/src/loader.rs) and template validation
+//! The manifest loader (kargo-core/src/loader/) and template validation
 //! (kargo-core/src/validate.rs).
 //!
 //! Input: UTF-8 text, split on NUL bytes into up to four YAML files loaded as one set.

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value as Json, json};
+use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::model::{PromotionStep, PromotionTaskSpec};
-use crate::step::{Step, StepContext, StepDefaults, StepError, StepOutcome};
+use crate::model::{ExpressionVariable, PromotionStep, PromotionTaskSpec};
+use crate::step::{Step, StepContext, StepDefaults, StepError, StepOutcome, StepRegistry};
 
 /// Outputs its config as outputs.
 struct Echo;
