@@ -40,9 +40,11 @@
 //! # }
 //! ```
 
+mod clock;
 mod fixture;
 mod promotion;
 
+pub use clock::{IntoTimeDelta, ManualClock};
 pub use promotion::{Outcome, PromotionTest};
 
 use kargo_core::loader::ManifestErrors;
