@@ -2,8 +2,8 @@
 //! temporary bare repository, and reading back what promotions pushed to it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kargo_git::{Edit, Git, GitConfig, NoAuth, ObjectId, Signature};
@@ -29,7 +29,12 @@ pub(super) fn inspect_config(config: &GitConfig) -> GitConfig {
     c
 }
 
-/// Makes `bare` a bare repository whose `main` holds the files of `dir`.
+/// Makes `bare` a bare repository whose `main` holds the files of `dir`, as one commit
+/// (made with a fixed author and date, so the same files always make the same commit).
+///
+/// The first repository made of given files is kept in memory for the rest of the process
+/// and later ones are written from it: a test suite pays for `git init` and the seeding
+/// push once per fixture, not once per test.
 pub(super) fn seed_fixture(dir: &Path, bare: &Path, tmp: &Path) -> Result<Fixture, TestError> {
     let mut edits = Vec::new();
     collect_files(dir, "", &mut edits)?;
@@ -40,33 +45,147 @@ pub(super) fn seed_fixture(dir: &Path, bare: &Path, tmp: &Path) -> Result<Fixtur
         });
     }
     edits.sort_by(|a, b| edit_path(a).cmp(edit_path(b)));
-    let out = std::process::Command::new("git")
-        .args(["init", "-q", "--bare", "-b", FIXTURE_BRANCH])
-        .arg(bare)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .map_err(io("cannot run `git init` (is git installed?)"))?;
-    if !out.status.success() {
-        return Err(TestError::Io {
-            context: "git init --bare".into(),
-            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+    let files: Vec<(&str, &[u8])> = edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::Write { path, content } => Some((path.as_str(), content.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let template = {
+        let mut templates = templates();
+        let found = templates.iter().find(|t| {
+            t.files.len() == files.len()
+                && t.files
+                    .iter()
+                    .zip(&files)
+                    .all(|((p, c), (q, d))| p == q && c == d)
         });
-    }
-    let url = format!("file://{}", bare.display());
-    let git = Git::new(test_git_config(&tmp.join("seed-cache")), Arc::new(NoAuth));
-    let who = Signature {
-        name: "Fixture".into(),
-        email: "fixture@example.com".into(),
-        time: Some(1_700_000_000),
+        match found {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(Template::make(
+                    &edits,
+                    &tmp.join("fixture-template.git"),
+                    tmp,
+                )?);
+                templates.push(t.clone());
+                t
+            }
+        }
     };
-    let pushed =
-        git.mirror(&url)?
-            .push_edits(FIXTURE_BRANCH, &edits, "fixture", &who, &who, true)?;
+    template.write(bare)?;
     Ok(Fixture {
-        url,
-        seed: pushed.commit,
+        url: format!("file://{}", bare.display()),
+        seed: template.seed,
     })
+}
+
+/// A seeded bare repository, in memory.
+struct Template {
+    /// The fixture's files by path (the cache key).
+    files: Vec<(String, Vec<u8>)>,
+    /// The repository's directories and files, relative to it, parents first.
+    entries: Vec<(PathBuf, Option<Vec<u8>>)>,
+    /// The fixture commit.
+    seed: ObjectId,
+}
+
+fn templates() -> MutexGuard<'static, Vec<Arc<Template>>> {
+    static TEMPLATES: Mutex<Vec<Arc<Template>>> = Mutex::new(Vec::new());
+    TEMPLATES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Template {
+    /// Seeds `bare` with `edits` and reads it back.
+    fn make(edits: &[Edit], bare: &Path, tmp: &Path) -> Result<Self, TestError> {
+        let out = std::process::Command::new("git")
+            .args(["init", "-q", "--bare", "-b", FIXTURE_BRANCH])
+            .arg(bare)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .map_err(io("cannot run `git init` (is git installed?)"))?;
+        if !out.status.success() {
+            return Err(TestError::Io {
+                context: "git init --bare".into(),
+                source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+            });
+        }
+        // Pushes are the tests' main cost: no `git maintenance` after each one.
+        let config = bare.join("config");
+        let mut text = std::fs::read_to_string(&config)
+            .map_err(io(format!("cannot read {}", config.display())))?;
+        text.push_str("[receive]\n\tautogc = false\n[gc]\n\tauto = 0\n");
+        std::fs::write(&config, text).map_err(io(format!("cannot write {}", config.display())))?;
+        let url = format!("file://{}", bare.display());
+        let git = Git::new(test_git_config(&tmp.join("seed-cache")), Arc::new(NoAuth));
+        let who = Signature {
+            name: "Fixture".into(),
+            email: "fixture@example.com".into(),
+            time: Some(1_700_000_000),
+        };
+        let pushed =
+            git.mirror(&url)?
+                .push_edits(FIXTURE_BRANCH, edits, "fixture", &who, &who, true)?;
+        let mut entries = Vec::new();
+        read_tree(bare, Path::new(""), &mut entries)?;
+        if let Err(e) = std::fs::remove_dir_all(bare) {
+            tracing::debug!(path = %bare.display(), error = %e, "cannot remove the fixture template");
+        }
+        let files = edits
+            .iter()
+            .filter_map(|e| match e {
+                Edit::Write { path, content } => Some((path.clone(), content.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            files,
+            entries,
+            seed: pushed.commit,
+        })
+    }
+
+    /// Writes the repository to `bare` (which must not exist).
+    fn write(&self, bare: &Path) -> Result<(), TestError> {
+        std::fs::create_dir(bare).map_err(io(format!("cannot create {}", bare.display())))?;
+        for (rel, content) in &self.entries {
+            let path = bare.join(rel);
+            match content {
+                None => std::fs::create_dir(&path),
+                Some(bytes) => std::fs::write(&path, bytes),
+            }
+            .map_err(io(format!("cannot write {}", path.display())))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every directory and file under `root/rel`, parents first.
+fn read_tree(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<(PathBuf, Option<Vec<u8>>)>,
+) -> Result<(), TestError> {
+    let dir = root.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(io(format!("cannot read {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("cannot read {}", dir.display())))?;
+        let path = rel.join(entry.file_name());
+        let ft = entry
+            .file_type()
+            .map_err(io(format!("cannot stat {}", path.display())))?;
+        if ft.is_dir() {
+            out.push((path.clone(), None));
+            read_tree(root, &path, out)?;
+        } else if ft.is_file() {
+            let bytes = std::fs::read(entry.path())
+                .map_err(io(format!("cannot read {}", path.display())))?;
+            out.push((path, Some(bytes)));
+        }
+    }
+    Ok(())
 }
 
 fn edit_path(e: &Edit) -> &str {
