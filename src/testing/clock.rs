@@ -77,8 +77,9 @@ impl ManualClock {
     }
 }
 
-/// A span of time [`ManualClock::advance`] accepts: a [`std::time::Duration`] or a
-/// [`chrono::Duration`].
+/// A span of time [`ManualClock::advance`] and
+/// [`PipelineRun::advance`](super::PipelineRun::advance) accept: a
+/// [`std::time::Duration`] or a [`chrono::Duration`].
 pub trait IntoTimeDelta {
     /// The span as a [`chrono::Duration`] (saturating).
     fn into_time_delta(self) -> TimeDelta;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -239,4 +240,132 @@ pub(super) fn tree_files(
         }
     }
     Ok(files)
+}
+
+/// Reads the fixture repository as promotions left it, with the `git` command (no fetch:
+/// the repository is on this machine).
+pub(super) struct FixtureReader {
+    url: String,
+    path: PathBuf,
+    seed: ObjectId,
+}
+
+impl FixtureReader {
+    /// A reader of `fixture`, a bare repository at `path`.
+    pub(super) fn new(fixture: &Fixture, path: &Path) -> Self {
+        Self {
+            url: fixture.url.clone(),
+            path: path.to_owned(),
+            seed: fixture.seed,
+        }
+    }
+
+    /// The repository's `file://` URL.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `git` on the repository, isolated from the user's and the system's configuration.
+    fn git(&self) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.arg("--git-dir")
+            .arg(&self.path)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("GIT_DIR")
+            .stdin(std::process::Stdio::piped());
+        cmd
+    }
+
+    /// Runs `cmd` with `input` on its standard input; its standard output.
+    fn run(mut cmd: Command, what: &str, input: &[u8]) -> Result<Vec<u8>, TestError> {
+        use std::io::Write;
+        let context = format!("git {what} in the fixture repository");
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(io(context.clone()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).map_err(io(context.clone()))?;
+        }
+        let out = child.wait_with_output().map_err(io(context.clone()))?;
+        if !out.status.success() {
+            return Err(TestError::Io {
+                context,
+                source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// The objects named by `revs` (`None` for missing ones), through `git cat-file --batch`.
+    fn objects(&self, revs: &[String]) -> Result<Vec<Option<Vec<u8>>>, TestError> {
+        let mut cmd = self.git();
+        cmd.args(["cat-file", "--batch"]);
+        let input: String = revs.iter().map(|r| format!("{r}\n")).collect();
+        let out = Self::run(cmd, "cat-file", input.as_bytes())?;
+        let malformed = || TestError::Io {
+            context: "git cat-file in the fixture repository".into(),
+            source: std::io::Error::other("unexpected output"),
+        };
+        let mut rest = out.as_slice();
+        let mut objects = Vec::new();
+        for _ in revs {
+            let eol = rest
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or_else(malformed)?;
+            let header = String::from_utf8_lossy(&rest[..eol]).into_owned();
+            rest = &rest[eol + 1..];
+            if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+                objects.push(None);
+                continue;
+            }
+            let size: usize = header
+                .rsplit(' ')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(malformed)?;
+            if rest.len() < size + 1 {
+                return Err(malformed());
+            }
+            objects.push(Some(rest[..size].to_vec()));
+            rest = &rest[size + 1..];
+        }
+        Ok(objects)
+    }
+
+    /// The text (lossy UTF-8) of `path` on `branch`.
+    pub(super) fn file(&self, branch: &str, path: &str) -> Result<String, TestError> {
+        let tip = format!("refs/heads/{branch}");
+        let found = self.objects(&[tip.clone(), format!("{tip}:{path}")])?;
+        match found.as_slice() {
+            [None, _] => Err(TestError::NoBranch(branch.to_owned())),
+            [Some(_), Some(bytes)] => Ok(String::from_utf8_lossy(bytes).into_owned()),
+            _ => Err(TestError::NoFile {
+                branch: branch.to_owned(),
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    /// The messages of the commits on `branch` after the fixture's, oldest first (without
+    /// their final line feed).
+    pub(super) fn commits(&self, branch: &str) -> Result<Vec<String>, TestError> {
+        let tip = format!("refs/heads/{branch}");
+        if let [None] = self.objects(std::slice::from_ref(&tip))?.as_slice() {
+            return Err(TestError::NoBranch(branch.to_owned()));
+        }
+        let mut cmd = self.git();
+        cmd.args(["log", "-z", "--format=%B", "--reverse"])
+            .arg(format!("{}..{tip}", self.seed))
+            .arg("--");
+        let out = Self::run(cmd, "log", b"")?;
+        Ok(String::from_utf8_lossy(&out)
+            .split('\0')
+            .filter(|m| !m.is_empty())
+            .map(|m| m.trim_end_matches('\n').to_owned())
+            .collect())
+    }
 }

@@ -1,6 +1,22 @@
-//! The offline test harness (feature `testing`): run a Stage's promotion against a fixture
-//! GitOps directory, with no network, and look at the files, diffs and commit messages it
-//! pushed.
+//! The offline test harnesses (feature `testing`), with no network and no cluster:
+//!
+//! - [`PromotionTest`] runs one Stage's promotion against a fixture GitOps directory and
+//!   shows the files, diffs and commit messages it pushed: a unit test of a Stage's
+//!   promotion steps and PromotionTasks.
+//! - [`PipelineTest`] runs a whole project's pipeline on the real
+//!   [`Controller`](crate::Controller), with an in-memory registry the test publishes to, a
+//!   [`ManualClock`] and verification verdicts the test decides ([`Verdict`]): which
+//!   Freight each Stage holds, which promotions ran, why a Stage waits ([`Wait`]: an
+//!   approval, a soak, a hold, an upstream verification), and what was pushed.
+//!
+//! Both make the fixture GitOps repository the same way: the fixture directory becomes a
+//! temporary bare git repository (its files committed on `main` as one commit), and
+//! **every occurrence of [`GITOPS_URL`] in the manifests** (or of the placeholder given to
+//! `gitops_url`) is replaced by that repository's `file://` URL before they are loaded. A
+//! process makes the repository for given files once and copies it for later tests. The
+//! `git` command must be installed (pushes use it). Pushes are the main cost of a test
+//! (tens of milliseconds each in a debug build): a temporary directory on a memory file
+//! system (`TMPDIR=/dev/shm` on Linux) makes them faster.
 //!
 //! [`PromotionTest`] takes Kargo manifests (at least the Stage and the PromotionTasks it
 //! uses: Warehouses the Stage requests but the manifests lack are made up, subscribed to
@@ -42,11 +58,14 @@
 
 mod clock;
 mod fixture;
+mod pipeline;
 mod promotion;
 
 pub use clock::{IntoTimeDelta, ManualClock};
+pub use pipeline::{Answer, PipelineRun, PipelineTest, TestVerifier, Verdict, Wait, WaitReason};
 pub use promotion::{Outcome, PromotionTest};
 
+use crate::controller::ControllerError;
 use kargo_core::loader::ManifestErrors;
 use kargo_core::runner::PlanError;
 use kargo_core::step::DuplicateStep;
@@ -60,7 +79,8 @@ pub const GITOPS_URL: &str = "https://git.example/gitops.git";
 pub const FIXTURE_BRANCH: &str = "main";
 
 /// Why a [`PromotionTest`] could not run (a promotion that runs and fails is not an
-/// error: see [`Outcome::result`]).
+/// error: see [`Outcome::result`]), a [`PipelineTest`] could not be built, or a
+/// [`PipelineRun`] could not read the fixture repository.
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
     /// The manifests did not load.
@@ -90,6 +110,31 @@ pub enum TestError {
     /// Making or reading the fixture repository failed.
     #[error("fixture repository: {0}")]
     Git(#[from] GitError),
+    /// The project is not in the manifests, or none was named and the manifests have
+    /// several (or none).
+    #[error("project {0:?} is not in the manifests (or there are several: call .project(name))")]
+    UnknownProject(String),
+    /// No project was named and the manifests do not name exactly one (these are the
+    /// ones they name).
+    #[error("the manifests name {} projects ({}), not one: call .project(name)", .0.len(), .0.join(", "))]
+    NoProject(Vec<String>),
+    /// The controller refused the manifests.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    /// A [`PipelineRun`] was asked about the fixture repository but has none.
+    #[error("no fixture repository: call .gitops_dir(dir)")]
+    NoFixture,
+    /// The branch is not in the fixture repository.
+    #[error("branch {0:?} is not in the fixture repository")]
+    NoBranch(String),
+    /// The file is not on the branch.
+    #[error("{path} is not on branch {branch:?} of the fixture repository")]
+    NoFile {
+        /// The branch.
+        branch: String,
+        /// The file.
+        path: String,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestError {
