@@ -32,7 +32,7 @@
 //!
 //! The [`Outcome`] holds the tree of the branch the promotion pushed, per-file unified
 //! diffs against the fixture, the messages of the pushed commits, and the runner's
-//! [`PromotionResult`].
+//! [`PromotionResult`](kargo_core::runner::PromotionResult).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
