@@ -1,106 +1,23 @@
-//! The offline test harness (feature `testing`): run a Stage's promotion against a fixture
-//! GitOps directory, with no network, and look at the files, diffs and commit messages it
-//! pushed.
-//!
-//! [`PromotionTest`] takes Kargo manifests (at least the Stage and the PromotionTasks it
-//! uses: Warehouses the Stage requests but the manifests lack are made up, subscribed to
-//! the artifacts given to the builder), the Stage to promote, Freight (whole, or built from [`PromotionTest::image`],
-//! [`PromotionTest::chart`] and [`PromotionTest::commit`]) and a fixture directory. The
-//! directory becomes a temporary bare git repository (its files committed on `main` as
-//! one commit); **every occurrence of [`GITOPS_URL`] in the manifests**
-//! (`https://git.example/gitops.git`, or the placeholder given to
-//! [`PromotionTest::gitops_url`]) is replaced by that repository's `file://` URL before
-//! they are loaded. The promotion then runs with the built-in steps (plus any custom step
-//! given to [`PromotionTest::step`]); git mirrors live in the test's temporary directory.
-//! Nothing leaves the machine, but the `git` command must be installed (pushes use it).
-//!
-//! The [`Outcome`] holds the tree of the branch the promotion pushed, per-file unified
-//! diffs against the fixture, the messages of the pushed commits, and the runner's
-//! [`PromotionResult`].
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), kargo::testing::TestError> {
-//! use kargo::testing::PromotionTest;
-//!
-//! let manifests = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fixtures/manifests.yaml"));
-//! let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fixtures/gitops");
-//! let outcome = PromotionTest::new(manifests)
-//!     .stage("dev")
-//!     .image("ghcr.io/acme/guestbook", "1.2.3")
-//!     .gitops_dir(fixture)
-//!     .run()
-//!     .await?;
-//! assert!(outcome.succeeded(), "{:?}", outcome.result.message);
-//! assert!(outcome.files["env/dev/values.yaml"].contains("tag: \"1.2.3\""));
-//! assert!(outcome.diffs["env/dev/values.yaml"].contains("+  tag: \"1.2.3\""));
-//! assert!(!outcome.diffs.contains_key("env/prod/values.yaml"));
-//! assert_eq!(outcome.commits.len(), 1);
-//! # Ok(())
-//! # }
-//! ```
+//! [`PromotionTest`]: one Stage's promotion, run offline against the fixture repository.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kargo_core::Runner;
 use kargo_core::freight::{
     Chart, Freight, FreightCollection, FreightOrigin, FreightReference, GitCommit, Image,
 };
-use kargo_core::loader::{ManifestErrors, ManifestSet};
+use kargo_core::loader::ManifestSet;
 use kargo_core::model::Resource;
-use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
-use kargo_core::step::{DuplicateStep, DynStep, Step, StepRegistry};
+use kargo_core::runner::{Promotion, PromotionPhase, PromotionResult, plan_stage};
+use kargo_core::step::{DynStep, Step, StepRegistry};
 use kargo_core::workdir::WorkDir;
-use kargo_git::{Edit, FetchSpec, Git, GitConfig, GitError, NoAuth, ObjectId, Signature};
+use kargo_git::{FetchSpec, Git, GitConfig, NoAuth, ObjectId};
 use kargo_steps::{BuiltinOptions, register_builtins_with};
 
-/// The placeholder repository URL replaced by the fixture repository's URL (see the
-/// module documentation).
-pub const GITOPS_URL: &str = "https://git.example/gitops.git";
-
-/// The branch the fixture directory is committed to.
-pub const FIXTURE_BRANCH: &str = "main";
-
-/// Why a [`PromotionTest`] could not run (a promotion that runs and fails is not an
-/// error: see [`Outcome::result`]).
-#[derive(Debug, thiserror::Error)]
-pub enum TestError {
-    /// The manifests did not load.
-    #[error("the manifests do not load: {0}")]
-    Manifests(#[from] ManifestErrors),
-    /// No Stage was named.
-    #[error("no Stage given: call .stage(name)")]
-    NoStage,
-    /// The Stage is not in the manifests (or is in several projects and none was named).
-    #[error("Stage {0:?} is not in the manifests (or in several projects: call .project(name))")]
-    UnknownStage(String),
-    /// The Stage's promotion could not be planned.
-    #[error(transparent)]
-    Plan(#[from] PlanError),
-    /// A custom step's name is taken.
-    #[error(transparent)]
-    DuplicateStep(#[from] DuplicateStep),
-    /// The fixture directory could not be read, or a temporary directory made.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Making or reading the fixture repository failed.
-    #[error("fixture repository: {0}")]
-    Git(#[from] GitError),
-}
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestError {
-    let context = context.into();
-    move |source| TestError::Io { context, source }
-}
+use super::fixture::{Fixture, inspect_config, seed_fixture, test_git_config, tree_files};
+use super::{GITOPS_URL, TestError, io};
 
 /// A promotion to run offline (see the module documentation).
 pub struct PromotionTest {
@@ -489,118 +406,6 @@ impl Outcome {
         }
         Ok(())
     }
-}
-
-/// The fixture repository.
-struct Fixture {
-    url: String,
-    seed: ObjectId,
-}
-
-fn test_git_config(cache: &Path) -> GitConfig {
-    let mut c = GitConfig::new(cache);
-    c.retry_initial = Duration::from_millis(10);
-    c.retry_max = Duration::from_millis(100);
-    c
-}
-
-fn inspect_config(config: &GitConfig) -> GitConfig {
-    let mut c = config.clone();
-    c.cache_dir = config.cache_dir.with_extension("inspect");
-    c
-}
-
-/// Makes `bare` a bare repository whose `main` holds the files of `dir`.
-fn seed_fixture(dir: &Path, bare: &Path, tmp: &Path) -> Result<Fixture, TestError> {
-    let mut edits = Vec::new();
-    collect_files(dir, "", &mut edits)?;
-    if edits.is_empty() {
-        return Err(TestError::Io {
-            context: format!("fixture directory {}", dir.display()),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "it holds no file"),
-        });
-    }
-    edits.sort_by(|a, b| edit_path(a).cmp(edit_path(b)));
-    let out = std::process::Command::new("git")
-        .args(["init", "-q", "--bare", "-b", FIXTURE_BRANCH])
-        .arg(bare)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .map_err(io("cannot run `git init` (is git installed?)"))?;
-    if !out.status.success() {
-        return Err(TestError::Io {
-            context: "git init --bare".into(),
-            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
-        });
-    }
-    let url = format!("file://{}", bare.display());
-    let git = Git::new(test_git_config(&tmp.join("seed-cache")), Arc::new(NoAuth));
-    let who = Signature {
-        name: "Fixture".into(),
-        email: "fixture@example.com".into(),
-        time: Some(1_700_000_000),
-    };
-    let pushed =
-        git.mirror(&url)?
-            .push_edits(FIXTURE_BRANCH, &edits, "fixture", &who, &who, true)?;
-    Ok(Fixture {
-        url,
-        seed: pushed.commit,
-    })
-}
-
-fn edit_path(e: &Edit) -> &str {
-    match e {
-        Edit::Write { path, .. } => path,
-        _ => "",
-    }
-}
-
-fn collect_files(dir: &Path, rel: &str, out: &mut Vec<Edit>) -> Result<(), TestError> {
-    let entries = std::fs::read_dir(dir).map_err(io(format!("cannot read {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(io(format!("cannot read {}", dir.display())))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == ".git" {
-            continue;
-        }
-        let path = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let ft = entry
-            .file_type()
-            .map_err(io(format!("cannot stat {path}")))?;
-        if ft.is_dir() {
-            collect_files(&entry.path(), &path, out)?;
-        } else if ft.is_file() {
-            let content = std::fs::read(entry.path()).map_err(io(format!("cannot read {path}")))?;
-            out.push(Edit::Write { path, content });
-        }
-    }
-    Ok(())
-}
-
-/// Every file of the commit's tree, as text.
-fn tree_files(
-    mirror: &kargo_git::Mirror,
-    commit: ObjectId,
-) -> Result<BTreeMap<String, String>, TestError> {
-    let rev = commit.to_string();
-    let mut files = BTreeMap::new();
-    let mut dirs = vec![String::new()];
-    while let Some(dir) = dirs.pop() {
-        for e in mirror.list_tree(&rev, &dir)? {
-            if e.is_dir {
-                dirs.push(e.path);
-            } else if let Some(bytes) = mirror.read_file(&rev, &e.path)? {
-                files.insert(e.path, String::from_utf8_lossy(&bytes).into_owned());
-            }
-        }
-    }
-    Ok(files)
 }
 
 /// The project of the only Stage named `stage`.
