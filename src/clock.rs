@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use tokio::sync::watch;
 
 /// A future returned by [`Clock::sleep_until`].
@@ -63,14 +63,40 @@ where
 
 /// A clock that moves only when [`advance`](ManualClock::advance)d or
 /// [`set`](ManualClock::set); sleepers wake as soon as it passes their deadline. Clones
-/// share the same time.
+/// share the same time, so a clone handed to a
+/// [`Controller`](crate::Controller::with_clock) moves with the one the test keeps. Time
+/// never goes back: a service asleep until a deadline must not see it recede.
+///
+/// ```
+/// use kargo::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::default();
+/// let start = clock.now();
+/// clock.advance(chrono::Duration::minutes(30));
+/// clock.advance(std::time::Duration::from_secs(60));
+/// assert_eq!(clock.now() - start, chrono::Duration::minutes(31));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<Mutex<DateTime<Utc>>>,
     moved: Arc<watch::Sender<DateTime<Utc>>>,
 }
 
+impl Default for ManualClock {
+    /// A clock standing at [`ManualClock::DEFAULT_START`].
+    fn default() -> Self {
+        Self::new(
+            Utc.timestamp_opt(Self::DEFAULT_START, 0)
+                .single()
+                .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        )
+    }
+}
+
 impl ManualClock {
+    /// Where a default clock starts: 2026-01-01T00:00:00Z, as a Unix timestamp.
+    pub const DEFAULT_START: i64 = 1_767_225_600;
+
     /// A clock standing at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
         let (moved, _) = watch::channel(start);
@@ -87,13 +113,22 @@ impl ManualClock {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Moves the clock forward by `by` (a negative duration is ignored: time does not go
-    /// back) and wakes the sleepers whose deadline has come.
-    pub fn advance(&self, by: chrono::Duration) {
+    /// The current time (also [`Clock::now`]).
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.lock()
+    }
+
+    /// Moves the clock forward by `by` (a [`std::time::Duration`] or a
+    /// [`chrono::Duration`]; a negative one is ignored), saturating at the largest time,
+    /// and wakes the sleepers whose deadline has come.
+    pub fn advance(&self, by: impl IntoTimeDelta) {
+        let by = by.into_time_delta();
         let now = {
             let mut now = self.lock();
-            if by > chrono::Duration::zero() {
-                *now += by;
+            if by > TimeDelta::zero() {
+                *now = now
+                    .checked_add_signed(by)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
             }
             *now
         };
@@ -113,9 +148,28 @@ impl ManualClock {
     }
 }
 
+/// A span of time [`ManualClock::advance`] accepts: a [`std::time::Duration`] or a
+/// [`chrono::Duration`].
+pub trait IntoTimeDelta {
+    /// The span as a [`chrono::Duration`] (saturating).
+    fn into_time_delta(self) -> TimeDelta;
+}
+
+impl IntoTimeDelta for TimeDelta {
+    fn into_time_delta(self) -> TimeDelta {
+        self
+    }
+}
+
+impl IntoTimeDelta for std::time::Duration {
+    fn into_time_delta(self) -> TimeDelta {
+        TimeDelta::from_std(self).unwrap_or(TimeDelta::MAX)
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.lock()
+        ManualClock::now(self)
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
@@ -157,5 +211,8 @@ mod tests {
         clock.advance(chrono::Duration::seconds(-30));
         clock.set(t0() - chrono::Duration::hours(1));
         assert_eq!(clock.now(), t0());
+        clock.advance(TimeDelta::MAX);
+        clock.advance(std::time::Duration::MAX);
+        assert_eq!(clock.now(), DateTime::<Utc>::MAX_UTC);
     }
 }

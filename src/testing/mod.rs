@@ -56,12 +56,11 @@
 //! # }
 //! ```
 
-mod clock;
 mod fixture;
 mod pipeline;
 mod promotion;
 
-pub use clock::{IntoTimeDelta, ManualClock};
+pub use crate::clock::{IntoTimeDelta, ManualClock};
 pub use pipeline::{Answer, PipelineRun, PipelineTest, TestVerifier, Verdict, Wait, WaitReason};
 pub use promotion::{Outcome, PromotionTest};
 

@@ -20,9 +20,9 @@ use kargo_core::step::{DynStep, Step, StepRegistry};
 use kargo_sources::memory::MemorySource;
 use kargo_steps::{BuiltinOptions, register_builtins_with};
 
-use super::clock::{IntoTimeDelta, ManualClock};
 use super::fixture::{FixtureReader, seed_fixture, test_git_config};
 use super::{FIXTURE_BRANCH, GITOPS_URL, TestError, io};
+use crate::clock::{IntoTimeDelta, ManualClock};
 use crate::controller::{Controller, ControllerError, PromotionReport, ReconcileReport};
 
 /// A whole-pipeline test: the project's manifests (the same ones that are deployed) run
@@ -193,13 +193,7 @@ impl PipelineTest {
         source.register_into(&mut sources)?;
 
         let mut registry = StepRegistry::new();
-        register_builtins_with(
-            &mut registry,
-            &BuiltinOptions {
-                git: git_config.clone(),
-                ..BuiltinOptions::default()
-            },
-        )?;
+        register_builtins_with(&mut registry, &BuiltinOptions::with_git(git_config.clone()))?;
         for s in &self.steps {
             registry.register_dyn(s.clone())?;
         }
@@ -221,7 +215,9 @@ impl PipelineTest {
             Runner::new(registry),
             Arc::new(MemoryStore::new()),
         )?
-        .with_clock(move || c.now())
+        .with_clock(c)
+        // No jitter: a test that advances by a Warehouse's interval sees it refreshed.
+        .with_schedule(crate::schedule::ScheduleOptions::default().with_jitter(0.0))
         .with_verifier(Arc::new(verifier.clone()))
         .with_work_root(tmp.path().join("work"));
         let published = clock.now();
@@ -629,6 +625,7 @@ impl PipelineRun {
         let outcome = self.controller.refresh(warehouse).await?;
         Ok(ReconcileReport {
             refreshed: vec![(warehouse.to_owned(), outcome)],
+            failed: Vec::new(),
             promotions: self.controller.auto_promote().await?,
         })
     }
@@ -677,53 +674,25 @@ impl PipelineRun {
     }
 
     /// The first moment after now and before `end` when a Warehouse not yet refreshed
-    /// during this advance is due, or Freight finishes soaking upstream.
+    /// during this advance is due, or Freight finishes soaking upstream (the controller's
+    /// own [`schedule`](Controller::schedule)).
     fn next_event(
         &self,
         end: DateTime<Utc>,
         refreshed: &std::collections::BTreeSet<String>,
     ) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
-        let state = self.state();
-        let mut times = Vec::new();
-        let project = self.controller.project();
-        for w in self.controller.manifests().warehouses(project) {
-            if refreshed.contains(&w.metadata.name) {
-                continue;
-            }
-            let last = state
-                .warehouses
-                .get(&w.metadata.name)
-                .and_then(|s| s.last_discovery);
-            let interval = TimeDelta::from_std(std::time::Duration::from(w.spec.interval));
-            if let (Some(last), Ok(interval)) = (last, interval) {
-                times.push(last + interval);
-            }
-        }
-        for stage in self.controller.manifests().stages(project) {
-            for req in &stage.spec.requested_freight {
-                let Some(soak) = req.sources.required_soak_time else {
-                    continue;
-                };
-                let Ok(soak) = TimeDelta::from_std(std::time::Duration::from(soak)) else {
-                    continue;
-                };
-                for record in state.freight.values() {
-                    if record.freight.origin != req.origin {
-                        continue;
-                    }
-                    for up in &req.sources.stages {
-                        if let (Some(_), Some(c)) = (
-                            record.status.verified_in.get(up),
-                            record.status.currently_in.get(up),
-                        ) {
-                            times.push(c.since + soak);
-                        }
-                    }
-                }
-            }
-        }
-        times.into_iter().filter(|t| *t > now && *t < end).min()
+        let schedule = self.controller.schedule().ok()?;
+        let warehouses = schedule
+            .warehouses
+            .iter()
+            .filter(|w| !refreshed.contains(&w.warehouse))
+            .map(|w| w.due_at);
+        let soaks = schedule.soaks.iter().map(|s| s.at);
+        warehouses
+            .chain(soaks)
+            .filter(|t| *t > now && *t < end)
+            .min()
     }
 
     /// Promotes Freight (alias, ID or unique ID prefix) to `stage` by hand, then runs the
