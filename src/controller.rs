@@ -37,6 +37,7 @@ use kargo_sources::warehouse::{
 
 /// Why the controller could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControllerError {
     /// The project is not in the manifests.
     #[error("project {0:?} is not defined in the manifests")]
@@ -78,6 +79,7 @@ pub enum ControllerError {
 
 /// What a Warehouse refresh did.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RefreshOutcome {
     /// New Freight was created.
     Created(Freight),
@@ -108,6 +110,7 @@ impl PromotionReport {
 
 /// What one reconcile pass did.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ReconcileReport {
     /// Warehouses refreshed and their outcomes.
     pub refreshed: Vec<(String, RefreshOutcome)>,

@@ -313,11 +313,10 @@ fn runner(git_cache: &Path, builtin: impl FnOnce(&mut BuiltinOptions)) -> Runner
     builtin(&mut options);
     let mut reg = kargo_core::StepRegistry::new();
     register_builtins_with(&mut reg, &options).unwrap();
-    Runner::new(reg).with_options(RunnerOptions {
-        min_retry_after: Duration::from_millis(20),
-        error_backoff: Duration::from_millis(20),
-        ..RunnerOptions::default()
-    })
+    let mut options = RunnerOptions::default();
+    options.min_retry_after = Duration::from_millis(20);
+    options.error_backoff = Duration::from_millis(20);
+    Runner::new(reg).with_options(options)
 }
 
 /// Runs `steps` in a fresh work directory (kept in `keep` for the file search).

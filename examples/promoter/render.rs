@@ -158,6 +158,7 @@ pub(crate) fn outcome_json(warehouse: &str, o: &RefreshOutcome) -> Json {
         RefreshOutcome::NotCreated(d) => {
             json!({"warehouse": warehouse, "outcome": "NotCreated", "reason": decision_text(d)})
         }
+        other => json!({"warehouse": warehouse, "outcome": format!("{other:?}")}),
     }
 }
 
@@ -187,6 +188,7 @@ pub(crate) fn outcome_text(ui: &Ui, warehouse: &str, o: &RefreshOutcome) -> Stri
         RefreshOutcome::NotCreated(d) => {
             format!("Warehouse {warehouse}: no Freight: {}", decision_text(d))
         }
+        other => format!("Warehouse {warehouse}: {other:?}"),
     }
 }
 

@@ -192,6 +192,7 @@ impl DiscoveryContext {
 
 /// The class of a [`SourceError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SourceErrorKind {
     /// The repository or reference does not exist.
     NotFound,

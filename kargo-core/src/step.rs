@@ -500,6 +500,7 @@ impl StepOutcome {
 
 /// The class of a [`StepError`]; it decides whether the runner retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StepErrorKind {
     /// The promotion's own logic failed (Kargo's `Failed`, e.g. the `fail` step); not retried.
     Failed,

@@ -55,6 +55,7 @@ pub use mirror::{CommitInfo, FetchSpec, Mirror, RemoteRef, TreeEntryInfo};
 
 /// Settings of a [`Git`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GitConfig {
     /// Where mirrors live.
     pub cache_dir: PathBuf,

@@ -94,12 +94,17 @@ impl Transport {
 }
 
 fn config(cache: &Path) -> GitConfig {
-    GitConfig {
-        retry_initial: Duration::from_millis(20),
-        retry_max: Duration::from_millis(200),
-        max_push_attempts: 30,
-        ..GitConfig::new(cache)
-    }
+    let mut config = GitConfig::new(cache);
+    config.retry_initial = Duration::from_millis(20);
+    config.retry_max = Duration::from_millis(200);
+    config.max_push_attempts = 30;
+    config
+}
+
+fn shallow_config(cache: &Path) -> GitConfig {
+    let mut config = config(cache);
+    config.depth = std::num::NonZeroU32::new(1);
+    config
 }
 
 fn file_transport() -> Transport {
@@ -257,18 +262,12 @@ fn conformance(t: &Transport) {
 
     // Shallow clone: depth 1 gets one commit.
     let shallow_git = Git::new(
-        GitConfig {
-            depth: std::num::NonZeroU32::new(1),
-            ..config(&work.path().join("cache4"))
-        },
+        shallow_config(&work.path().join("cache4")),
         Arc::new(StaticAuth::new()),
     );
     let shallow_git = match &t.auth {
         Some(a) => Git::new(
-            GitConfig {
-                depth: std::num::NonZeroU32::new(1),
-                ..config(&work.path().join("cache4"))
-            },
+            shallow_config(&work.path().join("cache4")),
             Arc::new(StaticAuth::new().with(t.base_url.clone(), a.clone())),
         ),
         None => shallow_git,

@@ -41,11 +41,11 @@ async fn start(fake: Arc<FakeArgo>, token: &str) -> Runner {
         ),
     )
     .unwrap();
-    Runner::new(reg).with_options(RunnerOptions {
-        min_retry_after: Duration::from_millis(10),
-        error_backoff: Duration::from_millis(10),
-        ..RunnerOptions::default()
-    })
+    Runner::new(reg).with_options(
+        RunnerOptions::default()
+            .with_min_retry_after(Duration::from_millis(10))
+            .with_error_backoff(Duration::from_millis(10)),
+    )
 }
 
 async fn run(runner: &Runner, stage: &str, steps: Json) -> PromotionResult {

@@ -259,10 +259,8 @@ async fn polls_through_the_runner_until_success() {
         std::env::temp_dir().join("kargo-rs-test-git-cache"),
     )
     .unwrap();
-    let runner = Runner::new(reg).with_options(RunnerOptions {
-        min_retry_after: Duration::from_millis(10),
-        ..RunnerOptions::default()
-    });
+    let runner = Runner::new(reg)
+        .with_options(RunnerOptions::default().with_min_retry_after(Duration::from_millis(10)));
     let r = runner.run(&p).await;
     assert_eq!(r.phase, PromotionPhase::Succeeded, "{:#?}", r.steps);
     assert_eq!(r.step("wait").unwrap().outputs["attempt"], json!(2));

@@ -148,11 +148,11 @@ async fn setup_with(env: &Env, flavor: Flavor, argocd: ArgoCdOptions) -> Setup {
             .argocd(argocd),
     )
     .unwrap();
-    let runner = Runner::new(reg).with_options(RunnerOptions {
-        min_retry_after: Duration::from_millis(20),
-        error_backoff: Duration::from_millis(20),
-        ..RunnerOptions::default()
-    });
+    let runner = Runner::new(reg).with_options(
+        RunnerOptions::default()
+            .with_min_retry_after(Duration::from_millis(20))
+            .with_error_backoff(Duration::from_millis(20)),
+    );
     let creds = Arc::new(StaticCredentials::new().with(
         CredentialKind::Git,
         &env.http_url,

@@ -81,6 +81,7 @@ pub const FIXTURE_BRANCH: &str = "main";
 /// error: see [`Outcome::result`]), a [`PipelineTest`] could not be built, or a
 /// [`PipelineRun`] could not read the fixture repository.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TestError {
     /// The manifests did not load.
     #[error("the manifests do not load: {0}")]

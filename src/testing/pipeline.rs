@@ -380,6 +380,7 @@ pub struct Wait {
 
 /// What a Stage is waiting for ([`Wait`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WaitReason {
     /// A promotion of the Freight is queued or running.
     Promoting,

@@ -53,6 +53,7 @@ use crate::runner::{PromotionPhase, promotion_name};
 
 /// Why the pipeline refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError {
     /// No Stage of that name.
     #[error("unknown Stage {0:?}")]

@@ -172,6 +172,7 @@ pub struct VerificationInfo {
 
 /// Kargo's verification phases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum VerificationPhase {
     /// The collection is good.
     Successful,
@@ -204,6 +205,7 @@ pub struct AutoPromotionHold {
 
 /// Why a promotion was requested.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum PromotionTrigger {
     /// A user (or tool) asked for it.
     #[default]

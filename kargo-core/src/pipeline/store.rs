@@ -62,6 +62,7 @@ fn process_lease(key: String) -> Option<StageLease> {
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// Someone else wrote the state since it was read.
     #[error(

@@ -25,6 +25,7 @@ use crate::workdir::WorkDir;
 
 /// Runner settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RunnerOptions {
     /// The shortest wait before polling a `Running` step again (Kargo: 10 s).
     pub min_retry_after: Duration,
@@ -45,6 +46,26 @@ impl Default for RunnerOptions {
             max_error_backoff: Duration::from_secs(60),
             ui_base_url: String::new(),
         }
+    }
+}
+
+impl RunnerOptions {
+    /// These options with another shortest wait before polling a `Running` step again.
+    pub fn with_min_retry_after(mut self, wait: Duration) -> Self {
+        self.min_retry_after = wait;
+        self
+    }
+
+    /// These options with another first wait after a retryable error.
+    pub fn with_error_backoff(mut self, wait: Duration) -> Self {
+        self.error_backoff = wait;
+        self
+    }
+
+    /// These options with Kargo's UI base URL (`ctx.uiBaseUrl`).
+    pub fn with_ui_base_url(mut self, url: impl Into<String>) -> Self {
+        self.ui_base_url = url.into();
+        self
     }
 }
 

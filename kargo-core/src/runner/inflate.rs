@@ -66,6 +66,7 @@ mod opt_duration {
 
 /// Why a template could not be inflated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InflateError {
     /// A task step names a task that does not exist.
     #[error("step {alias:?}: {kind} {name:?} not found")]

@@ -26,6 +26,7 @@ pub struct StagePlan {
 
 /// Why a Stage's promotion could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// No such Stage.
     #[error("Stage {project}/{stage} not found")]
