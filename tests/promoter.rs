@@ -536,6 +536,21 @@ fn verbs_and_error_paths() {
         overlay("dev", "aaaa0000", &c2)
     );
 
+    // `get schedule`: every Warehouse, when it is due and why (the library's schedule).
+    let schedule = p.expect(0, &["get", "schedule", "-o", "json"]).json();
+    let warehouses = schedule["warehouses"].as_array().unwrap();
+    assert!(!warehouses.is_empty(), "{schedule:#}");
+    for w in warehouses {
+        let reason = w["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("interval 1s + jitter 0s after the last discovery at "),
+            "{schedule:#}"
+        );
+    }
+    assert!(schedule["nextWake"].is_object() || warehouses.iter().all(|w| w["dueAt"] == "now"));
+    let text = p.expect(0, &["get", "schedule"]).stdout;
+    assert!(text.contains("WAREHOUSE") && text.contains("interval 1s"), "{text}");
+
     // `run --watch`: a new commit reaches dev without another command; Ctrl-C (SIGINT)
     // stops it cleanly with status 0.
     let c3 = app_commit(&app_seed, 3);
