@@ -1,15 +1,13 @@
 //! Embedding kargo-rs in your own tool: the library's service loop with a custom Source (your
 //! build system) and a custom Step (your release announcement). `cargo run --example
 //! embedding` runs one pass and stops; a real service passes `tokio::signal::ctrl_c()` (or
-//! its own shutdown signal) and keeps running.
+//! its own shutdown signal) to `run` and keeps going.
 #![allow(clippy::print_stdout)]
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
-use kargo::core::model::ImageSubscription;
-use kargo::core::source::{Discovery, DiscoveryContext, SourceError};
+use kargo::core::model::ImageSubscription as Sub;
 use kargo::prelude::*;
+use kargo::sources::memory::image;
 
 /// Images as your build system knows them (here: one build).
 struct BuildSystem;
@@ -17,61 +15,44 @@ struct BuildSystem;
 #[async_trait::async_trait]
 impl Source for BuildSystem {
     const KIND: &'static str = "image";
-    type Config = ImageSubscription;
-
-    async fn discover(
-        &self,
-        _: &DiscoveryContext,
-        sub: &ImageSubscription,
-    ) -> Result<Discovery, SourceError> {
-        let references = vec![kargo::sources::memory::image("1.4.2", "sha256:42")];
-        Ok(Discovery::Images {
-            repo_url: sub.repo_url.clone(),
-            platform: None,
-            references,
-        })
+    type Config = Sub;
+    async fn discover(&self, _: &DiscoveryContext, sub: &Sub) -> Result<Discovery, SourceError> {
+        let builds = vec![image("1.4.2", "sha256:42")];
+        Ok(Discovery::images(&sub.repo_url, builds))
     }
 }
 
-/// Announces a release (here: on stdout).
+/// Announces a release (here: on stdout); its config is `message: ...`.
 struct Announce;
-
-#[derive(serde::Deserialize)]
-struct AnnounceConfig {
-    message: String,
-}
 
 #[async_trait::async_trait]
 impl Step for Announce {
     const KIND: &'static str = "announce";
-    type Config = AnnounceConfig;
-
-    async fn run(&self, _: &StepContext, cfg: AnnounceConfig) -> Result<StepOutcome, StepError> {
-        println!("announce: {}", cfg.message);
+    type Config = std::collections::BTreeMap<String, String>;
+    async fn run(&self, _: &StepContext, cfg: Self::Config) -> Result<StepOutcome, StepError> {
+        let message = cfg.get("message").cloned().unwrap_or_default();
+        println!("announce: {message}");
         Ok(StepOutcome::succeeded())
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manifests =
-        ManifestSet::from_yaml_str("embedding.yaml", include_str!("fixtures/embedding.yaml"))?;
     let (mut sources, mut steps) = (SourceRegistry::new(), StepRegistry::new());
     sources.register(BuildSystem)?;
     steps.register(Announce)?;
-    let store = Arc::new(MemoryStore::new());
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let manifests = ManifestSet::from_yaml_str("shop", include_str!("fixtures/embedding.yaml"))?;
     let controller = Controller::new(manifests, "shop", sources, Runner::new(steps), store)?;
     let service = Service::new(controller, ServiceOptions::default());
-    let handle = service.handle();
-    // Stop after the first pass; a real service would wait for Ctrl-C here.
-    let first_pass = handle.clone();
-    service
-        .run(async move { first_pass.wait_for_passes(1).await })
-        .await;
+    let (handle, first_pass) = (service.handle(), service.handle());
+    // Stop after the first pass: a real service would pass its shutdown signal here.
+    let stop = async move { first_pass.wait_for_passes(1).await };
+    service.run(stop).await;
     let state = handle.controller().state()?;
     println!(
         "dev holds {:?}",
-        state.stages["dev"].current().map(|c| c.len())
+        state.stages["dev"].current().map(|c| c.id())
     );
     Ok(())
 }

@@ -10,5 +10,5 @@ pub use kargo_core::freight::{Freight, FreightCollection, FreightId, FreightOrig
 pub use kargo_core::loader::ManifestSet;
 pub use kargo_core::pipeline::{FileStore, MemoryStore, ProjectState, StateStore};
 pub use kargo_core::runner::Runner;
-pub use kargo_core::source::{Source, SourceRegistry};
+pub use kargo_core::source::{Discovery, DiscoveryContext, Source, SourceError, SourceRegistry};
 pub use kargo_core::step::{Step, StepContext, StepError, StepOutcome, StepRegistry};

@@ -549,7 +549,10 @@ fn verbs_and_error_paths() {
     }
     assert!(schedule["nextWake"].is_object() || warehouses.iter().all(|w| w["dueAt"] == "now"));
     let text = p.expect(0, &["get", "schedule"]).stdout;
-    assert!(text.contains("WAREHOUSE") && text.contains("interval 1s"), "{text}");
+    assert!(
+        text.contains("WAREHOUSE") && text.contains("interval 1s"),
+        "{text}"
+    );
 
     // `run --watch`: a new commit reaches dev without another command; Ctrl-C (SIGINT)
     // stops it cleanly with status 0.

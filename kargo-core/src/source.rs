@@ -100,6 +100,15 @@ pub enum Discovery {
 }
 
 impl Discovery {
+    /// Images of `repo_url` (no platform constraint), best first.
+    pub fn images(repo_url: impl Into<String>, references: Vec<DiscoveredImage>) -> Self {
+        Self::Images {
+            repo_url: repo_url.into(),
+            platform: None,
+            references,
+        }
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
         match self {
