@@ -49,10 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stop after the first pass: a real service would pass its shutdown signal here.
     let stop = async move { first_pass.wait_for_passes(1).await };
     service.run(stop).await;
-    let state = handle.controller().state()?;
-    println!(
-        "dev holds {:?}",
-        state.stages["dev"].current().map(|c| c.id())
-    );
+    let dev = handle.controller().state()?.stages["dev"]
+        .current()
+        .map(|c| c.id());
+    println!("dev holds collection {dev:?}");
     Ok(())
 }
