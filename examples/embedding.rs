@@ -7,7 +7,6 @@
 
 use kargo::core::model::ImageSubscription as Sub;
 use kargo::prelude::*;
-use kargo::sources::memory::image;
 
 /// Images as your build system knows them (here: one build).
 struct BuildSystem;
@@ -17,7 +16,7 @@ impl Source for BuildSystem {
     const KIND: &'static str = "image";
     type Config = Sub;
     async fn discover(&self, _: &DiscoveryContext, sub: &Sub) -> Result<Discovery, SourceError> {
-        let builds = vec![image("1.4.2", "sha256:42")];
+        let builds = vec![kargo::sources::memory::image("1.4.2", "sha256:42")];
         Ok(Discovery::images(&sub.repo_url, builds))
     }
 }
@@ -44,14 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = std::sync::Arc::new(MemoryStore::new());
     let manifests = ManifestSet::from_yaml_str("shop", include_str!("fixtures/embedding.yaml"))?;
     let controller = Controller::new(manifests, "shop", sources, Runner::new(steps), store)?;
-    let service = Service::new(controller, ServiceOptions::default());
-    let (handle, first_pass) = (service.handle(), service.handle());
+    let service = Service::new(controller.clone(), ServiceOptions::default());
+    let first_pass = service.handle();
     // Stop after the first pass: a real service would pass its shutdown signal here.
     let stop = async move { first_pass.wait_for_passes(1).await };
     service.run(stop).await;
-    let dev = handle.controller().state()?.stages["dev"]
-        .current()
-        .map(|c| c.id());
-    println!("dev holds collection {dev:?}");
+    let state = controller.state()?;
+    let dev = &state.stages["dev"];
+    println!("dev holds collection {:?}", dev.current().map(|c| c.id()));
     Ok(())
 }
