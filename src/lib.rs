@@ -4,6 +4,7 @@
 /// The vocabulary and orchestration: resources, Freight, expressions, steps, the runner.
 pub use kargo_core as core;
 /// Git: clone, fetch, commits without a work tree, push.
+#[cfg(any(feature = "git", feature = "git-steps"))]
 pub use kargo_git as git;
 /// Artifact discovery for Warehouses.
 pub use kargo_sources as sources;

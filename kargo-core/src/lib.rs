@@ -2,8 +2,8 @@
 //!
 //! The vocabulary and orchestration of GitOps continuous promotion, after
 //! [Kargo](https://kargo.io): the `kargo.akuity.io/v1alpha1` resource model and its loader,
-//! Freight and Freight IDs, `$<< >>` expressions, the [`Step`](step::Step) trait and
-//! [`StepRegistry`](step::StepRegistry), and the promotion [`Runner`](runner::Runner).
+//! Freight and Freight IDs, `$<< >>` expressions, the [`Step`] trait and
+//! [`StepRegistry`], and the promotion [`Runner`].
 //!
 //! This crate has no network, git or YAML-editing code; those live in `kargo-git`,
 //! `kargo-sources` and `kargo-steps`.

@@ -5,6 +5,7 @@
 //! `config.json` named in [`ImageSourceOptions::docker_config`].
 //!
 //! ```
+//! # #[cfg(all(feature = "image", feature = "chart", feature = "git"))] {
 //! let cache = tempfile::tempdir().unwrap();
 //! let mut registry = kargo_core::source::SourceRegistry::new();
 //! let sources = kargo_sources::builtin::register_builtins(
@@ -13,58 +14,78 @@
 //! ).unwrap();
 //! assert_eq!(registry.kinds().collect::<Vec<_>>(), ["chart", "git", "image"]);
 //! assert_eq!(sources.image.stats().tag_lists, 0);
+//! # }
 //! ```
 
 use std::path::PathBuf;
+#[cfg(any(feature = "image", feature = "chart", feature = "git"))]
 use std::sync::Arc;
 
 use kargo_core::source::SourceRegistry;
 use kargo_core::step::DuplicateStep;
-use kargo_git::GitConfig;
 
+#[cfg(feature = "chart")]
 use crate::chart::{ChartClientOptions, ChartSource, IndexCache};
+#[cfg(feature = "git")]
 use crate::git::GitSource;
+#[cfg(feature = "image")]
 use crate::image::{ImageSource, ImageSourceOptions};
 
-/// The settings of the built-in sources.
+/// The settings of the built-in sources (only the fields of the enabled features exist).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SourceOptions {
     /// Git subscriptions: where mirrors are cached (share it with the git steps' cache, so
-    /// a repository is fetched once for both).
-    pub git: GitConfig,
+    /// a repository is fetched once for both). Feature `git`.
+    #[cfg(feature = "git")]
+    pub git: kargo_git::GitConfig,
     /// Image subscriptions: insecure registries, concurrency, rate limit, caches, Docker
-    /// `config.json`, timeouts.
+    /// `config.json`, timeouts. Feature `image`.
+    #[cfg(feature = "image")]
     pub image: ImageSourceOptions,
-    /// Chart subscriptions: TLS, plain HTTP, timeouts, size limits.
+    /// Chart subscriptions: TLS, plain HTTP, timeouts, size limits. Feature `chart`.
+    #[cfg(feature = "chart")]
     pub chart: ChartClientOptions,
-    /// How many chart repository indexes are kept for revalidation.
+    /// How many chart repository indexes are kept for revalidation. Feature `chart`.
+    #[cfg(feature = "chart")]
     pub chart_index_cache: usize,
 }
 
 impl SourceOptions {
-    /// Defaults, with git mirrors under `git_cache_dir`.
+    /// Defaults, with git mirrors under `git_cache_dir` (unused without the `git` feature).
     pub fn new(git_cache_dir: impl Into<PathBuf>) -> Self {
-        Self::with_git(GitConfig::new(git_cache_dir))
-    }
-
-    /// Defaults with these git settings.
-    pub fn with_git(git: GitConfig) -> Self {
+        let git_cache_dir = git_cache_dir.into();
+        #[cfg(not(feature = "git"))]
+        let _ = git_cache_dir;
         Self {
-            git,
+            #[cfg(feature = "git")]
+            git: kargo_git::GitConfig::new(git_cache_dir),
+            #[cfg(feature = "image")]
             image: ImageSourceOptions::default(),
+            #[cfg(feature = "chart")]
             chart: ChartClientOptions::default(),
+            #[cfg(feature = "chart")]
             chart_index_cache: 256,
         }
     }
 
-    /// These options with other image settings.
+    /// Defaults with these git settings (feature `git`).
+    #[cfg(feature = "git")]
+    pub fn with_git(git: kargo_git::GitConfig) -> Self {
+        let mut options = Self::new(git.cache_dir.clone());
+        options.git = git;
+        options
+    }
+
+    /// These options with other image settings (feature `image`).
+    #[cfg(feature = "image")]
     pub fn image(mut self, image: ImageSourceOptions) -> Self {
         self.image = image;
         self
     }
 
-    /// These options with other chart client settings.
+    /// These options with other chart client settings (feature `chart`).
+    #[cfg(feature = "chart")]
     pub fn chart(mut self, chart: ChartClientOptions) -> Self {
         self.chart = chart;
         self
@@ -76,27 +97,47 @@ impl SourceOptions {
 #[non_exhaustive]
 pub struct BuiltinSources {
     /// The image source (request counters: [`ImageSource::stats`]).
+    #[cfg(feature = "image")]
     pub image: Arc<ImageSource>,
     /// The chart source (index cache counters: [`ChartSource::cache`]).
+    #[cfg(feature = "chart")]
     pub chart: Arc<ChartSource>,
     /// The git source (ls-remote short-circuits: [`GitSource::stats`]).
+    #[cfg(feature = "git")]
     pub git: Arc<GitSource>,
 }
 
-/// Registers the image, chart and git sources built from `options`. Fails if one of the
-/// kinds is already taken.
+/// Registers the sources of the enabled features (image, chart, git) built from
+/// `options`. Fails if one of the kinds is already taken.
+#[cfg_attr(
+    not(any(feature = "image", feature = "chart", feature = "git")),
+    allow(unused_variables, reason = "no source to register")
+)]
 pub fn register_builtins(
     registry: &mut SourceRegistry,
     options: &SourceOptions,
 ) -> Result<BuiltinSources, DuplicateStep> {
+    #[cfg(feature = "image")]
     let image = Arc::new(ImageSource::new(options.image.clone()));
+    #[cfg(feature = "image")]
+    registry.register_dyn(image.clone())?;
+    #[cfg(feature = "chart")]
     let chart = Arc::new(ChartSource::with_options(
         options.chart.clone(),
         Arc::new(IndexCache::new(options.chart_index_cache)),
     ));
-    let git = Arc::new(GitSource::new(options.git.clone()));
-    registry.register_dyn(image.clone())?;
+    #[cfg(feature = "chart")]
     registry.register_dyn(chart.clone())?;
+    #[cfg(feature = "git")]
+    let git = Arc::new(GitSource::new(options.git.clone()));
+    #[cfg(feature = "git")]
     registry.register_dyn(git.clone())?;
-    Ok(BuiltinSources { image, chart, git })
+    Ok(BuiltinSources {
+        #[cfg(feature = "image")]
+        image,
+        #[cfg(feature = "chart")]
+        chart,
+        #[cfg(feature = "git")]
+        git,
+    })
 }

@@ -527,6 +527,30 @@ fn str_at(v: &Json, p: &str) -> String {
         .to_owned()
 }
 
+/// `url` without the password of its user info (https: without the user info at all),
+/// like `kargo_git::redact_url`, which the Argo CD steps do not depend on.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let scheme = &url[..scheme_end];
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let host_and_path = &rest[at + 1..];
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                format!("{scheme}://{host_and_path}")
+            } else {
+                let user = authority[..at].split(':').next().unwrap_or("");
+                format!("{scheme}://{user}@{host_and_path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn labels_of(app: &Json) -> IndexMap<String, String> {
     app.pointer("/metadata/labels")
         .and_then(Json::as_object)
@@ -745,7 +769,7 @@ fn updated_app(
             return Err(StepError::terminal(format!(
                 "{field}.sources[{i}]: Application {:?} has no source for {}{}",
                 str_at(app, "/metadata/name"),
-                kargo_git::redact_url(&upd.repo_url),
+                redact_url(&upd.repo_url),
                 upd.chart
                     .as_deref()
                     .map(|c| format!(" chart {c}"))
@@ -1173,6 +1197,17 @@ impl Step for ArgoCdWait {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repo_urls_in_messages_lose_their_credentials() {
+        assert_eq!(redact_url("https://u:p@h/x.git"), "https://h/x.git");
+        assert_eq!(redact_url("ssh://git:pw@h/x"), "ssh://git@h/x");
+        assert_eq!(redact_url("https://h/x.git"), "https://h/x.git");
+        assert_eq!(
+            redact_url("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
+    }
 
     #[test]
     fn authorization_entries_and_globs() {

@@ -17,26 +17,42 @@
 //! Errors ([`ChartError`]) name the repository with any user info and query string of its
 //! URL removed, so credentials never reach a message; HTTP 401 and 403 are
 //! [`ChartErrorKind::Unauthorized`], 404 is [`ChartErrorKind::NotFound`].
+//!
+//! **Feature `chart`** (default): everything above. Without it only [`version`] (used by
+//! every source's version selection) and [`redact_url`] are here; the `image` feature also
+//! keeps [`sha256_digest`].
 
+#[cfg(feature = "chart")]
 pub mod archive;
+#[cfg(feature = "chart")]
 mod http;
+#[cfg(feature = "chart")]
 mod oci;
+#[cfg(feature = "chart")]
 mod source;
 pub mod version;
 
+#[cfg(feature = "chart")]
 pub use http::{HttpChartRepository, IndexEntry, IndexFetch, RepoIndex, ResolvedChart};
+#[cfg(feature = "chart")]
 pub use oci::{
     HELM_CHART_CONTENT_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, HELM_LEGACY_CHART_CONTENT_MEDIA_TYPE,
     OciChartRepository,
 };
+#[cfg(feature = "chart")]
 pub use source::ChartSource;
 
+#[cfg(feature = "chart")]
 use std::collections::HashMap;
+#[cfg(feature = "chart")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "chart")]
 use std::sync::{Arc, Mutex};
+#[cfg(feature = "chart")]
 use std::time::Duration;
 
 /// A downloaded chart archive (a gzipped tar).
+#[cfg(feature = "chart")]
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChartArchive {
     /// The archive's bytes.
@@ -45,6 +61,7 @@ pub struct ChartArchive {
     pub digest: String,
 }
 
+#[cfg(feature = "chart")]
 impl std::fmt::Debug for ChartArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChartArchive")
@@ -55,6 +72,7 @@ impl std::fmt::Debug for ChartArchive {
 }
 
 /// Settings shared by the chart repository clients.
+#[cfg(feature = "chart")]
 #[derive(Debug, Clone)]
 pub struct ChartClientOptions {
     /// Accept invalid TLS certificates (Kargo's `insecureSkipTLSVerify`).
@@ -70,6 +88,7 @@ pub struct ChartClientOptions {
     pub max_archive_bytes: u64,
 }
 
+#[cfg(feature = "chart")]
 impl Default for ChartClientOptions {
     /// Certificates verified, HTTPS except for loopback registries, 30 s timeouts, 100 MiB
     /// limits.
@@ -85,6 +104,7 @@ impl Default for ChartClientOptions {
 }
 
 /// The class of a [`ChartError`].
+#[cfg(feature = "chart")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChartErrorKind {
     /// The caller's input is invalid (a URL, a version); retrying cannot help.
@@ -101,6 +121,7 @@ pub enum ChartErrorKind {
 
 /// An error talking to a chart repository. `repo` is the repository URL without user info
 /// or query.
+#[cfg(feature = "chart")]
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
     /// The repository URL is not usable.
@@ -167,6 +188,7 @@ pub enum ChartError {
     },
 }
 
+#[cfg(feature = "chart")]
 impl ChartError {
     /// The class of the error.
     pub fn kind(&self) -> ChartErrorKind {
@@ -201,6 +223,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Whether `host` (`name`, `name:port`, `[v6]:port`) is a loopback host.
+#[cfg(any(feature = "chart", feature = "image"))]
 pub(crate) fn is_loopback_host(host: &str) -> bool {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return ip.is_loopback();
@@ -219,6 +242,7 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 }
 
 /// `sha256:<hex>` of `bytes`.
+#[cfg(any(feature = "chart", feature = "image"))]
 pub fn sha256_digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(bytes);
@@ -231,9 +255,11 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     out
 }
 
+#[cfg(any(feature = "chart", feature = "image"))]
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A parsed index kept with the validators of the response it came from.
+#[cfg(feature = "chart")]
 #[derive(Debug)]
 struct CachedIndex {
     etag: Option<String>,
@@ -246,6 +272,7 @@ struct CachedIndex {
 /// next fetch is a conditional request; a `304 Not Modified` reuses the parsed index. The
 /// cache holds at most `capacity` indexes and drops the least recently used one first.
 /// Share one (in an `Arc`) between the repositories that should use it.
+#[cfg(feature = "chart")]
 #[derive(Debug)]
 pub struct IndexCache {
     capacity: usize,
@@ -255,6 +282,7 @@ pub struct IndexCache {
     downloaded: AtomicU64,
 }
 
+#[cfg(feature = "chart")]
 impl Default for IndexCache {
     /// A cache of 32 indexes.
     fn default() -> Self {
@@ -262,6 +290,7 @@ impl Default for IndexCache {
     }
 }
 
+#[cfg(feature = "chart")]
 impl IndexCache {
     /// A cache holding at most `capacity` indexes (at least 1).
     pub fn new(capacity: usize) -> Self {
@@ -352,7 +381,7 @@ impl IndexCache {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "chart"))]
 mod tests {
     use super::*;
 

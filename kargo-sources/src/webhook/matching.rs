@@ -8,7 +8,7 @@ use kargo_core::model::{
 
 use super::{ArtifactKind, PushedArtifact};
 use crate::chart::version::{Constraint, Version};
-use crate::git::PathFilter;
+use crate::path_filter::PathFilter;
 use crate::selection::{TagFilter, select_semver};
 
 /// The normalised repository URLs a Warehouse subscribes to (Kargo's `subscribedURLs`

@@ -14,6 +14,7 @@
 mod clear;
 mod clone;
 mod commit;
+#[cfg(feature = "pull-requests")]
 pub mod pr;
 mod push;
 mod tag;
@@ -21,6 +22,7 @@ mod tag;
 pub use clear::{GitClear, GitClearConfig};
 pub use clone::{CheckoutConfig, GitClone, GitCloneConfig};
 pub use commit::{GitCommit, GitCommitConfig};
+#[cfg(feature = "pull-requests")]
 pub use pr::{GitMergePr, GitOpenPr, GitWaitForPr, PullRequestOptions};
 pub use push::{GitProvider, GitPush, GitPushConfig};
 pub use tag::{GitTag, GitTagConfig};

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use kargo_core::step::{DryRun, DryRunFile, DryRunPush, Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 
+#[cfg(feature = "argocd")]
 use std::sync::Arc;
 
+#[cfg(feature = "argocd")]
 use crate::argocd::{AppRefresher, ArgoCdOptions};
 
 use super::{
@@ -37,7 +39,7 @@ use super::{
 /// diff is against the checkout's starting point, not against a remote tip that may have
 /// moved since (a real push would rebase onto it).
 ///
-/// **Argo CD refresh** ([`GitPush::with_argocd`], which
+/// **Argo CD refresh** (feature `argocd`; [`GitPush::with_argocd`], which
 /// [`register_builtins_with`](crate::register_builtins_with) uses with
 /// [`BuiltinOptions::argocd`](crate::BuiltinOptions)): after a successful branch push,
 /// when an Argo CD server is configured and [`ArgoCdOptions::refresh_after_push`] is on,
@@ -47,6 +49,7 @@ use super::{
 /// log, and the output lists what was refreshed. A dry run only notes the refresh.
 #[derive(Debug, Clone, Default)]
 pub struct GitPush {
+    #[cfg(feature = "argocd")]
     argocd: Option<Arc<ArgoCdOptions>>,
 }
 
@@ -57,6 +60,7 @@ impl GitPush {
     }
 
     /// The step refreshing Argo CD Applications after pushes as `options` say.
+    #[cfg(feature = "argocd")]
     pub fn with_argocd(options: ArgoCdOptions) -> Self {
         Self {
             argocd: Some(Arc::new(options)),
@@ -65,6 +69,7 @@ impl GitPush {
 
     /// Asks Argo CD to refresh the Applications tracking `branch` of the checkout's
     /// repository; returns their `namespace/name`, `None` when the refresh is off.
+    #[cfg(feature = "argocd")]
     async fn refresh_argocd(&self, info: &CheckoutInfo, branch: &str) -> Option<Vec<String>> {
         let refresher = match AppRefresher::new(self.argocd.as_deref()?)? {
             Ok(r) => r,
@@ -333,10 +338,12 @@ impl Step for GitPush {
         let (target, force, max_attempts) = validate(&cfg, &ctx.promotion)?;
         let info = find_checkout(ctx, &cfg.path)?;
         if let Some(dry) = ctx.dry_run() {
+            #[cfg(feature = "argocd")]
             let refresh = self
                 .argocd
                 .as_deref()
                 .is_some_and(|o| o.refresh_after_push && o.server_url.is_some());
+            #[cfg(feature = "argocd")]
             if refresh && matches!(target, Target::Branch(_)) {
                 dry.note(
                     &ctx.alias,
@@ -371,6 +378,7 @@ impl Step for GitPush {
                     attempts = pushed.attempts,
                     "git-push: pushed"
                 );
+                #[cfg(feature = "argocd")]
                 if let Some(apps) = self.refresh_argocd(&info, &pushed.branch).await {
                     outcome = outcome.with_output("argocdRefreshed", apps);
                 }

@@ -1,15 +1,14 @@
 //! `helm-template`: renders a Helm chart with the `helm` binary.
 
 use std::ffi::OsString;
-use std::path::Path;
 
 use async_trait::async_trait;
 use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 
 use super::process::{
-    RenderTools, check_file_name, check_links_below, create_dir, is_file_output, run_tool,
-    split_documents, write_file,
+    RenderTools, check_file_name, check_links_below, create_dir, helm_env, is_file_output,
+    run_tool, split_documents, write_file,
 };
 
 /// Kargo's `helm-template` step: renders the chart in `path` as `helm template` does and
@@ -159,15 +158,6 @@ pub struct HelmSetValue {
     /// Pass it with `--set-literal` instead of `--set` (`literal: true`).
     #[serde(default)]
     pub literal: bool,
-}
-
-/// Environment variables giving Helm empty, temporary homes under `home`.
-pub(crate) fn helm_env(home: &Path) -> Vec<(&'static str, OsString)> {
-    vec![
-        ("HELM_CONFIG_HOME", home.join("config").into_os_string()),
-        ("HELM_CACHE_HOME", home.join("cache").into_os_string()),
-        ("HELM_DATA_HOME", home.join("data").into_os_string()),
-    ]
 }
 
 /// Kargo's flat-layout file name: `[group-]kind[-namespace]-name.yaml`.

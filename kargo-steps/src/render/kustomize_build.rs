@@ -439,7 +439,7 @@ impl Step for KustomizeBuild {
         let helm_home = tempfile::tempdir().map_err(|e| {
             StepError::terminal(format!("cannot create a temporary Helm home: {e}"))
         })?;
-        let env = super::helm_template::helm_env(helm_home.path());
+        let env = super::process::helm_env(helm_home.path());
         let env: Vec<(&str, &std::ffi::OsStr)> =
             env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
         let output = run_tool(

@@ -16,11 +16,15 @@
 //! resource (names below). Generated file names are checked to be plain names, so a
 //! resource's metadata cannot make the step write elsewhere.
 
+#[cfg(feature = "helm")]
 mod helm_template;
+#[cfg(feature = "kustomize")]
 mod kustomize_build;
 mod process;
 
+#[cfg(feature = "helm")]
 pub use helm_template::{HelmOutLayout, HelmSetValue, HelmTemplate, HelmTemplateConfig};
+#[cfg(feature = "kustomize")]
 pub use kustomize_build::{
     KustomizeBuild, KustomizeBuildConfig, KustomizeHelmPluginConfig, KustomizeOutputFormat,
     KustomizePluginConfig,

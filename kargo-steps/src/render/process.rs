@@ -312,6 +312,16 @@ pub(crate) fn check_links_below(
     Ok(())
 }
 
+/// Environment variables giving Helm empty, temporary homes under `home` (`helm-template`,
+/// and `kustomize-build`'s Helm chart inflation).
+pub(crate) fn helm_env(home: &Path) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("HELM_CONFIG_HOME", home.join("config").into_os_string()),
+        ("HELM_CACHE_HOME", home.join("cache").into_os_string()),
+        ("HELM_DATA_HOME", home.join("data").into_os_string()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
