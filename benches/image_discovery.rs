@@ -153,9 +153,10 @@ async fn push_all(registry: &str, repo: &str) {
 }
 
 fn source() -> ImageSource {
-    ImageSource::new(ImageSourceOptions {
-        rate_limit: f64::INFINITY,
-        ..ImageSourceOptions::default()
+    ImageSource::new({
+        let mut o = ImageSourceOptions::default();
+        o.rate_limit = f64::INFINITY;
+        o
     })
 }
 

@@ -569,9 +569,10 @@ async fn discover(
     what: &str,
     ev: &mut Evidence,
 ) {
-    let src = ImageSource::new(ImageSourceOptions {
-        rate_limit: 100_000.0,
-        ..ImageSourceOptions::default()
+    let src = ImageSource::new({
+        let mut o = ImageSourceOptions::default();
+        o.rate_limit = 100_000.0;
+        o
     });
     let creds = StaticCredentials::new().with(CredentialKind::Image, image, user, password);
     ev.add(
@@ -742,8 +743,10 @@ async fn pull_request_providers() {
         let api = format!("{}{}", srv.url, flavor.api_prefix());
         let cache = TempDir::new().unwrap();
         let r = runner(cache.path(), |o| {
-            o.pull_requests = PullRequestOptions {
-                api_urls: vec![(repo_url.clone(), api.clone())],
+            o.pull_requests = {
+                let mut o = PullRequestOptions::default();
+                o.api_urls = vec![(repo_url.clone(), api.clone())];
+                o
             };
         });
         for (t, ok) in [(token.as_str(), true), (bad.as_str(), false)] {
@@ -791,13 +794,15 @@ async fn argocd_token() {
     let mut keep = Vec::new();
     for (t, ok) in [(token.as_str(), true), (bad.as_str(), false)] {
         let cache = TempDir::new().unwrap();
-        let options = ArgoCdOptions {
-            server_url: Some(srv.url.clone()),
-            token: Redacted::new(t.to_owned()),
-            default_namespace: "argocd".into(),
-            insecure_skip_tls_verify: false,
-            poll_interval: Duration::from_millis(10),
-            refresh_after_push: true,
+        let options = {
+            let mut o = ArgoCdOptions::default();
+            o.server_url = Some(srv.url.clone());
+            o.token = Redacted::new(t.to_owned());
+            o.default_namespace = "argocd".into();
+            o.insecure_skip_tls_verify = false;
+            o.poll_interval = Duration::from_millis(10);
+            o.refresh_after_push = true;
+            o
         };
         ev.add("ArgoCdOptions Debug", format!("{options:?}"));
         let r = runner(cache.path(), |o| o.argocd = options);

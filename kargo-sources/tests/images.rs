@@ -367,9 +367,10 @@ impl CredentialProvider for Fixed {
 }
 
 fn fast() -> ImageSourceOptions {
-    ImageSourceOptions {
-        rate_limit: 100_000.0,
-        ..ImageSourceOptions::default()
+    {
+        let mut o = ImageSourceOptions::default();
+        o.rate_limit = 100_000.0;
+        o
     }
 }
 
@@ -740,9 +741,10 @@ async fn docker_config_json_credentials() {
         json!({"auths": {format!("http://{}", reg.host): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let src = ImageSource::new(ImageSourceOptions {
-        docker_config: DockerConfigLocation::Path(path.clone()),
-        ..fast()
+    let src = ImageSource::new({
+        let mut o = fast();
+        o.docker_config = DockerConfigLocation::Path(path.clone());
+        o
     });
     let s = sub(&reg.url(&repo), ImageSelectionStrategy::SemVer);
     let ctx = DiscoveryContext::new("p", "w"); // no credentials of its own
@@ -1229,9 +1231,10 @@ async fn tag_pagination_follows_link_headers() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let port = Arc::new(std::sync::Mutex::new(String::new()));
     let host = stub(paging_handler(all, seen.clone(), false, port)).await;
-    let src = ImageSource::new(ImageSourceOptions {
-        tag_page_size: Some(3),
-        ..fast()
+    let src = ImageSource::new({
+        let mut o = fast();
+        o.tag_page_size = Some(3);
+        o
     });
     let mut s = sub(&format!("{host}/team/app"), ImageSelectionStrategy::SemVer);
     s.discovery_limit = 2;
@@ -1345,9 +1348,10 @@ async fn plain_http_refused_for_non_loopback_registries() {
         src.endpoint("registry.example.com/team/app").unwrap(),
         "https://registry.example.com/v2/team/app"
     );
-    let insecure = ImageSource::new(ImageSourceOptions {
-        insecure_registries: vec!["registry.example.com".into()],
-        ..fast()
+    let insecure = ImageSource::new({
+        let mut o = fast();
+        o.insecure_registries = vec!["registry.example.com".into()];
+        o
     });
     assert_eq!(
         insecure
@@ -1368,10 +1372,11 @@ async fn rate_limit_is_applied() {
     let all: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let host = stub(paging_handler(all, seen, false, Arc::default())).await;
-    let src = ImageSource::new(ImageSourceOptions {
-        rate_limit: 20.0,
-        concurrency: 1,
-        ..ImageSourceOptions::default()
+    let src = ImageSource::new({
+        let mut o = ImageSourceOptions::default();
+        o.rate_limit = 20.0;
+        o.concurrency = 1;
+        o
     });
     let s = sub(
         &format!("{host}/team/app"),

@@ -83,6 +83,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where the Argo CD API is and how to authenticate.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ArgoCdOptions {
     /// The Argo CD server's base URL (e.g. `https://argocd.example.com`); `None` disables
     /// the steps (they fail with a message saying so).

@@ -29,16 +29,16 @@ async fn start(fake: Arc<FakeArgo>, token: &str) -> Runner {
     let mut reg = kargo_core::StepRegistry::new();
     register_builtins_with(
         &mut reg,
-        &BuiltinOptions::new(std::env::temp_dir().join("kargo-rs-test-git-cache")).argocd(
-            ArgoCdOptions {
-                server_url: Some(srv.url.clone()),
-                token: Redacted::new(token.to_owned()),
-                default_namespace: "argocd".into(),
-                insecure_skip_tls_verify: false,
-                poll_interval: Duration::from_millis(10),
-                refresh_after_push: false,
-            },
-        ),
+        &BuiltinOptions::new(std::env::temp_dir().join("kargo-rs-test-git-cache")).argocd({
+            let mut o = ArgoCdOptions::default();
+            o.server_url = Some(srv.url.clone());
+            o.token = Redacted::new(token.to_owned());
+            o.default_namespace = "argocd".into();
+            o.insecure_skip_tls_verify = false;
+            o.poll_interval = Duration::from_millis(10);
+            o.refresh_after_push = false;
+            o
+        }),
     )
     .unwrap();
     Runner::new(reg).with_options(
@@ -402,9 +402,10 @@ async fn no_token_in_outputs_messages_or_logs() {
         assert!(!text.contains("SECRET"), "a token leaked: {text}");
     }
     // The options' Debug output hides the token too.
-    let o = ArgoCdOptions {
-        token: Redacted::new(TOKEN.to_owned()),
-        ..ArgoCdOptions::default()
+    let o = {
+        let mut o = ArgoCdOptions::default();
+        o.token = Redacted::new(TOKEN.to_owned());
+        o
     };
     assert!(!format!("{o:?}").contains("SECRET"));
 }
@@ -493,13 +494,15 @@ async fn start_refresh(
     };
     let mut reg = kargo_core::StepRegistry::new();
     let mut options = BuiltinOptions::new(cache);
-    options.argocd = ArgoCdOptions {
-        server_url: Some(url),
-        token: Redacted::new(TOKEN.to_owned()),
-        default_namespace: "argocd".into(),
-        insecure_skip_tls_verify: false,
-        poll_interval: Duration::from_millis(10),
-        refresh_after_push: on,
+    options.argocd = {
+        let mut o = ArgoCdOptions::default();
+        o.server_url = Some(url);
+        o.token = Redacted::new(TOKEN.to_owned());
+        o.default_namespace = "argocd".into();
+        o.insecure_skip_tls_verify = false;
+        o.poll_interval = Duration::from_millis(10);
+        o.refresh_after_push = on;
+        o
     };
     register_builtins_with(&mut reg, &options).unwrap();
     Runner::new(reg)

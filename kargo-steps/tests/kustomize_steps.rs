@@ -817,9 +817,10 @@ fn script(dir: &Path, name: &str, body: &str) {
 }
 
 fn tools_in(dir: &Path) -> RenderTools {
-    RenderTools {
-        search_path: Some(dir.as_os_str().to_owned()),
-        ..RenderTools::default()
+    {
+        let mut o = RenderTools::default();
+        o.search_path = Some(dir.as_os_str().to_owned());
+        o
     }
 }
 
@@ -1128,9 +1129,10 @@ fn rendering_is_cancelled_and_timed_out() {
     let bin = tmp.path().join("bin");
     script(&bin, "kustomize", "exec sleep 30\n");
     // Timeout.
-    let step = KustomizeBuild::new(RenderTools {
-        timeout: std::time::Duration::from_millis(300),
-        ..tools_in(&bin)
+    let step = KustomizeBuild::new({
+        let mut o = tools_in(&bin);
+        o.timeout = std::time::Duration::from_millis(300);
+        o
     });
     let started = std::time::Instant::now();
     let e = run(

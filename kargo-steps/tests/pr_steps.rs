@@ -142,8 +142,10 @@ async fn setup_with(env: &Env, flavor: Flavor, argocd: ArgoCdOptions) -> Setup {
     register_builtins_with(
         &mut reg,
         &BuiltinOptions::with_git(git)
-            .pull_requests(PullRequestOptions {
-                api_urls: vec![(repo_url.clone(), api.clone())],
+            .pull_requests({
+                let mut o = PullRequestOptions::default();
+                o.api_urls = vec![(repo_url.clone(), api.clone())];
+                o
             })
             .argocd(argocd),
     )
@@ -554,18 +556,16 @@ async fn prod_template_pr_then_argocd_update() {
     let argo = Arc::new(fake_argocd::FakeArgo::new("argo-token"));
     let a = argo.clone();
     let argo_srv = serve(Arc::new(move |r: &Req| a.handle(r))).await;
-    let s = setup_with(
-        &env,
-        Flavor::GitHub,
-        ArgoCdOptions {
-            server_url: Some(argo_srv.url.clone()),
-            token: kargo_core::secret::Redacted::new("argo-token".to_owned()),
-            default_namespace: "argocd".into(),
-            insecure_skip_tls_verify: false,
-            poll_interval: Duration::from_millis(20),
-            refresh_after_push: true,
-        },
-    )
+    let s = setup_with(&env, Flavor::GitHub, {
+        let mut o = ArgoCdOptions::default();
+        o.server_url = Some(argo_srv.url.clone());
+        o.token = kargo_core::secret::Redacted::new("argo-token".to_owned());
+        o.default_namespace = "argocd".into();
+        o.insecure_skip_tls_verify = false;
+        o.poll_interval = Duration::from_millis(20);
+        o.refresh_after_push = true;
+        o
+    })
     .await;
     argo.add(fake_argocd::app(
         "argocd",

@@ -74,6 +74,7 @@ impl std::fmt::Debug for ChartArchive {
 /// Settings shared by the chart repository clients.
 #[cfg(feature = "chart")]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ChartClientOptions {
     /// Accept invalid TLS certificates (Kargo's `insecureSkipTLSVerify`).
     pub insecure_skip_tls_verify: bool,

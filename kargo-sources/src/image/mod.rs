@@ -123,6 +123,7 @@ use rate_limit::TokenBucket;
 
 /// Settings of an [`ImageSource`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ImageSourceOptions {
     /// Registries (`host[:port]`) reached over plain HTTP although not on loopback.
     pub insecure_registries: Vec<String>,

@@ -13,15 +13,14 @@ use tokio::io::AsyncReadExt;
 /// ```
 /// use std::time::Duration;
 /// use kargo_steps::render::{KustomizeBuild, RenderTools};
-/// let tools = RenderTools {
-///     search_path: Some("/opt/tools/bin".into()),
-///     timeout: Duration::from_secs(120),
-///     ..RenderTools::default()
-/// };
+/// let mut tools = RenderTools::default();
+/// tools.search_path = Some("/opt/tools/bin".into());
+/// tools.timeout = Duration::from_secs(120);
 /// let step = KustomizeBuild::new(tools);
 /// # let _ = step;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RenderTools {
     /// Directories searched for `kustomize`, `kubectl` and `helm`, in `PATH` syntax;
     /// `None` uses the process's `PATH`.

@@ -55,6 +55,7 @@ use super::{GitProvider, SharedAuth, blocking, display_url, lookup_auth};
 
 /// Settings of the pull-request steps.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PullRequestOptions {
     /// API base URLs by repository URL prefix (the longest matching prefix wins), e.g.
     /// `("https://git.corp/", "https://git-api.corp/api/v1")`. Repositories that match
