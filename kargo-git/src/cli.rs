@@ -148,8 +148,13 @@ pub(crate) fn push(
     if out.status.success() {
         return Ok(PushResult::Ok);
     }
+    // `already exists`: a tag pushed without force that the remote has with another target
+    // (reported on stdout with `--porcelain`, so it needs its own match).
     let rejected = stdout.lines().chain(stderr.lines()).any(|l| {
-        l.contains("[rejected]") && (l.contains("fetch first") || l.contains("non-fast-forward"))
+        l.contains("[rejected]")
+            && (l.contains("fetch first")
+                || l.contains("non-fast-forward")
+                || l.contains("already exists"))
     }) || stderr.contains("[rejected]")
         || stderr.contains("failed to update ref")
         || stderr.contains("cannot lock ref");
