@@ -24,8 +24,10 @@
 //! Whenever receive-pack would do more than that, the caller falls back to the git binary
 //! (see [`push`]): the target runs hooks (an executable file in `hooks/` not ending in
 //! `.sample`, or `core.hooksPath` is set), is not bare (`receive.denyCurrentBranch`), sets
-//! any `receive.*` option (e.g. `denyNonFastForwards`, `fsckObjects`, `updateServerInfo`),
-//! `transfer.fsckObjects` or `core.sharedRepository`, is shallow, uses another object
+//! a `receive.*` option that could change the outcome (e.g. `denyNonFastForwards`,
+//! `fsckObjects`, `updateServerInfo`, `hideRefs`, `maxInputSize`; `autogc` and the like
+//! are fine), `transfer.fsckObjects`, `transfer.hideRefs` or `core.sharedRepository`, is
+//! shallow, uses another object
 //! format or reference storage, is a partial clone, or is not owned by this user; or the
 //! URL is relative, has a host or escapes; or a refspec is of a form Kargo does not use.
 //! What is not reproduced: receive-pack's `gc --auto` after the push, and packing pushes
@@ -326,14 +328,23 @@ fn needs_receive_pack(repo: &gix::Repository) -> Option<String> {
     if let Some(hook) = active_hook(&repo.git_dir().join("hooks")) {
         return Some(format!("hook {hook:?}: receive-pack would run it"));
     }
-    if config.plumbing().sections_by_name("receive").is_some() {
-        return Some("receive.* options are set".into());
+    if let Some(reason) = receive_options(&config) {
+        return Some(reason);
     }
-    for key in [
-        "transfer.fsckObjects",
-        "core.sharedRepository",
-        "extensions.partialClone",
-    ] {
+    if config.string("transfer.fsckObjects").is_some()
+        && config.boolean("transfer.fsckObjects") != Some(false)
+    {
+        return Some("transfer.fsckObjects is set".into());
+    }
+    if config.string("core.sharedRepository").is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_slice(),
+            b"false" | b"umask" | b"0"
+        )
+    }) {
+        return Some("core.sharedRepository is set".into());
+    }
+    for key in ["transfer.hideRefs", "extensions.partialClone"] {
         if config.string(key).is_some() {
             return Some(format!("{key} is set"));
         }
@@ -346,6 +357,51 @@ fn needs_receive_pack(repo: &gix::Repository) -> Option<String> {
     }
     if repo.is_shallow().unwrap_or(true) {
         return Some("the repository is shallow".into());
+    }
+    None
+}
+
+/// `receive.*` options that cannot change the outcome of a push Kargo makes to a bare
+/// repository here: garbage collection and pack storage (we write loose objects and never
+/// collect), the current branch of a work tree (bare only), deletions (never made), shallow
+/// updates (left to the binary), and protocol details. Lower case.
+const NEUTRAL_RECEIVE_OPTIONS: &[&str] = &[
+    "autogc",
+    "unpacklimit",
+    "denycurrentbranch",
+    "denydeletecurrent",
+    "denydeletes",
+    "shallowupdate",
+    "keepalive",
+    "advertiseatomic",
+    "advertisepushoptions",
+    "certnonceseed",
+    "certnonceslop",
+];
+
+/// Boolean `receive.*` options that change nothing when false (their default).
+const NEUTRAL_WHEN_FALSE: &[&str] = &["denynonfastforwards", "fsckobjects", "updateserverinfo"];
+
+/// The first `receive.*` option that could make receive-pack decide otherwise than
+/// [`push`] does (e.g. `denyNonFastForwards = true`, `fsckObjects = true`, `hideRefs`,
+/// `maxInputSize`, anything unknown), if one is set.
+fn receive_options(config: &gix::config::Snapshot<'_>) -> Option<String> {
+    for section in config.plumbing().sections_by_name("receive")? {
+        if let Some(sub) = section.header().subsection_name() {
+            return Some(format!("receive.{sub}.* options are set"));
+        }
+        for name in section.value_names() {
+            let lower = name.to_ascii_lowercase();
+            if NEUTRAL_RECEIVE_OPTIONS.contains(&lower.as_str()) {
+                continue;
+            }
+            if NEUTRAL_WHEN_FALSE.contains(&lower.as_str())
+                && config.boolean(format!("receive.{lower}").as_str()) == Some(false)
+            {
+                continue;
+            }
+            return Some(format!("receive.{name} is set"));
+        }
     }
     None
 }
@@ -757,7 +813,21 @@ mod tests {
             .unwrap()
             .err()
             .unwrap();
-        assert!(fallback.contains("receive"), "{fallback}");
+        assert!(fallback.contains("denyNonFastForwards"), "{fallback}");
+        // Options that change nothing here keep the push in-process (PipelineTest's
+        // fixture turns off receive.autogc).
+        std::fs::write(
+            &config,
+            format!(
+                "{original}[receive]\n\tautogc = false\n\tdenyNonFastForwards = false\n[gc]\n\tauto = 0\n"
+            ),
+        )
+        .unwrap();
+        assert!(
+            Plan::new(&f.mirror, &f.remote, &spec(base), false, op)
+                .unwrap()
+                .is_ok()
+        );
         std::fs::write(&config, &original).unwrap();
         assert!(
             Plan::new(&f.mirror, &f.remote, &spec(base), false, op)
