@@ -200,12 +200,18 @@ impl Plan {
                     Some(k) if k != Kind::Commit => {
                         return Ok(Err(format!("{dst} does not point to a commit")));
                     }
-                    Some(_) => {
-                        if !is_ancestor(&source, old, new, op)? {
+                    Some(_) => match is_ancestor(&source, old, new, op) {
+                        Ok(true) => {}
+                        Ok(false) => {
                             rejected.push(reject("non-fast-forward"));
                             continue;
                         }
-                    }
+                        // History cut off by a shallow boundary: git's own walk decides.
+                        Err(_) if source.is_shallow().unwrap_or(false) => {
+                            return Ok(Err("the mirror is shallow".into()));
+                        }
+                        Err(e) => return Err(e),
+                    },
                 },
                 None => {}
             }

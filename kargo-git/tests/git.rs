@@ -1707,3 +1707,46 @@ fn local_tag_push_and_tag_conflict() {
         git_ok(&bare, &["fsck", "--strict"]);
     }
 }
+
+#[test]
+fn a_shallow_mirror_pushes_in_process_and_fetches_first_when_behind() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    let full = local_git(&work.path().join("full"), true, NO_GIT)
+        .mirror(&url)
+        .unwrap();
+    seed(&full);
+    let edit = |m: &kargo_git::Mirror, path: &str| {
+        m.push_edits(
+            "main",
+            &[Edit::Write {
+                path: path.into(),
+                content: path.as_bytes().to_vec(),
+            }],
+            path,
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap()
+    };
+    edit(&full, "one");
+    let mut c = shallow_config(&work.path().join("shallow"));
+    c.git_binary = PathBuf::from(NO_GIT);
+    let shallow = Git::new(c, Arc::new(NoAuth)).mirror(&url).unwrap();
+    assert_eq!(edit(&shallow, "two").attempts, 1);
+    assert!(
+        shallow.path().join("shallow").exists(),
+        "the mirror is shallow"
+    );
+    // The remote moves on; the shallow mirror's cached tip is stale: its first attempt is
+    // rejected ("fetch first": it lacks the remote's tip), then it fetches and lands.
+    edit(&full, "three");
+    assert_eq!(edit(&shallow, "four").attempts, 2);
+    git_ok(&bare, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(git_ok(&bare, &["rev-list", "--count", "main"]), "5");
+    for path in ["one", "two", "three", "four"] {
+        assert_eq!(git_ok(&bare, &["show", &format!("main:{path}")]), path);
+    }
+}
