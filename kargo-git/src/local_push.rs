@@ -59,6 +59,7 @@ pub(crate) fn push(
         return Ok(None);
     };
     let op = format!("push {}", mirror.display_url());
+    let started = std::time::Instant::now();
     let plan = match Plan::new(mirror, &path, refspecs, force, &op)? {
         Ok(plan) => plan,
         Err(reason) => {
@@ -66,7 +67,6 @@ pub(crate) fn push(
             return Ok(None);
         }
     };
-    let started = std::time::Instant::now();
     let result = plan.run(mirror, &op)?;
     match &result {
         Some(r) => tracing::debug!(
