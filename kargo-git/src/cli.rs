@@ -118,13 +118,18 @@ pub(crate) enum PushResult {
     Rejected(String),
 }
 
-/// `git push --porcelain <url> <refspecs>` from the mirror.
+/// `git push --porcelain <url> <refspecs>` from the mirror; done in-process instead
+/// (`crate::local_push`) when the URL names a repository on this file system for which
+/// receive-pack would do nothing but store objects and move references.
 pub(crate) fn push(
     git: &Git,
     mirror: &Mirror,
     refspecs: &[String],
     force: bool,
 ) -> Result<PushResult> {
+    if let Some(result) = crate::local_push::push(mirror, refspecs, force)? {
+        return Ok(result);
+    }
     let auth = mirror.auth();
     let ssh = SshSetup::new(auth.as_ref())?;
     let op = format!("push {}", mirror.display_url());
@@ -143,8 +148,13 @@ pub(crate) fn push(
     if out.status.success() {
         return Ok(PushResult::Ok);
     }
+    // `already exists`: a tag pushed without force that the remote has with another target
+    // (reported on stdout with `--porcelain`, so it needs its own match).
     let rejected = stdout.lines().chain(stderr.lines()).any(|l| {
-        l.contains("[rejected]") && (l.contains("fetch first") || l.contains("non-fast-forward"))
+        l.contains("[rejected]")
+            && (l.contains("fetch first")
+                || l.contains("non-fast-forward")
+                || l.contains("already exists"))
     }) || stderr.contains("[rejected]")
         || stderr.contains("failed to update ref")
         || stderr.contains("cannot lock ref");

@@ -1,7 +1,8 @@
 //! # kargo-git
 //!
 //! Git for GitOps promotion, on gitoxide (gix) with the `git` binary for push (gix cannot
-//! push). It depends on no other kargo crate.
+//! push), except to repositories on this file system, which are pushed to in-process (see
+//! [`GitConfig::local_push`]). It depends on no other kargo crate.
 //!
 //! - [`Git`]: the entry point, holding a cache directory and a [`CredentialSource`].
 //! - [`Mirror`]: a bare mirror of one remote in the cache: the first use fetches, later uses
@@ -38,6 +39,7 @@ mod diff;
 mod edits;
 mod error;
 mod history;
+mod local_push;
 mod mirror;
 
 use std::path::PathBuf;
@@ -61,6 +63,11 @@ pub struct GitConfig {
     pub cache_dir: PathBuf,
     /// The git binary used for push.
     pub git_binary: PathBuf,
+    /// Push to repositories on this file system (`file://` URLs and absolute paths)
+    /// in-process instead of running `git push` (default true). Whenever receive-pack would
+    /// do more than store objects and move references there (hooks, `receive.*` options, a
+    /// non-bare target, …) the git binary is used anyway; see `ARCHITECTURE.md`.
+    pub local_push: bool,
     /// How often a rejected push is retried (Kargo's `maxAttempts`, default 10).
     pub max_push_attempts: u32,
     /// The first retry delay; each retry multiplies it by 1.5, with ±50 % jitter.
@@ -77,6 +84,7 @@ impl GitConfig {
         Self {
             cache_dir: cache_dir.into(),
             git_binary: PathBuf::from("git"),
+            local_push: true,
             max_push_attempts: 10,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),

@@ -1273,3 +1273,480 @@ fn same_size_rewrite_in_the_same_tick_is_a_change() {
         assert_eq!(changes.len(), 1, "round {round}: {changes:?}");
     }
 }
+
+// In-process pushes to local repositories (`GitConfig::local_push`). Each scenario runs
+// with the in-process path and, where it is about semantics, with the git binary too: the
+// outcomes must be the same.
+
+/// A client for local repositories; `in_process` false forces the git binary. With a
+/// `git_binary` that does not exist, any push through the binary fails, which proves that
+/// a successful push happened in-process.
+fn local_git(cache: &Path, in_process: bool, git_binary: &str) -> Git {
+    let mut c = config(cache);
+    c.local_push = in_process;
+    c.git_binary = PathBuf::from(git_binary);
+    Git::new(c, Arc::new(NoAuth))
+}
+
+const NO_GIT: &str = "/nonexistent/kargo-test-git";
+
+/// `git <args>` in `dir`: success and trimmed stdout (stderr appended on failure).
+fn git_cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.success(), text)
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let (ok, out) = git_cli(dir, args);
+    assert!(ok, "git {args:?} failed: {out}");
+    out
+}
+
+/// A bare repository for the local-push tests: its path and `file://` URL.
+fn local_repo(t: &Transport) -> (PathBuf, String) {
+    let url = t.new_repo();
+    let path = PathBuf::from(url.strip_prefix("file://").unwrap());
+    (path, url)
+}
+
+fn seed(m: &kargo_git::Mirror) -> kargo_git::ObjectId {
+    m.push_edits(
+        "main",
+        &[
+            Edit::Write {
+                path: "apps/a/values.yaml".into(),
+                content: b"tag: 1.0.0\n".to_vec(),
+            },
+            Edit::Write {
+                path: "apps/b/values.yaml".into(),
+                content: b"tag: 2.0.0\n".to_vec(),
+            },
+            Edit::Write {
+                path: "README.md".into(),
+                content: b"# gitops\n".to_vec(),
+            },
+        ],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap()
+    .commit
+}
+
+/// A lazy checkout of `main` with `path` written and committed.
+fn checkout_and_commit(
+    m: &kargo_git::Mirror,
+    dir: &Path,
+    path: &str,
+    content: &str,
+) -> kargo_git::Checkout {
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            dir,
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    let abs = dir.join(path);
+    co.materialize(&abs).unwrap();
+    std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+    std::fs::write(&abs, content).unwrap();
+    let CommitOutcome::Committed { .. } =
+        co.commit(&format!("write {path}"), &sig(), &sig()).unwrap()
+    else {
+        panic!("expected a commit");
+    };
+    co
+}
+
+#[test]
+fn local_push_lands_in_process_and_git_reads_it() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    // No usable git binary: every push below happens in-process.
+    let git = local_git(&work.path().join("cache"), true, NO_GIT);
+    let m = git.mirror(&url).unwrap();
+    let seeded = seed(&m);
+    let second = m
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "apps/a/values.yaml".into(),
+                content: b"tag: 1.1.0\n".to_vec(),
+            }],
+            "promote a",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(second.attempts, 1);
+    // A work-tree commit through a plain-path URL (another mirror of the same repository).
+    let by_path = local_git(&work.path().join("cache2"), true, NO_GIT)
+        .mirror(bare.to_str().unwrap())
+        .unwrap();
+    let co = checkout_and_commit(&by_path, &work.path().join("wt"), "apps/c/new.yaml", "c\n");
+    let third = co.push(None, false, None).unwrap();
+    assert_eq!(third.attempts, 1);
+
+    git_ok(&bare, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git_ok(&bare, &["rev-parse", "main"]),
+        third.commit.to_string()
+    );
+    assert_eq!(
+        git_ok(&bare, &["log", "--format=%s", "main"]),
+        "write apps/c/new.yaml\npromote a\nseed"
+    );
+    assert_eq!(
+        git_ok(&bare, &["rev-list", "--max-parents=0", "main"]),
+        seeded.to_string()
+    );
+    assert_eq!(
+        git_ok(&bare, &["show", "main:apps/a/values.yaml"]),
+        "tag: 1.1.0"
+    );
+    assert_eq!(git_ok(&bare, &["show", "main:apps/c/new.yaml"]), "c");
+    // A fresh mirror (gix fetch, git upload-pack) reads the same history.
+    let fresh = local_git(&work.path().join("cache3"), true, NO_GIT)
+        .mirror(&url)
+        .unwrap();
+    fresh.fetch(&FetchSpec::branch("main")).unwrap();
+    assert_eq!(fresh.log("main", 10).unwrap().len(), 3);
+}
+
+#[test]
+fn local_non_fast_forward_is_rejected_and_leaves_the_remote_alone() {
+    for in_process in [true, false] {
+        let how = if in_process {
+            "in-process"
+        } else {
+            "git binary"
+        };
+        let t = file_transport();
+        let work = tempfile::tempdir().unwrap();
+        let (bare, url) = local_repo(&t);
+        let binary = if in_process { NO_GIT } else { "git" };
+        let a = local_git(&work.path().join("a"), in_process, binary)
+            .mirror(&url)
+            .unwrap();
+        let b = local_git(&work.path().join("b"), in_process, binary)
+            .mirror(&url)
+            .unwrap();
+        seed(&a);
+        let co_a = checkout_and_commit(&a, &work.path().join("wa"), "apps/a/x.yaml", "a\n");
+        let co_b = checkout_and_commit(&b, &work.path().join("wb"), "apps/b/y.yaml", "b\n");
+        let pushed = co_a.push(None, false, None).unwrap();
+        let ours = co_b.head().unwrap();
+        let err = co_b.push(None, false, Some(1)).unwrap_err();
+        assert_eq!(err.kind, GitErrorKind::NonFastForward, "{how}: {err}");
+        assert_eq!(
+            git_ok(&bare, &["rev-parse", "main"]),
+            pushed.commit.to_string(),
+            "{how}"
+        );
+        // Like git, nothing of a rejected ref is sent.
+        let (has, _) = git_cli(&bare, &["cat-file", "-e", &ours.to_string()]);
+        assert!(!has, "{how}: the rejected commit reached the remote");
+        git_ok(&bare, &["fsck", "--strict"]);
+        // The retry loop rebases and lands it.
+        let landed = co_b.push(None, false, None).unwrap();
+        assert_eq!(landed.attempts, 2, "{how}");
+        assert_eq!(git_ok(&bare, &["show", "main:apps/a/x.yaml"]), "a", "{how}");
+        assert_eq!(git_ok(&bare, &["show", "main:apps/b/y.yaml"]), "b", "{how}");
+        // `force` overwrites, as `git push --force` does.
+        let co_c = checkout_and_commit(&a, &work.path().join("wc"), "apps/c/z.yaml", "c\n");
+        let co_d = checkout_and_commit(&b, &work.path().join("wd"), "apps/d/z.yaml", "d\n");
+        co_c.push(None, false, None).unwrap();
+        let forced = co_d.push(None, true, Some(1)).unwrap();
+        assert_eq!(
+            git_ok(&bare, &["rev-parse", "main"]),
+            forced.commit.to_string(),
+            "{how}"
+        );
+        git_ok(&bare, &["fsck", "--strict"]);
+    }
+}
+
+#[test]
+fn concurrent_local_pushers_one_wins_each_round_and_both_land() {
+    const ROUNDS: usize = 4;
+    const EDITS: usize = 5;
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    seed(
+        &local_git(&work.path().join("seed"), true, NO_GIT)
+            .mirror(&url)
+            .unwrap(),
+    );
+    // Two spellings of the same repository: two mirrors and two in-process branch locks,
+    // so the pushes really race in the target repository.
+    let urls = [url.clone(), bare.to_str().unwrap().to_owned()];
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = urls
+        .into_iter()
+        .enumerate()
+        .map(|(id, url)| {
+            let barrier = barrier.clone();
+            let root = work.path().join(format!("pusher-{id}"));
+            std::thread::spawn(move || {
+                let m = local_git(&root.join("cache"), true, NO_GIT)
+                    .mirror(&url)
+                    .unwrap();
+                let mut attempts = Vec::new();
+                for round in 0..ROUNDS {
+                    // Both start from the same tip, then push at once.
+                    barrier.wait();
+                    let co = checkout_and_commit(
+                        &m,
+                        &root.join(format!("wt-{round}")),
+                        &format!("pusher-{id}/round-{round}.yaml"),
+                        &format!("{id} {round}\n"),
+                    );
+                    barrier.wait();
+                    attempts.push(co.push(None, false, None).unwrap().attempts);
+                    // The loser's retry must not meet the other's next push.
+                    barrier.wait();
+                }
+                // Then object-database edits of one file, as fast as they go.
+                for i in 0..EDITS {
+                    let line = format!("pusher {id} edit {i}\n");
+                    m.push_edits(
+                        "main",
+                        &[Edit::transform("log.txt", move |old| {
+                            Ok(Some([old.unwrap_or_default(), line.as_bytes()].concat()))
+                        })],
+                        &format!("pusher {id} edit {i}"),
+                        &sig(),
+                        &sig(),
+                        false,
+                    )
+                    .unwrap();
+                }
+                attempts
+            })
+        })
+        .collect();
+    let attempts: Vec<Vec<u32>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for round in 0..ROUNDS {
+        let mut this_round = [attempts[0][round], attempts[1][round]];
+        this_round.sort_unstable();
+        assert_eq!(this_round, [1, 2], "round {round}: {attempts:?}");
+    }
+    git_ok(&bare, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(
+        git_ok(&bare, &["rev-list", "--count", "main"]),
+        (1 + 2 * ROUNDS + 2 * EDITS).to_string()
+    );
+    let mut log: Vec<String> = git_ok(&bare, &["show", "main:log.txt"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    log.sort();
+    let mut expected: Vec<String> = (0..2)
+        .flat_map(|id| (0..EDITS).map(move |i| format!("pusher {id} edit {i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(log, expected);
+    for id in 0..2 {
+        for round in 0..ROUNDS {
+            git_ok(
+                &bare,
+                &[
+                    "cat-file",
+                    "-e",
+                    &format!("main:pusher-{id}/round-{round}.yaml"),
+                ],
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_local_repository_with_hooks_is_pushed_to_by_the_git_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("hook-ran");
+    let hook = |path: &Path| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            path,
+            format!("#!/bin/sh\necho ran >> '{}'\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let runs = || {
+        std::fs::read_to_string(&marker)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+
+    // An executable hook in hooks/.
+    let (bare, url) = local_repo(&t);
+    hook(&bare.join("hooks/post-receive"));
+    let m = local_git(&work.path().join("cache"), true, "git")
+        .mirror(&url)
+        .unwrap();
+    seed(&m);
+    assert_eq!(runs(), 1, "receive-pack ran the hook");
+    git_ok(&bare, &["fsck", "--strict"]);
+    // Without a usable git binary the push fails: it was not done in-process.
+    let no_git = local_git(&work.path().join("cache-no-git"), true, NO_GIT)
+        .mirror(&url)
+        .unwrap();
+    let err = checkout_and_commit(&no_git, &work.path().join("wt"), "x.yaml", "x\n")
+        .push(None, false, None)
+        .unwrap_err();
+    assert_eq!(err.kind, GitErrorKind::Io, "{err}");
+
+    // core.hooksPath.
+    let (bare2, url2) = local_repo(&t);
+    let hooks = work.path().join("shared-hooks");
+    hook(&hooks.join("post-update"));
+    git_ok(
+        &bare2,
+        &["config", "core.hooksPath", hooks.to_str().unwrap()],
+    );
+    let m2 = local_git(&work.path().join("cache2"), true, "git")
+        .mirror(&url2)
+        .unwrap();
+    seed(&m2);
+    assert_eq!(runs(), 2, "receive-pack ran the hook from core.hooksPath");
+
+    // A hook that is not executable is ignored by git: in-process again.
+    let (bare3, url3) = local_repo(&t);
+    std::fs::write(bare3.join("hooks/post-receive"), "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(
+        bare3.join("hooks/post-receive"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    seed(
+        &local_git(&work.path().join("cache3"), true, NO_GIT)
+            .mirror(&url3)
+            .unwrap(),
+    );
+    git_ok(&bare3, &["fsck", "--strict"]);
+}
+
+#[test]
+fn local_tag_push_and_tag_conflict() {
+    for in_process in [true, false] {
+        let how = if in_process {
+            "in-process"
+        } else {
+            "git binary"
+        };
+        let t = file_transport();
+        let work = tempfile::tempdir().unwrap();
+        let (bare, url) = local_repo(&t);
+        let binary = if in_process { NO_GIT } else { "git" };
+        let a = local_git(&work.path().join("a"), in_process, binary)
+            .mirror(&url)
+            .unwrap();
+        let b = local_git(&work.path().join("b"), in_process, binary)
+            .mirror(&url)
+            .unwrap();
+        seed(&a);
+        // An annotated tag on a commit that is on no branch of the remote: the tag push
+        // carries the commit, its tree and blobs.
+        let co_a = checkout_and_commit(&a, &work.path().join("wa"), "release.txt", "1\n");
+        let head_a = co_a.head().unwrap();
+        co_a.tag("v1", Some("release 1"), &sig(), false).unwrap();
+        co_a.push_tag("v1", false)
+            .unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(git_ok(&bare, &["cat-file", "-t", "v1"]), "tag", "{how}");
+        assert_eq!(
+            git_ok(&bare, &["rev-parse", "v1^{commit}"]),
+            head_a.to_string(),
+            "{how}"
+        );
+        assert_eq!(git_ok(&bare, &["show", "v1:release.txt"]), "1", "{how}");
+        let v1 = git_ok(&bare, &["rev-parse", "v1"]);
+        // Pushing the same tag again is up to date.
+        co_a.push_tag("v1", false)
+            .unwrap_or_else(|e| panic!("{how}: {e}"));
+        // A lightweight tag.
+        co_a.tag("light", None, &sig(), false).unwrap();
+        co_a.push_tag("light", false).unwrap();
+        assert_eq!(git_ok(&bare, &["cat-file", "-t", "light"]), "commit");
+        git_ok(&bare, &["fsck", "--strict"]);
+
+        // Another client tags another commit v1: a conflict, and the remote keeps its tag.
+        let co_b = checkout_and_commit(&b, &work.path().join("wb"), "release.txt", "2\n");
+        co_b.tag("v1", Some("release 1 again"), &sig(), false)
+            .unwrap();
+        let err = co_b.push_tag("v1", false).unwrap_err();
+        assert_eq!(err.kind, GitErrorKind::Conflict, "{how}: {err}");
+        assert_eq!(git_ok(&bare, &["rev-parse", "v1"]), v1, "{how}");
+        // Forced, it moves.
+        co_b.push_tag("v1", true)
+            .unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(
+            git_ok(&bare, &["rev-parse", "v1^{commit}"]),
+            co_b.head().unwrap().to_string(),
+            "{how}"
+        );
+        assert_eq!(git_ok(&bare, &["show", "v1:release.txt"]), "2", "{how}");
+        git_ok(&bare, &["fsck", "--strict"]);
+    }
+}
+
+#[test]
+fn a_shallow_mirror_pushes_in_process_and_fetches_first_when_behind() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    let full = local_git(&work.path().join("full"), true, NO_GIT)
+        .mirror(&url)
+        .unwrap();
+    seed(&full);
+    let edit = |m: &kargo_git::Mirror, path: &str| {
+        m.push_edits(
+            "main",
+            &[Edit::Write {
+                path: path.into(),
+                content: path.as_bytes().to_vec(),
+            }],
+            path,
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap()
+    };
+    edit(&full, "one");
+    let mut c = shallow_config(&work.path().join("shallow"));
+    c.git_binary = PathBuf::from(NO_GIT);
+    let shallow = Git::new(c, Arc::new(NoAuth)).mirror(&url).unwrap();
+    assert_eq!(edit(&shallow, "two").attempts, 1);
+    assert!(
+        shallow.path().join("shallow").exists(),
+        "the mirror is shallow"
+    );
+    // The remote moves on; the shallow mirror's cached tip is stale: its first attempt is
+    // rejected ("fetch first": it lacks the remote's tip), then it fetches and lands.
+    edit(&full, "three");
+    assert_eq!(edit(&shallow, "four").attempts, 2);
+    git_ok(&bare, &["fsck", "--strict", "--no-dangling"]);
+    assert_eq!(git_ok(&bare, &["rev-list", "--count", "main"]), "5");
+    for path in ["one", "two", "three", "four"] {
+        assert_eq!(git_ok(&bare, &["show", &format!("main:{path}")]), path);
+    }
+}
