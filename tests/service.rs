@@ -551,3 +551,30 @@ async fn the_service_wakes_when_a_soak_time_ends_and_verifies_what_never_was() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_zero_max_sleep_does_not_spin() {
+    let manifests = format!("{PROJECT}{}", warehouse("app", "ghcr.io/acme/app", "1h"));
+    let source = Recording::default();
+    let (c, clock) = with_manual_clock(
+        controller(&manifests, &source, Arc::new(MemoryStore::new())),
+        &source,
+    );
+    let service = Service::new(c, ServiceOptions::default().with_max_sleep(Duration::ZERO));
+    let handle = service.handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(service.run(async move {
+        let _ = stopped.await;
+    }));
+    let status = handle.wait_until_sleeping(1).await;
+    assert_eq!(
+        status.sleeping_until,
+        Some(clock.now() + chrono::Duration::milliseconds(1))
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(handle.passes(), 1, "no pass until the clock moves");
+    let _ = stop.send(());
+    task.await.unwrap();
+}

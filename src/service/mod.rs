@@ -80,7 +80,8 @@ use crate::schedule::{Schedule, Wake};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServiceOptions {
-    /// The longest sleep between passes, whatever the schedule says (default 5 minutes).
+    /// The longest sleep between passes, whatever the schedule says (default 5 minutes; at
+    /// least 1 ms).
     pub max_sleep: Duration,
     /// The wait before the next pass when a pass could not even read the state (default
     /// 10 s).
@@ -398,14 +399,12 @@ impl Service {
                 break;
             }
             let now = self.controller.now();
-            let cap = now
-                + chrono::Duration::from_std(self.options.max_sleep)
-                    .unwrap_or(chrono::Duration::MAX);
+            // A zero max_sleep would spin: sleep at least a millisecond.
+            let cap = later(now, self.options.max_sleep.max(Duration::from_millis(1)));
             let mut until = next.as_ref().map_or(cap, |w| w.at().min(cap));
             if failed_hard {
-                let backoff = chrono::Duration::from_std(self.options.error_backoff)
-                    .unwrap_or(chrono::Duration::MAX);
-                until = until.max(now + backoff).min(cap.max(now + backoff));
+                // The state could not be read: wait at least the error backoff.
+                until = until.max(later(now, self.options.error_backoff));
             }
             self.set_status(|s| {
                 s.sleeping_until = Some(until);
@@ -545,6 +544,14 @@ impl Service {
         }
         (refreshed, failed)
     }
+}
+
+/// `now + wait`, saturating at the largest time.
+fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|w| now.checked_add_signed(w))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The Warehouses to refresh in a pass: those due, and those requested. A Warehouse is
