@@ -83,8 +83,11 @@ pub(crate) async fn serve(
             })
             .await
     });
-    let result = run_until_ctrl_c(ui, service).await;
-    let _ = stop_http.send(());
+    // The first Ctrl-C stops accepting requests at once, then lets the service finish.
+    let result = run_until_ctrl_c(ui, service, move || {
+        let _ = stop_http.send(());
+    })
+    .await;
     match server.await {
         Ok(Ok(())) => result,
         Ok(Err(e)) => Err(Failure::Runtime(format!("the HTTP server failed: {e}"))),

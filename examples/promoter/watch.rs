@@ -65,9 +65,13 @@ pub(crate) fn print_pass(ui: &Ui, c: &Controller, pass: &PassReport) {
     }
 }
 
-/// Runs `service` until Ctrl-C: the first stops it once the running promotion has
-/// finished, a second one aborts.
-pub(crate) async fn run_until_ctrl_c(ui: &Ui, service: Service) -> Result<()> {
+/// Runs `service` until Ctrl-C: the first calls `on_stop` and stops the service once the
+/// running promotion has finished, a second one aborts.
+pub(crate) async fn run_until_ctrl_c(
+    ui: &Ui,
+    service: Service,
+    on_stop: impl FnOnce(),
+) -> Result<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut task = tokio::spawn(service.run(async move {
         let _ = stopped.await;
@@ -77,6 +81,7 @@ pub(crate) async fn run_until_ctrl_c(ui: &Ui, service: Service) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     ui.progress("stopping once the running promotion has finished (Ctrl-C again to abort)");
+    on_stop();
     let _ = stop.send(());
     tokio::select! {
         done = task => done.map_err(|e| Failure::Runtime(format!("the service failed: {e}")))?,
@@ -129,5 +134,5 @@ pub(crate) async fn run(
     let options = ServiceOptions::default().with_max_sleep(Duration::from_secs(max_sleep.max(1)));
     let (printer, ui2) = (c.clone(), *ui);
     let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, &printer, pass));
-    run_until_ctrl_c(ui, service).await
+    run_until_ctrl_c(ui, service, || {}).await
 }
