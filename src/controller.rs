@@ -24,7 +24,8 @@ use kargo_core::loader::ManifestSet;
 use kargo_core::model::Stage;
 use kargo_core::pipeline::{
     Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest, PromotionTrigger,
-    StateError, StateStore, VerificationPhase, Verifier, record_freight,
+    RetentionPolicy, RetentionReport, StateError, StateStore, VerificationPhase, Verifier,
+    apply_retention, record_freight,
 };
 use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
@@ -362,6 +363,9 @@ impl Controller {
                         RefreshOutcome::Unchanged(f.name.clone())
                     } else {
                         let mut f = f.clone();
+                        // Discovered now by the controller's clock (not the wall clock), so
+                        // ordering, soak and retention follow the same time.
+                        f.discovered_at = Some(now);
                         let taken = kargo_core::pipeline::aliases(state);
                         f.alias = Some(self.aliases.generate(&f.name, |a| taken.contains_key(a)));
                         record_freight(state, f.clone());
@@ -828,6 +832,26 @@ impl Controller {
             done.push(name.clone());
         }
         Ok(done)
+    }
+
+    /// Deletes the Freight and promotion records `policy` does not keep (Kargo's garbage
+    /// collection: see [`kargo_core::pipeline::apply_retention`]); writes only when there
+    /// is something to delete.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+    ) -> Result<RetentionReport, ControllerError> {
+        let now = self.now();
+        let mut probe = self.state()?;
+        if apply_retention(&mut probe, policy, now).is_empty() {
+            return Ok(RetentionReport::default());
+        }
+        let mut report = RetentionReport::default();
+        self.store.update(&self.project, &mut |state| {
+            report = apply_retention(state, policy, now);
+            Ok(())
+        })?;
+        Ok(report)
     }
 
     /// Records a verification of the Stage's current collection (for verifiers that run

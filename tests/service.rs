@@ -578,3 +578,35 @@ async fn a_zero_max_sleep_does_not_spin() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn retention_runs_in_passes_at_its_interval() {
+    let manifests = format!("{PROJECT}{}", warehouse("app", "ghcr.io/acme/app", "1m"));
+    let source = Recording::default();
+    let (c, clock) = with_manual_clock(
+        controller(&manifests, &source, Arc::new(MemoryStore::new())),
+        &source,
+    );
+    let mut options = ServiceOptions::default().with_retention(Some(
+        kargo::core::pipeline::RetentionPolicy::default().with_freight(1, Duration::ZERO),
+    ));
+    options.retention_interval = Duration::from_secs(120);
+    let mut service = Service::new(c.clone(), options);
+    let mut pruned = Vec::new();
+    for i in 0..6 {
+        source.publish("ghcr.io/acme/app", &format!("1.0.{i}"));
+        let pass = service.pass().await;
+        assert_eq!(pass.refreshed.len(), 1, "pass {i}");
+        pruned.push(pass.pruned.freight.len());
+        clock.advance(chrono::Duration::seconds(70));
+    }
+    // Retention ran in passes 0, 2 and 4 (every 140 s ≥ 120 s), deleting all but the newest.
+    assert_eq!(pruned, vec![0, 0, 2, 0, 2, 0]);
+    assert_eq!(c.state().unwrap().freight.len(), 2);
+    // Off: nothing is deleted.
+    let mut keep_all = Service::new(c.clone(), ServiceOptions::default().with_retention(None));
+    source.publish("ghcr.io/acme/app", "2.0.0");
+    clock.advance(chrono::Duration::minutes(2));
+    assert!(keep_all.pass().await.pruned.is_empty());
+    assert_eq!(c.state().unwrap().freight.len(), 3);
+}

@@ -69,6 +69,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use kargo_core::pipeline::{RetentionPolicy, RetentionReport};
 use kargo_core::source::DiscoveryHints;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
@@ -92,6 +93,12 @@ pub struct ServiceOptions {
     pub per_registry: usize,
     /// Refreshes at once that fetch one git repository (default 1).
     pub per_repository: usize,
+    /// What history to keep (Kargo's garbage collection: 20 Freight per Warehouse after
+    /// the oldest in use, 20 promotion records per Stage, nothing younger than 14 days);
+    /// `None` keeps everything.
+    pub retention: Option<RetentionPolicy>,
+    /// How often retention runs (default hourly, at the end of a pass).
+    pub retention_interval: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -102,6 +109,8 @@ impl Default for ServiceOptions {
             refresh_concurrency: 8,
             per_registry: 2,
             per_repository: 1,
+            retention: Some(RetentionPolicy::default()),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -110,6 +119,12 @@ impl ServiceOptions {
     /// These options with another longest sleep.
     pub fn with_max_sleep(mut self, max_sleep: Duration) -> Self {
         self.max_sleep = max_sleep;
+        self
+    }
+
+    /// These options with another retention policy (`None` keeps everything).
+    pub fn with_retention(mut self, retention: Option<RetentionPolicy>) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -179,6 +194,8 @@ pub struct PassReport {
     pub verified: Vec<String>,
     /// Promotions run, in order.
     pub promotions: Vec<PromotionReport>,
+    /// What retention deleted (when it ran in this pass).
+    pub pruned: RetentionReport,
     /// An error that cut the pass short (the state store failed).
     pub error: Option<String>,
     /// What the service will wake for next (after this pass), if anything is scheduled.
@@ -192,6 +209,7 @@ impl PassReport {
             && self.failed.is_empty()
             && self.verified.is_empty()
             && self.promotions.is_empty()
+            && self.pruned.is_empty()
             && self.error.is_none()
     }
 
@@ -301,6 +319,7 @@ pub struct Service {
     status: watch::Sender<ServiceStatus>,
     on_pass: Option<PassCallback>,
     stopping: Arc<AtomicBool>,
+    last_retention: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -347,6 +366,7 @@ impl Service {
             status,
             on_pass: None,
             stopping: Arc::new(AtomicBool::new(false)),
+            last_retention: None,
         }
     }
 
@@ -444,6 +464,7 @@ impl Service {
         let span = tracing::info_span!("pass", project = %self.controller.project(), number);
         let mut report = self.pass_inner(requests).instrument(span).await;
         report.number = number;
+        self.retain(&mut report);
         if let Some(cb) = &self.on_pass {
             cb(&report);
         }
@@ -452,6 +473,27 @@ impl Service {
             s.next_wake = report.next_wake.clone();
         });
         report
+    }
+
+    /// Runs retention when it is due (see [`ServiceOptions::retention_interval`]).
+    fn retain(&mut self, report: &mut PassReport) {
+        let Some(policy) = &self.options.retention else {
+            return;
+        };
+        let now = self.controller.now();
+        if self
+            .last_retention
+            .is_some_and(|last| now < later(last, self.options.retention_interval))
+        {
+            return;
+        }
+        match self.controller.apply_retention(policy) {
+            Ok(pruned) => {
+                self.last_retention = Some(now);
+                report.pruned = pruned;
+            }
+            Err(e) => tracing::warn!(error = %e, "retention failed; retried next pass"),
+        }
     }
 
     async fn pass_inner(&self, requests: Vec<RefreshRequest>) -> PassReport {

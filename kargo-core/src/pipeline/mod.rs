@@ -30,10 +30,12 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+mod retention;
 mod soak;
 mod state;
 mod store;
 
+pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use state::*;
 pub use store::{FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};

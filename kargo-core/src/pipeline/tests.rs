@@ -899,3 +899,172 @@ fn soak_deadlines_name_the_moment_freight_becomes_available() {
         .collect();
     assert_eq!(names, vec![c.name.clone()]);
 }
+
+#[test]
+fn retention_keeps_what_is_in_use_and_twenty_generations_after_it() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    let day = 24 * 60;
+    // 60 app Freight, one a day; 3 chart Freight.
+    let app: Vec<Freight> = (0..60)
+        .map(|i| image_freight(&format!("1.0.{i}"), i * day))
+        .collect();
+    for a in &app {
+        record_freight(&mut state, a.clone());
+    }
+    for i in 0..3 {
+        record_freight(&mut state, chart_freight(&format!("0.{i}.0"), i));
+    }
+    // dev held 1.0.30, then 1.0.31 (1.0.30 is its rollback target); prod holds 1.0.10.
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.30",
+        PromotionTrigger::Manual,
+        t(30 * day),
+    );
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.0.31",
+        PromotionTrigger::Manual,
+        t(31 * day),
+    );
+    p.approve(&mut state, "prod", "app-1.0.10", None, t(31 * day))
+        .unwrap();
+    promote(
+        &p,
+        &mut state,
+        "prod",
+        "app-1.0.10",
+        PromotionTrigger::Manual,
+        t(32 * day),
+    );
+    let now = t(61 * day);
+    let policy = RetentionPolicy::default();
+    let before = state.freight.len();
+    let report = apply_retention(&mut state, &policy, now);
+    // Newest first: 1.0.59 .. 1.0.0. The oldest in use is 1.0.10 (index 49); the 20 after
+    // it (1.0.9 .. 1.0.0, only 10) are all kept: nothing to delete for app.
+    assert!(report.freight.is_empty(), "{report:?}");
+    assert_eq!(state.freight.len(), before);
+
+    // Once prod moves on, only 1.0.30/31 are in use (index 28/29): 20 more are kept
+    // (1.0.29 .. 1.0.10), the 10 older ones are deleted.
+    p.approve(&mut state, "prod", "app-1.0.31", None, t(61 * day))
+        .unwrap();
+    promote(
+        &p,
+        &mut state,
+        "prod",
+        "app-1.0.31",
+        PromotionTrigger::Manual,
+        t(61 * day),
+    );
+    state
+        .stages
+        .get_mut("prod")
+        .unwrap()
+        .freight_history
+        .truncate(1);
+    let report = apply_retention(&mut state, &policy, now);
+    let mut deleted: Vec<String> = report
+        .freight
+        .iter()
+        .map(|id| {
+            app.iter().find(|a| a.name == *id).unwrap().images[0]
+                .tag
+                .clone()
+        })
+        .collect();
+    deleted.sort();
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("1.0.{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(deleted, expected);
+    assert!(
+        state
+            .freight
+            .values()
+            .any(|r| r.freight.images.first().is_some_and(|i| i.tag == "1.0.10"))
+    );
+    // Chart Freight: 3, under the limit.
+    assert_eq!(
+        state
+            .freight
+            .values()
+            .filter(|r| r.freight.origin == FreightOrigin::warehouse("chart"))
+            .count(),
+        3
+    );
+    // Young Freight is never deleted, whatever the count.
+    let mut young = state.clone();
+    let report = apply_retention(
+        &mut young,
+        &RetentionPolicy::default().with_freight(0, Duration::from_secs(365 * 86_400)),
+        now,
+    );
+    assert!(report.freight.is_empty());
+    // With no generations kept and no minimum age, only what is in use stays.
+    let report = apply_retention(
+        &mut young,
+        &RetentionPolicy::default().with_freight(0, Duration::ZERO),
+        now,
+    );
+    assert!(!report.freight.is_empty());
+    // Kept: everything up to the oldest Freight in use (1.0.30, dev's rollback target).
+    let mut kept: Vec<u32> = young
+        .freight
+        .values()
+        .filter(|r| r.freight.origin == FreightOrigin::warehouse("app"))
+        .map(|r| {
+            r.freight.images[0]
+                .tag
+                .trim_start_matches("1.0.")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, (30..60).collect::<Vec<u32>>());
+}
+
+#[test]
+fn retention_keeps_the_newest_promotion_records_per_stage() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    for i in 0..30 {
+        let a = image_freight(&format!("2.0.{i}"), i);
+        record_freight(&mut state, a.clone());
+        promote(
+            &p,
+            &mut state,
+            "dev",
+            a.name.as_str(),
+            PromotionTrigger::Manual,
+            t(i * 60),
+        );
+    }
+    let total = state.promotions.len();
+    assert_eq!(total, 30);
+    // Within 14 days: nothing goes.
+    let report = apply_retention(&mut state, &RetentionPolicy::default(), t(31 * 60));
+    assert!(report.promotions.is_empty());
+    // A month later: the newest 20 stay.
+    let report = apply_retention(&mut state, &RetentionPolicy::default(), t(40 * 24 * 60));
+    assert_eq!(report.promotions.len(), 10);
+    assert_eq!(state.promotions.len(), 20);
+    let newest = state
+        .promotions
+        .iter()
+        .map(|r| r.finished_at)
+        .max()
+        .unwrap();
+    assert_eq!(newest, t(29 * 60));
+}
