@@ -33,6 +33,9 @@ for entry in "${REQUIRED[@]}"; do
     *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac
 done
+# PostgreSQL's server binaries live in a versioned directory (ci/servers.d/40-postgres.sh).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=("postgresql")
+command -v pg_isready >/dev/null 2>&1 || missing+=("postgresql-client")
 # De-duplicate (several commands can come from one package).
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
