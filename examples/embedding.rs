@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stop after the first pass: a real service would pass its shutdown signal here.
     let stop = async move { first_pass.wait_for_passes(1).await };
     service.run(stop).await;
-    let state = controller.state()?;
+    let state = controller.state().await?;
     let dev = &state.stages["dev"];
     println!("dev holds collection {:?}", dev.current().map(|c| c.id()));
     Ok(())

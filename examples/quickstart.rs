@@ -271,7 +271,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show(&pass.promotions, &remote)?;
 
     println!("\n2. Someone promotes the same Freight to prod by hand.");
-    let state = kargo.state()?;
+    let state = kargo.state().await?;
     let first = state.freight.values().next().ok_or("no Freight")?;
     let alias = first.freight.alias.clone().ok_or("no alias")?;
     show(
@@ -298,7 +298,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for line in git(&remote, &["log", "--format=%h %s", "main"])?.lines() {
         println!("   {line}");
     }
-    let state = kargo.state()?;
+    let state = kargo.state().await?;
     println!("\nWhere everything is now:");
     for (stage, st) in &state.stages {
         if let Some(c) = st.current() {

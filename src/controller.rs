@@ -252,8 +252,8 @@ impl Controller {
     }
 
     /// The current state.
-    pub fn state(&self) -> Result<ProjectState, ControllerError> {
-        Ok(self.store.load(&self.project)?.0)
+    pub async fn state(&self) -> Result<ProjectState, ControllerError> {
+        Ok(self.store.load(&self.project).await?.0)
     }
 
     /// The current time, by the controller's clock.
@@ -263,9 +263,9 @@ impl Controller {
 
     /// Applies `change` to the stored state (retried on write conflicts); a pipeline error
     /// aborts the write and is returned as is.
-    fn update<T>(
+    async fn update<T: Send>(
         &self,
-        mut change: impl FnMut(&mut ProjectState) -> Result<T, PipelineError>,
+        mut change: impl FnMut(&mut ProjectState) -> Result<T, PipelineError> + Send,
     ) -> Result<T, ControllerError> {
         let mut out = None;
         let mut failure = None;
@@ -280,7 +280,8 @@ impl Controller {
                     failure = Some(e);
                     Err(StateError::Aborted(String::new()))
                 }
-            });
+            })
+            .await;
         if let Some(e) = failure {
             return Err(e.into());
         }
@@ -351,31 +352,34 @@ impl Controller {
         })?;
         let now = self.now();
         let mut outcome = None;
-        self.store.update(&self.project, &mut |state| {
-            state
-                .warehouses
-                .entry(warehouse.to_owned())
-                .or_default()
-                .last_discovery = Some(now);
-            outcome = Some(match &decision {
-                FreightDecision::Created(f) => {
-                    if state.freight.contains_key(&f.name) {
-                        RefreshOutcome::Unchanged(f.name.clone())
-                    } else {
-                        let mut f = f.clone();
-                        // Discovered now by the controller's clock (not the wall clock), so
-                        // ordering, soak and retention follow the same time.
-                        f.discovered_at = Some(now);
-                        let taken = kargo_core::pipeline::aliases(state);
-                        f.alias = Some(self.aliases.generate(&f.name, |a| taken.contains_key(a)));
-                        record_freight(state, f.clone());
-                        RefreshOutcome::Created(f)
+        self.store
+            .update(&self.project, &mut |state| {
+                state
+                    .warehouses
+                    .entry(warehouse.to_owned())
+                    .or_default()
+                    .last_discovery = Some(now);
+                outcome = Some(match &decision {
+                    FreightDecision::Created(f) => {
+                        if state.freight.contains_key(&f.name) {
+                            RefreshOutcome::Unchanged(f.name.clone())
+                        } else {
+                            let mut f = f.clone();
+                            // Discovered now by the controller's clock (not the wall clock), so
+                            // ordering, soak and retention follow the same time.
+                            f.discovered_at = Some(now);
+                            let taken = kargo_core::pipeline::aliases(state);
+                            f.alias =
+                                Some(self.aliases.generate(&f.name, |a| taken.contains_key(a)));
+                            record_freight(state, f.clone());
+                            RefreshOutcome::Created(f)
+                        }
                     }
-                }
-                other => RefreshOutcome::NotCreated(other.clone()),
-            });
-            Ok(())
-        })?;
+                    other => RefreshOutcome::NotCreated(other.clone()),
+                });
+                Ok(())
+            })
+            .await?;
         let outcome = outcome.unwrap_or(RefreshOutcome::NotCreated(FreightDecision::Manual));
         if let RefreshOutcome::Created(f) = &outcome {
             tracing::info!(warehouse, freight = %f.name, alias = f.alias.as_deref().unwrap_or(""), "new Freight");
@@ -384,7 +388,7 @@ impl Controller {
     }
 
     /// Approves Freight for a Stage.
-    pub fn approve(
+    pub async fn approve(
         &self,
         stage: &str,
         freight: &str,
@@ -395,6 +399,7 @@ impl Controller {
             self.pipeline()
                 .approve(state, stage, freight, actor.clone(), now)
         })
+        .await
     }
 
     /// Promotes Freight (ID, ID prefix or alias) to a Stage now, then runs whatever
@@ -406,7 +411,7 @@ impl Controller {
         freight: &str,
         actor: Option<String>,
     ) -> Result<Vec<PromotionReport>, ControllerError> {
-        let (state, _) = self.store.load(&self.project)?;
+        let (state, _) = self.store.load(&self.project).await?;
         let request = self.pipeline().request_promotion(
             &state,
             stage,
@@ -424,7 +429,7 @@ impl Controller {
         stage: &str,
         actor: Option<String>,
     ) -> Result<Vec<PromotionReport>, ControllerError> {
-        let (state, _) = self.store.load(&self.project)?;
+        let (state, _) = self.store.load(&self.project).await?;
         let request = self.pipeline().rollback(&state, stage, actor, self.now())?;
         self.queue_and_run(request).await
     }
@@ -435,10 +440,12 @@ impl Controller {
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let stage = request.stage.clone();
         let supersede = self.supersede;
-        self.store.update(&self.project, &mut |state| {
-            Pipeline::enqueue(state, request.clone(), supersede);
-            Ok(())
-        })?;
+        self.store
+            .update(&self.project, &mut |state| {
+                Pipeline::enqueue(state, request.clone(), supersede);
+                Ok(())
+            })
+            .await?;
         let mut reports = self.drain(&stage).await?;
         reports.extend(self.auto_promote().await?);
         Ok(reports)
@@ -446,27 +453,32 @@ impl Controller {
 
     /// The schedule now: when each Warehouse is due and why, and when soak times end
     /// (see [`crate::schedule`]).
-    pub fn schedule(&self) -> Result<Schedule, ControllerError> {
+    pub async fn schedule(&self) -> Result<Schedule, ControllerError> {
+        let state = self.state().await?;
+        Ok(self.schedule_for(&state))
+    }
+
+    /// [`schedule`](Self::schedule) over a state already read.
+    pub fn schedule_for(&self, state: &ProjectState) -> Schedule {
         let now = self.now();
-        let state = self.state()?;
         let failures = self
             .failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        Ok(crate::schedule::schedule(
+        crate::schedule::schedule(
             &self.project,
             self.manifests.warehouses(&self.project),
-            &state,
-            self.pipeline().soak_deadlines(&state, now),
+            state,
+            self.pipeline().soak_deadlines(state, now),
             &failures,
             &self.schedule,
             now,
-        ))
+        )
     }
 
     /// The Warehouses due now (all of them with `force`), in schedule order.
-    pub fn due_warehouses(&self, force: bool) -> Result<Vec<String>, ControllerError> {
+    pub async fn due_warehouses(&self, force: bool) -> Result<Vec<String>, ControllerError> {
         if force {
             return Ok(self
                 .manifests
@@ -475,7 +487,8 @@ impl Controller {
                 .collect());
         }
         Ok(self
-            .schedule()?
+            .schedule()
+            .await?
             .due()
             .map(|w| w.warehouse.clone())
             .collect())
@@ -487,7 +500,7 @@ impl Controller {
     /// does not stop the other Warehouses.
     pub async fn reconcile(&self, force: bool) -> Result<ReconcileReport, ControllerError> {
         let mut report = ReconcileReport::default();
-        for w in self.due_warehouses(force)? {
+        for w in self.due_warehouses(force).await? {
             match self.refresh(&w).await {
                 Ok(outcome) => report.refreshed.push((w, outcome)),
                 Err(e) => report.failed.push((w, e.to_string())),
@@ -514,7 +527,7 @@ impl Controller {
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
-        let state = self.state()?;
+        let state = self.state().await?;
         let pending: Vec<String> = self
             .stages
             .iter()
@@ -540,15 +553,17 @@ impl Controller {
             let now = self.now();
             let mut requests = Vec::new();
             let supersede = self.supersede;
-            self.store.update(&self.project, &mut |state| {
-                let p = self.pipeline();
-                p.reconcile_control_flow(state, now);
-                requests = p.auto_promotions(state, now);
-                for r in &requests {
-                    Pipeline::enqueue(state, r.clone(), supersede);
-                }
-                Ok(())
-            })?;
+            self.store
+                .update(&self.project, &mut |state| {
+                    let p = self.pipeline();
+                    p.reconcile_control_flow(state, now);
+                    requests = p.auto_promotions(state, now);
+                    for r in &requests {
+                        Pipeline::enqueue(state, r.clone(), supersede);
+                    }
+                    Ok(())
+                })
+                .await?;
             if requests.is_empty() {
                 break;
             }
@@ -580,13 +595,13 @@ impl Controller {
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
         let _lease = loop {
-            if let Some(lease) = self.store.try_lease(&self.project, stage)? {
+            if let Some(lease) = self.store.try_lease(&self.project, stage).await? {
                 break lease;
             }
             // The holder is running a promotion (and will run the queue after it), or is
             // between taking the lease and starting one, or about to let go: only then
             // could a queued request be left behind, so wait for the lease.
-            let (state, _) = self.store.load(&self.project)?;
+            let (state, _) = self.store.load(&self.project).await?;
             match state.stages.get(stage) {
                 Some(st) if st.current_promotion.is_none() && !st.queue.is_empty() => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -595,7 +610,7 @@ impl Controller {
             }
         };
         loop {
-            let (state, _) = self.store.load(&self.project)?;
+            let (state, _) = self.store.load(&self.project).await?;
             let stale = state
                 .stages
                 .get(stage)
@@ -609,10 +624,12 @@ impl Controller {
                 None if stop() => break,
                 None => {
                     let mut next = None;
-                    self.store.update(&self.project, &mut |state| {
-                        next = self.pipeline().start_next(state, stage, self.now());
-                        Ok(())
-                    })?;
+                    self.store
+                        .update(&self.project, &mut |state| {
+                            next = self.pipeline().start_next(state, stage, self.now());
+                            Ok(())
+                        })
+                        .await?;
                     match next {
                         Some(request) => request,
                         None => break,
@@ -704,7 +721,7 @@ impl Controller {
         &self,
         request: PromotionRequest,
     ) -> Result<PromotionReport, ControllerError> {
-        let state = self.state()?;
+        let state = self.state().await?;
         let (dir, work_dir) = self.work_dir(&Self::work_dir_prefix(&request.name))?;
         let promotion = self.promotion(&request, &state, work_dir)?;
         tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "promotion started");
@@ -712,16 +729,18 @@ impl Controller {
         drop(dir);
         let now = self.now();
         let message = result.message.clone().unwrap_or_default();
-        let record = self.update(|state| {
-            self.pipeline().finish(
-                state,
-                &request.stage,
-                &request.name,
-                result.phase,
-                &message,
-                now,
-            )
-        })?;
+        let record = self
+            .update(|state| {
+                self.pipeline().finish(
+                    state,
+                    &request.stage,
+                    &request.name,
+                    result.phase,
+                    &message,
+                    now,
+                )
+            })
+            .await?;
         if result.phase == PromotionPhase::Succeeded
             && let Some(verifier) = &self.verifier
             && let Ok(stage) = self.pipeline().stage(&request.stage)
@@ -729,7 +748,7 @@ impl Controller {
         {
             let info = verifier.verify(stage, &request.collection).await;
             let ok = info.phase == VerificationPhase::Successful;
-            self.record_verification(&request.stage, info)?;
+            self.record_verification(&request.stage, info).await?;
             tracing::info!(stage = %request.stage, verified = ok, "verification finished");
         }
         tracing::info!(promotion = %request.name, phase = ?result.phase, "promotion finished");
@@ -755,7 +774,7 @@ impl Controller {
         freight: &str,
         actor: Option<String>,
     ) -> Result<DryRunReport, ControllerError> {
-        let (state, _) = self.store.load(&self.project)?;
+        let (state, _) = self.store.load(&self.project).await?;
         let request = self.pipeline().request_promotion(
             &state,
             stage,
@@ -810,7 +829,7 @@ impl Controller {
         let Some(verifier) = &self.verifier else {
             return Ok(Vec::new());
         };
-        let state = self.state()?;
+        let state = self.state().await?;
         let mut done = Vec::new();
         for stage in self.stages.iter() {
             if stage.spec.verification.is_none() {
@@ -828,7 +847,7 @@ impl Controller {
             }
             let info = verifier.verify(stage, &entry.collection).await;
             tracing::info!(stage = %name, phase = ?info.phase, "verified Freight that had not been verified");
-            self.record_verification(name, info)?;
+            self.record_verification(name, info).await?;
             done.push(name.clone());
         }
         Ok(done)
@@ -837,26 +856,28 @@ impl Controller {
     /// Deletes the Freight and promotion records `policy` does not keep (Kargo's garbage
     /// collection: see [`kargo_core::pipeline::apply_retention`]); writes only when there
     /// is something to delete.
-    pub fn apply_retention(
+    pub async fn apply_retention(
         &self,
         policy: &RetentionPolicy,
     ) -> Result<RetentionReport, ControllerError> {
         let now = self.now();
-        let mut probe = self.state()?;
+        let mut probe = self.state().await?;
         if apply_retention(&mut probe, policy, now).is_empty() {
             return Ok(RetentionReport::default());
         }
         let mut report = RetentionReport::default();
-        self.store.update(&self.project, &mut |state| {
-            report = apply_retention(state, policy, now);
-            Ok(())
-        })?;
+        self.store
+            .update(&self.project, &mut |state| {
+                report = apply_retention(state, policy, now);
+                Ok(())
+            })
+            .await?;
         Ok(report)
     }
 
     /// Records a verification of the Stage's current collection (for verifiers that run
     /// outside the controller).
-    pub fn record_verification(
+    pub async fn record_verification(
         &self,
         stage: &str,
         info: kargo_core::pipeline::VerificationInfo,
@@ -865,6 +886,7 @@ impl Controller {
             self.pipeline()
                 .record_verification(state, stage, info.clone())
         })
+        .await
     }
 }
 

@@ -164,7 +164,7 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
     );
 
     // prod gets Freight only once it was verified in dev, and only on request.
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     let alias_110 = state
         .freight
         .values()
@@ -191,7 +191,7 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
     s.advance(6);
     let r = c.reconcile(false).await.unwrap();
     assert!(r.promotions.is_empty(), "held by the rollback");
-    let dev_state = &c.state().unwrap().stages["dev"];
+    let dev_state = &c.state().await.unwrap().stages["dev"];
     assert!(dev_state.auto_promotion_holds.contains_key("Warehouse/app"));
     assert_eq!(
         dev_state.freight_history.len(),
@@ -206,6 +206,7 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
     c.reconcile(false).await.unwrap();
     let bad = c
         .state()
+        .await
         .unwrap()
         .freight
         .values()
@@ -215,10 +216,10 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
         .name
         .clone();
     c.promote("dev", bad.as_str(), None).await.unwrap();
-    let prod_before = c.state().unwrap().stages["prod"].current().cloned();
+    let prod_before = c.state().await.unwrap().stages["prod"].current().cloned();
     let r = c.promote("prod", bad.as_str(), None).await.unwrap();
     assert_eq!(r[0].result.phase, PromotionPhase::Failed);
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     assert_eq!(state.stages["prod"].current().cloned(), prod_before);
     assert_eq!(
         state.stages["prod"].last_promotion.as_ref().unwrap().phase,
@@ -238,10 +239,10 @@ async fn state_survives_a_new_controller_on_the_same_directory() {
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(dir.path()).unwrap());
     let (c, _s) = controller(store.clone());
     c.reconcile(true).await.unwrap();
-    let before = c.state().unwrap();
+    let before = c.state().await.unwrap();
     assert!(before.stages["dev"].current().is_some());
     let (c2, _s2) = controller(Arc::new(FileStore::open(dir.path()).unwrap()));
-    let after = c2.state().unwrap();
+    let after = c2.state().await.unwrap();
     assert_eq!(after, before);
     // Same artifacts: no new Freight, no new promotion.
     let r = c2.reconcile(true).await.unwrap();
@@ -271,6 +272,7 @@ async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
     let now = *s.clock.lock().unwrap();
     let freight = c
         .state()
+        .await
         .unwrap()
         .freight
         .values()
@@ -290,15 +292,16 @@ async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
             started = p.start_next(state, "dev", now);
             Ok(())
         })
+        .await
         .unwrap();
     let name = started.unwrap().name;
 
     // A live runner holds the lease: a pass leaves its promotion alone.
-    let held = store.try_lease("demo", "dev").unwrap().unwrap();
+    let held = store.try_lease("demo", "dev").await.unwrap().unwrap();
     let (c2, _s2) = controller(Arc::new(FileStore::open(dir.path()).unwrap()));
     let r = c2.auto_promote().await.unwrap();
     assert!(r.iter().all(|p| p.request.stage != "dev"), "{r:?}");
-    let dev = &c2.state().unwrap().stages["dev"];
+    let dev = &c2.state().await.unwrap().stages["dev"];
     assert_eq!(dev.current_promotion.as_ref().map(|p| &p.name), Some(&name));
 
     // The runner is gone: the next pass resumes the promotion, under the same name.
@@ -307,7 +310,7 @@ async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
     assert_eq!(r[0].request.name, name);
     assert!(r[0].succeeded(), "{:?}", r[0].result);
     assert_eq!(output(&r[0], "tag"), "1.1.0");
-    let state = c2.state().unwrap();
+    let state = c2.state().await.unwrap();
     let dev = &state.stages["dev"];
     assert!(dev.current_promotion.is_none() && dev.queue.is_empty());
     assert_eq!(dev.freight_history[0].promotion, name);
@@ -330,6 +333,7 @@ async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
             stale = p.start_next(state, "dev", now);
             Ok(())
         })
+        .await
         .unwrap();
     let stale = stale.unwrap().name;
     let r = c2.promote("dev", &freight, None).await.unwrap();
@@ -337,7 +341,7 @@ async fn a_promotion_left_running_by_a_dead_runner_is_resumed() {
     assert_eq!(r[0].request.name, stale);
     assert!(r.iter().all(|p| p.succeeded()));
     assert!(
-        c2.state().unwrap().stages["dev"]
+        c2.state().await.unwrap().stages["dev"]
             .current_promotion
             .is_none()
     );
@@ -397,7 +401,7 @@ async fn verification_gates_downstream_availability() {
     .unwrap()
     .with_verifier(Arc::new(OnlyTag("1.1.0")));
     c.reconcile(true).await.unwrap();
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     let id = state
         .freight
         .values()
@@ -415,7 +419,7 @@ async fn verification_gates_downstream_availability() {
 
     mem.push_image("ghcr.io/acme/app", image("1.1.0", "sha256:b"));
     c.reconcile(true).await.unwrap();
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     let id = state
         .freight
         .values()

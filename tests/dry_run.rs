@@ -180,7 +180,7 @@ async fn dry_run_reports_the_diff_and_commit_and_changes_nothing() {
     let (s, alias) = setup().await;
     let c = &s.controller;
     let refs_before = git(&s.remote, &["show-ref"]);
-    let state_before = c.state().unwrap();
+    let state_before = c.state().await.unwrap();
 
     let report = c
         .dry_run("dev", &alias, Some("alice".into()))
@@ -221,7 +221,7 @@ async fn dry_run_reports_the_diff_and_commit_and_changes_nothing() {
 
     // Nothing moved: the remote's refs and the state store are as they were.
     assert_eq!(git(&s.remote, &["show-ref"]), refs_before);
-    assert_eq!(c.state().unwrap(), state_before);
+    assert_eq!(c.state().await.unwrap(), state_before);
 
     // The real promotion produces what the dry run announced.
     let reports = c.promote("dev", &alias, None).await.unwrap();

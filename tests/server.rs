@@ -134,7 +134,7 @@ async fn the_router_nested_under_a_path_feeds_the_service() {
         let _ = stopped.await;
     }));
     handle.wait_until_sleeping(1).await;
-    assert_eq!(controller.state().unwrap().freight.len(), 2);
+    assert_eq!(controller.state().await.unwrap().freight.len(), 2);
 
     let call = |method: &'static str,
                 path: String,
@@ -159,7 +159,7 @@ async fn the_router_nested_under_a_path_feeds_the_service() {
     assert_eq!(status, 202, "{body}");
     assert!(body.contains("\"refreshing\":[\"worker\"]"), "{body}");
     handle.wait_until_sleeping(2).await;
-    let state = controller.state().unwrap();
+    let state = controller.state().await.unwrap();
     let tags: Vec<&str> = state
         .freight
         .values()
@@ -221,7 +221,7 @@ async fn the_router_nested_under_a_path_feeds_the_service() {
     .unwrap();
     assert_eq!(status, 202, "{body}");
     handle.wait_until_sleeping(passes + 1).await;
-    let state = controller.state().unwrap();
+    let state = controller.state().await.unwrap();
     assert!(
         state
             .freight

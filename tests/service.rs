@@ -238,7 +238,7 @@ async fn fifty_warehouses_with_one_interval_spread_out_after_the_first_round() {
     let mut service = Service::new(c.clone(), ServiceOptions::default());
     let first = service.pass().await;
     assert_eq!(first.refreshed.len(), 50, "all due at start");
-    let schedule = c.schedule().unwrap();
+    let schedule = c.schedule().await.unwrap();
     let due: std::collections::BTreeSet<_> = schedule.warehouses.iter().map(|w| w.due_at).collect();
     assert!(due.len() >= 45, "due times: {}", due.len());
     let first_due = schedule.warehouses[0].due_at;
@@ -261,6 +261,7 @@ async fn fifty_warehouses_with_one_interval_spread_out_after_the_first_round() {
         .await;
     let due: std::collections::BTreeSet<_> = c
         .schedule()
+        .await
         .unwrap()
         .warehouses
         .iter()
@@ -307,7 +308,7 @@ async fn a_refresh_request_wakes_the_service_at_once_and_reads_only_the_named_ta
     handle.wait_until_sleeping(2).await;
     assert_eq!(clock.now(), t0(), "no time passed");
     assert_eq!(source.calls_for("app").len(), 2);
-    assert_eq!(handle.controller().state().unwrap().freight.len(), 2);
+    assert_eq!(handle.controller().state().await.unwrap().freight.len(), 2);
     // Unknown Warehouses are reported, not fatal.
     handle.refresh("nope", "test");
     handle.wait_until_sleeping(3).await;
@@ -443,7 +444,7 @@ async fn shutdown_finishes_the_running_promotion_and_leaves_the_rest_queued() {
         1,
         "no second promotion started"
     );
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     let finished: Vec<&str> = state
         .stages
         .values()
@@ -465,7 +466,7 @@ async fn shutdown_finishes_the_running_promotion_and_leaves_the_rest_queued() {
     let mut service = Service::new(c2.clone(), ServiceOptions::default());
     let pass = service.pass().await;
     assert_eq!(pass.promotions.len(), 1, "queued before: {queued}");
-    let state = c2.state().unwrap();
+    let state = c2.state().await.unwrap();
     assert!(state.stages["dev-a"].current().is_some());
     assert!(state.stages["dev-b"].current().is_some());
 }
@@ -520,7 +521,7 @@ async fn the_service_wakes_when_a_soak_time_ends_and_verifies_what_never_was() {
         let _ = stopped.await;
     }));
     let status = handle.wait_until_sleeping(1).await;
-    let state = c.state().unwrap();
+    let state = c.state().await.unwrap();
     assert!(
         state.stages["dev"].freight_history[0].verification_history[0].phase
             == VerificationPhase::Successful
@@ -545,7 +546,9 @@ async fn the_service_wakes_when_a_soak_time_ends_and_verifies_what_never_was() {
     clock.set(since + chrono::Duration::hours(1));
     handle.wait_until_sleeping(2).await;
     assert!(
-        c.state().unwrap().stages["staging"].current().is_some(),
+        c.state().await.unwrap().stages["staging"]
+            .current()
+            .is_some(),
         "promoted when the soak ended"
     );
     let _ = stop.send(());
@@ -602,11 +605,11 @@ async fn retention_runs_in_passes_at_its_interval() {
     }
     // Retention ran in passes 0, 2 and 4 (every 140 s ≥ 120 s), deleting all but the newest.
     assert_eq!(pruned, vec![0, 0, 2, 0, 2, 0]);
-    assert_eq!(c.state().unwrap().freight.len(), 2);
+    assert_eq!(c.state().await.unwrap().freight.len(), 2);
     // Off: nothing is deleted.
     let mut keep_all = Service::new(c.clone(), ServiceOptions::default().with_retention(None));
     source.publish("ghcr.io/acme/app", "2.0.0");
     clock.advance(chrono::Duration::minutes(2));
     assert!(keep_all.pass().await.pruned.is_empty());
-    assert_eq!(c.state().unwrap().freight.len(), 3);
+    assert_eq!(c.state().await.unwrap().freight.len(), 3);
 }

@@ -46,9 +46,9 @@ pub(crate) async fn refresh(cli: &Cli, ui: &Ui, warehouse: &str) -> Result<()> {
     })
 }
 
-pub(crate) fn get_freight(cli: &Cli, ui: &Ui, stage: Option<&str>) -> Result<()> {
+pub(crate) async fn get_freight(cli: &Cli, ui: &Ui, stage: Option<&str>) -> Result<()> {
     let c = controller(cli)?;
-    let state = c.state()?;
+    let state = c.state().await?;
     let now = Utc::now();
     let mut list: Vec<&FreightRecord> = match stage {
         Some(s) => {
@@ -103,9 +103,9 @@ pub(crate) fn get_freight(cli: &Cli, ui: &Ui, stage: Option<&str>) -> Result<()>
     })
 }
 
-pub(crate) fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
+pub(crate) async fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
     let c = controller(cli)?;
-    let state = c.state()?;
+    let state = c.state().await?;
     let pipeline = c.pipeline();
     let stages: Vec<_> = c.manifests().stages(c.project()).collect();
     let empty = Default::default();
@@ -186,8 +186,8 @@ pub(crate) fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
 }
 
 /// Prints promotion reports; a failed one is exit status 1.
-fn finish_promotions(ui: &Ui, c: &Controller, reports: &[PromotionReport]) -> Result<()> {
-    let state = c.state()?;
+async fn finish_promotions(ui: &Ui, c: &Controller, reports: &[PromotionReport]) -> Result<()> {
+    let state = c.state().await?;
     ui.emit(
         &Json::Array(reports.iter().map(report_json).collect()),
         || print_reports(ui, reports, &state),
@@ -304,13 +304,13 @@ pub(crate) async fn promote(
             c.promote(stage, freight, actor()),
         )
         .await?;
-    finish_promotions(ui, &c, &reports)
+    finish_promotions(ui, &c, &reports).await
 }
 
-pub(crate) fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> Result<()> {
+pub(crate) async fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> Result<()> {
     let c = controller(cli)?;
-    let id = c.approve(stage, freight, actor())?;
-    let state = c.state()?;
+    let id = c.approve(stage, freight, actor()).await?;
+    let state = c.state().await?;
     let alias = state.freight.get(&id).and_then(|f| f.freight.alias.clone());
     ui.emit(
         &json!({"approved": true, "stage": stage, "freight": {"id": id, "alias": alias}}),
@@ -332,13 +332,13 @@ pub(crate) async fn rollback(cli: &Cli, ui: &Ui, stage: &str) -> Result<()> {
             c.rollback(stage, actor()),
         )
         .await?;
-    finish_promotions(ui, &c, &reports)
+    finish_promotions(ui, &c, &reports).await
 }
 
 /// When each Warehouse is due and why; when soak times end.
-pub(crate) fn get_schedule(cli: &Cli, ui: &Ui) -> Result<()> {
+pub(crate) async fn get_schedule(cli: &Cli, ui: &Ui) -> Result<()> {
     let c = controller(cli)?;
-    let schedule = c.schedule()?;
+    let schedule = c.schedule().await?;
     let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let due_at = |w: &kargo::schedule::WarehouseDue| {
         if w.due_at <= schedule.now {

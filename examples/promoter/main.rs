@@ -244,19 +244,19 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
         } => commands::refresh(cli, ui, name).await,
         Command::Get {
             target: GetTarget::Freight { stage },
-        } => commands::get_freight(cli, ui, stage.as_deref()),
+        } => commands::get_freight(cli, ui, stage.as_deref()).await,
         Command::Get {
             target: GetTarget::Stages,
-        } => commands::get_stages(cli, ui),
+        } => commands::get_stages(cli, ui).await,
         Command::Get {
             target: GetTarget::Schedule,
-        } => commands::get_schedule(cli, ui),
+        } => commands::get_schedule(cli, ui).await,
         Command::Promote {
             stage,
             freight,
             dry_run,
         } => commands::promote(cli, ui, stage, freight, *dry_run).await,
-        Command::Approve { stage, freight } => commands::approve(cli, ui, stage, freight),
+        Command::Approve { stage, freight } => commands::approve(cli, ui, stage, freight).await,
         Command::Rollback { stage } => commands::rollback(cli, ui, stage).await,
         Command::Run {
             watch,

@@ -61,8 +61,8 @@ pub(crate) async fn serve(
         ui.progress("the refresh API is off (no --refresh-token or KARGO_REFRESH_TOKEN)");
     }
     let options = ServiceOptions::default().with_max_sleep(Duration::from_secs(max_sleep.max(1)));
-    let (printer, ui2) = (c.clone(), *ui);
-    let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, &printer, pass));
+    let ui2 = *ui;
+    let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, pass));
     let routes = router(
         service.handle(),
         webhooks,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kargo::controller::{Controller, PromotionReport};
+use kargo::controller::PromotionReport;
 use kargo::service::{PassReport, Service, ServiceOptions};
 
 use crate::cli::{Cli, Failure, Result};
@@ -32,9 +32,9 @@ pub(crate) fn pass_failure(
 }
 
 /// Prints what a pass of the service did (nothing for an empty pass).
-pub(crate) fn print_pass(ui: &Ui, c: &Controller, pass: &PassReport) {
+pub(crate) fn print_pass(ui: &Ui, pass: &PassReport) {
     if !pass.is_empty() {
-        let state = c.state().unwrap_or_default();
+        let state = pass.state.clone().unwrap_or_default();
         let shown = ui.emit(
             &render::pass_json(&pass.refreshed, &pass.promotions),
             || {
@@ -106,7 +106,7 @@ pub(crate) async fn run(
         let pass = ui
             .with_progress("reconciling", c.reconcile(refresh_all))
             .await?;
-        let state = c.state()?;
+        let state = c.state().await?;
         ui.emit(
             &render::pass_json(&pass.refreshed, &pass.promotions),
             || {
@@ -132,7 +132,7 @@ pub(crate) async fn run(
     }
     ui.progress("watching (Ctrl-C stops)");
     let options = ServiceOptions::default().with_max_sleep(Duration::from_secs(max_sleep.max(1)));
-    let (printer, ui2) = (c.clone(), *ui);
-    let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, &printer, pass));
+    let ui2 = *ui;
+    let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, pass));
     run_until_ctrl_c(ui, service, || {}).await
 }

@@ -3,11 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
 
+use std::future::Future;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kargo_core::freight::{Freight, FreightOrigin, Image};
 use kargo_core::pipeline::{FileStore, ProjectState, StateError, StateStore, record_freight};
+
+/// Runs a store call to completion in a synchronous test (threads and child processes
+/// drive these tests, not a runtime).
+trait Block: Future + Sized {
+    fn block(self) -> Self::Output {
+        futures::executor::block_on(self)
+    }
+}
+
+impl<F: Future> Block for F {}
 
 fn freight(i: usize, pad: usize) -> Freight {
     let mut annotations = std::collections::BTreeMap::new();
@@ -32,15 +43,15 @@ fn freight(i: usize, pad: usize) -> Freight {
 fn round_trip_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path().join("state")).unwrap();
-    let (s, rev) = store.load("demo").unwrap();
+    let (s, rev) = store.load("demo").block().unwrap();
     assert_eq!((s.freight.len(), rev), (0, 0));
     let mut s = ProjectState::default();
     record_freight(&mut s, freight(1, 0));
-    assert_eq!(store.store("demo", &s, 0).unwrap(), 1);
-    let (loaded, rev) = store.load("demo").unwrap();
+    assert_eq!(store.store("demo", &s, 0).block().unwrap(), 1);
+    let (loaded, rev) = store.load("demo").block().unwrap();
     assert_eq!(rev, 1);
     assert_eq!(loaded.freight, s.freight);
-    let err = store.store("demo", &s, 0).unwrap_err();
+    let err = store.store("demo", &s, 0).block().unwrap_err();
     assert!(
         matches!(
             err,
@@ -54,16 +65,16 @@ fn round_trip_and_conflicts() {
     );
     // A second store over the same directory (another process, in effect) sees it.
     let other = FileStore::open(dir.path().join("state")).unwrap();
-    assert_eq!(other.load("demo").unwrap().1, 1);
+    assert_eq!(other.load("demo").block().unwrap().1, 1);
 
     for bad in ["", "../x", "a/b", ".hidden"] {
         assert!(
-            matches!(store.load(bad), Err(StateError::InvalidProject(_))),
+            matches!(store.load(bad).block(), Err(StateError::InvalidProject(_))),
             "{bad}"
         );
     }
     std::fs::write(dir.path().join("state/broken.json"), "{ not json").unwrap();
-    let err = store.load("broken").unwrap_err();
+    let err = store.load("broken").block().unwrap_err();
     assert!(err.to_string().contains("broken.json"), "{err}");
 }
 
@@ -81,6 +92,7 @@ fn concurrent_updates_lose_nothing() {
                             record_freight(s, freight(t * 100 + i, 0));
                             Ok(())
                         })
+                        .block()
                         .unwrap();
                 }
             })
@@ -89,7 +101,11 @@ fn concurrent_updates_lose_nothing() {
     for t in threads {
         t.join().unwrap();
     }
-    let (s, rev) = FileStore::open(dir.path()).unwrap().load("demo").unwrap();
+    let (s, rev) = FileStore::open(dir.path())
+        .unwrap()
+        .load("demo")
+        .block()
+        .unwrap();
     assert_eq!(s.freight.len(), 40);
     assert_eq!(rev, 40);
 }
@@ -108,6 +124,7 @@ fn writer_child() {
                 record_freight(s, freight(next, 20_000));
                 Ok(())
             })
+            .block()
             .unwrap();
     }
 }
@@ -131,7 +148,7 @@ fn sigkill_during_writes_leaves_a_readable_state() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let target = last_rev + 3 + round * 2;
         loop {
-            if let Ok((_, rev)) = store.load("demo")
+            if let Ok((_, rev)) = store.load("demo").block()
                 && rev >= target
             {
                 break;
@@ -141,7 +158,10 @@ fn sigkill_during_writes_leaves_a_readable_state() {
         }
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
-        let (s, rev) = store.load("demo").expect("state readable after SIGKILL");
+        let (s, rev) = store
+            .load("demo")
+            .block()
+            .expect("state readable after SIGKILL");
         assert!(rev >= target);
         assert_eq!(
             s.freight.len() as u64,
@@ -155,6 +175,7 @@ fn sigkill_during_writes_leaves_a_readable_state() {
                 record_freight(s, freight(1_000_000 + round as usize, 0));
                 Ok(())
             })
+            .block()
             .unwrap();
         last_rev += 1;
     }

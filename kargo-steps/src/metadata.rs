@@ -149,21 +149,17 @@ impl Step for SetMetadata {
                 ));
             }
         }
-        let store = self.store.clone();
-        let project = ctx.project.clone();
-        let updates = cfg.updates;
-        let result = tokio::task::spawn_blocking(move || {
-            let mut refused = None;
-            let r = store.update(&project, &mut |state| {
-                apply(state, &updates).map_err(|m| {
+        let mut refused = None;
+        let r = self
+            .store
+            .update(&ctx.project, &mut |state| {
+                apply(state, &cfg.updates).map_err(|m| {
                     refused = Some(m.clone());
                     StateError::Aborted(m)
                 })
-            });
-            (r.map(|_| ()), refused)
-        })
-        .await
-        .map_err(|e| StepError::terminal(format!("the state update did not finish: {e}")))?;
+            })
+            .await;
+        let result = (r.map(|_| ()), refused);
         match result {
             (Ok(()), _) => Ok(StepOutcome::succeeded()),
             (Err(_), Some(m)) => Err(StepError::terminal(m)),

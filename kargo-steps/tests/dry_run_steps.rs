@@ -113,7 +113,7 @@ async fn outside_effects_are_skipped_and_noted_in_a_dry_run() {
     let log = r.dry_run.unwrap();
     assert_eq!(log.notes.len(), 7, "{:#?}", log.notes);
     assert!(
-        store.load("demo").unwrap().0.stages.is_empty(),
+        store.load("demo").await.unwrap().0.stages.is_empty(),
         "no metadata written"
     );
 }

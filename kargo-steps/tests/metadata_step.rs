@@ -66,6 +66,7 @@ async fn set_metadata_upserts_and_reads_back() {
                 .insert("gone".into(), json!("x"));
             Ok(())
         })
+        .await
         .unwrap();
     let dir = TempDir::new().unwrap();
     let r = runner(store.clone())
@@ -80,7 +81,7 @@ async fn set_metadata_upserts_and_reads_back() {
         ))
         .await;
     assert_eq!(r.phase, PromotionPhase::Succeeded, "{:#?}", r.steps);
-    let (state, _) = store.load("demo").unwrap();
+    let (state, _) = store.load("demo").await.unwrap();
     let prod = &state.stages["prod"].metadata;
     assert_eq!(prod.get("old"), Some(&json!(1)), "other keys are kept");
     assert_eq!(prod.get("prURL"), Some(&json!("https://forge/pull/7")));
@@ -121,7 +122,7 @@ async fn set_metadata_upserts_and_reads_back() {
     assert_eq!(r.step("read").unwrap().outputs["suite"], json!("e2e"));
 
     // Unknown Freight: an error, and nothing written.
-    let before = store.load("demo").unwrap();
+    let before = store.load("demo").await.unwrap();
     let r = runner(store.clone())
         .run(&promotion(
             &dir,
@@ -140,7 +141,7 @@ async fn set_metadata_upserts_and_reads_back() {
             .unwrap()
             .contains("no Freight")
     );
-    assert_eq!(store.load("demo").unwrap(), before);
+    assert_eq!(store.load("demo").await.unwrap(), before);
     // Bad kind: invalid config.
     let r = runner(store.clone())
         .run(&promotion(

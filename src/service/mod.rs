@@ -51,7 +51,7 @@
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let task = tokio::spawn(service.run(async { let _ = stopped.await; }));
 //! handle.wait_for_passes(1).await;
-//! assert_eq!(handle.controller().state()?.freight.len(), 1);
+//! assert_eq!(handle.controller().state().await?.freight.len(), 1);
 //! let _ = stop.send(());
 //! task.await?;
 //! # Ok(())
@@ -200,6 +200,8 @@ pub struct PassReport {
     pub error: Option<String>,
     /// What the service will wake for next (after this pass), if anything is scheduled.
     pub next_wake: Option<Wake>,
+    /// The project's state after the pass (for front ends that show what happened).
+    pub state: Option<kargo_core::pipeline::ProjectState>,
 }
 
 impl PassReport {
@@ -464,7 +466,7 @@ impl Service {
         let span = tracing::info_span!("pass", project = %self.controller.project(), number);
         let mut report = self.pass_inner(requests).instrument(span).await;
         report.number = number;
-        self.retain(&mut report);
+        self.retain(&mut report).await;
         if let Some(cb) = &self.on_pass {
             cb(&report);
         }
@@ -476,7 +478,7 @@ impl Service {
     }
 
     /// Runs retention when it is due (see [`ServiceOptions::retention_interval`]).
-    fn retain(&mut self, report: &mut PassReport) {
+    async fn retain(&mut self, report: &mut PassReport) {
         let Some(policy) = &self.options.retention else {
             return;
         };
@@ -487,7 +489,7 @@ impl Service {
         {
             return;
         }
-        match self.controller.apply_retention(policy) {
+        match self.controller.apply_retention(policy).await {
             Ok(pruned) => {
                 self.last_retention = Some(now);
                 report.pruned = pruned;
@@ -501,7 +503,7 @@ impl Service {
             started_at: Some(self.controller.now()),
             ..PassReport::default()
         };
-        let schedule = match self.controller.schedule() {
+        let schedule = match self.controller.schedule().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the schedule");
@@ -534,10 +536,13 @@ impl Service {
                 report.error = Some(e.to_string());
             }
         }
-        report.next_wake = match self.controller.schedule() {
-            Ok(s) => s.next_wake(),
-            Err(_) => None,
-        };
+        match self.controller.state().await {
+            Ok(state) => {
+                report.next_wake = self.controller.schedule_for(&state).next_wake();
+                report.state = Some(state);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the state after the pass"),
+        }
         for r in &report.requests {
             tracing::info!(
                 why = %r.why,

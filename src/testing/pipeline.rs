@@ -208,21 +208,18 @@ impl PipelineTest {
             verifier.set(stage, *verdict);
         }
         let c = clock.clone();
-        let controller = Controller::new(
-            set,
-            &project,
-            sources,
-            Runner::new(registry),
-            Arc::new(MemoryStore::new()),
-        )?
-        .with_clock(c)
-        // No jitter: a test that advances by a Warehouse's interval sees it refreshed.
-        .with_schedule(crate::schedule::ScheduleOptions::default().with_jitter(0.0))
-        .with_verifier(Arc::new(verifier.clone()))
-        .with_work_root(tmp.path().join("work"));
+        let store = Arc::new(MemoryStore::new());
+        let controller =
+            Controller::new(set, &project, sources, Runner::new(registry), store.clone())?
+                .with_clock(c)
+                // No jitter: a test that advances by a Warehouse's interval sees it refreshed.
+                .with_schedule(crate::schedule::ScheduleOptions::default().with_jitter(0.0))
+                .with_verifier(Arc::new(verifier.clone()))
+                .with_work_root(tmp.path().join("work"));
         let published = clock.now();
         Ok(PipelineRun {
             controller,
+            store,
             source,
             clock,
             verifier,
@@ -471,6 +468,7 @@ fn span(d: std::time::Duration) -> String {
 /// this value.
 pub struct PipelineRun {
     controller: Controller,
+    store: Arc<MemoryStore>,
     source: MemorySource,
     clock: ManualClock,
     verifier: TestVerifier,
@@ -560,13 +558,8 @@ impl PipelineRun {
 
     /// The pipeline's state now.
     pub fn state(&self) -> ProjectState {
-        match self.controller.state() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the pipeline state");
-                ProjectState::default()
-            }
-        }
+        // The store is in memory: read it without awaiting, so queries stay plain calls.
+        self.store.snapshot(self.controller.project()).0
     }
 
     /// A publication time later than the previous one (and not before the clock).
@@ -651,7 +644,7 @@ impl PipelineRun {
         let mut refreshed: std::collections::BTreeSet<String> =
             report.refreshed.iter().map(|(w, _)| w.clone()).collect();
         for step in 0..=MAX_ADVANCE_STEPS {
-            let Some(at) = self.next_event(end, &refreshed) else {
+            let Some(at) = self.next_event(end, &refreshed).await else {
                 break;
             };
             if step == MAX_ADVANCE_STEPS {
@@ -677,13 +670,13 @@ impl PipelineRun {
     /// The first moment after now and before `end` when a Warehouse not yet refreshed
     /// during this advance is due, or Freight finishes soaking upstream (the controller's
     /// own [`schedule`](Controller::schedule)).
-    fn next_event(
+    async fn next_event(
         &self,
         end: DateTime<Utc>,
         refreshed: &std::collections::BTreeSet<String>,
     ) -> Option<DateTime<Utc>> {
         let now = self.clock.now();
-        let schedule = self.controller.schedule().ok()?;
+        let schedule = self.controller.schedule().await.ok()?;
         let warehouses = schedule
             .warehouses
             .iter()
@@ -713,7 +706,7 @@ impl PipelineRun {
         stage: &str,
         freight: &str,
     ) -> Result<Vec<PromotionReport>, ControllerError> {
-        self.controller.approve(stage, freight, None)?;
+        self.controller.approve(stage, freight, None).await?;
         self.controller.auto_promote().await
     }
 
@@ -740,14 +733,16 @@ impl PipelineRun {
         } else {
             (VerificationPhase::Failed, "failed by the test")
         };
-        self.controller.record_verification(
-            stage,
-            VerificationInfo {
-                phase,
-                message: message.to_owned(),
-                finished_at: self.clock.now(),
-            },
-        )?;
+        self.controller
+            .record_verification(
+                stage,
+                VerificationInfo {
+                    phase,
+                    message: message.to_owned(),
+                    finished_at: self.clock.now(),
+                },
+            )
+            .await?;
         self.controller.auto_promote().await
     }
 

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::state::{ProjectState, STATE_FORMAT};
@@ -105,12 +106,16 @@ pub enum StateError {
 /// the state is still at the revision the writer read ([`StateError::Conflict`] otherwise),
 /// and is all-or-nothing. Implementations must be safe to share between threads; the
 /// file store is also safe between processes.
+///
+/// The trait is async and object-safe (`Arc<dyn StateStore>`), so a backend may talk to a
+/// database without blocking the runtime.
+#[async_trait]
 pub trait StateStore: Send + Sync {
     /// The project's state and its revision (an empty state at revision 0 if none).
-    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError>;
+    async fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError>;
 
     /// Writes `state` if the stored revision is still `expected`; returns the new revision.
-    fn store(
+    async fn store(
         &self,
         project: &str,
         state: &ProjectState,
@@ -125,23 +130,27 @@ pub trait StateStore: Send + Sync {
     /// The default is a lease within this process, per store value: right for stores that
     /// only one process uses. Stores shared between processes must override it with a
     /// lease that a dying process gives up (the file store uses an OS file lock).
-    fn try_lease(&self, project: &str, stage: &str) -> Result<Option<StageLease>, StateError> {
+    async fn try_lease(
+        &self,
+        project: &str,
+        stage: &str,
+    ) -> Result<Option<StageLease>, StateError> {
         let store = std::ptr::from_ref(self).cast::<()>() as usize;
         Ok(process_lease(format!("{store:x}/{project}/{stage}")))
     }
 
     /// Reads, applies `change` and writes, retrying on conflicts (at most 16 times).
     /// `change` may run more than once and must not have other side effects.
-    fn update(
+    async fn update(
         &self,
         project: &str,
-        change: &mut dyn FnMut(&mut ProjectState) -> Result<(), StateError>,
+        change: &mut (dyn for<'s> FnMut(&'s mut ProjectState) -> Result<(), StateError> + Send),
     ) -> Result<ProjectState, StateError> {
         let mut attempt = 0;
         loop {
-            let (mut state, rev) = self.load(project)?;
+            let (mut state, rev) = self.load(project).await?;
             change(&mut state)?;
-            match self.store(project, &state, rev) {
+            match self.store(project, &state, rev).await {
                 Ok(_) => return Ok(state),
                 Err(StateError::Conflict { .. }) if attempt < 15 => attempt += 1,
                 Err(e) => return Err(e),
@@ -161,12 +170,12 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-impl StateStore for MemoryStore {
-    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
+    /// The project's state and revision, read without awaiting (the store is in memory):
+    /// for test harnesses and synchronous callers.
+    pub fn snapshot(&self, project: &str) -> (ProjectState, Revision) {
         let map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(map.get(project).cloned().unwrap_or_else(|| {
+        map.get(project).cloned().unwrap_or_else(|| {
             (
                 ProjectState {
                     format: STATE_FORMAT,
@@ -174,10 +183,17 @@ impl StateStore for MemoryStore {
                 },
                 0,
             )
-        }))
+        })
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
+        Ok(self.snapshot(project))
     }
 
-    fn store(
+    async fn store(
         &self,
         project: &str,
         state: &ProjectState,
@@ -280,8 +296,15 @@ impl FileStore {
     }
 }
 
+/// The file store does its (small, local) file operations inline: a read or a rename of
+/// one project's file.
+#[async_trait]
 impl StateStore for FileStore {
-    fn try_lease(&self, project: &str, stage: &str) -> Result<Option<StageLease>, StateError> {
+    async fn try_lease(
+        &self,
+        project: &str,
+        stage: &str,
+    ) -> Result<Option<StageLease>, StateError> {
         self.path(project, "json")?;
         let path = self.path(&format!("{project}.stage-{stage}"), "lock")?;
         let lock = OpenOptions::new()
@@ -303,7 +326,7 @@ impl StateStore for FileStore {
         }
     }
 
-    fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
+    async fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
         let path = self.path(project, "json")?;
         Ok(match self.read(&path)? {
             Some(env) => (env.state, env.revision),
@@ -317,7 +340,7 @@ impl StateStore for FileStore {
         })
     }
 
-    fn store(
+    async fn store(
         &self,
         project: &str,
         state: &ProjectState,

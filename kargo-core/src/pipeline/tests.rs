@@ -710,14 +710,14 @@ fn verification_failure_does_not_verify() {
     assert_eq!(h[0].phase, VerificationPhase::Failed);
 }
 
-#[test]
-fn memory_store_detects_conflicts() {
+#[tokio::test]
+async fn memory_store_detects_conflicts() {
     let store = MemoryStore::new();
-    let (mut s, rev) = store.load("demo").unwrap();
+    let (mut s, rev) = store.load("demo").await.unwrap();
     assert_eq!(rev, 0);
     record_freight(&mut s, image_freight("1", 0));
-    assert_eq!(store.store("demo", &s, 0).unwrap(), 1);
-    let err = store.store("demo", &s, 0).unwrap_err();
+    assert_eq!(store.store("demo", &s, 0).await.unwrap(), 1);
+    let err = store.store("demo", &s, 0).await.unwrap_err();
     assert!(
         matches!(err, StateError::Conflict { actual: 1, .. }),
         "{err}"
@@ -727,45 +727,55 @@ fn memory_store_detects_conflicts() {
             record_freight(s, image_freight("2", 1));
             Ok(())
         })
+        .await
         .unwrap();
     assert_eq!(s.freight.len(), 2);
-    assert_eq!(store.load("demo").unwrap().1, 2);
+    assert_eq!(store.load("demo").await.unwrap().1, 2);
 }
 
-#[test]
-fn stage_leases_are_exclusive_until_dropped() {
+#[tokio::test]
+async fn stage_leases_are_exclusive_until_dropped() {
     // The file store: an OS lock per project and Stage, shared by every store value (and
     // process) on the directory.
     let dir = tempfile::tempdir().unwrap();
     let a = FileStore::open(dir.path()).unwrap();
     let b = FileStore::open(dir.path()).unwrap();
-    let held = a.try_lease("demo", "dev").unwrap().expect("free");
-    assert!(b.try_lease("demo", "dev").unwrap().is_none(), "held by a");
-    assert!(a.try_lease("demo", "dev").unwrap().is_none(), "held by a");
+    let held = a.try_lease("demo", "dev").await.unwrap().expect("free");
     assert!(
-        b.try_lease("demo", "prod").unwrap().is_some(),
+        b.try_lease("demo", "dev").await.unwrap().is_none(),
+        "held by a"
+    );
+    assert!(
+        a.try_lease("demo", "dev").await.unwrap().is_none(),
+        "held by a"
+    );
+    assert!(
+        b.try_lease("demo", "prod").await.unwrap().is_some(),
         "another Stage"
     );
     assert!(
-        b.try_lease("other", "dev").unwrap().is_some(),
+        b.try_lease("other", "dev").await.unwrap().is_some(),
         "another project"
     );
     drop(held);
-    assert!(b.try_lease("demo", "dev").unwrap().is_some(), "released");
+    assert!(
+        b.try_lease("demo", "dev").await.unwrap().is_some(),
+        "released"
+    );
     assert!(matches!(
-        a.try_lease("../x", "dev"),
+        a.try_lease("../x", "dev").await,
         Err(StateError::InvalidProject(_))
     ));
     // The default (memory store): per store value, within the process.
     let (m1, m2) = (MemoryStore::new(), MemoryStore::new());
-    let held = m1.try_lease("demo", "dev").unwrap().expect("free");
-    assert!(m1.try_lease("demo", "dev").unwrap().is_none());
+    let held = m1.try_lease("demo", "dev").await.unwrap().expect("free");
+    assert!(m1.try_lease("demo", "dev").await.unwrap().is_none());
     assert!(
-        m2.try_lease("demo", "dev").unwrap().is_some(),
+        m2.try_lease("demo", "dev").await.unwrap().is_some(),
         "another store"
     );
     drop(held);
-    assert!(m1.try_lease("demo", "dev").unwrap().is_some());
+    assert!(m1.try_lease("demo", "dev").await.unwrap().is_some());
 }
 
 #[test]
