@@ -180,3 +180,21 @@ fn sigkill_during_writes_leaves_a_readable_state() {
         last_rev += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_conformance() {
+    let store: std::sync::Arc<dyn StateStore> =
+        std::sync::Arc::new(kargo_core::pipeline::MemoryStore::new());
+    let open = move || store.clone();
+    kargo_core::testing::store_conformance::run(&open, "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let open = move || -> std::sync::Arc<dyn StateStore> {
+        std::sync::Arc::new(FileStore::open(&path).unwrap())
+    };
+    kargo_core::testing::store_conformance::run(&open, "file").await;
+}

@@ -6,11 +6,14 @@
 //!   server is a failure (a CI run must never pass by skipping).
 //! - [`source_conformance`]: the contract every artifact [`Source`](crate::source::Source)
 //!   backend runs.
+//! - [`store_conformance`]: the contract every [`StateStore`](crate::pipeline::StateStore)
+//!   backend runs.
 
 // Skip messages go to the test's stderr on purpose; the panic is the CI failure.
 #![allow(clippy::print_stderr, clippy::panic)]
 
 pub mod source_conformance;
+pub mod store_conformance;
 
 /// The value of `var`, or `None` after a skip message naming `test` when it is unset or
 /// empty. With `CI=true` a missing variable panics (the test fails).

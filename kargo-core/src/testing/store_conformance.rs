@@ -1,0 +1,255 @@
+//! The conformance suite every [`StateStore`] backend runs (the memory and file stores
+//! today). A backend's test calls [`run`] with a function that opens a new handle on the
+//! same storage (the same directory, database or in-memory value), on a multi-threaded
+//! tokio runtime; a failed case panics naming the case. The cases:
+//!
+//! 1. a project never written reads as an empty state at revision 0;
+//! 2. a write at the revision read succeeds, returns the next revision, and reads back,
+//!    from another handle too;
+//! 3. a write at a stale revision is a [`StateError::Conflict`] naming both revisions and
+//!    changes nothing;
+//! 4. projects are independent;
+//! 5. concurrent writers through [`StateStore::update`] (tasks on several threads, each
+//!    through its own handle) lose nothing: every change lands, one revision each;
+//! 6. an update whose closure fails writes nothing;
+//! 7. a Stage's lease is exclusive while held, also against another handle; other Stages
+//!    and projects are free; dropping it frees it.
+//!
+//! Every case uses project names of its own (`<prefix>-<case>`), so a backend may share
+//! its storage with other tests.
+
+#![allow(clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::freight::{Freight, FreightOrigin, Image};
+use crate::pipeline::{ProjectState, StateError, StateStore, record_freight};
+
+/// Opens a new handle on the backend's storage.
+pub type Open<'a> = &'a (dyn Fn() -> Arc<dyn StateStore> + Sync);
+
+fn freight(n: usize) -> Freight {
+    Freight::new(
+        FreightOrigin::warehouse("app"),
+        vec![],
+        vec![Image {
+            repo_url: "registry.example/app".into(),
+            tag: format!("1.0.{n}"),
+            digest: format!("sha256:{n:064}"),
+            annotations: BTreeMap::new(),
+            subscription_name: None,
+        }],
+        vec![],
+        vec![],
+    )
+}
+
+fn fail(case: &str, what: impl std::fmt::Display) -> ! {
+    panic!("store conformance, {case}: {what}")
+}
+
+/// Runs every case (see the module documentation) against the backend `open` reaches;
+/// `prefix` starts every project name the suite uses.
+pub async fn run(open: Open<'_>, prefix: &str) {
+    empty_project(open, prefix).await;
+    write_read_back(open, prefix).await;
+    stale_write_conflicts(open, prefix).await;
+    projects_are_independent(open, prefix).await;
+    concurrent_updates_lose_nothing(open, prefix, 4, 10).await;
+    failed_update_writes_nothing(open, prefix).await;
+    leases_are_exclusive(open, prefix).await;
+}
+
+async fn empty_project(open: Open<'_>, prefix: &str) {
+    let case = "a project never written is empty at revision 0";
+    let (state, rev) = open()
+        .load(&format!("{prefix}-empty"))
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    if rev != 0 || !state.freight.is_empty() || !state.stages.is_empty() {
+        fail(
+            case,
+            format!("revision {rev}, {} Freight", state.freight.len()),
+        );
+    }
+}
+
+async fn write_read_back(open: Open<'_>, prefix: &str) {
+    let case = "a write at the read revision reads back";
+    let project = format!("{prefix}-write");
+    let store = open();
+    let (mut state, rev) = store.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    record_freight(&mut state, freight(1));
+    let next = store
+        .store(&project, &state, rev)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    if next != rev + 1 {
+        fail(case, format!("revision {next} after {rev}"));
+    }
+    let (read, at) = open()
+        .load(&project)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    if at != next || read.freight != state.freight {
+        fail(
+            case,
+            format!("read revision {at}, {} Freight", read.freight.len()),
+        );
+    }
+}
+
+async fn stale_write_conflicts(open: Open<'_>, prefix: &str) {
+    let case = "a write at a stale revision conflicts";
+    let project = format!("{prefix}-stale");
+    let store = open();
+    let (mut state, rev) = store.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    record_freight(&mut state, freight(1));
+    store
+        .store(&project, &state, rev)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let mut other = state.clone();
+    record_freight(&mut other, freight(2));
+    match open().store(&project, &other, rev).await {
+        Err(StateError::Conflict {
+            expected, actual, ..
+        }) if expected == rev && actual == rev + 1 => {}
+        other => fail(case, format!("{other:?}")),
+    }
+    let (read, at) = store.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    if at != rev + 1 || read.freight.len() != 1 {
+        fail(
+            case,
+            format!("the stale write changed the state (revision {at})"),
+        );
+    }
+}
+
+async fn projects_are_independent(open: Open<'_>, prefix: &str) {
+    let case = "projects are independent";
+    let (a, b) = (format!("{prefix}-one"), format!("{prefix}-two"));
+    let store = open();
+    let mut state = ProjectState::default();
+    record_freight(&mut state, freight(1));
+    store
+        .store(&a, &state, 0)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    // `b` is still at revision 0: writing it at 0 works.
+    store
+        .store(&b, &ProjectState::default(), 0)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let (read, _) = store.load(&b).await.unwrap_or_else(|e| fail(case, e));
+    if !read.freight.is_empty() {
+        fail(case, "a write to one project showed in another");
+    }
+}
+
+/// `writers` tasks, each with its own handle, each adding `each` Freight through `update`.
+async fn concurrent_updates_lose_nothing(
+    open: Open<'_>,
+    prefix: &str,
+    writers: usize,
+    each: usize,
+) {
+    let case = "concurrent updates lose nothing";
+    let project = format!("{prefix}-concurrent");
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = open();
+            let project = project.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    let f = freight(w * 1000 + i);
+                    // Conflicts are retried inside `update` (16 attempts); many writers
+                    // on one project may exhaust them, so retry here too, as a caller
+                    // would.
+                    let mut attempts = 0;
+                    loop {
+                        match store
+                            .update(&project, &mut |s| {
+                                record_freight(s, f.clone());
+                                Ok(())
+                            })
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(StateError::Conflict { .. }) if attempts < 100 => attempts += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => fail(case, e),
+            Err(e) => fail(case, e),
+        }
+    }
+    let (state, rev) = open()
+        .load(&project)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let expected = writers * each;
+    if state.freight.len() != expected || rev != expected as u64 {
+        fail(
+            case,
+            format!(
+                "{} Freight at revision {rev}, {expected} expected",
+                state.freight.len()
+            ),
+        );
+    }
+}
+
+async fn failed_update_writes_nothing(open: Open<'_>, prefix: &str) {
+    let case = "an update that fails writes nothing";
+    let project = format!("{prefix}-aborted");
+    let store = open();
+    let result = store
+        .update(&project, &mut |s| {
+            record_freight(s, freight(1));
+            Err(StateError::Aborted("refused by the test".into()))
+        })
+        .await;
+    if !matches!(result, Err(StateError::Aborted(_))) {
+        fail(case, format!("{result:?}"));
+    }
+    let (state, rev) = store.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    if rev != 0 || !state.freight.is_empty() {
+        fail(case, format!("revision {rev}"));
+    }
+}
+
+async fn leases_are_exclusive(open: Open<'_>, prefix: &str) {
+    let case = "a Stage lease is exclusive until dropped";
+    let project = format!("{prefix}-lease");
+    let (a, b) = (open(), open());
+    let held = match a.try_lease(&project, "dev").await {
+        Ok(Some(l)) => l,
+        other => fail(case, format!("a free lease was not granted: {other:?}")),
+    };
+    for (who, store) in [("the holder's handle", &a), ("another handle", &b)] {
+        match store.try_lease(&project, "dev").await {
+            Ok(None) => {}
+            other => fail(case, format!("{who} got a held lease: {other:?}")),
+        }
+    }
+    let other_stage = b.try_lease(&project, "prod").await;
+    let other_project = b.try_lease(&format!("{project}-x"), "dev").await;
+    if !matches!(other_stage, Ok(Some(_))) || !matches!(other_project, Ok(Some(_))) {
+        fail(case, "another Stage's or project's lease was not free");
+    }
+    drop(held);
+    match b.try_lease(&project, "dev").await {
+        Ok(Some(_)) => {}
+        other => fail(case, format!("a dropped lease was not freed: {other:?}")),
+    }
+}
