@@ -23,9 +23,9 @@ use kargo_core::freight::{AliasGenerator, Freight, FreightId, FreightReference};
 use kargo_core::loader::ManifestSet;
 use kargo_core::model::Stage;
 use kargo_core::pipeline::{
-    Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest, PromotionTrigger,
-    RetentionPolicy, RetentionReport, StateError, StateStore, VerificationPhase, Verifier,
-    apply_retention, record_freight,
+    Fence, Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest,
+    PromotionTrigger, RetentionPolicy, RetentionReport, StateError, StateStore, VerificationPhase,
+    Verifier, apply_retention, record_freight,
 };
 use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
@@ -265,23 +265,34 @@ impl Controller {
     /// aborts the write and is returned as is.
     async fn update<T: Send>(
         &self,
+        change: impl FnMut(&mut ProjectState) -> Result<T, PipelineError> + Send,
+    ) -> Result<T, ControllerError> {
+        self.update_under(None, change).await
+    }
+
+    /// [`update`](Self::update) under a Stage lease's fencing token, when given: refused
+    /// with [`StateError::StaleLease`] once the lease was granted to another runner.
+    async fn update_under<T: Send>(
+        &self,
+        fence: Option<&Fence>,
         mut change: impl FnMut(&mut ProjectState) -> Result<T, PipelineError> + Send,
     ) -> Result<T, ControllerError> {
         let mut out = None;
         let mut failure = None;
-        let written = self
-            .store
-            .update(&self.project, &mut |state| match change(state) {
-                Ok(v) => {
-                    out = Some(v);
-                    Ok(())
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    Err(StateError::Aborted(String::new()))
-                }
-            })
-            .await;
+        let mut apply = |state: &mut ProjectState| match change(state) {
+            Ok(v) => {
+                out = Some(v);
+                Ok(())
+            }
+            Err(e) => {
+                failure = Some(e);
+                Err(StateError::Aborted(String::new()))
+            }
+        };
+        let written = match fence {
+            Some(fence) => self.store.update_fenced(fence, &mut apply).await,
+            None => self.store.update(&self.project, &mut apply).await,
+        };
         if let Some(e) = failure {
             return Err(e.into());
         }
@@ -594,8 +605,8 @@ impl Controller {
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
-        let _lease = loop {
-            if let Some(lease) = self.store.try_lease(&self.project, stage).await? {
+        let lease = loop {
+            if let Some(lease) = self.store.acquire_lease(&self.project, stage).await? {
                 break lease;
             }
             // The holder is running a promotion (and will run the queue after it), or is
@@ -623,11 +634,10 @@ impl Controller {
                 }
                 None if stop() => break,
                 None => {
-                    let mut next = None;
-                    self.store
-                        .update(&self.project, &mut |state| {
-                            next = self.pipeline().start_next(state, stage, self.now());
-                            Ok(())
+                    let now = self.now();
+                    let next = self
+                        .update_under(lease.fence(), |state| {
+                            Ok(self.pipeline().start_next(state, stage, now))
                         })
                         .await?;
                     match next {
@@ -636,7 +646,7 @@ impl Controller {
                     }
                 }
             };
-            reports.push(self.run_promotion(request).await?);
+            reports.push(self.run_promotion(request, lease.fence()).await?);
         }
         Ok(reports)
     }
@@ -720,6 +730,7 @@ impl Controller {
     async fn run_promotion(
         &self,
         request: PromotionRequest,
+        fence: Option<&Fence>,
     ) -> Result<PromotionReport, ControllerError> {
         let state = self.state().await?;
         let (dir, work_dir) = self.work_dir(&Self::work_dir_prefix(&request.name))?;
@@ -730,7 +741,7 @@ impl Controller {
         let now = self.now();
         let message = result.message.clone().unwrap_or_default();
         let record = self
-            .update(|state| {
+            .update_under(fence, |state| {
                 self.pipeline().finish(
                     state,
                     &request.stage,

@@ -38,7 +38,7 @@ mod store;
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use state::*;
-pub use store::{FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};
+pub use store::{Fence, FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -42,6 +42,10 @@ pub struct ProjectState {
     /// Finished promotions, oldest first (at most [`MAX_PROMOTION_RECORDS`]).
     #[serde(default)]
     pub promotions: Vec<PromotionRecord>,
+    /// The latest fencing token granted per Stage lease
+    /// ([`StateStore::acquire_lease`](super::StateStore::acquire_lease)).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fences: BTreeMap<String, u64>,
 }
 
 /// One piece of Freight and its status.

@@ -20,22 +20,46 @@ pub type Revision = u64;
 /// process holding it dies.
 pub struct StageLease {
     _held: Box<dyn Send + Sync>,
+    fence: Option<Fence>,
 }
 
 impl StageLease {
     /// A lease that holds `guard` (released when the guard is dropped); for
-    /// [`StateStore::try_lease`] implementations.
+    /// [`StateStore::try_lease`] implementations. It carries no fencing token until
+    /// [`StateStore::acquire_lease`] gives it one.
     pub fn new(guard: impl Send + Sync + 'static) -> Self {
         Self {
             _held: Box::new(guard),
+            fence: None,
         }
+    }
+
+    /// The fencing token this lease was granted with ([`StateStore::acquire_lease`]).
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 }
 
 impl std::fmt::Debug for StageLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StageLease")
+        f.debug_struct("StageLease")
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
     }
+}
+
+/// A fencing token: which grant of a Stage's lease a writer holds. Every grant gets a
+/// higher token (kept in the state, in [`ProjectState::fences`]), and a write made under
+/// a lease ([`StateStore::update_fenced`]) is refused once a later grant exists, so a
+/// holder that stalled past its lease and woke up cannot overwrite its successor's work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The project.
+    pub project: String,
+    /// The Stage.
+    pub stage: String,
+    /// The grant's token.
+    pub token: u64,
 }
 
 /// A lease in this process's table of held keys; removes its key when dropped.
@@ -100,6 +124,21 @@ pub enum StateError {
     /// An update closure gave up.
     #[error("{0}")]
     Aborted(String),
+    /// A write under a Stage's lease whose token is no longer the latest grant: another
+    /// runner took the lease over.
+    #[error(
+        "stale lease on Stage {stage:?} of project {project:?}: token {token}, but the lease was granted again (token {current}); the write is refused"
+    )]
+    StaleLease {
+        /// The project.
+        project: String,
+        /// The Stage.
+        stage: String,
+        /// The writer's token.
+        token: u64,
+        /// The latest grant's token.
+        current: u64,
+    },
 }
 
 /// Where pipeline state lives. Reads are consistent snapshots; a write succeeds only if
@@ -137,6 +176,55 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<StageLease>, StateError> {
         let store = std::ptr::from_ref(self).cast::<()>() as usize;
         Ok(process_lease(format!("{store:x}/{project}/{stage}")))
+    }
+
+    /// [`try_lease`](Self::try_lease), and on success a new fencing token: the Stage's
+    /// counter in [`ProjectState::fences`] goes up by one (a write of the state), and the
+    /// lease carries it ([`StageLease::fence`]).
+    async fn acquire_lease(
+        &self,
+        project: &str,
+        stage: &str,
+    ) -> Result<Option<StageLease>, StateError> {
+        let Some(mut lease) = self.try_lease(project, stage).await? else {
+            return Ok(None);
+        };
+        let mut token = 0;
+        self.update(project, &mut |state| {
+            let t = state.fences.entry(stage.to_owned()).or_insert(0);
+            *t += 1;
+            token = *t;
+            Ok(())
+        })
+        .await?;
+        lease.fence = Some(Fence {
+            project: project.to_owned(),
+            stage: stage.to_owned(),
+            token,
+        });
+        Ok(Some(lease))
+    }
+
+    /// [`update`](Self::update) under a lease: refused with [`StateError::StaleLease`]
+    /// (nothing written) when the Stage's lease was granted again after `fence`.
+    async fn update_fenced(
+        &self,
+        fence: &Fence,
+        change: &mut (dyn for<'s> FnMut(&'s mut ProjectState) -> Result<(), StateError> + Send),
+    ) -> Result<ProjectState, StateError> {
+        self.update(&fence.project, &mut |state| {
+            let current = state.fences.get(&fence.stage).copied().unwrap_or(0);
+            if current != fence.token {
+                return Err(StateError::StaleLease {
+                    project: fence.project.clone(),
+                    stage: fence.stage.clone(),
+                    token: fence.token,
+                    current,
+                });
+            }
+            change(state)
+        })
+        .await
     }
 
     /// Reads, applies `change` and writes, retrying on conflicts (at most 16 times).

@@ -13,7 +13,11 @@
 //!    through its own handle) lose nothing: every change lands, one revision each;
 //! 6. an update whose closure fails writes nothing;
 //! 7. a Stage's lease is exclusive while held, also against another handle; other Stages
-//!    and projects are free; dropping it frees it.
+//!    and projects are free; dropping it frees it;
+//! 8. fencing: each grant of a lease ([`StateStore::acquire_lease`]) carries a higher token,
+//!    and a write under an earlier grant's token ([`StateStore::update_fenced`]) is refused
+//!    with [`StateError::StaleLease`] and changes nothing, while the current holder's
+//!    writes land.
 //!
 //! Every case uses project names of its own (`<prefix>-<case>`), so a backend may share
 //! its storage with other tests.
@@ -59,6 +63,7 @@ pub async fn run(open: Open<'_>, prefix: &str) {
     concurrent_updates_lose_nothing(open, prefix, 4, 10).await;
     failed_update_writes_nothing(open, prefix).await;
     leases_are_exclusive(open, prefix).await;
+    stale_fences_are_refused(open, prefix).await;
 }
 
 async fn empty_project(open: Open<'_>, prefix: &str) {
@@ -251,5 +256,62 @@ async fn leases_are_exclusive(open: Open<'_>, prefix: &str) {
     match b.try_lease(&project, "dev").await {
         Ok(Some(_)) => {}
         other => fail(case, format!("a dropped lease was not freed: {other:?}")),
+    }
+}
+
+async fn stale_fences_are_refused(open: Open<'_>, prefix: &str) {
+    let case = "a write under a superseded lease is refused";
+    let project = format!("{prefix}-fence");
+    let (a, b) = (open(), open());
+    let first = match a.acquire_lease(&project, "dev").await {
+        Ok(Some(l)) => l,
+        other => fail(case, format!("no lease: {other:?}")),
+    };
+    let old = first
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    a.update_fenced(&old, &mut |s| {
+        record_freight(s, freight(1));
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| fail(case, e));
+    // The holder stalls past its lease; another runner is granted it.
+    drop(first);
+    let second = match b.acquire_lease(&project, "dev").await {
+        Ok(Some(l)) => l,
+        other => fail(case, format!("no second lease: {other:?}")),
+    };
+    let new = second
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    if new.token <= old.token {
+        fail(case, format!("token {} after {}", new.token, old.token));
+    }
+    match a
+        .update_fenced(&old, &mut |s| {
+            record_freight(s, freight(2));
+            Ok(())
+        })
+        .await
+    {
+        Err(StateError::StaleLease { token, current, .. })
+            if token == old.token && current == new.token => {}
+        other => fail(case, format!("the stale write was not refused: {other:?}")),
+    }
+    b.update_fenced(&new, &mut |s| {
+        record_freight(s, freight(3));
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| fail(case, e));
+    let (state, _) = open()
+        .load(&project)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    if state.freight.len() != 2 {
+        fail(case, format!("{} Freight, 2 expected", state.freight.len()));
     }
 }
