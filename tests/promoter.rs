@@ -597,6 +597,31 @@ fn verbs_and_error_paths() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("stopped"), "{err}");
 
+    // A state from a newer version, or a damaged one: exit 2 naming the file; nothing is
+    // written over it.
+    let other = Promoter {
+        state: root.join("state-newer"),
+        ..Promoter::new(root)
+    };
+    std::fs::create_dir_all(&other.state).unwrap();
+    let newer = r#"{"revision": 7, "state": {"format": 99}}"#;
+    std::fs::write(other.state.join("shop.json"), newer).unwrap();
+    for args in [&["get", "stages"][..], &["run"]] {
+        let out = other.expect(2, args);
+        assert!(
+            out.stderr.contains("shop.json") && out.stderr.contains("newer version"),
+            "{}",
+            out.stderr
+        );
+    }
+    std::fs::write(other.state.join("shop.json"), "{ not json").unwrap();
+    let out = other.expect(2, &["get", "freight"]);
+    assert!(out.stderr.contains("shop.json"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(other.state.join("shop.json")).unwrap(),
+        "{ not json"
+    );
+
     // A manifest error: exit 2 with file and line, for every verb.
     std::fs::write(
         p.manifests.join("zz-bad.yaml"),

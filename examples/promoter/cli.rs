@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kargo::controller::ControllerError;
-use kargo::core::pipeline::PipelineError;
+use kargo::core::pipeline::{PipelineError, StateError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -193,6 +193,8 @@ impl From<ControllerError> for Failure {
                         | PipelineError::NothingToRollBack(_)
                         | PipelineError::ControlFlow(_)
                 )
+                // A state written by a newer version, or a damaged one: nothing was written.
+                | ControllerError::State(StateError::Corrupt { .. } | StateError::InvalidProject(_))
         );
         let mut msg = e.to_string();
         let mut source = std::error::Error::source(&e);
