@@ -37,7 +37,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use kargo_core::secret::Redacted;
-use kargo_sources::webhook::{MAX_BODY_BYTES, WebhookRequest, WebhookRouter};
+use kargo_sources::webhook::{MAX_BODY_BYTES, WebhookRequest, WebhookRouter, secrets_equal};
 use serde_json::{Value as Json, json};
 
 use crate::service::{RefreshRequest, ServiceHandle};
@@ -216,14 +216,6 @@ async fn webhook(
     }
 }
 
-/// Whether `given` equals `expected`, in time independent of where they differ.
-fn same_token(given: &str, expected: &str) -> bool {
-    use sha2::Digest as _;
-    use subtle::ConstantTimeEq as _;
-    let (a, b) = (sha2::Sha256::digest(given), sha2::Sha256::digest(expected));
-    bool::from(a.as_slice().ct_eq(b.as_slice()))
-}
-
 async fn refresh(
     State(app): State<Arc<App>>,
     UrlPath(name): UrlPath<String>,
@@ -243,7 +235,7 @@ async fn refresh(
     else {
         return error(StatusCode::UNAUTHORIZED, "missing bearer token");
     };
-    if !same_token(given, token.expose()) {
+    if !secrets_equal(given, token.expose()) {
         tracing::warn!("refresh API: rejected a request with a wrong bearer token");
         return error(StatusCode::FORBIDDEN, "invalid bearer token");
     }
@@ -260,16 +252,4 @@ async fn refresh(
         return error(StatusCode::SERVICE_UNAVAILABLE, "the service has stopped");
     }
     json_response(StatusCode::ACCEPTED, json!({ "refreshing": [name] }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_token;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token("t0ken", "t0ken"));
-        assert!(!same_token("t0ke", "t0ken"));
-        assert!(!same_token("", "t0ken"));
-    }
 }

@@ -624,9 +624,12 @@ fn verify_hmac_sha256(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-/// Constant-time equality of two strings (the length is not secret).
-fn ct_eq_str(a: &str, b: &str) -> bool {
-    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+/// Whether two secrets (tokens, header values) are equal, in time that depends on neither
+/// where they differ nor their lengths: their SHA-256 digests are compared in constant
+/// time. For receivers and for HTTP front ends checking their own tokens.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 /// The secret value of a receiver (its Secret's key for the provider, see
@@ -643,6 +646,13 @@ pub fn secret_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(secrets_equal("t0ken", "t0ken"));
+        assert!(!secrets_equal("t0ke", "t0ken"));
+        assert!(!secrets_equal("", "t0ken"));
+    }
 
     #[test]
     fn hex_round_trip() {

@@ -5,7 +5,7 @@ use kargo_core::model::WebhookReceiverConfig;
 use serde_json::Value;
 
 use super::{
-    ArtifactKind, Provider, PushedArtifact, WebhookError, WebhookRequest, ct_eq_str,
+    ArtifactKind, Provider, PushedArtifact, WebhookError, WebhookRequest, secrets_equal,
     verify_hmac_sha256,
 };
 
@@ -63,13 +63,16 @@ pub(super) fn authenticate(
         }
         Provider::GitLab => {
             let token = h("X-Gitlab-Token").ok_or(WebhookError::Unauthenticated("token"))?;
-            check(ct_eq_str(token, &String::from_utf8_lossy(secret)), "token")
+            check(
+                secrets_equal(token, &String::from_utf8_lossy(secret)),
+                "token",
+            )
         }
         Provider::Harbor | Provider::Distribution => {
             let auth =
                 h("Authorization").ok_or(WebhookError::Unauthenticated("Authorization header"))?;
             check(
-                ct_eq_str(auth, &String::from_utf8_lossy(secret)),
+                secrets_equal(auth, &String::from_utf8_lossy(secret)),
                 "Authorization header",
             )
         }
