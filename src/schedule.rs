@@ -217,6 +217,14 @@ pub fn jitter(
     interval.mul_f64(fraction * unit)
 }
 
+/// `base + wait`, saturating at the largest time.
+pub(crate) fn later(base: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|w| base.checked_add_signed(w))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// When `warehouse` is due (see the module documentation).
 pub fn warehouse_due(
     project: &str,
@@ -228,12 +236,6 @@ pub fn warehouse_due(
     let name = warehouse.metadata.name.clone();
     let interval = Duration::from(warehouse.spec.interval);
     let last = state.warehouses.get(&name).and_then(|s| s.last_discovery);
-    let at = |base: DateTime<Utc>, wait: Duration| {
-        chrono::Duration::from_std(wait)
-            .ok()
-            .and_then(|w| base.checked_add_signed(w))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    };
     if let Some(failure) = failure.filter(|f| last.is_none_or(|l| f.at >= l)) {
         let doublings = failure.attempts.saturating_sub(1).min(20);
         let backoff = options
@@ -242,7 +244,7 @@ pub fn warehouse_due(
             .min(interval.max(options.retry_after));
         return WarehouseDue {
             warehouse: name,
-            due_at: at(failure.at, backoff),
+            due_at: later(failure.at, backoff),
             reason: DueReason::RetryAfterFailure {
                 failure: failure.clone(),
                 backoff,
@@ -259,7 +261,7 @@ pub fn warehouse_due(
             let jitter = jitter(project, &name, last, interval, options.jitter);
             WarehouseDue {
                 warehouse: name,
-                due_at: at(last, interval + jitter),
+                due_at: later(last, interval + jitter),
                 reason: DueReason::Interval {
                     last,
                     interval,

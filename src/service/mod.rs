@@ -75,7 +75,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::controller::{Controller, ControllerError, PromotionReport, RefreshOutcome};
-use crate::schedule::{Schedule, Wake};
+use crate::schedule::{Schedule, Wake, later};
 
 /// How the service loop runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -591,14 +591,6 @@ impl Service {
         }
         (refreshed, failed)
     }
-}
-
-/// `now + wait`, saturating at the largest time.
-fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(wait)
-        .ok()
-        .and_then(|w| now.checked_add_signed(w))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The Warehouses to refresh in a pass: those due, and those requested. A Warehouse is
