@@ -23,7 +23,7 @@ use kargo::core::runner::Runner;
 use kargo::core::source::{Discovery, DiscoveryContext, Source, SourceError, SourceRegistry};
 use kargo::core::step::{Step, StepContext, StepError, StepOutcome, StepRegistry};
 use kargo::schedule::{ScheduleOptions, Wake};
-use kargo::service::{RefreshRequest, Service, ServiceOptions};
+use kargo::service::{RefreshRequest, Service, ServiceHandle, ServiceOptions};
 use kargo::sources::memory::image;
 
 fn t0() -> DateTime<Utc> {
@@ -142,6 +142,39 @@ impl Source for Recording {
     }
 }
 
+/// A service running on its own task until it is asked to stop.
+struct Running {
+    handle: ServiceHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(service: Service) -> Self {
+        let handle = service.handle();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(service.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            handle,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn ask_to_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    async fn stop(mut self) {
+        self.ask_to_stop();
+        self.task.await.unwrap();
+    }
+}
+
 fn controller(manifests: &str, source: &Recording, store: Arc<dyn StateStore>) -> Controller {
     let set = ManifestSet::from_yaml_str("service.yaml", manifests).unwrap();
     let mut sources = SourceRegistry::new();
@@ -169,12 +202,8 @@ async fn a_day_of_schedule_runs_in_milliseconds_with_jitter_and_no_early_refresh
         controller(&manifests, &source, Arc::new(MemoryStore::new())),
         &source,
     );
-    let service = Service::new(c, ServiceOptions::default());
-    let handle = service.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(Service::new(c, ServiceOptions::default()));
+    let handle = running.handle.clone();
     let started = std::time::Instant::now();
     let end = t0() + chrono::Duration::hours(24);
     let mut passes = 1;
@@ -189,8 +218,7 @@ async fn a_day_of_schedule_runs_in_milliseconds_with_jitter_and_no_early_refresh
         passes = status.passes + 1;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     eprintln!("a day of schedule: {passes} passes in {elapsed:?}");
 
     for (name, interval, expected) in [("fast", 300, 262..=289), ("slow", 3600, 22..=25)] {
@@ -278,12 +306,8 @@ async fn a_refresh_request_wakes_the_service_at_once_and_reads_only_the_named_ta
         controller(&manifests, &source, Arc::new(MemoryStore::new())),
         &source,
     );
-    let service = Service::new(c, ServiceOptions::default());
-    let handle = service.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(Service::new(c, ServiceOptions::default()));
+    let handle = running.handle.clone();
     let status = handle.wait_until_sleeping(1).await;
     assert_eq!(source.calls_for("app").len(), 1);
     // Asleep for a day (the interval plus jitter), bounded by max_sleep (5 minutes).
@@ -312,8 +336,7 @@ async fn a_refresh_request_wakes_the_service_at_once_and_reads_only_the_named_ta
     // Unknown Warehouses are reported, not fatal.
     handle.refresh("nope", "test");
     handle.wait_until_sleeping(3).await;
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
     assert!(handle.status().stopped);
 }
 
@@ -423,21 +446,20 @@ async fn shutdown_finishes_the_running_promotion_and_leaves_the_rest_queued() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let gate = Gate::default();
     let c = gated_controller(&manifests, &source, store.clone(), &gate);
-    let service = Service::new(c.clone(), ServiceOptions::default());
-    let handle = service.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
+    let mut running = Running::start(Service::new(c.clone(), ServiceOptions::default()));
+    let handle = running.handle.clone();
     // The first promotion is running (its step waits on the gate): ask to stop.
     while gate.runs.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
-    let _ = stop.send(());
+    running.ask_to_stop();
     tokio::task::yield_now().await;
-    assert!(!task.is_finished(), "waits for the running promotion");
+    assert!(
+        !running.task.is_finished(),
+        "waits for the running promotion"
+    );
     gate.open.add_permits(1);
-    task.await.unwrap();
+    running.task.await.unwrap();
     assert!(handle.status().stopped);
     assert_eq!(
         gate.runs.load(Ordering::SeqCst),
@@ -511,15 +533,11 @@ async fn the_service_wakes_when_a_soak_time_ends_and_verifies_what_never_was() {
         .with_verifier(Arc::new(Verdict(Arc::new(Mutex::new(
             VerificationPhase::Successful,
         )))));
-    let service = Service::new(
+    let running = Running::start(Service::new(
         c.clone(),
         ServiceOptions::default().with_max_sleep(Duration::from_secs(86_400)),
-    );
-    let handle = service.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
+    ));
+    let handle = running.handle.clone();
     let status = handle.wait_until_sleeping(1).await;
     let state = c.state().await.unwrap();
     assert!(
@@ -551,8 +569,7 @@ async fn the_service_wakes_when_a_soak_time_ends_and_verifies_what_never_was() {
             .is_some(),
         "promoted when the soak ended"
     );
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -563,12 +580,11 @@ async fn a_zero_max_sleep_does_not_spin() {
         controller(&manifests, &source, Arc::new(MemoryStore::new())),
         &source,
     );
-    let service = Service::new(c, ServiceOptions::default().with_max_sleep(Duration::ZERO));
-    let handle = service.handle();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(Service::new(
+        c,
+        ServiceOptions::default().with_max_sleep(Duration::ZERO),
+    ));
+    let handle = running.handle.clone();
     let status = handle.wait_until_sleeping(1).await;
     assert_eq!(
         status.sleeping_until,
@@ -578,8 +594,7 @@ async fn a_zero_max_sleep_does_not_spin() {
         tokio::task::yield_now().await;
     }
     assert_eq!(handle.passes(), 1, "no pass until the clock moves");
-    let _ = stop.send(());
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
