@@ -434,19 +434,57 @@ impl StateStore for FileStore {
         state: &ProjectState,
         expected: Revision,
     ) -> Result<Revision, StateError> {
-        let path = self.path(project, "json")?;
+        let _lock = self.lock_project(project)?;
+        self.write_locked(project, state, expected)
+    }
+
+    /// Holds the project's write lock from the read to the write, so writers in other
+    /// processes wait for each other instead of conflicting and retrying.
+    async fn update(
+        &self,
+        project: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut ProjectState) -> Result<(), StateError> + Send),
+    ) -> Result<ProjectState, StateError> {
+        let _lock = self.lock_project(project)?;
+        let (mut state, revision) = self.load(project).await?;
+        change(&mut state)?;
+        self.write_locked(project, &state, revision)?;
+        Ok(state)
+    }
+}
+
+impl FileStore {
+    /// Takes the exclusive OS lock on `<project>.lock`, waiting for it; released when the
+    /// returned file is dropped.
+    fn lock_project(&self, project: &str) -> Result<File, StateError> {
         let lock_path = self.path(project, "lock")?;
-        let io = |p: &Path| {
-            let p = p.display().to_string();
-            move |source| StateError::Io { path: p, source }
+        let io = |source| StateError::Io {
+            path: lock_path.display().to_string(),
+            source,
         };
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        Ok(lock)
+    }
+
+    /// Checks the revision and replaces the state file; the caller holds the project's
+    /// lock ([`lock_project`](Self::lock_project)).
+    fn write_locked(
+        &self,
+        project: &str,
+        state: &ProjectState,
+        expected: Revision,
+    ) -> Result<Revision, StateError> {
+        let path = self.path(project, "json")?;
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |source| StateError::Io { path: p, source }
+        };
         let actual = self.read(&path)?.map_or(0, |e| e.revision);
         if actual != expected {
             return Err(StateError::Conflict {
@@ -477,7 +515,6 @@ impl StateStore for FileStore {
             // Durability of the rename; not all platforms can sync a directory.
             let _ = d.sync_all();
         }
-        drop(lock);
         Ok(revision)
     }
 }
