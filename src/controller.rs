@@ -121,6 +121,9 @@ pub struct ReconcileReport {
     pub promotions: Vec<PromotionReport>,
 }
 
+/// The default time limit of a controller's leases.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One project's pipeline (see the module documentation).
 #[derive(Clone)]
 pub struct Controller {
@@ -139,6 +142,7 @@ pub struct Controller {
     aliases: AliasGenerator,
     schedule: ScheduleOptions,
     failures: Arc<Mutex<BTreeMap<String, RefreshFailure>>>,
+    lease_ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for Controller {
@@ -183,7 +187,22 @@ impl Controller {
             aliases: AliasGenerator::default(),
             schedule: ScheduleOptions::default(),
             failures: Arc::default(),
+            lease_ttl: DEFAULT_LEASE_TTL,
         })
+    }
+
+    /// The time limit of the leases this controller takes (default 30 s): renewed while
+    /// it works; when its process stalls longer (a GC pause, SIGSTOP), stores whose leases
+    /// expire ([`StateStore::leases_expire`]) let another replica take over, and the
+    /// fencing token refuses the stalled one's late writes.
+    pub fn with_lease_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// The time limit of this controller's leases.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
     }
 
     /// Credentials for discovery and steps.
@@ -606,7 +625,11 @@ impl Controller {
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
         let lease = loop {
-            if let Some(lease) = self.store.acquire_lease(&self.project, stage).await? {
+            if let Some(lease) = self
+                .store
+                .acquire_lease(&self.project, stage, self.lease_ttl)
+                .await?
+            {
                 break lease;
             }
             // The holder is running a promotion (and will run the queue after it), or is

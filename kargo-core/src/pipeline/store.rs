@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,15 @@ impl StageLease {
         Self {
             _held: Box::new(guard),
             fence: None,
+        }
+    }
+
+    /// A lease that holds `guard` and was granted with `fence`: for backends that keep
+    /// their own fencing tokens (a database's lease table).
+    pub fn fenced(guard: impl Send + Sync + 'static, fence: Fence) -> Self {
+        Self {
+            _held: Box::new(guard),
+            fence: Some(fence),
         }
     }
 
@@ -85,6 +95,21 @@ fn process_lease(key: String) -> Option<StageLease> {
     Some(StageLease::new(ProcessLease(key)))
 }
 
+/// [`StateError::StaleLease`] unless `fence` is the latest grant recorded in `state`.
+fn check_fence(state: &ProjectState, fence: &Fence) -> Result<(), StateError> {
+    let current = state.fences.get(&fence.stage).copied().unwrap_or(0);
+    if current == fence.token {
+        Ok(())
+    } else {
+        Err(StateError::StaleLease {
+            project: fence.project.clone(),
+            stage: fence.stage.clone(),
+            token: fence.token,
+            current,
+        })
+    }
+}
+
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -124,6 +149,15 @@ pub enum StateError {
     /// An update closure gave up.
     #[error("{0}")]
     Aborted(String),
+    /// The store's backend (a database) cannot be reached or refused the request.
+    /// `store` names it without credentials.
+    #[error("state store {store}: {message}")]
+    Backend {
+        /// The store (for a database: its URL without the password).
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A write under a Stage's lease whose token is no longer the latest grant: another
     /// runner took the lease over.
     #[error(
@@ -181,17 +215,24 @@ pub trait StateStore: Send + Sync {
     /// [`try_lease`](Self::try_lease), and on success a new fencing token: the Stage's
     /// counter in [`ProjectState::fences`] goes up by one (a write of the state), and the
     /// lease carries it ([`StageLease::fence`]).
+    ///
+    /// `ttl` is how long the lease lasts unless renewed ([`renew_lease`](Self::renew_lease)),
+    /// for stores whose leases expire ([`leases_expire`](Self::leases_expire)); others hold
+    /// it until it is dropped or its process dies. `name` is a Stage's name, or any other
+    /// name a runner needs exclusively (the service uses `warehouse:<name>`).
     async fn acquire_lease(
         &self,
         project: &str,
-        stage: &str,
+        name: &str,
+        ttl: Duration,
     ) -> Result<Option<StageLease>, StateError> {
-        let Some(mut lease) = self.try_lease(project, stage).await? else {
+        let _ = ttl;
+        let Some(mut lease) = self.try_lease(project, name).await? else {
             return Ok(None);
         };
         let mut token = 0;
         self.update(project, &mut |state| {
-            let t = state.fences.entry(stage.to_owned()).or_insert(0);
+            let t = state.fences.entry(name.to_owned()).or_insert(0);
             *t += 1;
             token = *t;
             Ok(())
@@ -199,10 +240,25 @@ pub trait StateStore: Send + Sync {
         .await?;
         lease.fence = Some(Fence {
             project: project.to_owned(),
-            stage: stage.to_owned(),
+            stage: name.to_owned(),
             token,
         });
         Ok(Some(lease))
+    }
+
+    /// Extends the lease granted with `fence` to `ttl` from now. Refused with
+    /// [`StateError::StaleLease`] when the lease was granted again since (the holder
+    /// stalled past its time limit and must stop).
+    async fn renew_lease(&self, fence: &Fence, ttl: Duration) -> Result<(), StateError> {
+        let _ = ttl;
+        let (state, _) = self.load(&fence.project).await?;
+        check_fence(&state, fence)
+    }
+
+    /// Whether this store's leases expire when not renewed (a database's), rather than
+    /// lasting until dropped or until their process dies (an OS file lock).
+    fn leases_expire(&self) -> bool {
+        false
     }
 
     /// [`update`](Self::update) under a lease: refused with [`StateError::StaleLease`]
@@ -213,15 +269,7 @@ pub trait StateStore: Send + Sync {
         change: &mut (dyn for<'s> FnMut(&'s mut ProjectState) -> Result<(), StateError> + Send),
     ) -> Result<ProjectState, StateError> {
         self.update(&fence.project, &mut |state| {
-            let current = state.fences.get(&fence.stage).copied().unwrap_or(0);
-            if current != fence.token {
-                return Err(StateError::StaleLease {
-                    project: fence.project.clone(),
-                    stage: fence.stage.clone(),
-                    token: fence.token,
-                    current,
-                });
-            }
+            check_fence(state, fence)?;
             change(state)
         })
         .await
@@ -251,6 +299,48 @@ pub trait StateStore: Send + Sync {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     projects: Mutex<HashMap<String, (ProjectState, Revision)>>,
+    leases: LeaseTable,
+}
+
+/// The memory store's leases: (project, name) to the grant holding it.
+type LeaseTable = Arc<Mutex<HashMap<(String, String), MemoryLease>>>;
+
+/// One grant of a memory store lease.
+#[derive(Debug, Clone, Copy)]
+struct MemoryLease {
+    /// Identifies the grant (unique in the process), so a dropped guard frees only its own.
+    grant: u64,
+    /// The fencing token it was granted with (0 for [`StateStore::try_lease`]).
+    token: u64,
+    /// When it expires unless renewed; `None`: when dropped.
+    expires: Option<Instant>,
+}
+
+impl MemoryLease {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+/// Frees a memory store lease when dropped, unless it was granted again meanwhile.
+struct MemoryLeaseGuard {
+    table: LeaseTable,
+    key: (String, String),
+    grant: u64,
+}
+
+impl Drop for MemoryLeaseGuard {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.get(&self.key).is_some_and(|l| l.grant == self.grant) {
+            table.remove(&self.key);
+        }
+    }
+}
+
+fn next_grant() -> u64 {
+    static GRANTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GRANTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl MemoryStore {
@@ -300,6 +390,103 @@ impl StateStore for MemoryStore {
         s.format = STATE_FORMAT;
         map.insert(project.to_owned(), (s, actual + 1));
         Ok(actual + 1)
+    }
+
+    async fn try_lease(&self, project: &str, name: &str) -> Result<Option<StageLease>, StateError> {
+        Ok(self.grant(project, name, None))
+    }
+
+    /// Grants an expiring lease: another runner may take it once `ttl` has passed
+    /// without a renewal, and the fencing token then refuses the first holder's writes.
+    async fn acquire_lease(
+        &self,
+        project: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Option<StageLease>, StateError> {
+        Ok(self.grant(project, name, Some(ttl)))
+    }
+
+    async fn renew_lease(&self, fence: &Fence, ttl: Duration) -> Result<(), StateError> {
+        let mut table = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (fence.project.clone(), fence.stage.clone());
+        match table.get_mut(&key) {
+            Some(lease) if lease.token == fence.token => {
+                lease.expires = Some(Instant::now() + ttl);
+                Ok(())
+            }
+            _ => {
+                drop(table);
+                let (state, _) = self.snapshot(&fence.project);
+                check_fence(&state, fence)?;
+                // Dropped, expired and not granted again: the holder lost it all the same.
+                Err(StateError::StaleLease {
+                    project: fence.project.clone(),
+                    stage: fence.stage.clone(),
+                    token: fence.token,
+                    current: fence.token,
+                })
+            }
+        }
+    }
+
+    fn leases_expire(&self) -> bool {
+        true
+    }
+}
+
+impl MemoryStore {
+    /// Grants `name`'s lease unless a live grant holds it; with `ttl`, a fenced grant
+    /// (the token in [`ProjectState::fences`] goes up, a write of the state) that expires.
+    fn grant(&self, project: &str, name: &str, ttl: Option<Duration>) -> Option<StageLease> {
+        let now = Instant::now();
+        let key = (project.to_owned(), name.to_owned());
+        let mut table = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if table.get(&key).is_some_and(|l| l.live(now)) {
+            return None;
+        }
+        let grant = next_grant();
+        let mut token = 0;
+        if ttl.is_some() {
+            let mut projects = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = projects.entry(project.to_owned()).or_insert_with(|| {
+                (
+                    ProjectState {
+                        format: STATE_FORMAT,
+                        ..Default::default()
+                    },
+                    0,
+                )
+            });
+            let t = entry.0.fences.entry(name.to_owned()).or_insert(0);
+            *t += 1;
+            token = *t;
+            entry.1 += 1;
+        }
+        table.insert(
+            key.clone(),
+            MemoryLease {
+                grant,
+                token,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        let guard = MemoryLeaseGuard {
+            table: self.leases.clone(),
+            key,
+            grant,
+        };
+        Some(match ttl {
+            Some(_) => StageLease::fenced(
+                guard,
+                Fence {
+                    project: project.to_owned(),
+                    stage: name.to_owned(),
+                    token,
+                },
+            ),
+            None => StageLease::new(guard),
+        })
     }
 }
 

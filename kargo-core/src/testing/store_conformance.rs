@@ -19,6 +19,10 @@
 //!    with [`StateError::StaleLease`] and changes nothing, while the current holder's
 //!    writes land.
 //!
+//! 9. for stores whose leases expire ([`StateStore::leases_expire`]): a lease renewed
+//!    within its time limit stays held; one left past it is granted to another runner
+//!    with a higher token, and the first holder's renewal and writes are then refused.
+//!
 //! Every case uses project names of its own (`<prefix>-<case>`), so a backend may share
 //! its storage with other tests.
 
@@ -26,9 +30,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::freight::{Freight, FreightOrigin, Image};
 use crate::pipeline::{ProjectState, StateError, StateStore, record_freight};
+
+/// The time limit of the leases the suite takes where it does not test expiry.
+const TTL: Duration = Duration::from_secs(60);
 
 /// Opens a new handle on the backend's storage.
 pub type Open<'a> = &'a (dyn Fn() -> Arc<dyn StateStore> + Sync);
@@ -64,6 +72,9 @@ pub async fn run(open: Open<'_>, prefix: &str) {
     failed_update_writes_nothing(open, prefix).await;
     leases_are_exclusive(open, prefix).await;
     stale_fences_are_refused(open, prefix).await;
+    if open().leases_expire() {
+        leases_expire_unless_renewed(open, prefix).await;
+    }
 }
 
 async fn empty_project(open: Open<'_>, prefix: &str) {
@@ -263,7 +274,7 @@ async fn stale_fences_are_refused(open: Open<'_>, prefix: &str) {
     let case = "a write under a superseded lease is refused";
     let project = format!("{prefix}-fence");
     let (a, b) = (open(), open());
-    let first = match a.acquire_lease(&project, "dev").await {
+    let first = match a.acquire_lease(&project, "dev", TTL).await {
         Ok(Some(l)) => l,
         other => fail(case, format!("no lease: {other:?}")),
     };
@@ -279,7 +290,7 @@ async fn stale_fences_are_refused(open: Open<'_>, prefix: &str) {
     .unwrap_or_else(|e| fail(case, e));
     // The holder stalls past its lease; another runner is granted it.
     drop(first);
-    let second = match b.acquire_lease(&project, "dev").await {
+    let second = match b.acquire_lease(&project, "dev", TTL).await {
         Ok(Some(l)) => l,
         other => fail(case, format!("no second lease: {other:?}")),
     };
@@ -313,5 +324,92 @@ async fn stale_fences_are_refused(open: Open<'_>, prefix: &str) {
         .unwrap_or_else(|e| fail(case, e));
     if state.freight.len() != 2 {
         fail(case, format!("{} Freight, 2 expected", state.freight.len()));
+    }
+}
+
+/// Polls `try_take` every 20 ms until it grants a lease or `within` has passed.
+async fn take_within(
+    within: Duration,
+    try_take: impl AsyncFn() -> Result<Option<crate::pipeline::StageLease>, StateError>,
+) -> Option<crate::pipeline::StageLease> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(lease)) = try_take().await {
+            return Some(lease);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn leases_expire_unless_renewed(open: Open<'_>, prefix: &str) {
+    let case = "a lease expires unless renewed";
+    let project = format!("{prefix}-expiry");
+    let ttl = Duration::from_millis(600);
+    let (a, b) = (open(), open());
+    let first = match a.acquire_lease(&project, "dev", ttl).await {
+        Ok(Some(l)) => l,
+        other => fail(case, format!("no lease: {other:?}")),
+    };
+    let old = first
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    // Renewed every 200 ms for three time limits: nobody else gets it.
+    let until = Instant::now() + ttl * 3;
+    while Instant::now() < until {
+        a.renew_lease(&old, ttl)
+            .await
+            .unwrap_or_else(|e| fail(case, format!("renewal of a held lease: {e}")));
+        if let Ok(Some(_)) = b.acquire_lease(&project, "dev", ttl).await {
+            fail(case, "a renewed lease was granted to another runner");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The holder stalls (keeps the lease value, stops renewing): it expires.
+    let second = take_within(ttl * 10, async || {
+        b.acquire_lease(&project, "dev", ttl).await
+    })
+    .await
+    .unwrap_or_else(|| fail(case, "an expired lease was never granted again"));
+    let new = second
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    if new.token <= old.token {
+        fail(case, format!("token {} after {}", new.token, old.token));
+    }
+    match a.renew_lease(&old, ttl).await {
+        Err(StateError::StaleLease { .. }) => {}
+        other => fail(
+            case,
+            format!("the stalled holder renewed a lost lease: {other:?}"),
+        ),
+    }
+    match a
+        .update_fenced(&old, &mut |s| {
+            record_freight(s, freight(7));
+            Ok(())
+        })
+        .await
+    {
+        Err(StateError::StaleLease { .. }) => {}
+        other => fail(
+            case,
+            format!("the stalled holder's write was not refused: {other:?}"),
+        ),
+    }
+    drop(first);
+    b.renew_lease(&new, ttl)
+        .await
+        .unwrap_or_else(|e| fail(case, format!("the new holder cannot renew: {e}")));
+    let (state, _) = open()
+        .load(&project)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    if !state.freight.is_empty() {
+        fail(case, "a refused write changed the state");
     }
 }
