@@ -126,8 +126,8 @@ pub enum StateError {
         /// The revision found.
         actual: Revision,
     },
-    /// The stored state cannot be parsed.
-    #[error("state file {path}: {message}")]
+    /// The stored state cannot be parsed (`path`: the file, or the database and record).
+    #[error("state {path}: {message}")]
     Corrupt {
         /// The file.
         path: String,
