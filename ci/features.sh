@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 SOURCES_FEATURES=(image chart git webhook)
 STEPS_FEATURES=(git pull-requests helm kustomize argocd http)
-FACADE_FEATURES=(image chart git webhook server git-steps pull-requests helm kustomize argocd http testing)
+FACADE_FEATURES=(image chart git webhook server postgres git-steps pull-requests helm kustomize argocd http testing)
 
 log=$(mktemp "${TMPDIR:-/tmp}/kargo-features.XXXXXX")
 trap 'rm -f "$log"' EXIT

@@ -24,8 +24,8 @@ use kargo_core::loader::ManifestSet;
 use kargo_core::model::Stage;
 use kargo_core::pipeline::{
     Fence, Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest,
-    PromotionTrigger, RetentionPolicy, RetentionReport, StateError, StateStore, VerificationPhase,
-    Verifier, apply_retention, record_freight,
+    PromotionTrigger, RetentionPolicy, RetentionReport, StageLease, StateError, StateStore,
+    VerificationPhase, Verifier, apply_retention, record_freight,
 };
 use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
@@ -203,6 +203,20 @@ impl Controller {
     /// The time limit of this controller's leases.
     pub fn lease_ttl(&self) -> std::time::Duration {
         self.lease_ttl
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// Takes the project's lease `name` for [`lease_ttl`](Self::lease_ttl) (see
+    /// [`StateStore::acquire_lease`]): `None` when another runner holds it.
+    pub async fn lease(&self, name: &str) -> Result<Option<StageLease>, ControllerError> {
+        Ok(self
+            .store
+            .acquire_lease(&self.project, name, self.lease_ttl)
+            .await?)
     }
 
     /// Credentials for discovery and steps.

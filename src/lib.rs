@@ -6,6 +6,9 @@ pub use kargo_core as core;
 /// Git: clone, fetch, commits without a work tree, push.
 #[cfg(any(feature = "git", feature = "git-steps"))]
 pub use kargo_git as git;
+/// The PostgreSQL state store, shared by several replicas.
+#[cfg(feature = "postgres")]
+pub use kargo_postgres as postgres;
 /// Artifact discovery for Warehouses.
 pub use kargo_sources as sources;
 /// The built-in promotion steps.

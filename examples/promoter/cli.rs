@@ -22,14 +22,24 @@ pub(crate) struct Cli {
     /// The directory of Kargo manifests (every *.yaml / *.yml below it).
     #[arg(long, global = true, value_name = "DIR", default_value = "./kargo")]
     pub(crate) manifests: PathBuf,
-    /// The state directory (pipeline state, git mirrors, work directories).
+    /// Where pipeline state lives: a directory, or a PostgreSQL URL
+    /// (postgres://user:password@host:port/dbname) that several promoters may share.
     #[arg(
         long,
         global = true,
-        value_name = "DIR",
+        value_name = "DIR|URL",
         default_value = "./.kargo-state"
     )]
-    pub(crate) state: PathBuf,
+    pub(crate) state: String,
+    /// Git mirrors and promotion work directories (default: the state directory; with a
+    /// database, ./.kargo-work).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// The time limit, in seconds, of the leases a promoter holds on a Warehouse's refresh
+    /// and a Stage's promotions; renewed while it works, taken over by another replica
+    /// when it stalls longer.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    pub(crate) lease_ttl: u64,
     /// A YAML list of credentials: {type: git|image|helm, repoURL | repoURLPattern,
     /// username, password}.
     #[arg(long, global = true, value_name = "FILE")]

@@ -34,7 +34,7 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
 }
 
 pub(crate) async fn refresh(cli: &Cli, ui: &Ui, warehouse: &str) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let outcome = ui
         .with_progress(
             &format!("refreshing Warehouse {warehouse}"),
@@ -47,7 +47,7 @@ pub(crate) async fn refresh(cli: &Cli, ui: &Ui, warehouse: &str) -> Result<()> {
 }
 
 pub(crate) async fn get_freight(cli: &Cli, ui: &Ui, stage: Option<&str>) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let state = c.state().await?;
     let now = Utc::now();
     let mut list: Vec<&FreightRecord> = match stage {
@@ -104,7 +104,7 @@ pub(crate) async fn get_freight(cli: &Cli, ui: &Ui, stage: Option<&str>) -> Resu
 }
 
 pub(crate) async fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let state = c.state().await?;
     let pipeline = c.pipeline();
     let stages: Vec<_> = c.manifests().stages(c.project()).collect();
@@ -212,7 +212,7 @@ pub(crate) async fn promote(
     freight: &str,
     dry_run: bool,
 ) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     if dry_run {
         let report = ui
             .with_progress(
@@ -308,7 +308,7 @@ pub(crate) async fn promote(
 }
 
 pub(crate) async fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let id = c.approve(stage, freight, actor()).await?;
     let state = c.state().await?;
     let alias = state.freight.get(&id).and_then(|f| f.freight.alias.clone());
@@ -325,7 +325,7 @@ pub(crate) async fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> R
 }
 
 pub(crate) async fn rollback(cli: &Cli, ui: &Ui, stage: &str) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let reports = ui
         .with_progress(
             &format!("rolling back Stage {stage}"),
@@ -337,7 +337,7 @@ pub(crate) async fn rollback(cli: &Cli, ui: &Ui, stage: &str) -> Result<()> {
 
 /// When each Warehouse is due and why; when soak times end.
 pub(crate) async fn get_schedule(cli: &Cli, ui: &Ui) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     let schedule = c.schedule().await?;
     let at = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let due_at = |w: &kargo::schedule::WarehouseDue| {

@@ -73,6 +73,7 @@ mod cli;
 mod commands;
 mod render;
 mod serve;
+mod state;
 mod ui;
 mod watch;
 
@@ -84,7 +85,7 @@ use std::sync::Arc;
 use clap::Parser as _;
 use kargo::controller::Controller;
 use kargo::core::loader::ManifestSet;
-use kargo::core::pipeline::FileStore;
+use kargo::core::pipeline::{MemoryStore, StateStore};
 use kargo::core::runner::Runner;
 use kargo::core::secret::{CredentialProvider, CredentialTable, NoCredentials};
 use kargo::core::source::SourceRegistry;
@@ -95,6 +96,7 @@ use kargo::sources::image::ImageSourceOptions;
 use kargo::steps::{ArgoCdOptions, BuiltinOptions, register_builtins_with};
 
 use cli::{Cli, Command, Failure, GetTarget, RefreshTarget, Result};
+use state::StateLocation;
 use ui::{Paint, Ui};
 
 // ---------------------------------------------------------------------------------------
@@ -139,25 +141,24 @@ fn pick_project(manifests: &ManifestSet, wanted: Option<&str>) -> Result<String>
     }
 }
 
-fn runner(state: &Path) -> Result<Runner> {
+fn runner(work: &Path, store: Arc<dyn StateStore>) -> Result<Runner> {
     let mut steps = StepRegistry::new();
     // With an Argo CD server, every branch push also refreshes the Applications tracking
     // the branch (KARGO_ARGOCD_REFRESH_AFTER_PUSH=false turns that off).
-    let options = BuiltinOptions::new(state.join("cache").join("git"))
+    let options = BuiltinOptions::new(work.join("cache").join("git"))
         .argocd(ArgoCdOptions::from_lookup(|k| std::env::var(k).ok()));
     let fail = |e: kargo::core::step::DuplicateStep| {
         Failure::Runtime(format!("cannot register the steps: {e}"))
     };
     register_builtins_with(&mut steps, &options).map_err(fail)?;
-    // set-metadata writes to the same state directory as the pipeline.
-    let store = FileStore::open(state).map_err(|e| Failure::Runtime(e.to_string()))?;
+    // set-metadata writes to the same state store as the pipeline.
     steps
-        .register(kargo::steps::metadata::SetMetadata::new(Arc::new(store)))
+        .register(kargo::steps::metadata::SetMetadata::new(store))
         .map_err(fail)?;
     Ok(Runner::new(steps))
 }
 
-fn sources(state: &Path) -> Result<SourceRegistry> {
+fn sources(work: &Path) -> Result<SourceRegistry> {
     // Kargo's knob: IMAGE_REGISTRY_RATE_LIMIT (requests/s per registry, default 20).
     let mut image = ImageSourceOptions::default();
     if let Some(v) = env("IMAGE_REGISTRY_RATE_LIMIT") {
@@ -175,41 +176,42 @@ fn sources(state: &Path) -> Result<SourceRegistry> {
     let mut sources = SourceRegistry::new();
     kargo::sources::builtin::register_builtins(
         &mut sources,
-        &SourceOptions::new(state.join("cache").join("git")).image(image),
+        &SourceOptions::new(work.join("cache").join("git")).image(image),
     )
     .map_err(|e| Failure::Runtime(format!("cannot register the sources: {e}")))?;
     Ok(sources)
 }
 
-/// Loads and validates the manifests; returns them, the project and the runner.
+/// Loads and validates the manifests (without opening the state); returns them, the
+/// project and a runner for validation.
 fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     let manifests = load_manifests(&cli.manifests)?;
     let project = pick_project(&manifests, cli.project.as_deref())?;
-    let runner = runner(&cli.state)?;
+    let work = StateLocation::parse(&cli.state).work_dir(cli.work_dir.as_deref());
+    let runner = runner(&work, Arc::new(MemoryStore::new()))?;
     validate(&manifests, runner.engine(), Some(runner.registry())).map_err(|errors| {
         Failure::Input(format!("{} manifest error(s):\n{errors}", errors.len()))
     })?;
     Ok((manifests, project, runner))
 }
 
-fn controller(cli: &Cli) -> Result<Controller> {
-    let (manifests, project, runner) = checked(cli)?;
-    let store = FileStore::open(&cli.state).map_err(|e| Failure::Runtime(e.to_string()))?;
+async fn controller(cli: &Cli) -> Result<Controller> {
+    let location = StateLocation::parse(&cli.state);
+    let work = location.work_dir(cli.work_dir.as_deref());
+    // The manifests first: a bad manifest is reported without touching the state.
+    let (manifests, project, _) = checked(cli)?;
+    let store = location.open().await?;
+    let runner = runner(&work, store.clone())?;
     let credentials: Arc<dyn CredentialProvider> = match &cli.credentials {
         Some(path) => {
             Arc::new(CredentialTable::from_file(path).map_err(|e| Failure::Input(e.to_string()))?)
         }
         None => Arc::new(NoCredentials),
     };
-    let c = Controller::new(
-        manifests,
-        &project,
-        sources(&cli.state)?,
-        runner,
-        Arc::new(store),
-    )?
-    .with_credentials(credentials)
-    .with_work_root(cli.state.join("work"));
+    let c = Controller::new(manifests, &project, sources(&work)?, runner, store)?
+        .with_credentials(credentials)
+        .with_lease_ttl(std::time::Duration::from_secs(cli.lease_ttl.max(1)))
+        .with_work_root(work.join("work"));
     Ok(c)
 }
 

@@ -45,7 +45,9 @@ pub(crate) async fn serve(
         Some(p) => load_secrets(p)?,
         None => Secrets::new(),
     };
-    let c = controller(cli)?.with_secrets(Arc::new(secrets.clone()));
+    let c = controller(cli)
+        .await?
+        .with_secrets(Arc::new(secrets.clone()));
     let project = c.project().to_owned();
     let webhooks = match c.manifests().project_config(&project) {
         Some(cfg) => WebhookRouter::new(&project, cfg, &secrets),

@@ -101,7 +101,7 @@ pub(crate) async fn run(
     refresh_all: bool,
     max_sleep: u64,
 ) -> Result<()> {
-    let c = controller(cli)?;
+    let c = controller(cli).await?;
     if !watch || refresh_all {
         let pass = ui
             .with_progress("reconciling", c.reconcile(refresh_all))

@@ -471,6 +471,10 @@ impl StateStore for PostgresStore {
     fn leases_expire(&self) -> bool {
         true
     }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(PostgresStore::changes(self))
+    }
 }
 
 /// The time limit of a lease taken with [`StateStore::try_lease`] (which has none).

@@ -13,9 +13,17 @@
 //!
 //! Between passes it sleeps on the controller's [`Clock`](crate::clock::Clock) until the
 //! next Warehouse is due or the next soak time ends ([`Schedule::next_wake`]), at most
-//! [`ServiceOptions::max_sleep`], and wakes at once when a refresh is requested. With a
+//! [`ServiceOptions::max_sleep`], and wakes at once when a refresh is requested, or when
+//! the state store hears of a write by another replica
+//! ([`StateStore::changes`](kargo_core::pipeline::StateStore::changes): new
+//! Freight, a promotion requested). With a
 //! [`ManualClock`](crate::clock::ManualClock), a test runs a day of schedule in
 //! milliseconds.
+//!
+//! **Several replicas** may run the same project on one shared store (PostgreSQL): a
+//! Warehouse is refreshed under the lease `warehouse.<name>` and a Stage's promotions run
+//! under the Stage's lease ([`Controller::drain`]), so each runs on one replica at a time;
+//! a replica that finds a lease held leaves that work to its holder.
 //!
 //! When `shutdown` completes, no new pass and no new promotion starts; a promotion that is
 //! running finishes (so nothing is left half-pushed), and promotions not yet started stay
@@ -396,7 +404,8 @@ impl Service {
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         let project = self.controller.project().to_owned();
         tokio::pin!(shutdown);
-        tracing::info!(project, "service started");
+        let mut changes = self.controller.store().changes();
+        tracing::info!(project, notified = changes.is_some(), "service started");
         loop {
             let stopping = self.stopping.clone();
             let mut shut = false;
@@ -444,6 +453,12 @@ impl Service {
                     None => clock.sleep_until(until).await,
                 },
                 () = clock.sleep_until(until) => {}
+                changed = store_changed(&mut changes) => {
+                    if !changed {
+                        tracing::warn!(project, "the state store stopped notifying; polling");
+                        changes = None;
+                    }
+                }
             }
             self.set_status(|s| s.sleeping_until = None);
         }
@@ -572,7 +587,17 @@ impl Service {
             let span = tracing::info_span!("refresh", warehouse = %name);
             async move {
                 let _permits = limits.acquire(&keys).await;
-                let result = controller.refresh_with_hints(&name, hints).await;
+                // One replica at a time refreshes a Warehouse; the others leave it be.
+                let lease = match controller.lease(&warehouse_lease(&name)).await {
+                    Ok(Some(lease)) => lease,
+                    Ok(None) => {
+                        tracing::debug!("another replica is refreshing this Warehouse");
+                        return (name, Ok(None));
+                    }
+                    Err(e) => return (name, Err(e)),
+                };
+                let result = controller.refresh_with_hints(&name, hints).await.map(Some);
+                drop(lease);
                 (name, result)
             }
             .instrument(span)
@@ -581,7 +606,8 @@ impl Service {
         let mut failed = Vec::new();
         for (name, result) in futures::future::join_all(tasks).await {
             match result {
-                Ok(o) => refreshed.push((name, o)),
+                Ok(Some(o)) => refreshed.push((name, o)),
+                Ok(None) => {}
                 Err(e @ ControllerError::UnknownWarehouse(_)) => {
                     tracing::warn!(error = %e, "refresh requested for an unknown Warehouse");
                     failed.push((name, e.to_string()));
@@ -590,6 +616,20 @@ impl Service {
             }
         }
         (refreshed, failed)
+    }
+}
+
+/// The lease a Warehouse's refresh runs under.
+fn warehouse_lease(warehouse: &str) -> String {
+    format!("warehouse.{warehouse}")
+}
+
+/// Waits for the store's next change notification: `true` when one came, `false` when
+/// the store stopped notifying; never, when it does not notify.
+async fn store_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match changes {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

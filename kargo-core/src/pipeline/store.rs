@@ -255,6 +255,14 @@ pub trait StateStore: Send + Sync {
         check_fence(&state, fence)
     }
 
+    /// A receiver whose value changes whenever the store hears of a write to any
+    /// project, by this process or another (a database's notifications), so a service
+    /// loop wakes at once instead of at its next poll; `None` (the default) when the store
+    /// cannot tell, and the loop polls.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// Whether this store's leases expire when not renewed (a database's), rather than
     /// lasting until dropped or until their process dies (an OS file lock).
     fn leases_expire(&self) -> bool {
