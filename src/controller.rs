@@ -467,6 +467,33 @@ impl Controller {
         self.queue_and_run(request).await
     }
 
+    /// Queues a promotion of Freight (ID, ID prefix or alias) to a Stage and returns at
+    /// once: a running [`Service`](crate::service::Service), on this replica or another
+    /// sharing the store, runs it (the store's change notification wakes it). Checked
+    /// exactly as [`promote`](Self::promote) checks it.
+    pub async fn request_promotion(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+    ) -> Result<PromotionRequest, ControllerError> {
+        let now = self.now();
+        let supersede = self.supersede;
+        self.update(|state| {
+            let request = self.pipeline().request_promotion(
+                state,
+                stage,
+                freight,
+                PromotionTrigger::Manual,
+                actor.clone(),
+                now,
+            )?;
+            Pipeline::enqueue(state, request.clone(), supersede);
+            Ok(request)
+        })
+        .await
+    }
+
     /// Re-promotes the Stage's previous collection.
     pub async fn rollback(
         &self,

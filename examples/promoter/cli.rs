@@ -89,6 +89,10 @@ pub(crate) enum Command {
         /// Show what the promotion would change, without pushing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Queue the promotion and return: a running `promoter run --watch` or `serve`
+        /// (on this machine or any replica sharing the state) runs it.
+        #[arg(long, conflicts_with = "dry_run")]
+        queue: bool,
     },
     /// Approve Freight for a Stage (makes it available there).
     Approve {

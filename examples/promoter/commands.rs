@@ -307,6 +307,26 @@ pub(crate) async fn promote(
     finish_promotions(ui, &c, &reports).await
 }
 
+pub(crate) async fn queue_promotion(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> Result<()> {
+    let c = controller(cli).await?;
+    let request = c.request_promotion(stage, freight, actor()).await?;
+    ui.emit(
+        &json!({
+            "queued": request.name,
+            "stage": request.stage,
+            "freight": request.freight.to_string(),
+        }),
+        || {
+            println!(
+                "queued promotion {} of Freight {} to Stage {}",
+                request.name,
+                request.freight,
+                ui.out.bold(stage)
+            );
+        },
+    )
+}
+
 pub(crate) async fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> Result<()> {
     let c = controller(cli).await?;
     let id = c.approve(stage, freight, actor()).await?;

@@ -256,7 +256,14 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
         Command::Promote {
             stage,
             freight,
+            queue: true,
+            ..
+        } => commands::queue_promotion(cli, ui, stage, freight).await,
+        Command::Promote {
+            stage,
+            freight,
             dry_run,
+            queue: false,
         } => commands::promote(cli, ui, stage, freight, *dry_run).await,
         Command::Approve { stage, freight } => commands::approve(cli, ui, stage, freight).await,
         Command::Rollback { stage } => commands::rollback(cli, ui, stage).await,
