@@ -350,7 +350,7 @@ impl Runner {
             .map(|r| (r.alias.clone(), r))
             .collect();
         exec.state = progress.state;
-        let modes = p
+        let mut modes: Vec<Mode> = p
             .steps
             .iter()
             .enumerate()
@@ -385,6 +385,10 @@ impl Runner {
             .collect();
         for alias in recorded.keys() {
             tracing::warn!(%alias, "a recorded step is not in the promotion any more: ignored");
+        }
+        // Replays rebuild the work directory for the steps still to run: none, none needed.
+        if !modes.iter().any(|m| matches!(m, Mode::Fresh | Mode::Rerun)) {
+            modes.iter_mut().for_each(|m| *m = Mode::Done);
         }
         modes
     }

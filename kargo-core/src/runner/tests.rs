@@ -1176,7 +1176,8 @@ async fn a_promotion_stopped_after_any_step_resumes_without_repeating_outside_ef
         }
         assert_eq!(f.calls("mark", "m").len(), 1, "k={k}");
         for alias in ["w1", "upd::w2", "final"] {
-            let expected = if finished.iter().any(|a| a == alias) {
+            // Replayed when finished, unless nothing was left to run (k = 7).
+            let expected = if k < 7 && finished.iter().any(|a| a == alias) {
                 2
             } else {
                 1
@@ -1186,16 +1187,20 @@ async fn a_promotion_stopped_after_any_step_resumes_without_repeating_outside_ef
         assert!(LOCAL_STEPS.iter().all(|a| r.step(a).is_some()));
         assert_eq!(r.state["upd"], json!({"result": "one-two"}), "k={k}");
         assert_eq!(r.state["s2"], json!({"sent": "one-two"}), "k={k}");
-        assert_eq!(
-            std::fs::read_to_string(dir2.path().join("c.txt")).unwrap(),
-            "one|one-two|one-two",
-            "k={k}"
-        );
-        assert_eq!(
-            sink2.last().unwrap().finished(),
-            7,
-            "k={k}: the resumed run reports its progress too"
-        );
+        if k < 7 {
+            assert_eq!(
+                std::fs::read_to_string(dir2.path().join("c.txt")).unwrap(),
+                "one|one-two|one-two",
+                "k={k}"
+            );
+            assert_eq!(
+                sink2.last().unwrap().finished(),
+                7,
+                "k={k}: the resumed run reports its progress too"
+            );
+        } else {
+            assert!(sink2.last().is_none(), "nothing was left to run");
+        }
     }
 }
 
