@@ -121,7 +121,7 @@ impl StateStore for DieAfter {
         let state = self.inner.update(project, change).await?;
         let pushed = state.progress.values().any(|p| {
             p.step(self.after)
-                .is_some_and(|r| PromotionProgress::is_finished(r))
+                .is_some_and(PromotionProgress::is_finished)
         });
         if pushed && self.armed.swap(false, Ordering::SeqCst) {
             self.died.notify_one();
