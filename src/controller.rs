@@ -9,11 +9,14 @@
 //! sleeping. To run a project continuously, hand the controller to a
 //! [`Service`](crate::service::Service).
 
+mod progress;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::schedule::{RefreshFailure, Schedule, ScheduleOptions};
@@ -27,7 +30,9 @@ use kargo_core::pipeline::{
     PromotionTrigger, RetentionPolicy, RetentionReport, StageLease, StateError, StateStore,
     VerificationPhase, Verifier, apply_retention, record_freight,
 };
-use kargo_core::runner::{PlanError, Promotion, PromotionPhase, PromotionResult, plan_stage};
+use kargo_core::runner::{
+    PlanError, Promotion, PromotionPhase, PromotionProgress, PromotionResult, plan_stage,
+};
 use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
 use kargo_core::source::{DiscoveryContext, DiscoveryHints, SourceRegistry};
 use kargo_core::step::DryRunNote;
@@ -650,8 +655,10 @@ impl Controller {
     /// Runs the Stage's queued promotions one at a time, holding the Stage's lease
     /// ([`StateStore::try_lease`]). A promotion the state shows as running while the lease
     /// is free was left by a runner that is gone (a killed process): it is resumed first,
-    /// under the same name, from its first step (git steps are idempotent there: a change
-    /// already pushed makes `git-commit` find nothing to commit). When another runner
+    /// under the same name, from the progress that runner recorded
+    /// ([`ProjectState::progress`]): finished steps are not run again (the finished local
+    /// ones are replayed to rebuild the work directory), and the step that was in flight
+    /// runs again (see [`Runner::run_resumable`]). When another runner
     /// holds the lease, it also runs what is queued behind its promotion, and this returns.
     pub async fn drain(&self, stage: &str) -> Result<Vec<PromotionReport>, ControllerError> {
         self.drain_until(stage, &|| false).await
@@ -690,11 +697,32 @@ impl Controller {
                 .stages
                 .get(stage)
                 .and_then(|s| s.current_promotion.clone());
-            let request = match stale {
+            let (request, resume) = match stale {
                 Some(request) => {
-                    tracing::warn!(promotion = %request.name, stage, "resuming a promotion whose runner is gone (a killed process?): running it again from its first step");
+                    let progress = state.progress.get(&request.name).cloned();
+                    match progress.as_ref().map(|p| (p, p.resume_point())) {
+                        None => {
+                            tracing::warn!(promotion = %request.name, stage, "resuming a promotion whose runner is gone (a killed process?): no progress was recorded, running it from its first step")
+                        }
+                        Some((p, None)) => {
+                            tracing::warn!(promotion = %request.name, stage, "resuming a promotion whose runner is gone (a killed process?): all {} steps had finished, recording its end", p.steps.len())
+                        }
+                        Some((p, Some(at))) => tracing::warn!(
+                            promotion = %request.name,
+                            stage,
+                            resume_at = %at.alias,
+                            in_flight = at.started_at.is_some(),
+                            "resuming a promotion whose runner is gone (a killed process?) at step {:?} ({}), step {} of {}: {} finished steps are not run again (the finished local ones are replayed first, to rebuild the work directory){}",
+                            at.alias,
+                            at.uses,
+                            p.finished() + 1,
+                            p.steps.len(),
+                            p.finished(),
+                            if at.started_at.is_some() { "; it was in flight and runs again with the same execution ID" } else { "" },
+                        ),
+                    }
                     self.remove_work_dirs(&request.name);
-                    request
+                    (request, progress)
                 }
                 None if stop() => break,
                 None => {
@@ -705,12 +733,12 @@ impl Controller {
                         })
                         .await?;
                     match next {
-                        Some(request) => request,
+                        Some(request) => (request, None),
                         None => break,
                     }
                 }
             };
-            reports.push(self.run_promotion(request, lease.fence()).await?);
+            reports.push(self.run_promotion(request, lease.fence(), resume).await?);
         }
         Ok(reports)
     }
@@ -791,29 +819,48 @@ impl Controller {
         Ok(promotion)
     }
 
+    /// Runs `request` (from `resume`, the progress its previous runner recorded, when
+    /// given), recording its progress in the state as it goes, then its end (which drops
+    /// the progress). A progress write the store refuses (a lease granted to another
+    /// runner) stops the promotion and is returned; the state still shows it running.
     async fn run_promotion(
         &self,
         request: PromotionRequest,
         fence: Option<&Fence>,
+        resume: Option<PromotionProgress>,
     ) -> Result<PromotionReport, ControllerError> {
         let state = self.state().await?;
         let (dir, work_dir) = self.work_dir(&Self::work_dir_prefix(&request.name))?;
         let promotion = self.promotion(&request, &state, work_dir)?;
-        tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, "promotion started");
-        let result = self.runner.run(&promotion).await;
+        tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, resumed = resume.is_some(), "promotion started");
+        let sink = progress::StateProgress::new(self, fence, &request.name);
+        let run = self
+            .runner
+            .run_resumable(&promotion, resume, &sink, CancellationToken::new())
+            .await;
         drop(dir);
+        let result = match run {
+            Ok(result) => result,
+            Err(e) => {
+                return Err(sink
+                    .take_failure()
+                    .unwrap_or_else(|| StateError::Aborted(e.to_string()).into()));
+            }
+        };
         let now = self.now();
         let message = result.message.clone().unwrap_or_default();
         let record = self
             .update_under(fence, |state| {
-                self.pipeline().finish(
+                let record = self.pipeline().finish(
                     state,
                     &request.stage,
                     &request.name,
                     result.phase,
                     &message,
                     now,
-                )
+                )?;
+                state.progress.remove(&request.name);
+                Ok(record)
             })
             .await?;
         if result.phase == PromotionPhase::Succeeded

@@ -81,6 +81,10 @@ pub struct StepDefaults {
     /// Whether the step's outputs are also copied to its enclosing task's alias (Kargo's
     /// "task output propagation" capability, used by `compose-output`).
     pub task_output_propagation: bool,
+    /// What running the step does beyond its outputs, which decides how a resumed
+    /// promotion treats it (see [`StepEffect`]). Defaults to [`StepEffect::External`], the
+    /// safe choice for a step that does not say.
+    pub effect: StepEffect,
 }
 
 impl Default for StepDefaults {
@@ -89,8 +93,37 @@ impl Default for StepDefaults {
             error_threshold: 1,
             timeout: None,
             task_output_propagation: false,
+            effect: StepEffect::External,
         }
     }
+}
+
+/// The kind of effect a step has, as far as resuming an interrupted promotion is
+/// concerned ([`Runner::run_resumable`](crate::runner::Runner::run_resumable)).
+///
+/// A promotion resumed after its runner died does not run its finished steps again,
+/// except [`Local`](StepEffect::Local) ones, which are replayed in order to rebuild the
+/// work directory that died with the runner. A step that was in flight when the runner
+/// died is run again, with the same [`StepContext::execution_id`].
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub enum StepEffect {
+    /// Changes only the promotion's work directory (or produces outputs): running it again
+    /// is harmless, and a resumed promotion replays it to rebuild the work directory (a
+    /// clone, a file edit, a local commit, a render).
+    Local,
+    /// Acts outside the work directory, but running it again has the same result (setting
+    /// an Argo CD Application's sources, waiting for a pull request, recording metadata).
+    /// Not replayed once finished; run again if it was interrupted.
+    Idempotent,
+    /// Acts outside the work directory, and the effect must not be repeated once the step
+    /// finished (a push, opening or merging a pull request, an HTTP call). The default for
+    /// steps that do not say. Never run again once finished; when it was in flight at a
+    /// crash it is run again (whether it took effect cannot be known) with the same
+    /// [`StepContext::execution_id`], so the receiving side can de-duplicate.
+    #[default]
+    External,
 }
 
 /// The object-safe twin of [`Step`]: configuration arrives as JSON.
@@ -166,6 +199,12 @@ pub struct StepContext {
     pub outputs: BTreeMap<String, Json>,
     /// How many times this step has been attempted before (0 on the first run).
     pub attempt: u32,
+    /// An identifier of this step's execution that stays the same across attempts and
+    /// across a resumed run of the promotion (`<promotion name>/<step alias>`): steps with
+    /// outside effects send it where the receiving side can de-duplicate (the `http` step
+    /// sends it as an `Idempotency-Key` header). Empty when the context was not made by the
+    /// runner.
+    pub execution_id: String,
     work_dir: WorkDir,
     extensions: Extensions,
     secrets: Arc<dyn SecretStore>,
@@ -201,6 +240,7 @@ impl StepContext {
             vars: serde_json::Map::new(),
             outputs: BTreeMap::new(),
             attempt: 0,
+            execution_id: String::new(),
             work_dir,
             extensions: Extensions::default(),
             secrets: Arc::new(BTreeMap::new()),

@@ -987,6 +987,7 @@ impl Step for ArgoCdUpdate {
 
     fn defaults(&self) -> StepDefaults {
         StepDefaults {
+            effect: kargo_core::step::StepEffect::Idempotent,
             timeout: Some(DEFAULT_TIMEOUT),
             ..StepDefaults::default()
         }
@@ -1147,6 +1148,7 @@ impl Step for ArgoCdWait {
 
     fn defaults(&self) -> StepDefaults {
         StepDefaults {
+            effect: kargo_core::step::StepEffect::Idempotent,
             timeout: Some(DEFAULT_TIMEOUT),
             ..StepDefaults::default()
         }

@@ -16,6 +16,7 @@ impl Step for ComposeOutput {
 
     fn defaults(&self) -> StepDefaults {
         StepDefaults {
+            effect: kargo_core::step::StepEffect::Local,
             task_output_propagation: true,
             ..StepDefaults::default()
         }

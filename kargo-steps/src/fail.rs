@@ -22,6 +22,10 @@ impl Step for Fail {
     const KIND: &'static str = "fail";
     type Config = FailConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, _ctx: &StepContext, config: FailConfig) -> Result<StepOutcome, StepError> {
         Err(StepError::failed(
             config

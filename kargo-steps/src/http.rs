@@ -37,6 +37,12 @@
 //! status is a retryable error; otherwise the step is `Running` and asks again after
 //! `pollInterval`.
 //!
+//! Unless `headers` sets it, the request carries an `Idempotency-Key` header with the
+//! step's execution ID (`<promotion>/<step alias>`, see
+//! [`StepContext::execution_id`](kargo_core::step::StepContext::execution_id)): the same
+//! for retries and for the re-run of a resumed promotion, so a receiving service can
+//! de-duplicate.
+//!
 //! Destinations are checked against the SSRF rules of [`crate::net`]: link-local and cloud
 //! metadata addresses are refused (also behind DNS names and redirects); loopback and
 //! private addresses are allowed. Header values, the query and user info never appear in
@@ -60,6 +66,9 @@ use crate::net;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default wait before asking again while no expression decided.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// The request header that carries the step's execution ID
+/// ([`StepContext::execution_id`]) unless the configuration sets it.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// The largest response body read (larger bodies are an error).
 pub const MAX_RESPONSE_BYTES: usize = 10 << 20;
 
@@ -363,6 +372,10 @@ impl Step for HttpRequest {
     const KIND: &'static str = "http";
     type Config = HttpConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::External)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: HttpConfig) -> Result<StepOutcome, StepError> {
         let url = build_url(&cfg)?;
         let shown = net::shown_url(&url);
@@ -424,6 +437,21 @@ impl Step for HttpRequest {
             })?;
             value.set_sensitive(true);
             req = req.header(name, value);
+        }
+        // The same for every attempt and a resumed promotion's re-run, so the receiving
+        // service can tell a repeated request from a new one.
+        if !ctx.execution_id.is_empty()
+            && !cfg
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(IDEMPOTENCY_KEY))
+        {
+            match reqwest::header::HeaderValue::from_str(&ctx.execution_id) {
+                Ok(v) => req = req.header(IDEMPOTENCY_KEY, v),
+                Err(_) => tracing::warn!(
+                    "the step's execution ID is not a valid header value: no {IDEMPOTENCY_KEY} header"
+                ),
+            }
         }
         if let Some(b) = &cfg.body {
             req = req.body(b.clone());

@@ -286,3 +286,11 @@ pub(crate) fn dry_run_skip(
     dry.note(&ctx.alias, &text);
     Some(kargo_core::StepOutcome::skipped().with_message(text))
 }
+
+/// The default step settings with `effect` (see [`kargo_core::step::StepEffect`]).
+pub(crate) fn with_effect(effect: kargo_core::step::StepEffect) -> kargo_core::step::StepDefaults {
+    kargo_core::step::StepDefaults {
+        effect,
+        ..kargo_core::step::StepDefaults::default()
+    }
+}

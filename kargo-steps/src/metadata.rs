@@ -124,6 +124,10 @@ impl Step for SetMetadata {
     const KIND: &'static str = "set-metadata";
     type Config = SetMetadataConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Idempotent)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

@@ -929,3 +929,46 @@ async fn http_wrong_password_is_unauthorized() {
     assert!(e.to_string().contains("refused the credentials"), "{e}");
     assert_eq!(git(&remote.bare, &["rev-parse", "main"]), remote.seed);
 }
+
+/// Replaying `git-tag` (a resumed promotion rebuilding its work directory) on a commit that
+/// the tag names already is `Skipped` with the same output; on another commit it is still
+/// refused without `force`.
+#[tokio::test(flavor = "multi_thread")]
+async fn git_tag_on_a_commit_tagged_so_already_is_skipped() {
+    let remote = file_remote("retag");
+    let cache = TempDir::new().unwrap();
+    let plan = steps(json!([
+        {"alias": "clone", "uses": "git-clone", "config": {
+            "repoURL": remote.url, "checkout": [{"path": "repo", "branch": "main"}],
+        }},
+        {"alias": "tag", "uses": "git-tag", "config": {"path": "repo", "tag": "v1", "message": "v1"}},
+    ]));
+    let mut commits = Vec::new();
+    for expected in [StepExecutionStatus::Succeeded, StepExecutionStatus::Skipped] {
+        let work = TempDir::new().unwrap();
+        let p = promotion(
+            work.path(),
+            "dev.01tag.abc1234",
+            plan.clone(),
+            remote.creds.clone(),
+        );
+        let r = runner(cache.path(), None).run(&p).await;
+        assert_phase(&r, PromotionPhase::Succeeded);
+        assert_eq!(r.step("tag").unwrap().status, expected, "{r:#?}");
+        commits.push(output(&r, "tag", "commit").clone());
+    }
+    assert_eq!(commits[0], commits[1]);
+
+    let work = TempDir::new().unwrap();
+    let plan = steps(json!([
+        {"alias": "clone", "uses": "git-clone", "config": {
+            "repoURL": remote.url, "checkout": [{"path": "repo", "branch": "main"}],
+        }},
+        {"alias": "edit", "uses": "test-edit", "config": {"path": "repo/new.txt", "contents": "x\n"}},
+        {"alias": "commit", "uses": "git-commit", "config": {"path": "repo", "message": "new"}},
+        {"alias": "tag", "uses": "git-tag", "config": {"path": "repo", "tag": "v1"}},
+    ]));
+    let p = promotion(work.path(), "dev.01tag.abc1234", plan, remote.creds.clone());
+    let r = runner(cache.path(), None).run(&p).await;
+    assert_phase(&r, PromotionPhase::Errored);
+}

@@ -313,3 +313,34 @@ async fn no_credential_in_messages_outputs_or_logs() {
     }
     assert!(logged.contains("sending HTTP request"), "{logged}");
 }
+
+/// The step's execution ID goes out as an `Idempotency-Key` header (the same on a resumed
+/// promotion's re-run), unless the configuration sets that header itself.
+#[tokio::test]
+async fn the_execution_id_is_sent_as_the_idempotency_key() {
+    let srv = serve(Arc::new(|_r: &Req| Resp::text(200, "ok"))).await;
+    let dir = TempDir::new().unwrap();
+    let mut ctx = StepContext::new(WorkDir::new(dir.path()).unwrap());
+    ctx.execution_id = "dev.01abc.deadbee/notify".into();
+    let cfg = decode_config(json!({"url": srv.url, "method": "POST"})).unwrap();
+    HttpRequest.run(&ctx, cfg).await.unwrap();
+    let cfg = decode_config(json!({
+        "url": srv.url, "method": "POST",
+        "headers": [{"name": "idempotency-key", "value": "mine"}],
+    }))
+    .unwrap();
+    HttpRequest.run(&ctx, cfg).await.unwrap();
+    let (r, _d) = run(json!({"url": srv.url})).await;
+    r.unwrap();
+    let reqs = srv.requests();
+    assert_eq!(
+        reqs[0].header("Idempotency-Key"),
+        Some("dev.01abc.deadbee/notify")
+    );
+    assert_eq!(reqs[1].header("idempotency-key"), Some("mine"));
+    assert_eq!(
+        reqs[2].header("idempotency-key"),
+        None,
+        "no execution ID, no header"
+    );
+}

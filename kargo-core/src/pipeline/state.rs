@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::freight::{Freight, FreightCollection, FreightId, FreightOrigin};
-use crate::runner::PromotionPhase;
+use crate::runner::{PromotionPhase, PromotionProgress};
 
 /// The format version written by this crate.
 pub const STATE_FORMAT: u32 = 1;
@@ -46,6 +46,12 @@ pub struct ProjectState {
     /// ([`StateStore::acquire_lease`](super::StateStore::acquire_lease)).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fences: BTreeMap<String, u64>,
+    /// The recorded progress of running promotions, by promotion name: what a runner that
+    /// takes over a promotion whose runner died resumes from
+    /// ([`Runner::run_resumable`](crate::runner::Runner::run_resumable)). Removed when the
+    /// promotion finishes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub progress: BTreeMap<String, PromotionProgress>,
 }
 
 /// One piece of Freight and its status.

@@ -15,12 +15,15 @@ use tracing::Instrument;
 
 use super::inflate::{ALIAS_SEPARATOR, PlannedStep};
 use super::plan::{StagePlan, promotion_name};
-use super::result::{PromotionPhase, PromotionResult, StepExecutionStatus, StepRecord};
+use super::progress::{ProgressError, ProgressSink};
+use super::result::{
+    PromotionPhase, PromotionProgress, PromotionResult, StepExecutionStatus, StepRecord,
+};
 use crate::expr::{EvalData, ExprEngine, OriginSubscriptions, Scope, StepStatusEntry, from_json};
 use crate::freight::{FreightCollection, FreightReference};
 use crate::model::ExpressionVariable;
 use crate::secret::{CredentialProvider, NoCredentials, SecretStore};
-use crate::step::{StepContext, StepErrorKind, StepRegistry, StepStatus};
+use crate::step::{StepContext, StepEffect, StepErrorKind, StepRegistry, StepStatus};
 use crate::workdir::WorkDir;
 
 /// Runner settings.
@@ -192,7 +195,31 @@ struct Exec {
     state: BTreeMap<String, Json>,
 }
 
+/// How a step takes part in a run: all [`Fresh`](Mode::Fresh) in a new promotion; in a
+/// resumed one, what its recorded progress says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not started yet: run normally (`if` first).
+    Fresh,
+    /// In flight when the previous runner stopped: run again (its `if` was already true).
+    Rerun,
+    /// A finished `Local` step: run again to rebuild the work directory, keeping its
+    /// recorded status.
+    Replay,
+    /// Finished: not run again.
+    Done,
+}
+
 impl Exec {
+    fn progress(&self, started_at: chrono::DateTime<Utc>) -> PromotionProgress {
+        PromotionProgress {
+            steps: self.records.clone(),
+            state: self.state.clone(),
+            started_at,
+            updated_at: Utc::now(),
+        }
+    }
+
     fn statuses(&self) -> Vec<StepStatusEntry> {
         self.records
             .iter()
@@ -262,11 +289,118 @@ impl Runner {
             stage = %promotion.stage,
             promotion = %promotion.name,
         );
-        self.run_inner(promotion, cancel).instrument(span).await
+        match self
+            .run_inner(promotion, cancel, None, None)
+            .instrument(span)
+            .await
+        {
+            Ok(result) => result,
+            // Only a progress sink fails a run, and there is none.
+            Err(e) => unreachable!("a run without a progress sink failed: {e}"),
+        }
     }
 
-    async fn run_inner(&self, p: &Promotion, cancel: CancellationToken) -> PromotionResult {
-        let started_at = Utc::now();
+    /// Runs a promotion that can be resumed after its runner dies: its progress is
+    /// reported to `sink` after each step ends and before each
+    /// [`External`](StepEffect::External) step starts (so the record shows that step in
+    /// flight), and cancelling `cancel` aborts it.
+    ///
+    /// With `resume`, a record of an earlier run of the same promotion (the last one
+    /// `sink` accepted), the run goes on where that one stopped: finished steps are not
+    /// run again and their outputs are restored (`outputs.<alias>`, task outputs); the
+    /// finished [`Local`](StepEffect::Local) steps that succeeded are first replayed in
+    /// order, to rebuild the work directory (their recorded status stays, their outputs
+    /// are the replay's); a step that was in flight is run again, with the same
+    /// [`StepContext::execution_id`] (it may or may not have taken effect). Records are
+    /// matched to the promotion's steps by alias and `uses`; a step whose record does not
+    /// match runs as a new one.
+    ///
+    /// An error of `sink` stops the run at once (no further step starts) and is returned.
+    pub async fn run_resumable(
+        &self,
+        promotion: &Promotion,
+        resume: Option<PromotionProgress>,
+        sink: &dyn ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<PromotionResult, ProgressError> {
+        let span = tracing::info_span!(
+            "promotion",
+            project = %promotion.project,
+            stage = %promotion.stage,
+            promotion = %promotion.name,
+        );
+        self.run_inner(promotion, cancel, resume, Some(sink))
+            .instrument(span)
+            .await
+    }
+
+    /// The effect of the step registered as `uses` ([`StepEffect::External`] when unknown).
+    fn effect_of(&self, uses: &str) -> StepEffect {
+        self.registry
+            .get(uses)
+            .map_or(StepEffect::External, |s| s.defaults().effect)
+    }
+
+    /// Takes the records and outputs of `progress` into `exec` and says how each step of
+    /// `p` takes part in the resumed run.
+    fn restore(&self, p: &Promotion, exec: &mut Exec, progress: PromotionProgress) -> Vec<Mode> {
+        let mut recorded: BTreeMap<String, StepRecord> = progress
+            .steps
+            .into_iter()
+            .map(|r| (r.alias.clone(), r))
+            .collect();
+        exec.state = progress.state;
+        let mut modes: Vec<Mode> = p
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let Some(mut record) = recorded.remove(&step.alias) else {
+                    return Mode::Fresh;
+                };
+                if record.uses != step.uses {
+                    tracing::warn!(alias = %step.alias, recorded = %record.uses, uses = %step.uses, "the recorded step uses another kind: running it as a new step");
+                    return Mode::Fresh;
+                }
+                let started = record.started_at.is_some();
+                let mode = if !PromotionProgress::is_finished(&record) {
+                    if started { Mode::Rerun } else { Mode::Fresh }
+                } else if started
+                    && matches!(
+                        record.status,
+                        StepExecutionStatus::Succeeded | StepExecutionStatus::Skipped
+                    )
+                    && self.effect_of(&step.uses) == StepEffect::Local
+                {
+                    Mode::Replay
+                } else {
+                    Mode::Done
+                };
+                if mode != Mode::Fresh {
+                    record.continue_on_error = step.continue_on_error;
+                    exec.records[i] = record;
+                }
+                mode
+            })
+            .collect();
+        for alias in recorded.keys() {
+            tracing::warn!(%alias, "a recorded step is not in the promotion any more: ignored");
+        }
+        // Replays rebuild the work directory for the steps still to run: none, none needed.
+        if !modes.iter().any(|m| matches!(m, Mode::Fresh | Mode::Rerun)) {
+            modes.iter_mut().for_each(|m| *m = Mode::Done);
+        }
+        modes
+    }
+
+    async fn run_inner(
+        &self,
+        p: &Promotion,
+        cancel: CancellationToken,
+        resume: Option<PromotionProgress>,
+        sink: Option<&dyn ProgressSink>,
+    ) -> Result<PromotionResult, ProgressError> {
+        let mut started_at = Utc::now();
         let mut exec = Exec {
             records: p
                 .steps
@@ -285,6 +419,13 @@ impl Runner {
                 })
                 .collect(),
             state: BTreeMap::new(),
+        };
+        let modes = match resume {
+            Some(progress) => {
+                started_at = progress.started_at;
+                self.restore(p, &mut exec, progress)
+            }
+            None => vec![Mode::Fresh; p.steps.len()],
         };
         let base = self.base_data(p);
         let ctx_value = self.ctx_value(p);
@@ -305,7 +446,7 @@ impl Runner {
                     for r in &mut exec.records {
                         r.status = StepExecutionStatus::Skipped;
                     }
-                    return PromotionResult {
+                    return Ok(PromotionResult {
                         phase: PromotionPhase::Errored,
                         message: Some(msg),
                         steps: exec.records,
@@ -313,34 +454,45 @@ impl Runner {
                         dry_run: dry_run.map(|d| d.log()),
                         started_at,
                         finished_at: Utc::now(),
-                    };
+                    });
                 }
             };
 
         let mut aborted = false;
+        let env = StepEnv {
+            promo_vars: &promo_vars,
+            ctx: &ctx_value,
+            base: &base,
+            cancel: &cancel,
+            extensions: &extensions,
+            sink,
+            started_at,
+        };
         for (i, step) in p.steps.iter().enumerate() {
             if cancel.is_cancelled() {
                 aborted = true;
                 break;
             }
+            let mode = modes.get(i).copied().unwrap_or(Mode::Fresh);
+            if mode == Mode::Done {
+                continue;
+            }
             let span = tracing::info_span!("step", alias = %step.alias, uses = %step.uses);
-            let outcome = self
-                .run_step(
-                    p,
-                    step,
-                    i,
-                    &mut exec,
-                    &promo_vars,
-                    &ctx_value,
-                    &base,
-                    &cancel,
-                    &extensions,
-                )
-                .instrument(span)
-                .await;
+            let exec = &mut exec;
+            let outcome = async {
+                match mode {
+                    Mode::Replay => self.replay_step(p, step, i, exec, &env).await,
+                    _ => self.run_step(p, step, i, mode, exec, &env).await,
+                }
+            }
+            .instrument(span)
+            .await?;
             if outcome == StepExecutionStatus::Aborted {
                 aborted = true;
                 break;
+            }
+            if let Some(sink) = sink {
+                sink.record(&exec.progress(started_at)).await?;
             }
         }
 
@@ -359,7 +511,7 @@ impl Runner {
             final_phase(&exec.records)
         };
         tracing::info!(phase = %phase, "promotion finished");
-        PromotionResult {
+        Ok(PromotionResult {
             phase,
             message,
             steps: exec.records,
@@ -367,7 +519,7 @@ impl Runner {
             dry_run: dry_run.map(|d| d.log()),
             started_at,
             finished_at: Utc::now(),
-        }
+        })
     }
 
     fn base_data(&self, p: &Promotion) -> EvalData {
@@ -507,19 +659,57 @@ impl Runner {
         Ok(vars)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_step(
+    /// Replays a finished `Local` step of a resumed promotion: runs it again to rebuild
+    /// the work directory, keeping its recorded status (its outputs become the replay's).
+    async fn replay_step(
         &self,
         p: &Promotion,
         step: &PlannedStep,
         index: usize,
         exec: &mut Exec,
-        promo_vars: &serde_json::Map<String, Json>,
-        ctx: &Json,
-        base: &EvalData,
-        cancel: &CancellationToken,
-        extensions: &crate::step::Extensions,
-    ) -> StepExecutionStatus {
+        env: &StepEnv<'_>,
+    ) -> Result<StepExecutionStatus, ProgressError> {
+        let original = exec.records[index].clone();
+        tracing::info!("replaying a finished local step to rebuild the work directory");
+        let status = self
+            .run_step(p, step, index, Mode::Replay, exec, env)
+            .await?;
+        let r = &mut exec.records[index];
+        match status {
+            StepExecutionStatus::Succeeded | StepExecutionStatus::Skipped => {
+                r.status = original.status;
+                r.message = original.message;
+                r.finished_at = original.finished_at;
+            }
+            StepExecutionStatus::Aborted | StepExecutionStatus::Running => {}
+            StepExecutionStatus::Failed | StepExecutionStatus::Errored => {
+                r.message = Some(format!(
+                    "replaying the step to rebuild the work directory of the resumed promotion: {}",
+                    r.message.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(status)
+    }
+
+    async fn run_step(
+        &self,
+        p: &Promotion,
+        step: &PlannedStep,
+        index: usize,
+        mode: Mode,
+        exec: &mut Exec,
+        env: &StepEnv<'_>,
+    ) -> Result<StepExecutionStatus, ProgressError> {
+        let StepEnv {
+            promo_vars,
+            ctx,
+            base,
+            cancel,
+            extensions,
+            sink,
+            started_at: promotion_started_at,
+        } = *env;
         let finish = |exec: &mut Exec, status, message: Option<String>| {
             let r = &mut exec.records[index];
             r.status = status;
@@ -546,7 +736,7 @@ impl Runner {
             Some((&step.alias, exec)),
         ) {
             Ok(v) => v,
-            Err(e) => return finish(exec, StepExecutionStatus::Errored, Some(e)),
+            Err(e) => return Ok(finish(exec, StepExecutionStatus::Errored, Some(e))),
         };
 
         let mut data = base.clone();
@@ -554,15 +744,16 @@ impl Runner {
         data.steps = Some(exec.statuses());
         let data = Arc::new(data);
 
-        // 2. `if`.
+        // 2. `if` (only before the step first runs).
         match &step.if_expr {
+            _ if mode != Mode::Fresh => {}
             None => {
                 if exec.has_failure() {
-                    return finish(
+                    return Ok(finish(
                         exec,
                         StepExecutionStatus::Skipped,
                         Some("skipped: an earlier step failed".into()),
-                    );
+                    ));
                 }
             }
             Some(cond) => {
@@ -571,25 +762,25 @@ impl Runner {
                 match self.engine.render_str(cond, &scope) {
                     Ok(Json::Bool(true)) => {}
                     Ok(Json::Bool(false)) => {
-                        return finish(
+                        return Ok(finish(
                             exec,
                             StepExecutionStatus::Skipped,
                             Some(format!("skipped: `if` {cond:?} is false")),
-                        );
+                        ));
                     }
                     Ok(other) => {
-                        return finish(
+                        return Ok(finish(
                             exec,
                             StepExecutionStatus::Errored,
                             Some(format!("`if` must evaluate to a boolean, got {other}")),
-                        );
+                        ));
                     }
                     Err(e) => {
-                        return finish(
+                        return Ok(finish(
                             exec,
                             StepExecutionStatus::Errored,
                             Some(format!("if: {e}")),
-                        );
+                        ));
                     }
                 }
             }
@@ -598,7 +789,7 @@ impl Runner {
         // 3. The step implementation.
         let Some(imp) = self.registry.get(&step.uses).cloned() else {
             let msg = self.registry.unknown_message(&step.uses);
-            return finish(exec, StepExecutionStatus::Errored, Some(msg));
+            return Ok(finish(exec, StepExecutionStatus::Errored, Some(msg)));
         };
         let defaults = imp.defaults();
         let threshold = match step.error_threshold {
@@ -608,22 +799,47 @@ impl Runner {
         let timeout = step.timeout.or(defaults.timeout).filter(|t| !t.is_zero());
         let compiled_config = match self.engine.compile_json(&Json::Object(step.config.clone())) {
             Ok(c) => c,
-            Err(e) => return finish(exec, StepExecutionStatus::Errored, Some(config_error(&e))),
+            Err(e) => {
+                return Ok(finish(
+                    exec,
+                    StepExecutionStatus::Errored,
+                    Some(config_error(&e)),
+                ));
+            }
         };
         let started = tokio::time::Instant::now();
-        exec.records[index].started_at = Some(Utc::now());
+        if mode == Mode::Fresh || exec.records[index].started_at.is_none() {
+            exec.records[index].started_at = Some(Utc::now());
+        }
+        if mode != Mode::Replay
+            && defaults.effect == StepEffect::External
+            && let Some(sink) = sink
+        {
+            // Recorded in flight before it starts: if the runner dies during it, whoever
+            // resumes the promotion knows it may have taken effect.
+            sink.record(&exec.progress(promotion_started_at)).await?;
+        }
+        let execution_id = format!("{}/{}", p.name, step.alias);
         let mut consecutive_errors = 0u32;
 
         loop {
             if cancel.is_cancelled() {
-                return finish(exec, StepExecutionStatus::Aborted, Some("aborted".into()));
+                return Ok(finish(
+                    exec,
+                    StepExecutionStatus::Aborted,
+                    Some("aborted".into()),
+                ));
             }
             // Config is rendered for every attempt: outputs and statuses may have changed.
             let scope = self.scope(ctx, Some(&step.alias), &step_vars, Some(exec), data.clone());
             let config = match compiled_config.render(&scope) {
                 Ok(c) => c,
                 Err(e) => {
-                    return finish(exec, StepExecutionStatus::Errored, Some(config_error(&e)));
+                    return Ok(finish(
+                        exec,
+                        StepExecutionStatus::Errored,
+                        Some(config_error(&e)),
+                    ));
                 }
             };
             let mut sctx = StepContext::new(p.work_dir.clone())
@@ -641,6 +857,7 @@ impl Runner {
             sctx.vars = step_vars.clone();
             sctx.outputs = exec.state.clone();
             sctx.attempt = exec.records[index].attempts;
+            sctx.execution_id = execution_id.clone();
             exec.records[index].attempts += 1;
 
             let result = tokio::select! {
@@ -652,11 +869,11 @@ impl Runner {
                 other => other,
             };
             let Some(result) = result else {
-                return finish(
+                return Ok(finish(
                     exec,
                     StepExecutionStatus::Aborted,
                     Some("aborted while running".into()),
-                );
+                ));
             };
 
             let delay = match result {
@@ -670,10 +887,14 @@ impl Runner {
                     );
                     match outcome.status {
                         StepStatus::Succeeded => {
-                            return finish(exec, StepExecutionStatus::Succeeded, outcome.message);
+                            return Ok(finish(
+                                exec,
+                                StepExecutionStatus::Succeeded,
+                                outcome.message,
+                            ));
                         }
                         StepStatus::Skipped => {
-                            return finish(exec, StepExecutionStatus::Skipped, outcome.message);
+                            return Ok(finish(exec, StepExecutionStatus::Skipped, outcome.message));
                         }
                         StepStatus::Running { retry_after } => {
                             consecutive_errors = 0;
@@ -691,16 +912,16 @@ impl Runner {
                         } else {
                             StepExecutionStatus::Errored
                         };
-                        return finish(exec, status, Some(msg));
+                        return Ok(finish(exec, status, Some(msg)));
                     }
                     consecutive_errors += 1;
                     exec.records[index].error_count += 1;
                     if consecutive_errors >= threshold {
-                        return finish(
+                        return Ok(finish(
                             exec,
                             StepExecutionStatus::Errored,
                             Some(format!("met error threshold of {threshold}: {msg}")),
-                        );
+                        ));
                     }
                     tracing::debug!(error = %msg, attempt = consecutive_errors, "step will be retried");
                     exec.records[index].message = Some(format!("{msg}; step will be retried"));
@@ -715,14 +936,14 @@ impl Runner {
             if let Some(t) = timeout {
                 let elapsed = started.elapsed();
                 if elapsed > t {
-                    return finish(
+                    return Ok(finish(
                         exec,
                         StepExecutionStatus::Errored,
                         Some(format!(
                             "step timed out after {}",
                             crate::model::Duration(t)
                         )),
-                    );
+                    ));
                 }
             }
             let wait = match timeout {
@@ -735,7 +956,7 @@ impl Runner {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = cancel.cancelled() => {
-                    return finish(exec, StepExecutionStatus::Aborted, Some("aborted while waiting".into()));
+                    return Ok(finish(exec, StepExecutionStatus::Aborted, Some("aborted while waiting".into())));
                 }
             }
         }
@@ -766,6 +987,18 @@ impl Runner {
             }
         }
     }
+}
+
+/// What every step of one run shares.
+#[derive(Clone, Copy)]
+struct StepEnv<'a> {
+    promo_vars: &'a serde_json::Map<String, Json>,
+    ctx: &'a Json,
+    base: &'a EvalData,
+    cancel: &'a CancellationToken,
+    extensions: &'a crate::step::Extensions,
+    sink: Option<&'a dyn ProgressSink>,
+    started_at: chrono::DateTime<Utc>,
 }
 
 fn config_error(e: &crate::expr::PathedExprError) -> String {

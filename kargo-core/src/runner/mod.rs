@@ -25,16 +25,28 @@
 //!   Succeeded). Cancelling aborts the current step and yields `Aborted`.
 //!
 //! Every step's outputs and status are recorded in the [`PromotionResult`].
+//!
+//! **Resuming** ([`Runner::run_resumable`]): the runner reports a [`PromotionProgress`] to a
+//! [`ProgressSink`] after each step ends and before each
+//! [`External`](crate::step::StepEffect::External) step starts. Given such a record, a new
+//! runner does not run finished steps again: their outputs are restored, and the finished
+//! [`Local`](crate::step::StepEffect::Local) ones are replayed in order to rebuild the work
+//! directory. A step that was in flight is run again with the same
+//! [`StepContext::execution_id`](crate::step::StepContext::execution_id).
 
 mod execute;
 mod inflate;
 mod plan;
+mod progress;
 mod result;
 
 pub use execute::{Promotion, Runner, RunnerOptions};
 pub use inflate::{ALIAS_SEPARATOR, InflateError, PlannedStep, inflate_steps};
 pub use plan::{PlanError, StagePlan, plan_stage, promotion_name};
-pub use result::{PromotionPhase, PromotionResult, StepExecutionStatus, StepRecord};
+pub use progress::{ProgressError, ProgressSink};
+pub use result::{
+    PromotionPhase, PromotionProgress, PromotionResult, StepExecutionStatus, StepRecord,
+};
 
 #[cfg(test)]
 mod tests;

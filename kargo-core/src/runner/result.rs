@@ -135,3 +135,57 @@ impl PromotionResult {
         self.steps.iter().find(|s| s.alias == alias)
     }
 }
+
+/// How far a promotion got: what a runner records while it runs
+/// ([`ProgressSink`](super::ProgressSink)) and what
+/// [`Runner::run_resumable`](super::Runner::run_resumable) resumes from after the runner
+/// died.
+///
+/// Each step's record is in one of three conditions: *not started* (status `Running`, no
+/// `startedAt`), *in flight* (status `Running` with a `startedAt`: an
+/// [`External`](crate::step::StepEffect::External) step is recorded so before it starts,
+/// so a crash during it leaves this) or *finished* (any other status).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionProgress {
+    /// Every step of the promotion, in order.
+    pub steps: Vec<StepRecord>,
+    /// The shared state: outputs by alias (including propagated task outputs) of the
+    /// steps that finished.
+    #[serde(default)]
+    pub state: BTreeMap<String, Json>,
+    /// When the promotion first started.
+    pub started_at: DateTime<Utc>,
+    /// When this record was taken.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PromotionProgress {
+    /// Whether the step of `record` finished (whatever its status).
+    pub fn is_finished(record: &StepRecord) -> bool {
+        record.status != StepExecutionStatus::Running
+    }
+
+    /// The step that was under way when this record was taken, if any.
+    pub fn in_flight(&self) -> Option<&StepRecord> {
+        self.steps
+            .iter()
+            .find(|r| !Self::is_finished(r) && r.started_at.is_some())
+    }
+
+    /// The record of the step with `alias`.
+    pub fn step(&self, alias: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.alias == alias)
+    }
+
+    /// How many steps finished.
+    pub fn finished(&self) -> usize {
+        self.steps.iter().filter(|r| Self::is_finished(r)).count()
+    }
+
+    /// The first step that did not finish: where a resumed run goes on (`None` when every
+    /// step finished).
+    pub fn resume_point(&self) -> Option<&StepRecord> {
+        self.steps.iter().find(|r| !Self::is_finished(r))
+    }
+}

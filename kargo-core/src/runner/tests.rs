@@ -875,3 +875,383 @@ async fn dry_run_exposes_a_recorder_and_returns_what_it_recorded() {
     assert_eq!(log.notes[0].step, "pub");
     assert_eq!(log.notes[0].message, "would publish");
 }
+
+// ---------------------------------------------------------------------------------------
+// Resuming a promotion from its recorded progress.
+
+/// What the resume test steps did: (step kind, alias, execution id).
+type CallLog = Arc<std::sync::Mutex<Vec<(&'static str, String, String)>>>;
+
+fn log_call(log: &CallLog, kind: &'static str, ctx: &StepContext) {
+    log.lock()
+        .unwrap()
+        .push((kind, ctx.alias.clone(), ctx.execution_id.clone()));
+}
+
+#[derive(serde::Deserialize)]
+struct WriteCfg {
+    path: String,
+    content: String,
+}
+
+/// Local: writes a file of the work directory.
+struct WriteFile(CallLog);
+#[async_trait]
+impl Step for WriteFile {
+    const KIND: &'static str = "write";
+    type Config = WriteCfg;
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults {
+            effect: crate::step::StepEffect::Local,
+            ..StepDefaults::default()
+        }
+    }
+    async fn run(&self, ctx: &StepContext, c: WriteCfg) -> Result<StepOutcome, StepError> {
+        log_call(&self.0, "write", ctx);
+        std::fs::write(ctx.path(&c.path)?, &c.content)
+            .map_err(|e| StepError::terminal(e.to_string()))?;
+        Ok(StepOutcome::succeeded().with_output("content", c.content))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SendCfg {
+    read: String,
+}
+
+/// External: "sends" a file of the work directory (which must exist: a resumed run must
+/// have rebuilt it).
+struct SendFile(CallLog);
+#[async_trait]
+impl Step for SendFile {
+    const KIND: &'static str = "send";
+    type Config = SendCfg;
+    async fn run(&self, ctx: &StepContext, c: SendCfg) -> Result<StepOutcome, StepError> {
+        let content = std::fs::read_to_string(ctx.path(&c.read)?)
+            .map_err(|e| StepError::terminal(format!("{}: {e}", c.read)))?;
+        log_call(&self.0, "send", ctx);
+        Ok(StepOutcome::succeeded().with_output("sent", content))
+    }
+}
+
+/// Idempotent: marks something outside.
+struct Mark(CallLog);
+#[async_trait]
+impl Step for Mark {
+    const KIND: &'static str = "mark";
+    type Config = Json;
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults {
+            effect: crate::step::StepEffect::Idempotent,
+            ..StepDefaults::default()
+        }
+    }
+    async fn run(&self, ctx: &StepContext, _: Json) -> Result<StepOutcome, StepError> {
+        log_call(&self.0, "mark", ctx);
+        Ok(StepOutcome::succeeded().with_output("marked", true))
+    }
+}
+
+/// Local compose-output: outputs its config, propagated to the task alias.
+struct LocalCompose;
+#[async_trait]
+impl Step for LocalCompose {
+    const KIND: &'static str = "local-compose";
+    type Config = serde_json::Map<String, Json>;
+    fn defaults(&self) -> StepDefaults {
+        StepDefaults {
+            task_output_propagation: true,
+            effect: crate::step::StepEffect::Local,
+            ..StepDefaults::default()
+        }
+    }
+    async fn run(&self, _: &StepContext, c: Self::Config) -> Result<StepOutcome, StepError> {
+        Ok(c.into_iter()
+            .fold(StepOutcome::succeeded(), |o, (k, v)| o.with_output(k, v)))
+    }
+}
+
+/// Whether a test sink refuses a record, given how many it accepted before.
+type StopRule = Box<dyn Fn(&PromotionProgress, usize) -> bool + Send + Sync>;
+
+/// Keeps what it accepts; refuses (stops the run) as `stop` says, keeping the refused
+/// record or not (`keep_refused`).
+struct TestSink {
+    accepted: std::sync::Mutex<Vec<PromotionProgress>>,
+    stop: StopRule,
+    keep_refused: bool,
+}
+
+impl TestSink {
+    fn new(
+        keep_refused: bool,
+        stop: impl Fn(&PromotionProgress, usize) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            accepted: std::sync::Mutex::new(Vec::new()),
+            stop: Box::new(stop),
+            keep_refused,
+        }
+    }
+    fn last(&self) -> Option<PromotionProgress> {
+        self.accepted.lock().unwrap().last().cloned()
+    }
+}
+
+#[async_trait]
+impl ProgressSink for TestSink {
+    async fn record(&self, progress: &PromotionProgress) -> Result<(), ProgressError> {
+        let mut accepted = self.accepted.lock().unwrap();
+        let stop = (self.stop)(progress, accepted.len());
+        if !stop || self.keep_refused {
+            accepted.push(progress.clone());
+        }
+        if stop {
+            Err(ProgressError::new("stopped by the test"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+struct ResumeFixture {
+    runner: Runner,
+    log: CallLog,
+    planned: Vec<PlannedStep>,
+}
+
+impl ResumeFixture {
+    fn new() -> Self {
+        let log = CallLog::default();
+        let mut reg = StepRegistry::new();
+        reg.register(WriteFile(log.clone())).unwrap();
+        reg.register(SendFile(log.clone())).unwrap();
+        reg.register(Mark(log.clone())).unwrap();
+        reg.register(LocalCompose).unwrap();
+        let t = task(
+            r#"
+steps:
+- uses: write
+  as: w2
+  config: {path: b.txt, content: "${{ outputs.s1.sent }}-two"}
+- uses: local-compose
+  as: out
+  config: {result: "${{ task.outputs.w2.content }}"}
+"#,
+        );
+        let planned = inflate_steps(
+            &steps(
+                r#"
+- uses: write
+  as: w1
+  config: {path: a.txt, content: one}
+- uses: send
+  as: s1
+  config: {read: a.txt}
+- task: {name: t}
+  as: upd
+- uses: mark
+  as: m
+- uses: send
+  as: s2
+  config: {read: b.txt}
+- uses: write
+  as: final
+  config: {path: c.txt, content: "${{ outputs.s1.sent }}|${{ outputs.upd.result }}|${{ outputs.s2.sent }}"}
+"#,
+            ),
+            &[],
+            |_| Some(&t),
+        )
+        .unwrap();
+        Self {
+            runner: Runner::new(reg),
+            log,
+            planned,
+        }
+    }
+
+    /// The promotion in a new (empty) work directory: each run stands for a new process.
+    fn promotion(&self) -> (tempfile::TempDir, Promotion) {
+        let dir = tempfile::tempdir().unwrap();
+        let work = crate::workdir::WorkDir::new(dir.path()).unwrap();
+        let mut p = Promotion::new(work, self.planned.clone());
+        p.name = "dev.01abc.deadbee".into();
+        (dir, p)
+    }
+
+    fn calls(&self, kind: &str, alias: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, a, _)| *k == kind && a == alias)
+            .map(|(_, _, id)| id.clone())
+            .collect()
+    }
+}
+
+const LOCAL_STEPS: [&str; 4] = ["w1", "upd::w2", "upd::out", "final"];
+
+#[tokio::test]
+async fn an_uninterrupted_resumable_run_reports_every_step_and_external_starts() {
+    let f = ResumeFixture::new();
+    let (dir, p) = f.promotion();
+    let sink = TestSink::new(false, |_, _| false);
+    let r = f
+        .runner
+        .run_resumable(&p, None, &sink, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    let reports = sink.accepted.lock().unwrap().clone();
+    // 7 step ends, and 2 External starts (s1, s2) recorded in flight.
+    assert_eq!(reports.len(), 9);
+    let in_flight: Vec<&str> = reports
+        .iter()
+        .filter_map(|p| p.in_flight().map(|r| r.alias.as_str()))
+        .collect();
+    assert_eq!(in_flight, ["s1", "s2"]);
+    assert_eq!(reports[8].finished(), 7);
+    assert!(reports[8].resume_point().is_none());
+    assert_eq!(f.calls("send", "s1"), ["dev.01abc.deadbee/s1"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("c.txt")).unwrap(),
+        "one|one-two|one-two"
+    );
+    // The same promotion through `run` behaves the same, without a sink.
+    let (_dir2, p2) = f.promotion();
+    assert_eq!(f.runner.run(&p2).await.state, r.state);
+}
+
+/// Stopped after its k-th step ended (for every k), then resumed by a "new process" (a
+/// new, empty work directory) from the last record: every External step ran exactly once
+/// overall, the Idempotent one once, the finished Local steps were replayed, and outputs
+/// (task output propagation included) are there after the resume.
+#[tokio::test]
+async fn a_promotion_stopped_after_any_step_resumes_without_repeating_outside_effects() {
+    for k in 1..=7usize {
+        let f = ResumeFixture::new();
+        let (_dir1, p1) = f.promotion();
+        let sink = TestSink::new(true, move |progress, _| {
+            progress.in_flight().is_none() && progress.finished() == k
+        });
+        let first = f
+            .runner
+            .run_resumable(&p1, None, &sink, CancellationToken::new())
+            .await;
+        assert!(first.is_err(), "k={k}: the sink did not stop the run");
+        let progress = sink.last().unwrap();
+        assert_eq!(progress.finished(), k);
+        let finished: Vec<String> = progress
+            .steps
+            .iter()
+            .filter(|r| PromotionProgress::is_finished(r))
+            .map(|r| r.alias.clone())
+            .collect();
+        // Through serde, as a state store keeps it.
+        let progress: PromotionProgress =
+            serde_json::from_value(serde_json::to_value(&progress).unwrap()).unwrap();
+
+        let (dir2, p2) = f.promotion();
+        let sink2 = TestSink::new(false, |_, _| false);
+        let r = f
+            .runner
+            .run_resumable(&p2, Some(progress), &sink2, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(r.phase, PromotionPhase::Succeeded, "k={k}: {r:#?}");
+        assert!(
+            r.steps
+                .iter()
+                .all(|s| s.status == StepExecutionStatus::Succeeded),
+            "k={k}: {r:#?}"
+        );
+        for alias in ["s1", "s2"] {
+            assert_eq!(
+                f.calls("send", alias),
+                [format!("dev.01abc.deadbee/{alias}")],
+                "k={k}: {alias} must run exactly once"
+            );
+        }
+        assert_eq!(f.calls("mark", "m").len(), 1, "k={k}");
+        for alias in ["w1", "upd::w2", "final"] {
+            // Replayed when finished, unless nothing was left to run (k = 7).
+            let expected = if k < 7 && finished.iter().any(|a| a == alias) {
+                2
+            } else {
+                1
+            };
+            assert_eq!(f.calls("write", alias).len(), expected, "k={k}: {alias}");
+        }
+        assert!(LOCAL_STEPS.iter().all(|a| r.step(a).is_some()));
+        assert_eq!(r.state["upd"], json!({"result": "one-two"}), "k={k}");
+        assert_eq!(r.state["s2"], json!({"sent": "one-two"}), "k={k}");
+        if k < 7 {
+            assert_eq!(
+                std::fs::read_to_string(dir2.path().join("c.txt")).unwrap(),
+                "one|one-two|one-two",
+                "k={k}"
+            );
+            assert_eq!(
+                sink2.last().unwrap().finished(),
+                7,
+                "k={k}: the resumed run reports its progress too"
+            );
+        } else {
+            assert!(sink2.last().is_none(), "nothing was left to run");
+        }
+    }
+}
+
+/// A runner that dies while an External step runs leaves it recorded in flight: the
+/// resumed run runs it again (it may or may not have taken effect), with the same
+/// execution ID, and does not replay the finished External one.
+#[tokio::test]
+async fn an_external_step_in_flight_is_run_again_with_the_same_execution_id() {
+    assert_eq!(
+        StepDefaults::default().effect,
+        crate::step::StepEffect::External,
+        "steps that do not say are External"
+    );
+    let f = ResumeFixture::new();
+    let (_dir1, p1) = f.promotion();
+    // The end of s2 is never recorded: the process "died" after s2 ran.
+    let sink = TestSink::new(false, |progress, _| {
+        progress.in_flight().is_none()
+            && progress
+                .step("s2")
+                .is_some_and(|r| r.status == StepExecutionStatus::Succeeded)
+    });
+    assert!(
+        f.runner
+            .run_resumable(&p1, None, &sink, CancellationToken::new())
+            .await
+            .is_err()
+    );
+    let progress = sink.last().unwrap();
+    assert_eq!(progress.in_flight().map(|r| r.alias.as_str()), Some("s2"));
+    assert_eq!(
+        progress.resume_point().map(|r| r.alias.as_str()),
+        Some("s2")
+    );
+
+    let (_dir2, p2) = f.promotion();
+    let r = f
+        .runner
+        .run_resumable(
+            &p2,
+            Some(progress),
+            &TestSink::new(false, |_, _| false),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.phase, PromotionPhase::Succeeded, "{r:#?}");
+    assert_eq!(
+        f.calls("send", "s2"),
+        ["dev.01abc.deadbee/s2", "dev.01abc.deadbee/s2"]
+    );
+    assert_eq!(f.calls("send", "s1").len(), 1);
+    assert_eq!(f.calls("mark", "m").len(), 1);
+}

@@ -176,6 +176,10 @@ impl Step for Tar {
     const KIND: &'static str = "tar";
     type Config = TarConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: TarConfig) -> Result<StepOutcome, StepError> {
         require_path("inPath", &cfg.in_path)?;
         require_path("outPath", &cfg.out_path)?;
@@ -406,6 +410,10 @@ impl Untar {
 impl Step for Untar {
     const KIND: &'static str = "untar";
     type Config = UntarConfig;
+
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
 
     async fn run(&self, ctx: &StepContext, cfg: UntarConfig) -> Result<StepOutcome, StepError> {
         require_path("inPath", &cfg.in_path)?;

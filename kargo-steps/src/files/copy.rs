@@ -52,6 +52,10 @@ impl Step for FileCopy {
     const KIND: &'static str = "copy";
     type Config = CopyConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: CopyConfig) -> Result<StepOutcome, StepError> {
         require_path("inPath", &cfg.in_path)?;
         require_path("outPath", &cfg.out_path)?;

@@ -59,6 +59,10 @@ impl Step for FileDelete {
     const KIND: &'static str = "delete";
     type Config = DeleteConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: DeleteConfig) -> Result<StepOutcome, StepError> {
         let paths: Vec<String> = match (&cfg.path, &cfg.paths) {
             (Some(_), Some(_)) => {

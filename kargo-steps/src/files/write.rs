@@ -52,6 +52,10 @@ impl Step for FileWrite {
     const KIND: &'static str = "file-write";
     type Config = FileWriteConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: FileWriteConfig) -> Result<StepOutcome, StepError> {
         require_path("path", &cfg.path)?;
         let mode = parse_permissions(cfg.permissions.as_deref())?;

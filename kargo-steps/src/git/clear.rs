@@ -25,6 +25,10 @@ impl Step for GitClear {
     const KIND: &'static str = "git-clear";
     type Config = GitClearConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: GitClearConfig) -> Result<StepOutcome, StepError> {
         let info = find_checkout(ctx, &cfg.path)?;
         let checkout = info.checkout.clone();

@@ -217,6 +217,10 @@ impl Step for GitClone {
     const KIND: &'static str = "git-clone";
     type Config = GitCloneConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: GitCloneConfig) -> Result<StepOutcome, StepError> {
         let (wanted, keys) = validate(&cfg)?;
         let author = match &cfg.author {

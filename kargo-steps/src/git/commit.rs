@@ -31,6 +31,10 @@ impl Step for GitCommit {
     const KIND: &'static str = "git-commit";
     type Config = GitCommitConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: GitCommitConfig) -> Result<StepOutcome, StepError> {
         if cfg.message.trim().is_empty() {
             return Err(StepError::invalid_config(

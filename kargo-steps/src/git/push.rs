@@ -334,6 +334,10 @@ impl Step for GitPush {
     const KIND: &'static str = "git-push";
     type Config = GitPushConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::External)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: GitPushConfig) -> Result<StepOutcome, StepError> {
         let (target, force, max_attempts) = validate(&cfg, &ctx.promotion)?;
         let info = find_checkout(ctx, &cfg.path)?;

@@ -8,7 +8,8 @@ use super::{blocking, find_checkout, non_empty};
 
 /// Kargo's `git-tag` step: tags the current commit of a checkout (locally; push it with
 /// `git-push` and `tag`). Annotated when `message` is given, lightweight otherwise.
-/// Output: `commit`, the tagged commit ID.
+/// Output: `commit`, the tagged commit ID. A tag that exists already on the current
+/// commit makes the step `Skipped` (so it can be replayed when a promotion is resumed).
 ///
 /// In a dry run the tag is not created (it would stay in the shared mirror cache and make
 /// the real promotion's `git-tag` fail): the step checks that it could be created (an
@@ -37,6 +38,10 @@ pub struct GitTagConfig {
 impl Step for GitTag {
     const KIND: &'static str = "git-tag";
     type Config = GitTagConfig;
+
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
 
     async fn run(&self, ctx: &StepContext, cfg: GitTagConfig) -> Result<StepOutcome, StepError> {
         if cfg.tag.trim().is_empty() {
@@ -69,6 +74,20 @@ impl Step for GitTag {
             return Ok(StepOutcome::skipped()
                 .with_message(text)
                 .with_output("commit", head));
+        }
+        if !cfg.force
+            && let Some(head) = info.checkout.head()
+        {
+            // Replayed on a resumed promotion (or run twice): a tag already on HEAD is
+            // what this step would make, not a conflict.
+            let mirror = info.checkout.mirror().clone();
+            let rev = format!("refs/tags/{}", cfg.tag);
+            let existing = blocking(&info.auth, move || Ok(mirror.resolve(&rev).ok())).await?;
+            if existing == Some(head) {
+                return Ok(StepOutcome::skipped()
+                    .with_message(format!("tag {:?} is on HEAD already", cfg.tag))
+                    .with_output("commit", head.to_string()));
+            }
         }
         let checkout = info.checkout.clone();
         let tagger = info.author.clone();

@@ -133,6 +133,10 @@ impl Step for HelmUpdateChart {
     const KIND: &'static str = "helm-update-chart";
     type Config = HelmUpdateChartConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

@@ -86,6 +86,10 @@ impl Step for JsonUpdate {
     const KIND: &'static str = "json-update";
     type Config = JsonUpdateConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,
@@ -166,6 +170,10 @@ pub struct JsonParse;
 impl Step for JsonParse {
     const KIND: &'static str = "json-parse";
     type Config = JsonParseConfig;
+
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
 
     async fn run(&self, ctx: &StepContext, cfg: JsonParseConfig) -> Result<StepOutcome, StepError> {
         require_path("path", &cfg.path)?;

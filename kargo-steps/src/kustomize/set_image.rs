@@ -241,6 +241,10 @@ impl Step for KustomizeSetImage {
     const KIND: &'static str = "kustomize-set-image";
     type Config = KustomizeSetImageConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

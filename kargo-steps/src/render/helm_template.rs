@@ -189,6 +189,10 @@ impl Step for HelmTemplate {
     const KIND: &'static str = "helm-template";
     type Config = HelmTemplateConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

@@ -385,6 +385,10 @@ impl Step for KustomizeBuild {
     const KIND: &'static str = "kustomize-build";
     type Config = KustomizeBuildConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

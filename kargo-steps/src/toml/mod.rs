@@ -56,6 +56,10 @@ impl Step for TomlUpdate {
     const KIND: &'static str = "toml-update";
     type Config = TomlUpdateConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,
@@ -138,6 +142,10 @@ pub struct TomlParse;
 impl Step for TomlParse {
     const KIND: &'static str = "toml-parse";
     type Config = TomlParseConfig;
+
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
 
     async fn run(&self, ctx: &StepContext, cfg: TomlParseConfig) -> Result<StepOutcome, StepError> {
         json::require_path("path", &cfg.path)?;

@@ -198,6 +198,10 @@ impl Step for YamlMerge {
     const KIND: &'static str = "yaml-merge";
     type Config = YamlMergeConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

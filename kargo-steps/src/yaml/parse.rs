@@ -65,6 +65,10 @@ impl Step for YamlParse {
     const KIND: &'static str = "yaml-parse";
     type Config = YamlParseConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

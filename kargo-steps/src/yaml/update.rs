@@ -83,6 +83,10 @@ impl Step for YamlUpdate {
     const KIND: &'static str = "yaml-update";
     type Config = YamlUpdateConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Local)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,

@@ -263,6 +263,10 @@ impl Step for GitOpenPr {
     const KIND: &'static str = "git-open-pr";
     type Config = GitOpenPrConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::External)
+    }
+
     async fn run(&self, ctx: &StepContext, cfg: GitOpenPrConfig) -> Result<StepOutcome, StepError> {
         if let Some(skip) = crate::dry_run_skip(
             ctx,
@@ -419,6 +423,10 @@ impl Step for GitWaitForPr {
     const KIND: &'static str = "git-wait-for-pr";
     type Config = GitWaitForPrConfig;
 
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::Idempotent)
+    }
+
     async fn run(
         &self,
         ctx: &StepContext,
@@ -509,6 +517,10 @@ pub struct GitMergePrConfig {
 impl Step for GitMergePr {
     const KIND: &'static str = "git-merge-pr";
     type Config = GitMergePrConfig;
+
+    fn defaults(&self) -> kargo_core::step::StepDefaults {
+        crate::with_effect(kargo_core::step::StepEffect::External)
+    }
 
     async fn run(
         &self,
