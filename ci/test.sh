@@ -10,6 +10,7 @@
 #   5. stops the servers on every exit path (success, failure, Ctrl-C).
 #
 # Usage: ci/test.sh [cargo test arguments]
+#        ci/test.sh --run CMD [ARGS...]   (CMD instead of the tests, e.g. a benchmark)
 # With CI=true a test that needs a server fails (never skips) when the server is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +80,13 @@ for script in ci/servers.d/*.sh; do
   # shellcheck source=/dev/null
   . "$script"
 done
+
+# --- 3a. another command with the servers (benchmarks): ci/test.sh --run CMD [ARGS...] ---
+if [ "${1:-}" = "--run" ]; then
+  shift
+  "$@"
+  exit 0
+fi
 
 # --- 3. tests ------------------------------------------------------------------------------
 # --all-features: the facade's `testing` feature (kargo::testing, its doctest, the

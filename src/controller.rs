@@ -823,6 +823,32 @@ impl Controller {
     /// given), recording its progress in the state as it goes, then its end (which drops
     /// the progress). A progress write the store refuses (a lease granted to another
     /// runner) stops the promotion and is returned; the state still shows it running.
+    /// Renews the lease `fence` was granted with every third of the lease's time limit,
+    /// for stores whose leases expire. Returns only when the lease was lost (granted to
+    /// another runner after this one stalled), having cancelled `cancel`: the promotion
+    /// stops, and its new holder resumes it.
+    async fn keep_lease(&self, fence: Option<&Fence>, cancel: &CancellationToken) {
+        let Some(fence) = fence.filter(|_| self.store.leases_expire()) else {
+            return std::future::pending().await;
+        };
+        let every = (self.lease_ttl / 3).max(std::time::Duration::from_millis(10));
+        loop {
+            // Real time: a lease's time limit is the store's (a database's clock).
+            tokio::time::sleep(every).await;
+            match self.store.renew_lease(fence, self.lease_ttl).await {
+                Ok(()) => {}
+                Err(e @ StateError::StaleLease { .. }) => {
+                    tracing::error!(lease = %fence.stage, token = fence.token, error = %e, "lost the lease: stopping the promotion; the lease's new holder resumes it");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %fence.stage, error = %e, "cannot renew the lease; trying again");
+                }
+            }
+        }
+    }
+
     async fn run_promotion(
         &self,
         request: PromotionRequest,
@@ -834,10 +860,17 @@ impl Controller {
         let promotion = self.promotion(&request, &state, work_dir)?;
         tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, resumed = resume.is_some(), "promotion started");
         let sink = progress::StateProgress::new(self, fence, &request.name);
+        let cancel = CancellationToken::new();
         let run = self
             .runner
-            .run_resumable(&promotion, resume, &sink, CancellationToken::new())
-            .await;
+            .run_resumable(&promotion, resume, &sink, cancel.clone());
+        let run = {
+            tokio::pin!(run);
+            tokio::select! {
+                r = &mut run => r,
+                () = self.keep_lease(fence, &cancel) => run.await,
+            }
+        };
         drop(dir);
         let result = match run {
             Ok(result) => result,

@@ -1,7 +1,8 @@
 //! Chaos: three `promoter run --watch` replicas share one PostgreSQL database
 //! (`TEST_POSTGRES_URL`) and push to the smart-HTTP git server (`TEST_GIT_HTTP_URL`).
-//! 30 promotions across 5 Stages are queued (`promote --queue`) while a killer SIGKILLs a
-//! random replica (with its process group) every 0.3 to 1.2 s and starts it again.
+//! 30 promotions across 5 Stages are queued (`promote --queue`), then a killer SIGKILLs a
+//! random replica (with its process group) every 0.3 to 1.2 s and starts it again. The
+//! counting server answers after 400 ms, so kills land inside promotions.
 //! Each promotion clones, edits the Stage's values file, commits, pushes and then calls a
 //! local counting HTTP server.
 //!
@@ -68,6 +69,8 @@ impl Rng {
 
 #[derive(Default)]
 struct Counter {
+    /// How long each answer waits (so kills land while promotions run).
+    delay: Duration,
     /// Every delivery: (Idempotency-Key, body).
     deliveries: Vec<(Option<String>, String)>,
     /// Hold the first delivery whose body contains this, until `release`.
@@ -129,6 +132,8 @@ impl CountingServer {
         }
         let body = String::from_utf8_lossy(&buf[body_start..body_start + len]).into_owned();
         let key = header("idempotency-key");
+        let delay = self.inner.0.lock().unwrap().delay;
+        std::thread::sleep(delay);
         {
             let (lock, cvar) = &*self.inner;
             let mut c = lock.lock().unwrap();
@@ -162,6 +167,10 @@ impl CountingServer {
 
     fn deliveries(&self) -> usize {
         self.inner.0.lock().unwrap().deliveries.len()
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.inner.0.lock().unwrap().delay = delay;
     }
 
     fn hold(&self, marker: &str) {
@@ -254,6 +263,18 @@ struct Scenario {
 struct Replica {
     child: Child,
     log: PathBuf,
+}
+
+/// A replica left running when the test ends (or fails) is killed with its group.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Scenario {
@@ -391,10 +412,35 @@ impl Scenario {
     }
 }
 
+/// The last lines of every replica log, for a failure message.
+fn log_tails(logs: &Path) -> String {
+    let mut out = String::new();
+    let mut files: Vec<_> = std::fs::read_dir(logs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("==> {}\n", f.display()));
+        for l in &lines[lines.len().saturating_sub(12)..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Sends `sig` to the process group `pid` leads.
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &format!("-{pid}")])
-        .status();
+    let status = Command::new("kill")
+        .args([sig, "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} -- -{pid} failed");
 }
 
 fn kill(replica: &mut Replica) {
@@ -542,7 +588,7 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
     let mut commits = Vec::new();
     for n in 1..=FREIGHT {
         commits.push(s.app_commit(n));
-        s.run_ok(&["refresh", "--warehouse", "app"], &cli_work);
+        s.run_ok(&["refresh", "warehouse", "app"], &cli_work);
     }
     let freight_ids: BTreeMap<String, String> = s
         .query("SELECT key || ' ' || body FROM kargo_records WHERE project = 'chaos' AND kind = 'freight'")
@@ -558,10 +604,9 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
         .collect();
     assert_eq!(freight_ids.len(), FREIGHT, "one Freight per commit");
 
-    // Three replicas, then the promotions queued (in Freight order per Stage) while the
-    // killer works.
-    let mut replicas: Vec<Replica> = (0..REPLICAS).map(|i| s.start_replica(i, 0)).collect();
-    let mut incarnations = vec![0usize; REPLICAS];
+    // The promotions queued (in Freight order per Stage), then three replicas started
+    // while the killer works; each http call is answered after 400 ms, so kills land
+    // inside promotions, in-flight calls included.
     let mut queued = Vec::new();
     for commit in &commits {
         for stage in STAGES {
@@ -584,6 +629,9 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
     }
     assert_eq!(queued.len(), STAGES.len() * FREIGHT);
     let total = queued.len();
+    counter.set_delay(Duration::from_millis(400));
+    let mut replicas: Vec<Replica> = (0..REPLICAS).map(|i| s.start_replica(i, 0)).collect();
+    let mut incarnations = [0usize; REPLICAS];
 
     let started = Instant::now();
     let mut kills = 0;
@@ -653,6 +701,7 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
     assert_eq!(listed.as_array().map(Vec::len), Some(FREIGHT), "{listed}");
 
     // SIGSTOP past the lease: hold the next promotion's http call, stop its runner.
+    counter.set_delay(Duration::ZERO);
     let commits_before = s.remote_commits().values().sum::<usize>();
     let out = s.run_ok(
         &[
@@ -688,12 +737,16 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
     let done = poll(Duration::from_secs(60), || {
         s.promotions().iter().any(|r| r["name"] == last.as_str())
     });
+    let tails = log_tails(&s.logs);
     counter.release();
     signal(stopped_pid, "-CONT");
-    assert!(taken, "no replica took over the stopped replica's lease");
+    assert!(
+        taken,
+        "no replica took over the stopped replica's lease\n{tails}"
+    );
     assert!(
         done,
-        "the promotion of the stopped replica was not finished by another"
+        "the promotion of the stopped replica was not finished by another\n{tails}"
     );
     let log = &replicas[stopped].log;
     let refused = poll(Duration::from_secs(30), || {

@@ -31,7 +31,8 @@ pub(crate) async fn acquire(
 }
 
 /// Extends the grant `fence` to `ttl` from now; `Err(current token)` when it was granted
-/// again (or given back) since.
+/// again since. A grant that ran out but was not granted again is still the latest one:
+/// renewing it is safe (nobody else wrote under the lease), so it is renewed.
 pub(crate) async fn renew(
     client: &impl GenericClient,
     fence: &Fence,
@@ -41,7 +42,7 @@ pub(crate) async fn renew(
     let renewed = client
         .execute(
             "UPDATE kargo_leases SET expires_at = clock_timestamp() + make_interval(secs => $4)
-             WHERE project = $1 AND name = $2 AND token = $3 AND expires_at > clock_timestamp()",
+             WHERE project = $1 AND name = $2 AND token = $3",
             &[&fence.project, &fence.stage, &token, &ttl.as_secs_f64()],
         )
         .await?;

@@ -48,6 +48,15 @@ pub struct PostgresOptions {
     /// Who holds the leases this store takes, as shown in the lease table (default: the
     /// process ID and a random suffix).
     pub holder: String,
+    /// How long the server lets a session of this store sit inside a transaction without
+    /// a word from it before ending the session (PostgreSQL's
+    /// `idle_in_transaction_session_timeout`; default 10 s). A replica that stalls in
+    /// the middle of a write (a long GC pause, SIGSTOP) thus releases its row locks, and
+    /// the other replicas go on; its write fails when it wakes.
+    pub stalled_transaction_timeout: Duration,
+    /// How long a write waits for a row another session has locked before failing and
+    /// being retried later (`lock_timeout`; default 15 s).
+    pub lock_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -56,6 +65,8 @@ impl Default for PostgresOptions {
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
             holder: format!("pid-{}-{:x}", std::process::id(), rand_suffix()),
+            stalled_transaction_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -99,6 +110,16 @@ impl PostgresStore {
             message: format!("not a PostgreSQL connection string: {e}"),
         })?;
         config.connect_timeout(options.connect_timeout);
+        let session = format!(
+            "-c idle_in_transaction_session_timeout={} -c lock_timeout={}",
+            options.stalled_transaction_timeout.as_millis().max(1),
+            options.lock_timeout.as_millis().max(1),
+        );
+        let session = match config.get_options() {
+            Some(user) if !user.is_empty() => format!("{user} {session}"),
+            _ => session,
+        };
+        config.options(&session);
         if config.get_application_name().is_none() {
             config.application_name("kargo");
         }
