@@ -394,11 +394,17 @@ impl Scenario {
         out
     }
 
-    /// The pid holding `lease` (from the lease table's holder, `pid-<pid>-...`), and its
-    /// token.
-    fn lease_holder(&self, lease: &str) -> Option<(u32, i64)> {
+    /// The pid of the latest grant of `lease` (from the lease table's holder,
+    /// `pid-<pid>-...`) and its token; with `live`, only while it has not run out or been
+    /// given back.
+    fn lease_holder(&self, lease: &str, live: bool) -> Option<(u32, i64)> {
+        let live = if live {
+            "AND expires_at > clock_timestamp()"
+        } else {
+            ""
+        };
         let rows = self.query(&format!(
-            "SELECT holder || ' ' || token FROM kargo_leases WHERE project = 'chaos' AND name = '{lease}' AND expires_at > clock_timestamp()"
+            "SELECT holder || ' ' || token FROM kargo_leases WHERE project = 'chaos' AND name = '{lease}' {live}"
         ));
         let row = rows.first()?;
         let (holder, token) = row.rsplit_once(' ')?;
@@ -723,7 +729,7 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
         counter.wait_held(Duration::from_secs(60)),
         "the held promotion never called the counting server"
     );
-    let (stopped_pid, token) = s.lease_holder("s1").expect("nobody holds s1's lease");
+    let (stopped_pid, token) = s.lease_holder("s1", true).expect("nobody holds s1's lease");
     let stopped = replicas
         .iter()
         .position(|r| r.child.id() == stopped_pid)
@@ -731,7 +737,8 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
     signal(stopped_pid, "-STOP");
     // Another replica takes the Stage over once the lease has expired, and finishes it.
     let taken = poll(Duration::from_secs(30), || {
-        s.lease_holder("s1")
+        // Granted again, to another replica (which may have finished and given it back).
+        s.lease_holder("s1", false)
             .is_some_and(|(pid, t)| pid != stopped_pid && t > token)
     });
     let done = poll(Duration::from_secs(60), || {

@@ -33,6 +33,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use kargo_core::pipeline::{
     Fence, ProjectState, Revision, STATE_FORMAT, StageLease, StateError, StateStore,
 };
+use kargo_core::runner::PromotionProgress;
 use tokio_postgres::NoTls;
 
 use records::{Change, RecordId, StoredRecord};
@@ -487,6 +488,49 @@ impl StateStore for PostgresStore {
                 current: u64::try_from(current).unwrap_or(0),
             }),
         }
+    }
+
+    /// One row: the promotion's `progress` record, written (or deleted) under the lease
+    /// in one transaction, without reading the rest of the state.
+    async fn put_progress(
+        &self,
+        fence: &Fence,
+        promotion: &str,
+        progress: Option<&PromotionProgress>,
+    ) -> Result<(), StateError> {
+        let body = progress
+            .map(|p| serde_json::to_string(p))
+            .transpose()
+            .map_err(|e| StateError::Aborted(format!("cannot encode the progress: {e}")))?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.backend(e))?;
+        lease::check(&tx, fence)
+            .await
+            .map_err(|e| self.backend(e))??;
+        let project = fence.project.as_str();
+        let written = match &body {
+            Some(body) => tx
+                .execute(
+                    "INSERT INTO kargo_records AS r (project, kind, key, seq, revision, body)
+                     VALUES ($1, 'progress', $2, 0, 1, $3)
+                     ON CONFLICT (project, kind, key)
+                     DO UPDATE SET body = EXCLUDED.body, revision = r.revision + 1",
+                    &[&project, &promotion, body],
+                )
+                .await,
+            None => tx
+                .execute(
+                    "DELETE FROM kargo_records WHERE project = $1 AND kind = 'progress' AND key = $2",
+                    &[&project, &promotion],
+                )
+                .await,
+        }
+        .map_err(|e| self.backend(e))?;
+        if written > 0 {
+            self.bump(&tx, project).await?;
+        }
+        tx.commit().await.map_err(|e| self.backend(e))?;
+        Ok(())
     }
 
     fn leases_expire(&self) -> bool {

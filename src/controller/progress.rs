@@ -45,15 +45,25 @@ impl<'a> StateProgress<'a> {
 #[async_trait::async_trait]
 impl ProgressSink for StateProgress<'_> {
     async fn record(&self, progress: &PromotionProgress) -> Result<(), ProgressError> {
-        let written = self
-            .controller
-            .update_under(self.fence, |state| {
-                state
-                    .progress
-                    .insert(self.promotion.to_owned(), progress.clone());
-                Ok(())
-            })
-            .await;
+        let written = match self.fence {
+            // One record under the lease (a database store writes just that row).
+            Some(fence) => self
+                .controller
+                .store()
+                .put_progress(fence, self.promotion, Some(progress))
+                .await
+                .map_err(ControllerError::from),
+            None => {
+                self.controller
+                    .update_under(None, |state| {
+                        state
+                            .progress
+                            .insert(self.promotion.to_owned(), progress.clone());
+                        Ok(())
+                    })
+                    .await
+            }
+        };
         written.map_err(|e| {
             let error = ProgressError::new(e.to_string());
             tracing::warn!(promotion = %self.promotion, error = %e, "cannot record the promotion's progress: stopping it");

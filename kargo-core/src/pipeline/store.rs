@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::state::{ProjectState, STATE_FORMAT};
+use crate::runner::PromotionProgress;
 
 /// A state's revision: 0 for a project never written, then one more per write.
 pub type Revision = u64;
@@ -281,6 +282,31 @@ pub trait StateStore: Send + Sync {
             change(state)
         })
         .await
+    }
+
+    /// Records one promotion's progress (`None`: removes it) under a lease: the write a
+    /// runner makes after every step ([`ProjectState::progress`]). Refused with
+    /// [`StateError::StaleLease`] like [`update_fenced`](Self::update_fenced), which the
+    /// default uses; a store with records of its own writes that one record only.
+    async fn put_progress(
+        &self,
+        fence: &Fence,
+        promotion: &str,
+        progress: Option<&PromotionProgress>,
+    ) -> Result<(), StateError> {
+        self.update_fenced(fence, &mut |state| {
+            match progress {
+                Some(p) => {
+                    state.progress.insert(promotion.to_owned(), p.clone());
+                }
+                None => {
+                    state.progress.remove(promotion);
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Reads, applies `change` and writes, retrying on conflicts (at most 16 times).

@@ -24,6 +24,13 @@
 //!    within its time limit stays held; one left past it is granted to another runner
 //!    with a higher token, and the first holder's renewal and writes are then refused.
 //!
+//! 10. step records: a promotion's progress ([`StateStore::put_progress`]) written under a
+//!     lease reads back from another handle, is replaced by the next write, is removed
+//!     by `None`, and a write under a superseded lease is refused and changes nothing;
+//! 11. retention ([`crate::pipeline::apply_retention`]) applied through
+//!     [`StateStore::update`] deletes the old Freight nobody uses, keeps the Freight a
+//!     Stage holds and the newest after it, and the deletions read back.
+//!
 //! Every case uses project names of its own (`<prefix>-<case>`), so a backend may share
 //! its storage with other tests.
 
@@ -79,6 +86,8 @@ pub async fn run(open: Open<'_>, prefix: &str) {
     if open().leases_expire() {
         leases_expire_unless_renewed(open, prefix).await;
     }
+    progress_records_under_a_lease(open, prefix).await;
+    retention_prunes_through_the_store(open, prefix).await;
 }
 
 async fn empty_project(open: Open<'_>, prefix: &str) {
@@ -419,5 +428,151 @@ async fn leases_expire_unless_renewed(open: Open<'_>, prefix: &str) {
         .unwrap_or_else(|e| fail(case, e));
     if !state.freight.is_empty() {
         fail(case, "a refused write changed the state");
+    }
+}
+
+fn progress(steps: usize) -> crate::runner::PromotionProgress {
+    let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+    crate::runner::PromotionProgress {
+        steps: (0..steps)
+            .map(|i| crate::runner::StepRecord {
+                alias: format!("step-{i}"),
+                uses: "http".into(),
+                status: crate::runner::StepExecutionStatus::Succeeded,
+                message: None,
+                started_at: Some(at),
+                finished_at: Some(at),
+                error_count: 0,
+                attempts: 1,
+                continue_on_error: false,
+                outputs: [(format!("out{i}"), serde_json::json!({"n": i}))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect(),
+        state: BTreeMap::new(),
+        started_at: at,
+        updated_at: at,
+    }
+}
+
+async fn progress_records_under_a_lease(open: Open<'_>, prefix: &str) {
+    let case = "step records are written under a lease";
+    let project = format!("{prefix}-progress");
+    let (a, b) = (open(), open());
+    a.update(&project, &mut |s| {
+        record_freight(s, freight(1));
+        Ok(())
+    })
+    .await
+    .unwrap_or_else(|e| fail(case, e));
+    let lease = match a.acquire_lease(&project, "dev", TTL).await {
+        Ok(Some(l)) => l,
+        other => fail(case, format!("no lease: {other:?}")),
+    };
+    let fence = lease
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    for steps in 1..=3 {
+        a.put_progress(&fence, "dev.p1", Some(&progress(steps)))
+            .await
+            .unwrap_or_else(|e| fail(case, e));
+        let (state, _) = b.load(&project).await.unwrap_or_else(|e| fail(case, e));
+        match state.progress.get("dev.p1") {
+            Some(p) if *p == progress(steps) => {}
+            other => fail(case, format!("after {steps} steps, read back {other:?}")),
+        }
+        if state.freight.len() != 1 {
+            fail(case, "a progress write changed the Freight");
+        }
+    }
+    // Another runner takes the lease over; the first one's next step record is refused.
+    drop(lease);
+    let second = take_within(RELEASE, async || {
+        b.acquire_lease(&project, "dev", TTL).await
+    })
+    .await
+    .unwrap_or_else(|| fail(case, "no second lease"));
+    match a.put_progress(&fence, "dev.p1", Some(&progress(4))).await {
+        Err(StateError::StaleLease { .. }) => {}
+        other => fail(
+            case,
+            format!("a stale step record was not refused: {other:?}"),
+        ),
+    }
+    let (state, _) = b.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    if state.progress.get("dev.p1") != Some(&progress(3)) {
+        fail(case, "a refused step record changed the state");
+    }
+    let new = second
+        .fence()
+        .cloned()
+        .unwrap_or_else(|| fail(case, "no token"));
+    b.put_progress(&new, "dev.p1", None)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let (state, _) = a.load(&project).await.unwrap_or_else(|e| fail(case, e));
+    if !state.progress.is_empty() {
+        fail(case, "a removed step record is still there");
+    }
+}
+
+async fn retention_prunes_through_the_store(open: Open<'_>, prefix: &str) {
+    let case = "retention prunes through the store";
+    let project = format!("{prefix}-retention");
+    let store = open();
+    let now = chrono::DateTime::<chrono::Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    let old = now - chrono::Duration::days(30);
+    let mut held = None;
+    store
+        .update(&project, &mut |s| {
+            for n in 0..12 {
+                let mut f = freight(100 + n);
+                f.discovered_at = Some(old + chrono::Duration::minutes(n as i64));
+                // The newest is held by a Stage: kept, and the 3 after it.
+                if n == 11 {
+                    held = Some(f.name.clone());
+                    let id = f.name.clone();
+                    record_freight(s, f);
+                    if let Some(rec) = s.freight.get_mut(&id) {
+                        rec.status
+                            .currently_in
+                            .insert("prod".into(), crate::pipeline::CurrentStage { since: old });
+                    }
+                } else {
+                    record_freight(s, f);
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let policy = crate::pipeline::RetentionPolicy {
+        max_retained_freight: 3,
+        ..Default::default()
+    };
+    let mut report = None;
+    store
+        .update(&project, &mut |s| {
+            report = Some(crate::pipeline::apply_retention(s, &policy, now));
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let (state, _) = open()
+        .load(&project)
+        .await
+        .unwrap_or_else(|e| fail(case, e));
+    let held = held.unwrap_or_else(|| fail(case, "no Freight"));
+    if !state.freight.contains_key(&held) {
+        fail(case, "Freight a Stage holds was deleted");
+    }
+    let deleted = report.map_or(0, |r| r.freight.len());
+    if deleted != 8 || state.freight.len() != 4 {
+        fail(
+            case,
+            format!("{deleted} deleted, {} left of 12", state.freight.len()),
+        );
     }
 }

@@ -1,0 +1,317 @@
+//! State store benchmark: a project with 10,000 Freight and 100 Stages, in each backend,
+//! measured side by side in one run:
+//!
+//! - **step bookkeeping**: the write a promotion makes after every step (one promotion's
+//!   progress, under its Stage lease: [`StateStore::put_progress`]);
+//! - **Freight available to a Stage**: read the state and list what one Stage may receive
+//!   (the CLI's `get freight --stage`, the UI's promote dialog);
+//! - **peak memory** of reading the state and listing for all 100 Stages (in this process:
+//!   `VmHWM` after resetting it, minus the resident size before);
+//! - **seed**: writing the whole state once.
+//!
+//! Backends: the memory store (one document in memory), the file store (one JSON document
+//! per project: today's format) and PostgreSQL (a row per Freight, Stage, promotion and
+//! progress record), when `TEST_POSTGRES_URL` names a server. Run it with the servers:
+//! `ci/test.sh --run cargo bench --bench state_store` (`KARGO_BENCH_FREIGHT`, default
+//! 10000, sets the number of Freight).
+#![forbid(unsafe_code)]
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use kargo::core::freight::{Freight, FreightCollection, FreightOrigin, Image};
+use kargo::core::loader::ManifestSet;
+use kargo::core::pipeline::{
+    FileStore, MemoryStore, Pipeline, ProjectState, StageFreight, StateStore, VerifiedStage,
+    record_freight,
+};
+use kargo::core::runner::{PromotionProgress, StepExecutionStatus, StepRecord};
+
+const STAGES: usize = 100;
+const PROJECT: &str = "bench";
+/// Timed repetitions of each operation (the median and the slowest are reported).
+const RUNS: usize = 15;
+
+fn manifests() -> ManifestSet {
+    let mut yaml = String::from(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata: {name: bench}\n---\n\
+         apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {name: app, namespace: bench}\n\
+         spec:\n  subscriptions:\n  - image: {repoURL: registry.example/app}\n",
+    );
+    // Ten chains of ten Stages: the first of each takes Freight from the Warehouse, the
+    // others from the Stage before them.
+    for i in 0..STAGES {
+        let source = if i % 10 == 0 {
+            "sources: {direct: true}".to_owned()
+        } else {
+            format!("sources: {{stages: [s{}]}}", i - 1)
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\n\
+             metadata: {{name: s{i}, namespace: bench}}\nspec:\n  requestedFreight:\n\
+             \x20 - origin: {{kind: Warehouse, name: app}}\n    {source}\n  promotionTemplate:\n\
+             \x20   spec:\n      steps:\n      - uses: fail\n        config: {{message: x}}\n"
+        ));
+    }
+    ManifestSet::from_yaml_str("bench.yaml", &yaml).unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+/// 10,000 Freight (the newest 50 verified in every Stage), each Stage holding the newest.
+fn state(freight: usize) -> ProjectState {
+    let mut state = ProjectState::default();
+    let mut ids = Vec::new();
+    for n in 0..freight {
+        let mut f = Freight::new(
+            FreightOrigin::warehouse("app"),
+            vec![],
+            vec![Image {
+                repo_url: "registry.example/app".into(),
+                tag: format!("1.{}.{}", n / 1000, n % 1000),
+                digest: format!("sha256:{n:064x}"),
+                annotations: BTreeMap::new(),
+                subscription_name: None,
+            }],
+            vec![],
+            vec![],
+        );
+        f.discovered_at = Some(at(n as i64 * 60));
+        f.alias = Some(format!("alias-{n}"));
+        ids.push(f.name.clone());
+        record_freight(&mut state, f);
+    }
+    let newest: Vec<_> = ids.iter().rev().take(50).cloned().collect();
+    for i in 0..STAGES {
+        let stage = format!("s{i}");
+        for id in &newest {
+            if let Some(rec) = state.freight.get_mut(id) {
+                rec.status.verified_in.insert(
+                    stage.clone(),
+                    VerifiedStage {
+                        verified_at: at(1),
+                        longest_soak_seconds: 0,
+                    },
+                );
+            }
+        }
+        let collection = {
+            let mut c = FreightCollection::default();
+            if let Some(rec) = state.freight.get(&newest[0]) {
+                c.insert((&rec.freight).into());
+            }
+            c
+        };
+        state
+            .stages
+            .entry(stage.clone())
+            .or_default()
+            .freight_history
+            .push(StageFreight {
+                collection,
+                promoted_at: at(2),
+                promotion: format!("{stage}.p0"),
+                verification_history: Vec::new(),
+            });
+    }
+    state
+}
+
+fn progress(steps: usize) -> PromotionProgress {
+    PromotionProgress {
+        steps: (0..steps)
+            .map(|i| StepRecord {
+                alias: format!("step-{i}"),
+                uses: "yaml-update".into(),
+                status: StepExecutionStatus::Succeeded,
+                message: None,
+                started_at: Some(at(10)),
+                finished_at: Some(at(11)),
+                error_count: 0,
+                attempts: 1,
+                continue_on_error: false,
+                outputs: Default::default(),
+            })
+            .collect(),
+        state: BTreeMap::new(),
+        started_at: at(10),
+        updated_at: at(11),
+    }
+}
+
+fn kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn median_max(mut d: Vec<Duration>) -> (Duration, Duration) {
+    d.sort();
+    (d[d.len() / 2], d[d.len() - 1])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Row {
+    backend: &'static str,
+    seed: Duration,
+    step: (Duration, Duration),
+    list: (Duration, Duration),
+    listed: usize,
+    peak_mib: f64,
+}
+
+async fn measure(
+    backend: &'static str,
+    store: Arc<dyn StateStore>,
+    state: &ProjectState,
+    manifests: &ManifestSet,
+) -> Row {
+    let t = Instant::now();
+    store.store(PROJECT, state, 0).await.unwrap();
+    let seed = t.elapsed();
+    let lease = store
+        .acquire_lease(PROJECT, "s0", Duration::from_secs(600))
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let fence = lease.fence().cloned().unwrap();
+    let mut step = Vec::new();
+    for i in 0..RUNS {
+        let p = progress(i % 8 + 1);
+        let t = Instant::now();
+        store.put_progress(&fence, "s0.p1", Some(&p)).await.unwrap();
+        step.push(t.elapsed());
+    }
+    let stage = manifests
+        .stages(PROJECT)
+        .find(|s| s.metadata.name == "s5")
+        .unwrap();
+    let now = at(10_000_000);
+    let mut list = Vec::new();
+    let mut listed = 0;
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let (s, _) = store.load(PROJECT).await.unwrap();
+        listed = Pipeline::available_to(stage, &s, now).len();
+        list.push(t.elapsed());
+    }
+    // Peak memory of one read and a listing for every Stage.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = kib("VmRSS:");
+    {
+        let (s, _) = store.load(PROJECT).await.unwrap();
+        let total: usize = manifests
+            .stages(PROJECT)
+            .map(|st| Pipeline::available_to(st, &s, now).len())
+            .sum();
+        std::hint::black_box(total);
+    }
+    let peak_mib = kib("VmHWM:").saturating_sub(before) as f64 / 1024.0;
+    drop(lease);
+    Row {
+        backend,
+        seed,
+        step: median_max(step),
+        list: median_max(list),
+        listed,
+        peak_mib,
+    }
+}
+
+fn main() {
+    let freight: usize = std::env::var("KARGO_BENCH_FREIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let manifests = manifests();
+    let state = state(freight);
+    let doc = serde_json::to_vec(&state).unwrap().len();
+    println!(
+        "state_store: {freight} Freight, {STAGES} Stages; the state is {:.1} MiB as one JSON document",
+        doc as f64 / 1048576.0
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = Vec::new();
+    rt.block_on(async {
+        rows.push(measure("memory (one document)", Arc::new(MemoryStore::new()), &state, &manifests).await);
+        rows.push(
+            measure(
+                "file (one document per project: today's format)",
+                Arc::new(FileStore::open(dir.path()).unwrap()),
+                &state,
+                &manifests,
+            )
+            .await,
+        );
+        match std::env::var("TEST_POSTGRES_URL") {
+            Ok(url) => {
+                let db = fresh_database(&url).await;
+                let store = kargo::postgres::PostgresStore::connect(&db, Default::default())
+                    .await
+                    .unwrap();
+                rows.push(
+                    measure("PostgreSQL (a row per record)", Arc::new(store), &state, &manifests)
+                        .await,
+                );
+            }
+            Err(_) => eprintln!(
+                "state_store: TEST_POSTGRES_URL is not set: no PostgreSQL row (run with `ci/test.sh --run cargo bench --bench state_store`)"
+            ),
+        }
+    });
+    println!();
+    println!(
+        "| backend | step bookkeeping (median / max) | Freight available to a Stage (median / max) | peak memory, 100 listings | seed (whole state) |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} / {} | {} / {} ({} Freight) | {:.1} MiB | {} |",
+            r.backend,
+            ms(r.step.0),
+            ms(r.step.1),
+            ms(r.list.0),
+            ms(r.list.1),
+            r.listed,
+            r.peak_mib,
+            ms(r.seed)
+        );
+    }
+}
+
+/// A new, empty database `kargo_bench` on the cluster at `url`; its URL.
+async fn fresh_database(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("DROP DATABASE IF EXISTS kargo_bench WITH (FORCE)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE DATABASE kargo_bench")
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/kargo_bench")
+}
