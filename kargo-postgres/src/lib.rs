@@ -499,7 +499,7 @@ impl StateStore for PostgresStore {
         progress: Option<&PromotionProgress>,
     ) -> Result<(), StateError> {
         let body = progress
-            .map(|p| serde_json::to_string(p))
+            .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StateError::Aborted(format!("cannot encode the progress: {e}")))?;
         let mut client = self.client().await?;
