@@ -3,10 +3,11 @@
 //!
 //! - **step bookkeeping**: the write a promotion makes after every step (one promotion's
 //!   progress, under its Stage lease: [`StateStore::put_progress`]);
-//! - **Freight available to a Stage**: read the state and list what one Stage may receive
-//!   (the CLI's `get freight --stage`, the UI's promote dialog);
-//! - **peak memory** of reading the state and listing for all 100 Stages (in this process:
-//!   `VmHWM` after resetting it, minus the resident size before);
+//! - **Freight available to one Stage**: read the state and list what `s0` (fed by the
+//!   Warehouse: all of it) may receive (the CLI's `get freight --stage`);
+//! - **read + list for all 100 Stages**: a UI's pipeline page;
+//! - **peak memory of a reader**: a child process that opens the store, reads the state and
+//!   lists for all 100 Stages, minus one that only opens the store (`VmHWM`);
 //! - **seed**: writing the whole state once.
 //!
 //! Backends: the memory store (one document in memory), the file store (one JSON document
@@ -171,7 +172,7 @@ struct Row {
     step: (Duration, Duration),
     list: (Duration, Duration),
     listed: usize,
-    peak_mib: f64,
+    list_all: (Duration, Duration),
 }
 
 async fn measure(
@@ -198,7 +199,7 @@ async fn measure(
     }
     let stage = manifests
         .stages(PROJECT)
-        .find(|s| s.metadata.name == "s5")
+        .find(|s| s.metadata.name == "s0")
         .unwrap();
     let now = at(10_000_000);
     let mut list = Vec::new();
@@ -209,18 +210,18 @@ async fn measure(
         listed = Pipeline::available_to(stage, &s, now).len();
         list.push(t.elapsed());
     }
-    // Peak memory of one read and a listing for every Stage.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = kib("VmRSS:");
-    {
+    // A UI's pipeline page: one read, then what each of the 100 Stages may receive.
+    let mut list_all = Vec::new();
+    for _ in 0..RUNS.min(5) {
+        let t = Instant::now();
         let (s, _) = store.load(PROJECT).await.unwrap();
         let total: usize = manifests
             .stages(PROJECT)
             .map(|st| Pipeline::available_to(st, &s, now).len())
             .sum();
         std::hint::black_box(total);
+        list_all.push(t.elapsed());
     }
-    let peak_mib = kib("VmHWM:").saturating_sub(before) as f64 / 1024.0;
     drop(lease);
     Row {
         backend,
@@ -228,11 +229,75 @@ async fn measure(
         step: median_max(step),
         list: median_max(list),
         listed,
-        peak_mib,
+        list_all: median_max(list_all),
     }
 }
 
+/// The environment variable that makes this binary a child measuring its own memory:
+/// `file:<dir>` or `postgres:<url>`, with `+read` to read the state and list for every
+/// Stage (without: only open the store, the baseline).
+const CHILD: &str = "KARGO_BENCH_STATE_CHILD";
+
+/// In a child: opens the store, reads and lists if asked, prints `VmHWM` in KiB.
+fn child(spec: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (spec, read) = match spec.strip_suffix("+read") {
+        Some(s) => (s, true),
+        None => (spec, false),
+    };
+    rt.block_on(async {
+        let store: Arc<dyn StateStore> = match spec.split_once(':') {
+            Some(("file", dir)) => Arc::new(FileStore::open(dir).unwrap()),
+            Some(("postgres", url)) => Arc::new(
+                kargo::postgres::PostgresStore::connect(url, Default::default())
+                    .await
+                    .unwrap(),
+            ),
+            _ => panic!("{CHILD}={spec}: file:<dir> or postgres:<url>"),
+        };
+        let manifests = manifests();
+        if read {
+            let (s, _) = store.load(PROJECT).await.unwrap();
+            let now = at(10_000_000);
+            let total: usize = manifests
+                .stages(PROJECT)
+                .map(|st| Pipeline::available_to(st, &s, now).len())
+                .sum();
+            std::hint::black_box(total);
+        }
+    });
+    println!("{}", kib("VmHWM:"));
+}
+
+/// The peak resident memory of a child process that reads the state in `spec` and lists
+/// for every Stage, minus that of one that only opens the store (MiB).
+fn child_peak(spec: &str) -> f64 {
+    let run = |spec: String| -> u64 {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(CHILD, spec)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let base = run(spec.to_owned());
+    let read = run(format!("{spec}+read"));
+    read.saturating_sub(base) as f64 / 1024.0
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        child(&spec);
+        return;
+    }
     let freight: usize = std::env::var("KARGO_BENCH_FREIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -250,49 +315,53 @@ fn main() {
         doc as f64 / 1048576.0
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut rows = Vec::new();
+    let file_spec = format!("file:{}", dir.path().display());
+    // (row, how to measure a reader's memory in a child process)
+    let mut rows: Vec<(Row, Option<String>)> = Vec::new();
     rt.block_on(async {
-        rows.push(measure("memory (one document)", Arc::new(MemoryStore::new()), &state, &manifests).await);
-        rows.push(
-            measure(
-                "file (one document per project: today's format)",
-                Arc::new(FileStore::open(dir.path()).unwrap()),
-                &state,
-                &manifests,
-            )
-            .await,
-        );
+        let memory = Arc::new(MemoryStore::new());
+        rows.push((measure("memory (one document)", memory, &state, &manifests).await, None));
+        let file = Arc::new(FileStore::open(dir.path()).unwrap());
+        rows.push((
+            measure("file (one document per project: today's format)", file, &state, &manifests)
+                .await,
+            Some(file_spec.clone()),
+        ));
         match std::env::var("TEST_POSTGRES_URL") {
             Ok(url) => {
                 let db = fresh_database(&url).await;
                 let store = kargo::postgres::PostgresStore::connect(&db, Default::default())
                     .await
                     .unwrap();
-                rows.push(
-                    measure("PostgreSQL (a row per record)", Arc::new(store), &state, &manifests)
-                        .await,
-                );
+                let row = measure("PostgreSQL (a row per record)", Arc::new(store), &state, &manifests)
+                    .await;
+                rows.push((row, Some(format!("postgres:{db}"))));
             }
             Err(_) => eprintln!(
                 "state_store: TEST_POSTGRES_URL is not set: no PostgreSQL row (run with `ci/test.sh --run cargo bench --bench state_store`)"
             ),
         }
     });
+    drop(rt);
     println!();
     println!(
-        "| backend | step bookkeeping (median / max) | Freight available to a Stage (median / max) | peak memory, 100 listings | seed (whole state) |"
+        "| backend | step bookkeeping (median / max) | Freight available to one Stage (median / max) | read + list for all 100 Stages (median / max) | peak memory of a reader | seed (whole state) |"
     );
-    println!("|---|---|---|---|---|");
-    for r in &rows {
+    println!("|---|---|---|---|---|---|");
+    for (r, spec) in &rows {
+        let peak = spec
+            .as_deref()
+            .map_or_else(|| "n/a".to_owned(), |s| format!("{:.1} MiB", child_peak(s)));
         println!(
-            "| {} | {} / {} | {} / {} ({} Freight) | {:.1} MiB | {} |",
+            "| {} | {} / {} | {} / {} ({} Freight) | {} / {} | {peak} | {} |",
             r.backend,
             ms(r.step.0),
             ms(r.step.1),
             ms(r.list.0),
             ms(r.list.1),
             r.listed,
-            r.peak_mib,
+            ms(r.list_all.0),
+            ms(r.list_all.1),
             ms(r.seed)
         );
     }

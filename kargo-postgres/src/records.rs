@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use kargo_core::pipeline::{ProjectState, StateError};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// The kind of the records holding plain fields (the format version).
 const META: &str = "meta";
@@ -133,55 +133,92 @@ fn list_keys(items: &[Json]) -> Vec<String> {
 }
 
 /// Rebuilds the state from its records; `describe` names a record for errors.
+///
+/// The records' JSON texts are joined into the state's JSON form and parsed once (no
+/// intermediate JSON tree); when that fails, each record is parsed on its own to name the
+/// damaged one.
 pub(crate) fn assemble(
     records: &BTreeMap<RecordId, StoredRecord>,
     describe: &dyn Fn(&RecordId) -> String,
 ) -> Result<ProjectState, StateError> {
-    let mut fields = Map::new();
-    let mut lists: BTreeMap<&str, Vec<(i64, &str, Json)>> = BTreeMap::new();
-    for (id, rec) in records {
-        let value: Json = serde_json::from_str(&rec.body).map_err(|e| StateError::Corrupt {
-            path: describe(id),
-            message: format!("not JSON: {e}"),
-        })?;
-        let (kind, key) = (id.0.as_str(), id.1.as_str());
+    // kind -> its records: plain fields, map entries (key order), list elements (seq order).
+    let mut plain: Vec<(&str, &str)> = Vec::new();
+    let mut maps: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+    let mut lists: BTreeMap<&str, Vec<(i64, &str, &str)>> = BTreeMap::new();
+    for ((kind, key), rec) in records {
         if kind == META {
-            fields.insert(key.to_owned(), value);
+            plain.push((key, &rec.body));
         } else if rec.seq > 0 {
-            lists.entry(kind).or_default().push((rec.seq, key, value));
+            lists
+                .entry(kind)
+                .or_default()
+                .push((rec.seq, key, &rec.body));
         } else {
-            let entry = fields
-                .entry(kind.to_owned())
-                .or_insert_with(|| Json::Object(Map::new()));
-            match entry {
-                Json::Object(map) => {
-                    map.insert(key.to_owned(), value);
-                }
-                _ => {
-                    return Err(StateError::Corrupt {
-                        path: describe(id),
-                        message: format!("{kind:?} holds both map entries and list elements"),
-                    });
-                }
+            maps.entry(kind).or_default().push((key, &rec.body));
+        }
+    }
+    if let Some(kind) = maps.keys().find(|k| lists.contains_key(*k)) {
+        return Err(StateError::Corrupt {
+            path: describe(&((*kind).to_owned(), String::new())),
+            message: format!("{kind:?} holds both map entries and list elements"),
+        });
+    }
+    let size: usize = records.values().map(|r| r.body.len() + 64).sum();
+    let mut text = String::with_capacity(size + 16);
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned());
+    text.push('{');
+    let mut first = true;
+    let mut field = |text: &mut String, name: &str| {
+        if !std::mem::take(&mut first) {
+            text.push(',');
+        }
+        text.push_str(&quote(name));
+        text.push(':');
+    };
+    for (key, body) in &plain {
+        field(&mut text, key);
+        text.push_str(body);
+    }
+    for (kind, entries) in &maps {
+        field(&mut text, kind);
+        text.push('{');
+        for (i, (key, body)) in entries.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&quote(key));
+            text.push(':');
+            text.push_str(body);
+        }
+        text.push('}');
+    }
+    for (kind, items) in &mut lists {
+        items.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        field(&mut text, kind);
+        text.push('[');
+        for (i, (_, _, body)) in items.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(body);
+        }
+        text.push(']');
+    }
+    text.push('}');
+    serde_json::from_str(&text).map_err(|e| {
+        // Name the record that is not JSON, if one is not; else the state as a whole.
+        for (id, rec) in records {
+            if let Err(bad) = serde_json::from_str::<Json>(&rec.body) {
+                return StateError::Corrupt {
+                    path: describe(id),
+                    message: format!("not JSON: {bad}"),
+                };
             }
         }
-    }
-    for (kind, mut items) in lists {
-        if fields.contains_key(kind) {
-            return Err(StateError::Corrupt {
-                path: describe(&(kind.to_owned(), String::new())),
-                message: format!("{kind:?} holds both map entries and list elements"),
-            });
+        StateError::Corrupt {
+            path: describe(&(String::new(), String::new())),
+            message: format!("the records do not form a state: {e}"),
         }
-        items.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        fields.insert(
-            kind.to_owned(),
-            Json::Array(items.into_iter().map(|(_, _, v)| v).collect()),
-        );
-    }
-    serde_json::from_value(Json::Object(fields)).map_err(|e| StateError::Corrupt {
-        path: describe(&(String::new(), String::new())),
-        message: format!("the records do not form a state: {e}"),
     })
 }
 
