@@ -16,7 +16,7 @@
 //!
 //! Last, the SIGSTOP case: one more promotion's `http` call is held by the counting
 //! server; the replica holding that Stage's lease is stopped with SIGSTOP; once its lease
-//! (2 s) has expired another replica takes the Stage over and finishes the promotion;
+//! (3 s) has expired another replica takes the Stage over and finishes the promotion;
 //! then the held call is answered and the stopped replica resumed with SIGCONT: its late
 //! writes are refused (a stale lease, logged) and the promotion still ended exactly once.
 //!
@@ -44,7 +44,7 @@ use support::{git, promoter_bin};
 const STAGES: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 const FREIGHT: usize = 6;
 const REPLICAS: usize = 3;
-const LEASE_TTL_SECS: u64 = 2;
+const LEASE_TTL_SECS: u64 = 3;
 
 // ---------------------------------------------------------------------------------------
 // A small seeded generator (splitmix64).

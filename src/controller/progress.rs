@@ -46,13 +46,25 @@ impl<'a> StateProgress<'a> {
 impl ProgressSink for StateProgress<'_> {
     async fn record(&self, progress: &PromotionProgress) -> Result<(), ProgressError> {
         let written = match self.fence {
-            // One record under the lease (a database store writes just that row).
-            Some(fence) => self
-                .controller
-                .store()
-                .put_progress(fence, self.promotion, Some(progress))
-                .await
-                .map_err(ControllerError::from),
+            // One record under the lease (a database store writes just that row), after
+            // renewing the lease: the next step (perhaps one with an outside effect, which
+            // no fencing token can stop once started) begins with the lease's whole time
+            // limit ahead, and not at all if the lease was granted to another runner.
+            Some(fence) => {
+                let store = self.controller.store();
+                let renewed = if store.leases_expire() {
+                    store.renew_lease(fence, self.controller.lease_ttl()).await
+                } else {
+                    Ok(())
+                };
+                match renewed {
+                    Ok(()) => store
+                        .put_progress(fence, self.promotion, Some(progress))
+                        .await
+                        .map_err(ControllerError::from),
+                    Err(e) => Err(e.into()),
+                }
+            }
             None => {
                 self.controller
                     .update_under(None, |state| {
