@@ -30,6 +30,7 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+pub mod records;
 mod retention;
 mod soak;
 mod state;
