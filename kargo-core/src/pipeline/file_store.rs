@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::journal::{self, Entry, Journal};
 use super::records::{self, NewRecord, RecordId, StoredRecord};
 use super::state::{ProjectState, STATE_FORMAT};
-use super::store::{Revision, StageLease, StateError, StateStore};
+use super::store::{Fence, Revision, StageLease, StateError, StateStore, check_fence};
+use crate::runner::PromotionProgress;
 
 /// The journal is folded into a new snapshot once it is larger than the snapshot and
 /// than this.
@@ -30,7 +31,8 @@ struct Envelope<S> {
 /// line per write made after the snapshot: the write's new revision and the records (see
 /// [`records`](super::records)) it set and deleted. A promotion's progress after a step
 /// ([`StateStore::put_progress`]) thus appends one short line instead of rewriting every
-/// Freight of the project.
+/// Freight of the project, and a reader applies such lines to the map entries they set
+/// without rebuilding the state.
 ///
 /// **Reading** (no lock): the snapshot, then the journal's lines in order, each applied
 /// when its revision is the next one (a line at or below the snapshot's revision, or a
@@ -41,8 +43,8 @@ struct Envelope<S> {
 /// lock, released when the process dies) and holds it from its read to its write. It
 /// cuts a torn tail off the journal, then appends its line with one `write_all` and
 /// `sync_data`, so a line is all or nothing. When the journal has grown larger than the
-/// snapshot (and than 64 KiB), or a write cannot be told as records (a list reordered),
-/// the writer writes a new snapshot instead (`<project>.json.tmp`, synced, renamed over
+/// snapshot (and than 64 KiB), or a write changes a list (the finished promotions: once
+/// per promotion, not per step), the writer writes a new snapshot instead (`<project>.json.tmp`, synced, renamed over
 /// the snapshot, directory synced) and then empties the journal; a crash between the two
 /// leaves lines at or below the new snapshot's revision, which readers skip.
 /// [`StateStore::store`] keeps its whole-state compare-and-swap on the revision.
@@ -95,31 +97,6 @@ fn numbered(new: BTreeMap<RecordId, NewRecord>) -> BTreeMap<RecordId, StoredReco
             )
         })
         .collect()
-}
-
-/// Whether `stored` keeps every list in `new`'s order (so the records assemble to the
-/// state `new` was split from).
-fn same_order(
-    stored: &BTreeMap<RecordId, StoredRecord>,
-    new: &BTreeMap<RecordId, NewRecord>,
-) -> bool {
-    let mut by_seq: BTreeMap<&str, Vec<(i64, &str)>> = BTreeMap::new();
-    let mut by_position: BTreeMap<&str, Vec<(usize, &str)>> = BTreeMap::new();
-    for ((kind, key), r) in new {
-        if let Some(p) = r.position {
-            by_position.entry(kind).or_default().push((p, key));
-            let seq = stored
-                .get(&(kind.clone(), key.clone()))
-                .map_or(0, |s| s.seq);
-            by_seq.entry(kind).or_default().push((seq, key));
-        }
-    }
-    by_position.into_iter().all(|(kind, mut p)| {
-        let mut s = by_seq.remove(kind).unwrap_or_default();
-        p.sort();
-        s.sort();
-        p.iter().map(|x| x.1).eq(s.iter().map(|x| x.1))
-    })
 }
 
 impl FileStore {
@@ -208,23 +185,24 @@ impl FileStore {
                     0,
                 ),
             };
-            let mut next = journal
-                .entries
-                .iter()
-                .filter(|e| {
-                    if e.revision == revision + 1 {
-                        revision += 1;
-                        true
-                    } else {
-                        false
-                    }
-                })
-                .peekable();
-            let records = if next.peek().is_none() && !with_records {
-                None
+            let mut applicable = Vec::new();
+            for (line, entry) in &journal.entries {
+                if entry.revision == revision + 1 {
+                    revision += 1;
+                    applicable.push((*line, entry));
+                }
+            }
+            let records = if applicable.iter().all(|(_, e)| e.applies_to_state()) {
+                // Map entries and the format only: applied to the state as it is.
+                for (line, entry) in &applicable {
+                    entry.apply_to_state(&mut state, &journal_path, *line)?;
+                }
+                with_records
+                    .then(|| records::split(&state).map(numbered))
+                    .transpose()?
             } else {
                 let mut records = numbered(records::split(&state)?);
-                for entry in next {
+                for (_, entry) in &applicable {
                     entry.apply(&mut records);
                 }
                 state = records::assemble(&records, &|(kind, key)| {
@@ -234,9 +212,9 @@ impl FileStore {
                         format!("{} (record {kind}/{key})", journal_path.display())
                     }
                 })?;
-                check_format(&state, &journal_path)?;
                 Some(records)
             };
+            check_format(&state, &journal_path)?;
             return Ok(Loaded {
                 state,
                 revision,
@@ -266,25 +244,42 @@ impl FileStore {
                 actual: loaded.revision,
             });
         }
+        let old = match loaded.records {
+            Some(r) => r,
+            None => numbered(records::split(&loaded.state)?),
+        };
         let mut state = loaded.state;
         change(&mut state)?;
         state.format = STATE_FORMAT;
-        let revision = loaded.revision + 1;
-        let old = loaded.records.unwrap_or_default();
-        let new = records::split(&state)?;
+        let changes = records::diff(&old, &records::split(&state)?);
+        let entry = Entry::new(loaded.revision + 1, changes, &old);
+        let revision = self.commit(project, &loaded.journal, loaded.snapshot_len, &state, entry)?;
+        Ok((state, revision))
+    }
+
+    /// Writes `state`, the project's next state, whose changes to `loaded` are `entry`:
+    /// appends the entry to the journal, or writes a new snapshot when the entry touches
+    /// a list (so the journal holds map entries and plain fields only) or the journal
+    /// would grow larger than the snapshot (and than [`COMPACT_MIN`]). The caller holds
+    /// the project's lock.
+    fn commit(
+        &self,
+        project: &str,
+        journal: &Journal,
+        snapshot_len: u64,
+        state: &ProjectState,
+        entry: Entry,
+    ) -> Result<Revision, StateError> {
         let journal_path = self.path(project, "journal")?;
-        let entry = Entry::new(revision, records::diff(&old, &new), &old);
-        let mut after = old;
-        entry.apply(&mut after);
         let line = entry.encode(&journal_path)?;
-        let grown = loaded.journal.valid_len + line.len() as u64;
-        if !same_order(&after, &new) || grown > loaded.snapshot_len.max(COMPACT_MIN) {
-            self.write_snapshot(project, &state, revision)?;
+        let grown = journal.valid_len + line.len() as u64;
+        if !entry.applies_to_state() || grown > snapshot_len.max(COMPACT_MIN) {
+            self.write_snapshot(project, state, entry.revision)?;
             journal::truncate(&journal_path)?;
         } else {
-            journal::append(&journal_path, &loaded.journal, &line)?;
+            journal::append(&journal_path, journal, &line)?;
         }
-        Ok((state, revision))
+        Ok(entry.revision)
     }
 
     /// Replaces the snapshot with `state` at `revision`: `<project>.json.tmp`, synced,
@@ -337,6 +332,13 @@ impl FileStore {
         lock.lock().map_err(io)?;
         Ok(lock)
     }
+}
+
+/// The text of one promotion's progress record, as [`records::split`] gives it.
+fn progress_record(progress: &PromotionProgress) -> Result<String, StateError> {
+    serde_json::to_value(progress)
+        .map(|v| v.to_string())
+        .map_err(|e| StateError::Aborted(format!("cannot encode the progress: {e}")))
 }
 
 /// Refuses a state written in a newer format, naming the file.
@@ -400,6 +402,59 @@ impl StateStore for FileStore {
             Ok(())
         })
         .map(|(_, revision)| revision)
+    }
+
+    /// Writes the one progress record (a journal line of one record, as
+    /// [`records::diff`] gives it), under the project's lock, after checking the fence;
+    /// the state's other records are neither split nor compared.
+    async fn put_progress(
+        &self,
+        fence: &Fence,
+        promotion: &str,
+        progress: Option<&PromotionProgress>,
+    ) -> Result<(), StateError> {
+        let project = fence.project.as_str();
+        let _lock = self.lock_project(project)?;
+        let loaded = self.read_project(project, false)?;
+        check_fence(&loaded.state, fence)?;
+        let id: RecordId = ("progress".to_owned(), promotion.to_owned());
+        let mut old = BTreeMap::new();
+        if let Some(p) = loaded.state.progress.get(promotion) {
+            let body = progress_record(p)?;
+            old.insert(
+                id.clone(),
+                StoredRecord {
+                    seq: 0,
+                    revision: 0,
+                    body,
+                },
+            );
+        }
+        let mut new = BTreeMap::new();
+        if let Some(p) = progress {
+            let body = progress_record(p)?;
+            new.insert(
+                id,
+                NewRecord {
+                    position: None,
+                    body,
+                },
+            );
+        }
+        let changes = records::diff(&old, &new);
+        let entry = Entry::new(loaded.revision + 1, changes, &old);
+        let mut state = loaded.state;
+        match progress {
+            Some(p) => {
+                state.progress.insert(promotion.to_owned(), p.clone());
+            }
+            None => {
+                state.progress.remove(promotion);
+            }
+        }
+        state.format = STATE_FORMAT;
+        self.commit(project, &loaded.journal, loaded.snapshot_len, &state, entry)
+            .map(|_| ())
     }
 
     /// Holds the project's write lock from the read to the write, so writers in other

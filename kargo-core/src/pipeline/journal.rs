@@ -18,10 +18,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use super::records::{Change, RecordId, StoredRecord};
+use super::state::ProjectState;
 use super::store::Revision;
 
 /// One line: a write's new revision and the records it set and deleted.
@@ -58,6 +60,41 @@ pub(crate) struct DeletedRecord {
     pub kind: String,
     /// Its key.
     pub key: String,
+}
+
+/// The state's fields that hold maps, whose entries a line may set or delete without
+/// rebuilding the state.
+const MAP_KINDS: [&str; 5] = ["freight", "stages", "warehouses", "fences", "progress"];
+
+/// The kind of the records holding plain fields ([`records`](super::records)).
+const META: &str = "meta";
+
+fn map_key<K: DeserializeOwned>(key: &str) -> Result<K, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::String(key.to_owned()))
+}
+
+fn insert<K: DeserializeOwned + Ord, V: DeserializeOwned>(
+    map: &mut BTreeMap<K, V>,
+    key: &str,
+    body: &str,
+) -> Result<(), serde_json::Error> {
+    map.insert(map_key(key)?, serde_json::from_str(body)?);
+    Ok(())
+}
+
+fn remove<K: DeserializeOwned + Ord, V>(
+    map: &mut BTreeMap<K, V>,
+    key: &str,
+) -> Result<(), serde_json::Error> {
+    map.remove(&map_key::<K>(key)?);
+    Ok(())
+}
+
+fn corrupt(path: &Path, line: usize, kind: &str, key: &str, e: &serde_json::Error) -> StateError {
+    StateError::Corrupt {
+        path: path.display().to_string(),
+        message: format!("line {line}: record {kind}/{key}: {e}"),
+    }
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)]
@@ -121,6 +158,51 @@ impl Entry {
         }
     }
 
+    /// Whether [`apply_to_state`](Self::apply_to_state) can apply this line: it touches
+    /// only map entries of the state and its format.
+    pub fn applies_to_state(&self) -> bool {
+        let known =
+            |kind: &str, key: &str| MAP_KINDS.contains(&kind) || (kind == META && key == "format");
+        self.set.iter().all(|s| known(&s.kind, &s.key))
+            && self.deleted.iter().all(|d| known(&d.kind, &d.key))
+    }
+
+    /// Applies the write to `state` directly, parsing only the records it set (when
+    /// [`applies_to_state`](Self::applies_to_state)); a record that does not parse is
+    /// [`StateError::Corrupt`] naming `path` and `line`.
+    pub fn apply_to_state(
+        &self,
+        state: &mut ProjectState,
+        path: &Path,
+        line: usize,
+    ) -> Result<(), StateError> {
+        for d in &self.deleted {
+            let key = d.key.as_str();
+            let bad = |e: serde_json::Error| corrupt(path, line, &d.kind, key, &e);
+            match d.kind.as_str() {
+                "freight" => remove(&mut state.freight, key).map_err(bad)?,
+                "stages" => remove(&mut state.stages, key).map_err(bad)?,
+                "warehouses" => remove(&mut state.warehouses, key).map_err(bad)?,
+                "fences" => remove(&mut state.fences, key).map_err(bad)?,
+                "progress" => remove(&mut state.progress, key).map_err(bad)?,
+                _ => state.format = 0,
+            }
+        }
+        for s in &self.set {
+            let (key, body) = (s.key.as_str(), s.body.as_str());
+            let bad = |e: serde_json::Error| corrupt(path, line, &s.kind, key, &e);
+            match s.kind.as_str() {
+                "freight" => insert(&mut state.freight, key, body).map_err(bad)?,
+                "stages" => insert(&mut state.stages, key, body).map_err(bad)?,
+                "warehouses" => insert(&mut state.warehouses, key, body).map_err(bad)?,
+                "fences" => insert(&mut state.fences, key, body).map_err(bad)?,
+                "progress" => insert(&mut state.progress, key, body).map_err(bad)?,
+                _ => state.format = serde_json::from_str(body).map_err(bad)?,
+            }
+        }
+        Ok(())
+    }
+
     /// The line's bytes, newline included.
     pub fn encode(&self, path: &Path) -> Result<Vec<u8>, StateError> {
         let mut line = serde_json::to_vec(self).map_err(|e| StateError::Corrupt {
@@ -135,8 +217,8 @@ impl Entry {
 /// A journal as read.
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
-    /// Its complete lines, in order.
-    pub entries: Vec<Entry>,
+    /// Its complete lines, in order, with their line numbers (from 1).
+    pub entries: Vec<(usize, Entry)>,
     /// The length of its complete lines: where a torn tail starts.
     pub valid_len: u64,
 }
@@ -171,7 +253,7 @@ pub(crate) fn read(path: &Path) -> Result<Journal, StateError> {
         let line = &bytes[start..start + end];
         let next = start + end + 1;
         match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) => journal.entries.push(entry),
+            Ok(entry) => journal.entries.push((number, entry)),
             Err(_) if bytes[next..].iter().all(|&b| b == b'\n' || b == 0) => break, // torn
             Err(e) => {
                 return Err(StateError::Corrupt {
@@ -246,7 +328,7 @@ mod tests {
         assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
         append(&path, &Journal::default(), &line).unwrap();
         let j = read(&path).unwrap();
-        assert_eq!(j.entries, vec![entry(3)]);
+        assert_eq!(j.entries, vec![(1, entry(3))]);
         assert_eq!(j.valid_len, line.len() as u64);
     }
 
@@ -260,10 +342,13 @@ mod tests {
         bytes.extend_from_slice(&second[..second.len() / 2]);
         std::fs::write(&path, &bytes).unwrap();
         let j = read(&path).unwrap();
-        assert_eq!(j.entries, vec![entry(1)]);
+        assert_eq!(j.entries, vec![(1, entry(1))]);
         assert_eq!(j.valid_len, good);
         append(&path, &j, &entry(2).encode(&path).unwrap()).unwrap();
-        assert_eq!(read(&path).unwrap().entries, vec![entry(1), entry(2)]);
+        assert_eq!(
+            read(&path).unwrap().entries,
+            vec![(1, entry(1)), (2, entry(2))]
+        );
     }
 
     #[test]

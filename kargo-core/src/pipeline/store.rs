@@ -93,7 +93,7 @@ fn process_lease(key: String) -> Option<StageLease> {
 }
 
 /// [`StateError::StaleLease`] unless `fence` is the latest grant recorded in `state`.
-fn check_fence(state: &ProjectState, fence: &Fence) -> Result<(), StateError> {
+pub(crate) fn check_fence(state: &ProjectState, fence: &Fence) -> Result<(), StateError> {
     let current = state.fences.get(&fence.stage).copied().unwrap_or(0);
     if current == fence.token {
         Ok(())
