@@ -44,9 +44,10 @@ struct Envelope<S> {
 /// cuts a torn tail off the journal, then appends its line with one `write_all` and
 /// `sync_data`, so a line is all or nothing. When the journal has grown larger than the
 /// snapshot (and than 64 KiB), or a write changes a list (the finished promotions: once
-/// per promotion, not per step), the writer writes a new snapshot instead (`<project>.json.tmp`, synced, renamed over
-/// the snapshot, directory synced) and then empties the journal; a crash between the two
-/// leaves lines at or below the new snapshot's revision, which readers skip.
+/// per promotion, not per step), the writer writes a new snapshot instead
+/// (`<project>.json.tmp`, synced, renamed over the snapshot, directory synced) and then
+/// empties the journal; a crash between the two leaves lines at or below the new
+/// snapshot's revision, which readers skip.
 /// [`StateStore::store`] keeps its whole-state compare-and-swap on the revision.
 ///
 /// **Migration**: a directory written by an earlier version (snapshots only, rewritten on
@@ -155,9 +156,9 @@ impl FileStore {
         Ok(Some((env, text.len() as u64, stamp(&meta))))
     }
 
-    /// Reads a project: the snapshot, then the journal. With `records`, also the state's
-    /// records (for a write). Without the lock, a compaction may replace the snapshot
-    /// between the two reads; the read is then made again.
+    /// Reads a project: the snapshot, then the journal. With `with_records`, also the
+    /// state's records (for a write). Without the lock, a compaction may replace the
+    /// snapshot between the two reads; the read is then made again.
     fn read_project(&self, project: &str, with_records: bool) -> Result<Loaded, StateError> {
         let snapshot_path = self.path(project, "json")?;
         let journal_path = self.path(project, "journal")?;
