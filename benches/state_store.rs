@@ -10,8 +10,8 @@
 //!   lists for all 100 Stages, minus one that only opens the store (`VmHWM`);
 //! - **seed**: writing the whole state once.
 //!
-//! Backends: the memory store (one document in memory), the file store (one JSON document
-//! per project: today's format) and PostgreSQL (a row per Freight, Stage, promotion and
+//! Backends: the memory store (one document in memory), the file store (a snapshot per
+//! project and a journal of the writes since) and PostgreSQL (a row per Freight, Stage, promotion and
 //! progress record), when `TEST_POSTGRES_URL` names a server. Run it with the servers:
 //! `ci/test.sh --run cargo bench --bench state_store` (`KARGO_BENCH_FREIGHT`, default
 //! 10000, sets the number of Freight).
@@ -323,7 +323,7 @@ fn main() {
         rows.push((measure("memory (one document)", memory, &state, &manifests).await, None));
         let file = Arc::new(FileStore::open(dir.path()).unwrap());
         rows.push((
-            measure("file (one document per project: today's format)", file, &state, &manifests)
+            measure("file (snapshot + journal)", file, &state, &manifests)
                 .await,
             Some(file_spec.clone()),
         ));

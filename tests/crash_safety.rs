@@ -13,11 +13,12 @@
 //! | `before-commit` | `promotion started` or `git-clone: checked out` (chosen at random) |
 //! | `after-commit` | `git-commit: committed` |
 //! | `during-push` | after `git-commit: committed`, a `git push` child process exists; then a random 0-15 ms |
-//! | `state-write` | after `git-push: pushed`, the state store's `<project>.json.tmp` exists (between its creation and the rename) |
+//! | `state-write` | after `git-push: pushed`, the state store's journal `<project>.journal` changes length (a write's line appended, before the write returns) or a compaction's `<project>.json.tmp` exists |
 //! | `random` | a random delay (0 to half a measured `run`) after `promotion started` |
 //!
-//! Where a kill really landed is read from what it left: the state store's temporary file
-//! (inside a state write), a `git push` child alive at the kill, the log (committed or
+//! Where a kill really landed is read from what it left: the state store's journal grown
+//! since `git-push: pushed` or its temporary snapshot file (at a state write), a `git
+//! push` child alive at the kill, the log (committed or
 //! not), the remote (pushed or not). Each point gets `KARGO_CRASH_KILLS_PER_POINT` kills
 //! on target (default 10: 50 in all); a run that finishes before its trigger, or a kill
 //! that lands elsewhere, is checked like the others and the point is tried again in a
@@ -43,6 +44,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kargo_core::pipeline::{FileStore, StateStore as _};
 use kargo_core::testing::server_envs;
 use serde_json::Value as Json;
 use support::{git, promoter_bin};
@@ -106,9 +108,11 @@ struct Kill {
     promotion: Option<String>,
     /// Whether a `git push` child was alive at the kill.
     push_alive: bool,
-    /// Whether the kill left the state store's temporary file: the process died inside
-    /// a state write, between creating it and renaming it over the state file.
-    tmp_left: bool,
+    /// Whether the kill landed at a state write after the push: the journal grew since
+    /// `git-push: pushed` was logged (a line appended: the process died as it wrote or
+    /// right after), or a compaction's temporary snapshot file was left (between its
+    /// creation and its rename).
+    state_write: bool,
     /// The stderr lines the process wrote.
     lines: Vec<String>,
 }
@@ -290,25 +294,29 @@ impl Scenario {
             .to_owned()
     }
 
-    fn state_file(&self) -> PathBuf {
-        self.state.join("shop.json")
+    fn state_journal(&self) -> PathBuf {
+        self.state.join("shop.journal")
+    }
+
+    /// The journal's length (0: none).
+    fn journal_len(&self) -> u64 {
+        std::fs::metadata(self.state_journal()).map_or(0, |m| m.len())
     }
 
     fn state_tmp(&self) -> PathBuf {
         self.state.join("shop.json.tmp")
     }
 
-    /// The state file, parsed (it must parse whenever it exists).
+    /// The state as the file store reads it (snapshot and journal; it must read
+    /// whenever it exists), as `{"revision": .., "state": ..}`.
     fn state_json(&self) -> Option<Json> {
-        let text = match std::fs::read_to_string(self.state_file()) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => panic!("cannot read the state file: {e}"),
-        };
-        Some(
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("the state file is not readable JSON ({e}):\n{text}")),
-        )
+        if !self.state.join("shop.json").exists() && !self.state_journal().exists() {
+            return None;
+        }
+        let store = FileStore::open(&self.state).unwrap();
+        let (state, revision) = futures::executor::block_on(store.load("shop"))
+            .unwrap_or_else(|e| panic!("the state is not readable: {e}"));
+        Some(serde_json::json!({"revision": revision, "state": state}))
     }
 
     /// Runs `args` and SIGKILLs it at `point`.
@@ -339,6 +347,8 @@ impl Scenario {
         let random_delay = Duration::from_millis(rng.upto(random_max));
         let push_delay = Duration::from_millis(rng.upto(15));
         let tmp = self.state_tmp();
+        // The journal's length when `git-push: pushed` was seen.
+        let mut journal_at_push: Option<u64> = None;
         let mut lines = Vec::new();
         let mut promotion = None;
         let mut armed: Option<Instant> = None; // the trigger line was seen at
@@ -366,6 +376,9 @@ impl Scenario {
                 if armed.is_none() && line.contains(trigger) {
                     armed = Some(Instant::now());
                 }
+                if journal_at_push.is_none() && line.contains("git-push: pushed") {
+                    journal_at_push = Some(self.journal_len());
+                }
                 lines.push(line);
             }
             let fire = match (point, armed) {
@@ -377,7 +390,9 @@ impl Scenario {
                     }
                     push_seen.is_some_and(|t| t.elapsed() >= push_delay)
                 }
-                (Point::StateWrite, Some(_)) => tmp.exists(),
+                (Point::StateWrite, Some(_)) => {
+                    tmp.exists() || journal_at_push.is_some_and(|n| self.journal_len() != n)
+                }
                 (Point::Random, Some(t)) => t.elapsed() >= random_delay,
             };
             if fire {
@@ -419,7 +434,8 @@ impl Scenario {
             promotion,
             push_alive,
             // Every run before this one ended with a clean state directory (checked).
-            tmp_left: killed && tmp.exists(),
+            state_write: killed
+                && (tmp.exists() || journal_at_push.is_some_and(|n| self.journal_len() != n)),
             lines,
         }
     }
@@ -667,9 +683,9 @@ fn sigkill_at_any_point_then_rerun_converges() {
         if kill.killed {
             kills += 1;
             // Where the kill really landed, from what it left.
-            let (what, at) = if kill.tmp_left {
+            let (what, at) = if kill.state_write {
                 (
-                    "killed inside a state write (temporary file left)",
+                    "killed at a state write after the push (journal grown or temporary file left)",
                     Point::StateWrite,
                 )
             } else if kill.push_alive {

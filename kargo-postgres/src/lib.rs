@@ -2,10 +2,10 @@
 //!
 //! - **Records of their own.** A project's state is stored as one row per Freight, per
 //!   Stage, per Warehouse, per finished promotion, per promotion in progress (see
-//!   `records`), each with its own revision. [`StateStore::update`] writes only the rows
-//!   its change touched, each guarded by the revision it read, so a promotion's progress
-//!   does not rewrite the Warehouse's Freight, and writers of different records never
-//!   conflict. [`StateStore::store`] keeps the whole-state compare-and-swap on the
+//!   [`kargo_core::pipeline::records`]), each with its own revision.
+//!   [`StateStore::update`] writes only the rows its change touched, each guarded by the
+//!   revision it read, so a promotion's progress does not rewrite the Warehouse's
+//!   Freight, and writers of different records never conflict. [`StateStore::store`] keeps the whole-state compare-and-swap on the
 //!   project's revision.
 //! - **Leases** live in their own table with a time limit (the database's clock), a
 //!   fencing token per grant, renewal, and a write under a superseded token refused in
@@ -20,7 +20,6 @@
 
 mod lease;
 mod listen;
-mod records;
 mod schema;
 mod target;
 
@@ -36,7 +35,7 @@ use kargo_core::pipeline::{
 use kargo_core::runner::PromotionProgress;
 use tokio_postgres::NoTls;
 
-use records::{Change, RecordId, StoredRecord};
+use kargo_core::pipeline::records::{self, Change, RecordId, StoredRecord};
 pub use schema::{SCHEMA_VERSION, SchemaError};
 
 /// How a [`PostgresStore`] connects.

@@ -30,15 +30,19 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+mod file_store;
+mod journal;
+pub mod records;
 mod retention;
 mod soak;
 mod state;
 mod store;
 
+pub use file_store::FileStore;
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use state::*;
-pub use store::{Fence, FileStore, MemoryStore, Revision, StageLease, StateError, StateStore};
+pub use store::{Fence, MemoryStore, Revision, StageLease, StateError, StateStore};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,18 +1,14 @@
 //! Persistence of [`ProjectState`]: the [`StateStore`] trait with optimistic concurrency
-//! (every write names the revision it read), an in-memory store and a directory store.
+//! (every write names the revision it read) and an in-memory store; the directory store is
+//! [`FileStore`](super::FileStore).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 use super::state::{ProjectState, STATE_FORMAT};
 use crate::runner::PromotionProgress;
+use async_trait::async_trait;
 
 /// A state's revision: 0 for a project never written, then one more per write.
 pub type Revision = u64;
@@ -97,7 +93,7 @@ fn process_lease(key: String) -> Option<StageLease> {
 }
 
 /// [`StateError::StaleLease`] unless `fence` is the latest grant recorded in `state`.
-fn check_fence(state: &ProjectState, fence: &Fence) -> Result<(), StateError> {
+pub(crate) fn check_fence(state: &ProjectState, fence: &Fence) -> Result<(), StateError> {
     let current = state.fences.get(&fence.stage).copied().unwrap_or(0);
     if current == fence.token {
         Ok(())
@@ -521,221 +517,5 @@ impl MemoryStore {
             ),
             None => StageLease::new(guard),
         })
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Envelope<S> {
-    revision: Revision,
-    state: S,
-}
-
-/// State in a directory: `<dir>/<project>.json`, one file per project.
-///
-/// A write takes an exclusive lock on `<dir>/<project>.lock` (an OS file lock, released
-/// when the process dies), checks the revision, writes `<project>.json.tmp`, syncs it and
-/// renames it over the state file, then syncs the directory. A reader never takes the
-/// lock: the rename makes a file either wholly old or wholly new, so a process killed in
-/// the middle of a write leaves the previous state readable.
-///
-/// A Stage's lease ([`StateStore::try_lease`]) is an exclusive OS lock on
-/// `<dir>/<project>.stage-<stage>.lock`, so it is shared by every process using the
-/// directory and given up when its holder dies.
-#[derive(Debug, Clone)]
-pub struct FileStore {
-    dir: PathBuf,
-}
-
-impl FileStore {
-    /// A store in `dir` (created if missing).
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        Ok(Self { dir })
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn path(&self, project: &str, ext: &str) -> Result<PathBuf, StateError> {
-        let ok = !project.is_empty()
-            && !project.starts_with('.')
-            && project
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !ok {
-            return Err(StateError::InvalidProject(project.to_owned()));
-        }
-        Ok(self.dir.join(format!("{project}.{ext}")))
-    }
-
-    fn read(&self, path: &Path) -> Result<Option<Envelope<ProjectState>>, StateError> {
-        let io = |source| StateError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut text = String::new();
-        match File::open(path) {
-            Ok(mut f) => {
-                f.read_to_string(&mut text).map_err(io)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-        }
-        let env: Envelope<ProjectState> =
-            serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        if env.state.format > STATE_FORMAT {
-            return Err(StateError::Corrupt {
-                path: path.display().to_string(),
-                message: format!(
-                    "written in format {} by a newer version (this one reads up to {STATE_FORMAT})",
-                    env.state.format
-                ),
-            });
-        }
-        Ok(Some(env))
-    }
-}
-
-/// The file store does its (small, local) file operations inline: a read or a rename of
-/// one project's file.
-#[async_trait]
-impl StateStore for FileStore {
-    async fn try_lease(
-        &self,
-        project: &str,
-        stage: &str,
-    ) -> Result<Option<StageLease>, StateError> {
-        self.path(project, "json")?;
-        let path = self.path(&format!("{project}.stage-{stage}"), "lock")?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StateError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-        match lock.try_lock() {
-            Ok(()) => Ok(Some(StageLease::new(lock))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io {
-                path: path.display().to_string(),
-                source,
-            }),
-        }
-    }
-
-    async fn load(&self, project: &str) -> Result<(ProjectState, Revision), StateError> {
-        let path = self.path(project, "json")?;
-        Ok(match self.read(&path)? {
-            Some(env) => (env.state, env.revision),
-            None => (
-                ProjectState {
-                    format: STATE_FORMAT,
-                    ..Default::default()
-                },
-                0,
-            ),
-        })
-    }
-
-    async fn store(
-        &self,
-        project: &str,
-        state: &ProjectState,
-        expected: Revision,
-    ) -> Result<Revision, StateError> {
-        let _lock = self.lock_project(project)?;
-        self.write_locked(project, state, expected)
-    }
-
-    /// Holds the project's write lock from the read to the write, so writers in other
-    /// processes wait for each other instead of conflicting and retrying.
-    async fn update(
-        &self,
-        project: &str,
-        change: &mut (dyn for<'s> FnMut(&'s mut ProjectState) -> Result<(), StateError> + Send),
-    ) -> Result<ProjectState, StateError> {
-        let _lock = self.lock_project(project)?;
-        let (mut state, revision) = self.load(project).await?;
-        change(&mut state)?;
-        self.write_locked(project, &state, revision)?;
-        Ok(state)
-    }
-}
-
-impl FileStore {
-    /// Takes the exclusive OS lock on `<project>.lock`, waiting for it; released when the
-    /// returned file is dropped.
-    fn lock_project(&self, project: &str) -> Result<File, StateError> {
-        let lock_path = self.path(project, "lock")?;
-        let io = |source| StateError::Io {
-            path: lock_path.display().to_string(),
-            source,
-        };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        lock.lock().map_err(io)?;
-        Ok(lock)
-    }
-
-    /// Checks the revision and replaces the state file; the caller holds the project's
-    /// lock ([`lock_project`](Self::lock_project)).
-    fn write_locked(
-        &self,
-        project: &str,
-        state: &ProjectState,
-        expected: Revision,
-    ) -> Result<Revision, StateError> {
-        let path = self.path(project, "json")?;
-        let io = |p: &Path| {
-            let p = p.display().to_string();
-            move |source| StateError::Io { path: p, source }
-        };
-        let actual = self.read(&path)?.map_or(0, |e| e.revision);
-        if actual != expected {
-            return Err(StateError::Conflict {
-                project: project.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        let revision = actual + 1;
-        let mut s = state.clone();
-        s.format = STATE_FORMAT;
-        let bytes = serde_json::to_vec_pretty(&Envelope {
-            revision,
-            state: &s,
-        })
-        .map_err(|e| StateError::Corrupt {
-            path: path.display().to_string(),
-            message: format!("cannot encode the state: {e}"),
-        })?;
-        let tmp = self.path(project, "json.tmp")?;
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        if let Ok(d) = File::open(&self.dir) {
-            // Durability of the rename; not all platforms can sync a directory.
-            let _ = d.sync_all();
-        }
-        Ok(revision)
     }
 }

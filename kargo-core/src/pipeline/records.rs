@@ -7,21 +7,25 @@
 //! record per element (keyed by the element's `name`, ordered by a sequence number), and a
 //! field holding a plain value gives one record of kind `meta`. A field added to the state
 //! later is stored without a change here.
+//!
+//! Used by the stores that keep records of their own: the PostgreSQL store (one row per
+//! record) and the [`FileStore`](super::FileStore)'s journal (one line per write, holding
+//! the records it set and deleted).
 
 use std::collections::BTreeMap;
 
-use kargo_core::pipeline::{ProjectState, StateError};
+use super::{ProjectState, StateError};
 use serde_json::Value as Json;
 
 /// The kind of the records holding plain fields (the format version).
 const META: &str = "meta";
 
 /// A record's identity: (kind, key).
-pub(crate) type RecordId = (String, String);
+pub type RecordId = (String, String);
 
 /// One record as stored.
-#[derive(Debug, Clone)]
-pub(crate) struct StoredRecord {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
     /// Its place in a list (0 for map entries and plain fields).
     pub seq: i64,
     /// Its revision: 1 when inserted, one more per write.
@@ -31,8 +35,8 @@ pub(crate) struct StoredRecord {
 }
 
 /// One record as the new state has it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NewRecord {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
     /// Its place among its list's elements (0 for map entries and plain fields); a new
     /// element is numbered after the stored ones.
     pub position: Option<usize>,
@@ -41,8 +45,8 @@ pub(crate) struct NewRecord {
 }
 
 /// A write of one record, guarded by the revision it was read at.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Change {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
     /// A record that did not exist.
     Insert {
         /// kind, key
@@ -70,8 +74,10 @@ pub(crate) enum Change {
     },
 }
 
-/// Splits `state` into records.
-pub(crate) fn split(state: &ProjectState) -> Result<BTreeMap<RecordId, NewRecord>, StateError> {
+/// Splits `state` into records, keyed by (kind, key).
+///
+/// Fails with [`StateError::Aborted`] only if the state cannot be encoded as JSON.
+pub fn split(state: &ProjectState) -> Result<BTreeMap<RecordId, NewRecord>, StateError> {
     let json = serde_json::to_value(state)
         .map_err(|e| StateError::Aborted(format!("cannot encode the state: {e}")))?;
     let Json::Object(fields) = json else {
@@ -137,7 +143,7 @@ fn list_keys(items: &[Json]) -> Vec<String> {
 /// The records' JSON texts are joined into the state's JSON form and parsed once (no
 /// intermediate JSON tree); when that fails, each record is parsed on its own to name the
 /// damaged one.
-pub(crate) fn assemble(
+pub fn assemble(
     records: &BTreeMap<RecordId, StoredRecord>,
     describe: &dyn Fn(&RecordId) -> String,
 ) -> Result<ProjectState, StateError> {
@@ -222,8 +228,11 @@ pub(crate) fn assemble(
     })
 }
 
-/// The writes that turn the stored records `old` into `new`.
-pub(crate) fn diff(
+/// The writes that turn the stored records `old` into `new`: an insert for a record
+/// `old` lacks (list elements numbered after the stored ones of their kind), an update
+/// for one whose JSON text changed, a delete for one `new` lacks. Unchanged records give
+/// nothing, so `diff(old, new)` is empty when the states are equal.
+pub fn diff(
     old: &BTreeMap<RecordId, StoredRecord>,
     new: &BTreeMap<RecordId, NewRecord>,
 ) -> Vec<Change> {
@@ -274,8 +283,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use kargo_core::freight::{Freight, FreightOrigin, Image};
-    use kargo_core::pipeline::record_freight;
+    use crate::freight::{Freight, FreightOrigin, Image};
+    use crate::pipeline::record_freight;
 
     fn freight(n: usize) -> Freight {
         Freight::new(
