@@ -39,30 +39,12 @@ use std::time::{Duration, Instant};
 
 use kargo_core::testing::server_envs;
 use serde_json::Value as Json;
-use support::{git, promoter_bin};
+use support::{Rng, empty_bare_repo_with_clone, git, promoter_bin, seed_bare_repo};
 
 const STAGES: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 const FREIGHT: usize = 6;
 const REPLICAS: usize = 3;
 const LEASE_TTL_SECS: u64 = 3;
-
-// ---------------------------------------------------------------------------------------
-// A small seeded generator (splitmix64).
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The counting HTTP server
@@ -520,37 +502,10 @@ fn replicas_killed_at_random_promote_everything_exactly_once() {
         )
         .unwrap();
     }
-    git(&seed_dir, &["init", "-q", "-b", "main"]);
-    git(&seed_dir, &["add", "."]);
-    git(&seed_dir, &["commit", "-q", "-m", "Initial layout"]);
-    git(
-        root,
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            gitops.to_str().unwrap(),
-        ],
-    );
-    git(&seed_dir, &["push", "-q", gitops.to_str().unwrap(), "main"]);
+    seed_bare_repo(&seed_dir, &gitops);
     let app = PathBuf::from(&git_root).join(format!("{tag}-app.git"));
-    git(
-        root,
-        &["init", "-q", "--bare", "-b", "main", app.to_str().unwrap()],
-    );
     let app_seed = root.join("app");
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            app.to_str().unwrap(),
-            app_seed.to_str().unwrap(),
-        ],
-    );
-    git(&app_seed, &["checkout", "-q", "-b", "main"]);
+    empty_bare_repo_with_clone(&app, &app_seed);
 
     let counter = CountingServer::default();
     let counter_url = counter.start();

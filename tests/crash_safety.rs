@@ -47,26 +47,7 @@ use std::time::{Duration, Instant};
 use kargo_core::pipeline::{FileStore, StateStore as _};
 use kargo_core::testing::server_envs;
 use serde_json::Value as Json;
-use support::{git, promoter_bin};
-
-// ---------------------------------------------------------------------------------------
-// A small seeded generator (splitmix64): the harness needs reproducible choices only.
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A number in `0..=max`.
-    fn upto(&mut self, max: u64) -> u64 {
-        self.next() % (max + 1)
-    }
-}
+use support::{Rng, empty_bare_repo_with_clone, git, promoter_bin, seed_bare_repo};
 
 // ---------------------------------------------------------------------------------------
 // The kill points
@@ -552,37 +533,10 @@ fn sigkill_at_any_point_then_rerun_converges() {
     let seed_dir = root.join("seed");
     std::fs::create_dir_all(seed_dir.join("env/dev")).unwrap();
     std::fs::write(seed_dir.join(VALUES_PATH), values("none")).unwrap();
-    git(&seed_dir, &["init", "-q", "-b", "main"]);
-    git(&seed_dir, &["add", "."]);
-    git(&seed_dir, &["commit", "-q", "-m", "Initial layout"]);
-    git(
-        root,
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            gitops.to_str().unwrap(),
-        ],
-    );
-    git(&seed_dir, &["push", "-q", gitops.to_str().unwrap(), "main"]);
+    seed_bare_repo(&seed_dir, &gitops);
     let app = PathBuf::from(&git_root).join(format!("{tag}-app.git"));
-    git(
-        root,
-        &["init", "-q", "--bare", "-b", "main", app.to_str().unwrap()],
-    );
     let app_seed = root.join("app");
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            app.to_str().unwrap(),
-            app_seed.to_str().unwrap(),
-        ],
-    );
-    git(&app_seed, &["checkout", "-q", "-b", "main"]);
+    empty_bare_repo_with_clone(&app, &app_seed);
 
     let manifests = root.join("kargo");
     std::fs::create_dir_all(&manifests).unwrap();

@@ -73,3 +73,60 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A small seeded generator (splitmix64): the chaos and crash tests need reproducible
+/// choices only.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..=max`.
+    pub fn upto(&mut self, max: u64) -> u64 {
+        self.next() % (max + 1)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.upto(hi - lo)
+    }
+}
+
+/// Commits what `seed_dir` holds as `main` ("Initial layout") and pushes it to a new bare
+/// repository at `bare`.
+pub fn seed_bare_repo(seed_dir: &Path, bare: &Path) {
+    git(seed_dir, &["init", "-q", "-b", "main"]);
+    git(seed_dir, &["add", "."]);
+    git(seed_dir, &["commit", "-q", "-m", "Initial layout"]);
+    git(
+        seed_dir,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(seed_dir, &["push", "-q", bare.to_str().unwrap(), "main"]);
+}
+
+/// A new, empty bare repository at `bare` and a clone of it at `clone`, on `main`.
+pub fn empty_bare_repo_with_clone(bare: &Path, clone: &Path) {
+    let parent = clone.parent().unwrap();
+    git(
+        parent,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(
+        parent,
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    git(clone, &["checkout", "-q", "-b", "main"]);
+}
