@@ -10,8 +10,9 @@
 //!   lists for all 100 Stages, minus one that only opens the store (`VmHWM`);
 //! - **seed**: writing the whole state once.
 //!
-//! Backends: the memory store (one document in memory), the file store (a snapshot per
-//! project and a journal of the writes since) and PostgreSQL (a row per Freight, Stage, promotion and
+//! Backends: the memory store (one document in memory), a baseline written here (the file
+//! store as it was: one JSON document per project, rewritten whole on every write), the
+//! file store (a snapshot per project and a journal of the writes since) and PostgreSQL (a row per Freight, Stage, promotion and
 //! progress record), when `TEST_POSTGRES_URL` names a server. Run it with the servers:
 //! `ci/test.sh --run cargo bench --bench state_store` (`KARGO_BENCH_FREIGHT`, default
 //! 10000, sets the number of Freight).
@@ -26,8 +27,8 @@ use chrono::{DateTime, Utc};
 use kargo::core::freight::{Freight, FreightCollection, FreightOrigin, Image};
 use kargo::core::loader::ManifestSet;
 use kargo::core::pipeline::{
-    FileStore, MemoryStore, Pipeline, ProjectState, StageFreight, StateStore, VerifiedStage,
-    record_freight,
+    FileStore, MemoryStore, Pipeline, ProjectState, StageFreight, StateError, StateStore,
+    VerifiedStage, record_freight,
 };
 use kargo::core::runner::{PromotionProgress, StepExecutionStatus, StepRecord};
 
@@ -35,6 +36,70 @@ const STAGES: usize = 100;
 const PROJECT: &str = "bench";
 /// Timed repetitions of each operation (the median and the slowest are reported).
 const RUNS: usize = 15;
+
+/// The baseline: the file store as it was before its journal, one JSON document per
+/// project read, changed and rewritten whole (fsync, rename) on every write, with the
+/// trait's default leases, fencing and `put_progress` (a whole-state update).
+struct SingleDocumentFile {
+    dir: std::path::PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    revision: u64,
+    state: ProjectState,
+}
+
+impl SingleDocumentFile {
+    fn path(&self, project: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{project}.json"))
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for SingleDocumentFile {
+    async fn load(&self, project: &str) -> Result<(ProjectState, u64), StateError> {
+        match std::fs::read(self.path(project)) {
+            Ok(bytes) => {
+                let env: Envelope = serde_json::from_slice(&bytes)
+                    .map_err(|e| StateError::Aborted(e.to_string()))?;
+                Ok((env.state, env.revision))
+            }
+            Err(_) => Ok((ProjectState::default(), 0)),
+        }
+    }
+
+    async fn store(
+        &self,
+        project: &str,
+        state: &ProjectState,
+        expected: u64,
+    ) -> Result<u64, StateError> {
+        let (_, actual) = self.load(project).await?;
+        if actual != expected {
+            return Err(StateError::Conflict {
+                project: project.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let bytes = serde_json::to_vec_pretty(&Envelope {
+            revision: actual + 1,
+            state: state.clone(),
+        })
+        .map_err(|e| StateError::Aborted(e.to_string()))?;
+        let tmp = self.dir.join(format!("{project}.json.tmp"));
+        let io = |e: std::io::Error| StateError::Aborted(e.to_string());
+        {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, self.path(project)).map_err(io)?;
+        Ok(actual + 1)
+    }
+}
 
 fn manifests() -> ManifestSet {
     let mut yaml = String::from(
@@ -315,12 +380,26 @@ fn main() {
         doc as f64 / 1048576.0
     );
     let dir = tempfile::tempdir().unwrap();
+    let single_dir = tempfile::tempdir().unwrap();
     let file_spec = format!("file:{}", dir.path().display());
     // (row, how to measure a reader's memory in a child process)
     let mut rows: Vec<(Row, Option<String>)> = Vec::new();
     rt.block_on(async {
         let memory = Arc::new(MemoryStore::new());
         rows.push((measure("memory (one document)", memory, &state, &manifests).await, None));
+        let single = Arc::new(SingleDocumentFile {
+            dir: single_dir.path().to_owned(),
+        });
+        rows.push((
+            measure(
+                "baseline: file, one document rewritten per write (the file store before its journal)",
+                single,
+                &state,
+                &manifests,
+            )
+            .await,
+            None,
+        ));
         let file = Arc::new(FileStore::open(dir.path()).unwrap());
         rows.push((
             measure("file (snapshot + journal)", file, &state, &manifests)
