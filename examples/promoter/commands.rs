@@ -16,11 +16,25 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
     let stages = manifests.stages(&project).count();
     let tasks = manifests.promotion_tasks(&project).count();
     let cluster_tasks = manifests.cluster_promotion_tasks().count();
+    // Other APIs' documents (Secrets, Applications, ...) are skipped: one notice each.
+    for skipped in manifests.skipped() {
+        eprintln!("{} {skipped}", ui.err.bold("notice:"));
+    }
+    let skipped: Vec<_> = manifests
+        .skipped()
+        .iter()
+        .map(|s| {
+            json!({
+                "kind": s.kind, "apiVersion": s.api_version, "name": s.name,
+                "file": s.location.file.display().to_string(), "line": s.location.line,
+            })
+        })
+        .collect();
     ui.emit(
         &json!({
             "valid": true, "project": project, "resources": manifests.len(),
             "warehouses": warehouses, "stages": stages, "promotionTasks": tasks,
-            "clusterPromotionTasks": cluster_tasks,
+            "clusterPromotionTasks": cluster_tasks, "skipped": skipped,
         }),
         || {
             println!(

@@ -388,7 +388,7 @@ const CASES: &[Case] = &[
         document: 1,
         field: "kind",
         line: Some(2),
-        message: "unsupported kind \"ConfigMap\"",
+        message: "unsupported kind \"Stag\"",
     },
     Case {
         fixture: "wrong-api-version.yaml",
@@ -907,5 +907,95 @@ fn deprecated_tag_fields_are_accepted_alone() {
     assert!(
         errs[0].message.contains("invalid regular expression"),
         "{errs:?}"
+    );
+}
+
+/// A directory as `kubectl apply -f` takes it: Kargo's resources beside a Secret, a
+/// ConfigMap, an Argo CD Application and an Argo Rollouts AnalysisTemplate. The others are
+/// skipped, each named with its kind, name and place; a Kargo-group document of an
+/// unknown kind is still an error.
+#[test]
+fn other_apis_documents_are_skipped_with_a_notice() {
+    let yaml = "\
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: demo}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: repo-creds
+  namespace: demo
+  labels: {kargo.akuity.io/cred-type: git}
+stringData: {repoURL: 'https://git.example/x.git', password: hunter2}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: demo}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: demo-dev, namespace: argocd}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: smoke, namespace: demo}
+";
+    let set = ManifestSet::from_yaml_str("dir/all.yaml", yaml).unwrap();
+    assert_eq!(set.len(), 1, "only the Project is a Kargo resource");
+    let skipped: Vec<(String, Option<String>, Option<usize>, usize)> = set
+        .skipped()
+        .iter()
+        .map(|s| {
+            (
+                s.kind.clone(),
+                s.name.clone(),
+                s.location.line,
+                s.location.document,
+            )
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "Secret".to_owned(),
+                Some("repo-creds".to_owned()),
+                Some(5),
+                2
+            ),
+            (
+                "ConfigMap".to_owned(),
+                Some("settings".to_owned()),
+                Some(13),
+                3
+            ),
+            (
+                "Application".to_owned(),
+                Some("demo-dev".to_owned()),
+                Some(17),
+                4
+            ),
+            (
+                "AnalysisTemplate".to_owned(),
+                Some("smoke".to_owned()),
+                Some(21),
+                5
+            ),
+        ]
+    );
+    let notice = set.skipped()[0].to_string();
+    assert_eq!(
+        notice,
+        "skipped Secret repo-creds (v1) at dir/all.yaml:5:1 (document 2): not a Kargo resource"
+    );
+    assert!(!notice.contains("hunter2"));
+
+    let typo =
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stag\nmetadata: {name: x, namespace: demo}\n";
+    let errors = ManifestSet::from_yaml_str("typo.yaml", typo).unwrap_err();
+    assert!(
+        errors.to_string().contains("unsupported kind \"Stag\""),
+        "{errors}"
     );
 }

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::positions::{locate, position, reader_position, root_position};
-use super::{Entry, Key, ManifestError, ManifestErrors, ManifestSet, SourceLocation};
+use super::skipped::API_GROUP_PREFIX;
+use super::{
+    Entry, Key, ManifestError, ManifestErrors, ManifestSet, SkippedDocument, SourceLocation,
+};
 use crate::model::{API_VERSION, Resource, ResourceKind};
 
 /// A document that declared a resource (even one that then failed to parse), so that
@@ -323,15 +326,33 @@ impl Builder {
     ) -> Option<ResourceKind> {
         let mut problem = None;
         let kind = header.kind.parse::<ResourceKind>().ok();
+        let kargo_group = header.api_version.starts_with(API_GROUP_PREFIX);
+        if kind.is_none()
+            && !header.kind.is_empty()
+            && !header.api_version.is_empty()
+            && !kargo_group
+        {
+            // Another API's resource (a Secret, an Argo CD Application, a Namespace...):
+            // what `kubectl apply -f dir` takes beside Kargo's. Skipped, with a notice.
+            let skipped = SkippedDocument {
+                kind: header.kind.clone(),
+                api_version: header.api_version.clone(),
+                name: header.name.clone(),
+                location: location.at(location.line.zip(location.column)),
+            };
+            tracing::info!(%skipped, "skipped a resource that is not Kargo's");
+            self.set.skipped.push(skipped);
+            return None;
+        }
         if header.kind.is_empty() {
             problem = Some(("kind", "kind is required".to_owned()));
         } else if kind.is_none() {
             problem = Some((
                 "kind",
                 format!(
-                    "unsupported kind {:?} (apiVersion {:?}): a manifest set may only hold \
+                    "unsupported kind {:?} (apiVersion {:?}): the Kargo kinds are \
                      Project, ProjectConfig, Warehouse, Stage, PromotionTask and \
-                     ClusterPromotionTask resources of {API_VERSION}",
+                     ClusterPromotionTask of {API_VERSION}",
                     header.kind, header.api_version
                 ),
             ));

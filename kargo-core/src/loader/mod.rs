@@ -54,8 +54,10 @@ mod build;
 mod error;
 mod positions;
 mod references;
+mod skipped;
 
 pub use error::{ManifestError, ManifestErrors, SourceLocation};
+pub use skipped::SkippedDocument;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -79,9 +81,16 @@ struct Entry {
 pub struct ManifestSet {
     entries: Vec<Entry>,
     index: HashMap<Key, usize>,
+    skipped: Vec<SkippedDocument>,
 }
 
 impl ManifestSet {
+    /// The documents of other APIs that were skipped (Secrets, Applications, ...), in the
+    /// order they were read.
+    pub fn skipped(&self) -> &[SkippedDocument] {
+        &self.skipped
+    }
+
     /// Loads every `*.yaml` / `*.yml` file below `dir` (recursively, sorted by path, hidden
     /// directories skipped). A directory without such files is an error.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<ManifestSet, ManifestErrors> {
