@@ -673,11 +673,7 @@ impl Controller {
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let mut reports = Vec::new();
         let lease = loop {
-            if let Some(lease) = self
-                .store
-                .acquire_lease(&self.project, stage, self.lease_ttl)
-                .await?
-            {
+            if let Some(lease) = self.lease(stage).await? {
                 break lease;
             }
             // The holder is running a promotion (and will run the queue after it), or is
