@@ -653,7 +653,7 @@ impl Controller {
     }
 
     /// Runs the Stage's queued promotions one at a time, holding the Stage's lease
-    /// ([`StateStore::try_lease`]). A promotion the state shows as running while the lease
+    /// ([`StateStore::acquire_lease`], renewed while a promotion runs). A promotion the state shows as running while the lease
     /// is free was left by a runner that is gone (a killed process): it is resumed first,
     /// under the same name, from the progress that runner recorded
     /// ([`ProjectState::progress`]): finished steps are not run again (the finished local
