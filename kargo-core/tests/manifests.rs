@@ -911,7 +911,8 @@ fn deprecated_tag_fields_are_accepted_alone() {
 }
 
 /// A directory as `kubectl apply -f` takes it: Kargo's resources beside a Secret, a
-/// ConfigMap, an Argo CD Application and an Argo Rollouts AnalysisTemplate. The others are
+/// ConfigMap, an Argo CD Application and an Argo Rollouts AnalysisTemplate. Secrets,
+/// ConfigMaps and AnalysisTemplates are kept (the project uses them); the others are
 /// skipped, each named with its kind, name and place; a Kargo-group document of an
 /// unknown kind is still an error.
 #[test]
@@ -940,6 +941,10 @@ metadata: {name: demo-dev, namespace: argocd}
 apiVersion: argoproj.io/v1alpha1
 kind: AnalysisTemplate
 metadata: {name: smoke, namespace: demo}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: ClusterAnalysisTemplate
+metadata: {name: shared, namespace: ignored}
 ";
     let set = ManifestSet::from_yaml_str("dir/all.yaml", yaml).unwrap();
     assert_eq!(set.len(), 1, "only the Project is a Kargo resource");
@@ -957,39 +962,45 @@ metadata: {name: smoke, namespace: demo}
         .collect();
     assert_eq!(
         skipped,
-        [
-            (
-                "Secret".to_owned(),
-                Some("repo-creds".to_owned()),
-                Some(5),
-                2
-            ),
-            (
-                "ConfigMap".to_owned(),
-                Some("settings".to_owned()),
-                Some(13),
-                3
-            ),
-            (
-                "Application".to_owned(),
-                Some("demo-dev".to_owned()),
-                Some(17),
-                4
-            ),
-            (
-                "AnalysisTemplate".to_owned(),
-                Some("smoke".to_owned()),
-                Some(21),
-                5
-            ),
-        ]
+        [(
+            "Application".to_owned(),
+            Some("demo-dev".to_owned()),
+            Some(17),
+            4
+        )]
     );
     let notice = set.skipped()[0].to_string();
     assert_eq!(
         notice,
-        "skipped Secret repo-creds (v1) at dir/all.yaml:5:1 (document 2): not a Kargo resource"
+        "skipped Application demo-dev (argoproj.io/v1alpha1) at dir/all.yaml:17:1 (document 4): \
+         not a Kargo resource"
     );
-    assert!(!notice.contains("hunter2"));
+    let kept: Vec<String> = set.foreign_documents().iter().map(|d| d.label()).collect();
+    assert_eq!(
+        kept,
+        [
+            "Secret demo/repo-creds",
+            "ConfigMap demo/settings",
+            "AnalysisTemplate demo/smoke",
+            "ClusterAnalysisTemplate shared"
+        ]
+    );
+    let secret = set.foreign("Secret", Some("demo"), "repo-creds").unwrap();
+    assert_eq!(secret.location.line, Some(5));
+    assert_eq!(secret.label_value("kargo.akuity.io/cred-type"), Some("git"));
+    assert_eq!(secret.value["stringData"]["password"], "hunter2");
+    assert!(
+        set.foreign("ClusterAnalysisTemplate", None, "shared")
+            .is_some()
+    );
+
+    let twice = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: demo}\n---\n\
+                 apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: demo}\n";
+    let errors = ManifestSet::from_yaml_str("twice.yaml", twice).unwrap_err();
+    assert!(
+        errors.to_string().contains("duplicate ConfigMap demo/a"),
+        "{errors}"
+    );
 
     let typo =
         "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stag\nmetadata: {name: x, namespace: demo}\n";

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use super::foreign::{self, ForeignDocument};
 use super::positions::{locate, position, reader_position, root_position};
 use super::skipped::API_GROUP_PREFIX;
 use super::{
@@ -247,6 +248,10 @@ impl Builder {
                 continue;
             }
             let header = header_of(&value);
+            if foreign::is_kept(&header.kind, &header.api_version) {
+                self.keep_foreign(&header, &value, &docref, &location);
+                continue;
+            }
             let Some(kind) = self.check_header(&header, &docref, &location) else {
                 continue;
             };
@@ -383,6 +388,78 @@ impl Builder {
                 None
             }
         }
+    }
+
+    /// Keeps a Secret, ConfigMap or AnalysisTemplate, as JSON, with its place. A second
+    /// document of the same kind, namespace and name is an error, as for Kargo's kinds.
+    fn keep_foreign(
+        &mut self,
+        header: &Header,
+        value: &yaml_serde::Value,
+        doc: &DocRef,
+        location: &SourceLocation,
+    ) {
+        let label = header.label(None);
+        let Some(name) = header.name.clone().filter(|n| !n.is_empty()) else {
+            let pos = self.locate_in(doc, "metadata");
+            self.push_error(
+                doc.file,
+                ManifestError {
+                    location: location.at(pos.or(location.line.zip(location.column))),
+                    resource: Some(label),
+                    field: "metadata.name".to_owned(),
+                    message: "metadata.name is required".to_owned(),
+                },
+            );
+            return;
+        };
+        let json = match serde_json::to_value(value) {
+            Ok(json) => json,
+            Err(e) => {
+                self.push_error(
+                    doc.file,
+                    ManifestError {
+                        location: location.clone(),
+                        resource: Some(label),
+                        field: String::new(),
+                        message: format!("cannot read this {}: {e}", header.kind),
+                    },
+                );
+                return;
+            }
+        };
+        let namespace = match header.kind.as_str() {
+            "ClusterAnalysisTemplate" => None,
+            _ => header.namespace.clone(),
+        };
+        if let Some(first) = self
+            .set
+            .foreign
+            .iter()
+            .find(|d| d.kind == header.kind && d.namespace == namespace && d.name == name)
+        {
+            let pos = self.locate_in(doc, "metadata.name");
+            let error = ManifestError {
+                location: location.at(pos.or(location.line.zip(location.column))),
+                resource: Some(first.label()),
+                field: "metadata.name".to_owned(),
+                message: format!(
+                    "duplicate {}: first defined at {}, defined again at {location}",
+                    first.label(),
+                    first.location
+                ),
+            };
+            self.push_error(doc.file, error);
+            return;
+        }
+        self.set.foreign.push(ForeignDocument {
+            kind: header.kind.clone(),
+            api_version: header.api_version.clone(),
+            name,
+            namespace,
+            location: location.clone(),
+            value: json,
+        });
     }
 
     fn insert(&mut self, resource: Resource, location: SourceLocation, docref: DocRef) {

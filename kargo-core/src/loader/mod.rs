@@ -52,11 +52,13 @@
 
 mod build;
 mod error;
+mod foreign;
 mod positions;
 mod references;
 mod skipped;
 
 pub use error::{ManifestError, ManifestErrors, SourceLocation};
+pub use foreign::ForeignDocument;
 pub use skipped::SkippedDocument;
 
 use std::collections::{BTreeSet, HashMap};
@@ -82,6 +84,7 @@ pub struct ManifestSet {
     entries: Vec<Entry>,
     index: HashMap<Key, usize>,
     skipped: Vec<SkippedDocument>,
+    foreign: Vec<ForeignDocument>,
 }
 
 impl ManifestSet {
@@ -89,6 +92,26 @@ impl ManifestSet {
     /// order they were read.
     pub fn skipped(&self) -> &[SkippedDocument] {
         &self.skipped
+    }
+
+    /// The documents of other APIs a project uses, in the order they were read: Secrets
+    /// and ConfigMaps (`v1`), Argo Rollouts `AnalysisTemplate`s and
+    /// `ClusterAnalysisTemplate`s (`argoproj.io/`). They are not in [`skipped`](Self::skipped).
+    pub fn foreign_documents(&self) -> &[ForeignDocument] {
+        &self.foreign
+    }
+
+    /// The kept document of `kind` called `name` in `namespace` (`None` for cluster-scoped
+    /// kinds such as `ClusterAnalysisTemplate`).
+    pub fn foreign(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&ForeignDocument> {
+        self.foreign
+            .iter()
+            .find(|d| d.kind == kind && d.namespace.as_deref() == namespace && d.name == name)
     }
 
     /// Loads every `*.yaml` / `*.yml` file below `dir` (recursively, sorted by path, hidden
