@@ -23,6 +23,7 @@ pub mod source;
 pub mod step;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod unknown_step;
 pub mod validate;
 pub mod workdir;
 

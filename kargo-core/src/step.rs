@@ -680,17 +680,11 @@ impl StepRegistry {
         self.steps.names()
     }
 
-    /// The error message for an unknown `uses`, listing the known names.
+    /// The error message for an unknown `uses`: the nearest registered name when it looks
+    /// like a typo, a note when the step exists only in Kargo's commercial edition, and
+    /// the registered names.
     pub fn unknown_message(&self, kind: &str) -> String {
-        let known: Vec<&str> = self.kinds().collect();
-        if known.is_empty() {
-            format!("step kind {kind:?} is not registered (the registry is empty)")
-        } else {
-            format!(
-                "step kind {kind:?} is not registered; known steps: {}",
-                known.join(", ")
-            )
-        }
+        crate::unknown_step::unknown_step_message(kind, self.kinds())
     }
 }
 

@@ -45,47 +45,53 @@ use crate::model::{
 use crate::runner::inflate_steps;
 use crate::step::StepRegistry;
 
+/// The resource being checked; errors are placed at the line of their field in it.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    kind: ResourceKind,
+    namespace: Option<&'a str>,
+    name: &'a str,
+}
+
 struct Ctx<'a> {
+    set: &'a ManifestSet,
     engine: &'a ExprEngine,
     registry: Option<&'a StepRegistry>,
     errors: Vec<ManifestError>,
 }
 
 impl Ctx<'_> {
-    fn push(&mut self, loc: &SourceLocation, resource: &str, field: String, message: String) {
+    fn push(&mut self, loc: &Place<'_>, resource: &str, field: String, message: String) {
+        let location = self
+            .set
+            .field_location(loc.kind, loc.namespace, loc.name, &field)
+            .unwrap_or_else(|| SourceLocation {
+                file: Default::default(),
+                document: 0,
+                line: None,
+                column: None,
+            });
         self.errors.push(ManifestError {
-            location: loc.clone(),
+            location,
             resource: Some(resource.to_owned()),
             field,
             message,
         });
     }
 
-    fn template(&mut self, loc: &SourceLocation, resource: &str, field: String, text: &str) {
+    fn template(&mut self, loc: &Place<'_>, resource: &str, field: String, text: &str) {
         if let Err(e) = self.engine.compile(text) {
             self.push(loc, resource, field, e.to_string());
         }
     }
 
-    fn vars(
-        &mut self,
-        loc: &SourceLocation,
-        resource: &str,
-        prefix: &str,
-        vars: &[ExpressionVariable],
-    ) {
+    fn vars(&mut self, loc: &Place<'_>, resource: &str, prefix: &str, vars: &[ExpressionVariable]) {
         for (i, v) in vars.iter().enumerate() {
             self.template(loc, resource, format!("{prefix}[{i}].value"), &v.value);
         }
     }
 
-    fn steps(
-        &mut self,
-        loc: &SourceLocation,
-        resource: &str,
-        prefix: &str,
-        steps: &[PromotionStep],
-    ) {
+    fn steps(&mut self, loc: &Place<'_>, resource: &str, prefix: &str, steps: &[PromotionStep]) {
         for (i, s) in steps.iter().enumerate() {
             let p = format!("{prefix}[{i}]");
             if let Some(cond) = &s.if_expr {
@@ -115,7 +121,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn plain(&mut self, loc: &SourceLocation, resource: &str, field: String, text: &str) {
+    fn plain(&mut self, loc: &Place<'_>, resource: &str, field: String, text: &str) {
         if text.trim().is_empty() {
             return;
         }
@@ -123,17 +129,6 @@ impl Ctx<'_> {
             self.push(loc, resource, field, e.to_string());
         }
     }
-}
-
-fn location(set: &ManifestSet, kind: ResourceKind, ns: Option<&str>, name: &str) -> SourceLocation {
-    set.location(kind, ns, name)
-        .cloned()
-        .unwrap_or(SourceLocation {
-            file: Default::default(),
-            document: 0,
-            line: None,
-            column: None,
-        })
 }
 
 /// Validates every template of `set`; with a `registry`, also that every `uses` is
@@ -144,6 +139,7 @@ pub fn validate(
     registry: Option<&StepRegistry>,
 ) -> Result<(), ManifestErrors> {
     let mut cx = Ctx {
+        set,
         engine,
         registry,
         errors: Vec::new(),
@@ -152,7 +148,11 @@ pub fn validate(
         for stage in set.stages(name) {
             let sname = stage.metadata.name.as_str();
             let res = format!("Stage {name}/{sname}");
-            let loc = location(set, ResourceKind::Stage, Some(name), sname);
+            let loc = Place {
+                kind: ResourceKind::Stage,
+                namespace: Some(name),
+                name: sname,
+            };
             cx.vars(&loc, &res, "spec.vars", &stage.spec.vars);
             if let Some(t) = &stage.spec.promotion_template {
                 cx.vars(&loc, &res, "spec.promotionTemplate.spec.vars", &t.spec.vars);
@@ -192,14 +192,22 @@ pub fn validate(
         for task in set.promotion_tasks(name) {
             let tname = task.metadata.name.as_str();
             let res = format!("PromotionTask {name}/{tname}");
-            let loc = location(set, ResourceKind::PromotionTask, Some(name), tname);
+            let loc = Place {
+                kind: ResourceKind::PromotionTask,
+                namespace: Some(name),
+                name: tname,
+            };
             cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
             cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
         }
         for wh in set.warehouses(name) {
             let wname = wh.metadata.name.as_str();
             let res = format!("Warehouse {name}/{wname}");
-            let loc = location(set, ResourceKind::Warehouse, Some(name), wname);
+            let loc = Place {
+                kind: ResourceKind::Warehouse,
+                namespace: Some(name),
+                name: wname,
+            };
             if let Some(c) = &wh.spec.freight_creation_criteria {
                 cx.plain(
                     &loc,
@@ -223,7 +231,11 @@ pub fn validate(
     for task in set.cluster_promotion_tasks() {
         let tname = task.metadata.name.as_str();
         let res = format!("ClusterPromotionTask {tname}");
-        let loc = location(set, ResourceKind::ClusterPromotionTask, None, tname);
+        let loc = Place {
+            kind: ResourceKind::ClusterPromotionTask,
+            namespace: None,
+            name: tname,
+        };
         cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
         cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
     }

@@ -367,14 +367,6 @@ const CASES: &[Case] = &[
         message: "unknown anchor",
     },
     Case {
-        fixture: "duplicate-key.yaml",
-        file: "duplicate-key.yaml",
-        document: 1,
-        field: "metadata",
-        line: Some(4),
-        message: "duplicate entry with key \"name\"",
-    },
-    Case {
         fixture: "not-a-mapping.yaml",
         file: "not-a-mapping.yaml",
         document: 1,
@@ -1008,5 +1000,64 @@ metadata: {name: shared, namespace: ignored}
     assert!(
         errors.to_string().contains("unsupported kind \"Stag\""),
         "{errors}"
+    );
+}
+
+/// A mapping that repeats a key loads with the last value, as `kubectl apply` takes it,
+/// and a warning names the file, the line of the last occurrence, the resource and the
+/// key path; a repeat inside a flow mapping and in a Stage's step config too.
+#[test]
+fn repeated_keys_take_the_last_value_with_a_warning() {
+    let yaml = "\
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata:
+  name: demo
+  name: other
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: other}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app, kind: Warehouse}
+    sources: {direct: true}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: git-clone
+        config:
+          repoURL: https://git.example/a.git
+          repoURL: https://git.example/b.git
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: app, namespace: other}
+spec:
+  subscriptions:
+  - image: {repoURL: ghcr.io/example/app}
+";
+    let set = ManifestSet::from_yaml_str("dir/repeat.yaml", yaml).unwrap();
+    assert!(set.project("other").is_some(), "the last name wins");
+    assert!(set.project("demo").is_none());
+    let stage = set.stage("other", "dev").unwrap();
+    let config = stage.spec.promotion_template.as_ref().unwrap().spec.steps[0]
+        .config
+        .as_ref()
+        .unwrap();
+    assert_eq!(config["repoURL"], "https://git.example/b.git");
+    let warnings: Vec<String> = set.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "dir/repeat.yaml:5:3: document 1: Project other: metadata.name: the key \"name\" \
+             appears 2 times in this mapping: the last value is used, as kubectl apply does",
+            "dir/repeat.yaml:12:42: document 2: Stage other/dev: \
+             spec.requestedFreight[0].origin.kind: the key \"kind\" appears 2 times in this \
+             mapping: the last value is used, as kubectl apply does",
+            "dir/repeat.yaml:20:11: document 2: Stage other/dev: \
+             spec.promotionTemplate.spec.steps[0].config.repoURL: the key \"repoURL\" appears 2 \
+             times in this mapping: the last value is used, as kubectl apply does",
+        ]
     );
 }

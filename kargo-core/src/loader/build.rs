@@ -8,11 +8,13 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
+use super::duplicates::{RepeatedKey, parse_last_wins};
 use super::foreign::{self, ForeignDocument};
-use super::positions::{locate, position, reader_position, root_position};
+use super::positions::{locate, locate_key, position, reader_position, root_position};
 use super::skipped::API_GROUP_PREFIX;
 use super::{
-    Entry, Key, ManifestError, ManifestErrors, ManifestSet, SkippedDocument, SourceLocation,
+    Entry, Key, ManifestError, ManifestErrors, ManifestSet, ManifestWarning, SkippedDocument,
+    SourceLocation, SourceText,
 };
 use crate::model::{API_VERSION, Resource, ResourceKind};
 
@@ -107,10 +109,29 @@ fn clean_message(err: &yaml_serde::Error, path: &str) -> String {
     msg
 }
 
+/// Reads a document of `kind` into its typed resource.
+fn parse_resource<'de, D>(kind: ResourceKind, doc: D) -> Result<Resource, TypedError>
+where
+    D: serde::Deserializer<'de, Error = yaml_serde::Error>,
+{
+    match kind {
+        ResourceKind::Project => parse_typed(doc).map(Resource::Project),
+        ResourceKind::ProjectConfig => parse_typed(doc).map(Resource::ProjectConfig),
+        ResourceKind::Warehouse => parse_typed(doc).map(Resource::Warehouse),
+        ResourceKind::Stage => parse_typed(doc).map(Resource::Stage),
+        ResourceKind::PromotionTask => parse_typed(doc).map(Resource::PromotionTask),
+        ResourceKind::ClusterPromotionTask => parse_typed(doc).map(Resource::ClusterPromotionTask),
+    }
+}
+
 /// A typed parse failure: field path, message, position.
 type TypedError = (String, String, Option<(usize, usize)>);
 
-fn parse_typed<T: DeserializeOwned>(doc: yaml_serde::Deserializer<'_>) -> Result<T, TypedError> {
+fn parse_typed<'de, T, D>(doc: D) -> Result<T, TypedError>
+where
+    T: DeserializeOwned,
+    D: serde::Deserializer<'de, Error = yaml_serde::Error>,
+{
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -211,9 +232,11 @@ impl Builder {
                 document: index + 1,
                 ..file_loc.clone()
             };
-            let value = match parse_typed::<yaml_serde::Value>(value_doc) {
+            let (value, repeated) = match parse_last_wins(value_doc) {
                 Ok(v) => v,
-                Err((field, message, pos)) => {
+                Err(e) => {
+                    let (field, message, pos) =
+                        (String::new(), clean_message(&e, ""), position(&e));
                     self.push_error(
                         file,
                         ManifestError {
@@ -248,6 +271,7 @@ impl Builder {
                 continue;
             }
             let header = header_of(&value);
+            self.warn_repeated(&header, &repeated, &docref, &location);
             if foreign::is_kept(&header.kind, &header.api_version) {
                 self.keep_foreign(&header, &value, &docref, &location);
                 continue;
@@ -264,15 +288,12 @@ impl Builder {
                 };
                 self.declared.insert((kind, ns, name.clone()));
             }
-            let parsed = match kind {
-                ResourceKind::Project => parse_typed(typed_doc).map(Resource::Project),
-                ResourceKind::ProjectConfig => parse_typed(typed_doc).map(Resource::ProjectConfig),
-                ResourceKind::Warehouse => parse_typed(typed_doc).map(Resource::Warehouse),
-                ResourceKind::Stage => parse_typed(typed_doc).map(Resource::Stage),
-                ResourceKind::PromotionTask => parse_typed(typed_doc).map(Resource::PromotionTask),
-                ResourceKind::ClusterPromotionTask => {
-                    parse_typed(typed_doc).map(Resource::ClusterPromotionTask)
-                }
+            // A document that repeats keys is read from its last-wins value (the text
+            // reader refuses repeats); errors then get their lines from the paths.
+            let parsed = if repeated.is_empty() {
+                parse_resource(kind, typed_doc)
+            } else {
+                parse_resource(kind, value)
             };
             let resource = match parsed {
                 Ok(r) => r,
@@ -301,6 +322,17 @@ impl Builder {
                         message: fe.message,
                     },
                 );
+            }
+            for d in resource.deprecations() {
+                let pos = self.locate_in(&docref, &d.path).or(root);
+                let warning = ManifestWarning {
+                    location: location.at(pos),
+                    resource: Some(label.clone()),
+                    field: d.path,
+                    message: d.message,
+                };
+                tracing::warn!(%warning, "deprecated field");
+                self.set.warnings.push(warning);
             }
             if kind.is_namespaced() && resource.metadata().namespace.is_none() {
                 let pos = self.locate_in(&docref, "metadata").or(root);
@@ -390,6 +422,37 @@ impl Builder {
         }
     }
 
+    /// One warning per key a mapping repeats: the last value wins, as with `kubectl apply`.
+    fn warn_repeated(
+        &mut self,
+        header: &Header,
+        repeated: &[RepeatedKey],
+        doc: &DocRef,
+        location: &SourceLocation,
+    ) {
+        for r in repeated {
+            let pos = self
+                .text(doc.file)
+                .and_then(|text| locate_key(text, doc.index, &r.parent, &r.key, r.count));
+            let resource = header
+                .name
+                .as_ref()
+                .map(|_| header.label(header.kind.parse::<ResourceKind>().ok()));
+            let warning = ManifestWarning {
+                location: location.at(pos.or(location.line.zip(location.column))),
+                resource,
+                field: r.path(),
+                message: format!(
+                    "the key {:?} appears {} times in this mapping: the last value is used, \
+                     as kubectl apply does",
+                    r.key, r.count
+                ),
+            };
+            tracing::warn!(%warning, "repeated mapping key");
+            self.set.warnings.push(warning);
+        }
+    }
+
     /// Keeps a Secret, ConfigMap or AnalysisTemplate, as JSON, with its place. A second
     /// document of the same kind, namespace and name is an error, as for Kargo's kinds.
     fn keep_foreign(
@@ -459,6 +522,11 @@ impl Builder {
             namespace,
             location: location.clone(),
             value: json,
+            text: self
+                .files
+                .get(doc.file)
+                .and_then(|f| f.as_ref())
+                .map(|(_, t)| SourceText(Arc::clone(t))),
         });
     }
 
@@ -489,7 +557,16 @@ impl Builder {
             return;
         }
         self.set.index.insert(key, self.set.entries.len());
-        self.set.entries.push(Entry { resource, location });
+        let text = self
+            .files
+            .get(docref.file)
+            .and_then(|f| f.as_ref())
+            .map(|(_, t)| SourceText(Arc::clone(t)));
+        self.set.entries.push(Entry {
+            resource,
+            location,
+            text,
+        });
         self.docs.push(docref);
     }
 

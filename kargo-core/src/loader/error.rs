@@ -94,6 +94,10 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
+/// Something that loaded but deserves a look (a repeated key, a deprecated field): the
+/// same parts as an error: place, resource, field path, message.
+pub type ManifestWarning = ManifestError;
+
 /// Every problem found while loading a manifest set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestErrors(pub Vec<ManifestError>);

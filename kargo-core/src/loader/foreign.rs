@@ -4,12 +4,15 @@
 //! them as untyped JSON with their place; the parts of the library that use them read the
 //! fields they need and report problems with that place.
 
+use std::fmt;
+
 use serde_json::Value;
 
 use super::SourceLocation;
 
-/// A document of another API the loader kept because a Kargo project uses its kind.
-#[derive(Clone, Debug, PartialEq)]
+/// A document of another API the loader kept because a Kargo project uses its kind. Its
+/// `Debug` form leaves out a Secret's content and the file's text.
+#[derive(Clone, PartialEq)]
 pub struct ForeignDocument {
     /// Its `kind` (`Secret`, `ConfigMap`, `AnalysisTemplate`, `ClusterAnalysisTemplate`).
     pub kind: String,
@@ -23,6 +26,25 @@ pub struct ForeignDocument {
     pub location: SourceLocation,
     /// The whole document.
     pub value: Value,
+    /// The text of its file, to find the line of any of its fields.
+    pub(super) text: Option<super::SourceText>,
+}
+
+impl fmt::Debug for ForeignDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ForeignDocument");
+        d.field("kind", &self.kind)
+            .field("api_version", &self.api_version)
+            .field("name", &self.name)
+            .field("namespace", &self.namespace)
+            .field("location", &self.location);
+        if self.kind == "Secret" {
+            d.field("value", &"***");
+        } else {
+            d.field("value", &self.value);
+        }
+        d.finish_non_exhaustive()
+    }
 }
 
 impl ForeignDocument {
@@ -32,6 +54,12 @@ impl ForeignDocument {
             Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
             None => format!("{} {}", self.kind, self.name),
         }
+    }
+
+    /// Where the field at `path` (`spec.metrics[0].provider`, `stringData.password`) is:
+    /// its line and column, or those of its longest existing prefix.
+    pub fn field_location(&self, path: &str) -> SourceLocation {
+        super::field_location(&self.location, self.text.as_ref().map(|t| &*t.0), path)
     }
 
     /// The value of `metadata.labels[key]`, if it is a string.

@@ -51,18 +51,20 @@
 //! ```
 
 mod build;
+mod duplicates;
 mod error;
 mod foreign;
 mod positions;
 mod references;
 mod skipped;
 
-pub use error::{ManifestError, ManifestErrors, SourceLocation};
+pub use error::{ManifestError, ManifestErrors, ManifestWarning, SourceLocation};
 pub use foreign::ForeignDocument;
 pub use skipped::SkippedDocument;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::model::{
     ClusterPromotionTask, Project, ProjectConfig, PromotionTask, Resource, ResourceKind, Stage,
@@ -76,6 +78,19 @@ type Key = (ResourceKind, Option<String>, String);
 struct Entry {
     resource: Resource,
     location: SourceLocation,
+    /// The text of its file, to find the line of any of its fields later.
+    text: Option<SourceText>,
+}
+
+/// A manifest file's text, kept to locate fields; its `Debug` form is only its size (the
+/// file may hold a Secret).
+#[derive(Clone, PartialEq)]
+pub(crate) struct SourceText(Arc<str>);
+
+impl std::fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
 }
 
 /// A validated set of Kargo resources, each with the place it was loaded from.
@@ -85,6 +100,7 @@ pub struct ManifestSet {
     index: HashMap<Key, usize>,
     skipped: Vec<SkippedDocument>,
     foreign: Vec<ForeignDocument>,
+    warnings: Vec<ManifestWarning>,
 }
 
 impl ManifestSet {
@@ -92,6 +108,12 @@ impl ManifestSet {
     /// order they were read.
     pub fn skipped(&self) -> &[SkippedDocument] {
         &self.skipped
+    }
+
+    /// What loaded but deserves a look, in the order found: repeated mapping keys (the
+    /// last value wins, as with `kubectl apply`), deprecated fields.
+    pub fn warnings(&self) -> &[ManifestWarning] {
+        &self.warnings
     }
 
     /// The documents of other APIs a project uses, in the order they were read: Secrets
@@ -246,6 +268,29 @@ impl ManifestSet {
             None
         };
         self.get(kind, namespace, name).map(|e| &e.location)
+    }
+
+    /// Where the field at `path` (`spec.promotionTemplate.spec.steps[2].uses`) of a
+    /// resource is: its line and column, or those of its longest existing prefix, or the
+    /// resource's first line.
+    pub fn field_location(
+        &self,
+        kind: ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        path: &str,
+    ) -> Option<SourceLocation> {
+        let namespace = if kind.is_namespaced() {
+            namespace
+        } else {
+            None
+        };
+        let entry = self.get(kind, namespace, name)?;
+        Some(field_location(
+            &entry.location,
+            entry.text.as_ref().map(|t| &*t.0),
+            path,
+        ))
     }
 
     /// The Project named `name`.
@@ -441,4 +486,16 @@ fn collect_yaml_files(
             out.push(path);
         }
     }
+}
+
+/// The place of `path` in the document at `location` of `text`.
+pub(crate) fn field_location(
+    location: &SourceLocation,
+    text: Option<&str>,
+    path: &str,
+) -> SourceLocation {
+    let pos = text
+        .zip(location.document.checked_sub(1))
+        .and_then(|(text, index)| positions::locate(text, index, path));
+    location.at(pos.or(location.line.zip(location.column)))
 }

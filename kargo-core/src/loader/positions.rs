@@ -62,30 +62,103 @@ pub(super) fn locate(text: &str, index: usize, path: &str) -> Option<(usize, usi
     let segs = parse_path(path);
     for depth in (0..=segs.len()).rev() {
         let doc = yaml_serde::Deserializer::from_str(text).nth(index)?;
-        if let Err(e) = Locate(&segs[..depth]).deserialize(doc) {
+        if let Err(e) = Locate::path(&segs[..depth]).deserialize(doc) {
             return position(&e);
         }
     }
     None
 }
 
+/// The 1-based line and column of the `occurrence`-th (1-based) key `key` of the mapping at
+/// `parent` in document `index` of `text` (a mapping may repeat a key: see
+/// [`super::duplicates`]).
+pub(super) fn locate_key(
+    text: &str,
+    index: usize,
+    parent: &str,
+    key: &str,
+    occurrence: usize,
+) -> Option<(usize, usize)> {
+    let segs = parse_path(parent);
+    let doc = yaml_serde::Deserializer::from_str(text).nth(index)?;
+    let seed = Locate {
+        segs: &segs,
+        nth_key: Some((key, occurrence)),
+    };
+    seed.deserialize(doc).err().and_then(|e| position(&e))
+}
+
 /// The 1-based line and column of the root node of `doc`.
 pub(super) fn root_position(doc: yaml_serde::Deserializer<'_>) -> Option<(usize, usize)> {
-    Locate(&[])
+    Locate::path(&[])
         .deserialize(doc)
         .err()
         .and_then(|e| position(&e))
 }
 
-struct Locate<'a>(&'a [Seg]);
+/// Walks to `segs` and fails there (or, with `nth_key`, at that occurrence of a key of the
+/// mapping there).
+#[derive(Clone, Copy)]
+struct Locate<'a> {
+    segs: &'a [Seg],
+    nth_key: Option<(&'a str, usize)>,
+}
+
+impl<'a> Locate<'a> {
+    fn path(segs: &'a [Seg]) -> Self {
+        Locate {
+            segs,
+            nth_key: None,
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for Locate<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        match self.0.split_first() {
-            None => d.deserialize_any(Here),
-            Some((seg, rest)) => d.deserialize_any(Walk { seg, rest }),
+        match (self.segs.split_first(), self.nth_key) {
+            (None, None) => d.deserialize_any(Here),
+            (None, Some((key, n))) => d.deserialize_any(NthKey { key, n }),
+            (Some((seg, rest)), nth_key) => d.deserialize_any(Walk {
+                seg,
+                rest: Locate {
+                    segs: rest,
+                    nth_key,
+                },
+            }),
+        }
+    }
+}
+
+/// Fails at the `n`-th key `key` of a mapping.
+struct NthKey<'a> {
+    key: &'a str,
+    n: usize,
+}
+
+impl<'de> Visitor<'de> for NthKey<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = 0;
+        loop {
+            let last = seen + 1 == self.n;
+            let Some(hit) = map.next_key_seed(KeyMatch {
+                target: Some(self.key),
+                last,
+            })?
+            else {
+                return Ok(());
+            };
+            if hit {
+                seen += 1;
+            }
+            map.next_value::<IgnoredAny>()?;
         }
     }
 }
@@ -103,7 +176,7 @@ impl Visitor<'_> for Here {
 
 struct Walk<'a> {
     seg: &'a Seg,
-    rest: &'a [Seg],
+    rest: Locate<'a>,
 }
 
 impl<'de> Visitor<'de> for Walk<'_> {
@@ -118,10 +191,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
             Seg::Key(k) => Some(k.as_str()),
             Seg::Index(_) => None,
         };
-        let last = self.rest.is_empty();
+        let last = self.rest.segs.is_empty() && self.rest.nth_key.is_none();
         while let Some(hit) = map.next_key_seed(KeyMatch { target, last })? {
             if hit {
-                map.next_value_seed(Locate(self.rest))?;
+                map.next_value_seed(self.rest)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -136,7 +209,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
                     return Ok(());
                 }
             }
-            if seq.next_element_seed(Locate(self.rest))?.is_none() {
+            if seq.next_element_seed(self.rest)?.is_none() {
                 return Ok(());
             }
         }
@@ -271,5 +344,14 @@ mod tests {
         assert_eq!(locate(DOCS, 1, "spec.list[1].nope.x"), Some((8, 5)));
         assert_eq!(locate(DOCS, 1, "spec.list[7]"), Some((6, 3)));
         assert_eq!(locate(DOCS, 5, "spec"), None);
+    }
+
+    #[test]
+    fn locates_repeated_keys() {
+        let text = "a: 1\n---\nmetadata:\n  name: x\n  other: 1\n  name: y\nspec: {k: 1, k: 2}\n";
+        assert_eq!(locate_key(text, 1, "metadata", "name", 1), Some((4, 3)));
+        assert_eq!(locate_key(text, 1, "metadata", "name", 2), Some((6, 3)));
+        assert_eq!(locate_key(text, 1, "spec", "k", 2), Some((7, 14)));
+        assert_eq!(locate_key(text, 1, "", "spec", 1), Some((7, 1)));
     }
 }

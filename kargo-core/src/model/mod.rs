@@ -32,6 +32,7 @@
 //! assert!(stage.validate().is_empty());
 //! ```
 
+mod deprecations;
 mod duration;
 mod meta;
 mod project;

@@ -447,15 +447,14 @@ fn validate_discovery_limit(errs: &mut FieldErrors, path: String, limit: u32) {
     }
 }
 
-/// The deprecated `allowTags` (one regex) and `ignoreTags` (exact tags) are still honoured
-/// by discovery, as the issue tracker's users of older manifests expect; `allowTags` must
-/// compile and must not be combined with `allowTagsRegexes` (which one would win is
-/// unclear), and each is reported once at validation as deprecated through `tracing`.
-fn validate_deprecated_tags(
+/// The deprecated `allowTags` (one regex; like `ignoreTags`, still honoured by discovery)
+/// must compile and must not be combined with `allowTagsRegexes` (which one would win is
+/// unclear). Both are reported as deprecated by
+/// [`Resource::deprecations`](super::Resource::deprecations).
+fn validate_deprecated_allow_tags(
     errs: &mut FieldErrors,
     p: &str,
     allow_tags: Option<&String>,
-    ignore_tags: Option<&Vec<String>>,
     allow_regexes: &[String],
 ) {
     if let Some(allow) = allow_tags {
@@ -468,10 +467,6 @@ fn validate_deprecated_tags(
                  allowTagsRegexes",
             );
         }
-        tracing::warn!(field = %format!("{p}.allowTags"), "allowTags is deprecated: use allowTagsRegexes");
-    }
-    if ignore_tags.is_some() {
-        tracing::warn!(field = %format!("{p}.ignoreTags"), "ignoreTags is deprecated: use ignoreTagsRegexes (escape literal tags, e.g. ^1\\.0\\.0$)");
     }
 }
 
@@ -630,13 +625,7 @@ fn validate_image(errs: &mut FieldErrors, p: &str, s: &ImageSubscription) {
         }
     }
     validate_discovery_limit(errs, format!("{p}.discoveryLimit"), s.discovery_limit);
-    validate_deprecated_tags(
-        errs,
-        p,
-        s.allow_tags.as_ref(),
-        s.ignore_tags.as_ref(),
-        &s.allow_tags_regexes,
-    );
+    validate_deprecated_allow_tags(errs, p, s.allow_tags.as_ref(), &s.allow_tags_regexes);
     if s.semver_constraint.is_some() {
         errs.push(
             format!("{p}.semverConstraint"),
@@ -705,11 +694,5 @@ fn validate_git(errs: &mut FieldErrors, p: &str, s: &GitSubscription) {
         }
     }
     validate_discovery_limit(errs, format!("{p}.discoveryLimit"), s.discovery_limit);
-    validate_deprecated_tags(
-        errs,
-        p,
-        s.allow_tags.as_ref(),
-        s.ignore_tags.as_ref(),
-        &s.allow_tags_regexes,
-    );
+    validate_deprecated_allow_tags(errs, p, s.allow_tags.as_ref(), &s.allow_tags_regexes);
 }

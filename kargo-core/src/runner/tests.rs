@@ -510,7 +510,7 @@ async fn unknown_step_kind_errors_and_execution_continues() {
     .await;
     assert_eq!(r.steps[0].status, StepExecutionStatus::Errored);
     let msg = r.steps[0].message.clone().unwrap();
-    assert!(msg.contains("\"yaml-updaet\" is not registered"), "{msg}");
+    assert!(msg.starts_with("unknown step \"yaml-updaet\""), "{msg}");
     assert!(msg.contains("compose-output, echo, fail"), "{msg}");
     assert_eq!(r.steps[1].status, StepExecutionStatus::Succeeded);
     assert_eq!(r.phase, PromotionPhase::Errored);
@@ -779,8 +779,17 @@ fn validate_reports_every_bad_template_and_unknown_step() {
         ),
         "{text}"
     );
+    // The unknown step is placed at its own `uses:` line, with the nearest name.
+    let uses_line = bad
+        .lines()
+        .position(|l| l.contains("uses: compose-outptu"))
+        .unwrap()
+        + 1;
     assert!(
-        text.contains("spec.steps[1].uses: step kind \"compose-outptu\" is not registered"),
+        text.lines().any(|l| l.starts_with(&format!("demo.yaml:{uses_line}:"))
+            && l.contains(
+                "spec.steps[1].uses: unknown step \"compose-outptu\": did you mean \"compose-output\"?"
+            )),
         "{text}"
     );
     assert!(text.contains("ClusterPromotionTask announce: spec.steps[0].config.channel: unsupported Kargo expression"), "{text}");
