@@ -634,6 +634,55 @@ fn verbs_and_error_paths() {
         assert!(out.stderr.contains("zz-bad.yaml:8"), "{}", out.stderr);
         assert!(out.stderr.contains("colour"), "{}", out.stderr);
     }
+    // With --output json, the failure is a JSON document on stdout: each error with its
+    // place, for scripts.
+    let doc = p.expect(2, &["validate", "-o", "json"]).json();
+    assert_eq!(doc["valid"], false, "{doc}");
+    assert_eq!(doc["exitCode"], 2, "{doc}");
+    let first = &doc["errors"][0];
+    assert!(
+        first["file"].as_str().unwrap().ends_with("zz-bad.yaml"),
+        "{doc}"
+    );
+    assert_eq!(first["line"], 8, "{doc}");
+    assert_eq!(first["resource"], "Stage shop/qa", "{doc}");
+    assert!(
+        first["message"].as_str().unwrap().contains("colour"),
+        "{doc}"
+    );
+    // A typo in a step name: placed at its `uses:` line, with the nearest name.
+    std::fs::write(
+        p.manifests.join("zz-bad.yaml"),
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {name: qa, namespace: shop}\nspec:\n  requestedFreight:\n  - origin: {kind: Warehouse, name: app}\n    sources: {direct: true}\n  promotionTemplate:\n    spec:\n      steps:\n      - as: clone\n        uses: git-clonne\n",
+    )
+    .unwrap();
+    let out = p.expect(2, &["validate"]);
+    assert!(
+        out.stderr.contains("zz-bad.yaml:12:")
+            && out.stderr.contains("did you mean \"git-clone\"?"),
+        "{}",
+        out.stderr
+    );
+    // A repeated key and a deprecated field load, with a warning each naming the place.
+    std::fs::write(
+        p.manifests.join("zz-bad.yaml"),
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {name: extra, namespace: shop}\nspec:\n  interval: 5m\n  interval: 10m\n  subscriptions:\n  - image: {repoURL: ghcr.io/example/extra, allowTags: '^v1'}\n",
+    )
+    .unwrap();
+    let out = p.expect(0, &["validate", "-o", "json"]);
+    assert!(
+        out.stderr.contains("zz-bad.yaml:6:3: document 1: Warehouse shop/extra: spec.interval: the key \"interval\" appears 2 times"),
+        "{}",
+        out.stderr
+    );
+    let warnings = &out.json()["warnings"];
+    assert_eq!(warnings.as_array().unwrap().len(), 2, "{warnings}");
+    assert_eq!(
+        warnings[1]["field"], "spec.subscriptions[0].image.allowTags",
+        "{warnings}"
+    );
+    assert_eq!(warnings[1]["line"], 8, "{warnings}");
+    std::fs::remove_file(p.manifests.join("zz-bad.yaml")).unwrap();
     assert_eq!(remote_head(&gitops), head, "nothing pushed");
 }
 

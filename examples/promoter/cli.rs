@@ -173,21 +173,45 @@ pub(crate) enum GetTarget {
 pub(crate) enum Failure {
     /// Bad input: exit 2.
     Input(String),
+    /// Manifests that do not load or validate: exit 2, each error with its place.
+    Manifests(kargo::core::loader::ManifestErrors),
     /// Something failed while running: exit 1.
     Runtime(String),
 }
 
 impl Failure {
-    pub(crate) fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> String {
         match self {
-            Failure::Input(m) | Failure::Runtime(m) => m,
+            Failure::Input(m) | Failure::Runtime(m) => m.clone(),
+            Failure::Manifests(errors) => format!("{} manifest error(s):\n{errors}", errors.len()),
         }
     }
 
     pub(crate) fn code(&self) -> u8 {
         match self {
-            Failure::Input(_) => 2,
+            Failure::Input(_) | Failure::Manifests(_) => 2,
             Failure::Runtime(_) => 1,
+        }
+    }
+
+    /// The failure as a document for `--output json|yaml`: `valid: false` and each
+    /// manifest error with its place, or the message.
+    pub(crate) fn document(&self) -> serde_json::Value {
+        match self {
+            Failure::Manifests(errors) => serde_json::json!({
+                "valid": false,
+                "exitCode": self.code(),
+                "errors": errors.iter().map(|e| serde_json::json!({
+                    "file": e.location.file.display().to_string(),
+                    "document": e.location.document,
+                    "line": e.location.line,
+                    "column": e.location.column,
+                    "resource": e.resource,
+                    "field": e.field,
+                    "message": e.message,
+                })).collect::<Vec<_>>(),
+            }),
+            _ => serde_json::json!({"error": self.message(), "exitCode": self.code()}),
         }
     }
 }

@@ -30,11 +30,21 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
             })
         })
         .collect();
+    let warnings: Vec<_> = manifests
+        .warnings()
+        .iter()
+        .map(|w| {
+            json!({
+                "file": w.location.file.display().to_string(), "line": w.location.line,
+                "resource": w.resource, "field": w.field, "message": w.message,
+            })
+        })
+        .collect();
     ui.emit(
         &json!({
             "valid": true, "project": project, "resources": manifests.len(),
             "warehouses": warehouses, "stages": stages, "promotionTasks": tasks,
-            "clusterPromotionTasks": cluster_tasks, "skipped": skipped,
+            "clusterPromotionTasks": cluster_tasks, "skipped": skipped, "warnings": warnings,
         }),
         || {
             println!(

@@ -95,7 +95,7 @@ use kargo::sources::builtin::SourceOptions;
 use kargo::sources::image::ImageSourceOptions;
 use kargo::steps::{ArgoCdOptions, BuiltinOptions, register_builtins_with};
 
-use cli::{Cli, Command, Failure, GetTarget, RefreshTarget, Result};
+use cli::{Cli, Command, Failure, GetTarget, Output, RefreshTarget, Result};
 use state::StateLocation;
 use ui::{Paint, Ui};
 
@@ -114,8 +114,12 @@ fn load_manifests(dir: &Path) -> Result<ManifestSet> {
             dir.display()
         )));
     }
-    ManifestSet::load_dir(dir)
-        .map_err(|errors| Failure::Input(format!("{} manifest error(s):\n{errors}", errors.len())))
+    let manifests = ManifestSet::load_dir(dir).map_err(Failure::Manifests)?;
+    // Loaded, but worth a look: repeated keys (last value used), deprecated fields.
+    for warning in manifests.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    Ok(manifests)
 }
 
 fn pick_project(manifests: &ManifestSet, wanted: Option<&str>) -> Result<String> {
@@ -189,9 +193,7 @@ fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     let project = pick_project(&manifests, cli.project.as_deref())?;
     let work = StateLocation::parse(&cli.state).work_dir(cli.work_dir.as_deref());
     let runner = runner(&work, Arc::new(MemoryStore::new()))?;
-    validate(&manifests, runner.engine(), Some(runner.registry())).map_err(|errors| {
-        Failure::Input(format!("{} manifest error(s):\n{errors}", errors.len()))
-    })?;
+    validate(&manifests, runner.engine(), Some(runner.registry())).map_err(Failure::Manifests)?;
     Ok((manifests, project, runner))
 }
 
@@ -306,6 +308,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("{} {}", ui.err.red("error:"), f.message());
+            // Scripts reading --output json|yaml get a document on stdout for failures too.
+            if !matches!(ui.output, Output::Text) {
+                let _ = ui.emit(&f.document(), || {});
+            }
             ExitCode::from(f.code())
         }
     }
