@@ -566,9 +566,35 @@ fn serve_providers_signatures_and_broken_bodies() {
     std::fs::create_dir_all(root.join("kargo")).unwrap();
     std::fs::write(root.join("kargo/project.yaml"), hooks_manifests()).unwrap();
     let secrets = root.join("secrets.yaml");
-    std::fs::write(&secrets, secrets_yaml(SECRETS)).unwrap();
+    // A cluster-wide receiver (ClusterConfig), beside the Project's own.
+    std::fs::write(
+        root.join("kargo/cluster.yaml"),
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: ClusterConfig\nmetadata: {name: cluster}\n\
+         spec:\n  webhookReceivers:\n  - name: org-hub\n    dockerhub: {secretRef: {name: org-hub-secret}}\n",
+    )
+    .unwrap();
+    let mut all_secrets = SECRETS.to_vec();
+    all_secrets.push(("org-hub", "secret", "org-s3cret"));
+    std::fs::write(&secrets, secrets_yaml(&all_secrets)).unwrap();
     let server = Server::start(root, None, &secrets, &[]);
     let before = freight(root);
+
+    // The cluster receiver's path is Kargo's hash without a project.
+    let cluster_path = receiver_path(Provider::DockerHub, "", "org-hub", &["org-s3cret"]);
+    let (status, text) =
+        server.request("POST", &cluster_path, &[], &fixture("dockerhub-push.json"));
+    assert_eq!(status, 202, "{text}");
+    let reply: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["receiver"], json!("org-hub"), "{reply}");
+    assert_eq!(reply["refreshing"], json!(["dh-v2"]), "{reply}");
+    let project_scoped = receiver_path(Provider::DockerHub, PROJECT, "org-hub", &["org-s3cret"]);
+    let (status, _) = server.request(
+        "POST",
+        &project_scoped,
+        &[],
+        &fixture("dockerhub-push.json"),
+    );
+    assert_eq!(status, 404, "a cluster receiver has no project path");
 
     for (receiver, file, event) in cases() {
         let body = fixture(file);

@@ -145,12 +145,19 @@ fn pick_project(manifests: &ManifestSet, wanted: Option<&str>) -> Result<String>
     }
 }
 
-fn runner(work: &Path, store: Arc<dyn StateStore>) -> Result<Runner> {
+fn runner(work: &Path, store: Arc<dyn StateStore>, manifests: &ManifestSet) -> Result<Runner> {
     let mut steps = StepRegistry::new();
     // With an Argo CD server, every branch push also refreshes the Applications tracking
     // the branch (KARGO_ARGOCD_REFRESH_AFTER_PUSH=false turns that off).
-    let options = BuiltinOptions::new(work.join("cache").join("git"))
+    let mut options = BuiltinOptions::new(work.join("cache").join("git"))
         .argocd(ArgoCdOptions::from_lookup(|k| std::env::var(k).ok()));
+    // ClusterConfig's gitClient: the identity of commits whose git-clone names no author.
+    if let Some(git) = manifests
+        .cluster_config()
+        .and_then(|c| c.spec.git_client.as_ref())
+    {
+        options.git.default_author = Some(kargo::git::Signature::new(&git.name, &git.email));
+    }
     let fail = |e: kargo::core::step::DuplicateStep| {
         Failure::Runtime(format!("cannot register the steps: {e}"))
     };
@@ -192,7 +199,7 @@ fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     let manifests = load_manifests(&cli.manifests)?;
     let project = pick_project(&manifests, cli.project.as_deref())?;
     let work = StateLocation::parse(&cli.state).work_dir(cli.work_dir.as_deref());
-    let runner = runner(&work, Arc::new(MemoryStore::new()))?;
+    let runner = runner(&work, Arc::new(MemoryStore::new()), &manifests)?;
     validate(&manifests, runner.engine(), Some(runner.registry())).map_err(Failure::Manifests)?;
     Ok((manifests, project, runner))
 }
@@ -203,7 +210,7 @@ async fn controller(cli: &Cli) -> Result<Controller> {
     // The manifests first: a bad manifest is reported without touching the state.
     let (manifests, project, _) = checked(cli)?;
     let store = location.open().await?;
-    let runner = runner(&work, store.clone())?;
+    let runner = runner(&work, store.clone(), &manifests)?;
     let credentials: Arc<dyn CredentialProvider> = match &cli.credentials {
         Some(path) => {
             Arc::new(CredentialTable::from_file(path).map_err(|e| Failure::Input(e.to_string()))?)

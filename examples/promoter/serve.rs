@@ -49,10 +49,14 @@ pub(crate) async fn serve(
         .await?
         .with_secrets(Arc::new(secrets.clone()));
     let project = c.project().to_owned();
-    let webhooks = match c.manifests().project_config(&project) {
+    let mut webhooks = match c.manifests().project_config(&project) {
         Some(cfg) => WebhookRouter::new(&project, cfg, &secrets),
         None => WebhookRouter::from_receivers(&project, &[], &secrets),
     };
+    // A ClusterConfig's receivers are cluster-wide: here, this Project's Warehouses.
+    if let Some(cluster) = c.manifests().cluster_config() {
+        webhooks = webhooks.with_cluster_receivers(&cluster.spec.webhook_receivers, &secrets);
+    }
     for r in webhooks.routes() {
         ui.progress(&format!(
             "webhook receiver {} ({}) at {}",

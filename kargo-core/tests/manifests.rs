@@ -1061,3 +1061,54 @@ spec:
         ]
     );
 }
+
+/// Kargo's ClusterConfig: one, named `cluster`, cluster-scoped; its receivers, git client
+/// and promotion windows (with `projectSelector`) load; its admission rules are enforced.
+#[test]
+fn cluster_config_loads_and_is_checked() {
+    let good = "\
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ClusterConfig
+metadata: {name: cluster}
+spec:
+  gitClient: {name: Kargo Bot, email: bot@example.com}
+  webhookReceivers:
+  - name: org-github
+    github: {secretRef: {name: org-gh}}
+  stageLinks:
+  - {title: Logs, url: 'https://logs.example.com/${{ ctx.stage }}'}
+  promotionWindows:
+  - name: freeze
+    kind: Deny
+    rrule: FREQ=WEEKLY;BYDAY=FR
+    dtstart: 20260101T170000Z
+    dtend: 20260101T235959Z
+    projectSelector: {matchLabels: {tier: prod}}
+";
+    let set = ManifestSet::from_yaml_str("cluster.yaml", good).unwrap();
+    let cluster = set.cluster_config().unwrap();
+    assert_eq!(cluster.spec.webhook_receivers[0].name, "org-github");
+    assert_eq!(
+        cluster.spec.git_client.as_ref().unwrap().email,
+        "bot@example.com"
+    );
+    assert!(set.project_names().is_empty(), "cluster-scoped");
+
+    let bad = good
+        .replace("{name: cluster}", "{name: other, namespace: demo}")
+        .replace("bot@example.com}", "bot}\n  # signing\n")
+        .replace(
+            "gitClient: {name: Kargo Bot, email: bot}",
+            "gitClient: {name: Kargo Bot, email: bot, signingKeySecret: {name: gpg}}",
+        );
+    let errors = ManifestSet::from_yaml_str("cluster.yaml", &bad)
+        .unwrap_err()
+        .to_string();
+    for wanted in [
+        "ClusterConfig other: metadata.name: a ClusterConfig must be named \"cluster\"",
+        "spec.gitClient.email: \"bot\" is not an email address",
+        "spec.gitClient.signingKeySecret: commit signing is not supported yet",
+    ] {
+        assert!(errors.contains(wanted), "{wanted}\n{errors}");
+    }
+}

@@ -76,6 +76,9 @@ pub struct GitConfig {
     pub retry_max: Duration,
     /// History depth of a new mirror (`None`: full history).
     pub depth: Option<std::num::NonZeroU32>,
+    /// The identity of commits made when a step names none (Kargo: ClusterConfig's
+    /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
+    pub default_author: Option<Signature>,
 }
 
 impl GitConfig {
@@ -89,6 +92,7 @@ impl GitConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             depth: None,
+            default_author: None,
         }
     }
 }

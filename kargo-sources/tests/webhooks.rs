@@ -1124,3 +1124,68 @@ fn fuzzed_fixtures_never_panic_and_get_4xx_or_a_valid_outcome() {
         }
     }
 }
+
+// ---- cluster-wide receivers (ClusterConfig) ----
+
+/// A ClusterConfig's receiver, loaded from a manifest as Kargo users write it: its path is
+/// Kargo's hash without a project, and a signed push refreshes the same Warehouses of the
+/// Project as the Project's own GitHub receiver does.
+#[test]
+fn cluster_config_receivers_refresh_the_projects_warehouses() {
+    let set = kargo_core::loader::ManifestSet::from_yaml_str(
+        "cluster.yaml",
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n  webhookReceivers:\n  - name: org-github\n    github:\n      secretRef: {name: org-github-secret}\n",
+    )
+    .unwrap();
+    let cluster = set.cluster_config().expect("the ClusterConfig");
+    let mut s = secrets();
+    s.insert(
+        "org-github-secret".into(),
+        BTreeMap::from([("secret".into(), "org-s3cret".into())]),
+    );
+    let env = Env::new();
+    let router = WebhookRouter::new(PROJECT, &project_config(), &s)
+        .with_cluster_receivers(&cluster.spec.webhook_receivers, &s);
+    let route = router
+        .routes()
+        .find(|r| r.name == "org-github")
+        .expect("routed")
+        .path
+        .clone();
+    assert_eq!(
+        route,
+        receiver_path(Provider::GitHub, "", "org-github", &["org-s3cret"])
+    );
+    assert_ne!(
+        route,
+        receiver_path(Provider::GitHub, PROJECT, "org-github", &["org-s3cret"])
+    );
+    let body = fixture("github-push.json");
+    let req = WebhookRequest::post(
+        &route,
+        [
+            ("X-GitHub-Event".to_owned(), "push".to_owned()),
+            (
+                "X-Hub-Signature-256".to_owned(),
+                format!("sha256={}", hmac_hex("org-s3cret", &body)),
+            ),
+        ],
+        body.clone(),
+    );
+    let o = router.handle(&req, &env.warehouses).unwrap();
+    assert_eq!(o.receiver, "org-github");
+    assert_eq!(refreshed(&o), ["gh-main", "gh-paths-dev", "gh-ssh-main"]);
+    // Signed with the project receiver's secret instead: refused.
+    let req = WebhookRequest::post(
+        &route,
+        [
+            ("X-GitHub-Event".to_owned(), "push".to_owned()),
+            (
+                "X-Hub-Signature-256".to_owned(),
+                format!("sha256={}", hmac_hex("gh-s3cret", &body)),
+            ),
+        ],
+        body.clone(),
+    );
+    assert_eq!(status(router.handle(&req, &env.warehouses)), 403);
+}

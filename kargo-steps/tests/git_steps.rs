@@ -972,3 +972,56 @@ async fn git_tag_on_a_commit_tagged_so_already_is_skipped() {
     let r = runner(cache.path(), None).run(&p).await;
     assert_phase(&r, PromotionPhase::Errored);
 }
+
+// ---------------------------------------------------------------------------------------
+// The default committer identity (Kargo's ClusterConfig `spec.gitClient`)
+
+/// With `GitConfig::default_author` set, a clone that names no `author` commits as that
+/// identity; one that names an author keeps its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_author_applies_when_the_clone_names_none() {
+    let remote = remote(Transport::File, "default-author", &many_files()).unwrap();
+    let cache = TempDir::new().unwrap();
+    let mut git_cfg = git_config(cache.path());
+    git_cfg.default_author = Some(kargo_git::Signature::new(
+        "Platform Bot",
+        "bot@platform.example",
+    ));
+    let mut reg = StepRegistry::new();
+    register_builtins_with(&mut reg, &BuiltinOptions::with_git(git_cfg)).unwrap();
+    reg.register(EditFile).unwrap();
+    let runner = Runner::new(reg);
+    for (n, author) in [
+        (1, None),
+        (2, Some(json!({"name": "Own", "email": "own@example.com"}))),
+    ] {
+        let work = TempDir::new().unwrap();
+        let mut clone = json!({"repoURL": remote.url, "checkout": [{"path": "./repo"}]});
+        if let Some(a) = &author {
+            clone["author"] = a.clone();
+        }
+        let plan = steps(json!([
+            {"alias": "clone", "uses": "git-clone", "config": clone},
+            {"alias": "edit", "uses": "test-edit", "config": {
+                "path": "repo/apps/app-1/values.yaml", "contents": format!("image: v{n}\n"),
+            }},
+            {"alias": "commit", "uses": "git-commit", "config": {"path": "./repo", "message": "m"}},
+            {"alias": "push", "uses": "git-push", "config": {"path": "./repo"}},
+        ]));
+        let p = promotion(
+            work.path(),
+            "dev.01promo.abcdef0",
+            plan,
+            remote.creds.clone(),
+        );
+        let r = runner.run(&p).await;
+        assert_phase(&r, PromotionPhase::Succeeded);
+        let clone = fresh_clone(&remote.bare, "main");
+        let who = git(clone.path(), &["log", "-1", "--format=%an <%ae>|%cn <%ce>"]);
+        let expected = match author {
+            None => "Platform Bot <bot@platform.example>|Platform Bot <bot@platform.example>",
+            Some(_) => "Own <own@example.com>|Own <own@example.com>",
+        };
+        assert_eq!(who, expected);
+    }
+}

@@ -121,6 +121,7 @@ where
         ResourceKind::Stage => parse_typed(doc).map(Resource::Stage),
         ResourceKind::PromotionTask => parse_typed(doc).map(Resource::PromotionTask),
         ResourceKind::ClusterPromotionTask => parse_typed(doc).map(Resource::ClusterPromotionTask),
+        ResourceKind::ClusterConfig => parse_typed(doc).map(Resource::ClusterConfig),
     }
 }
 
@@ -388,8 +389,8 @@ impl Builder {
                 "kind",
                 format!(
                     "unsupported kind {:?} (apiVersion {:?}): the Kargo kinds are \
-                     Project, ProjectConfig, Warehouse, Stage, PromotionTask and \
-                     ClusterPromotionTask of {API_VERSION}",
+                     Project, ProjectConfig, Warehouse, Stage, PromotionTask, \
+                     ClusterPromotionTask and ClusterConfig of {API_VERSION}",
                     header.kind, header.api_version
                 ),
             ));

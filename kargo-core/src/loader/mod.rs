@@ -67,8 +67,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::model::{
-    ClusterPromotionTask, Project, ProjectConfig, PromotionTask, Resource, ResourceKind, Stage,
-    Warehouse,
+    ClusterConfig, ClusterPromotionTask, Project, ProjectConfig, PromotionTask, Resource,
+    ResourceKind, Stage, Warehouse,
 };
 use build::{Builder, resource_label};
 
@@ -412,6 +412,14 @@ impl ManifestSet {
             }) => Some(t),
             _ => None,
         }
+    }
+
+    /// The ClusterConfig (there is at most one: it must be named `cluster`).
+    pub fn cluster_config(&self) -> Option<&ClusterConfig> {
+        self.entries.iter().find_map(|e| match &e.resource {
+            Resource::ClusterConfig(c) => Some(c),
+            _ => None,
+        })
     }
 
     /// Every ClusterPromotionTask, in load order.

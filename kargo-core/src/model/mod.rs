@@ -32,6 +32,7 @@
 //! assert!(stage.validate().is_empty());
 //! ```
 
+mod cluster_config;
 mod deprecations;
 mod duration;
 mod meta;
@@ -47,6 +48,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
+pub use cluster_config::{CLUSTER_CONFIG_NAME, ClusterConfig, ClusterConfigSpec, GitClientConfig};
 pub use duration::{Duration, ParseDurationError};
 pub use meta::{
     LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, LocalObjectReference,
@@ -124,17 +126,20 @@ pub enum ResourceKind {
     PromotionTask,
     /// `ClusterPromotionTask` (cluster-scoped).
     ClusterPromotionTask,
+    /// `ClusterConfig` (cluster-scoped, one per cluster).
+    ClusterConfig,
 }
 
 impl ResourceKind {
     /// Every kind, in dependency order.
-    pub const ALL: [ResourceKind; 6] = [
+    pub const ALL: [ResourceKind; 7] = [
         ResourceKind::Project,
         ResourceKind::ProjectConfig,
         ResourceKind::Warehouse,
         ResourceKind::Stage,
         ResourceKind::PromotionTask,
         ResourceKind::ClusterPromotionTask,
+        ResourceKind::ClusterConfig,
     ];
 
     /// The kind as written in manifests, e.g. `"Stage"`.
@@ -146,6 +151,7 @@ impl ResourceKind {
             ResourceKind::Stage => "Stage",
             ResourceKind::PromotionTask => "PromotionTask",
             ResourceKind::ClusterPromotionTask => "ClusterPromotionTask",
+            ResourceKind::ClusterConfig => "ClusterConfig",
         }
     }
 
@@ -153,7 +159,9 @@ impl ResourceKind {
     pub const fn is_namespaced(self) -> bool {
         !matches!(
             self,
-            ResourceKind::Project | ResourceKind::ClusterPromotionTask
+            ResourceKind::Project
+                | ResourceKind::ClusterPromotionTask
+                | ResourceKind::ClusterConfig
         )
     }
 }
@@ -168,7 +176,7 @@ impl fmt::Display for ResourceKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown kind {0:?}: expected one of Project, ProjectConfig, Warehouse, Stage, \
-     PromotionTask, ClusterPromotionTask"
+     PromotionTask, ClusterPromotionTask, ClusterConfig"
 )]
 pub struct UnknownKindError(pub String);
 
@@ -183,7 +191,7 @@ impl FromStr for ResourceKind {
     }
 }
 
-/// Any one of the six Kargo resources.
+/// Any one of the seven Kargo resources.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Resource {
@@ -199,6 +207,8 @@ pub enum Resource {
     PromotionTask(PromotionTask),
     /// A ClusterPromotionTask.
     ClusterPromotionTask(ClusterPromotionTask),
+    /// A ClusterConfig.
+    ClusterConfig(ClusterConfig),
 }
 
 impl Resource {
@@ -211,6 +221,7 @@ impl Resource {
             Resource::Stage(_) => ResourceKind::Stage,
             Resource::PromotionTask(_) => ResourceKind::PromotionTask,
             Resource::ClusterPromotionTask(_) => ResourceKind::ClusterPromotionTask,
+            Resource::ClusterConfig(_) => ResourceKind::ClusterConfig,
         }
     }
 
@@ -223,6 +234,7 @@ impl Resource {
             Resource::Stage(r) => &r.metadata,
             Resource::PromotionTask(r) => &r.metadata,
             Resource::ClusterPromotionTask(r) => &r.metadata,
+            Resource::ClusterConfig(r) => &r.metadata,
         }
     }
 
@@ -249,6 +261,7 @@ impl Resource {
             Resource::Stage(r) => r.validate(),
             Resource::PromotionTask(r) => r.validate(),
             Resource::ClusterPromotionTask(r) => r.validate(),
+            Resource::ClusterConfig(r) => r.validate(),
         }
     }
 }

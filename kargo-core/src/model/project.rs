@@ -456,90 +456,114 @@ impl ProjectConfig {
                 );
             }
         }
-        let mut receiver_names: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in spec.webhook_receivers.iter().enumerate() {
-            let p = format!("spec.webhookReceivers[{i}]");
-            if !is_dns1123_subdomain(&r.name) {
-                errs.push(
-                    format!("{p}.name"),
-                    format!("invalid webhook receiver name {:?}", r.name),
-                );
-            }
-            if let Some(first) = receiver_names.get(r.name.as_str()) {
-                errs.push(
-                    format!("{p}.name"),
-                    format!(
-                        "webhook receiver name {:?} already defined at \
-                         spec.webhookReceivers[{first}]",
-                        r.name
-                    ),
-                );
-            } else {
-                receiver_names.insert(&r.name, i);
-            }
-            let types = r.types();
-            if types.len() != 1 {
-                errs.push(
-                    p.clone(),
-                    format!(
-                        "a webhook receiver must have exactly one type, found {}: {}",
-                        types.len(),
-                        if types.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            types.join(", ")
-                        }
-                    ),
-                );
-            }
-            if let Some(generic) = &r.generic {
-                validate_generic_receiver(&mut errs, &format!("{p}.generic"), generic);
-            }
-        }
-        for (field, links) in [
-            ("freightLinks", &spec.freight_links),
-            ("stageLinks", &spec.stage_links),
-        ] {
-            for (i, link) in links.iter().enumerate() {
-                if link.title.is_empty() {
-                    errs.push(format!("spec.{field}[{i}].title"), "title is required");
-                }
-                if link.url.is_empty() {
-                    errs.push(format!("spec.{field}[{i}].url"), "url is required");
-                }
-            }
-        }
-        let mut window_names: HashMap<&str, usize> = HashMap::new();
-        for (i, w) in spec.promotion_windows.iter().enumerate() {
-            let p = format!("spec.promotionWindows[{i}]");
-            if !is_dns1123_subdomain(&w.name) {
-                errs.push(
-                    format!("{p}.name"),
-                    format!("invalid promotion window name {:?}", w.name),
-                );
-            } else if let Some(first) = window_names.get(w.name.as_str()) {
-                errs.push(
-                    format!("{p}.name"),
-                    format!(
-                        "promotion window name {:?} already defined at \
-                         spec.promotionWindows[{first}]",
-                        w.name
-                    ),
-                );
-            } else {
-                window_names.insert(&w.name, i);
-            }
-            if let Some(sel) = &w.stage_selector {
-                sel.validate(&mut errs, &format!("{p}.stageSelector"));
-            }
-            if w.project_selector.is_some() {
-                errs.push(
-                    format!("{p}.projectSelector"),
-                    "projectSelector is only allowed on ClusterConfig promotion windows",
-                );
-            }
-        }
+        validate_shared_config(
+            &mut errs,
+            SharedConfig {
+                webhook_receivers: &spec.webhook_receivers,
+                freight_links: &spec.freight_links,
+                stage_links: &spec.stage_links,
+                promotion_windows: &spec.promotion_windows,
+            },
+            false,
+        );
         errs.0
+    }
+}
+
+/// The parts a ProjectConfig and a ClusterConfig share.
+#[derive(Clone, Copy)]
+pub(super) struct SharedConfig<'a> {
+    pub(super) webhook_receivers: &'a [WebhookReceiverConfig],
+    pub(super) freight_links: &'a [DeepLink],
+    pub(super) stage_links: &'a [DeepLink],
+    pub(super) promotion_windows: &'a [PromotionWindow],
+}
+
+/// Checks webhook receivers, deep links and promotion windows (`cluster`: of a
+/// ClusterConfig, where windows may have a `projectSelector`).
+pub(super) fn validate_shared_config(errs: &mut FieldErrors, cfg: SharedConfig<'_>, cluster: bool) {
+    let mut receiver_names: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in cfg.webhook_receivers.iter().enumerate() {
+        let p = format!("spec.webhookReceivers[{i}]");
+        if !is_dns1123_subdomain(&r.name) {
+            errs.push(
+                format!("{p}.name"),
+                format!("invalid webhook receiver name {:?}", r.name),
+            );
+        }
+        if let Some(first) = receiver_names.get(r.name.as_str()) {
+            errs.push(
+                format!("{p}.name"),
+                format!(
+                    "webhook receiver name {:?} already defined at \
+                     spec.webhookReceivers[{first}]",
+                    r.name
+                ),
+            );
+        } else {
+            receiver_names.insert(&r.name, i);
+        }
+        let types = r.types();
+        if types.len() != 1 {
+            errs.push(
+                p.clone(),
+                format!(
+                    "a webhook receiver must have exactly one type, found {}: {}",
+                    types.len(),
+                    if types.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        types.join(", ")
+                    }
+                ),
+            );
+        }
+        if let Some(generic) = &r.generic {
+            validate_generic_receiver(errs, &format!("{p}.generic"), generic);
+        }
+    }
+    for (field, links) in [
+        ("freightLinks", cfg.freight_links),
+        ("stageLinks", cfg.stage_links),
+    ] {
+        for (i, link) in links.iter().enumerate() {
+            if link.title.is_empty() {
+                errs.push(format!("spec.{field}[{i}].title"), "title is required");
+            }
+            if link.url.is_empty() {
+                errs.push(format!("spec.{field}[{i}].url"), "url is required");
+            }
+        }
+    }
+    let mut window_names: HashMap<&str, usize> = HashMap::new();
+    for (i, w) in cfg.promotion_windows.iter().enumerate() {
+        let p = format!("spec.promotionWindows[{i}]");
+        if !is_dns1123_subdomain(&w.name) {
+            errs.push(
+                format!("{p}.name"),
+                format!("invalid promotion window name {:?}", w.name),
+            );
+        } else if let Some(first) = window_names.get(w.name.as_str()) {
+            errs.push(
+                format!("{p}.name"),
+                format!(
+                    "promotion window name {:?} already defined at \
+                     spec.promotionWindows[{first}]",
+                    w.name
+                ),
+            );
+        } else {
+            window_names.insert(&w.name, i);
+        }
+        if let Some(sel) = &w.stage_selector {
+            sel.validate(errs, &format!("{p}.stageSelector"));
+        }
+        if w.project_selector.is_some() && !cluster {
+            errs.push(
+                format!("{p}.projectSelector"),
+                "projectSelector is only allowed on ClusterConfig promotion windows",
+            );
+        }
     }
 }
 

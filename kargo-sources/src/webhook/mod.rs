@@ -393,6 +393,47 @@ pub fn receiver_path(
     format!("{PATH_PREFIX}{}/{}", provider.as_str(), hex(&h.finalize()))
 }
 
+/// The routes of `receivers`, with paths for `project` (empty: cluster-wide).
+fn routes_of(
+    project: &str,
+    receivers: &[WebhookReceiverConfig],
+    secrets: &dyn SecretStore,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for r in receivers {
+        let Some((provider, secret_name)) = Provider::of(r) else {
+            tracing::warn!(receiver = %r.name, "webhook receiver must have exactly one type; not routed");
+            continue;
+        };
+        let key = provider.secret_key();
+        let Some(value) = secrets
+            .secret(secret_name)
+            .and_then(|mut m| m.remove(key))
+            .filter(|v| !v.expose().is_empty())
+        else {
+            tracing::warn!(
+                receiver = %r.name,
+                provider = %provider,
+                secret = %secret_name,
+                key,
+                "webhook receiver's Secret or key is missing or empty; not routed"
+            );
+            continue;
+        };
+        let path = receiver_path(provider, project, &r.name, &[value.expose()]);
+        routes.push(Route {
+            info: RouteInfo {
+                name: r.name.clone(),
+                provider,
+                path,
+            },
+            secret: value,
+            config: r.clone(),
+        });
+    }
+    routes
+}
+
 /// A routable receiver, for listing (no secret in it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteInfo {
@@ -433,42 +474,23 @@ impl WebhookRouter {
         receivers: &[WebhookReceiverConfig],
         secrets: &dyn SecretStore,
     ) -> Self {
-        let mut routes = Vec::new();
-        for r in receivers {
-            let Some((provider, secret_name)) = Provider::of(r) else {
-                tracing::warn!(receiver = %r.name, "webhook receiver must have exactly one type; not routed");
-                continue;
-            };
-            let key = provider.secret_key();
-            let Some(value) = secrets
-                .secret(secret_name)
-                .and_then(|mut m| m.remove(key))
-                .filter(|v| !v.expose().is_empty())
-            else {
-                tracing::warn!(
-                    receiver = %r.name,
-                    provider = %provider,
-                    secret = %secret_name,
-                    key,
-                    "webhook receiver's Secret or key is missing or empty; not routed"
-                );
-                continue;
-            };
-            let path = receiver_path(provider, project, &r.name, &[value.expose()]);
-            routes.push(Route {
-                info: RouteInfo {
-                    name: r.name.clone(),
-                    provider,
-                    path,
-                },
-                secret: value,
-                config: r.clone(),
-            });
-        }
         Self {
             project: project.to_owned(),
-            routes,
+            routes: routes_of(project, receivers, secrets),
         }
+    }
+
+    /// Adds a ClusterConfig's receivers (Kargo's cluster-wide receivers), with their
+    /// Secrets read from `secrets` (Kargo keeps them in its system-resources namespace).
+    /// Their paths are computed without a project, as Kargo does, and a request to one
+    /// refreshes the matching Warehouses of this router's Project like its own receivers.
+    pub fn with_cluster_receivers(
+        mut self,
+        receivers: &[WebhookReceiverConfig],
+        secrets: &dyn SecretStore,
+    ) -> Self {
+        self.routes.extend(routes_of("", receivers, secrets));
+        self
     }
 
     /// The project.

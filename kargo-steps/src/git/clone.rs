@@ -225,7 +225,7 @@ impl Step for GitClone {
         let (wanted, keys) = validate(&cfg)?;
         let author = match &cfg.author {
             Some(a) => a.signature("author")?,
-            None => default_author(),
+            None => default_author(&self.config),
         };
         if cfg.insecure_skip_tls_verify {
             tracing::warn!("git-clone: insecureSkipTLSVerify is not supported and is ignored");

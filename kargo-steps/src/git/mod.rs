@@ -362,8 +362,12 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
 
-fn default_author() -> Signature {
-    Signature::new(DEFAULT_AUTHOR_NAME, DEFAULT_AUTHOR_EMAIL)
+/// The configured default identity (ClusterConfig's `gitClient`), else Kargo's.
+fn default_author(config: &kargo_git::GitConfig) -> Signature {
+    config
+        .default_author
+        .clone()
+        .unwrap_or_else(|| Signature::new(DEFAULT_AUTHOR_NAME, DEFAULT_AUTHOR_EMAIL))
 }
 
 #[cfg(test)]
