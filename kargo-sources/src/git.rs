@@ -22,9 +22,11 @@
 //!   evaluated by [`kargo_core::expr::ExprEngine::compile_kargo_expression`]. Branch commits
 //!   see `id`, `commitDate`, `author`, `committer`, `subject`; tags see `tag`, `id`,
 //!   `creatorDate`, `author`, `committer`, `subject`, `tagger`, `annotation`. Dates are RFC
-//!   3339 strings in UTC (`2024-01-02T03:04:05Z`, so they compare as text); names are
-//!   `Name <email>`. The result must be a boolean or a string Go's `strconv.ParseBool`
-//!   accepts; anything else fails the discovery.
+//!   3339 strings in UTC (`2024-01-02T03:04:05Z`, so they compare as text and with
+//!   `date('2024-01-02')`) that answer Go's time methods (`commitDate.Year() >= 2023`);
+//!   names are `Name <email>`. The result must be a boolean, or a value whose text Go's
+//!   `strconv.ParseBool` accepts (the numbers 1 and 0, `'true'`...), as Kargo reads it;
+//!   anything else fails the discovery.
 //! - `includePaths` / `excludePaths` select files by exact base path (the path itself or
 //!   anything under it), `glob:` pattern (`**` crosses directories, `*` does not) or
 //!   `regex:` / `regexp:` (unanchored). A commit qualifies when ANY file it changed

@@ -430,6 +430,27 @@ async fn expression_filter_on_commits() {
     assert_eq!(f.len(), 3);
     let f = commits(&s, with("'0'")).await;
     assert!(f.is_empty());
+    // As Kargo: numbers 1 and 0 read as booleans; dates are times with Go's methods.
+    let f = commits(&s, with("1")).await;
+    assert_eq!(f.len(), 3);
+    let f = commits(&s, with("0")).await;
+    assert!(f.is_empty());
+    let year = chrono::DateTime::from_timestamp(T0, 0)
+        .unwrap()
+        .format("%Y")
+        .to_string();
+    let f = commits(&s, with(&format!("commitDate.Year() >= {year}"))).await;
+    assert_eq!(f.len(), 3);
+    let f = commits(&s, with(&format!("commitDate.Year() > {year}"))).await;
+    assert!(f.is_empty());
+    let f = commits(
+        &s,
+        with(&format!("commitDate.After(date('{}'))", rfc3339(T0 + 120))),
+    )
+    .await;
+    assert_eq!(ids(&f), [&c3]);
+    let e = error(&s, with("2")).await;
+    assert_eq!(e.kind, SourceErrorKind::InvalidConfig, "{e}");
 
     let e = error(&s, with("'maybe'")).await;
     assert_eq!(e.kind, SourceErrorKind::InvalidConfig, "{e}");
@@ -634,6 +655,16 @@ async fn expression_filter_on_tags() {
     let f = commits(&s, with("tag startsWith 'release-' || subject == 'two'")).await;
     assert_eq!(tags(&f), ["release-b", "release-a", "2.0.0"]);
     let f = commits(&s, with(&format!("creatorDate > '{}'", rfc3339(T0 + 1000)))).await;
+    assert_eq!(tags(&f), ["v1.10.0"]);
+    let year = chrono::DateTime::from_timestamp(T0, 0)
+        .unwrap()
+        .format("%Y")
+        .to_string();
+    let f = commits(
+        &s,
+        with(&format!("creatorDate.Year() >= {year} && tag == 'v1.10.0'")),
+    )
+    .await;
     assert_eq!(tags(&f), ["v1.10.0"]);
     let id = &t.ids["1.2"];
     let f = commits(

@@ -484,6 +484,14 @@ fn json_of(v: &Value, fname: &str) -> Result<Json, Error> {
     super::to_json(v).map_err(|e| err(format!("{fname}(): {e}")))
 }
 
+/// Like [`json_of`], with an undefined value (a missing key) as `null`, as expr-lang's nil.
+fn json_or_null(v: &Value, fname: &str) -> Result<Json, Error> {
+    if v.is_undefined() {
+        return Ok(Json::Null);
+    }
+    json_of(v, fname)
+}
+
 /// A parsed semantic version, with the methods Kargo's expressions call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SemVer {
@@ -649,14 +657,15 @@ fn two_strs<'a>(fname: &str, a: &'a Value, b: &'a Value) -> Result<(&'a str, &'a
 
 /// Registers every function in `env`.
 pub(crate) fn register(env: &mut Environment<'static>) {
+    // Kargo quotes nil (a `null`, a missing key) as the string `null`.
     env.add_function("quote", |v: Value| -> Result<String, Error> {
         if let Some(s) = v.as_str() {
             return Ok(go_quote(s));
         }
-        Ok(format!("\"{}\"", json_of(&v, "quote")?))
+        Ok(format!("\"{}\"", json_or_null(&v, "quote")?))
     });
     env.add_function("unsafeQuote", |v: Value| -> Result<String, Error> {
-        Ok(format!("\"{}\"", json_of(&v, "unsafeQuote")?))
+        Ok(format!("\"{}\"", json_or_null(&v, "unsafeQuote")?))
     });
     env.add_function("asJSON", |v: Value| -> Result<String, Error> {
         let j = json_of(&v, "asJSON")?;

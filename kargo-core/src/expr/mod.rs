@@ -49,6 +49,7 @@
 pub mod coerce;
 pub mod exprlang;
 mod functions;
+mod time_values;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -168,6 +169,7 @@ impl ExprEngine {
             env.set_syntax(syntax);
         }
         functions::register(&mut env);
+        time_values::register(&mut env);
         Self { env }
     }
 
@@ -525,6 +527,16 @@ impl CompiledExpr<'_> {
     pub fn eval_bool(&self, scope: &Scope) -> Result<bool, ExprError> {
         match self.eval(scope)? {
             Json::Bool(b) => Ok(b),
+            // Kargo prints a non-boolean result (Go's `%v`) and parses that as a boolean:
+            // of numbers, only 1 and 0 pass.
+            Json::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
+            Json::Number(n) if n.as_f64() == Some(0.0) && !n.to_string().starts_with('-') => {
+                Ok(false)
+            }
+            Json::Number(n) => Err(self.error(
+                ExprErrorKind::Evaluation,
+                format!("expected a boolean, got the number {n} (only 1 and 0 read as booleans)"),
+            )),
             Json::String(s) => match s.as_str() {
                 "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
                 "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),

@@ -675,3 +675,65 @@ fn non_ascii_text_inside_an_expression_is_an_error_not_a_panic() {
         json!("üß")
     );
 }
+
+/// Kargo's `quote()` of nil (a literal `null`, a missing map key, a null variable) gives
+/// the string `null`, as its JSON template tests pin down.
+#[test]
+fn quote_of_a_missing_value_is_the_string_null() {
+    for t in [
+        "${{ quote(null) }}",
+        "${{ quote(vars.nil) }}",
+        "${{ quote(vars.missing) }}",
+        "${{ quote(vars.obj.nope) }}",
+        "${{ quote(outputs['no-such-step']) }}",
+    ] {
+        assert_eq!(render(t), json!("null"), "{t}");
+    }
+    assert_eq!(
+        render("${{ quote({'foo': 'bar'}) }}"),
+        json!("{\"foo\":\"bar\"}")
+    );
+    assert_eq!(render("${{ quote(42) }}"), json!("42"));
+}
+
+/// A git subscription's filter as Kargo's selector tests pin it down: dates answer time
+/// methods and compare with `date()`, 1 and 0 read as booleans, other values fail.
+#[test]
+fn filter_results_and_commit_dates_as_kargo() {
+    let engine = ExprEngine::new();
+    let env = json!({
+        "id": "abc", "author": "test-author", "subject": "fix: a bug",
+        "commitDate": "2024-03-09T17:04:05Z",
+    });
+    let scope = Scope::from_json(env.as_object().unwrap());
+    let eval = |text: &str| {
+        engine
+            .compile_kargo_expression(text)
+            .unwrap()
+            .eval_bool(&scope)
+    };
+    for (text, wanted) in [
+        ("true", true),
+        ("false", false),
+        ("id == 'abc' && author == 'test-author'", true),
+        ("1", true),
+        ("0", false),
+        ("1.0", true),
+        ("commitDate.Year() >= 2023", true),
+        ("commitDate.Year() >= 2025", false),
+        ("commitDate.Month() == 3 && commitDate.Weekday() == 6", true),
+        ("commitDate > date('2024-01-01')", true),
+        ("commitDate.After(date('2024-06-01'))", false),
+        ("commitDate.Format('2006-01') == '2024-03'", true),
+        ("subject contains 'fix:'", true),
+    ] {
+        assert_eq!(
+            eval(text).unwrap_or_else(|e| panic!("{text}: {e}")),
+            wanted,
+            "{text}"
+        );
+    }
+    for bad in ["'invalid'", "2", "0.5", "id.Year()"] {
+        assert!(eval(bad).is_err(), "{bad} must fail");
+    }
+}
