@@ -65,7 +65,9 @@ pub(crate) fn flatten(templates: &[Template]) -> Result<Flattened, String> {
 
 /// Why an argument has no value.
 pub(crate) fn unresolved(name: &str) -> String {
-    format!("argument {name:?} has no value: give it in the Stage's verification.args or a default in the template (args.{name} was not resolved)")
+    format!(
+        "argument {name:?} has no value: give it in the Stage's verification.args or a default in the template (args.{name} was not resolved)"
+    )
 }
 
 /// The final values: template defaults, overridden by `incoming` (names the templates do
@@ -86,8 +88,9 @@ pub(crate) fn resolve(
         let value = match (given, &arg.value, &arg.value_from) {
             (Some(v), _, _) => v,
             (None, Some(v), _) => v.clone(),
-            (None, None, Some(ArgSource::Secret { name, key })) => secret(name, key)
-                .map_err(|e| format!("argument {:?}: {e}", arg.name))?,
+            (None, None, Some(ArgSource::Secret { name, key })) => {
+                secret(name, key).map_err(|e| format!("argument {:?}: {e}", arg.name))?
+            }
             (None, None, Some(ArgSource::Field(path))) => {
                 return Err(format!(
                     "argument {:?}: valueFrom.fieldRef ({path}) is not supported: Argo Rollouts \
@@ -161,7 +164,9 @@ pub(crate) fn placeholders(value: &Json, out: &mut Vec<String>) {
                 let Some(close) = rest[open + 2..].find("}}") else {
                     break;
                 };
-                if let Some(name) = rest[open + 2..open + 2 + close].trim().strip_prefix("args.")
+                if let Some(name) = rest[open + 2..open + 2 + close]
+                    .trim()
+                    .strip_prefix("args.")
                     && !out.iter().any(|n| n == name)
                 {
                     out.push(name.to_owned());

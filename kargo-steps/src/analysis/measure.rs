@@ -69,7 +69,11 @@ impl HttpClients {
     }
 
     pub(crate) fn pick(&self, insecure: bool) -> &reqwest::Client {
-        if insecure { &self.insecure } else { &self.secure }
+        if insecure {
+            &self.insecure
+        } else {
+            &self.secure
+        }
     }
 }
 

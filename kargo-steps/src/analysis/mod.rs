@@ -315,7 +315,7 @@ impl AnalysisVerifier {
                 message,
             };
             let context = format!("{resource} verifies with this template");
-            let before = errors.len();
+            let mut missing = false;
             let mut templates = Vec::new();
             for (i, r) in v.analysis_templates.iter().enumerate() {
                 let doc = match r.kind {
@@ -344,6 +344,7 @@ impl AnalysisVerifier {
                             r.name
                         ),
                     ));
+                    missing = true;
                     continue;
                 };
                 templates.push(read_template(doc, &engine, &context, &mut errors));
@@ -356,7 +357,7 @@ impl AnalysisVerifier {
                     ));
                 }
             }
-            if errors.len() > before {
+            if missing {
                 continue;
             }
             let flattened = match flatten(&templates) {
@@ -497,9 +498,10 @@ impl AnalysisVerifier {
         let mut out = Vec::new();
         if let Some(v) = &plan.stage.spec.verification {
             for (i, a) in v.args.iter().enumerate() {
-                let value = self.engine.render_str(&a.value, &scope).map_err(|e| {
-                    format!("spec.verification.args[{i}] ({}): {e}", a.name)
-                })?;
+                let value = self
+                    .engine
+                    .render_str(&a.value, &scope)
+                    .map_err(|e| format!("spec.verification.args[{i}] ({}): {e}", a.name))?;
                 let text = match value {
                     Json::String(s) => s,
                     Json::Null => String::new(),
@@ -558,7 +560,10 @@ impl AnalysisVerifier {
                 .and_then(|d| d.get(key))
                 .cloned()
                 .ok_or_else(|| {
-                    format!("key {key:?} of Secret {}/{name} is not in the manifests", self.project)
+                    format!(
+                        "key {key:?} of Secret {}/{name} is not in the manifests",
+                        self.project
+                    )
                 })
         };
         let values = match resolve(&plan.flattened.args, &incoming, &secret) {

@@ -18,7 +18,9 @@ use kargo_core::expr::ExprEngine;
 
 use super::clock::AnalysisClock;
 use super::measure::{HttpClients, Measured};
-use super::report::{AnalysisPhase, AnalysisRunReport, MAX_MEASUREMENTS, Measurement, MetricReport};
+use super::report::{
+    AnalysisPhase, AnalysisRunReport, MAX_MEASUREMENTS, Measurement, MetricReport,
+};
 use super::template::{MetricSpec, ProviderSpec};
 use super::{AnalysisOptions, provider_prometheus, provider_web};
 
@@ -58,7 +60,10 @@ fn assess(spec: &MetricSpec, st: &mut MetricState, terminating: bool) {
     let (phase, message) = if limit_exceeded(r.failed, spec.failure_limit) {
         (
             AnalysisPhase::Failed,
-            format!("failed ({}) > failureLimit ({})", r.failed, spec.failure_limit),
+            format!(
+                "failed ({}) > failureLimit ({})",
+                r.failed, spec.failure_limit
+            ),
         )
     } else if limit_exceeded(r.inconclusive, spec.inconclusive_limit) {
         (
@@ -95,11 +100,7 @@ fn redact(text: String, secrets: &[String]) -> String {
     t
 }
 
-async fn measure(
-    clients: &HttpClients,
-    engine: &ExprEngine,
-    spec: &MetricSpec,
-) -> Measured {
+async fn measure(clients: &HttpClients, engine: &ExprEngine, spec: &MetricSpec) -> Measured {
     match &spec.provider {
         ProviderSpec::Web(w) => provider_web::measure(clients, engine, spec, w).await,
         ProviderSpec::Prometheus(p) => provider_prometheus::measure(clients, engine, spec, p).await,
@@ -252,7 +253,10 @@ pub(crate) async fn run(
             message = if r.message.is_empty() {
                 String::new()
             } else {
-                format!("Metric {:?} assessed {} due to {}", r.name, r.phase, r.message)
+                format!(
+                    "Metric {:?} assessed {} due to {}",
+                    r.name, r.phase, r.message
+                )
             };
         }
     }

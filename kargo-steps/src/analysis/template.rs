@@ -76,7 +76,11 @@ pub(crate) struct Template {
 
 impl Template {
     /// An error at this template's place.
-    pub(crate) fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    pub(crate) fn error(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
         ManifestError {
             location: self.doc.location.clone(),
             resource: Some(self.label.clone()),
@@ -115,7 +119,11 @@ pub(crate) fn read_template(
                 for (i, a) in list.iter().enumerate() {
                     let field = format!("spec.args[{i}]");
                     let Some(name) = str_at(a, "name").filter(|n| !n.is_empty()) else {
-                        push(&t, format!("{field}.name"), "argument name is required".into());
+                        push(
+                            &t,
+                            format!("{field}.name"),
+                            "argument name is required".into(),
+                        );
                         continue;
                     };
                     let value = match a.get("value") {
@@ -161,7 +169,11 @@ pub(crate) fn read_template(
                         }
                     };
                     if t.args.iter().any(|x| x.name == name) {
-                        push(&t, format!("{field}.name"), format!("argument {name:?} is defined twice"));
+                        push(
+                            &t,
+                            format!("{field}.name"),
+                            format!("argument {name:?} is defined twice"),
+                        );
                         continue;
                     }
                     t.args.push(TemplateArg {
@@ -179,7 +191,11 @@ pub(crate) fn read_template(
             for (i, m) in list.iter().enumerate() {
                 let field = format!("spec.metrics[{i}]");
                 if let Err((f, message)) = parse_metric(m, true, engine) {
-                    let path = if f.is_empty() { field } else { format!("{field}.{f}") };
+                    let path = if f.is_empty() {
+                        field
+                    } else {
+                        format!("{field}.{f}")
+                    };
                     push(&t, path, message);
                     continue;
                 }
@@ -195,7 +211,11 @@ pub(crate) fn read_template(
                 t.metrics.push(m.clone());
             }
         }
-        _ => push(&t, "spec.metrics".into(), "at least one metric is required".into()),
+        _ => push(
+            &t,
+            "spec.metrics".into(),
+            "at least one metric is required".into(),
+        ),
     }
     if let Some(list) = spec.get("dryRun").and_then(Json::as_array) {
         t.dry_run = list
@@ -455,7 +475,11 @@ fn parse_prometheus(p: &Json, lenient: bool) -> FieldResult<PrometheusSpec> {
 
 /// Reads one metric. `lenient` (at load time) skips the checks of fields that still hold
 /// `{{args...}}` placeholders. The error is `(field path within the metric, message)`.
-pub(crate) fn parse_metric(m: &Json, lenient: bool, engine: &ExprEngine) -> FieldResult<MetricSpec> {
+pub(crate) fn parse_metric(
+    m: &Json,
+    lenient: bool,
+    engine: &ExprEngine,
+) -> FieldResult<MetricSpec> {
     if !m.is_object() {
         return Err((String::new(), "expected a mapping".into()));
     }
@@ -472,7 +496,9 @@ pub(crate) fn parse_metric(m: &Json, lenient: bool, engine: &ExprEngine) -> Fiel
         None => int_field(m, "inconsistentLimit", lenient)?.unwrap_or(0),
     };
     let consecutive_error_limit = int_field(m, "consecutiveErrorLimit", lenient)?.unwrap_or(4);
-    if m.get("consecutiveSuccessLimit").is_some_and(|v| !v.is_null()) {
+    if m.get("consecutiveSuccessLimit")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err((
             "consecutiveSuccessLimit".into(),
             "consecutiveSuccessLimit is not supported".into(),
@@ -493,7 +519,10 @@ pub(crate) fn parse_metric(m: &Json, lenient: bool, engine: &ExprEngine) -> Fiel
             return Err(("count".into(), "count must not be negative".into()));
         }
         if c > 1 && interval.is_none() && !(lenient && m.get("interval").is_some()) {
-            return Err(("interval".into(), "interval must be set when count > 1".into()));
+            return Err((
+                "interval".into(),
+                "interval must be set when count > 1".into(),
+            ));
         }
         if c > 0 && c < failure_limit {
             return Err((
@@ -547,10 +576,7 @@ pub(crate) fn parse_metric(m: &Json, lenient: bool, engine: &ExprEngine) -> Fiel
         }
         [] => return Err(("provider".into(), "a provider is required".into())),
         _ => {
-            return Err((
-                "provider".into(),
-                "exactly one provider must be set".into(),
-            ));
+            return Err(("provider".into(), "exactly one provider must be set".into()));
         }
     };
     Ok(MetricSpec {
