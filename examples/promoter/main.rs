@@ -189,9 +189,22 @@ fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     let project = pick_project(&manifests, cli.project.as_deref())?;
     let work = StateLocation::parse(&cli.state).work_dir(cli.work_dir.as_deref());
     let runner = runner(&work, Arc::new(MemoryStore::new()))?;
-    validate(&manifests, runner.engine(), Some(runner.registry())).map_err(|errors| {
-        Failure::Input(format!("{} manifest error(s):\n{errors}", errors.len()))
-    })?;
+    let mut errors = validate(&manifests, runner.engine(), Some(runner.registry()))
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+    // The AnalysisTemplates the Stages' verification names (kargo::steps::analysis).
+    #[cfg(feature = "analysis")]
+    if let Err(e) = kargo::steps::analysis::validate(&manifests, &project) {
+        errors.extend(e.0);
+    }
+    if !errors.is_empty() {
+        let errors = kargo::core::loader::ManifestErrors(errors);
+        return Err(Failure::Input(format!(
+            "{} manifest error(s):\n{errors}",
+            errors.len()
+        )));
+    }
     Ok((manifests, project, runner))
 }
 
