@@ -510,7 +510,8 @@ pub(crate) fn parse_metric(
         ("successCondition", &success_condition),
         ("failureCondition", &failure_condition),
     ] {
-        if !cond.is_empty() && !(lenient && has_placeholder(cond)) {
+        let skip = cond.is_empty() || (lenient && has_placeholder(cond));
+        if !skip {
             check_condition(engine, cond).map_err(|e| (key.to_owned(), e))?;
         }
     }
