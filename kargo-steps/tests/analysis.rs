@@ -867,3 +867,130 @@ spec:
     );
     validate(&set, "demo").unwrap();
 }
+
+#[tokio::test]
+async fn a_metric_without_count_runs_until_the_time_limit() {
+    let (srv, calls) = prometheus(&["0.99"]).await;
+    let set = manifests(
+        "    analysisTemplates:
+    - name: success-rate",
+        &prom_template(
+            "success-rate",
+            &srv.url,
+            "  - name: success-rate
+    interval: 5m
+    successCondition: result[0] >= 0.95
+",
+        ),
+    );
+    let clock = Arc::new(RecordingClock::default());
+    let report = verifier(&set, &clock)
+        .with_options(
+            kargo_steps::analysis::AnalysisOptions::default()
+                .with_max_duration(Some(Duration::from_secs(1200))),
+        )
+        .run(&dev(&set), &collection("1.0.0"))
+        .await;
+    // Measured at 0, 5, 10, 15 and 20 minutes; the next one would be past the limit.
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        report.phase,
+        AnalysisPhase::Successful,
+        "{}",
+        report.summary()
+    );
+    assert!(
+        report.message.contains("time limit of 1200s"),
+        "{}",
+        report.message
+    );
+    assert_eq!(report.metric("success-rate").unwrap().count, 5);
+}
+
+#[tokio::test]
+async fn web_posts_json_bodies_and_takes_non_json_answers_as_they_are() {
+    let srv = serve(Arc::new(|r: &Req| {
+        if r.method == "POST"
+            && r.header("content-type") == Some("application/json")
+            && r.json()["tag"] == "1.0.0"
+        {
+            Resp::text(200, "all good")
+        } else {
+            Resp::text(400, "bad request")
+        }
+    }))
+    .await;
+    let set = manifests(
+        "    analysisTemplates:
+    - name: smoke
+    args:
+    - name: tag
+      value: ${{ imageFrom(\"ghcr.io/acme/app\").Tag }}",
+        &format!(
+            "---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: smoke, namespace: demo}}
+spec:
+  args:
+  - name: tag
+  metrics:
+  - name: smoke
+    successCondition: result == 'never compared'
+    provider:
+      web:
+        method: POST
+        url: {}/smoke
+        jsonBody:
+          tag: '{{{{args.tag}}}}'
+",
+            srv.url
+        ),
+    );
+    let clock = Arc::new(RecordingClock::default());
+    let report = verifier(&set, &clock)
+        .run(&dev(&set), &collection("1.0.0"))
+        .await;
+    // Argo Rollouts: a body that is not JSON is a successful measurement, as it is.
+    assert_eq!(
+        report.phase,
+        AnalysisPhase::Successful,
+        "{}",
+        report.summary()
+    );
+    let m = report.metric("smoke").unwrap();
+    assert_eq!(m.measurements[0].value.as_deref(), Some("all good"));
+}
+
+#[tokio::test]
+async fn a_failed_prometheus_query_is_an_error_measurement() {
+    let srv = serve(Arc::new(|_r: &Req| {
+        Resp::json(
+            400,
+            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 5"}),
+        )
+    }))
+    .await;
+    let set = manifests(
+        "    analysisTemplates:
+    - name: success-rate",
+        &prom_template(
+            "success-rate",
+            &srv.url,
+            "  - name: success-rate
+    consecutiveErrorLimit: 0
+    successCondition: result[0] >= 0.95
+",
+        ),
+    );
+    let clock = Arc::new(RecordingClock::default());
+    let report = verifier(&set, &clock)
+        .run(&dev(&set), &collection("1.0.0"))
+        .await;
+    assert_eq!(report.phase, AnalysisPhase::Error, "{}", report.summary());
+    let msg = report.metric("success-rate").unwrap().measurements[0]
+        .message
+        .clone()
+        .unwrap();
+    assert!(msg.contains("bad_data: parse error at char 5"), "{msg}");
+}
