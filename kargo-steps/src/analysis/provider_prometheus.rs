@@ -1,5 +1,5 @@
-//! The `prometheus` metric provider: an instant query, `GET
-//! <address>/api/v1/query?query=...`, with `headers` and a `timeout` in seconds (default
+//! The `prometheus` metric provider: an instant query,
+//! `GET {address}/api/v1/query?query=...`, with `headers` and a `timeout` in seconds (default
 //! 30). As in Argo Rollouts, a vector result becomes `result` as a list of numbers (one per
 //! sample, `[0.99, 0.98]`), a scalar a number; other result types, a failed query and a
 //! status outside 2xx are `Error` measurements. Sample values `NaN` and `±Inf` stay what

@@ -1,6 +1,6 @@
 //! Reading Argo Rollouts `AnalysisTemplate` / `ClusterAnalysisTemplate` documents: their
 //! `spec.args`, `spec.metrics` and `spec.dryRun`, and one metric's fields once its
-//! `{{args.NAME}}` placeholders are filled in ([`parse_metric`]).
+//! `{{args.NAME}}` placeholders are filled in.
 //!
 //! Metric fields read (the rest of Argo Rollouts' `Metric` is ignored, as the Kubernetes
 //! API server prunes unknown fields): `name`, `interval`, `initialDelay`, `count`,
