@@ -945,9 +945,23 @@ impl Controller {
             && let Ok(stage) = self.pipeline().stage(&request.stage)
             && stage.spec.verification.is_some()
         {
-            let info = verifier.verify(stage, &request.collection).await;
+            // An analysis may measure for minutes: the Stage's lease is kept meanwhile, and
+            // the verdict is written only while it is still held.
+            let verify = verifier.verify(stage, &request.collection);
+            let info = {
+                tokio::pin!(verify);
+                let cancel = CancellationToken::new();
+                tokio::select! {
+                    info = &mut verify => info,
+                    () = self.keep_lease(fence, &cancel) => verify.await,
+                }
+            };
             let ok = info.phase == VerificationPhase::Successful;
-            self.record_verification(&request.stage, info).await?;
+            self.update_under(fence, |state| {
+                self.pipeline()
+                    .record_verification(state, &request.stage, info.clone())
+            })
+            .await?;
             tracing::info!(stage = %request.stage, verified = ok, "verification finished");
         }
         tracing::info!(promotion = %request.name, phase = ?result.phase, "promotion finished");
