@@ -611,7 +611,9 @@ async fn a_dry_run_metric_does_not_decide() {
 #[tokio::test]
 async fn secret_arguments_come_from_the_directory_and_never_show() {
     let srv = serve(Arc::new(|r: &Req| {
-        if r.header("authorization") == Some("Bearer s3cr3t-t0ken") {
+        if r.header("authorization") == Some("Bearer s3cr3t-t0ken")
+            && r.header("x-user") == Some("robot")
+        {
             Resp::json(200, json!({"status": "healthy", "echo": "s3cr3t-t0ken"}))
         } else {
             Resp::text(401, "no")
@@ -620,7 +622,12 @@ async fn secret_arguments_come_from_the_directory_and_never_show() {
     .await;
     let set = manifests(
         "    analysisTemplates:
-    - name: health",
+    - name: health
+    args:
+    - name: user
+      value: ${{ secret('api').user }}
+    - name: other
+      value: unused",
         &format!(
             "---
 apiVersion: v1
@@ -628,6 +635,8 @@ kind: Secret
 metadata: {{name: api, namespace: demo}}
 stringData:
   token: s3cr3t-t0ken
+data:
+  user: cm9ib3Q=
 ---
 apiVersion: argoproj.io/v1alpha1
 kind: AnalysisTemplate
@@ -637,6 +646,8 @@ spec:
   - name: token
     valueFrom:
       secretKeyRef: {{name: api, key: token}}
+  - name: user
+  - name: other
   metrics:
   - name: health
     successCondition: result.status == 'healthy'
@@ -646,6 +657,8 @@ spec:
         headers:
         - key: Authorization
           value: Bearer {{{{args.token}}}}
+        - key: X-User
+          value: '{{{{args.user}}}}'
 ",
             srv.url
         ),

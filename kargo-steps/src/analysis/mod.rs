@@ -9,7 +9,9 @@
 //! - The Stage: `verification.analysisTemplates[]` (`name`, `kind`) and
 //!   `verification.args[]`, whose values may hold Kargo expressions, evaluated with
 //!   `ctx.project`, `ctx.stage`, `vars` (the Stage's `spec.vars`) and the functions over
-//!   the verified Freight collection (`imageFrom(...).Tag`, `commitFrom(...).ID`, ...).
+//!   the verified Freight collection (`imageFrom(...).Tag`, `commitFrom(...).ID`, ...);
+//!   `secret(name)` reads the Project's Secrets in the same manifests. Values of those
+//!   Secrets never appear in measurement values or messages (replaced by `*****`).
 //! - The templates: `spec.args[]` (`name`, `value` default, `valueFrom.secretKeyRef` read
 //!   from a `Secret` of the Project in the same manifests; `valueFrom.fieldRef` is refused:
 //!   there is no Rollout to read it from), `spec.metrics[]` (see [`template`]) and
@@ -474,9 +476,11 @@ impl AnalysisVerifier {
         plan: &StagePlan,
         collection: &FreightCollection,
     ) -> Result<Vec<(String, String)>, String> {
+        let secrets: Arc<dyn kargo_core::secret::SecretStore> = Arc::new(self.secrets.clone());
         let data = Arc::new(EvalData {
             freight: collection.clone(),
             requested: plan.requested.clone(),
+            secrets: Some(secrets),
             ..EvalData::default()
         });
         let ctx = serde_json::json!({"project": self.project, "stage": plan.stage.metadata.name});
@@ -553,7 +557,13 @@ impl AnalysisVerifier {
             Ok(a) => a,
             Err(e) => return failed(e),
         };
-        let mut secret_values = Vec::new();
+        // Every value of the Project's Secrets is hidden from messages (they reach
+        // arguments through secretKeyRef or `secret()`).
+        let secret_values: Vec<String> = self
+            .secrets
+            .values()
+            .flat_map(|d| d.values().cloned())
+            .collect();
         let secret = |name: &str, key: &str| -> Result<String, String> {
             self.secrets
                 .get(name)
@@ -570,14 +580,6 @@ impl AnalysisVerifier {
             Ok(v) => v,
             Err(e) => return failed(e),
         };
-        for arg in &plan.flattened.args {
-            if matches!(arg.value_from, Some(ArgSource::Secret { .. }))
-                && !incoming.iter().any(|(n, _)| *n == arg.name)
-                && let Some(v) = values.get(&arg.name)
-            {
-                secret_values.push(v.clone());
-            }
-        }
         let mut metrics = Vec::new();
         for (ti, raw) in &plan.flattened.metrics {
             let label = plan
