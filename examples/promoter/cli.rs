@@ -199,6 +199,7 @@ impl From<ControllerError> for Failure {
             ControllerError::UnknownProject(_)
                 | ControllerError::UnknownWarehouse(_)
                 | ControllerError::Plan(_)
+                | ControllerError::Analysis(_)
                 | ControllerError::Pipeline(
                     PipelineError::UnknownStage(_)
                         | PipelineError::UnknownFreight(_)
