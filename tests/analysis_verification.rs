@@ -22,6 +22,11 @@ use kargo_core::source::SourceRegistry;
 use serde_json::json;
 
 fn manifests(health_url: &str, provider: &str) -> String {
+    manifests_with(health_url, provider, "")
+}
+
+/// `timing` goes into the metric (`interval`, `count`...), indented by four spaces.
+fn manifests_with(health_url: &str, provider: &str, timing: &str) -> String {
     format!(
         r#"
 apiVersion: kargo.akuity.io/v1alpha1
@@ -88,7 +93,7 @@ spec:
   - name: tag
   metrics:
   - name: version
-    successCondition: result.status == 'healthy' && result.version == '{{{{args.tag}}}}'
+{timing}    successCondition: result.status == 'healthy' && result.version == '{{{{args.tag}}}}'
     provider:
       {provider}:
         url: {health_url}/health
@@ -226,4 +231,58 @@ async fn invalid_templates_stop_the_controller_and_an_explicit_verifier_wins() {
     let r = c.reconcile(false).await.unwrap();
     assert_eq!(r.promotions.len(), 2);
     assert!(srv.requests().is_empty());
+}
+
+#[tokio::test]
+async fn measurement_intervals_wait_on_the_controller_clock() {
+    let (srv, _) = health("1.0.0").await;
+    let text = manifests_with(&srv.url, "web", "    interval: 1m\n    count: 2\n");
+    let clock = kargo::clock::ManualClock::new(Utc::now());
+    let c = controller(&text, "1.0.0")
+        .unwrap()
+        .with_clock(clock.clone());
+    let task = tokio::spawn({
+        let c = c.clone();
+        async move { c.reconcile(false).await }
+    });
+    // The first measurement is taken at once; the second waits for a minute of the
+    // controller's clock, however long the test takes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while srv.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no measurement");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        srv.requests().len(),
+        1,
+        "the second measurement waits for the clock"
+    );
+    assert!(!task.is_finished());
+    clock.advance(chrono::Duration::seconds(60));
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(srv.requests().len(), 2);
+    let stages: Vec<_> = r
+        .promotions
+        .iter()
+        .map(|p| p.request.stage.as_str())
+        .collect();
+    assert_eq!(stages, vec!["dev", "prod"]);
+    let state = c.state().await.unwrap();
+    let info = &state.stages["dev"].freight_history[0].verification_history[0];
+    assert_eq!(
+        info.phase,
+        VerificationPhase::Successful,
+        "{}",
+        info.message
+    );
+    assert!(
+        info.message.contains("count 2: 2 successful"),
+        "{}",
+        info.message
+    );
 }
