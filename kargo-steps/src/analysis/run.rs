@@ -198,14 +198,28 @@ pub(crate) async fn run(
         {
             clock.sleep(wait).await;
         }
+        // The metrics due now are measured together, as Argo Rollouts does.
         let now = clock.now();
-        for (m, st) in metrics.iter().zip(states.iter_mut()) {
-            if st.report.phase.is_completed() || st.next_at.is_none_or(|t| t > now) {
+        let due: Vec<usize> = states
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| {
+                !st.report.phase.is_completed() && st.next_at.is_some_and(|t| t <= now)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let at = clock.now();
+        let results = futures::future::join_all(
+            due.iter()
+                .filter_map(|i| metrics.get(*i))
+                .map(|m| measure(clients, engine, &m.spec)),
+        )
+        .await;
+        let finished = clock.now();
+        for (i, measured) in due.into_iter().zip(results) {
+            let (Some(m), Some(st)) = (metrics.get(i), states.get_mut(i)) else {
                 continue;
-            }
-            let at = clock.now();
-            let measured = measure(clients, engine, &m.spec).await;
-            let finished = clock.now();
+            };
             let r = &mut st.report;
             match measured.phase {
                 AnalysisPhase::Successful => r.successful += 1,
