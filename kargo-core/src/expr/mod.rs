@@ -42,6 +42,8 @@
 //! `quote`, `unsafeQuote`, `asYAML`, `asJSON`, `imageFrom(repoURL[, origin])`,
 //! `chartFrom(repoURL[, name][, origin])`, `commitFrom(repoURL[, origin])`,
 //! `artifactFrom(subscriptionName[, origin])`, `warehouse(name)`, `secret(name)`,
+//! `sharedSecret(name)`, `configMap(name)`, `sharedConfigMap(name)` (read through
+//! [`EvalData::secrets`]; a missing one is an empty map),
 //! `freightMetadata(freightName)`, `stageMetadata(stageName)`, `semverParse(v)`,
 //! `semverDiff(a, b)`, and in step `config` and `if` only, `always()`, `failure()`,
 //! `success()` and `status(alias)`. Plus minijinja's built-in filters and tests.
@@ -49,6 +51,7 @@
 pub mod coerce;
 pub mod exprlang;
 mod functions;
+mod resources;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -168,6 +171,7 @@ impl ExprEngine {
             env.set_syntax(syntax);
         }
         functions::register(&mut env);
+        resources::register(&mut env);
         Self { env }
     }
 
