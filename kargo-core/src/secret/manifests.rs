@@ -583,7 +583,7 @@ fn read_secret(
         Some(kind) => match credential_spec(doc, kind, &data) {
             Ok(c) => c,
             Err(e) => {
-                errors.push(e);
+                errors.push(*e);
                 return None;
             }
         },
@@ -607,13 +607,13 @@ fn credential_spec(
     doc: &ForeignDocument,
     kind: CredentialKind,
     data: &BTreeMap<String, String>,
-) -> Result<Option<CredentialSpec>, ManifestError> {
+) -> Result<Option<CredentialSpec>, Box<ManifestError>> {
     let get = |k: &str| data.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let Some(repo_url) = get(REPO_URL) else {
         if kind == CredentialKind::Generic {
             return Ok(None);
         }
-        return Err(error(
+        return Err(Box::new(error(
             doc,
             "data.repoURL",
             format!(
@@ -621,7 +621,7 @@ fn credential_spec(
                  in data or stringData",
                 kind_name(kind)
             ),
-        ));
+        )));
     };
     let is_regex = match get(REPO_URL_IS_REGEX) {
         Some("true") => true,
@@ -638,11 +638,11 @@ fn credential_spec(
         }
     };
     if is_regex && let Err(e) = regex::Regex::new(repo_url) {
-        return Err(error(
+        return Err(Box::new(error(
             doc,
             "data.repoURL",
             format!("is not a valid regular expression (repoURLIsRegex is \"true\"): {e}"),
-        ));
+        )));
     }
     let app_keys = [
         GITHUB_APP_CLIENT_ID,
@@ -656,11 +656,11 @@ fn credential_spec(
         && get(GITHUB_APP_PRIVATE_KEY).is_some()
     {
         if kind != CredentialKind::Git {
-            return Err(error(
+            return Err(Box::new(error(
                 doc,
                 "data.githubAppPrivateKey",
                 "GitHub App credentials are for git repositories only (cred-type: git)",
-            ));
+            )));
         }
         Usable::GitHubApp(format!(
             "the credential {} ({}) is a GitHub App: kargo-rs does not exchange GitHub App \
@@ -700,7 +700,7 @@ fn credential_spec(
         } else {
             "data.githubAppInstallationID"
         };
-        return Err(error(doc, field, message));
+        return Err(Box::new(error(doc, field, message)));
     };
     Ok(Some(CredentialSpec {
         kind,
