@@ -2,62 +2,6 @@
 //! its cluster: credential Secrets become a [`CredentialTable`], and every Secret and
 //! ConfigMap backs the expression functions `secret()`, `sharedSecret()`, `configMap()` and
 //! `sharedConfigMap()`.
-//!
-//! - A Secret's namespace is the Project it serves. Secrets and ConfigMaps in a **shared
-//!   resources namespace** (Kargo's default: [`SHARED_RESOURCES_NAMESPACE`]; older Kargo
-//!   versions had a list of "global credentials namespaces", which
-//!   [`ManifestSecretsOptions::shared_namespaces`] stands for) serve every Project.
-//! - A Secret labelled [`CREDENTIAL_TYPE_LABEL`] `git`, `helm` or `image` is a repository
-//!   credential: `repoURL` (exact, or a regular expression with `repoURLIsRegex: "true"`)
-//!   and `username` + `password`, or `sshPrivateKey`, or a GitHub App
-//!   (`githubAppClientID` or `githubAppID`, `githubAppInstallationID`,
-//!   `githubAppPrivateKey`; loaded, but using one is an error: kargo-rs does not exchange
-//!   GitHub App keys for installation tokens). A `generic` Secret is a credential only when
-//!   it has a `repoURL`.
-//! - Values come from `data` (base64) and `stringData` (plain; a key in both takes
-//!   `stringData`'s value, as the Kubernetes API server does).
-//! - Lookups (Kargo's order): the Project's namespace, then each shared namespace; within
-//!   one, exact `repoURL`s before regular expressions, each in the lexical order of the
-//!   Secrets' names; the first match wins. (Kargo's documentation states this order; its
-//!   code tries the Secrets in name order only, exact and pattern alike.)
-//! - `secret(name)` reads any Secret of the Project's namespace (credentials included);
-//!   `sharedSecret(name)` only the shared Secrets labelled `cred-type: generic`, so shared
-//!   repository credentials are never readable by expressions; `configMap(name)` and
-//!   `sharedConfigMap(name)` read ConfigMaps' `data`. A missing one is an empty map.
-//!
-//! Problems (a credential Secret without `repoURL`, a bad regular expression, bad base64,
-//! an unknown `cred-type`, a value that is not a string) are [`ManifestErrors`] naming the
-//! file, line, Secret and key, never a value.
-//!
-//! ```
-//! use kargo_core::loader::ManifestSet;
-//! use kargo_core::secret::{CredentialKind, ManifestSecrets, SecretStore};
-//!
-//! let set = ManifestSet::from_yaml_str("kargo.yaml", r#"
-//! apiVersion: v1
-//! kind: Secret
-//! metadata:
-//!   name: repo
-//!   namespace: demo
-//!   labels: {kargo.akuity.io/cred-type: git}
-//! stringData:
-//!   repoURL: https://git.example.com/acme/gitops.git
-//!   username: kargo
-//!   password: s3cret
-//! ---
-//! apiVersion: v1
-//! kind: ConfigMap
-//! metadata: {name: settings, namespace: demo}
-//! data: {env: dev}
-//! "#).unwrap();
-//! let secrets = ManifestSecrets::from_manifests(&set).unwrap();
-//! let table = secrets.credentials("demo");
-//! let c = table.lookup(CredentialKind::Git, "https://git.example.com/acme/gitops").unwrap();
-//! assert_eq!(c.username, "kargo");
-//! let store = secrets.project("demo");
-//! assert_eq!(store.config_map("settings").unwrap()["env"], "dev");
-//! assert_eq!(store.secret("repo").unwrap()["password"].expose(), "s3cret");
-//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -158,8 +102,64 @@ struct ConfigMapEntry {
     data: BTreeMap<String, String>,
 }
 
-/// The Secrets and ConfigMaps of a [`ManifestSet`], parsed and checked (see the module
-/// documentation). `Debug` shows names only.
+/// The Secrets and ConfigMaps of a [`ManifestSet`], parsed and checked. `Debug` shows
+/// names only.
+///
+/// - A Secret's namespace is the Project it serves. Secrets and ConfigMaps in a **shared
+///   resources namespace** (Kargo's default: [`SHARED_RESOURCES_NAMESPACE`]; older Kargo
+///   versions had a list of "global credentials namespaces", which
+///   [`ManifestSecretsOptions::shared_namespaces`] stands for) serve every Project.
+/// - A Secret labelled [`CREDENTIAL_TYPE_LABEL`] `git`, `helm` or `image` is a repository
+///   credential: `repoURL` (exact, or a regular expression with `repoURLIsRegex: "true"`)
+///   and `username` + `password`, or `sshPrivateKey`, or a GitHub App
+///   (`githubAppClientID` or `githubAppID`, `githubAppInstallationID`,
+///   `githubAppPrivateKey`; loaded, but using one is an error: kargo-rs does not exchange
+///   GitHub App keys for installation tokens). A `generic` Secret is a credential only when
+///   it has a `repoURL`.
+/// - Values come from `data` (base64) and `stringData` (plain; a key in both takes
+///   `stringData`'s value, as the Kubernetes API server does).
+/// - Lookups (Kargo's order): the Project's namespace, then each shared namespace; within
+///   one, exact `repoURL`s before regular expressions, each in the lexical order of the
+///   Secrets' names; the first match wins. (Kargo's documentation states this order; its
+///   code tries the Secrets in name order only, exact and pattern alike.)
+/// - `secret(name)` reads any Secret of the Project's namespace (credentials included);
+///   `sharedSecret(name)` only the shared Secrets labelled `cred-type: generic`, so shared
+///   repository credentials are never readable by expressions; `configMap(name)` and
+///   `sharedConfigMap(name)` read ConfigMaps' `data`. A missing one is an empty map.
+///
+/// Problems (a credential Secret without `repoURL`, a bad regular expression, bad base64,
+/// an unknown `cred-type`, a value that is not a string) are [`ManifestErrors`] naming the
+/// file, line, Secret and key, never a value.
+///
+/// ```
+/// use kargo_core::loader::ManifestSet;
+/// use kargo_core::secret::{CredentialKind, ManifestSecrets, SecretStore};
+///
+/// let set = ManifestSet::from_yaml_str("kargo.yaml", r#"
+/// apiVersion: v1
+/// kind: Secret
+/// metadata:
+///   name: repo
+///   namespace: demo
+///   labels: {kargo.akuity.io/cred-type: git}
+/// stringData:
+///   repoURL: https://git.example.com/acme/gitops.git
+///   username: kargo
+///   password: s3cret
+/// ---
+/// apiVersion: v1
+/// kind: ConfigMap
+/// metadata: {name: settings, namespace: demo}
+/// data: {env: dev}
+/// "#).unwrap();
+/// let secrets = ManifestSecrets::from_manifests(&set).unwrap();
+/// let table = secrets.credentials("demo");
+/// let c = table.lookup(CredentialKind::Git, "https://git.example.com/acme/gitops").unwrap();
+/// assert_eq!(c.username, "kargo");
+/// let store = secrets.project("demo");
+/// assert_eq!(store.config_map("settings").unwrap()["env"], "dev");
+/// assert_eq!(store.secret("repo").unwrap()["password"].expose(), "s3cret");
+/// ```
 #[derive(Clone, Default)]
 pub struct ManifestSecrets {
     options: ManifestSecretsOptions,
