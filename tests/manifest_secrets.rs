@@ -467,3 +467,36 @@ fn a_malformed_credential_secret_is_reported_with_its_place() {
         assert_no_secret("validate", &(stdout + &stderr), &["S3CRET"]);
     }
 }
+
+/// A GitHub App credential Secret loads (as in Kargo) and `validate` says, by name, that
+/// kargo-rs cannot use it; its key never shows.
+#[test]
+fn a_github_app_secret_is_named_as_unusable() {
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("kargo")).unwrap();
+    let pipeline = PIPELINE
+        .replace("GITOPS_URL", "https://github.com/acme/gitops.git")
+        .replace("IMAGE_REPO", "ghcr.io/acme/app");
+    std::fs::write(root.join("kargo/pipeline.yaml"), pipeline).unwrap();
+    std::fs::write(
+        root.join("kargo/secrets.yaml"),
+        "apiVersion: v1\n\
+         kind: Secret\n\
+         metadata:\n  name: github\n  namespace: demo\n  labels: {kargo.akuity.io/cred-type: git}\n\
+         stringData:\n  repoURL: https://github.com/acme/gitops\n  githubAppClientID: Iv1.abc\n  \
+         githubAppInstallationID: '42'\n  githubAppPrivateKey: PRIVATE-KEY-S3CRET\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = promoter(root, &["validate", "-o", "json"]);
+    eprintln!("validate -> {code}\n{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["githubApps"], json!(["demo/github"]));
+    assert_eq!(report["credentials"], json!(["git demo/github"]));
+    assert!(
+        stderr.contains("the credential Secret demo/github holds a GitHub App"),
+        "{stderr}"
+    );
+    assert_no_secret("validate", &(stdout + &stderr), &["S3CRET"]);
+}

@@ -15,6 +15,13 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
     // Names only: never a value.
     let secrets = manifest_secrets(cli, &manifests)?.summary(&project);
     let file_entries = credentials_file(cli)?.map(|t| t.len());
+    for app in &secrets.github_apps {
+        eprintln!(
+            "{} the credential Secret {app} holds a GitHub App: kargo-rs cannot exchange its key \
+             for installation tokens, so using it fails; put a token in `password` instead",
+            ui.err.bold("notice:")
+        );
+    }
     for loose in &secrets.unscoped {
         eprintln!(
             "{} {loose} has no metadata.namespace: it serves no project",
@@ -46,6 +53,7 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
             "clusterPromotionTasks": cluster_tasks, "skipped": skipped,
             "credentials": secrets.credentials, "secrets": secrets.secrets,
             "configMaps": secrets.config_maps, "credentialsFileEntries": file_entries,
+            "githubApps": secrets.github_apps,
         }),
         || {
             println!(

@@ -206,6 +206,10 @@ pub struct SecretSummary {
     pub config_maps: Vec<String>,
     /// Secrets and ConfigMaps that serve no Project: without `metadata.namespace`.
     pub unscoped: Vec<String>,
+    /// Credential Secrets among [`credentials`](Self::credentials) that hold a GitHub
+    /// App, which kargo-rs loads but cannot use (a lookup that finds one fails), as
+    /// `namespace/name`.
+    pub github_apps: Vec<String>,
 }
 
 impl ManifestSecrets {
@@ -359,6 +363,11 @@ impl ManifestSecrets {
             let shared = ns != project;
             for s in self.secrets.iter().filter(|s| s.namespace == ns) {
                 if let Some(c) = &s.credential {
+                    if matches!(c.usable, Usable::GitHubApp(_)) {
+                        summary
+                            .github_apps
+                            .push(format!("{}/{}", s.namespace, s.name));
+                    }
                     summary.credentials.push(format!(
                         "{} {}/{}",
                         kind_name(c.kind),

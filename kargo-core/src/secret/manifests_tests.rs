@@ -474,6 +474,7 @@ async fn github_app_secrets_load_and_fail_clearly_when_used() {
     .unwrap();
     let t = s.credentials("demo");
     assert_eq!(s.summary("demo").credentials, ["git demo/app"]);
+    assert_eq!(s.summary("demo").github_apps, ["demo/app"]);
     let e = t
         .credentials(CredentialKind::Git, "https://github.com/acme/gitops.git")
         .await
