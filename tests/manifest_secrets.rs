@@ -500,3 +500,133 @@ fn a_github_app_secret_is_named_as_unusable() {
     );
     assert_no_secret("validate", &(stdout + &stderr), &["S3CRET"]);
 }
+
+/// The library's wiring: a Controller uses the manifests' Secrets behind whatever
+/// `with_credentials` / `with_secrets` put in front of them.
+#[tokio::test]
+async fn the_controller_puts_explicit_sources_before_the_manifests() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kargo::controller::Controller;
+    use kargo_core::loader::ManifestSet;
+    use kargo_core::pipeline::MemoryStore;
+    use kargo_core::runner::Runner;
+    use kargo_core::secret::{CredentialKind, CredentialTable, ManifestSecrets};
+    use kargo_core::source::SourceRegistry;
+    use kargo_core::step::StepRegistry;
+
+    let manifests = ManifestSet::from_yaml_str(
+        "kargo.yaml",
+        r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: demo}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: repo
+  namespace: demo
+  labels: {kargo.akuity.io/cred-type: git}
+stringData: {repoURL: 'https://git.example.com/a.git', username: from-dir, password: p1}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shared
+  namespace: kargo-shared-resources
+  labels: {kargo.akuity.io/cred-type: git}
+stringData: {repoURL: 'https://git.example.com/b.git', username: from-shared, password: p2}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: demo}
+data: {env: dev}
+"#,
+    )
+    .unwrap();
+    let controller = || {
+        Controller::new(
+            manifests.clone(),
+            "demo",
+            SourceRegistry::new(),
+            Runner::new(StepRegistry::new()),
+            Arc::new(MemoryStore::new()),
+        )
+        .unwrap()
+    };
+    let user = |c: &Controller, url: &'static str| {
+        let p = c.credentials().clone();
+        async move {
+            p.credentials(CredentialKind::Git, url)
+                .await
+                .unwrap()
+                .map(|c| c.username)
+        }
+    };
+    let c = controller();
+    assert_eq!(
+        user(&c, "https://git.example.com/a").await.as_deref(),
+        Some("from-dir")
+    );
+    assert_eq!(
+        user(&c, "https://git.example.com/b").await.as_deref(),
+        Some("from-shared")
+    );
+    assert_eq!(c.secrets().config_map("settings").unwrap()["env"], "dev");
+
+    let file = CredentialTable::from_yaml_str(
+        "creds.yaml",
+        "- {type: git, repoURL: 'https://git.example.com/a', username: from-file, password: x}",
+    )
+    .unwrap();
+    let explicit: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::from([(
+        "repo".to_owned(),
+        BTreeMap::from([("password".to_owned(), "override".to_owned())]),
+    )]);
+    let c = controller()
+        .with_credentials(Arc::new(file))
+        .with_secrets(Arc::new(explicit));
+    assert_eq!(
+        user(&c, "https://git.example.com/a").await.as_deref(),
+        Some("from-file")
+    );
+    assert_eq!(
+        user(&c, "https://git.example.com/b").await.as_deref(),
+        Some("from-shared")
+    );
+    assert_eq!(
+        c.secrets().secret("repo").unwrap()["password"].expose(),
+        "override"
+    );
+    assert_eq!(c.secrets().config_map("settings").unwrap()["env"], "dev");
+
+    // No manifest Secrets at all.
+    let c = controller().with_manifest_secrets(ManifestSecrets::default());
+    assert_eq!(user(&c, "https://git.example.com/a").await, None);
+    assert!(c.secrets().config_map("settings").is_none());
+
+    // A malformed credential Secret stops the controller with the place and no value.
+    let bad = ManifestSet::from_yaml_str(
+        "kargo.yaml",
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata: {name: demo}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: r\n  namespace: demo\n  \
+         labels: {kargo.akuity.io/cred-type: helm}\ndata: {repoURL: '%%', password: 'S3CRET'}\n",
+    )
+    .unwrap();
+    let e = Controller::new(
+        bad,
+        "demo",
+        SourceRegistry::new(),
+        Runner::new(StepRegistry::new()),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("kargo.yaml:5:1: document 2: Secret demo/r: data.repoURL: is not valid base64"),
+        "{e}"
+    );
+    assert!(!e.contains("S3CRET"), "{e}");
+}
