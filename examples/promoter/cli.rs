@@ -140,7 +140,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// A YAML map of Secrets, `name: {key: value}`, for the webhook receivers'
-        /// `secretRef`s (and the steps' `secret()`).
+        /// `secretRef`s (and the steps' `secret()`), read before the Secrets of the
+        /// manifests.
         #[arg(long, value_name = "FILE")]
         secrets: Option<PathBuf>,
         /// The bearer token of `POST /refresh/warehouse/NAME` (default: the
