@@ -29,7 +29,11 @@
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory | `helm` |
 //! | `argocd-update` / `argocd-wait` | updates, refreshes and syncs Argo CD Applications / waits for their health ([`argocd`]) | `argocd` |
 //! | `set-metadata` | upserts Stage / Freight metadata in the pipeline's state store; registered by the embedder with its store ([`metadata`]) | always |
+//! | `set-freight-alias` | changes a Freight's alias (unique within the project) in the pipeline's state store; registered by the embedder with its store ([`set_freight_alias`]) | always |
 //! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) | `http` |
+//! | `http-download` | downloads a URL to a file of the work directory (100 MiB cap, atomic write) | `http` |
+//! | `oci-push` | copies or retags an OCI image, index or artifact (Helm charts too) between repositories, with annotations ([`oci`]) | `oci` |
+//! | `oci-download` | downloads one layer of an OCI artifact to a file of the work directory ([`oci`]) | `oci` |
 //!
 //! # Cargo features
 //!
@@ -45,21 +49,22 @@
 //! | `helm` | `helm-update-chart` ([`helm`]), `helm-template` ([`render`]) | kargo-sources' `chart` (reqwest, oci-client) |
 //! | `kustomize` | `kustomize-set-image` ([`kustomize`]), `kustomize-build` ([`render`]) | tokio's `process` |
 //! | `argocd` | `argocd-update`, `argocd-wait` ([`argocd`]) and `git-push`'s Argo CD refresh | reqwest |
-//! | `http` | `http` ([`http`]) and the [`verify::HttpVerifier`] | reqwest |
+//! | `http` | `http` ([`http`]), `http-download` ([`http_download`]) and the [`verify::HttpVerifier`] | reqwest |
+//! | `oci` | `oci-push`, `oci-download` ([`oci`]) | oci-client (reqwest) |
 //!
 //! Without any of them (`default-features = false`) the crate is the file-editing steps
 //! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`) plus
-//! `compose-output`, `fail` and `set-metadata`, and pulls no gix, reqwest, oci-client or
+//! `compose-output`, `fail`, `set-metadata` and `set-freight-alias`, and pulls no gix, reqwest, oci-client or
 //! hyper.
 //!
 //! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` records what it would push and
 //! is `Skipped` with the outputs of a real push; `git-tag` does not write the tag into the
 //! shared mirror; the steps that change things elsewhere (`git-open-pr`, `git-merge-pr`,
-//! `argocd-update`, `set-metadata`, and `http` with a method other than `GET`, `HEAD` or
+//! `argocd-update`, `set-metadata`, `set-freight-alias`, `oci-push`, and `http` with a method other than `GET`, `HEAD` or
 //! `OPTIONS`) and those that would wait for such changes (`git-wait-for-pr`, `argocd-wait`)
 //! record a note of what they would do and are `Skipped` (`git-open-pr` outputs a
 //! placeholder `pr` with `id` 0). The others only read the outside world (`git-clone`,
-//! `helm-update-chart` downloading charts, `kustomize-build` / `helm-template` running local
+//! `helm-update-chart` downloading charts, `http-download`, `oci-download`, `kustomize-build` / `helm-template` running local
 //! tools) and write in the work directory, so they run as usual.
 //!
 //! The git steps keep mirrors of the remotes in one cache directory, given by the caller
@@ -90,6 +95,8 @@ pub mod git;
 pub mod helm;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod http_download;
 #[cfg(any(feature = "pull-requests", feature = "argocd", feature = "http"))]
 pub mod net;
 
@@ -98,8 +105,11 @@ pub mod json;
 #[cfg(feature = "kustomize")]
 pub mod kustomize;
 pub mod metadata;
+#[cfg(feature = "oci")]
+pub mod oci;
 #[cfg(any(feature = "helm", feature = "kustomize"))]
 pub mod render;
+pub mod set_freight_alias;
 pub mod toml;
 #[cfg(feature = "http")]
 pub mod verify;
@@ -118,10 +128,15 @@ pub use git::{
 pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 #[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpRequest};
+#[cfg(feature = "http")]
+pub use http_download::{HttpDownload, HttpDownloadConfig};
 pub use json::{JsonParse, JsonUpdate};
 #[cfg(feature = "kustomize")]
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
 pub use metadata::{SetMetadata, SetMetadataConfig};
+#[cfg(feature = "oci")]
+pub use oci::{OciDownload, OciDownloadConfig, OciPush, OciPushConfig};
+pub use set_freight_alias::{SetFreightAlias, SetFreightAliasConfig};
 #[cfg(feature = "helm")]
 pub use render::{HelmTemplate, HelmTemplateConfig};
 #[cfg(feature = "kustomize")]
@@ -257,6 +272,12 @@ pub fn register_builtins_with(
     registry.register(HelmTemplate::default())?;
     #[cfg(feature = "http")]
     registry.register(HttpRequest)?;
+    #[cfg(feature = "http")]
+    registry.register(HttpDownload::new())?;
+    #[cfg(feature = "oci")]
+    registry.register(OciPush)?;
+    #[cfg(feature = "oci")]
+    registry.register(OciDownload)?;
     #[cfg(feature = "pull-requests")]
     {
         let prs = Arc::new(options.pull_requests.clone());
