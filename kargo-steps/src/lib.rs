@@ -275,7 +275,7 @@ pub fn register_builtins_with(
     #[cfg(feature = "http")]
     registry.register(HttpDownload::new())?;
     #[cfg(feature = "oci")]
-    registry.register(OciPush)?;
+    registry.register(OciPush::new())?;
     #[cfg(feature = "oci")]
     registry.register(OciDownload)?;
     #[cfg(feature = "pull-requests")]

@@ -15,7 +15,7 @@ use super::{
     OciRef, connect, is_index, manifest_media_type, parse_ref, registry_error, sha256_digest,
 };
 
-/// The largest artifact copied between repositories (Kargo's 1 GiB: the config blob and
+/// The default largest artifact copied between repositories (Kargo's 1 GiB: the config blob and
 /// every layer, summed over an index's images); larger is a terminal error. A retag within
 /// one repository transfers no blob and has no limit.
 pub const MAX_OCI_PUSH_BYTES: u64 = 1 << 30;
@@ -50,8 +50,31 @@ pub const MAX_OCI_PUSH_BYTES: u64 = 1 << 30;
 /// **Dry run**: reads the source (its manifests and sizes, so a missing source or an
 /// oversized artifact still fails) but pushes nothing; notes the push and returns the same
 /// outputs (the digest the destination would get) with the status `Skipped`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OciPush;
+#[derive(Debug, Clone, Copy)]
+pub struct OciPush {
+    max_bytes: u64,
+}
+
+impl Default for OciPush {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OciPush {
+    /// The step with Kargo's default limit ([`MAX_OCI_PUSH_BYTES`]).
+    pub fn new() -> Self {
+        Self {
+            max_bytes: MAX_OCI_PUSH_BYTES,
+        }
+    }
+
+    /// The step with another limit for copies between repositories (an operator's
+    /// setting, as Kargo's; 0 refuses every copy between repositories).
+    pub fn with_max_bytes(max_bytes: u64) -> Self {
+        Self { max_bytes }
+    }
+}
 
 /// Configuration of [`OciPush`].
 #[derive(Debug, Clone, Deserialize)]
@@ -346,11 +369,16 @@ impl Step for OciPush {
             };
             let plan = source.plan(&scopes).await?;
             if !same_repository {
+                if self.max_bytes == 0 {
+                    return Err(StepError::terminal(
+                        "copies between repositories are disabled (the size limit is 0)",
+                    ));
+                }
                 let total = plan.total_size();
-                if total > MAX_OCI_PUSH_BYTES {
+                if total > self.max_bytes {
                     return Err(StepError::terminal(format!(
-                        "{}: compressed artifact size {total} bytes exceeds maximum allowed size of {MAX_OCI_PUSH_BYTES} bytes",
-                        src.repository_name
+                        "{}: compressed artifact size {total} bytes exceeds maximum allowed size of {} bytes",
+                        src.repository_name, self.max_bytes
                     )));
                 }
             }
