@@ -39,6 +39,7 @@ mod diff;
 mod edits;
 mod error;
 mod history;
+mod integration;
 mod local_push;
 mod mirror;
 
@@ -53,6 +54,7 @@ pub use edits::{Edit, EditResult, PushOutcome};
 pub use error::{GitError, GitErrorKind, Result};
 pub use gix::ObjectId;
 pub use history::{TagAnnotation, TagDetails};
+pub use integration::{Integration, PushIntegrationPolicy};
 pub use mirror::{CommitInfo, FetchSpec, Mirror, RemoteRef, TreeEntryInfo};
 
 /// Settings of a [`Git`].
@@ -76,6 +78,9 @@ pub struct GitConfig {
     pub retry_max: Duration,
     /// History depth of a new mirror (`None`: full history).
     pub depth: Option<std::num::NonZeroU32>,
+    /// How a rejected branch push integrates the remote's new commits before retrying
+    /// (Kargo's push integration policy; default [`PushIntegrationPolicy::AlwaysRebase`]).
+    pub push_integration_policy: PushIntegrationPolicy,
 }
 
 impl GitConfig {
@@ -89,6 +94,7 @@ impl GitConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             depth: None,
+            push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }
     }
 }

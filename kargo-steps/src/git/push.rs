@@ -18,9 +18,15 @@ use super::{
 
 /// Kargo's `git-push` step: pushes the commits of a checkout to its branch, to
 /// `targetBranch`, or to `kargo/promotion/<promotion>` (`generateTargetBranch`, forced);
-/// or pushes a tag made by `git-tag`. A push rejected because the remote branch moved is
-/// rebased onto the new tip and retried (up to `maxAttempts`); edits that overlap the
-/// remote's fail the step, naming the files.
+/// or pushes a tag made by `git-tag`. A push rejected because the remote branch moved
+/// integrates the remote's commits and is retried (up to `maxAttempts`); how is the
+/// operator's push integration policy, as in Kargo (not a step field):
+/// [`GitConfig::push_integration_policy`](kargo_git::GitConfig) —
+/// `AlwaysRebase` (default: our commits replayed on the new tip), `RebaseOrMerge` /
+/// `RebaseOrFail` (rebase when safe: no signed or merge commit to replay; otherwise a merge
+/// commit, or a failure pushing nothing), `AlwaysMerge` (a merge commit, our head as first
+/// parent). Edits that overlap the remote's fail the step, naming the files, and nothing is
+/// pushed.
 ///
 /// Outputs: `branch` (branch pushes) or `tag` (tag pushes), `commit`, and `commitURL`
 /// when the hosting provider is known (configured with `provider` or inferred from the
