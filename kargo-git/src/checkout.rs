@@ -735,6 +735,86 @@ impl Checkout {
         ))
     }
 
+    /// Brings the remote's new commits on `branch` into this checkout before a push made
+    /// by other means than `git push` (`github-push`): fetches the branch and, when its tip
+    /// is not already part of this checkout's history, integrates it per the configured
+    /// push integration policy (rebase, merge or fail; overlapping edits are a
+    /// [`GitErrorKind::Conflict`]). Returns whether anything was integrated (`false` also
+    /// when the branch does not exist on the remote).
+    pub fn integrate_remote_changes(&self, branch: &str) -> Result<bool> {
+        let op = format!("integrate {} {branch}", self.mirror.display_url());
+        let Some(head) = self.head() else {
+            return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+        };
+        let mut spec = FetchSpec::branch(branch.to_owned());
+        spec.depth = self.mirror.git.config.depth;
+        let fetched = match self.mirror.fetch(&spec) {
+            Ok(f) => f,
+            Err(e) if e.kind == GitErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(tip) = fetched.get(&format!("refs/heads/{branch}")).copied() else {
+            return Ok(false);
+        };
+        if tip == head || Some(tip) == self.upstream() && self.unpushed().is_empty() {
+            return Ok(false);
+        }
+        let repo = self.mirror.open()?;
+        let contained = repo
+            .merge_base(head, tip)
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.detach() == tip);
+        if contained {
+            return Ok(false);
+        }
+        self.integrate(tip, branch, &op)?;
+        Ok(true)
+    }
+
+    /// Force-pushes this checkout's head to `refname` (a full ref name such as
+    /// `refs/kargo/staging/<promotion>`) with the git binary, so the remote has every
+    /// object of it; returns the head.
+    pub fn push_head_to_ref(&self, refname: &str) -> Result<ObjectId> {
+        let op = format!("push {} {refname}", self.mirror.display_url());
+        let Some(head) = self.head() else {
+            return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+        };
+        match self.mirror.push_raw(&[format!("{head}:{refname}")], true)? {
+            PushResult::Ok => Ok(head),
+            PushResult::Rejected(why) => Err(GitError::new(
+                GitErrorKind::Conflict,
+                op,
+                format!("the remote refused the push ({why})"),
+            )),
+        }
+    }
+
+    /// Makes `branch`'s tip on the remote this checkout's head, dropping this checkout's
+    /// unpushed commits (after they were replayed on the remote under new IDs, as
+    /// `github-push` does) and bringing the files on disk along; returns the tip.
+    pub fn reset_to_remote(&self, branch: &str) -> Result<ObjectId> {
+        let op = format!("sync {} {branch}", self.mirror.display_url());
+        let mut spec = FetchSpec::branch(branch.to_owned());
+        spec.depth = self.mirror.git.config.depth;
+        let fetched = self.mirror.fetch(&spec)?;
+        let tip = fetched
+            .get(&format!("refs/heads/{branch}"))
+            .copied()
+            .ok_or_else(|| {
+                GitError::new(GitErrorKind::NotFound, &op, format!("branch {branch:?} does not exist"))
+            })?;
+        let repo = self.mirror.open()?;
+        let tree = commit_tree(&repo, tip)?;
+        let mut st = self.lock();
+        self.sync_files(&repo, tree, &mut st)?;
+        st.upstream = Some(tip);
+        st.head = Some(tip);
+        st.head_tree = tree;
+        st.own.clear();
+        Ok(tip)
+    }
+
     /// Integrates the remote's new tip per the configured push integration policy
     /// ([`PushIntegrationPolicy`](crate::PushIntegrationPolicy)): rebase, merge, or fail
     /// without pushing.

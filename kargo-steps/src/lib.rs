@@ -14,6 +14,7 @@
 //! | `git-tag` | tags a checkout's commit (in a dry run: only checks and notes it) | `git` |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag (in a dry run: records the commit and per-file diffs, pushes nothing); with `argocd` also refreshes the Argo CD Applications tracking the branch | `git` |
 //! | `git-open-pr` / `git-wait-for-pr` / `git-merge-pr` | pull requests on GitHub, GitLab, Gitea, Bitbucket, Azure DevOps ([`git::pr`]) | `pull-requests` |
+//! | `github-push` | pushes a checkout's commits through the GitHub API (replayed commits GitHub can sign) instead of `git push` ([`git::GitHubPush`]) | `pull-requests` |
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) | always |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs | always |
 //! | `yaml-merge` | deep-merges YAML files into one | always |
@@ -45,7 +46,7 @@
 //! | feature | steps | brings |
 //! |---|---|---|
 //! | `git` | `git-clone`, `git-clear`, `git-commit`, `git-tag`, `git-push` ([`git`]) | kargo-git (gix), kargo-sources' `git` |
-//! | `pull-requests` | `git-open-pr`, `git-wait-for-pr`, `git-merge-pr` ([`git::pr`]); implies `git` | reqwest |
+//! | `pull-requests` | `git-open-pr`, `git-wait-for-pr`, `git-merge-pr` ([`git::pr`]), `github-push`; implies `git` | reqwest |
 //! | `helm` | `helm-update-chart` ([`helm`]), `helm-template` ([`render`]) | kargo-sources' `chart` (reqwest, oci-client) |
 //! | `kustomize` | `kustomize-set-image` ([`kustomize`]), `kustomize-build` ([`render`]) | tokio's `process` |
 //! | `argocd` | `argocd-update`, `argocd-wait` ([`argocd`]) and `git-push`'s Argo CD refresh | reqwest |
@@ -166,6 +167,9 @@ pub struct BuiltinOptions {
     /// `pull-requests`).
     #[cfg(feature = "pull-requests")]
     pub pull_requests: git::PullRequestOptions,
+    /// `github-push`'s operator settings (feature `pull-requests`).
+    #[cfg(feature = "pull-requests")]
+    pub github_push: git::GitHubPushOptions,
     /// The Argo CD steps' server and token (default: none, the steps are off; feature
     /// `argocd`).
     #[cfg(feature = "argocd")]
@@ -185,6 +189,8 @@ impl BuiltinOptions {
             git: kargo_git::GitConfig::new(git_cache_dir),
             #[cfg(feature = "pull-requests")]
             pull_requests: git::PullRequestOptions::default(),
+            #[cfg(feature = "pull-requests")]
+            github_push: git::GitHubPushOptions::default(),
             #[cfg(feature = "argocd")]
             argocd: ArgoCdOptions::default(),
         }
@@ -209,6 +215,13 @@ impl BuiltinOptions {
     #[cfg(feature = "pull-requests")]
     pub fn pull_requests(mut self, pull_requests: git::PullRequestOptions) -> Self {
         self.pull_requests = pull_requests;
+        self
+    }
+
+    /// These options with other `github-push` settings (feature `pull-requests`).
+    #[cfg(feature = "pull-requests")]
+    pub fn github_push(mut self, github_push: git::GitHubPushOptions) -> Self {
+        self.github_push = github_push;
         self
     }
 }
@@ -286,6 +299,10 @@ pub fn register_builtins_with(
             prs.clone(),
         ))?;
         registry.register(git::GitWaitForPr::new(prs.clone()))?;
+        registry.register(
+            git::GitHubPush::new(Arc::new(options.git.clone()), prs.clone())
+                .with_options(options.github_push.clone()),
+        )?;
         registry.register(git::GitMergePr::new(prs))?;
     }
     #[cfg(feature = "argocd")]

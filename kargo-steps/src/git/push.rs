@@ -274,12 +274,12 @@ fn web_url(repo_url: &str, provider: GitProvider) -> Option<String> {
     Some(format!("https://{host}/{path}"))
 }
 
-enum Target {
+pub(super) enum Target {
     Branch(Option<String>),
     Tag(String),
 }
 
-fn validate(
+pub(super) fn validate(
     cfg: &GitPushConfig,
     promotion: &str,
 ) -> Result<(Target, bool, Option<u32>), StepError> {
@@ -401,7 +401,7 @@ impl Step for GitPush {
 }
 
 /// Adds the `commit` and (when the provider is known) `commitURL` outputs.
-fn with_commit(
+pub(super) fn with_commit(
     outcome: StepOutcome,
     cfg: &GitPushConfig,
     info: &CheckoutInfo,
@@ -419,7 +419,7 @@ fn with_commit(
 }
 
 /// What `git-push` does in a dry run (see [`GitPush`]): records, pushes nothing.
-async fn dry_run(
+pub(super) async fn dry_run(
     ctx: &StepContext,
     cfg: &GitPushConfig,
     info: &CheckoutInfo,
