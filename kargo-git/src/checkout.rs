@@ -744,7 +744,11 @@ impl Checkout {
     pub fn integrate_remote_changes(&self, branch: &str) -> Result<bool> {
         let op = format!("integrate {} {branch}", self.mirror.display_url());
         let Some(head) = self.head() else {
-            return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to push",
+            ));
         };
         let mut spec = FetchSpec::branch(branch.to_owned());
         spec.depth = self.mirror.git.config.depth;
@@ -778,7 +782,11 @@ impl Checkout {
     pub fn push_head_to_ref(&self, refname: &str) -> Result<ObjectId> {
         let op = format!("push {} {refname}", self.mirror.display_url());
         let Some(head) = self.head() else {
-            return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"));
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to push",
+            ));
         };
         match self.mirror.push_raw(&[format!("{head}:{refname}")], true)? {
             PushResult::Ok => Ok(head),
@@ -802,7 +810,11 @@ impl Checkout {
             .get(&format!("refs/heads/{branch}"))
             .copied()
             .ok_or_else(|| {
-                GitError::new(GitErrorKind::NotFound, &op, format!("branch {branch:?} does not exist"))
+                GitError::new(
+                    GitErrorKind::NotFound,
+                    &op,
+                    format!("branch {branch:?} does not exist"),
+                )
             })?;
         let repo = self.mirror.open()?;
         let tree = commit_tree(&repo, tip)?;
@@ -878,7 +890,11 @@ impl Checkout {
         let repo = self.mirror.open()?;
         let op = "merge";
         let Some(head) = st.head else {
-            return Err(GitError::new(GitErrorKind::Invalid, op, "there is no commit to merge"));
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to merge",
+            ));
         };
         let base = repo
             .merge_base(head, tip)
@@ -941,10 +957,7 @@ impl Checkout {
             committer.email.to_str_lossy().into_owned(),
         )
         .to_gix();
-        let message = format!(
-            "Merge branch '{branch}' of {}\n",
-            self.mirror.display_url()
-        );
+        let message = format!("Merge branch '{branch}' of {}\n", self.mirror.display_url());
         let mut time_buf = gix::date::parse::TimeBuf::default();
         let sig = identity.to_ref(&mut time_buf);
         let merge = repo

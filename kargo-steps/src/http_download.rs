@@ -229,10 +229,7 @@ async fn fetch(
             status.as_u16()
         )));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n > max_bytes)
-    {
+    if resp.content_length().is_some_and(|n| n > max_bytes) {
         return Err(StepError::terminal(format!(
             "GET {shown}: download exceeds limit of {max_bytes} bytes"
         )));

@@ -137,11 +137,11 @@ pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImag
 pub use metadata::{SetMetadata, SetMetadataConfig};
 #[cfg(feature = "oci")]
 pub use oci::{OciDownload, OciDownloadConfig, OciPush, OciPushConfig};
-pub use set_freight_alias::{SetFreightAlias, SetFreightAliasConfig};
 #[cfg(feature = "helm")]
 pub use render::{HelmTemplate, HelmTemplateConfig};
 #[cfg(feature = "kustomize")]
 pub use render::{KustomizeBuild, KustomizeBuildConfig};
+pub use set_freight_alias::{SetFreightAlias, SetFreightAliasConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,

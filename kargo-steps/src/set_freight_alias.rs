@@ -144,16 +144,19 @@ impl Step for SetFreightAlias {
         let mut changed = None;
         let r = self
             .store
-            .update(&ctx.project, &mut |state| {
-                match apply(state, &ctx.project, &cfg.name, &cfg.alias) {
-                    Ok(c) => {
-                        changed = Some(c);
-                        Ok(())
-                    }
-                    Err(m) => {
-                        refused = Some(m.clone());
-                        Err(StateError::Aborted(m))
-                    }
+            .update(&ctx.project, &mut |state| match apply(
+                state,
+                &ctx.project,
+                &cfg.name,
+                &cfg.alias,
+            ) {
+                Ok(c) => {
+                    changed = Some(c);
+                    Ok(())
+                }
+                Err(m) => {
+                    refused = Some(m.clone());
+                    Err(StateError::Aborted(m))
                 }
             })
             .await;

@@ -92,12 +92,25 @@ impl Step for MoveRemote {
         let url = format!("file://{}", cfg.bare.display());
         git(
             work.path(),
-            &["clone", "-q", "-b", "main", &url, work.path().to_str().unwrap()],
+            &[
+                "clone",
+                "-q",
+                "-b",
+                "main",
+                &url,
+                work.path().to_str().unwrap(),
+            ],
         );
         std::fs::write(work.path().join(&cfg.path), &cfg.contents).unwrap();
-        git(work.path(), &["commit", "-q", "-am", "moved by someone else"]);
+        git(
+            work.path(),
+            &["commit", "-q", "-am", "moved by someone else"],
+        );
         git(work.path(), &["push", "-q", "origin", "main"]);
-        Ok(StepOutcome::succeeded().with_output("commit", git(work.path(), &["rev-parse", "HEAD"])))
+        Ok(
+            StepOutcome::succeeded()
+                .with_output("commit", git(work.path(), &["rev-parse", "HEAD"])),
+        )
     }
 }
 
@@ -209,7 +222,13 @@ fn out(r: &PromotionResult, alias: &str, key: &str) -> String {
 }
 
 fn assert_succeeded(r: &PromotionResult) {
-    assert_eq!(r.phase, PromotionPhase::Succeeded, "{:?} {:#?}", r.message, r.steps);
+    assert_eq!(
+        r.phase,
+        PromotionPhase::Succeeded,
+        "{:?} {:#?}",
+        r.message,
+        r.steps
+    );
 }
 
 /// Rebase policies (and the safe case of the conditional ones): our commit replayed on
@@ -219,9 +238,21 @@ async fn rebases(remote: &Remote, policy: PushIntegrationPolicy) {
     assert_succeeded(&r);
     let head = git(&remote.bare, &["rev-parse", "main"]);
     assert_eq!(out(&r, "push", "commit"), head, "{policy}");
-    assert_ne!(out(&r, "commit", "commit"), head, "{policy}: the commit was rewritten");
-    assert_eq!(git(&remote.bare, &["rev-parse", "main~1"]), out(&r, "move", "commit"));
-    assert_eq!(git(&remote.bare, &["log", "-1", "--format=%P", "main"]).split(' ').count(), 1);
+    assert_ne!(
+        out(&r, "commit", "commit"),
+        head,
+        "{policy}: the commit was rewritten"
+    );
+    assert_eq!(
+        git(&remote.bare, &["rev-parse", "main~1"]),
+        out(&r, "move", "commit")
+    );
+    assert_eq!(
+        git(&remote.bare, &["log", "-1", "--format=%P", "main"])
+            .split(' ')
+            .count(),
+        1
+    );
     assert_eq!(git(&remote.bare, &["show", "main:a.txt"]), "a: 2");
     assert_eq!(git(&remote.bare, &["show", "main:b.txt"]), "b: 2");
 }
@@ -254,7 +285,10 @@ async fn merges(remote: &Remote) {
     // A merge commit: first parent our commit (unchanged), second parent theirs.
     let parents = git(&remote.bare, &["log", "-1", "--format=%P", "main"]);
     let parents: Vec<&str> = parents.split(' ').collect();
-    assert_eq!(parents, vec![out(&r, "commit", "commit"), out(&r, "move", "commit")]);
+    assert_eq!(
+        parents,
+        vec![out(&r, "commit", "commit"), out(&r, "move", "commit")]
+    );
     let subject = git(&remote.bare, &["log", "-1", "--format=%s", "main"]);
     assert!(subject.starts_with("Merge branch 'main' of "), "{subject}");
     assert_eq!(git(&remote.bare, &["show", "main:a.txt"]), "a: 2");
@@ -271,12 +305,24 @@ async fn always_merge_makes_a_merge_commit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conflicts_fail_naming_the_file_and_push_nothing() {
-    for policy in [PushIntegrationPolicy::AlwaysMerge, PushIntegrationPolicy::AlwaysRebase] {
+    for policy in [
+        PushIntegrationPolicy::AlwaysMerge,
+        PushIntegrationPolicy::AlwaysRebase,
+    ] {
         let remote = file_remote();
-        let r = promote(&remote, policy, ("a.txt", "a: ours\n"), ("a.txt", "a: theirs\n")).await;
+        let r = promote(
+            &remote,
+            policy,
+            ("a.txt", "a: ours\n"),
+            ("a.txt", "a: theirs\n"),
+        )
+        .await;
         assert_eq!(r.phase, PromotionPhase::Failed, "{policy}: {:#?}", r.steps);
         let msg = r.step("push").unwrap().message.clone().unwrap_or_default();
         assert!(msg.contains("a.txt"), "{policy}: {msg}");
-        assert_eq!(git(&remote.bare, &["rev-parse", "main"]), out(&r, "move", "commit"));
+        assert_eq!(
+            git(&remote.bare, &["rev-parse", "main"]),
+            out(&r, "move", "commit")
+        );
     }
 }

@@ -75,11 +75,27 @@ impl Step for MoveRemote {
     async fn run(&self, _ctx: &StepContext, _cfg: Json) -> Result<StepOutcome, StepError> {
         let work = TempDir::new().unwrap();
         let url = format!("file://{}", self.0.display());
-        git(work.path(), &["clone", "-q", "-b", "main", &url, work.path().to_str().unwrap()]);
+        git(
+            work.path(),
+            &[
+                "clone",
+                "-q",
+                "-b",
+                "main",
+                &url,
+                work.path().to_str().unwrap(),
+            ],
+        );
         std::fs::write(work.path().join("README.md"), "# moved\n").unwrap();
-        git(work.path(), &["commit", "-q", "-am", "moved by someone else"]);
+        git(
+            work.path(),
+            &["commit", "-q", "-am", "moved by someone else"],
+        );
         git(work.path(), &["push", "-q", "origin", "main"]);
-        Ok(StepOutcome::succeeded().with_output("commit", git(work.path(), &["rev-parse", "HEAD"])))
+        Ok(
+            StepOutcome::succeeded()
+                .with_output("commit", git(work.path(), &["rev-parse", "HEAD"])),
+        )
     }
 }
 
@@ -161,7 +177,12 @@ async fn setup(test: &str, github: GitHubPushOptions) -> Option<Setup> {
     })
 }
 
-fn promotion(work: &Path, name: &str, steps: Json, creds: Arc<dyn CredentialProvider>) -> Promotion {
+fn promotion(
+    work: &Path,
+    name: &str,
+    steps: Json,
+    creds: Arc<dyn CredentialProvider>,
+) -> Promotion {
     let mut p = Promotion::new(
         WorkDir::new(work).unwrap(),
         serde_json::from_value(steps).unwrap(),
@@ -215,7 +236,12 @@ fn steps(s: &Setup, push: Json, move_remote: bool) -> Json {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replays_commits_through_the_api_and_follows_them() {
-    let Some(s) = setup("replays_commits_through_the_api_and_follows_them", GitHubPushOptions::default()).await else {
+    let Some(s) = setup(
+        "replays_commits_through_the_api_and_follows_them",
+        GitHubPushOptions::default(),
+    )
+    .await
+    else {
         return;
     };
     let buf = capture_logs();
@@ -231,35 +257,70 @@ async fn replays_commits_through_the_api_and_follows_them() {
     ]);
     let r = s
         .runner
-        .run(&promotion(work.path(), "prod.01abc.1", plan, s.creds.clone()))
+        .run(&promotion(
+            work.path(),
+            "prod.01abc.1",
+            plan,
+            s.creds.clone(),
+        ))
         .await;
     assert_phase(&r, PromotionPhase::Succeeded);
     let head = git(&s.bare, &["rev-parse", "main"]);
     assert_eq!(out(&r, "push2", "commit"), head);
     assert_eq!(out(&r, "push2", "branch"), "main");
-    assert!(out(&r, "push", "commitURL").ends_with(&format!("/commit/{}", out(&r, "push", "commit"))));
+    assert!(
+        out(&r, "push", "commitURL").ends_with(&format!("/commit/{}", out(&r, "push", "commit")))
+    );
     // Replayed: new IDs, same trees, the original author kept (untrusted commits).
     let first = out(&r, "push", "commit");
     assert_ne!(first, out(&r, "commit", "commit"));
     assert_eq!(
         git(&s.bare, &["rev-parse", &format!("{first}^{{tree}}")]),
-        git(&s.bare, &["rev-parse", &format!("{}^{{tree}}", out(&r, "commit", "commit"))])
+        git(
+            &s.bare,
+            &[
+                "rev-parse",
+                &format!("{}^{{tree}}", out(&r, "commit", "commit"))
+            ]
+        )
     );
     assert_eq!(git(&s.bare, &["rev-parse", &format!("{first}~1")]), seed);
     assert_eq!(git(&s.bare, &["rev-parse", "main~1"]), first);
-    assert_eq!(git(&s.bare, &["log", "-1", "--format=%an <%ae>", &first]), "Kargo <no-reply@kargo.io>");
-    assert_eq!(git(&s.bare, &["log", "-1", "--format=%s", "main"]), "second");
-    assert_eq!(git(&s.bare, &["show", "main:env/prod/values.yaml"]), "image: v2");
+    assert_eq!(
+        git(&s.bare, &["log", "-1", "--format=%an <%ae>", &first]),
+        "Kargo <no-reply@kargo.io>"
+    );
+    assert_eq!(
+        git(&s.bare, &["log", "-1", "--format=%s", "main"]),
+        "second"
+    );
+    assert_eq!(
+        git(&s.bare, &["show", "main:env/prod/values.yaml"]),
+        "image: v2"
+    );
     assert_eq!(git(&s.bare, &["show", "main:README.md"]), "# second");
     let created = s.data.created.lock().unwrap().clone();
     assert_eq!(created.len(), 2);
     assert_eq!(created[0]["author"]["name"], "Kargo");
     assert_eq!(created[0]["parents"], json!([seed]));
     // The staging ref was deleted; no branch appeared besides main.
-    assert_eq!(git(&s.bare, &["for-each-ref", "--format=%(refname)"]), "refs/heads/main");
+    assert_eq!(
+        git(&s.bare, &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
     let calls = s.data.calls.lock().unwrap().clone();
-    assert!(calls.iter().any(|c| c == "DELETE git/refs/kargo/staging/prod.01abc.1"), "{calls:?}");
-    assert!(calls.iter().any(|c| c.starts_with("PATCH git/refs/heads/main")), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "DELETE git/refs/kargo/staging/prod.01abc.1"),
+        "{calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("PATCH git/refs/heads/main")),
+        "{calls:?}"
+    );
     // No token in any log line.
     let password = std::env::var("TEST_GIT_HTTP_PASSWORD").unwrap();
     assert!(!logs(&buf).contains(&password));
@@ -267,7 +328,12 @@ async fn replays_commits_through_the_api_and_follows_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn integrates_a_moved_branch_then_replays() {
-    let Some(s) = setup("integrates_a_moved_branch_then_replays", GitHubPushOptions::default()).await else {
+    let Some(s) = setup(
+        "integrates_a_moved_branch_then_replays",
+        GitHubPushOptions::default(),
+    )
+    .await
+    else {
         return;
     };
     let work = TempDir::new().unwrap();
@@ -283,9 +349,15 @@ async fn integrates_a_moved_branch_then_replays() {
     assert_phase(&r, PromotionPhase::Succeeded);
     let head = git(&s.bare, &["rev-parse", "main"]);
     assert_eq!(out(&r, "push", "commit"), head);
-    assert_eq!(git(&s.bare, &["rev-parse", "main~1"]), out(&r, "move", "commit"));
+    assert_eq!(
+        git(&s.bare, &["rev-parse", "main~1"]),
+        out(&r, "move", "commit")
+    );
     assert_eq!(git(&s.bare, &["show", "main:README.md"]), "# moved");
-    assert_eq!(git(&s.bare, &["show", "main:env/prod/values.yaml"]), "image: v2");
+    assert_eq!(
+        git(&s.bare, &["show", "main:env/prod/values.yaml"]),
+        "image: v2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,7 +380,11 @@ async fn generated_branches_are_created_and_untrusted_commits_can_be_verified() 
         .run(&promotion(
             work.path(),
             "prod.01abc.3",
-            steps(&s, json!({"path": "out", "generateTargetBranch": true}), false),
+            steps(
+                &s,
+                json!({"path": "out", "generateTargetBranch": true}),
+                false,
+            ),
             s.creds.clone(),
         ))
         .await;
@@ -319,7 +395,10 @@ async fn generated_branches_are_created_and_untrusted_commits_can_be_verified() 
     // GitHub's identity (it signs), the author in a trailer.
     assert_eq!(git(&s.bare, &["log", "-1", "--format=%an", &tip]), APP_NAME);
     let msg = git(&s.bare, &["log", "-1", "--format=%B", &tip]);
-    assert!(msg.ends_with("Co-authored-by: Kargo <no-reply@kargo.io>"), "{msg}");
+    assert!(
+        msg.ends_with("Co-authored-by: Kargo <no-reply@kargo.io>"),
+        "{msg}"
+    );
     let created = s.data.created.lock().unwrap().clone();
     assert!(created[0].get("author").is_none());
     let calls = s.data.calls.lock().unwrap().clone();
@@ -328,20 +407,36 @@ async fn generated_branches_are_created_and_untrusted_commits_can_be_verified() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_are_clear_and_dry_runs_push_nothing() {
-    let Some(s) = setup("errors_are_clear_and_dry_runs_push_nothing", GitHubPushOptions::default()).await else {
+    let Some(s) = setup(
+        "errors_are_clear_and_dry_runs_push_nothing",
+        GitHubPushOptions::default(),
+    )
+    .await
+    else {
         return;
     };
     let seed = git(&s.bare, &["rev-parse", "main"]);
     // Configuration errors name the step and the key.
     for (push, key) in [
-        (json!({"path": "out", "targetBranch": "x", "generateTargetBranch": true}), "config.generateTargetBranch"),
+        (
+            json!({"path": "out", "targetBranch": "x", "generateTargetBranch": true}),
+            "config.generateTargetBranch",
+        ),
         (json!({"path": "out", "tag": "v1"}), "config.tag"),
-        (json!({"path": "out", "maxAttempts": 0}), "config.maxAttempts"),
+        (
+            json!({"path": "out", "maxAttempts": 0}),
+            "config.maxAttempts",
+        ),
     ] {
         let work = TempDir::new().unwrap();
         let r = s
             .runner
-            .run(&promotion(work.path(), "p", steps(&s, push.clone(), false), s.creds.clone()))
+            .run(&promotion(
+                work.path(),
+                "p",
+                steps(&s, push.clone(), false),
+                s.creds.clone(),
+            ))
             .await;
         assert_phase(&r, PromotionPhase::Errored);
         let m = r.message.clone().unwrap_or_default();
@@ -349,7 +444,12 @@ async fn errors_are_clear_and_dry_runs_push_nothing() {
     }
     // A dry run records and pushes nothing, and calls no API.
     let work = TempDir::new().unwrap();
-    let mut p = promotion(work.path(), "p", steps(&s, json!({"path": "out"}), false), s.creds.clone());
+    let mut p = promotion(
+        work.path(),
+        "p",
+        steps(&s, json!({"path": "out"}), false),
+        s.creds.clone(),
+    );
     p.dry_run = true;
     let r = s.runner.run(&p).await;
     assert_phase(&r, PromotionPhase::Succeeded);

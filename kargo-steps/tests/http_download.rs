@@ -38,7 +38,14 @@ async fn downloads_with_headers_and_query_into_new_directories() {
         if r.header("authorization") != Some("Bearer s3cr3t-token") {
             return Resp::new(401);
         }
-        Resp::text(200, &format!("arch={}&q={}", r.query("arch").unwrap_or(""), r.query("q").unwrap_or("")))
+        Resp::text(
+            200,
+            &format!(
+                "arch={}&q={}",
+                r.query("arch").unwrap_or(""),
+                r.query("q").unwrap_or("")
+            ),
+        )
     }))
     .await;
     let dir = TempDir::new().unwrap();
@@ -55,7 +62,11 @@ async fn downloads_with_headers_and_query_into_new_directories() {
     let got = std::fs::read_to_string(dir.path().join("artifacts/v1/app.txt")).unwrap();
     assert_eq!(got, "arch=amd64&q=a b&c");
     assert_eq!(srv.requests()[0].method, "GET");
-    assert!(srv.requests()[0].raw_query.contains("q=a+b%26c"), "{}", srv.requests()[0].raw_query);
+    assert!(
+        srv.requests()[0].raw_query.contains("q=a+b%26c"),
+        "{}",
+        srv.requests()[0].raw_query
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -81,15 +92,24 @@ async fn existing_files_need_allow_overwrite() {
         .unwrap_err();
     assert_eq!(e.kind, StepErrorKind::Terminal);
     assert!(e.to_string().contains("already exists"), "{e}");
-    assert!(srv.requests().is_empty(), "nothing is downloaded for a refused path");
-    assert_eq!(std::fs::read_to_string(dir.path().join("f.txt")).unwrap(), "old");
+    assert!(
+        srv.requests().is_empty(),
+        "nothing is downloaded for a refused path"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
+        "old"
+    );
     step.run_json(
         &ctx(&dir),
         json!({"url": srv.url, "outPath": "f.txt", "allowOverwrite": true}),
     )
     .await
     .unwrap();
-    assert_eq!(std::fs::read_to_string(dir.path().join("f.txt")).unwrap(), "new");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("f.txt")).unwrap(),
+        "new"
+    );
 }
 
 #[tokio::test]
@@ -120,7 +140,10 @@ async fn bad_status_and_oversized_bodies_leave_no_file() {
     assert_eq!(e.kind, StepErrorKind::Terminal, "{e}");
     assert!(e.to_string().contains("exceeds limit of 1024 bytes"), "{e}");
     assert_eq!(entries(dir.path()), vec!["keep.txt"]);
-    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "old");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+        "old"
+    );
     // Within the limit it works.
     HttpDownload::with_max_bytes(4096)
         .run_json(
@@ -129,7 +152,10 @@ async fn bad_status_and_oversized_bodies_leave_no_file() {
         )
         .await
         .unwrap();
-    assert_eq!(std::fs::read(dir.path().join("big.txt")).unwrap().len(), 2048);
+    assert_eq!(
+        std::fs::read(dir.path().join("big.txt")).unwrap().len(),
+        2048
+    );
 }
 
 #[tokio::test]
@@ -139,16 +165,28 @@ async fn paths_stay_in_the_work_directory() {
     let outside = TempDir::new().unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-    for bad in ["../escape.txt", "/etc/passwd-copy", "link/x.txt", ".git/config", "."] {
+    for bad in [
+        "../escape.txt",
+        "/etc/passwd-copy",
+        "link/x.txt",
+        ".git/config",
+        ".",
+    ] {
         let e = HttpDownload::new()
             .run_json(&ctx(&dir), json!({"url": srv.url, "outPath": bad}))
             .await
             .unwrap_err();
         assert!(
-            matches!(e.kind, StepErrorKind::Terminal | StepErrorKind::InvalidConfig),
+            matches!(
+                e.kind,
+                StepErrorKind::Terminal | StepErrorKind::InvalidConfig
+            ),
             "{bad}: {e}"
         );
-        assert!(!e.to_string().contains(dir.path().to_str().unwrap()), "{bad}: {e}");
+        assert!(
+            !e.to_string().contains(dir.path().to_str().unwrap()),
+            "{bad}: {e}"
+        );
     }
     assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
     assert!(srv.requests().is_empty());
@@ -160,9 +198,15 @@ async fn config_errors_name_the_key_and_secrets_stay_hidden() {
     let dir = TempDir::new().unwrap();
     for (cfg, key) in [
         (json!({"outPath": "a"}), "config"),
-        (json!({"url": "http://127.0.0.1:1/", "outPath": "a", "timeot": "1s"}), "config.timeot"),
+        (
+            json!({"url": "http://127.0.0.1:1/", "outPath": "a", "timeot": "1s"}),
+            "config.timeot",
+        ),
         (json!({"url": "ftp://x/y", "outPath": "a"}), "config.url"),
-        (json!({"url": "http://127.0.0.1:1/", "outPath": ""}), "config.outPath"),
+        (
+            json!({"url": "http://127.0.0.1:1/", "outPath": ""}),
+            "config.outPath",
+        ),
         (
             json!({"url": "http://127.0.0.1:1/", "outPath": "a", "headers": [{"name": "X", "value": ""}]}),
             "config.headers[0].value",
@@ -172,7 +216,10 @@ async fn config_errors_name_the_key_and_secrets_stay_hidden() {
             "config.timeout",
         ),
     ] {
-        let e = HttpDownload::new().run_json(&ctx(&dir), cfg.clone()).await.unwrap_err();
+        let e = HttpDownload::new()
+            .run_json(&ctx(&dir), cfg.clone())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, StepErrorKind::InvalidConfig, "{cfg}: {e}");
         assert!(e.to_string().starts_with(key), "{cfg}: {e}");
     }
@@ -190,7 +237,10 @@ async fn config_errors_name_the_key_and_secrets_stay_hidden() {
         .unwrap_err();
     assert_eq!(e.kind, StepErrorKind::Retryable, "{e}");
     let text = format!("{e} {}", logs(&buf));
-    assert!(!text.contains("qu3ry-s3cret") && !text.contains("h3ader-s3cret"), "{text}");
+    assert!(
+        !text.contains("qu3ry-s3cret") && !text.contains("h3ader-s3cret"),
+        "{text}"
+    );
     // Link-local destinations are refused.
     let e = HttpDownload::new()
         .run_json(

@@ -35,7 +35,10 @@ fn unique(name: &str) -> String {
 
 fn digest(bytes: &[u8]) -> String {
     let h = sha2::Sha256::digest(bytes);
-    format!("sha256:{}", h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn client() -> Client {
@@ -70,8 +73,15 @@ async fn push_image(
     config_type: &str,
     layers: &[(&str, &[u8])],
 ) -> Vec<u8> {
-    c.store_auth_if_needed(target.resolve_registry(), auth).await;
-    let config = blob(c, target, config_type, br#"{"architecture":"amd64","os":"linux"}"#).await;
+    c.store_auth_if_needed(target.resolve_registry(), auth)
+        .await;
+    let config = blob(
+        c,
+        target,
+        config_type,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    )
+    .await;
     let mut descs = Vec::new();
     for (t, data) in layers {
         descs.push(blob(c, target, t, data).await);
@@ -86,7 +96,9 @@ async fn push_image(
     c.push_manifest_raw(
         target,
         manifest.clone(),
-        "application/vnd.oci.image.manifest.v1+json".parse().unwrap(),
+        "application/vnd.oci.image.manifest.v1+json"
+            .parse()
+            .unwrap(),
     )
     .await
     .unwrap();
@@ -163,10 +175,15 @@ async fn push_retags_and_copies_images_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(out.status, StepStatus::Succeeded);
-    assert_eq!(out.outputs["image"], json!(format!("{reg}/{path}/app:v1.2.3")));
+    assert_eq!(
+        out.outputs["image"],
+        json!(format!("{reg}/{path}/app:v1.2.3"))
+    );
     assert_eq!(out.outputs["digest"], json!(src_digest));
     assert_eq!(out.outputs["tag"], json!("v1.2.3"));
-    let (raw, _) = pull_manifest(&c, &anon, &format!("{reg}/{path}/app:v1.2.3")).await.unwrap();
+    let (raw, _) = pull_manifest(&c, &anon, &format!("{reg}/{path}/app:v1.2.3"))
+        .await
+        .unwrap();
     assert_eq!(raw, manifest);
 
     // Copy to another repository (blobs mounted or copied); the manifest is unchanged.
@@ -178,10 +195,15 @@ async fn push_retags_and_copies_images_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(out.outputs["digest"], json!(src_digest));
-    let (raw, m) = pull_manifest(&c, &anon, &format!("{reg}/{path}/prod/app:v1")).await.unwrap();
+    let (raw, m) = pull_manifest(&c, &anon, &format!("{reg}/{path}/prod/app:v1"))
+        .await
+        .unwrap();
     assert_eq!(raw, manifest);
     let layer = m["layers"][1]["digest"].as_str().unwrap();
-    assert_eq!(pull_blob(&c, &format!("{reg}/{path}/prod/app:v1"), layer).await, b"layer two");
+    assert_eq!(
+        pull_blob(&c, &format!("{reg}/{path}/prod/app:v1"), layer).await,
+        b"layer two"
+    );
 
     // Annotations: unprefixed and manifest: keys land on the manifest; index: keys are
     // ignored for a single image; the digest is the annotated manifest's.
@@ -200,10 +222,15 @@ async fn push_retags_and_copies_images_byte_for_byte() {
         )
         .await
         .unwrap();
-    let (raw, m) = pull_manifest(&c, &anon, &format!("{reg}/{path}/app:annotated")).await.unwrap();
+    let (raw, m) = pull_manifest(&c, &anon, &format!("{reg}/{path}/app:annotated"))
+        .await
+        .unwrap();
     assert_eq!(out.outputs["digest"], json!(digest(&raw)));
     assert_ne!(digest(&raw), src_digest);
-    assert_eq!(m["annotations"]["org.opencontainers.image.source"], "https://github.com/example/app");
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.source"],
+        "https://github.com/example/app"
+    );
     assert_eq!(m["annotations"]["io.kargo.promotion"], "p-1");
     assert!(m["annotations"].get("io.kargo.ignored").is_none());
 
@@ -216,8 +243,16 @@ async fn push_retags_and_copies_images_byte_for_byte() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, StepErrorKind::Terminal, "{e}");
-    assert!(e.to_string().contains("exceeds maximum allowed size of 10 bytes"), "{e}");
-    assert!(pull_manifest(&c, &anon, &format!("{reg}/{path}/big/app:v1")).await.is_none());
+    assert!(
+        e.to_string()
+            .contains("exceeds maximum allowed size of 10 bytes"),
+        "{e}"
+    );
+    assert!(
+        pull_manifest(&c, &anon, &format!("{reg}/{path}/big/app:v1"))
+            .await
+            .is_none()
+    );
     OciPush::with_max_bytes(10)
         .run_json(
             &ctx(&dir),
@@ -238,7 +273,11 @@ async fn push_retags_and_copies_images_byte_for_byte() {
         .unwrap();
     assert_eq!(out.status, StepStatus::Skipped);
     assert_eq!(out.outputs["digest"], json!(src_digest));
-    assert!(pull_manifest(&c, &anon, &format!("{reg}/{path}/dry/app:v1")).await.is_none());
+    assert!(
+        pull_manifest(&c, &anon, &format!("{reg}/{path}/dry/app:v1"))
+            .await
+            .is_none()
+    );
     assert_eq!(recorder.log().notes.len(), 1);
 
     // A missing source is a terminal error naming it.
@@ -273,7 +312,10 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
     let anon = RegistryAuth::Anonymous;
     let repo = format!("{reg}/{path}/multi");
     let mut entries = Vec::new();
-    for (arch, layer) in [("amd64", b"amd64 layer" as &[u8]), ("arm64", b"arm64 layer")] {
+    for (arch, layer) in [
+        ("amd64", b"amd64 layer" as &[u8]),
+        ("arm64", b"arm64 layer"),
+    ] {
         let tmp = reference(&format!("{repo}:tmp-{arch}"));
         let m = push_image(
             &c,
@@ -308,13 +350,21 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
     let dest = format!("{auth_reg}/{path}/multi:v1");
     // Without credentials the authenticated registry refuses: Unauthorized.
     let e = OciPush::new()
-        .run_json(&ctx(&dir), json!({"srcRef": format!("{repo}:v1"), "destRef": dest}))
+        .run_json(
+            &ctx(&dir),
+            json!({"srcRef": format!("{repo}:v1"), "destRef": dest}),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind, StepErrorKind::Unauthorized, "{e}");
 
     let creds = Arc::new(Recorder(
-        StaticCredentials::new().with(CredentialKind::Image, format!("{auth_reg}/"), &user, &password),
+        StaticCredentials::new().with(
+            CredentialKind::Image,
+            format!("{auth_reg}/"),
+            &user,
+            &password,
+        ),
         Mutex::new(Vec::new()),
     ));
     let step_ctx = ctx(&dir).with_credentials(creds.clone());
@@ -331,7 +381,11 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
         .unwrap();
     assert_eq!(out.outputs["image"], json!(dest));
     assert!(
-        creds.1.lock().unwrap().contains(&(CredentialKind::Image, format!("{auth_reg}/{path}/multi"))),
+        creds
+            .1
+            .lock()
+            .unwrap()
+            .contains(&(CredentialKind::Image, format!("{auth_reg}/{path}/multi"))),
         "{:?}",
         creds.1.lock().unwrap()
     );
@@ -345,7 +399,9 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
     assert_eq!(children.len(), 2);
     for child in children {
         let d = child["digest"].as_str().unwrap();
-        let (craw, cm) = pull_manifest(&ac, &auth, &format!("{auth_reg}/{path}/multi@{d}")).await.unwrap();
+        let (craw, cm) = pull_manifest(&ac, &auth, &format!("{auth_reg}/{path}/multi@{d}"))
+            .await
+            .unwrap();
         assert_eq!(digest(&craw), d);
         assert_eq!(child["size"], json!(craw.len()));
         assert_eq!(cm["annotations"]["desc"], "my app");
@@ -353,14 +409,22 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
         assert!(cm["annotations"].get("rev").is_none());
         let layer = cm["layers"][0]["digest"].as_str().unwrap();
         let mut bytes = Vec::new();
-        ac.pull_blob(&reference(&format!("{auth_reg}/{path}/multi@{d}")), layer, &mut bytes)
-            .await
-            .unwrap();
+        ac.pull_blob(
+            &reference(&format!("{auth_reg}/{path}/multi@{d}")),
+            layer,
+            &mut bytes,
+        )
+        .await
+        .unwrap();
         let arch = child["platform"]["architecture"].as_str().unwrap();
         assert_eq!(bytes, format!("{arch} layer").into_bytes());
     }
     // No password in the outputs.
-    assert!(!serde_json::to_string(&out.outputs).unwrap().contains(&password));
+    assert!(
+        !serde_json::to_string(&out.outputs)
+            .unwrap()
+            .contains(&password)
+    );
 
     // oci-download picks linux/amd64 out of the index.
     let out_dir = TempDir::new().unwrap();
@@ -371,7 +435,10 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
         )
         .await
         .unwrap();
-    assert_eq!(std::fs::read(out_dir.path().join("layer.bin")).unwrap(), b"amd64 layer");
+    assert_eq!(
+        std::fs::read(out_dir.path().join("layer.bin")).unwrap(),
+        b"amd64 layer"
+    );
 }
 
 #[tokio::test]
@@ -411,15 +478,24 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         .await
         .unwrap();
     assert_eq!(out.status, StepStatus::Succeeded);
-    assert_eq!(std::fs::read(dir.path().join("charts/app-1.0.0.tgz")).unwrap(), tgz);
+    assert_eq!(
+        std::fs::read(dir.path().join("charts/app-1.0.0.tgz")).unwrap(),
+        tgz
+    );
     // oci:// means Helm credentials for oci://registry/repository.
     assert_eq!(
         creds.1.lock().unwrap()[0],
-        (CredentialKind::Helm, format!("oci://{reg}/{path}/charts/app"))
+        (
+            CredentialKind::Helm,
+            format!("oci://{reg}/{path}/charts/app")
+        )
     );
     // Without mediaType: the first layer. An existing file needs allowOverwrite.
     let e = OciDownload::default()
-        .run_json(&step_ctx, json!({"imageRef": chart, "outPath": "charts/app-1.0.0.tgz"}))
+        .run_json(
+            &step_ctx,
+            json!({"imageRef": chart, "outPath": "charts/app-1.0.0.tgz"}),
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("already exists"), "{e}");
@@ -430,7 +506,10 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         )
         .await
         .unwrap();
-    assert_eq!(std::fs::read(dir.path().join("charts/app-1.0.0.tgz")).unwrap(), b"read me");
+    assert_eq!(
+        std::fs::read(dir.path().join("charts/app-1.0.0.tgz")).unwrap(),
+        b"read me"
+    );
     // An unknown media type is a terminal error, and no file appears.
     let e = OciDownload::default()
         .run_json(
@@ -440,14 +519,24 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, StepErrorKind::Terminal);
-    assert!(e.to_string().contains("no layer found with media type \"application/x-none\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("no layer found with media type \"application/x-none\""),
+        "{e}"
+    );
     assert!(!dir.path().join("other.bin").exists());
     // Paths stay in the work directory; nothing is fetched for a refused path.
     let e = OciDownload::default()
         .run_json(&step_ctx, json!({"imageRef": chart, "outPath": "../x.tgz"}))
         .await
         .unwrap_err();
-    assert!(matches!(e.kind, StepErrorKind::Terminal | StepErrorKind::InvalidConfig), "{e}");
+    assert!(
+        matches!(
+            e.kind,
+            StepErrorKind::Terminal | StepErrorKind::InvalidConfig
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -52,11 +52,7 @@ fn freight(commit: &str, alias: &str) -> Freight {
 }
 
 fn message(r: &kargo_core::runner::PromotionResult, alias: &str) -> String {
-    r.step(alias)
-        .unwrap()
-        .message
-        .clone()
-        .unwrap_or_default()
+    r.step(alias).unwrap().message.clone().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -85,7 +81,10 @@ async fn sets_the_alias_and_refuses_duplicates() {
     assert_eq!(r.phase, PromotionPhase::Succeeded, "{:#?}", r.steps);
     assert!(message(&r, "alias").contains("from \"fluffy-bunny\" to \"v1.2.3\""));
     let (state, _) = store.load("demo").await.unwrap();
-    assert_eq!(state.freight[&a_id].freight.alias.as_deref(), Some("v1.2.3"));
+    assert_eq!(
+        state.freight[&a_id].freight.alias.as_deref(),
+        Some("v1.2.3")
+    );
 
     // The same alias again on the same Freight: fine, nothing changes.
     let r = runner(store.clone())
@@ -110,7 +109,10 @@ async fn sets_the_alias_and_refuses_duplicates() {
         .await;
     assert_eq!(r.phase, PromotionPhase::Failed, "{:#?}", r.steps);
     let m = message(&r, "alias");
-    assert!(m.contains("already used by Freight") && m.contains(a_id.as_str()), "{m}");
+    assert!(
+        m.contains("already used by Freight") && m.contains(a_id.as_str()),
+        "{m}"
+    );
     assert_eq!(store.load("demo").await.unwrap(), before);
 
     // Unknown Freight, or an alias by its alias (Kargo names Freight by name only).
@@ -142,9 +144,15 @@ async fn sets_the_alias_and_refuses_duplicates() {
     // Configuration errors name the step alias and the key.
     for (cfg, key) in [
         (json!({"name": b_id.as_str()}), "config"),
-        (json!({"name": b_id.as_str(), "alias": "-bad-"}), "config.alias"),
+        (
+            json!({"name": b_id.as_str(), "alias": "-bad-"}),
+            "config.alias",
+        ),
         (json!({"name": "", "alias": "ok"}), "config.name"),
-        (json!({"name": b_id.as_str(), "alias": "ok", "freight": "x"}), "config.freight"),
+        (
+            json!({"name": b_id.as_str(), "alias": "ok", "freight": "x"}),
+            "config.freight",
+        ),
     ] {
         let r = runner(store.clone())
             .run(&promotion(

@@ -109,7 +109,8 @@ mod tests {
         let t = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let mut s = FreightStatus::default();
         assert_eq!(freight_status_json(&s), serde_json::json!({}));
-        s.currently_in.insert("prod".into(), CurrentStage { since: t });
+        s.currently_in
+            .insert("prod".into(), CurrentStage { since: t });
         s.verified_in.insert(
             "qa".into(),
             VerifiedStage {
@@ -160,11 +161,15 @@ mod tests {
                 actor: None,
             },
         );
-        s.currently_in.insert("qa".into(), CurrentStage { since: t });
+        s.currently_in
+            .insert("qa".into(), CurrentStage { since: t });
         let data = EvalData {
             freight_status: BTreeMap::from([
                 ("f1".to_owned(), freight_status_json(&s)),
-                ("f2".to_owned(), freight_status_json(&FreightStatus::default())),
+                (
+                    "f2".to_owned(),
+                    freight_status_json(&FreightStatus::default()),
+                ),
             ]),
             ..EvalData::default()
         };

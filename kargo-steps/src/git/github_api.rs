@@ -214,7 +214,10 @@ impl GitHubClient {
                 })?,
                 message: s(&c, "/commit/message").unwrap_or_default(),
                 author: c.pointer("/commit/author").cloned().unwrap_or(Json::Null),
-                committer: c.pointer("/commit/committer").cloned().unwrap_or(Json::Null),
+                committer: c
+                    .pointer("/commit/committer")
+                    .cloned()
+                    .unwrap_or(Json::Null),
                 parents: c
                     .get("parents")
                     .and_then(Json::as_array)

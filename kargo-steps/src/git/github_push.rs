@@ -245,8 +245,7 @@ impl Attempt<'_> {
             }
             ("diverged", false) => {
                 return Err(AttemptError::Retry(
-                    "the checkout and the target branch have diverged and force is not set"
-                        .into(),
+                    "the checkout and the target branch have diverged and force is not set".into(),
                 ));
             }
             (other, _) => {
@@ -268,7 +267,11 @@ impl Attempt<'_> {
         let new_tip = self.replay(&cmp.commits, &cmp.merge_base).await?;
         let moved = match target {
             None => self.api.create_branch(self.branch, &new_tip).await,
-            Some(_) => self.api.update_branch(self.branch, &new_tip, self.force).await,
+            Some(_) => {
+                self.api
+                    .update_branch(self.branch, &new_tip, self.force)
+                    .await
+            }
         };
         match moved {
             Ok(()) => Ok(new_tip),
@@ -346,7 +349,10 @@ impl Step for GitHubPush {
             return dry_run(ctx, &git_cfg, &info, target, &dry).await;
         }
         let Target::Branch(branch) = target else {
-            return Err(StepError::invalid_config("path", "github-push pushes branches only"));
+            return Err(StepError::invalid_config(
+                "path",
+                "github-push pushes branches only",
+            ));
         };
         let source_branch = info.checkout.branch();
         let Some(branch) = branch.or_else(|| source_branch.clone()) else {
@@ -363,7 +369,9 @@ impl Step for GitHubPush {
             .map_err(|e| StepError::retryable(e.to_string()))?;
         let token = match creds {
             None => {
-                return Err(StepError::terminal(format!("no credentials found for {shown}")));
+                return Err(StepError::terminal(format!(
+                    "no credentials found for {shown}"
+                )));
             }
             Some(c) if !c.password.expose().is_empty() => c.password.clone(),
             Some(c) if c.ssh_private_key.is_some() => {
@@ -446,7 +454,9 @@ impl Step for GitHubPush {
                             break;
                         }
                     }
-                    delay = delay.mul_f64(1.5).min(self.git.retry_max.max(Duration::from_millis(1)));
+                    delay = delay
+                        .mul_f64(1.5)
+                        .min(self.git.retry_max.max(Duration::from_millis(1)));
                 }
             }
         }
@@ -473,7 +483,10 @@ mod tests {
             staging_ref("prod.01abc.x", "push"),
             "refs/kargo/staging/prod.01abc.x"
         );
-        assert_eq!(staging_ref("", "task::push"), "refs/kargo/staging/task--push");
+        assert_eq!(
+            staging_ref("", "task::push"),
+            "refs/kargo/staging/task--push"
+        );
         let a = serde_json::json!({"name": "Kargo", "email": "no-reply@kargo.io"});
         assert_eq!(
             co_authored("msg\n", &a),

@@ -111,9 +111,7 @@ impl Step for OciDownload {
             let mut image_ref: Reference = src.reference.clone();
             if is_index(&manifest_media_type(&manifest)) {
                 let digest = pick_platform(&manifest).ok_or_else(|| {
-                    StepError::terminal(format!(
-                        "{what}: the image index has no linux/amd64 image"
-                    ))
+                    StepError::terminal(format!("{what}: the image index has no linux/amd64 image"))
                 })?;
                 image_ref = src.reference.clone_with_digest(digest);
                 let (raw, _) = client

@@ -173,7 +173,8 @@ pub(crate) fn registry_error(what: &str, action: &str, e: OciDistributionError) 
             StepError::terminal(message)
         }
         OciDistributionError::RequestError(r)
-            if r.status().is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
+            if r.status()
+                .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
         {
             StepError::new(StepErrorKind::Unauthorized, message)
         }

@@ -271,7 +271,9 @@ impl Source<'_> {
                 blobs: blobs_of(&child),
             });
         }
-        let index_bytes = if images.iter().any(|i| sha256_digest(&i.bytes) != i.source_digest)
+        let index_bytes = if images
+            .iter()
+            .any(|i| sha256_digest(&i.bytes) != i.source_digest)
             || !scopes.index.is_empty()
         {
             let updated = serde_json::to_vec(&index)
@@ -360,8 +362,13 @@ impl Step for OciPush {
         let dry = ctx.dry_run();
 
         let work = async {
-            let (src_client, src_auth) =
-                connect(ctx, &src, cfg.insecure_skip_tls_verify, RegistryOperation::Pull).await?;
+            let (src_client, src_auth) = connect(
+                ctx,
+                &src,
+                cfg.insecure_skip_tls_verify,
+                RegistryOperation::Pull,
+            )
+            .await?;
             let source = Source {
                 client: &src_client,
                 auth: &src_auth,
@@ -386,8 +393,13 @@ impl Step for OciPush {
             if dry.is_some() {
                 return Ok(digest);
             }
-            let (dst_client, _) =
-                connect(ctx, &dst, cfg.insecure_skip_tls_verify, RegistryOperation::Push).await?;
+            let (dst_client, _) = connect(
+                ctx,
+                &dst,
+                cfg.insecure_skip_tls_verify,
+                RegistryOperation::Push,
+            )
+            .await?;
             let what = &dst.repository_name;
             let mut seen = std::collections::BTreeSet::new();
             for img in &plan.images {
@@ -401,13 +413,21 @@ impl Step for OciPush {
                 for img in &plan.images {
                     let by_digest = dst.reference.clone_with_digest(sha256_digest(&img.bytes));
                     dst_client
-                        .push_manifest_raw(&by_digest, img.bytes.clone(), content_type(&img.media_type)?)
+                        .push_manifest_raw(
+                            &by_digest,
+                            img.bytes.clone(),
+                            content_type(&img.media_type)?,
+                        )
                         .await
                         .map_err(|e| registry_error(what, "cannot push an image manifest", e))?;
                 }
             }
             dst_client
-                .push_manifest_raw(&dst.reference, plan.top.0.clone(), content_type(&plan.top.1)?)
+                .push_manifest_raw(
+                    &dst.reference,
+                    plan.top.0.clone(),
+                    content_type(&plan.top.1)?,
+                )
                 .await
                 .map_err(|e| registry_error(what, "cannot push the manifest", e))?;
             Ok(digest)
@@ -459,7 +479,9 @@ mod tests {
         let out: Json = serde_json::from_slice(&annotate(raw, &s.manifest).unwrap()).unwrap();
         assert_eq!(out["annotations"]["x"], "y");
         assert_eq!(out["annotations"]["c"], "3");
-        let e = scopes(&[("index:".to_owned(), "v".to_owned())].into()).err().unwrap();
+        let e = scopes(&[("index:".to_owned(), "v".to_owned())].into())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("annotations.index:"), "{e}");
     }
 }

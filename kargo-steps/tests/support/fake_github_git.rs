@@ -78,16 +78,24 @@ impl GitData {
     }
 
     fn is_commit(&self, sha: &str) -> bool {
-        self.git(&["cat-file", "-e", &format!("{sha}^{{commit}}")]).is_ok()
+        self.git(&["cat-file", "-e", &format!("{sha}^{{commit}}")])
+            .is_ok()
     }
 
     fn commit_json(&self, sha: &str) -> Json {
         let f = self
-            .git(&["show", "-s", "--format=%T%n%P%n%an%n%ae%n%aI%n%cn%n%ce%n%cI", sha])
+            .git(&[
+                "show",
+                "-s",
+                "--format=%T%n%P%n%an%n%ae%n%aI%n%cn%n%ce%n%cI",
+                sha,
+            ])
             .unwrap_or_default();
         let l: Vec<&str> = f.lines().collect();
         let get = |i: usize| l.get(i).copied().unwrap_or_default();
-        let message = self.git(&["log", "-1", "--format=%B", sha]).unwrap_or_default();
+        let message = self
+            .git(&["log", "-1", "--format=%B", sha])
+            .unwrap_or_default();
         json!({
             "sha": sha,
             "commit": {
@@ -158,7 +166,12 @@ impl GitData {
                     _ => "diverged",
                 };
                 let list = self
-                    .git(&["rev-list", "--reverse", "--topo-order", &format!("{base}..{head}")])
+                    .git(&[
+                        "rev-list",
+                        "--reverse",
+                        "--topo-order",
+                        &format!("{base}..{head}"),
+                    ])
                     .unwrap_or_default();
                 let commits: Vec<Json> = list
                     .lines()
@@ -181,14 +194,20 @@ impl GitData {
                 self.created.lock().unwrap().push(body.clone());
                 let tree = body["tree"].as_str().unwrap_or_default();
                 let message = body["message"].as_str().unwrap_or_default();
-                if self.git(&["cat-file", "-e", &format!("{tree}^{{tree}}")]).is_err() {
+                if self
+                    .git(&["cat-file", "-e", &format!("{tree}^{{tree}}")])
+                    .is_err()
+                {
                     return Some(error(422, "Tree SHA does not exist"));
                 }
                 let mut args = vec!["commit-tree".to_owned(), tree.to_owned()];
                 for p in body["parents"].as_array().cloned().unwrap_or_default() {
                     let p = p.as_str().unwrap_or_default().to_owned();
                     if !self.is_commit(&p) {
-                        return Some(error(422, "Parent SHA does not exist or is not a commit object"));
+                        return Some(error(
+                            422,
+                            "Parent SHA does not exist or is not a commit object",
+                        ));
                     }
                     args.push("-p".into());
                     args.push(p);
@@ -232,7 +251,10 @@ impl GitData {
                 let name = body["ref"].as_str().unwrap_or_default().to_owned();
                 let sha = body["sha"].as_str().unwrap_or_default().to_owned();
                 if !name.starts_with("refs/") || name.matches('/').count() < 2 {
-                    return Some(error(422, "Reference name must start with 'refs/' and have at least two slashes."));
+                    return Some(error(
+                        422,
+                        "Reference name must start with 'refs/' and have at least two slashes.",
+                    ));
                 }
                 if self.resolve(&name).is_some() {
                     return Some(error(422, "Reference already exists"));
@@ -241,7 +263,10 @@ impl GitData {
                     return Some(error(422, "Object does not exist"));
                 }
                 match self.git(&["update-ref", &name, &sha]) {
-                    Ok(_) => Resp::json(201, json!({"ref": name, "object": {"sha": sha, "type": "commit"}})),
+                    Ok(_) => Resp::json(
+                        201,
+                        json!({"ref": name, "object": {"sha": sha, "type": "commit"}}),
+                    ),
                     Err(e) => error(422, &e),
                 }
             }
@@ -262,7 +287,10 @@ impl GitData {
                     return Some(error(422, "Update is not a fast forward"));
                 }
                 match self.git(&["update-ref", &name, &sha, &current]) {
-                    Ok(_) => Resp::json(200, json!({"ref": name, "object": {"sha": sha, "type": "commit"}})),
+                    Ok(_) => Resp::json(
+                        200,
+                        json!({"ref": name, "object": {"sha": sha, "type": "commit"}}),
+                    ),
                     Err(_) => error(422, "Update is not a fast forward"),
                 }
             }
