@@ -428,7 +428,7 @@ async fn push_copies_an_index_to_the_authenticated_registry_with_scoped_annotati
 
     // oci-download picks linux/amd64 out of the index.
     let out_dir = TempDir::new().unwrap();
-    OciDownload::default()
+    OciDownload
         .run_json(
             &ctx(&out_dir).with_credentials(creds.clone()),
             json!({"imageRef": dest, "outPath": "layer.bin"}),
@@ -466,7 +466,7 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
     let dir = TempDir::new().unwrap();
     let creds = Arc::new(Recorder(StaticCredentials::new(), Mutex::new(Vec::new())));
     let step_ctx = ctx(&dir).with_credentials(creds.clone());
-    let out = OciDownload::default()
+    let out = OciDownload
         .run_json(
             &step_ctx,
             json!({
@@ -491,7 +491,7 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         )
     );
     // Without mediaType: the first layer. An existing file needs allowOverwrite.
-    let e = OciDownload::default()
+    let e = OciDownload
         .run_json(
             &step_ctx,
             json!({"imageRef": chart, "outPath": "charts/app-1.0.0.tgz"}),
@@ -499,7 +499,7 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("already exists"), "{e}");
-    OciDownload::default()
+    OciDownload
         .run_json(
             &step_ctx,
             json!({"imageRef": chart, "outPath": "charts/app-1.0.0.tgz", "allowOverwrite": true}),
@@ -511,7 +511,7 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
         b"read me"
     );
     // An unknown media type is a terminal error, and no file appears.
-    let e = OciDownload::default()
+    let e = OciDownload
         .run_json(
             &step_ctx,
             json!({"imageRef": chart, "outPath": "other.bin", "mediaType": "application/x-none"}),
@@ -526,7 +526,7 @@ async fn download_saves_the_chosen_layer_of_a_helm_chart() {
     );
     assert!(!dir.path().join("other.bin").exists());
     // Paths stay in the work directory; nothing is fetched for a refused path.
-    let e = OciDownload::default()
+    let e = OciDownload
         .run_json(&step_ctx, json!({"imageRef": chart, "outPath": "../x.tgz"}))
         .await
         .unwrap_err();
