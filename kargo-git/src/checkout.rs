@@ -1467,3 +1467,7 @@ mod nofollow {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "checkout_integration_tests.rs"]
+mod integration_tests;
