@@ -182,7 +182,11 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
     // freightStatus() sees the Freight's status in Kargo's shape.
     let out = &reports[0].result.state["out"];
     assert_eq!(out["verifiedInDev"], serde_json::json!(true), "{out}");
-    assert_eq!(out["inDevSince"], serde_json::json!("2026-01-01T00:06:00Z"), "{out}");
+    assert_eq!(
+        out["inDevSince"],
+        serde_json::json!("2026-01-01T00:06:00Z"),
+        "{out}"
+    );
     assert_eq!(out["unknown"], serde_json::Value::Null, "{out}");
 
     // Manual promotion of older Freight in dev holds auto-promotion there.
