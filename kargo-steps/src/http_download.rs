@@ -17,7 +17,8 @@
 //! ```
 //!
 //! A `GET` of `url` (with `queryParams` appended, URL-encoded); a 2xx response's body
-//! becomes the file at `outPath`. The file is written atomically (`0600`): a failed or
+//! becomes the file at `outPath`, streamed to disk. The file is written atomically
+//! (`0600`, a temporary file beside it renamed into place once complete): a failed or
 //! oversized download leaves no file, or the old one when it was allowed to be replaced.
 //! Missing parent directories are created. No outputs.
 //!
@@ -189,27 +190,27 @@ impl Step for HttpDownload {
             .build()
             .map_err(|e| StepError::terminal(format!("cannot build the HTTP client: {e}")))?;
         tracing::debug!(url = %shown, out = %out.shown, "downloading");
-        let body = tokio::select! {
-            r = fetch(&client, url, headers, &shown, self.max_bytes) => r?,
+        let size = tokio::select! {
+            r = fetch(&client, url, headers, &shown, self.max_bytes, &out) => r?,
             () = ctx.cancellation().cancelled() => {
                 return Err(StepError::new(StepErrorKind::Cancelled, "the download was cancelled"));
             }
         };
-        let size = body.len();
-        out.write(body).await?;
         tracing::info!(url = %shown, out = %out.shown, bytes = size, "downloaded");
         Ok(StepOutcome::succeeded())
     }
 }
 
-/// Sends the request and reads the body, capped at [`MAX_DOWNLOAD_BYTES`].
+/// Sends the request and streams the body into `out` (atomically), capped at
+/// `max_bytes`; returns the size.
 async fn fetch(
     client: &reqwest::Client,
     url: reqwest::Url,
     headers: reqwest::header::HeaderMap,
     shown: &str,
     max_bytes: u64,
-) -> Result<Vec<u8>, StepError> {
+    out: &out_file::OutFile,
+) -> Result<u64, StepError> {
     let mut resp = match client.get(url).headers(headers).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -234,16 +235,37 @@ async fn fetch(
             "GET {shown}: download exceeds limit of {max_bytes} bytes"
         )));
     }
-    let mut body = Vec::new();
+    let mut file = out.stream();
+    match copy_body(&mut resp, &mut file, shown, max_bytes).await {
+        Ok(size) => {
+            file.finish().await?;
+            Ok(size)
+        }
+        Err(e) => {
+            file.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// Streams the response body into `file`; the size, or an error past `max_bytes`.
+async fn copy_body(
+    resp: &mut reqwest::Response,
+    file: &mut out_file::StreamingFile,
+    shown: &str,
+    max_bytes: u64,
+) -> Result<u64, StepError> {
+    let mut size: u64 = 0;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > max_bytes {
+                size += chunk.len() as u64;
+                if size > max_bytes {
                     return Err(StepError::terminal(format!(
                         "GET {shown}: download exceeds limit of {max_bytes} bytes"
                     )));
                 }
-                body.extend_from_slice(&chunk);
+                file.write(&chunk).await?;
             }
             Ok(None) => break,
             Err(e) => {
@@ -254,5 +276,5 @@ async fn fetch(
             }
         }
     }
-    Ok(body)
+    Ok(size)
 }

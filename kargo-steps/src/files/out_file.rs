@@ -102,18 +102,81 @@ pub(crate) async fn prepare(
     Ok(out)
 }
 
+/// What the download side sends to the writing thread.
+enum Chunk {
+    /// More content.
+    Data(Vec<u8>),
+    /// The content is complete: install the file.
+    Done,
+}
+
+/// The file being written from async code: chunks go through a channel to a blocking
+/// thread that writes a temporary file beside the target and renames it into place only
+/// after [`StreamingFile::finish`]; dropping it unfinished (an error, an oversized body, a
+/// cancellation) leaves no file behind and the old one, if any, untouched.
+pub(crate) struct StreamingFile {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    task: tokio::task::JoinHandle<Result<(), StepError>>,
+}
+
+impl StreamingFile {
+    /// Sends one chunk.
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), StepError> {
+        if self.tx.send(Chunk::Data(chunk.to_vec())).await.is_err() {
+            // The writer stopped: its error says why.
+            return Err(self.error().await);
+        }
+        Ok(())
+    }
+
+    async fn error(&mut self) -> StepError {
+        match (&mut self.task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => StepError::terminal("the file writer stopped early"),
+            Err(e) => StepError::terminal(format!("the file writer failed: {e}")),
+        }
+    }
+
+    /// Gives up: the temporary file is removed (awaited, so nothing is left once this
+    /// returns) and the target stays as it was.
+    pub(crate) async fn abort(self) {
+        let StreamingFile { tx, task } = self;
+        drop(tx);
+        let _ = task.await;
+    }
+
+    /// Completes the file (renamed into place).
+    pub(crate) async fn finish(mut self) -> Result<(), StepError> {
+        if self.tx.send(Chunk::Done).await.is_err() {
+            return Err(self.error().await);
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(StepError::terminal(format!("the file writer failed: {e}"))),
+        }
+    }
+}
+
 impl OutFile {
-    /// Writes `bytes` as the file, atomically (a temporary file in the same directory
-    /// renamed into place; on an error the old file, if any, stays and nothing is left
-    /// behind), mode `0600`.
-    pub(crate) async fn write(&self, bytes: Vec<u8>) -> Result<(), StepError> {
+    /// Starts writing the file from a stream of chunks (see [`StreamingFile`]); mode
+    /// `0600`.
+    pub(crate) fn stream(&self) -> StreamingFile {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
         let out = self.clone();
-        fsutil::run_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             fsutil::atomic_write(&out.target, Some(DOWNLOAD_FILE_MODE), true, |f, _| {
-                f.write_all(&bytes)
+                loop {
+                    match rx.blocking_recv() {
+                        Some(Chunk::Data(d)) => f.write_all(&d)?,
+                        Some(Chunk::Done) => return Ok(()),
+                        None => {
+                            return Err(std::io::Error::other("the download did not complete"));
+                        }
+                    }
+                }
             })
             .map_err(|e| fsutil::io_error("error writing file", &out.shown, e))
-        })
-        .await
+        });
+        StreamingFile { tx, task }
     }
 }

@@ -7,7 +7,9 @@ use oci_client::{Reference, RegistryOperation};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use super::{connect, is_index, manifest_media_type, parse_ref, registry_error, sha256_digest};
+use sha2::Digest as _;
+
+use super::{connect, is_index, manifest_media_type, parse_ref, registry_error};
 use crate::files::out_file;
 
 /// The largest layer downloaded (Kargo's 100 MiB); larger is a terminal error.
@@ -28,8 +30,8 @@ pub const MAX_OCI_DOWNLOAD_BYTES: u64 = 100 << 20;
 /// ```
 ///
 /// For an image index, the `linux/amd64` image is used (go-containerregistry's default,
-/// which Kargo uses). The layer's digest is checked; the file is written atomically
-/// (`0600`) and only once complete. Layers over [`MAX_OCI_DOWNLOAD_BYTES`] are refused
+/// which Kargo uses). The layer is streamed to disk and its digest checked; the file is
+/// written atomically (`0600`, renamed into place only once complete and verified). Layers over [`MAX_OCI_DOWNLOAD_BYTES`] are refused
 /// (terminal), as are an existing file without `allowOverwrite` and a `mediaType` that no
 /// layer has. The step writes only in the work directory, so a dry run downloads as usual.
 /// No outputs.
@@ -158,34 +160,61 @@ impl Step for OciDownload {
                 .pull_blob_stream(&image_ref, digest.as_str())
                 .await
                 .map_err(|e| registry_error(&what, "cannot download the layer", e))?;
-            let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    StepError::retryable(format!("{what}: error reading the layer: {e}"))
-                })?;
-                if (body.len() + chunk.len()) as u64 > MAX_OCI_DOWNLOAD_BYTES {
-                    return Err(StepError::terminal(format!(
-                        "{what}: the layer exceeds the maximum allowed size of {MAX_OCI_DOWNLOAD_BYTES} bytes"
-                    )));
+            let mut file = out.stream();
+            match copy_layer(&mut stream, &mut file, &what, &digest).await {
+                Ok(bytes) => {
+                    file.finish().await?;
+                    Ok(bytes)
                 }
-                body.extend_from_slice(&chunk);
+                Err(e) => {
+                    file.abort().await;
+                    Err(e)
+                }
             }
-            if digest.starts_with("sha256:") && sha256_digest(&body) != digest {
-                return Err(StepError::retryable(format!(
-                    "{what}: the downloaded layer does not match its digest {digest}"
-                )));
-            }
-            Ok(body)
         };
-        let body = tokio::select! {
+        let bytes = tokio::select! {
             r = work => r?,
             () = ctx.cancellation().cancelled() => {
                 return Err(StepError::new(StepErrorKind::Cancelled, "the download was cancelled"));
             }
         };
-        let bytes = body.len();
-        out.write(body).await?;
         tracing::info!(artifact = %cfg.image_ref.trim(), out = %out.shown, bytes, "oci-download: saved the layer");
         Ok(StepOutcome::succeeded())
     }
+}
+
+/// Streams a layer into `file`, checking its size and (sha256) digest; the size.
+async fn copy_layer(
+    stream: &mut oci_client::client::SizedStream,
+    file: &mut out_file::StreamingFile,
+    what: &str,
+    digest: &str,
+) -> Result<u64, StepError> {
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| StepError::retryable(format!("{what}: error reading the layer: {e}")))?;
+        bytes += chunk.len() as u64;
+        if bytes > MAX_OCI_DOWNLOAD_BYTES {
+            return Err(StepError::terminal(format!(
+                "{what}: the layer exceeds the maximum allowed size of {MAX_OCI_DOWNLOAD_BYTES} bytes"
+            )));
+        }
+        hasher.update(&chunk);
+        file.write(&chunk).await?;
+    }
+    if let Some(hex) = digest.strip_prefix("sha256:") {
+        let got: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != hex {
+            return Err(StepError::retryable(format!(
+                "{what}: the downloaded layer does not match its digest {digest}"
+            )));
+        }
+    }
+    Ok(bytes)
 }
