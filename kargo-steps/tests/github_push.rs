@@ -457,3 +457,45 @@ async fn errors_are_clear_and_dry_runs_push_nothing() {
     assert!(s.data.calls.lock().unwrap().is_empty());
     assert_eq!(r.dry_run.unwrap().pushes.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_branch_moved_during_the_api_push_is_retried() {
+    let Some(s) = setup(
+        "a_branch_moved_during_the_api_push_is_retried",
+        GitHubPushOptions::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    s.data
+        .race_next_update
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let work = TempDir::new().unwrap();
+    let r = s
+        .runner
+        .run(&promotion(
+            work.path(),
+            "prod.01abc.4",
+            steps(&s, json!({"path": "out", "maxAttempts": 3}), false),
+            s.creds.clone(),
+        ))
+        .await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    let calls = s.data.calls.lock().unwrap().clone();
+    let patches = calls.iter().filter(|c| c.starts_with("PATCH")).count();
+    assert_eq!(patches, 2, "{calls:?}");
+    // Our commit sits on top of the racing one.
+    assert_eq!(
+        out(&r, "push", "commit"),
+        git(&s.bare, &["rev-parse", "main"])
+    );
+    assert_eq!(
+        git(&s.bare, &["log", "-1", "--format=%s", "main~1"]),
+        "racing push"
+    );
+    assert_eq!(
+        git(&s.bare, &["show", "main:env/prod/values.yaml"]),
+        "image: v2"
+    );
+}

@@ -34,6 +34,9 @@ pub struct GitData {
     pub created: Mutex<Vec<Json>>,
     /// `METHOD path` of every git-data request, in order.
     pub calls: Mutex<Vec<String>>,
+    /// When set, the next `PATCH` of a branch first moves that branch by one commit
+    /// (someone else pushed in between), so the update is not a fast forward.
+    pub race_next_update: std::sync::atomic::AtomicBool,
 }
 
 fn git_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Result<String, String> {
@@ -66,6 +69,7 @@ impl GitData {
             forge,
             created: Mutex::new(Vec::new()),
             calls: Mutex::new(Vec::new()),
+            race_next_update: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -274,6 +278,31 @@ impl GitData {
                 let name = format!("refs/{}", &p["git/refs/".len()..]);
                 let sha = body["sha"].as_str().unwrap_or_default().to_owned();
                 let force = body["force"].as_bool().unwrap_or(false);
+                if self
+                    .race_next_update
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                    && let Some(tip) = self.resolve(&name)
+                {
+                    let moved = git_env(
+                        &self.forge.bare,
+                        &[
+                            "commit-tree",
+                            &format!("{tip}^{{tree}}"),
+                            "-p",
+                            &tip,
+                            "-m",
+                            "racing push",
+                        ],
+                        &[
+                            ("GIT_AUTHOR_NAME", "Racer".into()),
+                            ("GIT_AUTHOR_EMAIL", "racer@example.com".into()),
+                            ("GIT_COMMITTER_NAME", "Racer".into()),
+                            ("GIT_COMMITTER_EMAIL", "racer@example.com".into()),
+                        ],
+                    )
+                    .unwrap();
+                    self.git(&["update-ref", &name, &moved]).unwrap();
+                }
                 let Some(current) = self.resolve(&name) else {
                     return Some(error(422, "Reference does not exist"));
                 };
