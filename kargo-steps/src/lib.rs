@@ -55,18 +55,20 @@
 //!
 //! Without any of them (`default-features = false`) the crate is the file-editing steps
 //! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`) plus
-//! `compose-output`, `fail`, `set-metadata` and `set-freight-alias`, and pulls no gix, reqwest, oci-client or
-//! hyper.
+//! `compose-output`, `fail`, `set-metadata` and `set-freight-alias`, and pulls no gix,
+//! reqwest, oci-client or hyper.
 //!
-//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` records what it would push and
-//! is `Skipped` with the outputs of a real push; `git-tag` does not write the tag into the
-//! shared mirror; the steps that change things elsewhere (`git-open-pr`, `git-merge-pr`,
-//! `argocd-update`, `set-metadata`, `set-freight-alias`, `oci-push`, and `http` with a method other than `GET`, `HEAD` or
-//! `OPTIONS`) and those that would wait for such changes (`git-wait-for-pr`, `argocd-wait`)
-//! record a note of what they would do and are `Skipped` (`git-open-pr` outputs a
-//! placeholder `pr` with `id` 0). The others only read the outside world (`git-clone`,
-//! `helm-update-chart` downloading charts, `http-download`, `oci-download`, `kustomize-build` / `helm-template` running local
-//! tools) and write in the work directory, so they run as usual.
+//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` and `github-push` record what
+//! they would push and are `Skipped` with the outputs of a real push; `git-tag` does not
+//! write the tag into the shared mirror; `oci-push` reads the source but pushes nothing
+//! (`Skipped`, with the outputs a push would give); the steps that change things elsewhere
+//! (`git-open-pr`, `git-merge-pr`, `argocd-update`, `set-metadata`, `set-freight-alias`,
+//! and `http` with a method other than `GET`, `HEAD` or `OPTIONS`) and those that would
+//! wait for such changes (`git-wait-for-pr`, `argocd-wait`) record a note of what they
+//! would do and are `Skipped` (`git-open-pr` outputs a placeholder `pr` with `id` 0). The
+//! others only read the outside world (`git-clone`, `helm-update-chart` downloading
+//! charts, `http-download`, `oci-download`, `kustomize-build` / `helm-template` running
+//! local tools) and write in the work directory, so they run as usual.
 //!
 //! The git steps keep mirrors of the remotes in one cache directory, given by the caller
 //! ([`BuiltinOptions::new`]),
