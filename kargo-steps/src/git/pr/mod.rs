@@ -37,6 +37,7 @@
 //! here).
 
 mod client;
+mod pages;
 
 pub use client::{MergeResult, PrClient, PrError, PullRequest, RepoRef, default_api_url, repo_ref};
 
