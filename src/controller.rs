@@ -338,6 +338,19 @@ impl Controller {
         out.ok_or_else(|| StateError::Aborted("state update did not run".into()).into())
     }
 
+    /// Wakes the running promotions of this controller whose `Running` step waits for one
+    /// of `keys` (a pull-request webhook's `WebhookOutcome::wake_keys`): they poll at
+    /// once instead of after their poll interval ([`Runner::wake`]). Returns whether any
+    /// promotion was listening. Only this process's promotions are reached (another
+    /// replica's promotion polls at its interval).
+    pub fn wake_promotions(&self, keys: &[String]) -> bool {
+        let mut heard = false;
+        for key in keys {
+            heard |= self.runner.wake(key);
+        }
+        heard
+    }
+
     /// Runs discovery for `warehouse` and records new Freight (with a generated alias).
     pub async fn refresh(&self, warehouse: &str) -> Result<RefreshOutcome, ControllerError> {
         self.refresh_with_hints(warehouse, None).await
