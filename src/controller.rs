@@ -363,7 +363,21 @@ impl Controller {
         warehouse: &str,
         hints: Option<DiscoveryHints>,
     ) -> Result<RefreshOutcome, ControllerError> {
-        let result = self.refresh_once(warehouse, hints).await;
+        self.refresh_until_cancelled(warehouse, hints, CancellationToken::new())
+            .await
+    }
+
+    /// [`refresh_with_hints`](Self::refresh_with_hints) that stops as soon as `cancel` is
+    /// cancelled (the service cancels running refreshes when it shuts down): discovery ends
+    /// with a "cancelled" error even while a repository is slow to answer, and nothing is
+    /// recorded for the Warehouse but the failure.
+    pub async fn refresh_until_cancelled(
+        &self,
+        warehouse: &str,
+        hints: Option<DiscoveryHints>,
+        cancel: CancellationToken,
+    ) -> Result<RefreshOutcome, ControllerError> {
+        let result = self.refresh_once(warehouse, hints, cancel).await;
         let mut failures = self
             .failures
             .lock()
@@ -392,13 +406,15 @@ impl Controller {
         &self,
         warehouse: &str,
         hints: Option<DiscoveryHints>,
+        cancel: CancellationToken,
     ) -> Result<RefreshOutcome, ControllerError> {
         let wh = self
             .manifests
             .warehouse(&self.project, warehouse)
             .ok_or_else(|| ControllerError::UnknownWarehouse(warehouse.to_owned()))?;
         let mut ctx = DiscoveryContext::new(&self.project, warehouse)
-            .with_credentials(self.credentials.clone());
+            .with_credentials(self.credentials.clone())
+            .with_cancellation(cancel);
         ctx.hints = hints;
         let found = discover(wh, &self.project, &self.sources, &ctx)
             .await
