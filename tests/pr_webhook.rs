@@ -7,6 +7,8 @@
 #![cfg(all(feature = "server", feature = "pull-requests"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 #[path = "../kargo-steps/tests/support/fake_forge.rs"]
 mod fake_forge;
 #[path = "../kargo-steps/tests/support/fake_http.rs"]
@@ -90,36 +92,6 @@ fn signature(body: &[u8]) -> String {
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
-}
-
-/// POSTs `body` to `path` over HTTP/1.1; returns the status and the body.
-async fn post(
-    addr: std::net::SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut msg = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        msg.push_str(&format!("{n}: {v}\r\n"));
-    }
-    msg.push_str("\r\n");
-    msg.push_str(body);
-    s.write_all(msg.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,17 +201,23 @@ async fn a_merged_pull_request_webhook_wakes_the_waiting_promotion() {
         },
     })
     .to_string();
-    let (status, answer) = post(
-        addr,
-        &hook_path,
-        &[
-            ("X-GitHub-Event", "pull_request"),
-            ("X-Hub-Signature-256", &signature(body.as_bytes())),
-            ("Content-Type", "application/json"),
-        ],
-        &body,
-    )
-    .await;
+    let signature = signature(body.as_bytes());
+    let path = hook_path.clone();
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        support::http_request(
+            addr,
+            "POST",
+            &path,
+            &[
+                ("X-GitHub-Event", "pull_request"),
+                ("X-Hub-Signature-256", &signature),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["pullRequests"][0]["number"], json!(1), "{answer}");

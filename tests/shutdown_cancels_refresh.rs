@@ -16,47 +16,15 @@ use kargo::core::step::StepRegistry;
 use kargo::schedule::DueReason;
 use kargo::service::{Service, ServiceOptions};
 use kargo::sources::chart::ChartSource;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Accepts connections, reads the request, answers headers for a long body and then
-/// writes one byte every 200 ms. Each accepted request is announced on the channel.
-async fn trickling_repository() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = tx.send(());
-                let headers = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
-                if sock.write_all(headers.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut tick = tokio::time::interval(Duration::from_millis(200));
-                loop {
-                    tick.tick().await;
-                    if sock.write_all(b"#").await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://127.0.0.1:{}/charts", addr.port()), rx)
-}
+#[path = "../kargo-sources/tests/support/stalling_http.rs"]
+mod stalling_http;
+use stalling_http::{Stall, stalling_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_a_refresh_stuck_on_a_slow_chart_repository() {
-    let (url, mut accepted) = trickling_repository().await;
+    let (base, mut accepted) = stalling_server(Stall::Trickle).await;
+    let url = format!("{base}/charts");
     let manifests = format!(
         r#"
 apiVersion: kargo.akuity.io/v1alpha1

@@ -799,57 +799,15 @@ async fn oci_chart_source_conformance() {
 // ---------------------------------------------------------------------------------------
 // Cancellation
 
-/// A server that accepts connections and then, per `trickle`, never answers or answers
-/// with headers and an `index.yaml` body that comes one byte every 200 ms (never ending
-/// within the test). Each accepted connection is announced on the channel.
-async fn stalling_server(trickle: bool) -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = tx.send(());
-                if !trickle {
-                    // Hold the connection open without a byte of answer.
-                    let _ = sock.read(&mut chunk).await;
-                    return;
-                }
-                let headers =
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/yaml\r\nContent-Length: 100000\r\n\r\n";
-                if sock.write_all(headers.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut interval = tokio::time::interval(Duration::from_millis(200));
-                loop {
-                    interval.tick().await;
-                    if sock.write_all(b"#").await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://127.0.0.1:{}/charts", addr.port()), rx)
-}
+#[path = "support/stalling_http.rs"]
+mod stalling_http;
+use stalling_http::{Stall, stalling_server};
 
 /// Cancels a `chart` discovery against a stalling server once the server holds the
 /// request, and checks it ends with a "cancelled" error well before any client timeout.
-async fn cancelled_discovery_returns_promptly(trickle: bool) {
-    let (url, mut accepted) = stalling_server(trickle).await;
+async fn cancelled_discovery_returns_promptly(stall: Stall) {
+    let (base, mut accepted) = stalling_server(stall).await;
+    let url = format!("{base}/charts");
     // Long client timeouts: only the cancellation can end the discovery within the bound.
     let mut options = ChartClientOptions::default();
     options.timeout = Duration::from_secs(600);
@@ -880,10 +838,10 @@ async fn cancelled_discovery_returns_promptly(trickle: bool) {
 
 #[tokio::test]
 async fn cancelled_http_discovery_stops_when_the_server_never_answers() {
-    cancelled_discovery_returns_promptly(false).await;
+    cancelled_discovery_returns_promptly(Stall::Silent).await;
 }
 
 #[tokio::test]
 async fn cancelled_http_discovery_stops_while_the_index_trickles_in() {
-    cancelled_discovery_returns_promptly(true).await;
+    cancelled_discovery_returns_promptly(Stall::Trickle).await;
 }

@@ -1137,23 +1137,29 @@ fn pr_event(o: &WebhookOutcome) -> (Vec<&str>, i64, bool) {
     )
 }
 
+impl Env {
+    /// Posts `body` to `receiver` with valid credentials and the event header `event`.
+    fn post_event(
+        &self,
+        receiver: &str,
+        event: (&str, &str),
+        body: &Value,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        self.post_signed(receiver, &[event], body.to_string().as_bytes())
+    }
+}
+
 #[test]
 fn pull_request_events_name_the_pull_request_and_refresh_no_warehouse() {
     let env = Env::new();
     let repo = json!({"html_url": "https://github.com/acme/gitops",
         "clone_url": "https://github.com/acme/gitops.git", "ssh_url": "git@github.com:acme/gitops.git"});
+    let github = ("X-GitHub-Event", "pull_request");
 
     // GitHub: closed and merged.
     let body = json!({"action": "closed", "number": 42, "repository": repo,
-        "pull_request": {"number": 42, "merged": true}})
-    .to_string();
-    let o = env
-        .post_signed(
-            "github",
-            &[("X-GitHub-Event", "pull_request")],
-            body.as_bytes(),
-        )
-        .unwrap();
+        "pull_request": {"number": 42, "merged": true}});
+    let o = env.post_event("github", github, &body).unwrap();
     assert_eq!(o.event, "pull_request:closed");
     assert!(o.warehouses_to_refresh.is_empty());
     let (urls, number, merged) = pr_event(&o);
@@ -1164,35 +1170,19 @@ fn pull_request_events_name_the_pull_request_and_refresh_no_warehouse() {
         kargo_core::runner::pull_request_wake_key("https://github.com/acme/gitops.git", 42)
     );
     // Opened: nothing to wake.
-    let body = json!({"action": "opened", "number": 43, "repository": repo}).to_string();
-    let o = env
-        .post_signed(
-            "github",
-            &[("X-GitHub-Event", "pull_request")],
-            body.as_bytes(),
-        )
-        .unwrap();
+    let body = json!({"action": "opened", "number": 43, "repository": repo});
+    let o = env.post_event("github", github, &body).unwrap();
     assert!(o.pull_requests.is_empty() && o.warehouses_to_refresh.is_empty());
     // Closed without a number: a bad request.
-    let body = json!({"action": "closed", "repository": repo}).to_string();
-    let r = env.post_signed(
-        "github",
-        &[("X-GitHub-Event", "pull_request")],
-        body.as_bytes(),
-    );
-    assert_eq!(status(r), 400);
+    let body = json!({"action": "closed", "repository": repo});
+    assert_eq!(status(env.post_event("github", github, &body)), 400);
 
     // Gitea: closed without merging.
     let body = json!({"action": "closed", "number": 7,
         "pull_request": {"number": 7, "merged": false},
-        "repository": {"html_url": "https://gitea.example.com/acme/infra"}})
-    .to_string();
+        "repository": {"html_url": "https://gitea.example.com/acme/infra"}});
     let o = env
-        .post_signed(
-            "gitea",
-            &[("X-Gitea-Event", "pull_request")],
-            body.as_bytes(),
-        )
+        .post_event("gitea", ("X-Gitea-Event", "pull_request"), &body)
         .unwrap();
     assert_eq!(
         pr_event(&o),
@@ -1202,14 +1192,9 @@ fn pull_request_events_name_the_pull_request_and_refresh_no_warehouse() {
     // GitLab: a merge request merged.
     let body = json!({"object_kind": "merge_request",
         "project": {"web_url": "https://gitlab.example.com/mike/diaspora"},
-        "object_attributes": {"iid": 3, "action": "merge"}})
-    .to_string();
+        "object_attributes": {"iid": 3, "action": "merge"}});
     let o = env
-        .post_signed(
-            "gitlab",
-            &[("X-Gitlab-Event", "Merge Request Hook")],
-            body.as_bytes(),
-        )
+        .post_event("gitlab", ("X-Gitlab-Event", "Merge Request Hook"), &body)
         .unwrap();
     assert_eq!(o.event, "Merge Request Hook:merge");
     assert_eq!(
@@ -1218,16 +1203,15 @@ fn pull_request_events_name_the_pull_request_and_refresh_no_warehouse() {
     );
 
     // Bitbucket: fulfilled (merged) and rejected (declined).
+    let body = json!({"pullrequest": {"id": 9},
+        "repository": {"full_name": "acme/deploy",
+            "links": {"html": {"href": "https://bitbucket.org/acme/deploy"}}}});
     for (key, merged) in [
         ("pullrequest:fulfilled", true),
         ("pullrequest:rejected", false),
     ] {
-        let body = json!({"pullrequest": {"id": 9},
-            "repository": {"full_name": "acme/deploy",
-                "links": {"html": {"href": "https://bitbucket.org/acme/deploy"}}}})
-        .to_string();
         let o = env
-            .post_signed("bitbucket", &[("X-Event-Key", key)], body.as_bytes())
+            .post_event("bitbucket", ("X-Event-Key", key), &body)
             .unwrap();
         let (urls, number, m) = pr_event(&o);
         assert!(

@@ -186,6 +186,26 @@ fn git_urls<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Vec<St
     out
 }
 
+/// The repository URLs of a GitHub or Gitea payload (`repository.html_url`, `clone_url`,
+/// `ssh_url`), normalised.
+fn repository_urls(body: &Value) -> Vec<String> {
+    git_urls([
+        s(body, "/repository/html_url"),
+        s(body, "/repository/clone_url"),
+        s(body, "/repository/ssh_url"),
+    ])
+}
+
+/// The project URLs of a GitLab payload (`project.web_url`, `git_http_url`,
+/// `git_ssh_url`).
+fn gitlab_project_urls(body: &Value) -> [Option<&str>; 3] {
+    [
+        s(body, "/project/web_url"),
+        s(body, "/project/git_http_url"),
+        s(body, "/project/git_ssh_url"),
+    ]
+}
+
 /// The files added, modified or removed by `commits`, when the list is complete.
 fn changed_files(commits: Option<&Value>, total: Option<u64>) -> Option<Vec<String>> {
     let commits = commits?.as_array()?;
@@ -302,11 +322,7 @@ fn github(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
         "pull_request" => github_style_pull_request(event, body),
         "push" => {
             let git_ref = need(body, "/ref")?;
-            let urls = git_urls([
-                s(body, "/repository/html_url"),
-                s(body, "/repository/clone_url"),
-                s(body, "/repository/ssh_url"),
-            ]);
+            let urls = repository_urls(body);
             let files = changed_files(body.get("commits"), None);
             let a = git_push(urls, git_ref, s(body, "/repository/default_branch"), files)?;
             Ok(ParsedEvent::pushed(event.to_owned(), vec![a]))
@@ -367,11 +383,7 @@ fn github_style_pull_request(event: &str, body: &Value) -> Result<ParsedEvent, W
     if action != "closed" {
         return Ok(ParsedEvent::nothing(format!("{event}:{action}")));
     }
-    let urls = git_urls([
-        s(body, "/repository/html_url"),
-        s(body, "/repository/clone_url"),
-        s(body, "/repository/ssh_url"),
-    ]);
+    let urls = repository_urls(body);
     let number = body
         .get("number")
         .or_else(|| body.pointer("/pull_request/number"))
@@ -391,11 +403,7 @@ fn gitlab(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
         if !matches!(action, "merge" | "close") {
             return Ok(ParsedEvent::nothing(format!("{event}:{action}")));
         }
-        let urls = git_urls([
-            s(body, "/project/web_url"),
-            s(body, "/project/git_http_url"),
-            s(body, "/project/git_ssh_url"),
-        ]);
+        let urls = git_urls(gitlab_project_urls(body));
         let iid = body
             .pointer("/object_attributes/iid")
             .and_then(Value::as_i64);
@@ -412,14 +420,11 @@ fn gitlab(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
         return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
-    let urls = git_urls([
-        s(body, "/project/web_url"),
-        s(body, "/project/git_http_url"),
-        s(body, "/project/git_ssh_url"),
+    let urls = git_urls(gitlab_project_urls(body).into_iter().chain([
         s(body, "/repository/homepage"),
         s(body, "/repository/git_http_url"),
         s(body, "/repository/git_ssh_url"),
-    ]);
+    ]));
     let total = body.get("total_commits_count").and_then(Value::as_u64);
     let files = changed_files(body.get("commits"), total);
     let a = git_push(urls, git_ref, s(body, "/project/default_branch"), files)?;
@@ -438,11 +443,7 @@ fn gitea(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError
         return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
-    let urls = git_urls([
-        s(body, "/repository/html_url"),
-        s(body, "/repository/clone_url"),
-        s(body, "/repository/ssh_url"),
-    ]);
+    let urls = repository_urls(body);
     let total = body.get("total_commits").and_then(Value::as_u64);
     let files = changed_files(body.get("commits"), total);
     let a = git_push(urls, git_ref, s(body, "/repository/default_branch"), files)?;
@@ -516,17 +517,7 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
         if event != "git.push" {
             return Err(unsupported(event));
         }
-        let repo = body
-            .pointer("/resource/repository")
-            .ok_or_else(|| bad("the payload has no /resource/repository"))?;
-        let urls = git_urls([
-            s(repo, "/remoteUrl"),
-            s(repo, "/webUrl"),
-            s(repo, "/sshUrl"),
-        ]);
-        if urls.is_empty() {
-            return Err(bad("the payload has no /resource/repository/remoteUrl"));
-        }
+        let (repo, urls) = azure_devops_repository(body)?;
         let refs: Vec<String> = body
             .pointer("/resource/refUpdates")
             .and_then(Value::as_array)
@@ -576,6 +567,23 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
     }
 }
 
+/// An Azure DevOps service hook's `resource.repository` and its URLs (`remoteUrl`,
+/// `webUrl`, `sshUrl`), normalised; an error when it names none.
+fn azure_devops_repository(body: &Value) -> Result<(&Value, Vec<String>), WebhookError> {
+    let repo = body
+        .pointer("/resource/repository")
+        .ok_or_else(|| bad("the payload has no /resource/repository"))?;
+    let urls = git_urls([
+        s(repo, "/remoteUrl"),
+        s(repo, "/webUrl"),
+        s(repo, "/sshUrl"),
+    ]);
+    if urls.is_empty() {
+        return Err(bad("the payload has no /resource/repository/remoteUrl"));
+    }
+    Ok((repo, urls))
+}
+
 /// Azure DevOps `git.pullrequest.merged` / `git.pullrequest.updated`: a pull request that
 /// is `completed` (merged) or `abandoned` now; other updates concern no waiting promotion.
 fn azure_devops_pull_request(event: &str, body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -586,14 +594,7 @@ fn azure_devops_pull_request(event: &str, body: &Value) -> Result<ParsedEvent, W
     if !merged && status != "abandoned" {
         return Ok(ParsedEvent::nothing(format!("{event}:{status}")));
     }
-    let repo = body
-        .pointer("/resource/repository")
-        .ok_or_else(|| bad("the payload has no /resource/repository"))?;
-    let urls = git_urls([
-        s(repo, "/remoteUrl"),
-        s(repo, "/webUrl"),
-        s(repo, "/sshUrl"),
-    ]);
+    let (_, urls) = azure_devops_repository(body)?;
     let id = body
         .pointer("/resource/pullRequestId")
         .and_then(Value::as_i64);
