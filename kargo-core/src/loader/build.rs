@@ -233,11 +233,17 @@ impl Builder {
                 document: index + 1,
                 ..file_loc.clone()
             };
-            let (value, repeated) = match parse_last_wins(value_doc) {
+            let mut track = serde_path_to_error::Track::new();
+            let parsed = parse_last_wins(serde_path_to_error::Deserializer::new(
+                value_doc, &mut track,
+            ));
+            let (value, repeated) = match parsed {
                 Ok(v) => v,
                 Err(e) => {
-                    let (field, message, pos) =
-                        (String::new(), clean_message(&e, ""), position(&e));
+                    let path = track.path().to_string();
+                    let field = if path == "." { String::new() } else { path };
+                    let message = clean_message(&e, &field);
+                    let pos = position(&e);
                     self.push_error(
                         file,
                         ManifestError {
