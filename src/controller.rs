@@ -81,6 +81,10 @@ pub enum ControllerError {
     /// The work directory could not be made.
     #[error("cannot create a work directory: {0}")]
     WorkDir(#[source] std::io::Error),
+    /// The analysis templates the Stages' `verification` names are missing or invalid
+    /// (see [`kargo_steps::analysis`]).
+    #[error("{count} problem(s) with the Stages' analysis templates:\n{0}", count = .0.len())]
+    Analysis(kargo_core::loader::ManifestErrors),
 }
 
 /// What a Warehouse refresh did.
@@ -141,6 +145,9 @@ pub struct Controller {
     credentials: Arc<dyn CredentialProvider>,
     secrets: Arc<dyn SecretStore>,
     verifier: Option<Arc<dyn Verifier>>,
+    /// The verifier made from the manifests' AnalysisTemplates, when no other was given.
+    #[cfg(feature = "analysis")]
+    analysis: Option<kargo_steps::analysis::AnalysisVerifier>,
     clock: SharedClock,
     supersede: bool,
     work_root: Option<PathBuf>,
@@ -173,7 +180,7 @@ impl Controller {
             return Err(ControllerError::UnknownProject(project.to_owned()));
         }
         let stages = manifests.stages(project).cloned().collect();
-        Ok(Self {
+        let controller = Self {
             manifests: Arc::new(manifests),
             project: project.to_owned(),
             stages: Arc::new(stages),
@@ -186,6 +193,8 @@ impl Controller {
                 std::collections::BTreeMap<String, String>,
             >::new()),
             verifier: None,
+            #[cfg(feature = "analysis")]
+            analysis: None,
             clock: Arc::new(SystemClock),
             supersede: false,
             work_root: None,
@@ -193,7 +202,36 @@ impl Controller {
             schedule: ScheduleOptions::default(),
             failures: Arc::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
-        })
+        };
+        #[cfg(feature = "analysis")]
+        let controller = controller.with_analysis_from_manifests()?;
+        Ok(controller)
+    }
+
+    /// When the Stages name analysis templates and the manifests hold AnalysisTemplates
+    /// (of the project) or ClusterAnalysisTemplates, verifies with them
+    /// ([`AnalysisVerifier`](kargo_steps::analysis::AnalysisVerifier), on the controller's
+    /// clock); their problems are [`ControllerError::Analysis`].
+    #[cfg(feature = "analysis")]
+    fn with_analysis_from_manifests(mut self) -> Result<Self, ControllerError> {
+        use kargo_steps::analysis::{AnalysisVerifier, holds_templates, uses_analysis};
+        if !uses_analysis(&self.manifests, &self.project)
+            || !holds_templates(&self.manifests, &self.project)
+        {
+            return Ok(self);
+        }
+        let verifier = AnalysisVerifier::from_manifests(&self.manifests, &self.project)
+            .map_err(ControllerError::Analysis)?;
+        tracing::info!(project = %self.project, stages = ?verifier.stages(), "Stages verify with their AnalysisTemplates");
+        self.set_analysis(verifier);
+        Ok(self)
+    }
+
+    #[cfg(feature = "analysis")]
+    fn set_analysis(&mut self, verifier: kargo_steps::analysis::AnalysisVerifier) {
+        let verifier = verifier.with_clock(Arc::new(AnalysisClockOf(self.clock.clone())));
+        self.verifier = Some(Arc::new(verifier.clone()));
+        self.analysis = Some(verifier);
     }
 
     /// The time limit of the leases this controller takes (default 30 s): renewed while
@@ -237,9 +275,15 @@ impl Controller {
     }
 
     /// The verifier for Stages with `verification` (without one, such Stages verify
-    /// nothing until [`Controller::record_verification`] is called).
+    /// nothing until [`Controller::record_verification`] is called). With the `analysis`
+    /// feature, a controller whose manifests hold the AnalysisTemplates its Stages name
+    /// has one already ([`kargo_steps::analysis::AnalysisVerifier`]); this replaces it.
     pub fn with_verifier(mut self, verifier: Arc<dyn Verifier>) -> Self {
         self.verifier = Some(verifier);
+        #[cfg(feature = "analysis")]
+        {
+            self.analysis = None;
+        }
         self
     }
 
@@ -247,6 +291,10 @@ impl Controller {
     /// [`ManualClock`](crate::clock::ManualClock), or any `Fn() -> DateTime<Utc>`.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        #[cfg(feature = "analysis")]
+        if let Some(v) = self.analysis.take() {
+            self.set_analysis(v);
+        }
         self
     }
 
@@ -897,9 +945,23 @@ impl Controller {
             && let Ok(stage) = self.pipeline().stage(&request.stage)
             && stage.spec.verification.is_some()
         {
-            let info = verifier.verify(stage, &request.collection).await;
+            // An analysis may measure for minutes: the Stage's lease is kept meanwhile, and
+            // the verdict is written only while it is still held.
+            let verify = verifier.verify(stage, &request.collection);
+            let info = {
+                tokio::pin!(verify);
+                let cancel = CancellationToken::new();
+                tokio::select! {
+                    info = &mut verify => info,
+                    () = self.keep_lease(fence, &cancel) => verify.await,
+                }
+            };
             let ok = info.phase == VerificationPhase::Successful;
-            self.record_verification(&request.stage, info).await?;
+            self.update_under(fence, |state| {
+                self.pipeline()
+                    .record_verification(state, &request.stage, info.clone())
+            })
+            .await?;
             tracing::info!(stage = %request.stage, verified = ok, "verification finished");
         }
         tracing::info!(promotion = %request.name, phase = ?result.phase, "promotion finished");
@@ -1088,5 +1150,24 @@ impl DryRunReport {
     /// Whether the simulated promotion succeeded.
     pub fn succeeded(&self) -> bool {
         self.result.phase == PromotionPhase::Succeeded
+    }
+}
+
+/// The controller's clock as an analysis run's clock.
+#[cfg(feature = "analysis")]
+struct AnalysisClockOf(SharedClock);
+
+#[cfg(feature = "analysis")]
+impl kargo_steps::analysis::AnalysisClock for AnalysisClockOf {
+    fn now(&self) -> DateTime<Utc> {
+        self.0.now()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) -> kargo_steps::analysis::ClockSleep<'_> {
+        let deadline = chrono::TimeDelta::from_std(duration)
+            .ok()
+            .and_then(|d| self.0.now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.0.sleep_until(deadline)
     }
 }

@@ -218,11 +218,15 @@ impl Failure {
 
 impl From<ControllerError> for Failure {
     fn from(e: ControllerError) -> Self {
+        if let ControllerError::Analysis(errors) = e {
+            return Failure::Manifests(errors);
+        }
         let input = matches!(
             &e,
             ControllerError::UnknownProject(_)
                 | ControllerError::UnknownWarehouse(_)
                 | ControllerError::Plan(_)
+                | ControllerError::Analysis(_)
                 | ControllerError::Pipeline(
                     PipelineError::UnknownStage(_)
                         | PipelineError::UnknownFreight(_)

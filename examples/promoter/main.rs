@@ -200,7 +200,20 @@ fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     let project = pick_project(&manifests, cli.project.as_deref())?;
     let work = StateLocation::parse(&cli.state).work_dir(cli.work_dir.as_deref());
     let runner = runner(&work, Arc::new(MemoryStore::new()), &manifests)?;
-    validate(&manifests, runner.engine(), Some(runner.registry())).map_err(Failure::Manifests)?;
+    let mut errors = validate(&manifests, runner.engine(), Some(runner.registry()))
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+    // The AnalysisTemplates the Stages' verification names (kargo::steps::analysis).
+    #[cfg(feature = "analysis")]
+    if let Err(e) = kargo::steps::analysis::validate(&manifests, &project) {
+        errors.extend(e.0);
+    }
+    if !errors.is_empty() {
+        return Err(Failure::Manifests(kargo::core::loader::ManifestErrors(
+            errors,
+        )));
+    }
     Ok((manifests, project, runner))
 }
 

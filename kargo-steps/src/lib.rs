@@ -46,6 +46,7 @@
 //! | `kustomize` | `kustomize-set-image` ([`kustomize`]), `kustomize-build` ([`render`]) | tokio's `process` |
 //! | `argocd` | `argocd-update`, `argocd-wait` ([`argocd`]) and `git-push`'s Argo CD refresh | reqwest |
 //! | `http` | `http` ([`http`]) and the [`verify::HttpVerifier`] | reqwest |
+//! | `analysis` | the [`analysis::AnalysisVerifier`]: Argo Rollouts AnalysisTemplates (`web`, `prometheus`) for Stage verification | reqwest |
 //!
 //! Without any of them (`default-features = false`) the crate is the file-editing steps
 //! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`) plus
@@ -80,6 +81,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "analysis")]
+pub mod analysis;
 #[cfg(feature = "argocd")]
 pub mod argocd;
 mod compose_output;
@@ -90,7 +93,12 @@ pub mod git;
 pub mod helm;
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(any(feature = "pull-requests", feature = "argocd", feature = "http"))]
+#[cfg(any(
+    feature = "pull-requests",
+    feature = "argocd",
+    feature = "http",
+    feature = "analysis"
+))]
 pub mod net;
 
 pub mod files;

@@ -413,7 +413,7 @@ impl Builder {
                     doc.file,
                     ManifestError {
                         location: location.at(pos.or(location.line.zip(location.column))),
-                        resource: header.name.as_ref().map(|_| header.label(kind)),
+                        resource: (!header.kind.is_empty()).then(|| header.label(kind)),
                         field: field.to_owned(),
                         message,
                     },
