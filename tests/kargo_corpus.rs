@@ -841,7 +841,6 @@ fn e2e_05_helm_update_chart() {
     );
 }
 
-
 /// Runs reconcile passes until one changes nothing on the GitOps remote (at most `max`).
 fn run_until_settled(run: &Run, max: usize) {
     let head = || {
