@@ -1682,3 +1682,30 @@ fn a_misspelt_step_kind_fails_naming_file_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn e2e_37_download_artifacts() {
+    let Some(s) = servers("e2e_37_download_artifacts") else {
+        return;
+    };
+    let (url, _requests) = http_server(vec![(
+        "/schemas/policy-1.2.0.json",
+        json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "policy 1.2.0"}),
+    )]);
+    let run = Run::new(&s, "37-download-artifacts", &url);
+    run.seed_gitops(&[("policies/README.md", "vendored policies\n")]);
+    let reg = Registry::new(&s);
+    reg.push(&run.fill, "policy-bundle", "1.2.0", "2026-01-01T00:00:00Z");
+    run_until_settled(&run, 2);
+    assert_eq!(
+        run.gitops_file("main", "policies/bundle.bin"),
+        "layer of policy-bundle:1.2.0"
+    );
+    let schema: Json =
+        serde_json::from_str(&run.gitops_file("main", "policies/schema.json")).unwrap();
+    assert_eq!(schema["title"], json!("policy 1.2.0"));
+    assert_eq!(
+        run.gitops_log("main").lines().next(),
+        Some("policies: bundle 1.2.0")
+    );
+}
