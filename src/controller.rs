@@ -4,6 +4,11 @@
 //! holds → downstream Stages. State lives in a [`StateStore`]; discovery in a
 //! [`SourceRegistry`]; steps in the [`Runner`]'s registry.
 //!
+//! Credentials and the data of `secret()`, `configMap()` and friends come from the
+//! manifests' Secrets and ConfigMaps ([`ManifestSecrets`]: credential Secrets of the
+//! Project's namespace and of `kargo-shared-resources`), after whatever
+//! [`Controller::with_credentials`] and [`Controller::with_secrets`] add in front of them.
+//!
 //! Time comes from a [`Clock`] (default [`SystemClock`]; a closure returning the time
 //! works too), so embedders and tests can drive soak times and Warehouse intervals without
 //! sleeping. To run a project continuously, hand the controller to a
@@ -23,6 +28,7 @@ use crate::schedule::{RefreshFailure, Schedule, ScheduleOptions};
 use kargo_core::Runner;
 use kargo_core::expr::ExprEngine;
 use kargo_core::freight::{AliasGenerator, Freight, FreightId, FreightReference};
+use kargo_core::loader::ManifestErrors;
 use kargo_core::loader::ManifestSet;
 use kargo_core::model::Stage;
 use kargo_core::pipeline::{
@@ -33,7 +39,9 @@ use kargo_core::pipeline::{
 use kargo_core::runner::{
     PlanError, Promotion, PromotionPhase, PromotionProgress, PromotionResult, plan_stage,
 };
-use kargo_core::secret::{CredentialProvider, NoCredentials, SecretStore};
+use kargo_core::secret::{
+    CredentialChain, CredentialProvider, LayeredSecrets, ManifestSecrets, SecretStore,
+};
 use kargo_core::source::{DiscoveryContext, DiscoveryHints, SourceRegistry};
 use kargo_core::step::DryRunNote;
 use kargo_core::workdir::WorkDir;
@@ -85,6 +93,10 @@ pub enum ControllerError {
     /// (see [`kargo_steps::analysis`]).
     #[error("{count} problem(s) with the Stages' analysis templates:\n{0}", count = .0.len())]
     Analysis(kargo_core::loader::ManifestErrors),
+    /// The manifests' Secrets or ConfigMaps are malformed (each error names the file,
+    /// line, Secret and key).
+    #[error("{count} problem(s) with the manifests' Secrets:\n{0}", count = .0.len())]
+    Secrets(ManifestErrors),
 }
 
 /// What a Warehouse refresh did.
@@ -142,8 +154,13 @@ pub struct Controller {
     sources: SourceRegistry,
     runner: Runner,
     store: Arc<dyn StateStore>,
+    /// What steps and discovery use: `explicit_credentials`, then the manifests'.
     credentials: Arc<dyn CredentialProvider>,
+    /// What expressions read: `explicit_secrets`, then the manifests'.
     secrets: Arc<dyn SecretStore>,
+    explicit_credentials: Option<Arc<dyn CredentialProvider>>,
+    explicit_secrets: Option<Arc<dyn SecretStore>>,
+    manifest_secrets: Arc<ManifestSecrets>,
     verifier: Option<Arc<dyn Verifier>>,
     /// The verifier made from the manifests' AnalysisTemplates, when no other was given.
     #[cfg(feature = "analysis")]
@@ -179,19 +196,21 @@ impl Controller {
         if manifests.project(project).is_none() {
             return Err(ControllerError::UnknownProject(project.to_owned()));
         }
+        let manifest_secrets =
+            ManifestSecrets::from_manifests(&manifests).map_err(ControllerError::Secrets)?;
         let stages = manifests.stages(project).cloned().collect();
-        let controller = Self {
+        let mut c = Self {
             manifests: Arc::new(manifests),
             project: project.to_owned(),
             stages: Arc::new(stages),
             sources,
             runner,
             store,
-            credentials: Arc::new(NoCredentials),
-            secrets: Arc::new(std::collections::BTreeMap::<
-                String,
-                std::collections::BTreeMap<String, String>,
-            >::new()),
+            credentials: Arc::new(CredentialChain::new()),
+            secrets: Arc::new(LayeredSecrets::new()),
+            explicit_credentials: None,
+            explicit_secrets: None,
+            manifest_secrets: Arc::new(manifest_secrets),
             verifier: None,
             #[cfg(feature = "analysis")]
             analysis: None,
@@ -203,9 +222,32 @@ impl Controller {
             failures: Arc::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
         };
+        c.wire_secrets();
         #[cfg(feature = "analysis")]
-        let controller = controller.with_analysis_from_manifests()?;
-        Ok(controller)
+        let c = c.with_analysis_from_manifests()?;
+        Ok(c)
+    }
+
+    /// Puts the explicit credentials and secrets in front of the manifests'.
+    fn wire_secrets(&mut self) {
+        let from_manifests = self.manifest_secrets.credentials(&self.project);
+        tracing::debug!(
+            project = %self.project,
+            credentials = from_manifests.len(),
+            explicit = self.explicit_credentials.is_some(),
+            "credentials wired"
+        );
+        let mut chain = CredentialChain::new();
+        if let Some(explicit) = &self.explicit_credentials {
+            chain = chain.then(explicit.clone());
+        }
+        self.credentials = Arc::new(chain.then(Arc::new(from_manifests)));
+        let mut layers = LayeredSecrets::new();
+        if let Some(explicit) = &self.explicit_secrets {
+            layers = layers.then(explicit.clone());
+        }
+        self.secrets =
+            Arc::new(layers.then(Arc::new(self.manifest_secrets.project(&self.project))));
     }
 
     /// When the Stages name analysis templates and the manifests hold AnalysisTemplates
@@ -262,16 +304,48 @@ impl Controller {
             .await?)
     }
 
-    /// Credentials for discovery and steps.
+    /// Credentials for discovery and steps, asked before the manifests' credential
+    /// Secrets (replacing credentials given before).
     pub fn with_credentials(mut self, credentials: Arc<dyn CredentialProvider>) -> Self {
-        self.credentials = credentials;
+        self.explicit_credentials = Some(credentials);
+        self.wire_secrets();
         self
     }
 
-    /// Secrets for steps (`secret()`).
+    /// Secrets for steps and webhook receivers (`secret()`, `sharedSecret()`,
+    /// `configMap()`, `sharedConfigMap()`), asked before the manifests' Secrets and
+    /// ConfigMaps (replacing secrets given before).
     pub fn with_secrets(mut self, secrets: Arc<dyn SecretStore>) -> Self {
-        self.secrets = secrets;
+        self.explicit_secrets = Some(secrets);
+        self.wire_secrets();
         self
+    }
+
+    /// Other Secrets and ConfigMaps in place of those [`Controller::new`] read from the
+    /// manifests with the default options: read with other shared namespaces
+    /// ([`ManifestSecrets::from_manifests_with`]), or `ManifestSecrets::default()` to use
+    /// none.
+    pub fn with_manifest_secrets(mut self, secrets: ManifestSecrets) -> Self {
+        self.manifest_secrets = Arc::new(secrets);
+        self.wire_secrets();
+        self
+    }
+
+    /// The manifests' Secrets and ConfigMaps this controller uses.
+    pub fn manifest_secrets(&self) -> &ManifestSecrets {
+        &self.manifest_secrets
+    }
+
+    /// The secrets steps, expressions and webhook receivers read: those of
+    /// [`with_secrets`](Self::with_secrets), then the manifests'.
+    pub fn secrets(&self) -> &Arc<dyn SecretStore> {
+        &self.secrets
+    }
+
+    /// The credentials discovery and steps use: those of
+    /// [`with_credentials`](Self::with_credentials), then the manifests'.
+    pub fn credentials(&self) -> &Arc<dyn CredentialProvider> {
+        &self.credentials
     }
 
     /// The verifier for Stages with `verification` (without one, such Stages verify

@@ -41,9 +41,19 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
     pub(crate) lease_ttl: u64,
     /// A YAML list of credentials: {type: git|image|helm, repoURL | repoURLPattern,
-    /// username, password}.
+    /// username, password}. Searched before the credential Secrets of the manifests.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
+    /// A namespace whose Secrets and ConfigMaps in the manifests serve every project
+    /// (Kargo's shared resources namespace); repeat for several, searched in order after
+    /// the project's own.
+    #[arg(
+        long = "shared-namespace",
+        global = true,
+        value_name = "NS",
+        default_value = kargo::core::secret::SHARED_RESOURCES_NAMESPACE
+    )]
+    pub(crate) shared_namespaces: Vec<String>,
     /// How results are printed on stdout.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub(crate) output: Output,
@@ -130,7 +140,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// A YAML map of Secrets, `name: {key: value}`, for the webhook receivers'
-        /// `secretRef`s (and the steps' `secret()`).
+        /// `secretRef`s (and the steps' `secret()`), read before the Secrets of the
+        /// manifests.
         #[arg(long, value_name = "FILE")]
         secrets: Option<PathBuf>,
         /// The bearer token of `POST /refresh/warehouse/NAME` (default: the
@@ -218,13 +229,14 @@ impl Failure {
 
 impl From<ControllerError> for Failure {
     fn from(e: ControllerError) -> Self {
-        if let ControllerError::Analysis(errors) = e {
+        if let ControllerError::Analysis(errors) | ControllerError::Secrets(errors) = e {
             return Failure::Manifests(errors);
         }
         let input = matches!(
             &e,
             ControllerError::UnknownProject(_)
                 | ControllerError::UnknownWarehouse(_)
+                | ControllerError::Secrets(_)
                 | ControllerError::Plan(_)
                 | ControllerError::Analysis(_)
                 | ControllerError::Pipeline(

@@ -8,10 +8,26 @@ use serde_json::{Value as Json, json};
 use crate::cli::{Cli, Failure, Result};
 use crate::render::*;
 use crate::ui::Ui;
-use crate::{actor, checked, controller};
+use crate::{actor, checked, controller, credentials_file, manifest_secrets};
 
 pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
     let (manifests, project, _) = checked(cli)?;
+    // Names only: never a value.
+    let secrets = manifest_secrets(cli, &manifests)?.summary(&project);
+    let file_entries = credentials_file(cli)?.map(|t| t.len());
+    for app in &secrets.github_apps {
+        eprintln!(
+            "{} the credential Secret {app} holds a GitHub App: kargo-rs cannot exchange its key \
+             for installation tokens, so using it fails; put a token in `password` instead",
+            ui.err.bold("notice:")
+        );
+    }
+    for loose in &secrets.unscoped {
+        eprintln!(
+            "{} {loose} has no metadata.namespace: it serves no project",
+            ui.err.bold("notice:")
+        );
+    }
     let warehouses = manifests.warehouses(&project).count();
     let stages = manifests.stages(&project).count();
     let tasks = manifests.promotion_tasks(&project).count();
@@ -45,6 +61,9 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
             "valid": true, "project": project, "resources": manifests.len(),
             "warehouses": warehouses, "stages": stages, "promotionTasks": tasks,
             "clusterPromotionTasks": cluster_tasks, "skipped": skipped, "warnings": warnings,
+            "credentials": secrets.credentials, "secrets": secrets.secrets,
+            "configMaps": secrets.config_maps, "credentialsFileEntries": file_entries,
+            "githubApps": secrets.github_apps,
         }),
         || {
             println!(
@@ -52,7 +71,27 @@ pub(crate) fn validate(cli: &Cli, ui: &Ui) -> Result<()> {
                  {tasks} PromotionTask(s), {cluster_tasks} ClusterPromotionTask(s)",
                 ui.out.green("valid:"),
                 manifests.len()
-            )
+            );
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", names.join(", "))
+                }
+            };
+            println!(
+                "{} {} credential(s){}; {} secret(s){}; {} config map(s){}",
+                ui.out.green("from the manifests:"),
+                secrets.credentials.len(),
+                list(&secrets.credentials),
+                secrets.secrets.len(),
+                list(&secrets.secrets),
+                secrets.config_maps.len(),
+                list(&secrets.config_maps),
+            );
+            if let Some(n) = file_entries {
+                println!("{} {n} credential(s)", ui.out.green("from --credentials:"));
+            }
         },
     )
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! promoter [--manifests DIR] [--state DIR] [--credentials FILE] [--output text|json|yaml]
-//!          [--project NAME] [-v] <command>
+//!          [--project NAME] [--shared-namespace NS]... [-v] <command>
 //!
 //!   validate                                   check the manifests (errors with file:line)
 //!   refresh warehouse NAME                     discover now; print new Freight
@@ -28,6 +28,13 @@
 //! - `--credentials FILE`: a YAML list of `{type: git|image|helm, repoURL | repoURLPattern,
 //!   username, password}` entries, matched as Kargo matches its credential Secrets (see
 //!   [`kargo::core::secret::CredentialTable`]).
+//! - Secrets and ConfigMaps (`apiVersion: v1`) in the manifest directory are used as Kargo
+//!   uses them ([`kargo::core::secret::ManifestSecrets`]): Secrets labelled
+//!   `kargo.akuity.io/cred-type: git|helm|image` are credentials for their namespace's
+//!   project, searched after `--credentials FILE`; those in `kargo-shared-resources` (or
+//!   each `--shared-namespace NS`) serve every project. Promotion steps read Secrets and
+//!   ConfigMaps with `secret()`, `sharedSecret()`, `configMap()` and `sharedConfigMap()`.
+//!   `validate` lists what it found, by name.
 //! - `--project` (default: the only Project of the manifests).
 //!
 //! `serve` hosts, on `--listen` (default `127.0.0.1:8080`; port 0 picks one, and the bound
@@ -35,7 +42,8 @@
 //!
 //! - `POST /webhook/<provider>/<token>`: the Project's webhook receivers
 //!   (`ProjectConfig.spec.webhookReceivers`, see [`kargo::sources::webhook`]), whose
-//!   `secretRef`s are read from `--secrets FILE` (YAML: `name: {key: value}`). At most
+//!   `secretRef`s are read from `--secrets FILE` (YAML: `name: {key: value}`), then from
+//!   the Secrets of the manifests in the project's namespace. At most
 //!   2 MiB + 1 bytes of a body are read; a rejection answers the receiver's status (401,
 //!   403, 404, 413, 400, 422) with `{"error": ...}` and is logged without the body. An
 //!   accepted request answers 202 with the Warehouses it queued (200 when none), and the
@@ -87,7 +95,7 @@ use kargo::controller::Controller;
 use kargo::core::loader::ManifestSet;
 use kargo::core::pipeline::{MemoryStore, StateStore};
 use kargo::core::runner::Runner;
-use kargo::core::secret::{CredentialProvider, CredentialTable, NoCredentials};
+use kargo::core::secret::{CredentialTable, ManifestSecrets, ManifestSecretsOptions};
 use kargo::core::source::SourceRegistry;
 use kargo::core::step::StepRegistry;
 use kargo::core::validate::validate;
@@ -217,6 +225,22 @@ fn checked(cli: &Cli) -> Result<(ManifestSet, String, Runner)> {
     Ok((manifests, project, runner))
 }
 
+/// The manifests' Secrets and ConfigMaps, with the shared namespaces of the command line.
+fn manifest_secrets(cli: &Cli, manifests: &ManifestSet) -> Result<ManifestSecrets> {
+    let options =
+        ManifestSecretsOptions::default().with_shared_namespaces(cli.shared_namespaces.clone());
+    ManifestSecrets::from_manifests_with(manifests, options)
+        .map_err(|errors| Failure::Input(format!("{} manifest error(s):\n{errors}", errors.len())))
+}
+
+/// The `--credentials` file, if one was given.
+fn credentials_file(cli: &Cli) -> Result<Option<CredentialTable>> {
+    cli.credentials
+        .as_deref()
+        .map(|path| CredentialTable::from_file(path).map_err(|e| Failure::Input(e.to_string())))
+        .transpose()
+}
+
 async fn controller(cli: &Cli) -> Result<Controller> {
     let location = StateLocation::parse(&cli.state);
     let work = location.work_dir(cli.work_dir.as_deref());
@@ -224,14 +248,14 @@ async fn controller(cli: &Cli) -> Result<Controller> {
     let (manifests, project, _) = checked(cli)?;
     let store = location.open().await?;
     let runner = runner(&work, store.clone(), &manifests)?;
-    let credentials: Arc<dyn CredentialProvider> = match &cli.credentials {
-        Some(path) => {
-            Arc::new(CredentialTable::from_file(path).map_err(|e| Failure::Input(e.to_string()))?)
-        }
-        None => Arc::new(NoCredentials),
-    };
-    let c = Controller::new(manifests, &project, sources(&work)?, runner, store)?
-        .with_credentials(credentials)
+    let secrets = manifest_secrets(cli, &manifests)?;
+    let mut c = Controller::new(manifests, &project, sources(&work)?, runner, store)?
+        .with_manifest_secrets(secrets);
+    // The explicit file first, then the credential Secrets of the manifests.
+    if let Some(table) = credentials_file(cli)? {
+        c = c.with_credentials(Arc::new(table));
+    }
+    let c = c
         .with_lease_ttl(std::time::Duration::from_secs(cli.lease_ttl.max(1)))
         .with_work_root(work.join("work"));
     Ok(c)

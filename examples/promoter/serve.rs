@@ -45,17 +45,18 @@ pub(crate) async fn serve(
         Some(p) => load_secrets(p)?,
         None => Secrets::new(),
     };
-    let c = controller(cli)
-        .await?
-        .with_secrets(Arc::new(secrets.clone()));
+    // `--secrets FILE` first, then the Secrets of the manifests (the project's namespace).
+    let c = controller(cli).await?.with_secrets(Arc::new(secrets));
     let project = c.project().to_owned();
+    let all_secrets = c.secrets().clone();
     let mut webhooks = match c.manifests().project_config(&project) {
-        Some(cfg) => WebhookRouter::new(&project, cfg, &secrets),
-        None => WebhookRouter::from_receivers(&project, &[], &secrets),
+        Some(cfg) => WebhookRouter::new(&project, cfg, all_secrets.as_ref()),
+        None => WebhookRouter::from_receivers(&project, &[], all_secrets.as_ref()),
     };
     // A ClusterConfig's receivers are cluster-wide: here, this Project's Warehouses.
     if let Some(cluster) = c.manifests().cluster_config() {
-        webhooks = webhooks.with_cluster_receivers(&cluster.spec.webhook_receivers, &secrets);
+        webhooks =
+            webhooks.with_cluster_receivers(&cluster.spec.webhook_receivers, all_secrets.as_ref());
     }
     for r in webhooks.routes() {
         ui.progress(&format!(

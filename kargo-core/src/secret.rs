@@ -8,6 +8,15 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+mod layers;
+mod manifests;
+
+pub use layers::{CredentialChain, LayeredSecrets};
+pub use manifests::{
+    CREDENTIAL_TYPE_LABEL, ManifestSecrets, ManifestSecretsOptions, ProjectSecrets,
+    SHARED_RESOURCES_NAMESPACE, SecretSummary,
+};
+
 /// A value that never prints itself.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Redacted<T>(T);
@@ -49,10 +58,36 @@ impl From<String> for Redacted<String> {
     }
 }
 
-/// Named secrets of a project (Kargo's `secret(name)` returns one as a string map).
+/// Named secrets (and configuration) of a project, as the expression functions read them:
+/// `secret(name)` and `sharedSecret(name)` return a Secret as a string map,
+/// `configMap(name)` and `sharedConfigMap(name)` a ConfigMap. Only [`secret`](Self::secret)
+/// must be implemented; the others default to "none" (an empty map in expressions).
+///
+/// [`ManifestSecrets::project`] gives the Secrets and ConfigMaps of a manifest directory
+/// as a store; [`LayeredSecrets`] puts several stores in front of each other.
 pub trait SecretStore: Send + Sync {
-    /// The secret called `name`, or `None` when there is none.
+    /// The secret called `name` (in Kargo: in the Project's namespace), or `None` when
+    /// there is none.
     fn secret(&self, name: &str) -> Option<BTreeMap<String, Redacted<String>>>;
+
+    /// The shared secret called `name` (in Kargo: in the shared resources namespace,
+    /// labelled `kargo.akuity.io/cred-type: generic`), or `None`.
+    fn shared_secret(&self, name: &str) -> Option<BTreeMap<String, Redacted<String>>> {
+        let _ = name;
+        None
+    }
+
+    /// The ConfigMap called `name` (in the Project's namespace), or `None`.
+    fn config_map(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let _ = name;
+        None
+    }
+
+    /// The shared ConfigMap called `name` (in the shared resources namespace), or `None`.
+    fn shared_config_map(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let _ = name;
+        None
+    }
 }
 
 impl SecretStore for BTreeMap<String, BTreeMap<String, String>> {
@@ -260,6 +295,26 @@ enum UrlMatch {
     Pattern(regex::Regex),
 }
 
+/// What an entry of a [`CredentialTable`] gives when it matches.
+#[derive(Clone)]
+enum EntryValue {
+    /// These credentials.
+    Static(Credentials),
+    /// Credentials kargo-rs cannot use (a GitHub App): a lookup that finds the entry
+    /// fails with this message, which names the entry but holds no secret.
+    Unsupported(String),
+}
+
+#[derive(Clone)]
+struct Entry {
+    /// Tables joined with [`CredentialTable::then`] keep their order: every tier is
+    /// searched (exact, then patterns) before the next one.
+    tier: usize,
+    kind: CredentialKind,
+    url: UrlMatch,
+    value: EntryValue,
+}
+
 /// A table of credentials that matches repository URLs the way Kargo matches its
 /// credential Secrets:
 ///
@@ -276,6 +331,10 @@ enum UrlMatch {
 ///
 /// A Helm lookup of an `oci://` URL that finds nothing then tries the `image` entries for
 /// the same repository (OCI charts live in image registries; kargo-rs's convenience).
+///
+/// Tables joined with [`then`](CredentialTable::then) are searched one after the other,
+/// each by the two rules above (Kargo searches the Project's namespace, then the shared
+/// resources namespace, the same way).
 ///
 /// Unlike Kargo, credentials are returned for plain `http://` URLs too (Kargo refuses
 /// them; test servers and internal mirrors need them).
@@ -315,18 +374,22 @@ enum UrlMatch {
 /// ```
 #[derive(Clone, Default)]
 pub struct CredentialTable {
-    entries: Vec<(CredentialKind, UrlMatch, Credentials)>,
+    entries: Vec<Entry>,
 }
 
 impl fmt::Debug for CredentialTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
-        for (kind, m, c) in &self.entries {
-            let url = match m {
+        for e in &self.entries {
+            let url = match &e.url {
                 UrlMatch::Exact(u) => u.clone(),
                 UrlMatch::Pattern(r) => format!("/{}/", r.as_str()),
             };
-            list.entry(&(kind, url, &c.username));
+            let user = match &e.value {
+                EntryValue::Static(c) => c.username.as_str(),
+                EntryValue::Unsupported(_) => "(unsupported)",
+            };
+            list.entry(&(e.kind, url, user));
         }
         list.finish()
     }
@@ -364,11 +427,51 @@ impl CredentialTable {
         repo_url: &str,
         credentials: Credentials,
     ) -> Self {
-        self.entries.push((
+        self.push(
             kind,
             UrlMatch::Exact(normalize_for(kind, repo_url)),
-            credentials,
-        ));
+            EntryValue::Static(credentials),
+        );
+        self
+    }
+
+    fn push(&mut self, kind: CredentialKind, url: UrlMatch, value: EntryValue) {
+        let tier = self.entries.last().map_or(0, |e| e.tier);
+        self.entries.push(Entry {
+            tier,
+            kind,
+            url,
+            value,
+        });
+    }
+
+    /// Adds an entry for exactly `repo_url` (or, with `is_pattern`, for the URLs the
+    /// regular expression matches) whose credentials cannot be used: a lookup that finds
+    /// it fails with `reason` (which must not contain a secret).
+    pub(crate) fn with_unsupported(
+        mut self,
+        kind: CredentialKind,
+        repo_url: &str,
+        is_pattern: bool,
+        reason: String,
+    ) -> Result<Self, regex::Error> {
+        let url = if is_pattern {
+            UrlMatch::Pattern(regex::Regex::new(repo_url)?)
+        } else {
+            UrlMatch::Exact(normalize_for(kind, repo_url))
+        };
+        self.push(kind, url, EntryValue::Unsupported(reason));
+        Ok(self)
+    }
+
+    /// This table followed by `next`: a lookup searches all of this table (exact
+    /// entries, then patterns) before any of `next`.
+    pub fn then(mut self, next: CredentialTable) -> Self {
+        let base = self.entries.last().map_or(0, |e| e.tier + 1);
+        self.entries.extend(next.entries.into_iter().map(|mut e| {
+            e.tier += base;
+            e
+        }));
         self
     }
 
@@ -380,8 +483,7 @@ impl CredentialTable {
         credentials: Credentials,
     ) -> Result<Self, regex::Error> {
         let re = regex::Regex::new(pattern)?;
-        self.entries
-            .push((kind, UrlMatch::Pattern(re), credentials));
+        self.push(kind, UrlMatch::Pattern(re), EntryValue::Static(credentials));
         Ok(self)
     }
 
@@ -451,28 +553,54 @@ impl CredentialTable {
         Self::from_yaml_str(&origin, &text)
     }
 
-    /// The credentials for `repo_url` by the rules of the type's documentation.
+    /// The credentials for `repo_url` by the rules of the type's documentation; `None`
+    /// also when the entry that matches holds credentials kargo-rs cannot use (see
+    /// [`try_lookup`](Self::try_lookup)).
     pub fn lookup(&self, kind: CredentialKind, repo_url: &str) -> Option<&Credentials> {
-        self.lookup_kind(kind, repo_url).or_else(|| {
-            let rest = repo_url.strip_prefix("oci://")?;
-            (kind == CredentialKind::Helm)
-                .then(|| self.lookup_kind(CredentialKind::Image, rest))
-                .flatten()
-        })
+        self.try_lookup(kind, repo_url).ok().flatten()
     }
 
-    fn lookup_kind(&self, kind: CredentialKind, repo_url: &str) -> Option<&Credentials> {
+    /// The credentials for `repo_url` by the rules of the type's documentation, or an
+    /// error when the entry that matches holds credentials kargo-rs cannot use (a GitHub
+    /// App's key).
+    pub fn try_lookup(
+        &self,
+        kind: CredentialKind,
+        repo_url: &str,
+    ) -> Result<Option<&Credentials>, CredentialError> {
+        let found = self.find(kind, repo_url).or_else(|| {
+            let rest = repo_url.strip_prefix("oci://")?;
+            (kind == CredentialKind::Helm)
+                .then(|| self.find(CredentialKind::Image, rest))
+                .flatten()
+        });
+        match found {
+            None => Ok(None),
+            Some(EntryValue::Static(c)) => Ok(Some(c)),
+            Some(EntryValue::Unsupported(reason)) => Err(CredentialError(reason.clone())),
+        }
+    }
+
+    fn find(&self, kind: CredentialKind, repo_url: &str) -> Option<&EntryValue> {
         let normalized = normalize_for(kind, repo_url);
-        let of_kind = || self.entries.iter().filter(move |(k, _, _)| *k == kind);
-        of_kind()
-            .find(|(_, m, _)| matches!(m, UrlMatch::Exact(u) if *u == normalized))
-            .or_else(|| {
-                of_kind().find(|(_, m, _)| {
-                    matches!(m, UrlMatch::Pattern(r)
-                        if r.is_match(repo_url) || r.is_match(&normalized))
+        let mut tiers: Vec<usize> = self.entries.iter().map(|e| e.tier).collect();
+        tiers.dedup();
+        tiers.into_iter().find_map(|tier| {
+            let of_tier = || {
+                self.entries
+                    .iter()
+                    .filter(move |e| e.tier == tier && e.kind == kind)
+            };
+            of_tier()
+                .find(|e| matches!(&e.url, UrlMatch::Exact(u) if *u == normalized))
+                .or_else(|| {
+                    of_tier().find(|e| {
+                        matches!(&e.url, UrlMatch::Pattern(r)
+                            if r.is_match(repo_url) || r.is_match(&normalized))
+                    })
                 })
-            })
-            .map(|(_, _, c)| c)
+                .map(|e| &e.value)
+        })
     }
 }
 
@@ -483,7 +611,7 @@ impl CredentialProvider for CredentialTable {
         kind: CredentialKind,
         repo_url: &str,
     ) -> Result<Option<Credentials>, CredentialError> {
-        Ok(self.lookup(kind, repo_url).cloned())
+        Ok(self.try_lookup(kind, repo_url)?.cloned())
     }
 }
 

@@ -132,7 +132,10 @@ impl Ctx<'_> {
 }
 
 /// Validates every template of `set`; with a `registry`, also that every `uses` is
-/// registered. Returns all problems at once.
+/// registered; and that its Secrets and ConfigMaps read
+/// ([`ManifestSecrets`](crate::secret::ManifestSecrets): credential Secrets with a
+/// `repoURL` and credentials, valid base64 and regular expressions). Returns all problems
+/// at once.
 pub fn validate(
     set: &ManifestSet,
     engine: &ExprEngine,
@@ -238,6 +241,10 @@ pub fn validate(
         };
         cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
         cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
+    }
+    // The Secrets and ConfigMaps beside the resources: credentials and `secret()` data.
+    if let Err(e) = crate::secret::ManifestSecrets::from_manifests(set) {
+        cx.errors.extend(e.0);
     }
     if cx.errors.is_empty() {
         Ok(())

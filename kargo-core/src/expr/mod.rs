@@ -42,6 +42,8 @@
 //! `quote`, `unsafeQuote`, `asYAML`, `asJSON`, `imageFrom(repoURL[, origin])`,
 //! `chartFrom(repoURL[, name][, origin])`, `commitFrom(repoURL[, origin])`,
 //! `artifactFrom(subscriptionName[, origin])`, `warehouse(name)`, `secret(name)`,
+//! `sharedSecret(name)`, `configMap(name)`, `sharedConfigMap(name)` (read through
+//! [`EvalData::secrets`]; a missing one is an empty map),
 //! `freightMetadata(freightName)`, `stageMetadata(stageName)`, `semverParse(v)`,
 //! `semverDiff(a, b)`, and in step `config` and `if` only, `always()`, `failure()`,
 //! `success()` and `status(alias)`. Plus minijinja's built-in filters and tests.
@@ -49,6 +51,7 @@
 pub mod coerce;
 pub mod exprlang;
 mod functions;
+mod resources;
 mod time_values;
 
 use std::collections::BTreeMap;
@@ -170,6 +173,7 @@ impl ExprEngine {
         }
         functions::register(&mut env);
         time_values::register(&mut env);
+        resources::register(&mut env);
         Self { env }
     }
 
