@@ -1186,7 +1186,8 @@ fn e2e_19_http_change_approval() {
         .find(|r| r.target == "/api/notify")
         .unwrap_or_else(|| panic!("no notification: {requests:#?}"));
     assert_eq!(notify.method, "POST");
-    let body: Json = serde_json::from_str(&notify.body).unwrap();
+    let body: Json = serde_json::from_str(&notify.body)
+        .unwrap_or_else(|e| panic!("the notification is not JSON ({e}): {notify:?}"));
     assert_eq!(body, json!({"stage": "production", "ticket": "CHG-1042"}));
 }
 
