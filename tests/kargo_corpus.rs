@@ -164,6 +164,20 @@ fn copy_filled(src: &Path, dst: &Path, fill: &Fill) {
     }
 }
 
+/// The text of every YAML file below `dir`, each with a leading newline.
+fn yaml_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(format!("\n{}", std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out
+}
+
 fn corpus_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(CORPUS)
         .unwrap()
@@ -623,6 +637,56 @@ fn every_directory_validates() {
             .map(|w| w["field"].as_str().unwrap_or(""))
             .collect();
         assert_eq!(fields, warnings, "{name}: warnings: {doc:#}");
+        // Every Secret and ConfigMap beside the pipeline is read; those labelled git,
+        // image or helm are credentials.
+        // (Secrets of Kargo's system resources namespace serve cluster receivers only.)
+        let (mut secrets, mut config_maps, mut credentials) = (0, 0, 0);
+        for text in yaml_files(&run.manifests) {
+            for document in text.split("\n---") {
+                let d: Json = yaml_serde::from_str(document).unwrap_or(Json::Null);
+                match d["kind"].as_str() {
+                    Some("Secret")
+                        if d["metadata"]["namespace"] != json!("kargo-system-resources") =>
+                    {
+                        secrets += 1;
+                        let label = &d["metadata"]["labels"]["kargo.akuity.io/cred-type"];
+                        if ["git", "image", "helm"].iter().any(|t| label == t) {
+                            credentials += 1;
+                        }
+                    }
+                    Some("ConfigMap") => config_maps += 1,
+                    _ => {}
+                }
+            }
+        }
+        let len = |key: &str| doc[key].as_array().map_or(0, Vec::len);
+        let names = |key: &str| -> std::collections::BTreeSet<String> {
+            doc[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().unwrap().rsplit(' ').next().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // Expressions read the Project's Secrets and the shared generic ones; a shared
+        // credential is a credential only.
+        let read: std::collections::BTreeSet<String> = names("secrets")
+            .union(&names("credentials"))
+            .cloned()
+            .collect();
+        assert_eq!(read.len(), secrets, "{name}: Secrets: {doc:#}");
+        assert_eq!(
+            len("configMaps"),
+            config_maps,
+            "{name}: ConfigMaps: {doc:#}"
+        );
+        assert_eq!(
+            len("credentials"),
+            credentials,
+            "{name}: credentials: {doc:#}"
+        );
         for w in doc["warnings"].as_array().unwrap() {
             assert!(
                 w["file"].as_str().unwrap().ends_with(".yaml") && w["line"].as_u64().unwrap() > 0,
