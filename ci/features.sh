@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SOURCES_FEATURES=(image chart git webhook)
-STEPS_FEATURES=(git pull-requests helm kustomize argocd http)
-FACADE_FEATURES=(image chart git webhook server postgres git-steps pull-requests helm kustomize argocd http testing)
+STEPS_FEATURES=(git pull-requests helm kustomize argocd http oci)
+FACADE_FEATURES=(image chart git webhook server postgres git-steps pull-requests helm kustomize argocd http oci testing)
 
 log=$(mktemp "${TMPDIR:-/tmp}/kargo-features.XXXXXX")
 trap 'rm -f "$log"' EXIT

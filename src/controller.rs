@@ -920,6 +920,10 @@ impl Controller {
         promotion.credentials = self.credentials.clone();
         promotion.secrets = self.secrets.clone();
         for (id, rec) in &state.freight {
+            promotion.freight_status.insert(
+                id.to_string(),
+                kargo_core::expr::freight_status_json(&rec.status),
+            );
             if !rec.status.metadata.is_empty() {
                 promotion.freight_metadata.insert(
                     id.to_string(),

@@ -75,6 +75,9 @@ spec:
         uses: compose-output
         config:
           tag: $<< imageFrom('ghcr.io/acme/app').Tag >>
+          verifiedInDev: ${{ freightStatus(ctx.targetFreight.name).verifiedIn?.dev?.verifiedAt != nil }}
+          inDevSince: ${{ freightStatus(ctx.targetFreight.name).currentlyIn.dev.since }}
+          unknown: ${{ freightStatus('no-such-freight') }}
       - uses: fail
         if: $<< imageFrom('ghcr.io/acme/app').Tag == '6.6.6' >>
         config: {message: "bad build"}
@@ -176,6 +179,15 @@ async fn warehouse_to_dev_to_prod_hold_and_rollback() {
         .await
         .unwrap();
     assert_eq!(output(&reports[0], "tag"), "1.1.0");
+    // freightStatus() sees the Freight's status in Kargo's shape.
+    let out = &reports[0].result.state["out"];
+    assert_eq!(out["verifiedInDev"], serde_json::json!(true), "{out}");
+    assert_eq!(
+        out["inDevSince"],
+        serde_json::json!("2026-01-01T00:06:00Z"),
+        "{out}"
+    );
+    assert_eq!(out["unknown"], serde_json::Value::Null, "{out}");
 
     // Manual promotion of older Freight in dev holds auto-promotion there.
     let reports = c.promote("dev", "1.0.0-not-an-alias", None).await;

@@ -61,7 +61,10 @@
 //!
 //! Environment (read here, never by the library): `KARGO_ARGOCD_SERVER`,
 //! `KARGO_ARGOCD_TOKEN`, `KARGO_ARGOCD_NAMESPACE`, `KARGO_ARGOCD_INSECURE`,
-//! `KARGO_ARGOCD_REFRESH_AFTER_PUSH` (Argo CD for the steps), `IMAGE_REGISTRY_RATE_LIMIT`
+//! `KARGO_ARGOCD_REFRESH_AFTER_PUSH` (Argo CD for the steps), `GIT_PUSH_INTEGRATION_POLICY`
+//! (`AlwaysRebase` default, `RebaseOrMerge`, `RebaseOrFail`, `AlwaysMerge`),
+//! `GITHUB_PUSH_MAX_REVISIONS` (default 10), `GITHUB_PUSH_VERIFY_UNTRUSTED_COMMITS`
+//! (github-push), `IMAGE_REGISTRY_RATE_LIMIT`
 //! (requests per second per registry, default 20), `KARGO_REFRESH_TOKEN`, `KARGO_ACTOR`
 //! (else `USER`), `KARGO_LOG`, `NO_COLOR`.
 //!
@@ -166,13 +169,45 @@ fn runner(work: &Path, store: Arc<dyn StateStore>, manifests: &ManifestSet) -> R
     {
         options.git.default_author = Some(kargo::git::Signature::new(&git.name, &git.email));
     }
+    // Kargo's controller knobs for git-push / github-push.
+    if let Some(v) = env("GIT_PUSH_INTEGRATION_POLICY") {
+        options.git.push_integration_policy =
+            kargo::git::PushIntegrationPolicy::from_name(v.trim()).ok_or_else(|| {
+                Failure::Input(format!(
+                    "GIT_PUSH_INTEGRATION_POLICY must be AlwaysRebase, RebaseOrMerge, \
+                     RebaseOrFail or AlwaysMerge, got {v:?}"
+                ))
+            })?;
+    }
+    if let Some(v) = env("GITHUB_PUSH_MAX_REVISIONS") {
+        options.github_push.max_revisions = v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                Failure::Input(format!(
+                    "GITHUB_PUSH_MAX_REVISIONS must be a positive integer, got {v:?}"
+                ))
+            })?;
+    }
+    if let Some(v) = env("GITHUB_PUSH_VERIFY_UNTRUSTED_COMMITS") {
+        options.github_push.verify_untrusted_commits = v.trim().parse::<bool>().map_err(|_| {
+            Failure::Input(format!(
+                "GITHUB_PUSH_VERIFY_UNTRUSTED_COMMITS must be true or false, got {v:?}"
+            ))
+        })?;
+    }
     let fail = |e: kargo::core::step::DuplicateStep| {
         Failure::Runtime(format!("cannot register the steps: {e}"))
     };
     register_builtins_with(&mut steps, &options).map_err(fail)?;
-    // set-metadata writes to the same state store as the pipeline.
+    // set-metadata and set-freight-alias write to the same state store as the pipeline.
     steps
-        .register(kargo::steps::metadata::SetMetadata::new(store))
+        .register(kargo::steps::metadata::SetMetadata::new(store.clone()))
+        .map_err(fail)?;
+    steps
+        .register(kargo::steps::SetFreightAlias::new(store))
         .map_err(fail)?;
     Ok(Runner::new(steps))
 }

@@ -54,6 +54,7 @@ fn fixture() -> &'static Fixture {
                 BTreeMap::from([("password".to_owned(), "s3cr3t".to_owned())]),
             )]))),
             freight_metadata: BTreeMap::new(),
+            freight_status: BTreeMap::new(),
             stage_metadata: BTreeMap::from([(
                 "prod".to_owned(),
                 json!({"owner": "ops"}).as_object().cloned().unwrap_or_default(),

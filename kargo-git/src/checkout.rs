@@ -724,7 +724,7 @@ impl Checkout {
                     let Some(tip) = fetched.get(&format!("refs/heads/{branch}")).copied() else {
                         continue;
                     };
-                    self.rebase_onto(tip)?;
+                    self.integrate(tip, &branch, &op)?;
                 }
             }
         }
@@ -733,6 +733,243 @@ impl Checkout {
             op,
             format!("the push was rejected {max} times; the branch keeps moving"),
         ))
+    }
+
+    /// Brings the remote's new commits on `branch` into this checkout before a push made
+    /// by other means than `git push` (`github-push`): fetches the branch and, when its tip
+    /// is not already part of this checkout's history, integrates it per the configured
+    /// push integration policy (rebase, merge or fail; overlapping edits are a
+    /// [`GitErrorKind::Conflict`]). Returns whether anything was integrated (`false` also
+    /// when the branch does not exist on the remote).
+    pub fn integrate_remote_changes(&self, branch: &str) -> Result<bool> {
+        let op = format!("integrate {} {branch}", self.mirror.display_url());
+        let Some(head) = self.head() else {
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to push",
+            ));
+        };
+        let mut spec = FetchSpec::branch(branch.to_owned());
+        spec.depth = self.mirror.git.config.depth;
+        let fetched = match self.mirror.fetch(&spec) {
+            Ok(f) => f,
+            Err(e) if e.kind == GitErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some(tip) = fetched.get(&format!("refs/heads/{branch}")).copied() else {
+            return Ok(false);
+        };
+        if tip == head || Some(tip) == self.upstream() && self.unpushed().is_empty() {
+            return Ok(false);
+        }
+        let repo = self.mirror.open()?;
+        let contained = repo
+            .merge_base(head, tip)
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.detach() == tip);
+        if contained {
+            return Ok(false);
+        }
+        self.integrate(tip, branch, &op)?;
+        Ok(true)
+    }
+
+    /// Force-pushes this checkout's head to `refname` (a full ref name such as
+    /// `refs/kargo/staging/<promotion>`) with the git binary, so the remote has every
+    /// object of it; returns the head.
+    pub fn push_head_to_ref(&self, refname: &str) -> Result<ObjectId> {
+        let op = format!("push {} {refname}", self.mirror.display_url());
+        let Some(head) = self.head() else {
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to push",
+            ));
+        };
+        match self.mirror.push_raw(&[format!("{head}:{refname}")], true)? {
+            PushResult::Ok => Ok(head),
+            PushResult::Rejected(why) => Err(GitError::new(
+                GitErrorKind::Conflict,
+                op,
+                format!("the remote refused the push ({why})"),
+            )),
+        }
+    }
+
+    /// Makes `branch`'s tip on the remote this checkout's head, dropping this checkout's
+    /// unpushed commits (after they were replayed on the remote under new IDs, as
+    /// `github-push` does) and bringing the files on disk along; returns the tip.
+    pub fn reset_to_remote(&self, branch: &str) -> Result<ObjectId> {
+        let op = format!("sync {} {branch}", self.mirror.display_url());
+        let mut spec = FetchSpec::branch(branch.to_owned());
+        spec.depth = self.mirror.git.config.depth;
+        let fetched = self.mirror.fetch(&spec)?;
+        let tip = fetched
+            .get(&format!("refs/heads/{branch}"))
+            .copied()
+            .ok_or_else(|| {
+                GitError::new(
+                    GitErrorKind::NotFound,
+                    &op,
+                    format!("branch {branch:?} does not exist"),
+                )
+            })?;
+        let repo = self.mirror.open()?;
+        let tree = commit_tree(&repo, tip)?;
+        let mut st = self.lock();
+        self.sync_files(&repo, tree, &mut st)?;
+        st.upstream = Some(tip);
+        st.head = Some(tip);
+        st.head_tree = tree;
+        st.own.clear();
+        Ok(tip)
+    }
+
+    /// Integrates the remote's new tip per the configured push integration policy
+    /// ([`PushIntegrationPolicy`](crate::PushIntegrationPolicy)): rebase, merge, or fail
+    /// without pushing.
+    fn integrate(&self, tip: ObjectId, branch: &str, op: &str) -> Result<()> {
+        let policy = self.mirror.git.config.push_integration_policy;
+        let safe = self.rebase_is_safe()?;
+        match policy.decide(safe) {
+            crate::Integration::Rebase => self.rebase_onto(tip),
+            crate::Integration::Merge => {
+                tracing::info!(%policy, rebase_is_safe = safe, "merging the remote's changes");
+                self.merge_with(tip, branch)
+            }
+            crate::Integration::Fail => Err(GitError::new(
+                GitErrorKind::Conflict,
+                op,
+                format!(
+                    "the remote branch moved and rebasing this checkout's commits is not safe \
+                     (a commit to replay is signed, or is a merge); the push integration policy \
+                     {policy} does not merge, so nothing was pushed"
+                ),
+            )),
+        }
+    }
+
+    /// Kargo's rebase-safety check without a signing key: every commit to replay is
+    /// unsigned (no `gpgsig` header) and has one parent.
+    fn rebase_is_safe(&self) -> Result<bool> {
+        let own = self.lock().own.clone();
+        if own.is_empty() {
+            return Ok(true);
+        }
+        let repo = self.mirror.open()?;
+        for c in own {
+            let commit = repo
+                .find_commit(c)
+                .map_err(|e| gerr(GitErrorKind::Other, "rebase check", e))?;
+            if commit.parent_ids().count() > 1 {
+                return Ok(false);
+            }
+            let head_end = commit
+                .data
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .unwrap_or(commit.data.len());
+            let signed = commit.data[..head_end]
+                .split(|b| *b == b'\n')
+                .any(|line| line.starts_with(b"gpgsig"));
+            if signed {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Makes a merge commit of this checkout's head (first parent) and `tip` (second
+    /// parent), with the head's committer as author and committer (current time), and
+    /// brings the files on disk along. Overlapping edits are a [`GitErrorKind::Conflict`]
+    /// naming the files.
+    fn merge_with(&self, tip: ObjectId, branch: &str) -> Result<()> {
+        let mut st = self.lock();
+        let repo = self.mirror.open()?;
+        let op = "merge";
+        let Some(head) = st.head else {
+            return Err(GitError::new(
+                GitErrorKind::Invalid,
+                op,
+                "there is no commit to merge",
+            ));
+        };
+        let base = repo
+            .merge_base(head, tip)
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?
+            .map(|id| id.detach())
+            .ok_or_else(|| {
+                GitError::new(
+                    GitErrorKind::Conflict,
+                    format!("merge {tip}"),
+                    "the remote branch shares no history with this checkout",
+                )
+            })?;
+        let base_tree = commit_tree(&repo, base)?;
+        let ours = commit_tree(&repo, head)?;
+        let theirs = commit_tree(&repo, tip)?;
+        let mut outcome = repo
+            .merge_trees(
+                base_tree,
+                ours,
+                theirs,
+                Default::default(),
+                repo.tree_merge_options()
+                    .map_err(|e| gerr(GitErrorKind::Other, op, e))?,
+            )
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let how = gix::merge::tree::TreatAsUnresolved::default();
+        if outcome.has_unresolved_conflicts(how) {
+            let mut files: Vec<String> = outcome
+                .conflicts
+                .iter()
+                .filter(|c| c.is_unresolved(how))
+                .map(|c| c.ours.location().to_str_lossy().into_owned())
+                .collect();
+            files.sort();
+            files.dedup();
+            let mut e = GitError::new(
+                GitErrorKind::Conflict,
+                format!("merge {tip}"),
+                "the remote changed the same content",
+            );
+            e.conflicts = files;
+            return Err(e);
+        }
+        let tree = outcome
+            .tree
+            .write()
+            .map_err(|e| gerr(GitErrorKind::Io, op, e))?
+            .detach();
+        let head_commit = repo
+            .find_commit(head)
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let decoded = head_commit
+            .decode()
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let committer = decoded
+            .committer()
+            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+        let identity = crate::Signature::new(
+            committer.name.to_str_lossy().into_owned(),
+            committer.email.to_str_lossy().into_owned(),
+        )
+        .to_gix();
+        let message = format!("Merge branch '{branch}' of {}\n", self.mirror.display_url());
+        let mut time_buf = gix::date::parse::TimeBuf::default();
+        let sig = identity.to_ref(&mut time_buf);
+        let merge = repo
+            .new_commit_as(sig, sig, message, tree, [head, tip])
+            .map_err(|e| gerr(GitErrorKind::Io, op, e))?
+            .id;
+        self.sync_files(&repo, tree, &mut st)?;
+        st.upstream = Some(tip);
+        st.head = Some(merge);
+        st.head_tree = tree;
+        st.own.push(merge);
+        Ok(())
     }
 
     /// Replays this checkout's own commits on `tip` and brings the files on disk along.
@@ -801,13 +1038,40 @@ impl Checkout {
                 .id;
             new_tree = tree;
         }
-        // Bring materialised files up to date with the rebased tree.
+        self.sync_files(&repo, new_tree, &mut st)?;
+        let _ = old_head_tree;
+        st.upstream = Some(tip);
+        st.head = Some(new_head);
+        st.head_tree = new_tree;
+        let n = st.own.len();
+        st.own = Vec::with_capacity(n);
+        // The rebased commits are reachable from the new head; only the newest is needed
+        // for the next push, but keep them all for a further rebase.
+        let mut walk = Some(new_head);
+        let mut chain = Vec::new();
+        for _ in 0..n {
+            let Some(c) = walk else { break };
+            chain.push(c);
+            walk = repo
+                .find_commit(c)
+                .ok()
+                .and_then(|cm| cm.parent_ids().next().map(|p| p.detach()));
+        }
+        chain.reverse();
+        st.own = chain;
+        Ok(())
+    }
+
+    /// Brings the materialised files and fully materialised directories up to date with
+    /// `new_tree` (after a rebase or a merge).
+    fn sync_files(&self, repo: &gix::Repository, new_tree: ObjectId, st: &mut State) -> Result<()> {
+        let op = "update files";
         let paths: Vec<String> = st.files.keys().cloned().collect();
         for path in paths {
-            match base_entry(&repo, new_tree, &path)? {
+            match base_entry(repo, new_tree, &path)? {
                 Some((id, kind)) => {
                     if st.files.get(&path).map(|f| f.id) != Some(id) {
-                        write_file(&repo, id, kind, &self.root, &path, &mut st)?;
+                        write_file(repo, id, kind, &self.root, &path, st)?;
                     }
                 }
                 None => {
@@ -831,29 +1095,9 @@ impl Checkout {
                     .map(|e| e.object_id())
             };
             if let Some(t) = entry {
-                write_tree(&repo, t, &self.root.join(&d), &d, &mut st)?;
+                write_tree(repo, t, &self.root.join(&d), &d, st)?;
             }
         }
-        let _ = old_head_tree;
-        st.upstream = Some(tip);
-        st.head = Some(new_head);
-        st.head_tree = new_tree;
-        let n = st.own.len();
-        st.own = Vec::with_capacity(n);
-        // The rebased commits are reachable from the new head; only the newest is needed
-        // for the next push, but keep them all for a further rebase.
-        let mut walk = Some(new_head);
-        let mut chain = Vec::new();
-        for _ in 0..n {
-            let Some(c) = walk else { break };
-            chain.push(c);
-            walk = repo
-                .find_commit(c)
-                .ok()
-                .and_then(|cm| cm.parent_ids().next().map(|p| p.detach()));
-        }
-        chain.reverse();
-        st.own = chain;
         Ok(())
     }
 
@@ -1223,3 +1467,7 @@ mod nofollow {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "checkout_integration_tests.rs"]
+mod integration_tests;

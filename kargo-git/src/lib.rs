@@ -39,6 +39,7 @@ mod diff;
 mod edits;
 mod error;
 mod history;
+mod integration;
 mod local_push;
 mod mirror;
 
@@ -53,6 +54,7 @@ pub use edits::{Edit, EditResult, PushOutcome};
 pub use error::{GitError, GitErrorKind, Result};
 pub use gix::ObjectId;
 pub use history::{TagAnnotation, TagDetails};
+pub use integration::{Integration, PushIntegrationPolicy};
 pub use mirror::{CommitInfo, FetchSpec, Mirror, RemoteRef, TreeEntryInfo};
 
 /// Settings of a [`Git`].
@@ -79,6 +81,9 @@ pub struct GitConfig {
     /// The identity of commits made when a step names none (Kargo: ClusterConfig's
     /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
     pub default_author: Option<Signature>,
+    /// How a rejected branch push integrates the remote's new commits before retrying
+    /// (Kargo's push integration policy; default [`PushIntegrationPolicy::AlwaysRebase`]).
+    pub push_integration_policy: PushIntegrationPolicy,
 }
 
 impl GitConfig {
@@ -93,6 +98,7 @@ impl GitConfig {
             retry_max: Duration::from_secs(30),
             depth: None,
             default_author: None,
+            push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | `git-tag` | tags a checkout's commit (in a dry run: only checks and notes it) | `git` |
 //! | `git-push` | pushes a branch (rebasing onto remote changes and retrying) or a tag (in a dry run: records the commit and per-file diffs, pushes nothing); with `argocd` also refreshes the Argo CD Applications tracking the branch | `git` |
 //! | `git-open-pr` / `git-wait-for-pr` / `git-merge-pr` | pull requests on GitHub, GitLab, Gitea, Bitbucket, Azure DevOps ([`git::pr`]) | `pull-requests` |
+//! | `github-push` | pushes a checkout's commits through the GitHub API (replayed commits GitHub can sign) instead of `git push` ([`git::GitHubPush`]) | `pull-requests` |
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) | always |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs | always |
 //! | `yaml-merge` | deep-merges YAML files into one | always |
@@ -29,7 +30,11 @@
 //! | `helm-template` | renders a Helm chart with `helm template` into a file or a directory | `helm` |
 //! | `argocd-update` / `argocd-wait` | updates, refreshes and syncs Argo CD Applications / waits for their health ([`argocd`]) | `argocd` |
 //! | `set-metadata` | upserts Stage / Freight metadata in the pipeline's state store; registered by the embedder with its store ([`metadata`]) | always |
+//! | `set-freight-alias` | changes a Freight's alias (unique within the project) in the pipeline's state store; registered by the embedder with its store ([`set_freight_alias`]) | always |
 //! | `http` | sends an HTTP request and decides from the response with expressions (link-local and metadata destinations refused) | `http` |
+//! | `http-download` | downloads a URL to a file of the work directory (100 MiB cap, atomic write) | `http` |
+//! | `oci-push` | copies or retags an OCI image, index or artifact (Helm charts too) between repositories, with annotations ([`oci`]) | `oci` |
+//! | `oci-download` | downloads one layer of an OCI artifact to a file of the work directory ([`oci`]) | `oci` |
 //!
 //! # Cargo features
 //!
@@ -41,27 +46,30 @@
 //! | feature | steps | brings |
 //! |---|---|---|
 //! | `git` | `git-clone`, `git-clear`, `git-commit`, `git-tag`, `git-push` ([`git`]) | kargo-git (gix), kargo-sources' `git` |
-//! | `pull-requests` | `git-open-pr`, `git-wait-for-pr`, `git-merge-pr` ([`git::pr`]); implies `git` | reqwest |
+//! | `pull-requests` | `git-open-pr`, `git-wait-for-pr`, `git-merge-pr` ([`git::pr`]), `github-push`; implies `git` | reqwest |
 //! | `helm` | `helm-update-chart` ([`helm`]), `helm-template` ([`render`]) | kargo-sources' `chart` (reqwest, oci-client) |
 //! | `kustomize` | `kustomize-set-image` ([`kustomize`]), `kustomize-build` ([`render`]) | tokio's `process` |
 //! | `argocd` | `argocd-update`, `argocd-wait` ([`argocd`]) and `git-push`'s Argo CD refresh | reqwest |
-//! | `http` | `http` ([`http`]) and the [`verify::HttpVerifier`] | reqwest |
+//! | `http` | `http` ([`http`]), `http-download` ([`http_download`]) and the [`verify::HttpVerifier`] | reqwest |
+//! | `oci` | `oci-push`, `oci-download` ([`oci`]) | oci-client (reqwest) |
 //! | `analysis` | the [`analysis::AnalysisVerifier`]: Argo Rollouts AnalysisTemplates (`web`, `prometheus`) for Stage verification | reqwest |
 //!
 //! Without any of them (`default-features = false`) the crate is the file-editing steps
 //! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`) plus
-//! `compose-output`, `fail` and `set-metadata`, and pulls no gix, reqwest, oci-client or
-//! hyper.
+//! `compose-output`, `fail`, `set-metadata` and `set-freight-alias`, and pulls no gix,
+//! reqwest, oci-client or hyper.
 //!
-//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` records what it would push and
-//! is `Skipped` with the outputs of a real push; `git-tag` does not write the tag into the
-//! shared mirror; the steps that change things elsewhere (`git-open-pr`, `git-merge-pr`,
-//! `argocd-update`, `set-metadata`, and `http` with a method other than `GET`, `HEAD` or
-//! `OPTIONS`) and those that would wait for such changes (`git-wait-for-pr`, `argocd-wait`)
-//! record a note of what they would do and are `Skipped` (`git-open-pr` outputs a
-//! placeholder `pr` with `id` 0). The others only read the outside world (`git-clone`,
-//! `helm-update-chart` downloading charts, `kustomize-build` / `helm-template` running local
-//! tools) and write in the work directory, so they run as usual.
+//! **Dry runs** ([`kargo_core::step::DryRun`]): `git-push` and `github-push` record what
+//! they would push and are `Skipped` with the outputs of a real push; `git-tag` does not
+//! write the tag into the shared mirror; `oci-push` reads the source but pushes nothing
+//! (`Skipped`, with the outputs a push would give); the steps that change things elsewhere
+//! (`git-open-pr`, `git-merge-pr`, `argocd-update`, `set-metadata`, `set-freight-alias`,
+//! and `http` with a method other than `GET`, `HEAD` or `OPTIONS`) and those that would
+//! wait for such changes (`git-wait-for-pr`, `argocd-wait`) record a note of what they
+//! would do and are `Skipped` (`git-open-pr` outputs a placeholder `pr` with `id` 0). The
+//! others only read the outside world (`git-clone`, `helm-update-chart` downloading
+//! charts, `http-download`, `oci-download`, `kustomize-build` / `helm-template` running
+//! local tools) and write in the work directory, so they run as usual.
 //!
 //! The git steps keep mirrors of the remotes in one cache directory, given by the caller
 //! ([`BuiltinOptions::new`]),
@@ -93,6 +101,8 @@ pub mod git;
 pub mod helm;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod http_download;
 #[cfg(any(
     feature = "pull-requests",
     feature = "argocd",
@@ -106,8 +116,11 @@ pub mod json;
 #[cfg(feature = "kustomize")]
 pub mod kustomize;
 pub mod metadata;
+#[cfg(feature = "oci")]
+pub mod oci;
 #[cfg(any(feature = "helm", feature = "kustomize"))]
 pub mod render;
+pub mod set_freight_alias;
 pub mod toml;
 #[cfg(feature = "http")]
 pub mod verify;
@@ -126,14 +139,19 @@ pub use git::{
 pub use helm::{ChartUpdate, HelmUpdateChart, HelmUpdateChartConfig};
 #[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpRequest};
+#[cfg(feature = "http")]
+pub use http_download::{HttpDownload, HttpDownloadConfig};
 pub use json::{JsonParse, JsonUpdate};
 #[cfg(feature = "kustomize")]
 pub use kustomize::{KustomizeSetImage, KustomizeSetImageConfig, KustomizeSetImageEntry};
 pub use metadata::{SetMetadata, SetMetadataConfig};
+#[cfg(feature = "oci")]
+pub use oci::{OciDownload, OciDownloadConfig, OciPush, OciPushConfig};
 #[cfg(feature = "helm")]
 pub use render::{HelmTemplate, HelmTemplateConfig};
 #[cfg(feature = "kustomize")]
 pub use render::{KustomizeBuild, KustomizeBuildConfig};
+pub use set_freight_alias::{SetFreightAlias, SetFreightAliasConfig};
 pub use toml::{TomlParse, TomlUpdate};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
@@ -159,6 +177,9 @@ pub struct BuiltinOptions {
     /// `pull-requests`).
     #[cfg(feature = "pull-requests")]
     pub pull_requests: git::PullRequestOptions,
+    /// `github-push`'s operator settings (feature `pull-requests`).
+    #[cfg(feature = "pull-requests")]
+    pub github_push: git::GitHubPushOptions,
     /// The Argo CD steps' server and token (default: none, the steps are off; feature
     /// `argocd`).
     #[cfg(feature = "argocd")]
@@ -178,6 +199,8 @@ impl BuiltinOptions {
             git: kargo_git::GitConfig::new(git_cache_dir),
             #[cfg(feature = "pull-requests")]
             pull_requests: git::PullRequestOptions::default(),
+            #[cfg(feature = "pull-requests")]
+            github_push: git::GitHubPushOptions::default(),
             #[cfg(feature = "argocd")]
             argocd: ArgoCdOptions::default(),
         }
@@ -202,6 +225,13 @@ impl BuiltinOptions {
     #[cfg(feature = "pull-requests")]
     pub fn pull_requests(mut self, pull_requests: git::PullRequestOptions) -> Self {
         self.pull_requests = pull_requests;
+        self
+    }
+
+    /// These options with other `github-push` settings (feature `pull-requests`).
+    #[cfg(feature = "pull-requests")]
+    pub fn github_push(mut self, github_push: git::GitHubPushOptions) -> Self {
+        self.github_push = github_push;
         self
     }
 }
@@ -265,6 +295,12 @@ pub fn register_builtins_with(
     registry.register(HelmTemplate::default())?;
     #[cfg(feature = "http")]
     registry.register(HttpRequest)?;
+    #[cfg(feature = "http")]
+    registry.register(HttpDownload::new())?;
+    #[cfg(feature = "oci")]
+    registry.register(OciPush::new())?;
+    #[cfg(feature = "oci")]
+    registry.register(OciDownload)?;
     #[cfg(feature = "pull-requests")]
     {
         let prs = Arc::new(options.pull_requests.clone());
@@ -273,6 +309,10 @@ pub fn register_builtins_with(
             prs.clone(),
         ))?;
         registry.register(git::GitWaitForPr::new(prs.clone()))?;
+        registry.register(
+            git::GitHubPush::new(Arc::new(options.git.clone()), prs.clone())
+                .with_options(options.github_push.clone()),
+        )?;
         registry.register(git::GitMergePr::new(prs))?;
     }
     #[cfg(feature = "argocd")]

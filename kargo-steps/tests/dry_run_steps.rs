@@ -28,6 +28,8 @@ async fn outside_effects_are_skipped_and_noted_in_a_dry_run() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     registry
         .register(kargo_steps::metadata::SetMetadata::new(store.clone()))
+        .unwrap()
+        .register(kargo_steps::SetFreightAlias::new(store.clone()))
         .unwrap();
     let runner = Runner::new(registry);
     let work = tempfile::tempdir().unwrap();
@@ -78,6 +80,11 @@ async fn outside_effects_are_skipped_and_noted_in_a_dry_run() {
                 "updates": [{"kind": "Stage", "name": "dev", "values": {"k": "v"}}],
             }),
         ),
+        step(
+            "alias",
+            "set-freight-alias",
+            json!({"name": "0123456789abcdef0123456789abcdef01234567", "alias": "v1"}),
+        ),
     ];
     let mut p = Promotion::new(WorkDir::new(work.path()).unwrap(), steps);
     p.project = "demo".into();
@@ -111,7 +118,7 @@ async fn outside_effects_are_skipped_and_noted_in_a_dry_run() {
         );
     }
     let log = r.dry_run.unwrap();
-    assert_eq!(log.notes.len(), 7, "{:#?}", log.notes);
+    assert_eq!(log.notes.len(), 8, "{:#?}", log.notes);
     assert!(
         store.load("demo").await.unwrap().0.stages.is_empty(),
         "no metadata written"

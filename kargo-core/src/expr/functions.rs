@@ -68,6 +68,9 @@ pub struct EvalData {
     pub freight_metadata: BTreeMap<String, serde_json::Map<String, Json>>,
     /// Stage metadata by Stage name, for `stageMetadata(name)`.
     pub stage_metadata: BTreeMap<String, serde_json::Map<String, Json>>,
+    /// Freight status in Kargo's JSON shape by Freight name, for `freightStatus(name)`
+    /// (see [`freight_status_json`](super::freight_status_json)).
+    pub freight_status: BTreeMap<String, Json>,
     /// Step statuses; `None` where the status functions are not available (vars).
     pub steps: Option<Vec<StepStatusEntry>>,
     /// The alias of the step being evaluated (for `status()` namespaces).
@@ -100,7 +103,7 @@ impl Object for DataHandle {
     }
 }
 
-fn data(state: &State<'_, '_>) -> Arc<EvalData> {
+pub(crate) fn data(state: &State<'_, '_>) -> Arc<EvalData> {
     state
         .lookup(DATA_KEY)
         .and_then(|v| v.downcast_object::<DataHandle>())
@@ -720,6 +723,7 @@ pub(crate) fn register(env: &mut Environment<'static>) {
                 .unwrap_or(Value::from(())))
         },
     );
+    env.add_function("freightStatus", super::freight_status::freight_status);
     env.add_function(
         "stageMetadata",
         |state: &State<'_, '_>, name: Value| -> Result<Value, Error> {

@@ -44,12 +44,13 @@
 //! `artifactFrom(subscriptionName[, origin])`, `warehouse(name)`, `secret(name)`,
 //! `sharedSecret(name)`, `configMap(name)`, `sharedConfigMap(name)` (read through
 //! [`EvalData::secrets`]; a missing one is an empty map),
-//! `freightMetadata(freightName)`, `stageMetadata(stageName)`, `semverParse(v)`,
+//! `freightMetadata(freightName)`, `freightStatus(freightName)`, `stageMetadata(stageName)`, `semverParse(v)`,
 //! `semverDiff(a, b)`, and in step `config` and `if` only, `always()`, `failure()`,
 //! `success()` and `status(alias)`. Plus minijinja's built-in filters and tests.
 
 pub mod coerce;
 pub mod exprlang;
+mod freight_status;
 mod functions;
 mod resources;
 mod time_values;
@@ -62,6 +63,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde_json::Value as Json;
 
+pub use freight_status::freight_status_json;
 pub use functions::{EvalData, OriginSubscriptions, StepStatusEntry, go_quote};
 
 /// The default fuel budget of one evaluation.

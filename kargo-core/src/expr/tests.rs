@@ -320,6 +320,7 @@ fn freight_scope(status: Option<Vec<StepStatusEntry>>, alias: &str) -> Scope {
             json!({"approvedBy": "ops"}).as_object().unwrap().clone(),
         )]),
         stage_metadata: BTreeMap::new(),
+        freight_status: BTreeMap::new(),
     };
     let mut top = BTreeMap::new();
     top.insert(
@@ -611,6 +612,7 @@ fn sandbox_has_no_file_env_or_network_access() {
             "dict",
             "failure",
             "freightMetadata",
+            "freightStatus",
             "imageFrom",
             "namespace",
             "quote",

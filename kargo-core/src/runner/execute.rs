@@ -106,6 +106,9 @@ pub struct Promotion {
     pub freight_metadata: BTreeMap<String, serde_json::Map<String, Json>>,
     /// Stage metadata, for `stageMetadata()`.
     pub stage_metadata: BTreeMap<String, serde_json::Map<String, Json>>,
+    /// Freight status by Freight name in Kargo's JSON shape, for `freightStatus()`
+    /// ([`freight_status_json`](crate::expr::freight_status_json) of each record).
+    pub freight_status: BTreeMap<String, Json>,
     /// The work directory.
     pub work_dir: WorkDir,
     /// Secrets.
@@ -166,6 +169,7 @@ impl Promotion {
             requested: Vec::new(),
             freight_metadata: BTreeMap::new(),
             stage_metadata: BTreeMap::new(),
+            freight_status: BTreeMap::new(),
             work_dir,
             secrets: Arc::new(BTreeMap::<String, BTreeMap<String, String>>::new()),
             credentials: Arc::new(NoCredentials),
@@ -529,6 +533,7 @@ impl Runner {
             secrets: Some(p.secrets.clone()),
             freight_metadata: p.freight_metadata.clone(),
             stage_metadata: p.stage_metadata.clone(),
+            freight_status: p.freight_status.clone(),
             steps: None,
             current_alias: String::new(),
         }

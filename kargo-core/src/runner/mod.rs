@@ -42,7 +42,7 @@ mod result;
 
 pub use execute::{Promotion, Runner, RunnerOptions};
 pub use inflate::{ALIAS_SEPARATOR, InflateError, PlannedStep, inflate_steps};
-pub use plan::{PlanError, StagePlan, plan_stage, promotion_name};
+pub use plan::{PlanError, StagePlan, plan_stage, promotion_name, requested_subscriptions};
 pub use progress::{ProgressError, ProgressSink};
 pub use result::{
     PromotionPhase, PromotionProgress, PromotionResult, StepExecutionStatus, StepRecord,

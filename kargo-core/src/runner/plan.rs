@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::inflate::{InflateError, PlannedStep, inflate_steps};
 use crate::expr::OriginSubscriptions;
 use crate::loader::ManifestSet;
-use crate::model::{ExpressionVariable, PromotionTaskKind, SubscriptionSource};
+use crate::model::{ExpressionVariable, PromotionTaskKind, Stage, SubscriptionSource};
 
 /// What a Stage's promotion needs besides the Freight: its variables, its inflated steps
 /// and the origins it requests (with their Warehouses' subscriptions).
@@ -87,32 +87,7 @@ pub fn plan_stage(set: &ManifestSet, project: &str, stage: &str) -> Result<Stage
         stage: stage.to_owned(),
         source: Box::new(source),
     })?;
-    let requested = s
-        .spec
-        .requested_freight
-        .iter()
-        .map(|req| {
-            let mut subs = OriginSubscriptions {
-                origin: req.origin.clone(),
-                ..OriginSubscriptions::default()
-            };
-            if let Some(wh) = set.warehouse(project, &req.origin.name) {
-                for sub in &wh.spec.subscriptions {
-                    match &sub.source {
-                        SubscriptionSource::Image(i) => subs.images.push(i.repo_url.clone()),
-                        SubscriptionSource::Chart(c) => {
-                            subs.charts.push((c.repo_url.clone(), c.name.clone()));
-                        }
-                        SubscriptionSource::Git(g) => subs.git.push(g.repo_url.clone()),
-                        SubscriptionSource::Generic(_) => {
-                            subs.generic.push(sub.name.clone().unwrap_or_default());
-                        }
-                    }
-                }
-            }
-            subs
-        })
-        .collect();
+    let requested = requested_subscriptions(set, project, s);
     Ok(StagePlan {
         project: project.to_owned(),
         stage: stage.to_owned(),
@@ -154,4 +129,39 @@ pub fn promotion_name(stage: &str, freight: &str) -> String {
         String::from_utf8_lossy(&ulid),
         short.to_lowercase()
     )
+}
+
+/// What each Freight origin `stage` requests subscribes to (from its Warehouse in `set`),
+/// for the functions that look artifacts up by repository (`imageFrom()`, ...).
+pub fn requested_subscriptions(
+    set: &ManifestSet,
+    project: &str,
+    stage: &Stage,
+) -> Vec<OriginSubscriptions> {
+    stage
+        .spec
+        .requested_freight
+        .iter()
+        .map(|req| {
+            let mut subs = OriginSubscriptions {
+                origin: req.origin.clone(),
+                ..OriginSubscriptions::default()
+            };
+            if let Some(wh) = set.warehouse(project, &req.origin.name) {
+                for sub in &wh.spec.subscriptions {
+                    match &sub.source {
+                        SubscriptionSource::Image(i) => subs.images.push(i.repo_url.clone()),
+                        SubscriptionSource::Chart(c) => {
+                            subs.charts.push((c.repo_url.clone(), c.name.clone()));
+                        }
+                        SubscriptionSource::Git(g) => subs.git.push(g.repo_url.clone()),
+                        SubscriptionSource::Generic(_) => {
+                            subs.generic.push(sub.name.clone().unwrap_or_default());
+                        }
+                    }
+                }
+            }
+            subs
+        })
+        .collect()
 }

@@ -408,6 +408,13 @@ pub struct ProjectSecrets {
     shared_config_maps: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+impl ProjectSecrets {
+    /// The Project's own Secrets (not the shared ones), by name.
+    pub fn own_secrets(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, Redacted<String>>)> {
+        self.secrets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
 impl fmt::Debug for ProjectSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProjectSecrets")

@@ -120,11 +120,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use kargo_core::FreightCollection;
 use kargo_core::expr::{EvalData, ExprEngine, OriginSubscriptions, Scope, from_json};
 use kargo_core::loader::{ManifestError, ManifestErrors, ManifestSet, SourceLocation};
-use kargo_core::model::{AnalysisTemplateKind, ResourceKind, Stage, SubscriptionSource};
+use kargo_core::model::{AnalysisTemplateKind, ResourceKind, Stage};
 use kargo_core::pipeline::{VerificationInfo, VerificationPhase, Verifier};
 use serde_json::Value as Json;
 
@@ -237,56 +236,6 @@ fn stage_location(set: &ManifestSet, project: &str, stage: &str) -> SourceLocati
         })
 }
 
-fn secret_data(doc: &kargo_core::loader::ForeignDocument) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(data) = doc.value.get("data").and_then(Json::as_object) {
-        for (k, v) in data {
-            if let Some(text) = v.as_str()
-                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.trim())
-            {
-                out.insert(k.clone(), String::from_utf8_lossy(&bytes).into_owned());
-            }
-        }
-    }
-    if let Some(data) = doc.value.get("stringData").and_then(Json::as_object) {
-        for (k, v) in data {
-            if let Some(text) = v.as_str() {
-                out.insert(k.clone(), text.to_owned());
-            }
-        }
-    }
-    out
-}
-
-fn requested(set: &ManifestSet, project: &str, stage: &Stage) -> Vec<OriginSubscriptions> {
-    stage
-        .spec
-        .requested_freight
-        .iter()
-        .map(|req| {
-            let mut subs = OriginSubscriptions {
-                origin: req.origin.clone(),
-                ..OriginSubscriptions::default()
-            };
-            if let Some(wh) = set.warehouse(project, &req.origin.name) {
-                for sub in &wh.spec.subscriptions {
-                    match &sub.source {
-                        SubscriptionSource::Image(i) => subs.images.push(i.repo_url.clone()),
-                        SubscriptionSource::Chart(c) => {
-                            subs.charts.push((c.repo_url.clone(), c.name.clone()));
-                        }
-                        SubscriptionSource::Git(g) => subs.git.push(g.repo_url.clone()),
-                        SubscriptionSource::Generic(_) => {
-                            subs.generic.push(sub.name.clone().unwrap_or_default());
-                        }
-                    }
-                }
-            }
-            subs
-        })
-        .collect()
-}
-
 impl AnalysisVerifier {
     /// A verifier for the Stages of `project` in `set` that name analysis templates;
     /// every problem is reported at once (see the module documentation).
@@ -294,12 +243,23 @@ impl AnalysisVerifier {
         let engine = condition::condition_engine();
         let mut errors = Vec::new();
         let mut plans = BTreeMap::new();
-        let secrets: BTreeMap<String, BTreeMap<String, String>> = set
-            .foreign_documents()
-            .iter()
-            .filter(|d| d.kind == "Secret" && d.namespace.as_deref() == Some(project))
-            .map(|d| (d.name.clone(), secret_data(d)))
-            .collect();
+        // The Project's Secrets, read as everywhere else (a malformed one is reported by
+        // the manifests' validation, and gives no values here).
+        let secrets: BTreeMap<String, BTreeMap<String, String>> =
+            kargo_core::secret::ManifestSecrets::from_manifests(set)
+                .map(|all| {
+                    all.project(project)
+                        .own_secrets()
+                        .map(|(name, data)| {
+                            let values = data
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.expose().clone()))
+                                .collect();
+                            (name.to_owned(), values)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
         for stage in set.stages(project) {
             let Some(v) = &stage.spec.verification else {
                 continue;
@@ -437,7 +397,7 @@ impl AnalysisVerifier {
                     stage: stage.clone(),
                     templates,
                     flattened,
-                    requested: requested(set, project, stage),
+                    requested: kargo_core::runner::requested_subscriptions(set, project, stage),
                 },
             );
         }

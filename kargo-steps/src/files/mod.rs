@@ -10,6 +10,8 @@ mod archive;
 mod copy;
 mod delete;
 pub(crate) mod fsutil;
+#[cfg(any(feature = "http", feature = "oci"))]
+pub(crate) mod out_file;
 mod write;
 
 pub use archive::{ArchiveError, ArchiveLimits, Tar, TarConfig, Untar, UntarConfig};

@@ -15,6 +15,10 @@ mod clear;
 mod clone;
 mod commit;
 #[cfg(feature = "pull-requests")]
+mod github_api;
+#[cfg(feature = "pull-requests")]
+mod github_push;
+#[cfg(feature = "pull-requests")]
 pub mod pr;
 mod push;
 mod tag;
@@ -22,6 +26,8 @@ mod tag;
 pub use clear::{GitClear, GitClearConfig};
 pub use clone::{CheckoutConfig, GitClone, GitCloneConfig};
 pub use commit::{GitCommit, GitCommitConfig};
+#[cfg(feature = "pull-requests")]
+pub use github_push::{GitHubPush, GitHubPushConfig, GitHubPushOptions, STAGING_REF_PREFIX};
 #[cfg(feature = "pull-requests")]
 pub use pr::{GitMergePr, GitOpenPr, GitWaitForPr, PullRequestOptions};
 pub use push::{GitProvider, GitPush, GitPushConfig};

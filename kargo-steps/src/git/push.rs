@@ -18,9 +18,15 @@ use super::{
 
 /// Kargo's `git-push` step: pushes the commits of a checkout to its branch, to
 /// `targetBranch`, or to `kargo/promotion/<promotion>` (`generateTargetBranch`, forced);
-/// or pushes a tag made by `git-tag`. A push rejected because the remote branch moved is
-/// rebased onto the new tip and retried (up to `maxAttempts`); edits that overlap the
-/// remote's fail the step, naming the files.
+/// or pushes a tag made by `git-tag`. A push rejected because the remote branch moved
+/// integrates the remote's commits and is retried (up to `maxAttempts`); how is the
+/// operator's push integration policy, as in Kargo (not a step field):
+/// [`GitConfig::push_integration_policy`](kargo_git::GitConfig) —
+/// `AlwaysRebase` (default: our commits replayed on the new tip), `RebaseOrMerge` /
+/// `RebaseOrFail` (rebase when safe: no signed or merge commit to replay; otherwise a merge
+/// commit, or a failure pushing nothing), `AlwaysMerge` (a merge commit, our head as first
+/// parent). Edits that overlap the remote's fail the step, naming the files, and nothing is
+/// pushed.
 ///
 /// Outputs: `branch` (branch pushes) or `tag` (tag pushes), `commit`, and `commitURL`
 /// when the hosting provider is known (configured with `provider` or inferred from the
@@ -268,12 +274,12 @@ fn web_url(repo_url: &str, provider: GitProvider) -> Option<String> {
     Some(format!("https://{host}/{path}"))
 }
 
-enum Target {
+pub(super) enum Target {
     Branch(Option<String>),
     Tag(String),
 }
 
-fn validate(
+pub(super) fn validate(
     cfg: &GitPushConfig,
     promotion: &str,
 ) -> Result<(Target, bool, Option<u32>), StepError> {
@@ -395,7 +401,7 @@ impl Step for GitPush {
 }
 
 /// Adds the `commit` and (when the provider is known) `commitURL` outputs.
-fn with_commit(
+pub(super) fn with_commit(
     outcome: StepOutcome,
     cfg: &GitPushConfig,
     info: &CheckoutInfo,
@@ -413,7 +419,7 @@ fn with_commit(
 }
 
 /// What `git-push` does in a dry run (see [`GitPush`]): records, pushes nothing.
-async fn dry_run(
+pub(super) async fn dry_run(
     ctx: &StepContext,
     cfg: &GitPushConfig,
     info: &CheckoutInfo,
