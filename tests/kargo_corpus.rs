@@ -1774,3 +1774,47 @@ fn e2e_37_download_artifacts() {
         Some("policies: bundle 1.2.0")
     );
 }
+
+#[test]
+fn e2e_32_freight_metadata_and_alias() {
+    let Some((s, run)) = e2e(
+        "e2e_32_freight_metadata_and_alias",
+        "32-freight-metadata-and-alias",
+    ) else {
+        return;
+    };
+    run.seed_app(&[("CHANGELOG.md", "# tracer\n")]);
+    tag_app(
+        &run,
+        &[("CHANGELOG.md", "# tracer\n\n## v1.2.3\n")],
+        "v1.2.3",
+        "2026-01-01T00:00:00Z",
+    );
+    run.seed_gitops(&[(
+        "prod/values.yaml",
+        "image:\n  tag: none\nrelease: none\npreviousDevImage: none\n",
+    )]);
+    let reg = Registry::new(&s);
+    reg.push(&run.fill, "tracer", "1.2.3", "2026-01-01T00:00:00Z");
+    run.expect(0, &["refresh", "warehouse", "tracer"]);
+    let alias = run.freight()[0]["alias"].as_str().unwrap().to_owned();
+    // prod refuses Freight that dev has not seen (not available there at all).
+    run.expect(2, &["promote", "--stage", "prod", "--freight", &alias]);
+    run.expect(0, &["promote", "--stage", "dev", "--freight", &alias]);
+    // dev renamed the Freight after its release and recorded its metadata.
+    let f = run.freight();
+    assert_eq!(f[0]["alias"], json!("tracer-1-2-3"), "{f:#?}");
+    assert_eq!(
+        f[0]["status"]["metadata"]["releaseTag"],
+        json!("v1.2.3"),
+        "{f:#?}"
+    );
+    run.expect(
+        0,
+        &["promote", "--stage", "prod", "--freight", "tracer-1-2-3"],
+    );
+    assert_eq!(
+        run.gitops_file("main", "prod/values.yaml"),
+        "image:\n  tag: 1.2.3\nrelease: v1.2.3\npreviousDevImage: 1.2.3\n"
+    );
+}
