@@ -6,13 +6,17 @@
 //!
 //! - `every_directory_validates`: each directory passes `promoter validate -o json`, with
 //!   the notices (skipped kinds) and warnings (repeated keys, deprecated fields) it has on
-//!   purpose and no others; a copy with one misspelt step kind fails naming file and line.
+//!   purpose and no others, and lists every Secret, credential and ConfigMap beside it.
+//! - `a_misspelt_step_kind_fails_naming_file_and_line`: a copy with one misspelt step
+//!   kind fails validation naming the file, line and Stage.
 //! - `e2e_*`: the directories with promotions run against the real git server (smart HTTP,
 //!   authenticated with the directory's Secrets), the authenticated registry, the Helm
 //!   repository and a local HTTP server; the commits land on the remote with the expected
 //!   content.
 //!
-//! They need the servers of `ci/test.sh`; without their variables they print a skip
+//! `tests/kargo-corpus/README.md` says what each directory shows. Each run gets its own
+//! repositories, image namespace and chart directory, so the tests run in parallel on the
+//! shared servers. They need the servers of `ci/test.sh`; without their variables they print a skip
 //! message, except with `CI=true`, where they fail.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
