@@ -22,6 +22,8 @@ REQUIRED=(
   "git:git"
   "docker-registry:docker-registry"
   "/usr/sbin/lighttpd:lighttpd"
+  "/usr/lib/lighttpd/mod_openssl.so:lighttpd-mod-openssl"
+  "openssl:openssl"
   "/usr/sbin/sshd:openssh-server"
   "ssh:openssh-client"
   "ssh-keygen:openssh-client"

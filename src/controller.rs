@@ -460,6 +460,19 @@ impl Controller {
         out.ok_or_else(|| StateError::Aborted("state update did not run".into()).into())
     }
 
+    /// Wakes the running promotions of this controller whose `Running` step waits for one
+    /// of `keys` (a pull-request webhook's `WebhookOutcome::wake_keys`): they poll at
+    /// once instead of after their poll interval ([`Runner::wake`]). Returns whether any
+    /// promotion was listening. Only this process's promotions are reached (another
+    /// replica's promotion polls at its interval).
+    pub fn wake_promotions(&self, keys: &[String]) -> bool {
+        let mut heard = false;
+        for key in keys {
+            heard |= self.runner.wake(key);
+        }
+        heard
+    }
+
     /// Runs discovery for `warehouse` and records new Freight (with a generated alias).
     pub async fn refresh(&self, warehouse: &str) -> Result<RefreshOutcome, ControllerError> {
         self.refresh_with_hints(warehouse, None).await
@@ -472,7 +485,21 @@ impl Controller {
         warehouse: &str,
         hints: Option<DiscoveryHints>,
     ) -> Result<RefreshOutcome, ControllerError> {
-        let result = self.refresh_once(warehouse, hints).await;
+        self.refresh_until_cancelled(warehouse, hints, CancellationToken::new())
+            .await
+    }
+
+    /// [`refresh_with_hints`](Self::refresh_with_hints) that stops as soon as `cancel` is
+    /// cancelled (the service cancels running refreshes when it shuts down): discovery ends
+    /// with a "cancelled" error even while a repository is slow to answer, and nothing is
+    /// recorded for the Warehouse but the failure.
+    pub async fn refresh_until_cancelled(
+        &self,
+        warehouse: &str,
+        hints: Option<DiscoveryHints>,
+        cancel: CancellationToken,
+    ) -> Result<RefreshOutcome, ControllerError> {
+        let result = self.refresh_once(warehouse, hints, cancel).await;
         let mut failures = self
             .failures
             .lock()
@@ -501,13 +528,15 @@ impl Controller {
         &self,
         warehouse: &str,
         hints: Option<DiscoveryHints>,
+        cancel: CancellationToken,
     ) -> Result<RefreshOutcome, ControllerError> {
         let wh = self
             .manifests
             .warehouse(&self.project, warehouse)
             .ok_or_else(|| ControllerError::UnknownWarehouse(warehouse.to_owned()))?;
         let mut ctx = DiscoveryContext::new(&self.project, warehouse)
-            .with_credentials(self.credentials.clone());
+            .with_credentials(self.credentials.clone())
+            .with_cancellation(cancel);
         ctx.hints = hints;
         let found = discover(wh, &self.project, &self.sources, &ctx)
             .await

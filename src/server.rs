@@ -7,7 +7,10 @@
 //!   body are read; a rejection answers the receiver's status (401, 403, 404, 413, 400,
 //!   422) with `{"error": ...}` and is logged without the body. An accepted request
 //!   answers 202 with the Warehouses it asked the service to refresh (200 when none); the
-//!   service then refreshes exactly those and auto-promotes at once.
+//!   service then refreshes exactly those and auto-promotes at once. A pull request merged
+//!   or closed (`pullRequests` in the answer) wakes the promotions waiting on it in
+//!   `git-wait-for-pr` ([`Controller::wake_promotions`](crate::Controller::wake_promotions)),
+//!   which poll it at once instead of after their poll interval.
 //! - `POST /refresh/warehouse/<name>`: asks for a refresh of one Warehouse; needs
 //!   `Authorization: Bearer <token>` with [`ServerOptions::refresh_token`] (compared in
 //!   constant time), and is refused (403) when no token is configured.
@@ -169,12 +172,17 @@ async fn webhook(
     };
     match app.webhooks.handle(&req, &app.warehouses) {
         Ok(o) => {
+            // A pull request merged or closed: the promotions waiting on it poll now.
+            let wake_keys = o.wake_keys();
+            let woke = !wake_keys.is_empty() && app.handle.controller().wake_promotions(&wake_keys);
             let queued = !o.warehouses_to_refresh.is_empty();
             tracing::info!(
                 receiver = %o.receiver,
                 provider = %o.provider,
                 event = %o.event,
                 refreshing = %o.warehouses_to_refresh.join(","),
+                pull_requests = o.pull_requests.len(),
+                woke,
                 "webhook accepted"
             );
             if queued {
@@ -204,6 +212,10 @@ async fn webhook(
                     "provider": o.provider.as_str(),
                     "event": o.event,
                     "refreshing": o.warehouses_to_refresh,
+                    "pullRequests": o.pull_requests.iter().map(|p| json!({
+                        "number": p.number, "merged": p.merged, "repoURLs": p.repo_urls,
+                    })).collect::<Vec<_>>(),
+                    "wokePromotions": woke,
                 }),
             )
         }

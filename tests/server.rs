@@ -4,9 +4,9 @@
 #![cfg(feature = "server")]
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use kargo::Controller;
@@ -52,35 +52,6 @@ spec:
 
 const QUAY_PUSH: &str = r#"{"name": "worker", "repository": "acme/worker", "namespace": "acme",
   "docker_url": "quay.io/acme/worker", "updated_tags": ["1.1.0"]}"#;
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut msg = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        msg.push_str(&format!("{n}: {v}\r\n"));
-    }
-    msg.push_str("\r\n");
-    msg.push_str(body);
-    s.write_all(msg.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_nested_under_a_path_feeds_the_service() {
@@ -140,7 +111,9 @@ async fn the_router_nested_under_a_path_feeds_the_service() {
                 path: String,
                 headers: Vec<(&'static str, &'static str)>,
                 body: &'static str| {
-        tokio::task::spawn_blocking(move || request(addr, method, &path, &headers, body))
+        tokio::task::spawn_blocking(move || {
+            support::http_request(addr, method, &path, &headers, body)
+        })
     };
     assert_eq!(call("GET", "/".into(), vec![], "").await.unwrap().0, 200);
     assert_eq!(

@@ -4,6 +4,8 @@
 #   - smart HTTP: lighttpd + git-http-backend; anonymous read, basic auth required for push,
 #     and for every request to a repository whose name starts with `private-` (so tests can
 #     check that wrong credentials are refused on reads too),
+#   - smart HTTPS: the same over TLS (lighttpd's mod_openssl) with a self-signed
+#     certificate made at start for 127.0.0.1 (insecureSkipTLSVerify tests),
 #   - git://: git daemon with receive-pack enabled (anonymous push),
 #   - ssh://: sshd with a throwaway host key and client key,
 # all on 127.0.0.1 on free ports (recipes: docs/test-servers.md §1a–1d in the shared docs).
@@ -12,6 +14,7 @@
 # A test creates a repository with `git init --bare -b main "$TEST_GIT_ROOT/<name>.git"`
 # and reaches it as
 #   "$TEST_GIT_HTTP_URL/<name>.git"    (push: user $TEST_GIT_HTTP_USER, password $TEST_GIT_HTTP_PASSWORD)
+#   "$TEST_GIT_HTTPS_URL/<name>.git"   (the same; certificate $TEST_GIT_HTTPS_CERT, trusted by no one)
 #   "$TEST_GIT_DAEMON_URL/<name>.git"
 #   "$TEST_GIT_SSH_URL/<name>.git"     (ssh -i $TEST_GIT_SSH_KEY -o UserKnownHostsFile=$TEST_GIT_SSH_KNOWN_HOSTS)
 #   "file://$TEST_GIT_ROOT/<name>.git"
@@ -87,14 +90,16 @@ done
 _kg_pass=${_kg_pass:0:24}
 (umask 077 && printf 'kargo:%s\n' "$_kg_pass" >"$_kg_dir/lighttpd-users")
 
-_kg_start_http() {
-  local port=$1
-  cat >"$_kg_dir/lighttpd.conf" <<EOF
+# _kg_lighttpd_conf NAME PORT [EXTRA]: writes "$_kg_dir/NAME.conf", the smart-HTTP server
+# on 127.0.0.1:PORT with EXTRA lines appended (the HTTPS server's TLS settings).
+_kg_lighttpd_conf() {
+  local name=$1 port=$2 extra=${3:-}
+  cat >"$_kg_dir/$name.conf" <<EOF
 server.modules = ( "mod_auth", "mod_authn_file", "mod_alias", "mod_setenv", "mod_cgi" )
 server.bind = "127.0.0.1"
 server.port = $port
 server.document-root = "$_kg_dir/www"
-server.errorlog = "$_kg_dir/lighttpd-error.log"
+server.errorlog = "$_kg_dir/$name-error.log"
 alias.url = ( "/" => "$_kg_gitcore/git-http-backend/" )
 cgi.assign = ( "" => "" )
 setenv.add-environment = ( "GIT_PROJECT_ROOT" => "$_kg_root", "GIT_HTTP_EXPORT_ALL" => "1",
@@ -104,7 +109,12 @@ auth.backend.plain.userfile = "$_kg_dir/lighttpd-users"
 \$HTTP["querystring"] =~ "service=git-receive-pack" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
 \$HTTP["url"] =~ "/git-receive-pack\$" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
 \$HTTP["url"] =~ "^/private-" { auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) ) }
+$extra
 EOF
+}
+
+_kg_start_http() {
+  _kg_lighttpd_conf lighttpd "$1"
   /usr/sbin/lighttpd -D -f "$_kg_dir/lighttpd.conf" </dev/null >>"$_kg_dir/lighttpd.log" 2>&1 &
   _kg_pid=$!
 }
@@ -125,6 +135,35 @@ _kg_launch lighttpd _kg_start_http _kg_ready_http "$_kg_dir/lighttpd.log"
 export TEST_GIT_HTTP_URL="http://127.0.0.1:$_kg_port"
 export TEST_GIT_HTTP_USER=kargo
 export TEST_GIT_HTTP_PASSWORD=$_kg_pass
+
+# --- smart HTTPS (a second lighttpd with mod_openssl and a self-signed certificate) ------------
+# The same repositories and rules as smart HTTP, over TLS with a certificate made now for
+# 127.0.0.1 that no client trusts: tests check that clones fail with a certificate error
+# unless TLS verification is skipped (insecureSkipTLSVerify). The certificate is
+# $TEST_GIT_HTTPS_CERT for tests that want to trust it.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=kargo-test-git" \
+  -addext "subjectAltName=IP:127.0.0.1" \
+  -keyout "$_kg_dir/https-key.pem" -out "$_kg_dir/https-cert.pem" 2>>"$_kg_dir/openssl.log" ||
+  _kg_fail "openssl could not make the HTTPS certificate (log: $_kg_dir/openssl.log)"
+
+_kg_start_https() {
+  _kg_lighttpd_conf lighttpd-https "$1" "server.modules += ( \"mod_openssl\" )
+ssl.engine = \"enable\"
+ssl.pemfile = \"$_kg_dir/https-cert.pem\"
+ssl.privkey = \"$_kg_dir/https-key.pem\""
+  /usr/sbin/lighttpd -D -f "$_kg_dir/lighttpd-https.conf" </dev/null >>"$_kg_dir/lighttpd-https.log" 2>&1 &
+  _kg_pid=$!
+}
+
+# `git ls-remote` of the probe repository answers (certificate verification off).
+_kg_ready_https() {
+  _kg_tcp_open "$1" || return 1
+  git -c http.sslVerify=false ls-remote "https://127.0.0.1:$1/probe.git" >/dev/null 2>>"$_kg_dir/https-probe.log"
+}
+
+_kg_launch lighttpd-https _kg_start_https _kg_ready_https "$_kg_dir/lighttpd-https.log"
+export TEST_GIT_HTTPS_URL="https://127.0.0.1:$_kg_port"
+export TEST_GIT_HTTPS_CERT="$_kg_dir/https-cert.pem"
 
 # --- git daemon (git://) ----------------------------------------------------------------------
 _kg_start_daemon() {
@@ -187,8 +226,8 @@ export TEST_GIT_SSH_KEY="$_kg_dir/id_ed25519"
 export TEST_GIT_SSH_KNOWN_HOSTS="$_kg_dir/known_hosts"
 
 export TEST_GIT_ROOT="$_kg_root"
-echo "ci/servers.d/10-git.sh: ready: $TEST_GIT_HTTP_URL $TEST_GIT_DAEMON_URL $TEST_GIT_SSH_URL" >&2
+echo "ci/servers.d/10-git.sh: ready: $TEST_GIT_HTTP_URL $TEST_GIT_HTTPS_URL $TEST_GIT_DAEMON_URL $TEST_GIT_SSH_URL" >&2
 
-unset -f _kg_fail _kg_pick_port _kg_tcp_open _kg_launch _kg_start_http _kg_ready_http \
-  _kg_start_daemon _kg_start_sshd _kg_ready_sshd
+unset -f _kg_fail _kg_pick_port _kg_tcp_open _kg_launch _kg_lighttpd_conf _kg_start_http \
+  _kg_ready_http _kg_start_https _kg_ready_https _kg_start_daemon _kg_start_sshd _kg_ready_sshd
 unset _kg_dir _kg_root _kg_gitcore _kg_pass _kg_user _kg_pid _kg_port

@@ -499,6 +499,11 @@ pub struct StepOutcome {
     pub message: Option<String>,
     /// Outputs, readable by later steps as `outputs['<alias>'].<key>`.
     pub outputs: IndexMap<String, Json>,
+    /// For `Running`: events that end the wait early ([`Runner::wake`] with one of these
+    /// keys polls the step again at once).
+    ///
+    /// [`Runner::wake`]: crate::runner::Runner::wake
+    pub wake_on: Vec<String>,
 }
 
 impl StepOutcome {
@@ -507,7 +512,16 @@ impl StepOutcome {
             status,
             message: None,
             outputs: IndexMap::new(),
+            wake_on: Vec::new(),
         }
+    }
+
+    /// Adds an event key that ends a `Running` wait early (see
+    /// [`Runner::wake`](crate::runner::Runner::wake) and
+    /// [`pull_request_wake_key`](crate::runner::pull_request_wake_key)).
+    pub fn with_wake_on(mut self, key: impl Into<String>) -> Self {
+        self.wake_on.push(key.into());
+        self
     }
 
     /// A `Succeeded` outcome without outputs.

@@ -68,6 +68,36 @@ impl fmt::Display for PathErrorReason {
     }
 }
 
+/// The lexical part of [`WorkDir::resolve`]: the components of a step path relative to
+/// the work directory after folding `.` and `..`, without touching the disk. Refused: an
+/// empty path, a NUL byte, an absolute path, and a `..` that climbs above the root.
+pub fn lexical_components(path: &str) -> Result<Vec<OsString>, PathErrorReason> {
+    if path.is_empty() {
+        return Err(PathErrorReason::Empty);
+    }
+    if path.contains('\0') {
+        return Err(PathErrorReason::NulByte);
+    }
+    let p = Path::new(path);
+    if p.is_absolute() || p.has_root() {
+        return Err(PathErrorReason::Absolute);
+    }
+    let mut out: Vec<OsString> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s.to_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if out.pop().is_none() {
+                    return Err(PathErrorReason::EscapesRoot);
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Err(PathErrorReason::Absolute),
+        }
+    }
+    Ok(out)
+}
+
 /// Something that puts files on disk when they are first asked for: a lazily checked-out
 /// git work tree, for instance. See [`WorkDir::mount`].
 pub trait Materializer: Send + Sync {
@@ -177,32 +207,7 @@ impl WorkDir {
             path: path.to_owned(),
             reason,
         };
-        if path.is_empty() {
-            return Err(err(PathErrorReason::Empty));
-        }
-        if path.contains('\0') {
-            return Err(err(PathErrorReason::NulByte));
-        }
-        let p = Path::new(path);
-        if p.is_absolute() || p.has_root() {
-            return Err(err(PathErrorReason::Absolute));
-        }
-        // Lexical pass: fold `.` and `..`, refusing to climb above the root.
-        let mut pending: Vec<OsString> = Vec::new();
-        for c in p.components() {
-            match c {
-                Component::Normal(s) => pending.push(s.to_owned()),
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    if pending.pop().is_none() {
-                        return Err(err(PathErrorReason::EscapesRoot));
-                    }
-                }
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(err(PathErrorReason::Absolute));
-                }
-            }
-        }
+        let pending = lexical_components(path).map_err(err)?;
         if self.mounts.read().map(|m| !m.is_empty()).unwrap_or(false) {
             let mut lexical = self.root.clone();
             lexical.extend(&pending);

@@ -17,6 +17,8 @@ use std::time::SystemTime;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
+#[cfg(unix)]
+use kargo_fs::nofollow;
 
 use crate::Signature;
 use crate::cli::PushResult;
@@ -1264,7 +1266,7 @@ enum Entry<'a> {
 fn create_dirs(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        nofollow::open_dir(dir, true).map(drop)
+        nofollow::open_dir(dir, Some(0o777)).map(drop)
     }
     #[cfg(not(unix))]
     {
@@ -1291,7 +1293,7 @@ fn remove_file(path: &Path) -> std::io::Result<()> {
 fn write_entry(path: &Path, entry: Entry<'_>) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        nofollow::write_entry(path, entry)
+        write_entry_nofollow(path, entry)
     }
     #[cfg(not(unix))]
     {
@@ -1305,165 +1307,25 @@ fn write_entry(path: &Path, entry: Entry<'_>) -> std::io::Result<()> {
     }
 }
 
-/// Removal through directory handles that never follow symbolic links: the work tree's
-/// root is opened component by component with `O_NOFOLLOW`, and everything below it is
-/// removed relative to those handles. A directory on the way that was swapped for a link
-/// to somewhere else (after the work tree was checked out) makes `clear` fail instead of
-/// emptying the link's target.
+/// See [`write_entry`]: the parent is opened (and created) without following links, the
+/// old entry unlinked, the new one created relative to the parent's handle.
 #[cfg(unix)]
-mod nofollow {
-    use std::ffi::{OsStr, OsString};
-    use std::io;
-    use std::os::fd::OwnedFd;
-    use std::os::unix::ffi::OsStrExt;
-    use std::path::{Component, Path};
-
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-    use rustix::io::Errno;
-
-    fn dir_flags() -> OFlags {
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-    }
-
-    fn refused(e: Errno, name: &OsStr) -> io::Error {
-        if e == Errno::LOOP || e == Errno::NOTDIR {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{:?} is a symbolic link or not a directory; refusing to follow it",
-                    name.to_string_lossy()
-                ),
-            )
-        } else {
-            e.into()
-        }
-    }
-
-    /// Opens the directory `dir` (absolute, or relative to the current directory) without
-    /// following links on the way; missing components are created when `create` is set.
-    pub(super) fn open_dir(dir: &Path, create: bool) -> io::Result<OwnedFd> {
-        let start = if dir.has_root() { "/" } else { "." };
-        let mut fd = rustix::fs::open(start, dir_flags(), Mode::empty())?;
-        for c in dir.components() {
-            let name = match c {
-                Component::RootDir | Component::CurDir => continue,
-                Component::Normal(name) => name,
-                Component::ParentDir | Component::Prefix(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "the work tree's path is not normalised",
-                    ));
-                }
-            };
-            fd = match rustix::fs::openat(&fd, name, dir_flags(), Mode::empty()) {
-                Ok(next) => next,
-                Err(Errno::NOENT) if create => {
-                    match rustix::fs::mkdirat(&fd, name, Mode::from_bits_truncate(0o777)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    rustix::fs::openat(&fd, name, dir_flags(), Mode::empty())
-                        .map_err(|e| refused(e, name))?
-                }
-                Err(e) => return Err(refused(e, name)),
-            };
-        }
-        Ok(fd)
-    }
-
-    fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
-        match (path.parent(), path.file_name()) {
-            (Some(dir), Some(name)) => Ok((dir, name)),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path has no parent directory or no file name",
-            )),
-        }
-    }
-
-    /// Removes the file or link `path` relative to its parent's handle.
-    pub(super) fn remove_file(path: &Path) -> io::Result<()> {
-        let (dir, name) = split(path)?;
-        let fd = open_dir(dir, false)?;
-        rustix::fs::unlinkat(&fd, name, AtFlags::empty()).map_err(Into::into)
-    }
-
-    /// See [`super::write_entry`].
-    pub(super) fn write_entry(path: &Path, entry: super::Entry<'_>) -> io::Result<()> {
-        use std::io::Write as _;
-        let (dir, name) = split(path)?;
-        let fd = open_dir(dir, true)?;
-        match rustix::fs::unlinkat(&fd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match entry {
-            super::Entry::Link(target) => {
-                rustix::fs::symlinkat(OsStr::from_bytes(target), &fd, name).map_err(Into::into)
+fn write_entry_nofollow(path: &Path, entry: Entry<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let (dir, name) = nofollow::split(path)?;
+    let fd = nofollow::open_dir(dir, Some(0o777))?;
+    nofollow::unlink(&fd, name)?;
+    match entry {
+        Entry::Link(target) => nofollow::symlink(&fd, std::ffi::OsStr::from_bytes(target), name),
+        Entry::File { data, executable } => {
+            let mut file = nofollow::create_new(&fd, name, 0o666)?;
+            file.write_all(data)?;
+            if executable {
+                use std::os::unix::fs::PermissionsExt as _;
+                file.set_permissions(std::fs::Permissions::from_mode(0o755))?;
             }
-            super::Entry::File { data, executable } => {
-                let file = rustix::fs::openat(
-                    &fd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_bits_truncate(0o666),
-                )?;
-                let mut file = std::fs::File::from(file);
-                file.write_all(data)?;
-                if executable {
-                    rustix::fs::fchmod(&file, Mode::from_bits_truncate(0o755))?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Removes every entry of the directory `root` (an absolute path without links).
-    pub(super) fn clear_dir(root: &Path) -> io::Result<()> {
-        let fd = open_dir(root, false)?;
-        for name in children(&fd)? {
-            remove_entry(&fd, &name)?;
-        }
-        Ok(())
-    }
-
-    fn children(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
-        let mut out = Vec::new();
-        for entry in rustix::fs::Dir::read_from(fd)? {
-            let name = entry?.file_name().to_bytes().to_vec();
-            if name != b"." && name != b".." {
-                out.push(OsStr::from_bytes(&name).to_owned());
-            }
-        }
-        Ok(out)
-    }
-
-    fn remove_entry(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
-        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(s) => s,
-            Err(Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-            let fd = rustix::fs::openat(dir, name, dir_flags(), Mode::empty())
-                .map_err(|e| refused(e, name))?;
-            for child in children(&fd)? {
-                remove_entry(&fd, &child)?;
-            }
-            drop(fd);
-            match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        } else {
-            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+            Ok(())
         }
     }
 }

@@ -106,6 +106,10 @@ pub(crate) fn command(
     if let Some(ssh) = ssh {
         cmd.env("GIT_SSH_COMMAND", ssh.command());
     }
+    if git.insecure_skip_tls_verify {
+        // insecureSkipTLSVerify (Git::with_insecure_skip_tls_verify).
+        cmd.args(["-c", "http.sslVerify=false"]);
+    }
     cmd
 }
 

@@ -109,6 +109,7 @@ pub struct Git {
     pub(crate) config: Arc<GitConfig>,
     pub(crate) credentials: Arc<dyn CredentialSource>,
     pub(crate) interrupt: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) insecure_skip_tls_verify: bool,
 }
 
 impl std::fmt::Debug for Git {
@@ -126,7 +127,17 @@ impl Git {
             config: Arc::new(config),
             credentials,
             interrupt: Arc::default(),
+            insecure_skip_tls_verify: false,
         }
+    }
+
+    /// This client without TLS certificate verification for `https://` remotes when
+    /// `skip` is set (Kargo's `insecureSkipTLSVerify`: a server with a self-signed
+    /// certificate): fetches and ls-remote accept any certificate, and pushes run `git`
+    /// with `http.sslVerify=false`. Off by default.
+    pub fn with_insecure_skip_tls_verify(mut self, skip: bool) -> Self {
+        self.insecure_skip_tls_verify = skip;
+        self
     }
 
     /// The flag that interrupts this client's operations: once set, fetches stop as soon

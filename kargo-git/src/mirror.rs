@@ -323,6 +323,7 @@ impl Mirror {
             .connect(Direction::Fetch)
             .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         let connection = with_basic_credentials(connection, auth.as_ref());
+        let connection = self.with_tls_options(&repo, connection, &op)?;
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
@@ -380,6 +381,7 @@ impl Mirror {
             .connect(Direction::Fetch)
             .map_err(|e| GitError::classify(&op, self.scrub(&error_chain(&e))))?;
         let connection = with_basic_credentials(connection, auth.as_ref());
+        let connection = self.with_tls_options(&repo, connection, &op)?;
         let (map, _) = connection
             .ref_map(
                 gix::progress::Discard,
@@ -587,6 +589,44 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+impl Mirror {
+    /// With [`Git::with_insecure_skip_tls_verify`] and an `https://` remote: the
+    /// repository's HTTP options (from its git configuration) with certificate
+    /// verification off, for gix's reqwest client too (which reads no `sslVerify`).
+    ///
+    /// [`Git::with_insecure_skip_tls_verify`]: crate::Git::with_insecure_skip_tls_verify
+    fn with_tls_options<'a, 'r, T: gix::protocol::transport::client::blocking_io::Transport>(
+        &self,
+        repo: &gix::Repository,
+        connection: gix::remote::Connection<'a, 'static, 'r, T>,
+        op: &str,
+    ) -> Result<gix::remote::Connection<'a, 'static, 'r, T>> {
+        use gix::protocol::transport::client::blocking_io::http;
+        if !self.git.insecure_skip_tls_verify
+            || !self.url.to_ascii_lowercase().starts_with("https://")
+        {
+            return Ok(connection);
+        }
+        let configured = repo
+            .transport_options(self.url.as_str(), None)
+            .map_err(|e| GitError::new(GitErrorKind::Invalid, op, self.scrub(&e.to_string())))?;
+        let mut options = configured
+            .and_then(|o| o.downcast::<http::Options>().ok())
+            .map(|o| *o)
+            .unwrap_or_default();
+        options.ssl_verify = false;
+        let configure_client: Box<http::reqwest::ConfigureClientFn> =
+            Box::new(|builder| Ok(builder.danger_accept_invalid_certs(true)));
+        let backend = http::reqwest::Options {
+            configure_client: Some(configure_client),
+            configure_request: None,
+        };
+        options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+        tracing::warn!(url = %self.display_url(), "TLS certificate verification is off for this remote (insecureSkipTLSVerify)");
+        Ok(connection.with_transport_options(Box::new(options)))
+    }
 }
 
 fn with_basic_credentials<'a, 'r, T: gix::protocol::transport::client::blocking_io::Transport>(

@@ -197,7 +197,8 @@ impl GitSource {
             Some(a) => StaticAuth::new().with(config.repo_url.clone(), a),
             None => StaticAuth::new(),
         };
-        let git = Git::new(self.inner.config.clone(), Arc::new(table));
+        let git = Git::new(self.inner.config.clone(), Arc::new(table))
+            .with_insecure_skip_tls_verify(config.insecure_skip_tls_verify);
 
         // Cancellation interrupts the blocking git operations.
         let flag = git.interrupt_flag();

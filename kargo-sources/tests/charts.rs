@@ -795,3 +795,53 @@ async fn oci_chart_source_conformance() {
     };
     conformance::run("oci-chart", &backend).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Cancellation
+
+#[path = "support/stalling_http.rs"]
+mod stalling_http;
+use stalling_http::{Stall, stalling_server};
+
+/// Cancels a `chart` discovery against a stalling server once the server holds the
+/// request, and checks it ends with a "cancelled" error well before any client timeout.
+async fn cancelled_discovery_returns_promptly(stall: Stall) {
+    let (base, mut accepted) = stalling_server(stall).await;
+    let url = format!("{base}/charts");
+    // Long client timeouts: only the cancellation can end the discovery within the bound.
+    let mut options = ChartClientOptions::default();
+    options.timeout = Duration::from_secs(600);
+    let source: Arc<dyn DynSource> = Arc::new(ChartSource::with_options(
+        options,
+        Arc::new(IndexCache::default()),
+    ));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let ctx = DiscoveryContext::new("p", "w").with_cancellation(cancel.clone());
+    let discovery = tokio::spawn(async move {
+        source
+            .discover_json(&ctx, json!({"repoURL": url, "name": "app"}))
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(30), accepted.recv())
+        .await
+        .expect("the server never got the index request")
+        .unwrap();
+    cancel.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), discovery)
+        .await
+        .expect("the cancelled discovery did not return within 10 s")
+        .unwrap();
+    let e = result.expect_err("a cancelled discovery must fail");
+    assert!(e.message.contains("cancelled"), "{e}");
+    assert!(e.message.contains("127.0.0.1"), "{e}");
+}
+
+#[tokio::test]
+async fn cancelled_http_discovery_stops_when_the_server_never_answers() {
+    cancelled_discovery_returns_promptly(Stall::Silent).await;
+}
+
+#[tokio::test]
+async fn cancelled_http_discovery_stops_while_the_index_trickles_in() {
+    cancelled_discovery_returns_promptly(Stall::Trickle).await;
+}

@@ -830,6 +830,41 @@ async fn http_with_basic_auth() {
     assert_eq!(e.kind, SourceErrorKind::NotFound, "{e}");
 }
 
+/// A git subscription over HTTPS with a self-signed certificate (`TEST_GIT_HTTPS_URL`,
+/// the same repositories as smart HTTP): refused with a certificate error, discovered with
+/// `insecureSkipTLSVerify: true`.
+#[tokio::test]
+async fn https_with_a_self_signed_certificate_needs_insecure_skip_tls_verify() {
+    let test = "https_with_a_self_signed_certificate_needs_insecure_skip_tls_verify";
+    let (Some(root), Some(https)) = (
+        server_env(test, "TEST_GIT_ROOT"),
+        server_env(test, "TEST_GIT_HTTPS_URL"),
+    ) else {
+        return;
+    };
+    let repo = Repo::new(Path::new(&root), &https, &unique("tls"));
+    let c1 = repo.commit(&[("a", "1")], "one");
+    repo.push();
+    let (_cache, s) = source();
+
+    let e = error(&s, sub(&repo.url, json!({}))).await;
+    let text = format!("{e} {:?}", std::error::Error::source(&e));
+    assert!(
+        text.to_ascii_lowercase().contains("certificate"),
+        "not a certificate error: {text}"
+    );
+    assert_ne!(e.kind, SourceErrorKind::NotFound, "{e}");
+
+    let f = commits(&s, sub(&repo.url, json!({"insecureSkipTLSVerify": true}))).await;
+    assert_eq!(ids(&f), [&c1]);
+    // The flag is per subscription: without it the same source still verifies.
+    let e = error(&s, sub(&repo.url, json!({}))).await;
+    assert!(
+        e.to_string().to_ascii_lowercase().contains("certificate"),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The shared conformance suite over smart HTTP, SemVer strategy
 

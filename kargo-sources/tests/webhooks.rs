@@ -1189,3 +1189,117 @@ fn cluster_config_receivers_refresh_the_projects_warehouses() {
     );
     assert_eq!(status(router.handle(&req, &env.warehouses)), 403);
 }
+
+// ---- pull requests merged or closed: promotions waiting on them are woken ----
+
+fn pr_event(o: &WebhookOutcome) -> (Vec<&str>, i64, bool) {
+    assert_eq!(o.pull_requests.len(), 1, "{o:?}");
+    let p = &o.pull_requests[0];
+    (
+        p.repo_urls.iter().map(String::as_str).collect(),
+        p.number,
+        p.merged,
+    )
+}
+
+impl Env {
+    /// Posts `body` to `receiver` with valid credentials and the event header `event`.
+    fn post_event(
+        &self,
+        receiver: &str,
+        event: (&str, &str),
+        body: &Value,
+    ) -> Result<WebhookOutcome, WebhookError> {
+        self.post_signed(receiver, &[event], body.to_string().as_bytes())
+    }
+}
+
+#[test]
+fn pull_request_events_name_the_pull_request_and_refresh_no_warehouse() {
+    let env = Env::new();
+    let repo = json!({"html_url": "https://github.com/acme/gitops",
+        "clone_url": "https://github.com/acme/gitops.git", "ssh_url": "git@github.com:acme/gitops.git"});
+    let github = ("X-GitHub-Event", "pull_request");
+
+    // GitHub: closed and merged.
+    let body = json!({"action": "closed", "number": 42, "repository": repo,
+        "pull_request": {"number": 42, "merged": true}});
+    let o = env.post_event("github", github, &body).unwrap();
+    assert_eq!(o.event, "pull_request:closed");
+    assert!(o.warehouses_to_refresh.is_empty());
+    let (urls, number, merged) = pr_event(&o);
+    assert!(urls.contains(&"https://github.com/acme/gitops"), "{urls:?}");
+    assert_eq!((number, merged), (42, true));
+    assert_eq!(
+        o.wake_keys()[0],
+        kargo_core::runner::pull_request_wake_key("https://github.com/acme/gitops.git", 42)
+    );
+    // Opened: nothing to wake.
+    let body = json!({"action": "opened", "number": 43, "repository": repo});
+    let o = env.post_event("github", github, &body).unwrap();
+    assert!(o.pull_requests.is_empty() && o.warehouses_to_refresh.is_empty());
+    // Closed without a number: a bad request.
+    let body = json!({"action": "closed", "repository": repo});
+    assert_eq!(status(env.post_event("github", github, &body)), 400);
+
+    // Gitea: closed without merging.
+    let body = json!({"action": "closed", "number": 7,
+        "pull_request": {"number": 7, "merged": false},
+        "repository": {"html_url": "https://gitea.example.com/acme/infra"}});
+    let o = env
+        .post_event("gitea", ("X-Gitea-Event", "pull_request"), &body)
+        .unwrap();
+    assert_eq!(
+        pr_event(&o),
+        (vec!["https://gitea.example.com/acme/infra"], 7, false)
+    );
+
+    // GitLab: a merge request merged.
+    let body = json!({"object_kind": "merge_request",
+        "project": {"web_url": "https://gitlab.example.com/mike/diaspora"},
+        "object_attributes": {"iid": 3, "action": "merge"}});
+    let o = env
+        .post_event("gitlab", ("X-Gitlab-Event", "Merge Request Hook"), &body)
+        .unwrap();
+    assert_eq!(o.event, "Merge Request Hook:merge");
+    assert_eq!(
+        pr_event(&o),
+        (vec!["https://gitlab.example.com/mike/diaspora"], 3, true)
+    );
+
+    // Bitbucket: fulfilled (merged) and rejected (declined).
+    let body = json!({"pullrequest": {"id": 9},
+        "repository": {"full_name": "acme/deploy",
+            "links": {"html": {"href": "https://bitbucket.org/acme/deploy"}}}});
+    for (key, merged) in [
+        ("pullrequest:fulfilled", true),
+        ("pullrequest:rejected", false),
+    ] {
+        let o = env
+            .post_event("bitbucket", ("X-Event-Key", key), &body)
+            .unwrap();
+        let (urls, number, m) = pr_event(&o);
+        assert!(
+            urls.contains(&"https://bitbucket.org/acme/deploy"),
+            "{urls:?}"
+        );
+        assert_eq!((number, m), (9, merged));
+    }
+
+    // Azure DevOps: completed; an update that leaves it active wakes nothing.
+    let pr = |status: &str| {
+        json!({"eventType": "git.pullrequest.updated", "resource": {
+            "pullRequestId": 11, "status": status,
+            "repository": {"remoteUrl": "https://dev.azure.com/acme/proj/_git/gitops"}}})
+        .to_string()
+    };
+    let o = env
+        .post_signed("azure", &[], pr("completed").as_bytes())
+        .unwrap();
+    assert_eq!(pr_event(&o).1, 11);
+    assert!(pr_event(&o).2);
+    let o = env
+        .post_signed("azure", &[], pr("active").as_bytes())
+        .unwrap();
+    assert!(o.pull_requests.is_empty());
+}

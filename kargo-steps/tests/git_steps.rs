@@ -1025,3 +1025,66 @@ async fn default_author_applies_when_the_clone_names_none() {
         assert_eq!(who, expected);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// insecureSkipTLSVerify against the HTTPS server with a self-signed certificate
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_self_signed_clone_needs_insecure_skip_tls_verify() {
+    let Some(v) = server_env(
+        "https",
+        &[
+            "TEST_GIT_ROOT",
+            "TEST_GIT_HTTPS_URL",
+            "TEST_GIT_HTTP_USER",
+            "TEST_GIT_HTTP_PASSWORD",
+        ],
+    ) else {
+        return;
+    };
+    let name = unique("tls");
+    let bare = Path::new(&v[0]).join(format!("{name}.git"));
+    let seeded = seed(&bare, &many_files());
+    let url = format!("{}/{name}.git", v[1]);
+    let creds: Arc<dyn CredentialProvider> =
+        Arc::new(StaticCredentials::new().with(CredentialKind::Git, &v[1], &v[2], &v[3]));
+    let plan = |insecure: bool| {
+        steps(json!([
+            {"alias": "clone", "uses": "git-clone", "config": {
+                "repoURL": url, "insecureSkipTLSVerify": insecure,
+                "checkout": [{"branch": "main", "path": "./repo"}],
+            }},
+            {"alias": "edit", "uses": "test-edit", "config": {
+                "path": "repo/apps/app-1/values.yaml", "contents": "image: tls\n",
+            }},
+            {"alias": "commit", "uses": "git-commit", "config": {
+                "path": "./repo", "message": "Over TLS",
+            }},
+            {"alias": "push", "uses": "git-push", "config": {"path": "./repo"}},
+        ]))
+    };
+
+    // Verified (the default): the clone fails with a certificate error.
+    let cache = TempDir::new().unwrap();
+    let work = TempDir::new().unwrap();
+    let p = promotion(work.path(), "dev.01tls.0000001", plan(false), creds.clone());
+    let r = runner(cache.path(), None).run(&p).await;
+    assert_phase(&r, PromotionPhase::Errored);
+    let clone = r.step("clone").unwrap();
+    let message = clone.message.clone().unwrap_or_default();
+    assert!(
+        message.to_ascii_lowercase().contains("certificate"),
+        "not a certificate error: {message}"
+    );
+    assert_eq!(git(&bare, &["rev-parse", "main"]), seeded);
+
+    // insecureSkipTLSVerify: clone, commit and push succeed over the same server.
+    let work = TempDir::new().unwrap();
+    let p = promotion(work.path(), "dev.01tls.0000002", plan(true), creds);
+    let r = runner(cache.path(), None).run(&p).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(output(&r, "clone", "commits"), &json!({"./repo": seeded}));
+    let head = git(&bare, &["rev-parse", "main"]);
+    assert_ne!(head, seeded);
+    assert_eq!(output(&r, "push", "commit"), &json!(head));
+}

@@ -679,3 +679,124 @@ async fn github_merge_conflict_fails_or_waits() {
 async fn gitlab_merge_conflict_fails_or_waits() {
     merge_conflict(Flavor::GitLab).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Pagination: lookups follow the list past its first page, as each service documents.
+
+/// A client of `flavor`'s fake (two items a page) holding, before the pull requests of
+/// `feature` → `main`, open pull requests of other branches and closed, unmerged ones of
+/// `feature`. Returns the server, the client, and the numbers of the merged and the open
+/// pull request of `feature`.
+async fn paginated_forge(
+    flavor: Flavor,
+) -> (
+    fake_http::Server,
+    kargo_steps::git::pr::PrClient,
+    i64,
+    i64,
+    TempDir,
+) {
+    use kargo_steps::git::GitProvider;
+    let bare = TempDir::new().unwrap();
+    let forge = Forge::new(
+        flavor,
+        bare.path().to_path_buf(),
+        "acme",
+        "gitops",
+        "kargo",
+        "t0ken",
+    );
+    forge.set_page_size(2);
+    for i in 0..5 {
+        forge.add_pr(&format!("other-{i}"), "main", "open");
+    }
+    for _ in 0..3 {
+        forge.add_pr("feature", "main", "closed");
+    }
+    let merged = forge.add_pr("feature", "main", "merged");
+    let open = forge.add_pr("feature", "main", "open");
+    let f = forge.clone();
+    let srv = serve(Arc::new(move |r: &Req| f.handle(r))).await;
+    let api = format!("{}{}", srv.url, flavor.api_prefix());
+    let (provider, repo_url) = match flavor {
+        Flavor::GitHub => (GitProvider::GitHub, "https://forge.example/acme/gitops.git"),
+        Flavor::GitLab => (GitProvider::GitLab, "https://forge.example/acme/gitops.git"),
+        Flavor::Gitea => (GitProvider::Gitea, "https://forge.example/acme/gitops.git"),
+        Flavor::Bitbucket => (GitProvider::Bitbucket, "https://bitbucket.org/acme/gitops"),
+        Flavor::Azure => (
+            GitProvider::Azure,
+            "https://dev.azure.com/acme/proj/_git/gitops",
+        ),
+    };
+    let client = kargo_steps::git::pr::PrClient::new(
+        provider,
+        &api,
+        kargo_steps::git::pr::repo_ref(provider, repo_url).unwrap(),
+        "kargo",
+        kargo_core::secret::Redacted::new("t0ken".to_owned()),
+        false,
+    )
+    .unwrap();
+    (srv, client, merged, open, bare)
+}
+
+/// The list requests the fake served.
+fn list_requests(srv: &fake_http::Server) -> usize {
+    srv.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && ["/pulls", "/merge_requests", "/pullrequests"]
+                    .iter()
+                    .any(|p| r.path.ends_with(p))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn github_merged_lookup_reads_past_the_first_page() {
+    // The closed list holds three unmerged pull requests of the branch first: the merged
+    // one is on page 2 (Link: rel="next").
+    let (srv, client, merged, open, _bare) = paginated_forge(Flavor::GitHub).await;
+    let found = client.find_merged("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(merged));
+    assert_eq!(list_requests(&srv), 2);
+    let found = client.find_open("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(open));
+}
+
+#[tokio::test]
+async fn gitea_lookups_read_past_the_first_page() {
+    // Gitea's list cannot filter by branch: the open pull request of `feature` is the
+    // sixth open one (page 3), the merged one the fourth closed one (page 2).
+    let (srv, client, merged, open, _bare) = paginated_forge(Flavor::Gitea).await;
+    let found = client.find_open("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(open));
+    assert_eq!(list_requests(&srv), 3);
+    let found = client.find_merged("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(merged));
+    assert_eq!(list_requests(&srv), 5);
+    // Nothing for another branch: every page read, then None.
+    assert!(client.find_open("nope", "main").await.unwrap().is_none());
+    assert_eq!(list_requests(&srv), 8);
+}
+
+/// GitLab, Bitbucket and Azure DevOps filter by branch and state on the server, so a
+/// match is on the first page; a lookup with nothing to find still ends (the last page
+/// says so) and the lookups find what is there.
+async fn server_filtered_lookups(flavor: Flavor) {
+    let (srv, client, merged, open, _bare) = paginated_forge(flavor).await;
+    let found = client.find_merged("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(merged));
+    let found = client.find_open("feature", "main").await.unwrap();
+    assert_eq!(found.map(|p| p.number), Some(open));
+    assert!(client.find_open("nope", "main").await.unwrap().is_none());
+    assert_eq!(list_requests(&srv), 3);
+}
+
+#[tokio::test]
+async fn gitlab_bitbucket_azure_lookups_with_small_pages() {
+    for flavor in [Flavor::GitLab, Flavor::Bitbucket, Flavor::Azure] {
+        server_filtered_lookups(flavor).await;
+    }
+}

@@ -25,9 +25,11 @@
 //! under the Stage's lease ([`Controller::drain`]), so each runs on one replica at a time;
 //! a replica that finds a lease held leaves that work to its holder.
 //!
-//! When `shutdown` completes, no new pass and no new promotion starts; a promotion that is
-//! running finishes (so nothing is left half-pushed), and promotions not yet started stay
-//! queued in the state store for the next start.
+//! When `shutdown` completes, no new pass and no new promotion starts; running Warehouse
+//! refreshes are cancelled (discovery only reads, so nothing is lost; a repository that is
+//! slow to answer does not hold the shutdown); a promotion that is running finishes (so
+//! nothing is left half-pushed), and promotions not yet started stay queued in the state
+//! store for the next start.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -80,6 +82,7 @@ use chrono::{DateTime, Utc};
 use kargo_core::pipeline::{RetentionPolicy, RetentionReport};
 use kargo_core::source::DiscoveryHints;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::controller::{Controller, ControllerError, PromotionReport, RefreshOutcome};
@@ -329,6 +332,8 @@ pub struct Service {
     status: watch::Sender<ServiceStatus>,
     on_pass: Option<PassCallback>,
     stopping: Arc<AtomicBool>,
+    /// Cancelled at shutdown: stops the running refreshes.
+    refreshes: CancellationToken,
     last_retention: Option<DateTime<Utc>>,
 }
 
@@ -376,6 +381,7 @@ impl Service {
             status,
             on_pass: None,
             stopping: Arc::new(AtomicBool::new(false)),
+            refreshes: CancellationToken::new(),
             last_retention: None,
         }
     }
@@ -408,6 +414,7 @@ impl Service {
         tracing::info!(project, notified = changes.is_some(), "service started");
         loop {
             let stopping = self.stopping.clone();
+            let refreshes = self.refreshes.clone();
             let mut shut = false;
             let report = {
                 let pass = self.pass();
@@ -419,6 +426,7 @@ impl Service {
                             // Let the pass finish its running promotion, start nothing more.
                             tracing::info!(project, "shutdown requested: finishing the running work");
                             stopping.store(true, Ordering::SeqCst);
+                            refreshes.cancel();
                             shut = true;
                         }
                     }
@@ -584,6 +592,7 @@ impl Service {
                 .unwrap_or_default();
             let limits = self.limits.clone();
             let controller = self.controller.clone();
+            let cancel = self.refreshes.child_token();
             let span = tracing::info_span!("refresh", warehouse = %name);
             async move {
                 let _permits = limits.acquire(&keys).await;
@@ -596,7 +605,10 @@ impl Service {
                     }
                     Err(e) => return (name, Err(e)),
                 };
-                let result = controller.refresh_with_hints(&name, hints).await.map(Some);
+                let result = controller
+                    .refresh_until_cancelled(&name, hints, cancel)
+                    .await
+                    .map(Some);
                 drop(lease);
                 (name, result)
             }

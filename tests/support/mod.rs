@@ -130,3 +130,34 @@ pub fn empty_bare_repo_with_clone(bare: &Path, clone: &Path) {
     );
     git(clone, &["checkout", "-q", "-b", "main"]);
 }
+
+/// Sends one HTTP/1.1 request to `addr` (blocking) and returns the status and body.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut msg = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        msg.push_str(&format!("{n}: {v}\r\n"));
+    }
+    msg.push_str("\r\n");
+    msg.push_str(body);
+    s.write_all(msg.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}

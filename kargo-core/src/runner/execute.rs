@@ -19,6 +19,7 @@ use super::progress::{ProgressError, ProgressSink};
 use super::result::{
     PromotionPhase, PromotionProgress, PromotionResult, StepExecutionStatus, StepRecord,
 };
+use super::wake::{WakeBoard, woken};
 use crate::expr::{EvalData, ExprEngine, OriginSubscriptions, Scope, StepStatusEntry, from_json};
 use crate::freight::{FreightCollection, FreightReference};
 use crate::model::ExpressionVariable;
@@ -183,6 +184,7 @@ pub struct Runner {
     registry: Arc<StepRegistry>,
     engine: Arc<ExprEngine>,
     options: RunnerOptions,
+    wakes: Arc<WakeBoard>,
 }
 
 impl fmt::Debug for Runner {
@@ -250,7 +252,21 @@ impl Runner {
             registry: Arc::new(registry),
             engine: Arc::new(ExprEngine::new()),
             options: RunnerOptions::default(),
+            wakes: Arc::new(WakeBoard::default()),
         }
+    }
+
+    /// Polls at once the `Running` steps of this runner (and its clones) that wait for
+    /// `key` ([`StepOutcome::with_wake_on`], e.g. a
+    /// [`pull_request_wake_key`](super::pull_request_wake_key)) instead of after their
+    /// poll interval. Returns whether any promotion of this runner is listening (a step
+    /// waiting for another key ignores the wake).
+    ///
+    /// [`StepOutcome::with_wake_on`]: crate::step::StepOutcome::with_wake_on
+    pub fn wake(&self, key: &str) -> bool {
+        let listeners = self.wakes.wake(key);
+        tracing::debug!(key, listeners, "wake");
+        listeners > 0
     }
 
     /// Replaces the options.
@@ -864,6 +880,8 @@ impl Runner {
             sctx.attempt = exec.records[index].attempts;
             sctx.execution_id = execution_id.clone();
             exec.records[index].attempts += 1;
+            // Listening from before the attempt: a wake during it is not lost.
+            let mut wakes = self.wakes.listen();
 
             let result = tokio::select! {
                 r = imp.run_json(&sctx, config) => Some(r),
@@ -881,8 +899,10 @@ impl Runner {
                 ));
             };
 
+            let mut wake_on = Vec::new();
             let delay = match result {
                 Ok(outcome) => {
+                    wake_on = outcome.wake_on.clone();
                     self.record_outputs(
                         exec,
                         index,
@@ -960,6 +980,9 @@ impl Runner {
             };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = woken(&mut wakes, &wake_on) => {
+                    tracing::debug!(step = %step.alias, "woken before the poll interval");
+                }
                 () = cancel.cancelled() => {
                     return Ok(finish(exec, StepExecutionStatus::Aborted, Some("aborted while waiting".into())));
                 }

@@ -19,7 +19,9 @@
 //! - **Retries**: a retryable error is retried until `retry.errorThreshold` consecutive
 //!   errors (default: the step's, else 1); `retry.timeout` bounds the time since the step
 //!   first started, checked after each attempt; `Running` steps are polled again after
-//!   their `retry_after` (never sooner than [`RunnerOptions::min_retry_after`]).
+//!   their `retry_after` (never sooner than [`RunnerOptions::min_retry_after`]), or at
+//!   once when [`Runner::wake`] names a key the step waits for
+//!   ([`StepOutcome::with_wake_on`](crate::step::StepOutcome::with_wake_on)).
 //! - **Phase**: the worst status among steps without `continueOnError`
 //!   (Succeeded < Skipped < Running < Aborted < Failed < Errored; Skipped counts as
 //!   Succeeded). Cancelling aborts the current step and yields `Aborted`.
@@ -39,6 +41,7 @@ mod inflate;
 mod plan;
 mod progress;
 mod result;
+mod wake;
 
 pub use execute::{Promotion, Runner, RunnerOptions};
 pub use inflate::{ALIAS_SEPARATOR, InflateError, PlannedStep, inflate_steps};
@@ -47,6 +50,7 @@ pub use progress::{ProgressError, ProgressSink};
 pub use result::{
     PromotionPhase, PromotionProgress, PromotionResult, StepExecutionStatus, StepRecord,
 };
+pub use wake::pull_request_wake_key;
 
 #[cfg(test)]
 mod tests;

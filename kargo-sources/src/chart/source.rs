@@ -73,7 +73,32 @@ impl Source for ChartSource {
     const KIND: &'static str = "chart";
     type Config = ChartSubscription;
 
+    /// Discovers the versions; a cancelled context stops it at once, whatever the
+    /// repository is doing (a server that accepts the connection and never answers, or
+    /// trickles the index byte by byte, would otherwise hold it until the timeouts).
     async fn discover(
+        &self,
+        ctx: &DiscoveryContext,
+        config: &ChartSubscription,
+    ) -> Result<Discovery, SourceError> {
+        let cancel = ctx.cancellation().clone();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                let shown = redact_url(config.repo_url.trim());
+                tracing::debug!(repo = %shown, "chart discovery cancelled");
+                Err(SourceError::new(
+                    SourceErrorKind::Other,
+                    format!("discovery of chart {shown} was cancelled"),
+                ))
+            }
+            r = self.run(ctx, config) => r,
+        }
+    }
+}
+
+impl ChartSource {
+    async fn run(
         &self,
         ctx: &DiscoveryContext,
         config: &ChartSubscription,

@@ -18,6 +18,9 @@
 //!    Kargo's `subscribedURLs` index) plus qualifiers (git refs, tags or versions, changed
 //!    files), and [`warehouses_to_refresh`] picks the Warehouses with a subscription that
 //!    the push can affect (see there).
+//! 4. A pull request merged or closed becomes a [`PullRequestEvent`]: the server wakes the
+//!    promotions waiting on it in `git-wait-for-pr` ([`WebhookOutcome::wake_keys`]), as
+//!    Kargo refreshes them; it refreshes no Warehouse (the merge's push event does).
 //!
 //! Rejections are logged through `tracing` with the receiver, provider and reason, never
 //! with the body, a header value or a secret.
@@ -26,11 +29,11 @@
 //!
 //! | type | Secret key | authentication | events handled |
 //! |---|---|---|---|
-//! | `github` | `secret` | `X-Hub-Signature-256: sha256=<HMAC-SHA256 hex>` | `push`, `package` / `registry_package` (`published`, GHCR images and Helm OCI charts), `ping` |
-//! | `gitlab` | `secret-token` | `X-Gitlab-Token` equals the token | `Push Hook`, `Tag Push Hook` |
-//! | `gitea` | `secret` | `X-Gitea-Signature` / `X-Forgejo-Signature` / `X-Gogs-Signature` (HMAC-SHA256 hex) or `X-Hub-Signature-256` | `push` |
-//! | `bitbucket` | `secret` | `X-Hub-Signature: sha256=<HMAC-SHA256 hex>` | `repo:push`, `diagnostics:ping` |
-//! | `azure` | `secret` | the URL only | ACR `push` / `ping`; Azure DevOps `git.push` |
+//! | `github` | `secret` | `X-Hub-Signature-256: sha256=<HMAC-SHA256 hex>` | `push`, `package` / `registry_package` (`published`, GHCR images and Helm OCI charts), `pull_request` (`closed`), `ping` |
+//! | `gitlab` | `secret-token` | `X-Gitlab-Token` equals the token | `Push Hook`, `Tag Push Hook`, `Merge Request Hook` (`merge`, `close`) |
+//! | `gitea` | `secret` | `X-Gitea-Signature` / `X-Forgejo-Signature` / `X-Gogs-Signature` (HMAC-SHA256 hex) or `X-Hub-Signature-256` | `push`, `pull_request` (`closed`) |
+//! | `bitbucket` | `secret` | `X-Hub-Signature: sha256=<HMAC-SHA256 hex>` | `repo:push`, `pullrequest:fulfilled`, `pullrequest:rejected`, `diagnostics:ping` |
+//! | `azure` | `secret` | the URL only | ACR `push` / `ping`; Azure DevOps `git.push`, `git.pullrequest.merged`, `git.pullrequest.updated` |
 //! | `dockerhub` | `secret` | the URL only | push |
 //! | `quay` | `secret` | the URL only | repository push |
 //! | `harbor` | `auth-header` | `Authorization` equals the value | `PUSH_ARTIFACT` |
@@ -310,6 +313,32 @@ pub struct PushedArtifact {
     pub digest: Option<String>,
 }
 
+/// A pull request a webhook says was merged or closed (GitHub and Gitea `pull_request`
+/// `closed`, GitLab merge request `merge` / `close`, Bitbucket `pullrequest:fulfilled` /
+/// `pullrequest:rejected`, Azure DevOps `git.pullrequest.merged` / `updated` to
+/// `completed` or `abandoned`). Promotions waiting on it in `git-wait-for-pr` are woken
+/// through [`PullRequestEvent::wake_keys`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestEvent {
+    /// The repository's URLs, normalised like [`PushedArtifact::repo_urls`].
+    pub repo_urls: Vec<String>,
+    /// The pull request's number (GitLab: its IID; Bitbucket and Azure DevOps: its ID).
+    pub number: i64,
+    /// Whether it was merged (else closed without merging).
+    pub merged: bool,
+}
+
+impl PullRequestEvent {
+    /// The runner wake keys of this pull request, one per repository URL
+    /// ([`kargo_core::runner::pull_request_wake_key`]).
+    pub fn wake_keys(&self) -> Vec<String> {
+        self.repo_urls
+            .iter()
+            .map(|u| kargo_core::runner::pull_request_wake_key(u, self.number))
+            .collect()
+    }
+}
+
 /// The result of a handled request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookOutcome {
@@ -323,6 +352,18 @@ pub struct WebhookOutcome {
     pub artifacts: Vec<PushedArtifact>,
     /// The Warehouses to refresh, by name, sorted, without duplicates.
     pub warehouses_to_refresh: Vec<String>,
+    /// Pull requests merged or closed (whose waiting promotions to wake).
+    pub pull_requests: Vec<PullRequestEvent>,
+}
+
+impl WebhookOutcome {
+    /// The runner wake keys of every pull request of this event.
+    pub fn wake_keys(&self) -> Vec<String> {
+        self.pull_requests
+            .iter()
+            .flat_map(PullRequestEvent::wake_keys)
+            .collect()
+    }
 }
 
 /// Why a request was rejected; [`WebhookError::status`] is the HTTP status to answer with.
@@ -580,6 +621,7 @@ fn handle_route(
             event,
             artifacts,
             warehouses_to_refresh: refresh,
+            pull_requests: Vec::new(),
         };
     if provider == Provider::Generic {
         let Some(cfg) = &route.config.generic else {
@@ -593,7 +635,10 @@ fn handle_route(
     let body = parse_json(&req.body)?;
     let parsed = providers::parse(provider, &route.config, req, &body)?;
     let refresh = warehouses_to_refresh(&parsed.artifacts, warehouses);
-    Ok(outcome(parsed.event, parsed.artifacts, refresh))
+    Ok(WebhookOutcome {
+        pull_requests: parsed.pull_requests,
+        ..outcome(parsed.event, parsed.artifacts, refresh)
+    })
 }
 
 /// The body as JSON: it must be UTF-8 and parse.

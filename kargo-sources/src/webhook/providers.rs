@@ -5,8 +5,8 @@ use kargo_core::model::WebhookReceiverConfig;
 use serde_json::Value;
 
 use super::{
-    ArtifactKind, Provider, PushedArtifact, WebhookError, WebhookRequest, secrets_equal,
-    verify_hmac_sha256,
+    ArtifactKind, Provider, PullRequestEvent, PushedArtifact, WebhookError, WebhookRequest,
+    secrets_equal, verify_hmac_sha256,
 };
 
 /// The config media type of a Helm chart stored in an OCI registry.
@@ -16,6 +16,7 @@ const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub(super) struct ParsedEvent {
     pub(super) event: String,
     pub(super) artifacts: Vec<PushedArtifact>,
+    pub(super) pull_requests: Vec<PullRequestEvent>,
 }
 
 impl ParsedEvent {
@@ -23,7 +24,36 @@ impl ParsedEvent {
         Self {
             event: event.into(),
             artifacts: Vec::new(),
+            pull_requests: Vec::new(),
         }
+    }
+
+    fn pushed(event: impl Into<String>, artifacts: Vec<PushedArtifact>) -> Self {
+        Self {
+            artifacts,
+            ..Self::nothing(event)
+        }
+    }
+
+    /// A pull request of the repository at `urls` merged or closed.
+    fn pull_request(
+        event: impl Into<String>,
+        urls: Vec<String>,
+        number: Option<i64>,
+        merged: bool,
+    ) -> Result<Self, WebhookError> {
+        let number = number.ok_or_else(|| bad("the payload names no pull request number"))?;
+        if urls.is_empty() {
+            return Err(bad("the payload names no repository"));
+        }
+        Ok(Self {
+            pull_requests: vec![PullRequestEvent {
+                repo_urls: urls,
+                number,
+                merged,
+            }],
+            ..Self::nothing(event)
+        })
     }
 }
 
@@ -156,6 +186,26 @@ fn git_urls<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Vec<St
     out
 }
 
+/// The repository URLs of a GitHub or Gitea payload (`repository.html_url`, `clone_url`,
+/// `ssh_url`), normalised.
+fn repository_urls(body: &Value) -> Vec<String> {
+    git_urls([
+        s(body, "/repository/html_url"),
+        s(body, "/repository/clone_url"),
+        s(body, "/repository/ssh_url"),
+    ])
+}
+
+/// The project URLs of a GitLab payload (`project.web_url`, `git_http_url`,
+/// `git_ssh_url`).
+fn gitlab_project_urls(body: &Value) -> [Option<&str>; 3] {
+    [
+        s(body, "/project/web_url"),
+        s(body, "/project/git_http_url"),
+        s(body, "/project/git_ssh_url"),
+    ]
+}
+
 /// The files added, modified or removed by `commits`, when the list is complete.
 fn changed_files(commits: Option<&Value>, total: Option<u64>) -> Option<Vec<String>> {
     let commits = commits?.as_array()?;
@@ -269,19 +319,13 @@ fn github(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
     let event = header(req, "X-GitHub-Event")?;
     match event {
         "ping" => Ok(ParsedEvent::nothing(event)),
+        "pull_request" => github_style_pull_request(event, body),
         "push" => {
             let git_ref = need(body, "/ref")?;
-            let urls = git_urls([
-                s(body, "/repository/html_url"),
-                s(body, "/repository/clone_url"),
-                s(body, "/repository/ssh_url"),
-            ]);
+            let urls = repository_urls(body);
             let files = changed_files(body.get("commits"), None);
             let a = git_push(urls, git_ref, s(body, "/repository/default_branch"), files)?;
-            Ok(ParsedEvent {
-                event: event.to_owned(),
-                artifacts: vec![a],
-            })
+            Ok(ParsedEvent::pushed(event.to_owned(), vec![a]))
         }
         "package" | "registry_package" => {
             let action = need(body, "/action")?;
@@ -323,39 +367,68 @@ fn github(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookErro
                 None => ArtifactKind::Oci,
             };
             let tags = tag.map(|t| vec![t.to_owned()]).unwrap_or_default();
-            Ok(ParsedEvent {
-                event: format!("{event}:{action}"),
-                artifacts: vec![oci_push(kind, &repo, tags, digest)],
-            })
+            Ok(ParsedEvent::pushed(
+                format!("{event}:{action}"),
+                vec![oci_push(kind, &repo, tags, digest)],
+            ))
         }
         other => Err(unsupported(other)),
     }
 }
 
+/// GitHub's and Gitea's `pull_request` event: `closed` (merged or not) names the pull
+/// request; other actions (opened, synchronize, ...) concern no waiting promotion.
+fn github_style_pull_request(event: &str, body: &Value) -> Result<ParsedEvent, WebhookError> {
+    let action = need(body, "/action")?;
+    if action != "closed" {
+        return Ok(ParsedEvent::nothing(format!("{event}:{action}")));
+    }
+    let urls = repository_urls(body);
+    let number = body
+        .get("number")
+        .or_else(|| body.pointer("/pull_request/number"))
+        .and_then(Value::as_i64);
+    let merged = body
+        .pointer("/pull_request/merged")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    ParsedEvent::pull_request(format!("{event}:{action}"), urls, number, merged)
+}
+
 fn gitlab(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError> {
     let event = header(req, "X-Gitlab-Event")?;
     let kind = s(body, "/object_kind").unwrap_or_default();
+    if matches!(event, "Merge Request Hook" | "System Hook") && kind == "merge_request" {
+        let action = s(body, "/object_attributes/action").unwrap_or_default();
+        if !matches!(action, "merge" | "close") {
+            return Ok(ParsedEvent::nothing(format!("{event}:{action}")));
+        }
+        let urls = git_urls(gitlab_project_urls(body));
+        let iid = body
+            .pointer("/object_attributes/iid")
+            .and_then(Value::as_i64);
+        return ParsedEvent::pull_request(
+            format!("{event}:{action}"),
+            urls,
+            iid,
+            action == "merge",
+        );
+    }
     if !matches!(event, "Push Hook" | "Tag Push Hook" | "System Hook")
         || !matches!(kind, "push" | "tag_push")
     {
         return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
-    let urls = git_urls([
-        s(body, "/project/web_url"),
-        s(body, "/project/git_http_url"),
-        s(body, "/project/git_ssh_url"),
+    let urls = git_urls(gitlab_project_urls(body).into_iter().chain([
         s(body, "/repository/homepage"),
         s(body, "/repository/git_http_url"),
         s(body, "/repository/git_ssh_url"),
-    ]);
+    ]));
     let total = body.get("total_commits_count").and_then(Value::as_u64);
     let files = changed_files(body.get("commits"), total);
     let a = git_push(urls, git_ref, s(body, "/project/default_branch"), files)?;
-    Ok(ParsedEvent {
-        event: event.to_owned(),
-        artifacts: vec![a],
-    })
+    Ok(ParsedEvent::pushed(event.to_owned(), vec![a]))
 }
 
 fn gitea(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -363,29 +436,25 @@ fn gitea(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError
         .into_iter()
         .find_map(|h| req.headers.get(h).filter(|v| !v.is_empty()))
         .ok_or_else(|| bad("missing X-Gitea-Event header"))?;
+    if event == "pull_request" {
+        return github_style_pull_request(event, body);
+    }
     if event != "push" {
         return Err(unsupported(event));
     }
     let git_ref = need(body, "/ref")?;
-    let urls = git_urls([
-        s(body, "/repository/html_url"),
-        s(body, "/repository/clone_url"),
-        s(body, "/repository/ssh_url"),
-    ]);
+    let urls = repository_urls(body);
     let total = body.get("total_commits").and_then(Value::as_u64);
     let files = changed_files(body.get("commits"), total);
     let a = git_push(urls, git_ref, s(body, "/repository/default_branch"), files)?;
-    Ok(ParsedEvent {
-        event: event.to_owned(),
-        artifacts: vec![a],
-    })
+    Ok(ParsedEvent::pushed(event.to_owned(), vec![a]))
 }
 
 fn bitbucket(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookError> {
     let event = header(req, "X-Event-Key")?;
     match event {
         "diagnostics:ping" => return Ok(ParsedEvent::nothing(event)),
-        "repo:push" => {}
+        "repo:push" | "pullrequest:fulfilled" | "pullrequest:rejected" => {}
         other => return Err(unsupported(other)),
     }
     let html = s(body, "/repository/links/html/href");
@@ -399,6 +468,11 @@ fn bitbucket(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookE
     let urls = git_urls([html, https.as_deref(), ssh.as_deref()]);
     if urls.is_empty() {
         return Err(bad("the payload names no repository"));
+    }
+    if event != "repo:push" {
+        // Merged (fulfilled) or declined (rejected).
+        let id = body.pointer("/pullrequest/id").and_then(Value::as_i64);
+        return ParsedEvent::pull_request(event, urls, id, event == "pullrequest:fulfilled");
     }
     let changes = body
         .pointer("/push/changes")
@@ -422,35 +496,28 @@ fn bitbucket(req: &WebhookRequest, body: &Value) -> Result<ParsedEvent, WebhookE
             refs.push(full);
         }
     }
-    Ok(ParsedEvent {
-        event: event.to_owned(),
-        artifacts: vec![PushedArtifact {
+    Ok(ParsedEvent::pushed(
+        event.to_owned(),
+        vec![PushedArtifact {
             kind: ArtifactKind::Git,
             repo_urls: urls,
             git_refs: refs,
             default_branch: s(body, "/repository/mainbranch/name").map(str::to_owned),
             ..PushedArtifact::default()
         }],
-    })
+    ))
 }
 
 fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
     if let Some(event) = s(body, "/eventType") {
         // Azure DevOps service hook.
+        if matches!(event, "git.pullrequest.merged" | "git.pullrequest.updated") {
+            return azure_devops_pull_request(event, body);
+        }
         if event != "git.push" {
             return Err(unsupported(event));
         }
-        let repo = body
-            .pointer("/resource/repository")
-            .ok_or_else(|| bad("the payload has no /resource/repository"))?;
-        let urls = git_urls([
-            s(repo, "/remoteUrl"),
-            s(repo, "/webUrl"),
-            s(repo, "/sshUrl"),
-        ]);
-        if urls.is_empty() {
-            return Err(bad("the payload has no /resource/repository/remoteUrl"));
-        }
+        let (repo, urls) = azure_devops_repository(body)?;
         let refs: Vec<String> = body
             .pointer("/resource/refUpdates")
             .and_then(Value::as_array)
@@ -460,9 +527,9 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
                     .collect()
             })
             .unwrap_or_default();
-        return Ok(ParsedEvent {
-            event: event.to_owned(),
-            artifacts: vec![PushedArtifact {
+        return Ok(ParsedEvent::pushed(
+            event.to_owned(),
+            vec![PushedArtifact {
                 kind: ArtifactKind::Git,
                 repo_urls: urls,
                 git_refs: refs,
@@ -470,7 +537,7 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
                     .map(|b| b.strip_prefix("refs/heads/").unwrap_or(b).to_owned()),
                 ..PushedArtifact::default()
             }],
-        });
+        ));
     }
     // Azure Container Registry.
     let action = need(body, "/action")?;
@@ -486,18 +553,52 @@ fn azure(body: &Value) -> Result<ParsedEvent, WebhookError> {
                 ArtifactKind::Oci
             };
             let tags = tag.map(|t| vec![t.to_owned()]).unwrap_or_default();
-            Ok(ParsedEvent {
-                event: action.to_owned(),
-                artifacts: vec![oci_push(
+            Ok(ParsedEvent::pushed(
+                action.to_owned(),
+                vec![oci_push(
                     kind,
                     &format!("{host}/{repository}"),
                     tags,
                     s(body, "/target/digest"),
                 )],
-            })
+            ))
         }
         other => Err(unsupported(other)),
     }
+}
+
+/// An Azure DevOps service hook's `resource.repository` and its URLs (`remoteUrl`,
+/// `webUrl`, `sshUrl`), normalised; an error when it names none.
+fn azure_devops_repository(body: &Value) -> Result<(&Value, Vec<String>), WebhookError> {
+    let repo = body
+        .pointer("/resource/repository")
+        .ok_or_else(|| bad("the payload has no /resource/repository"))?;
+    let urls = git_urls([
+        s(repo, "/remoteUrl"),
+        s(repo, "/webUrl"),
+        s(repo, "/sshUrl"),
+    ]);
+    if urls.is_empty() {
+        return Err(bad("the payload has no /resource/repository/remoteUrl"));
+    }
+    Ok((repo, urls))
+}
+
+/// Azure DevOps `git.pullrequest.merged` / `git.pullrequest.updated`: a pull request that
+/// is `completed` (merged) or `abandoned` now; other updates concern no waiting promotion.
+fn azure_devops_pull_request(event: &str, body: &Value) -> Result<ParsedEvent, WebhookError> {
+    let status = s(body, "/resource/status").unwrap_or_default();
+    let merge_status = s(body, "/resource/mergeStatus").unwrap_or_default();
+    let merged =
+        status == "completed" || (event == "git.pullrequest.merged" && merge_status == "succeeded");
+    if !merged && status != "abandoned" {
+        return Ok(ParsedEvent::nothing(format!("{event}:{status}")));
+    }
+    let (_, urls) = azure_devops_repository(body)?;
+    let id = body
+        .pointer("/resource/pullRequestId")
+        .and_then(Value::as_i64);
+    ParsedEvent::pull_request(event, urls, id, merged)
 }
 
 fn dockerhub(body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -505,15 +606,15 @@ fn dockerhub(body: &Value) -> Result<ParsedEvent, WebhookError> {
     let tags = s(body, "/push_data/tag")
         .map(|t| vec![t.to_owned()])
         .unwrap_or_default();
-    Ok(ParsedEvent {
-        event: "push".to_owned(),
-        artifacts: vec![oci_push(
+    Ok(ParsedEvent::pushed(
+        "push".to_owned(),
+        vec![oci_push(
             ArtifactKind::Oci,
             &format!("docker.io/{repo}"),
             tags,
             None,
         )],
-    })
+    ))
 }
 
 fn quay(body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -528,10 +629,10 @@ fn quay(body: &Value) -> Result<ParsedEvent, WebhookError> {
         .iter()
         .filter_map(|t| t.as_str().filter(|t| !t.is_empty()).map(str::to_owned))
         .collect();
-    Ok(ParsedEvent {
-        event: "repo_push".to_owned(),
-        artifacts: vec![oci_push(ArtifactKind::Oci, &repo, tags, None)],
-    })
+    Ok(ParsedEvent::pushed(
+        "repo_push".to_owned(),
+        vec![oci_push(ArtifactKind::Oci, &repo, tags, None)],
+    ))
 }
 
 fn harbor(body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -556,10 +657,7 @@ fn harbor(body: &Value) -> Result<ParsedEvent, WebhookError> {
             s(r, "/digest").or(url_digest),
         ));
     }
-    Ok(ParsedEvent {
-        event: event.to_owned(),
-        artifacts: merge(artifacts),
-    })
+    Ok(ParsedEvent::pushed(event.to_owned(), merge(artifacts)))
 }
 
 fn artifactory(cfg: &WebhookReceiverConfig, body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -592,15 +690,15 @@ fn artifactory(cfg: &WebhookReceiverConfig, body: &Value) -> Result<ParsedEvent,
     let tags = s(body, "/data/tag")
         .map(|t| vec![t.to_owned()])
         .unwrap_or_default();
-    Ok(ParsedEvent {
-        event: event.to_owned(),
-        artifacts: vec![oci_push(
+    Ok(ParsedEvent::pushed(
+        event.to_owned(),
+        vec![oci_push(
             ArtifactKind::Oci,
             &format!("{host}/{repo_key}/{image}"),
             tags,
             s(body, "/data/sha256"),
         )],
-    })
+    ))
 }
 
 fn distribution(body: &Value) -> Result<ParsedEvent, WebhookError> {
@@ -635,10 +733,7 @@ fn distribution(body: &Value) -> Result<ParsedEvent, WebhookError> {
             s(e, "/target/digest"),
         ));
     }
-    Ok(ParsedEvent {
-        event: "push".to_owned(),
-        artifacts: merge(artifacts),
-    })
+    Ok(ParsedEvent::pushed("push".to_owned(), merge(artifacts)))
 }
 
 #[cfg(test)]

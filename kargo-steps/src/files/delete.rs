@@ -122,7 +122,7 @@ impl Step for FileDelete {
 /// Resolves a path for deletion: its parent through the sandbox, its last component as
 /// is (so a symbolic link is not followed). `None` when it does not exist.
 fn resolve_leaf(ctx: &StepContext, path: &str) -> Result<Option<PathBuf>, StepError> {
-    let Some(mut parts) = fsutil::lexical_components(path) else {
+    let Ok(mut parts) = kargo_core::workdir::lexical_components(path) else {
         return Err(fsutil::refused(ctx, path));
     };
     let Some(leaf) = parts.pop() else {

@@ -32,7 +32,7 @@ pub(crate) async fn prepare(
     if out_path.trim().is_empty() {
         return Err(StepError::invalid_config("outPath", "must not be empty"));
     }
-    let Some(parts) = fsutil::lexical_components(out_path) else {
+    let Ok(parts) = kargo_core::workdir::lexical_components(out_path) else {
         return Err(fsutil::refused(ctx, out_path).context("outPath"));
     };
     if parts.is_empty() {

@@ -59,7 +59,7 @@ impl Step for FileWrite {
     async fn run(&self, ctx: &StepContext, cfg: FileWriteConfig) -> Result<StepOutcome, StepError> {
         require_path("path", &cfg.path)?;
         let mode = parse_permissions(cfg.permissions.as_deref())?;
-        let Some(parts) = fsutil::lexical_components(&cfg.path) else {
+        let Ok(parts) = kargo_core::workdir::lexical_components(&cfg.path) else {
             return Err(fsutil::refused(ctx, &cfg.path));
         };
         if parts.is_empty() {

@@ -44,7 +44,8 @@ pub struct GitCloneConfig {
     /// The author of commits made in these checkouts (default `Kargo <no-reply@kargo.io>`).
     #[serde(default)]
     pub author: Option<AuthorConfig>,
-    /// Accepted for compatibility; ignored (TLS is always verified).
+    /// Accept any TLS certificate of an `https://` repository (a self-signed one):
+    /// fetches and later pushes through this clone skip certificate verification.
     #[serde(default, rename = "insecureSkipTLSVerify")]
     pub insecure_skip_tls_verify: bool,
     /// Accepted for compatibility; submodules are not checked out.
@@ -227,15 +228,13 @@ impl Step for GitClone {
             Some(a) => a.signature("author")?,
             None => default_author(&self.config),
         };
-        if cfg.insecure_skip_tls_verify {
-            tracing::warn!("git-clone: insecureSkipTLSVerify is not supported and is ignored");
-        }
         if cfg.recurse_submodules {
             tracing::warn!("git-clone: recurseSubmodules is not supported; submodules are skipped");
         }
         let url = cfg.repo_url.clone();
         let auth = Arc::new(SharedAuth::new(&url, lookup_auth(ctx, &url).await?));
-        let git = client(&self.config, &auth);
+        let git =
+            client(&self.config, &auth).with_insecure_skip_tls_verify(cfg.insecure_skip_tls_verify);
         let checkouts = ctx.extensions().get_or_insert_with(GitCheckouts::default);
         let mut default_branch_name: Option<String> = None;
         let mut commits = serde_json::Map::new();

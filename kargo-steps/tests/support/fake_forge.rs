@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value as Json, json};
@@ -67,6 +68,8 @@ pub struct Forge {
     pub user: String,
     pub web: String,
     pub prs: Mutex<Vec<FakePr>>,
+    /// The largest page the list endpoint returns (0: the provider's own maximum).
+    pub page_size: AtomicUsize,
 }
 
 pub fn git_in(dir: &Path, args: &[&str]) -> Result<String, String> {
@@ -106,7 +109,30 @@ impl Forge {
             user: user.into(),
             web: format!("https://forge.example/{owner}/{name}"),
             prs: Mutex::new(Vec::new()),
+            page_size: AtomicUsize::new(0),
         })
+    }
+
+    /// Makes the list endpoint return at most `n` items a page.
+    pub fn set_page_size(&self, n: usize) {
+        self.page_size.store(n, Ordering::Relaxed);
+    }
+
+    /// Adds a pull request without git (a filler for pagination tests); returns its number.
+    pub fn add_pr(&self, head: &str, base: &str, state: &str) -> i64 {
+        let mut prs = self.prs.lock().unwrap();
+        let number = prs.len() as i64 + 1;
+        prs.push(FakePr {
+            number,
+            head: head.into(),
+            base: base.into(),
+            title: format!("filler {number}"),
+            body: String::new(),
+            labels: vec![],
+            state: state.into(),
+            merge_commit: (state == "merged").then(|| format!("{number:040x}")),
+        });
+        number
     }
 
     fn tip(&self, branch: &str) -> Option<String> {
@@ -461,14 +487,94 @@ impl Forge {
             })
             .map(|p| self.pr_json(p))
             .collect();
-        match self.flavor {
-            Flavor::Bitbucket => Resp::json(200, json!({"values": items, "pagelen": 50})),
-            Flavor::Azure => {
-                let n = items.len();
-                Resp::json(200, json!({"value": items, "count": n}))
+        self.page(r, items)
+    }
+
+    /// One page of `items`, with the next-page pointers each service documents: GitHub
+    /// and Gitea a `Link` header (`per_page`/`limit` and `page`), GitLab `Link` plus
+    /// `X-Next-Page` (`per_page`, `page`), Bitbucket a `next` URL in the body (`pagelen`,
+    /// `page`), Azure DevOps `$top`/`$skip` and, when it returned fewer items than asked,
+    /// an `x-ms-continuationtoken` header (`continuationToken`).
+    fn page(&self, r: &Req, items: Vec<Json>) -> Resp {
+        let cap = match self.page_size.load(Ordering::Relaxed) {
+            0 => usize::MAX,
+            n => n,
+        };
+        let num = |k: &str| r.query(k).and_then(|v| v.parse::<usize>().ok());
+        let total = items.len();
+        if self.flavor == Flavor::Azure {
+            let asked = num("$top").unwrap_or(101).min(1000);
+            let skip = num("continuationToken").or(num("$skip")).unwrap_or(0);
+            let size = asked.min(cap);
+            let page: Vec<Json> = items.into_iter().skip(skip).take(size).collect();
+            let n = page.len();
+            let mut resp = Resp::json(200, json!({"value": page, "count": n}));
+            if n < asked && skip + n < total {
+                resp = resp.header("x-ms-continuationtoken", &(skip + n).to_string());
             }
-            _ => Resp::json(200, Json::Array(items)),
+            return resp;
         }
+        let (size_key, default, max) = match self.flavor {
+            Flavor::GitHub => ("per_page", 30, 100),
+            Flavor::Gitea => ("limit", 30, 50),
+            Flavor::GitLab => ("per_page", 20, 100),
+            _ => ("pagelen", 10, 50),
+        };
+        let size = num(size_key).unwrap_or(default).clamp(1, max).min(cap);
+        let page_no = num("page").unwrap_or(1).max(1);
+        let last = total.div_ceil(size).max(1);
+        let page: Vec<Json> = items
+            .into_iter()
+            .skip((page_no - 1) * size)
+            .take(size)
+            .collect();
+        let next = (page_no < last).then(|| self.page_url(r, page_no + 1));
+        match self.flavor {
+            Flavor::Bitbucket => {
+                let mut body =
+                    json!({"values": page, "pagelen": size, "page": page_no, "size": total});
+                if let Some(next) = next {
+                    body["next"] = json!(next);
+                }
+                Resp::json(200, body)
+            }
+            _ => {
+                let mut links = vec![format!("<{}>; rel=\"last\"", self.page_url(r, last))];
+                if let Some(next) = &next {
+                    links.insert(0, format!("<{next}>; rel=\"next\""));
+                }
+                let mut resp = Resp::json(200, Json::Array(page)).header("link", &links.join(", "));
+                if self.flavor == Flavor::GitLab {
+                    let next_page = if page_no < last {
+                        (page_no + 1).to_string()
+                    } else {
+                        String::new()
+                    };
+                    resp = resp
+                        .header("x-next-page", &next_page)
+                        .header("x-page", &page_no.to_string())
+                        .header("x-total", &total.to_string());
+                }
+                resp
+            }
+        }
+    }
+
+    /// The URL of page `n` of the list `r` asked for (its query with `page=n`).
+    fn page_url(&self, r: &Req, n: usize) -> String {
+        let mut query: Vec<&str> = r
+            .raw_query
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+            .collect();
+        let page = format!("page={n}");
+        query.push(&page);
+        format!(
+            "http://{}{}?{}",
+            r.header("host").unwrap_or("127.0.0.1"),
+            r.path,
+            query.join("&")
+        )
     }
 
     pub fn prs(&self) -> Vec<FakePr> {

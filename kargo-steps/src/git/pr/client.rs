@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{Value as Json, json};
 
+use super::pages;
 use crate::git::GitProvider;
 use crate::net;
 
@@ -267,6 +268,18 @@ impl PrClient {
         url: String,
         body: Option<Json>,
     ) -> Result<(StatusCode, Json), PrError> {
+        let (status, _, _, json) = self.call_with_headers(method, url, body).await?;
+        Ok((status, json))
+    }
+
+    /// [`call`](Self::call), also returning the URL called (with the parameters added
+    /// here) and the response headers (for pagination).
+    async fn call_with_headers(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<Json>,
+    ) -> Result<(StatusCode, Url, HeaderMap, Json), PrError> {
         let mut url = Url::parse(&url).map_err(|_| PrError {
             status: None,
             message: "invalid API URL".into(),
@@ -281,6 +294,7 @@ impl PrClient {
             message: e.to_string(),
         })?;
         let shown = net::shown_url(&url);
+        let called = url.clone();
         let mut req = self.http.request(method.clone(), url);
         if let Some(b) = body {
             req = req.json(&b);
@@ -294,10 +308,11 @@ impl PrClient {
             }
         })?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
         if status.is_success() {
-            return Ok((status, json));
+            return Ok((status, called, headers, json));
         }
         let detail = json
             .get("message")
@@ -527,10 +542,7 @@ impl PrClient {
                 None,
             ),
             GitProvider::Gitea => (
-                format!(
-                    "{p}?state={}&limit=50",
-                    if merged { "closed" } else { "open" }
-                ),
+                format!("{p}?state={}", if merged { "closed" } else { "open" }),
                 None,
             ),
             GitProvider::Bitbucket => (
@@ -553,12 +565,57 @@ impl PrClient {
                 Some("value"),
             ),
         };
-        let (_, v) = self.call(Method::GET, url, None).await?;
-        let items = match list_key {
-            Some(k) => v.get(k).cloned().unwrap_or(Json::Null),
-            None => v,
+        let size = pages::page_size(self.provider).to_string();
+        let mut url = format!("{url}&{}={size}", pages::page_size_param(self.provider));
+        for _ in 0..pages::MAX_PAGES {
+            let (_, called, headers, v) = self.call_with_headers(Method::GET, url, None).await?;
+            let items = match list_key {
+                Some(k) => v.get(k),
+                None => Some(&v),
+            }
+            .and_then(Json::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+            if let Some(pr) = self.first_match(items, head, base, merged)? {
+                return Ok(Some(pr));
+            }
+            match pages::next_page(self.provider, &called, &headers, &v, items.len()) {
+                Some(next) => url = self.checked_next(&next)?,
+                None => return Ok(None),
+            }
+        }
+        tracing::warn!(provider = %self.provider, pages = pages::MAX_PAGES, "pull-request lookup stopped after the page limit");
+        Ok(None)
+    }
+
+    /// `next` (a next-page URL a server sent) when it is on the API's origin.
+    fn checked_next(&self, next: &str) -> Result<String, PrError> {
+        let refused = |why: &str| PrError {
+            status: None,
+            message: format!(
+                "the {} API's next page {}: {why}; not followed",
+                self.provider,
+                Url::parse(next)
+                    .map_or_else(|_| "(invalid URL)".to_owned(), |u| net::shown_url(&u))
+            ),
         };
-        for item in items.as_array().cloned().unwrap_or_default() {
+        let api = Url::parse(&self.api).map_err(|_| refused("invalid API URL"))?;
+        let url = Url::parse(next).map_err(|_| refused("not a URL"))?;
+        if !pages::same_origin(&api, &url) {
+            return Err(refused("it is on another origin than the API"));
+        }
+        Ok(url.to_string())
+    }
+
+    /// The first list item from `head` into `base` that is open (or merged, with `merged`).
+    fn first_match(
+        &self,
+        items: &[Json],
+        head: &str,
+        base: &str,
+        merged: bool,
+    ) -> Result<Option<PullRequest>, PrError> {
+        for item in items {
             // Gitea's list cannot filter by branch: filter here (GitHub's and GitLab's
             // filters are re-checked too, harmlessly).
             let (h, b) = match self.provider {
@@ -573,7 +630,7 @@ impl PrClient {
                 _ => (Some(head), Some(base)),
             };
             if h == Some(head) && b == Some(base) {
-                let pr = self.parse(&item)?;
+                let pr = self.parse(item)?;
                 if (merged && pr.merged) || (!merged && pr.open) {
                     return Ok(Some(pr));
                 }

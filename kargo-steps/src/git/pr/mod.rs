@@ -32,11 +32,17 @@
 //! Differences from Kargo: `git-open-pr` adopts a merged pull request only when its head
 //! commit is the source branch's current tip (so a re-run after the merge finds it), does
 //! not append a "View in Kargo UI" link, and ignores `labels` on Bitbucket Cloud (its pull requests have none; Gitea labels
-//! are looked up by name). Listing open pull requests reads the first page only (GitHub,
-//! GitLab and Bitbucket filter by branch on the server; Gitea's first 50 are filtered
-//! here).
+//! are looked up by name). Looking a pull request up by its branches follows the list's
+//! pages as each provider documents them (GitHub, GitLab, Bitbucket and Azure DevOps filter
+//! by branch on the server; Gitea's lists are filtered here).
+//!
+//! While `git-wait-for-pr` waits, a pull-request webhook for that pull request (merged or
+//! closed) wakes it at once through the runner
+//! ([`pull_request_wake_key`](kargo_core::runner::pull_request_wake_key)), as Kargo
+//! refreshes the Promotions waiting on a pull request when its webhook arrives.
 
 mod client;
+mod pages;
 
 pub use client::{MergeResult, PrClient, PrError, PullRequest, RepoRef, default_api_url, repo_ref};
 
@@ -383,7 +389,10 @@ impl Step for GitOpenPr {
 // git-wait-for-pr
 
 /// Kargo's `git-wait-for-pr`: `Running` while the pull request is open, `Failed` when it
-/// was closed without merging, `Succeeded` once merged.
+/// was closed without merging, `Succeeded` once merged. While `Running` it waits for its
+/// poll interval or for a webhook about the pull request
+/// ([`Runner::wake`](kargo_core::runner::Runner::wake) with its
+/// [`pull_request_wake_key`](kargo_core::runner::pull_request_wake_key)).
 ///
 /// Outputs: `commit` (the merge commit) and `pr: {id, url, open, merged}`.
 #[derive(Debug, Clone)]
@@ -453,7 +462,12 @@ impl Step for GitWaitForPr {
             return Ok(out.with_message(format!("pull request {} was merged", pr.number)));
         }
         if pr.open {
+            // A pull-request webhook for this PR (merged or closed) polls again at once.
             return Ok(StepOutcome::running(poll)
+                .with_wake_on(kargo_core::runner::pull_request_wake_key(
+                    &cfg.repo_url,
+                    pr.number,
+                ))
                 .with_output("pr", pr_status_output(&pr))
                 .with_message(format!("pull request {} is not merged yet", pr.number)));
         }
