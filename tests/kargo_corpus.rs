@@ -1822,3 +1822,182 @@ fn e2e_32_freight_metadata_and_alias() {
         "image:\n  tag: 1.2.3\nrelease: v1.2.3\npreviousDevImage: 1.2.3\n"
     );
 }
+
+/// `promoter serve` on a corpus directory, stopped on drop.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(run: &Run) -> Serve {
+        let mut child = Command::new(promoter_bin())
+            .arg("--manifests")
+            .arg(&run.manifests)
+            .arg("--state")
+            .arg(&run.state)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("NO_COLOR", "1")
+            .env("KARGO_ACTOR", "corpus-tester")
+            .env_remove("KARGO_LOG")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("serve did not start:\n{}", log.lock().unwrap()));
+        Serve { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// POSTs `body` to `path`; the status and the answer.
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+
+    /// Polls `done` (every 20 ms, at most 60 s).
+    fn wait_for(&self, what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 60 s\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn e2e_39_github_webhook_refresh() {
+    use hmac::{Hmac, KeyInit, Mac};
+    use kargo::sources::webhook::{Provider, receiver_path};
+    let Some((_s, run)) = e2e("e2e_39_github_webhook_refresh", "39-github-webhook-refresh") else {
+        return;
+    };
+    run.seed_app(&[("index.html", "<h1>v1</h1>\n")]);
+    let first = git(&run.fill.app_bare, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    run.seed_gitops(&[("site/dev.yaml", "revision: none\n")]);
+    let dev_file = || {
+        let out = Command::new("git")
+            .args(["show", "main:site/dev.yaml"])
+            .current_dir(&run.fill.gitops_bare)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = Serve::start(&run);
+    // The first pass finds the first commit and promotes it.
+    serve.wait_for("the first promotion", || {
+        dev_file() == format!("revision: {first}\n")
+    });
+    // A push, then GitHub's push event: the Warehouse (interval 1h) refreshes at once.
+    let second = run.app_commit(&[("index.html", "<h1>v2</h1>\n")], "v2");
+    let body = serde_json::to_vec(&json!({
+        "ref": "refs/heads/main",
+        "after": second,
+        "repository": {
+            "clone_url": run.fill.get("APP_GIT_URL"),
+            "html_url": run.fill.get("APP_GIT_URL").trim_end_matches(".git"),
+            "default_branch": "main",
+        },
+        "commits": [{"id": second, "added": [], "modified": ["index.html"], "removed": []}],
+    }))
+    .unwrap();
+    let secret = "corpus-webhook-s3cret";
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = receiver_path(Provider::GitHub, "hooked", "github-push", &[secret]);
+    // A wrong signature is refused and refreshes nothing.
+    let (status, _) = serve.post(
+        &path,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &format!("sha256={}", "0".repeat(64))),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert!((400..500).contains(&status), "status {status}");
+    let (status, answer) = serve.post(
+        &path,
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &format!("sha256={signature}")),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert!(
+        (200..300).contains(&status),
+        "status {status}: {answer}\n{}",
+        serve.log()
+    );
+    serve.wait_for("the promotion the webhook caused", || {
+        dev_file() == format!("revision: {second}\n")
+    });
+    assert!(!serve.log().contains(secret), "the secret is not logged");
+}
