@@ -12,7 +12,8 @@
 //! - `e2e_*`: the directories with promotions run against the real git server (smart HTTP,
 //!   authenticated with the directory's Secrets), the authenticated registry, the Helm
 //!   repository and a local HTTP server; the commits land on the remote with the expected
-//!   content.
+//!   content. `e2e_39_github_webhook_refresh` runs `promoter serve` and posts a signed
+//!   GitHub push event to the directory's receiver.
 //!
 //! `tests/kargo-corpus/README.md` says what each directory shows. Each run gets its own
 //! repositories, image namespace and chart directory, so the tests run in parallel on the
