@@ -573,6 +573,7 @@ fn expected_notes(dir: &str) -> (&'static [&'static str], &'static [&'static str
             &[],
             &[
                 "spec.promotionPolicies[0].stage",
+                "spec.promotionTemplate.spec.steps[2].config.author",
                 "spec.subscriptions[0].image.allowTags",
             ],
         ),

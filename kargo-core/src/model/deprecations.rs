@@ -1,7 +1,23 @@
 //! Deprecated fields a resource still uses: they work, and the loader warns about each
 //! with its place so the user can move to the field that replaces it.
 
-use super::{FieldError, Resource, SubscriptionSource};
+use super::{FieldError, PromotionStep, Resource, SubscriptionSource};
+
+/// Deprecated step config fields: `git-commit`'s `author` (set it on `git-clone`).
+fn step_deprecations(steps: &[PromotionStep], prefix: &str, found: &mut Vec<FieldError>) {
+    for (i, step) in steps.iter().enumerate() {
+        let author = step
+            .config
+            .as_ref()
+            .is_some_and(|c| c.contains_key("author"));
+        if step.uses.as_deref() == Some("git-commit") && author {
+            found.push(FieldError {
+                path: format!("{prefix}[{i}].config.author"),
+                message: "git-commit's author is deprecated: set author on git-clone".to_owned(),
+            });
+        }
+    }
+}
 
 impl Resource {
     /// Each deprecated field this resource sets, with what replaces it.
@@ -51,6 +67,21 @@ impl Resource {
                         );
                     }
                 }
+            }
+            Resource::Stage(st) => {
+                if let Some(t) = &st.spec.promotion_template {
+                    step_deprecations(
+                        &t.spec.steps,
+                        "spec.promotionTemplate.spec.steps",
+                        &mut found,
+                    );
+                }
+            }
+            Resource::PromotionTask(t) => {
+                step_deprecations(&t.spec.steps, "spec.steps", &mut found)
+            }
+            Resource::ClusterPromotionTask(t) => {
+                step_deprecations(&t.spec.steps, "spec.steps", &mut found)
             }
             _ => {}
         }
