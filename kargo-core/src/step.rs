@@ -755,6 +755,6 @@ mod tests {
         let mut r = StepRegistry::new();
         r.register(A).unwrap();
         assert_eq!(r.register(A).unwrap_err(), DuplicateStep("a-step".into()));
-        assert!(r.unknown_message("b").contains("known steps: a-step"));
+        assert!(r.unknown_message("b").contains("registered steps: a-step"));
     }
 }

@@ -608,6 +608,7 @@ fn sandbox_has_no_file_env_or_network_access() {
             "chartFrom",
             "commitFrom",
             "configMap",
+            "date",
             "debug",
             "dict",
             "failure",
