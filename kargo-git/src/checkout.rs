@@ -152,6 +152,51 @@ fn gerr(kind: GitErrorKind, op: &str, e: impl std::fmt::Display) -> GitError {
     GitError::new(kind, op, e.to_string())
 }
 
+/// The three-way merge of `ours` and `theirs` from `base`, written; a conflict is a
+/// [`GitErrorKind::Conflict`] for `what`, naming the conflicting files.
+fn merge_trees_or_conflict(
+    repo: &gix::Repository,
+    base: ObjectId,
+    ours: ObjectId,
+    theirs: ObjectId,
+    what: &str,
+    op: &str,
+) -> Result<ObjectId> {
+    let mut outcome = repo
+        .merge_trees(
+            base,
+            ours,
+            theirs,
+            Default::default(),
+            repo.tree_merge_options()
+                .map_err(|e| gerr(GitErrorKind::Other, op, e))?,
+        )
+        .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
+    let how = gix::merge::tree::TreatAsUnresolved::default();
+    if outcome.has_unresolved_conflicts(how) {
+        let mut files: Vec<String> = outcome
+            .conflicts
+            .iter()
+            .filter(|c| c.is_unresolved(how))
+            .map(|c| c.ours.location().to_str_lossy().into_owned())
+            .collect();
+        files.sort();
+        files.dedup();
+        let mut e = GitError::new(
+            GitErrorKind::Conflict,
+            what.to_owned(),
+            "the remote changed the same content",
+        );
+        e.conflicts = files;
+        return Err(e);
+    }
+    Ok(outcome
+        .tree
+        .write()
+        .map_err(|e| gerr(GitErrorKind::Io, op, e))?
+        .detach())
+}
+
 impl Mirror {
     /// Fetches what `target` needs and makes a checkout of it at `dest` (created if
     /// missing; must be empty).
@@ -912,39 +957,8 @@ impl Checkout {
         let base_tree = commit_tree(&repo, base)?;
         let ours = commit_tree(&repo, head)?;
         let theirs = commit_tree(&repo, tip)?;
-        let mut outcome = repo
-            .merge_trees(
-                base_tree,
-                ours,
-                theirs,
-                Default::default(),
-                repo.tree_merge_options()
-                    .map_err(|e| gerr(GitErrorKind::Other, op, e))?,
-            )
-            .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
-        let how = gix::merge::tree::TreatAsUnresolved::default();
-        if outcome.has_unresolved_conflicts(how) {
-            let mut files: Vec<String> = outcome
-                .conflicts
-                .iter()
-                .filter(|c| c.is_unresolved(how))
-                .map(|c| c.ours.location().to_str_lossy().into_owned())
-                .collect();
-            files.sort();
-            files.dedup();
-            let mut e = GitError::new(
-                GitErrorKind::Conflict,
-                format!("merge {tip}"),
-                "the remote changed the same content",
-            );
-            e.conflicts = files;
-            return Err(e);
-        }
-        let tree = outcome
-            .tree
-            .write()
-            .map_err(|e| gerr(GitErrorKind::Io, op, e))?
-            .detach();
+        let tree =
+            merge_trees_or_conflict(&repo, base_tree, ours, theirs, &format!("merge {tip}"), op)?;
         let head_commit = repo
             .find_commit(head)
             .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
@@ -991,39 +1005,14 @@ impl Checkout {
                 None => ObjectId::empty_tree(repo.object_hash()),
             };
             let ours = commit_tree(&repo, c)?;
-            let mut outcome = repo
-                .merge_trees(
-                    parent_tree,
-                    new_tree,
-                    ours,
-                    Default::default(),
-                    repo.tree_merge_options()
-                        .map_err(|e| gerr(GitErrorKind::Other, op, e))?,
-                )
-                .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
-            let how = gix::merge::tree::TreatAsUnresolved::default();
-            if outcome.has_unresolved_conflicts(how) {
-                let mut files: Vec<String> = outcome
-                    .conflicts
-                    .iter()
-                    .filter(|c| c.is_unresolved(how))
-                    .map(|c| c.ours.location().to_str_lossy().into_owned())
-                    .collect();
-                files.sort();
-                files.dedup();
-                let mut e = GitError::new(
-                    GitErrorKind::Conflict,
-                    format!("rebase onto {tip}"),
-                    "the remote changed the same content",
-                );
-                e.conflicts = files;
-                return Err(e);
-            }
-            let tree = outcome
-                .tree
-                .write()
-                .map_err(|e| gerr(GitErrorKind::Io, op, e))?
-                .detach();
+            let tree = merge_trees_or_conflict(
+                &repo,
+                parent_tree,
+                new_tree,
+                ours,
+                &format!("rebase onto {tip}"),
+                op,
+            )?;
             let decoded = commit
                 .decode()
                 .map_err(|e| gerr(GitErrorKind::Other, op, e))?;

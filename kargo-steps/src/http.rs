@@ -346,11 +346,16 @@ fn decide(exprs: &Exprs<'_>, scope: &Scope, status: u16) -> Result<Decision, Ste
     Ok(Decision::Undecided)
 }
 
-fn build_url(cfg: &HttpConfig) -> Result<reqwest::Url, StepError> {
-    if cfg.url.trim().is_empty() {
+/// `url` (http or https) with `query_params` appended; shared by `http` and
+/// `http-download`. The parser's message never quotes the URL (a token may be in it).
+pub(crate) fn build_url<'a>(
+    url: &str,
+    query_params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<reqwest::Url, StepError> {
+    if url.trim().is_empty() {
         return Err(StepError::invalid_config("url", "must not be empty"));
     }
-    let mut url = reqwest::Url::parse(cfg.url.trim())
+    let mut url = reqwest::Url::parse(url.trim())
         .map_err(|e| StepError::invalid_config("url", format!("not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(StepError::invalid_config(
@@ -358,10 +363,11 @@ fn build_url(cfg: &HttpConfig) -> Result<reqwest::Url, StepError> {
             format!("unsupported scheme {:?} (http or https)", url.scheme()),
         ));
     }
-    if !cfg.query_params.is_empty() {
+    let mut params = query_params.into_iter().peekable();
+    if params.peek().is_some() {
         let mut q = url.query_pairs_mut();
-        for p in &cfg.query_params {
-            q.append_pair(&p.name, &p.value);
+        for (name, value) in params {
+            q.append_pair(name, value);
         }
     }
     Ok(url)
@@ -377,7 +383,12 @@ impl Step for HttpRequest {
     }
 
     async fn run(&self, ctx: &StepContext, cfg: HttpConfig) -> Result<StepOutcome, StepError> {
-        let url = build_url(&cfg)?;
+        let url = build_url(
+            &cfg.url,
+            cfg.query_params
+                .iter()
+                .map(|p| (p.name.as_str(), p.value.as_str())),
+        )?;
         let shown = net::shown_url(&url);
         let method_name = cfg
             .method

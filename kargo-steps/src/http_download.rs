@@ -125,28 +125,6 @@ fn check_pairs(field: &str, pairs: &[DownloadNameValue]) -> Result<(), StepError
     Ok(())
 }
 
-fn build_url(cfg: &HttpDownloadConfig) -> Result<reqwest::Url, StepError> {
-    if cfg.url.trim().is_empty() {
-        return Err(StepError::invalid_config("url", "must not be empty"));
-    }
-    // The parser's message can quote the URL (and a token in it): keep it out.
-    let mut url = reqwest::Url::parse(cfg.url.trim())
-        .map_err(|_| StepError::invalid_config("url", "not a valid URL"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(StepError::invalid_config(
-            "url",
-            format!("unsupported scheme {:?} (http or https)", url.scheme()),
-        ));
-    }
-    if !cfg.query_params.is_empty() {
-        let mut q = url.query_pairs_mut();
-        for p in &cfg.query_params {
-            q.append_pair(&p.name, &p.value);
-        }
-    }
-    Ok(url)
-}
-
 #[async_trait]
 impl Step for HttpDownload {
     const KIND: &'static str = "http-download";
@@ -163,7 +141,12 @@ impl Step for HttpDownload {
     ) -> Result<StepOutcome, StepError> {
         check_pairs("headers", &cfg.headers)?;
         check_pairs("queryParams", &cfg.query_params)?;
-        let url = build_url(&cfg)?;
+        let url = crate::http::build_url(
+            &cfg.url,
+            cfg.query_params
+                .iter()
+                .map(|p| (p.name.as_str(), p.value.as_str())),
+        )?;
         let shown = net::shown_url(&url);
         let mut headers = reqwest::header::HeaderMap::new();
         for (i, h) in cfg.headers.iter().enumerate() {

@@ -497,3 +497,42 @@ impl Drop for StagingDir {
 pub(crate) use kargo_fs::nofollow;
 #[cfg(unix)]
 use kargo_fs::nofollow::split;
+
+/// The file `path` (the `field` of a step's config) names in the work directory, checked
+/// before anything is written: inside the work directory and not the directory itself, no
+/// `.git` component, no symbolic link on the way.
+pub(crate) fn file_target(
+    ctx: &StepContext,
+    field: &str,
+    path: &str,
+) -> Result<PathBuf, StepError> {
+    let Ok(parts) = kargo_core::workdir::lexical_components(path) else {
+        return Err(refused(ctx, path).context(field));
+    };
+    if parts.is_empty() {
+        return Err(StepError::invalid_config(
+            field,
+            format!("{path:?} names the work directory, not a file"),
+        ));
+    }
+    if parts
+        .iter()
+        .any(|c| c.to_string_lossy().eq_ignore_ascii_case(".git"))
+    {
+        return Err(StepError::terminal(format!(
+            "{field} {path:?}: writing into a .git directory is forbidden"
+        )));
+    }
+    let target = ctx.path(path)?;
+    let expected: PathBuf = ctx
+        .work_dir()
+        .root()
+        .join(parts.iter().collect::<PathBuf>());
+    if target != expected {
+        return Err(StepError::terminal(format!(
+            "{field} {path:?} resolves to a different path {:?} (symlinks are forbidden)",
+            rel(ctx, &target)
+        )));
+    }
+    Ok(target)
+}

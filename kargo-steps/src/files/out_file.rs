@@ -32,34 +32,7 @@ pub(crate) async fn prepare(
     if out_path.trim().is_empty() {
         return Err(StepError::invalid_config("outPath", "must not be empty"));
     }
-    let Ok(parts) = kargo_core::workdir::lexical_components(out_path) else {
-        return Err(fsutil::refused(ctx, out_path).context("outPath"));
-    };
-    if parts.is_empty() {
-        return Err(StepError::invalid_config(
-            "outPath",
-            format!("{out_path:?} names the work directory, not a file"),
-        ));
-    }
-    if parts
-        .iter()
-        .any(|c| c.to_string_lossy().eq_ignore_ascii_case(".git"))
-    {
-        return Err(StepError::terminal(format!(
-            "outPath {out_path:?}: writing into a .git directory is forbidden"
-        )));
-    }
-    let target = ctx.path(out_path)?;
-    let expected: PathBuf = ctx
-        .work_dir()
-        .root()
-        .join(parts.iter().collect::<PathBuf>());
-    if target != expected {
-        return Err(StepError::terminal(format!(
-            "outPath {out_path:?} resolves to a different path {:?} (symbolic links are forbidden)",
-            fsutil::rel(ctx, &target)
-        )));
-    }
+    let target = fsutil::file_target(ctx, "outPath", out_path)?;
     let shown = out_path.to_owned();
     let out = OutFile { target, shown };
     let checked = out.clone();

@@ -1,7 +1,6 @@
 //! `file-write`: writes a file from the step's configuration.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 
 use async_trait::async_trait;
 use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
@@ -59,36 +58,7 @@ impl Step for FileWrite {
     async fn run(&self, ctx: &StepContext, cfg: FileWriteConfig) -> Result<StepOutcome, StepError> {
         require_path("path", &cfg.path)?;
         let mode = parse_permissions(cfg.permissions.as_deref())?;
-        let Ok(parts) = kargo_core::workdir::lexical_components(&cfg.path) else {
-            return Err(fsutil::refused(ctx, &cfg.path));
-        };
-        if parts.is_empty() {
-            return Err(StepError::terminal(format!(
-                "path {:?} names the work directory, not a file",
-                cfg.path
-            )));
-        }
-        if parts
-            .iter()
-            .any(|c| c.to_string_lossy().eq_ignore_ascii_case(".git"))
-        {
-            return Err(StepError::terminal(format!(
-                "writing to the .git directory is forbidden: {:?}",
-                cfg.path
-            )));
-        }
-        let target = ctx.path(&cfg.path)?;
-        let expected: PathBuf = ctx
-            .work_dir()
-            .root()
-            .join(parts.iter().collect::<PathBuf>());
-        if target != expected {
-            return Err(StepError::terminal(format!(
-                "path {:?} resolves to a different path {:?} (symlinks are forbidden)",
-                cfg.path,
-                fsutil::rel(ctx, &target)
-            )));
-        }
+        let target = fsutil::file_target(ctx, "path", &cfg.path)?;
         let ctx = ctx.clone();
         fsutil::run_blocking(move || {
             match std::fs::symlink_metadata(&target) {
