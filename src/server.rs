@@ -30,6 +30,8 @@
 //! # }
 //! ```
 
+pub mod access;
+
 use std::sync::Arc;
 use std::time::Instant;
 
