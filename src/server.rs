@@ -31,6 +31,7 @@
 //! ```
 
 pub mod access;
+pub mod api;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,12 +55,20 @@ pub struct ServerOptions {
     /// The bearer token of `POST /refresh/warehouse/<name>`; `None` turns the endpoint off
     /// (403).
     pub refresh_token: Option<Redacted<String>>,
+    /// The tokens of the REST API ([`api`]); `None` leaves the API out.
+    pub access: Option<Arc<access::AccessTable>>,
 }
 
 impl ServerOptions {
     /// These options with a refresh token (an empty one turns the endpoint off).
     pub fn with_refresh_token(mut self, token: Option<String>) -> Self {
         self.refresh_token = token.filter(|t| !t.is_empty()).map(Redacted::new);
+        self
+    }
+
+    /// These options with the REST API ([`api`]) on, for the callers `table` knows.
+    pub fn with_access(mut self, table: access::AccessTable) -> Self {
+        self.access = Some(Arc::new(table));
         self
     }
 }
@@ -79,17 +88,25 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .warehouses(controller.project())
         .cloned()
         .collect();
+    let api = options
+        .access
+        .clone()
+        .map(|table| api::routes(handle.clone(), table));
     let app = Arc::new(App {
         handle,
         webhooks,
         warehouses,
         options,
     });
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/refresh/warehouse/{name}", post(refresh))
         .route("/webhook/{*rest}", any(webhook))
-        .with_state(app)
+        .with_state(app);
+    match api {
+        Some(api) => routes.merge(api),
+        None => routes,
+    }
 }
 
 fn json_response(status: StatusCode, body: Json) -> Response {

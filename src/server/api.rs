@@ -1,0 +1,385 @@
+//! The REST API's reads (issue 18's first part), at paths shaped like Kargo's
+//! `/v1beta1/projects/{project}/...`, behind bearer tokens ([`super::access`]):
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /v1beta1/projects` | the Projects this server runs, each with its counts |
+//! | `GET /v1beta1/projects/{p}/stages` | Stages by name, paged |
+//! | `GET /v1beta1/projects/{p}/stages/{s}` | one Stage: its manifest and state |
+//! | `GET /v1beta1/projects/{p}/stages/{s}/promotions` | its promotions, newest first, paged |
+//! | `GET /v1beta1/projects/{p}/warehouses` | Warehouses by name, paged |
+//! | `GET /v1beta1/projects/{p}/warehouses/{w}` | one Warehouse: its manifest and state |
+//! | `GET /v1beta1/projects/{p}/freight` | Freight, newest first, paged |
+//! | `GET /v1beta1/projects/{p}/freight/{name or alias}` | one Freight |
+//!
+//! Lists take `?limit=N` (default 100, at most 1,000) and `?continue=TOKEN` (from the
+//! previous page's `continue`), and answer `{"items": [...], "continue": TOKEN|null}`.
+//! Without a known token: 401; without the viewer role on the Project: 403; an unknown
+//! Project, Stage, Warehouse or Freight: 404 naming it; a bad `limit` or `continue`: 400
+//! naming the parameter. Every answer is JSON.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kargo_core::pipeline::ProjectState;
+use serde_json::{Value as Json, json};
+
+use super::access::{AccessTable, Action, Principal};
+use super::{error, json_response};
+use crate::service::ServiceHandle;
+
+/// The default page size of a list.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest page a list answers.
+pub const MAX_PAGE: usize = 1_000;
+
+struct Api {
+    handle: ServiceHandle,
+    access: Arc<AccessTable>,
+}
+
+/// The API's routes, to merge into the server's router.
+pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router {
+    let api = Arc::new(Api { handle, access });
+    Router::new()
+        .route("/v1beta1/projects", get(projects))
+        .route("/v1beta1/projects/{project}/stages", get(stages))
+        .route("/v1beta1/projects/{project}/stages/{stage}", get(stage))
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/promotions",
+            get(promotions),
+        )
+        .route("/v1beta1/projects/{project}/warehouses", get(warehouses))
+        .route(
+            "/v1beta1/projects/{project}/warehouses/{warehouse}",
+            get(warehouse),
+        )
+        .route("/v1beta1/projects/{project}/freight", get(freight_list))
+        .route(
+            "/v1beta1/projects/{project}/freight/{freight}",
+            get(freight),
+        )
+        .with_state(api)
+}
+
+/// A refused request: its status and what to tell the caller.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, &self.message)
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+impl Api {
+    /// The caller, from `Authorization: Bearer <token>` (401 otherwise).
+    fn caller(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "an Authorization: Bearer <token> header is required",
+            ));
+        };
+        self.access
+            .authenticate(token)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+    }
+
+    /// The caller may read `project`, which this server runs (401, 403, 404 otherwise).
+    fn readable(&self, headers: &HeaderMap, project: &str) -> Result<(), ApiError> {
+        let caller = self.caller(headers)?;
+        if project != self.handle.controller().project() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("project {project:?} not found"),
+            ));
+        }
+        if !caller.may(Action::View, project, None) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{} may not read project {project:?}", caller.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn state(&self) -> Result<ProjectState, ApiError> {
+        self.handle.controller().state().await.map_err(|e| {
+            tracing::warn!(error = %e, "API: cannot read the state");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the state cannot be read now",
+            )
+        })
+    }
+}
+
+fn ok(body: Json) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("{what} {name:?} not found"))
+}
+
+/// `limit` and `continue` of a list request.
+struct Page {
+    limit: usize,
+    offset: usize,
+}
+
+fn page(uri: &Uri) -> Result<Page, ApiError> {
+    let mut page = Page {
+        limit: DEFAULT_PAGE,
+        offset: 0,
+    };
+    for pair in uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "limit" => {
+                page.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("limit: expected a number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
+            }
+            "continue" => {
+                page.offset = value.parse::<usize>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "continue: expected the token of the previous page",
+                    )
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
+/// One page of `items`, with the token of the next one.
+fn paged(items: Vec<Json>, page: &Page) -> Json {
+    let total = items.len();
+    let end = page.offset.saturating_add(page.limit).min(total);
+    let start = page.offset.min(total);
+    let next = (end < total).then(|| end.to_string());
+    json!({
+        "items": items.into_iter().skip(start).take(end - start).collect::<Vec<_>>(),
+        "continue": next,
+        "total": total,
+    })
+}
+
+fn to_json(value: &impl serde::Serialize) -> Json {
+    serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+async fn projects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer {
+    let caller = api.caller(&headers)?;
+    let c = api.handle.controller();
+    let project = c.project();
+    let items: Vec<Json> = if caller.may(Action::View, project, None) {
+        vec![json!({
+            "name": project,
+            "stages": c.manifests().stages(project).count(),
+            "warehouses": c.manifests().warehouses(project).count(),
+        })]
+    } else {
+        Vec::new()
+    };
+    Ok(ok(json!({ "items": items })))
+}
+
+async fn stages(
+    State(api): State<Arc<Api>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let page = page(&uri)?;
+    let state = api.state().await?;
+    let mut list: Vec<_> = api
+        .handle
+        .controller()
+        .manifests()
+        .stages(&project)
+        .collect();
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let items = list
+        .into_iter()
+        .map(|s| {
+            json!({
+                "name": s.metadata.name,
+                "spec": to_json(&s.spec),
+                "status": to_json(&state.stages.get(&s.metadata.name)),
+            })
+        })
+        .collect();
+    Ok(ok(paged(items, &page)))
+}
+
+async fn stage(
+    State(api): State<Arc<Api>>,
+    UrlPath((project, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let c = api.handle.controller();
+    let s = c
+        .manifests()
+        .stage(&project, &name)
+        .ok_or_else(|| not_found("stage", &name))?;
+    let state = api.state().await?;
+    Ok(ok(json!({
+        "name": name,
+        "spec": to_json(&s.spec),
+        "status": to_json(&state.stages.get(&name)),
+    })))
+}
+
+async fn promotions(
+    State(api): State<Arc<Api>>,
+    UrlPath((project, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let page = page(&uri)?;
+    if api
+        .handle
+        .controller()
+        .manifests()
+        .stage(&project, &name)
+        .is_none()
+    {
+        return Err(not_found("stage", &name));
+    }
+    let state = api.state().await?;
+    let items = state
+        .promotions
+        .iter()
+        .rev()
+        .filter(|p| p.stage == name)
+        .map(to_json)
+        .collect();
+    Ok(ok(paged(items, &page)))
+}
+
+async fn warehouses(
+    State(api): State<Arc<Api>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let page = page(&uri)?;
+    let state = api.state().await?;
+    let mut list: Vec<_> = api
+        .handle
+        .controller()
+        .manifests()
+        .warehouses(&project)
+        .collect();
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let items = list
+        .into_iter()
+        .map(|w| {
+            json!({
+                "name": w.metadata.name,
+                "spec": to_json(&w.spec),
+                "status": to_json(&state.warehouses.get(&w.metadata.name)),
+            })
+        })
+        .collect();
+    Ok(ok(paged(items, &page)))
+}
+
+async fn warehouse(
+    State(api): State<Arc<Api>>,
+    UrlPath((project, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let c = api.handle.controller();
+    let w = c
+        .manifests()
+        .warehouse(&project, &name)
+        .ok_or_else(|| not_found("warehouse", &name))?;
+    let state = api.state().await?;
+    Ok(ok(json!({
+        "name": name,
+        "spec": to_json(&w.spec),
+        "status": to_json(&state.warehouses.get(&name)),
+    })))
+}
+
+async fn freight_list(
+    State(api): State<Arc<Api>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let page = page(&uri)?;
+    let state = api.state().await?;
+    let mut list: Vec<_> = state.freight.values().collect();
+    list.sort_by(|a, b| {
+        b.freight
+            .discovered_at
+            .cmp(&a.freight.discovered_at)
+            .then_with(|| b.freight.name.cmp(&a.freight.name))
+    });
+    let items = list.into_iter().map(to_json).collect();
+    Ok(ok(paged(items, &page)))
+}
+
+async fn freight(
+    State(api): State<Arc<Api>>,
+    UrlPath((project, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let state = api.state().await?;
+    let found = state.freight.values().find(|r| {
+        r.freight.name.to_string() == name || r.freight.alias.as_deref() == Some(name.as_str())
+    });
+    found
+        .map(|r| ok(to_json(r)))
+        .ok_or_else(|| not_found("freight", &name))
+}

@@ -1,0 +1,273 @@
+//! The REST API's reads (`kargo::server::api`) over a running `Service`: Kargo-shaped
+//! paths, bearer tokens with roles scoped by Project (401 without a known token, 403
+//! without the viewer role), 404 naming what is missing, 400 naming a bad parameter,
+//! pages that together list everything once.
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kargo::Controller;
+use kargo::core::loader::ManifestSet;
+use kargo::core::pipeline::MemoryStore;
+use kargo::core::runner::Runner;
+use kargo::core::source::SourceRegistry;
+use kargo::core::step::StepRegistry;
+use kargo::server::access::{AccessTable, hash_token};
+use kargo::server::{ServerOptions, router};
+use kargo::service::{Service, ServiceOptions};
+use kargo::sources::memory::{MemorySource, image};
+use kargo::sources::webhook::WebhookRouter;
+use serde_json::Value as Json;
+
+const MANIFESTS: &str = r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: demo}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: app, namespace: demo}
+spec:
+  interval: 24h
+  subscriptions:
+  - image: {repoURL: ghcr.io/acme/app}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: dev, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {direct: true}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: demo}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: app}
+    sources: {stages: [dev]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_with_tokens_roles_pages_and_errors() {
+    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+    let memory = MemorySource::new();
+    memory.set_images(
+        "ghcr.io/acme/app",
+        (1..=5)
+            .map(|i| image(&format!("1.0.{i}"), &format!("sha256:{i:064}")))
+            .collect(),
+    );
+    let mut sources = SourceRegistry::new();
+    memory.register_into(&mut sources).unwrap();
+    let controller = Controller::new(
+        set,
+        "demo",
+        sources,
+        Runner::new(StepRegistry::new()),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let tokens = format!(
+        "tokens:\n\
+         - {{name: vera, sha256: {}, roles: [{{role: viewer, projects: [demo]}}]}}\n\
+         - {{name: olaf, sha256: {}, roles: [{{role: admin, projects: [other]}}]}}\n",
+        hash_token("vera-t0ken"),
+        hash_token("olaf-t0ken"),
+    );
+    let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
+    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let service = Service::new(controller.clone(), ServiceOptions::default());
+    let handle = service.handle();
+    let app = router(
+        handle.clone(),
+        WebhookRouter::from_receivers("demo", &[], &secrets),
+        ServerOptions::default().with_access(access),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service.run(async move {
+        let _ = stopped.await;
+    }));
+    handle.wait_until_sleeping(1).await;
+    // Three more builds, one refresh each: four Freight to page through.
+    for (pass, i) in (6..=8).enumerate() {
+        memory.push_image(
+            "ghcr.io/acme/app",
+            image(&format!("1.0.{i}"), &format!("sha256:{i:064}")),
+        );
+        assert!(handle.refresh("app", "test"));
+        handle.wait_until_sleeping(pass as u64 + 2).await;
+    }
+    let freight_count = controller.state().await.unwrap().freight.len();
+    assert_eq!(freight_count, 4, "one Freight per refresh");
+
+    let get = |path: String, token: Option<&'static str>| {
+        tokio::task::spawn_blocking(move || {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("Authorization", a)])
+                .unwrap_or_default();
+            let (status, body) = support::http_request(addr, "GET", &path, &headers, "");
+            let json: Json = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+            (status, json)
+        })
+    };
+    let vera = Some("vera-t0ken");
+
+    // Tokens: none, unknown, and a role on another Project only.
+    let (status, body) = get("/v1beta1/projects/demo/stages".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = get("/v1beta1/projects/demo/stages".into(), Some("nope"))
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let (status, body) = get("/v1beta1/projects/demo/stages".into(), Some("olaf-t0ken"))
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("olaf"), "{body}");
+    let (_, body) = get("/v1beta1/projects".into(), Some("olaf-t0ken"))
+        .await
+        .unwrap();
+    assert_eq!(
+        body["items"].as_array().unwrap().len(),
+        0,
+        "olaf sees no project"
+    );
+
+    // Reads.
+    let (status, body) = get("/v1beta1/projects".into(), vera).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["items"][0]["name"], "demo");
+    assert_eq!(body["items"][0]["stages"], 2);
+    let (status, body) = get("/v1beta1/projects/demo/stages".into(), vera)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dev", "prod"]);
+    let (status, body) = get("/v1beta1/projects/demo/stages/prod".into(), vera)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["spec"]["requestedFreight"][0]["sources"]["stages"][0],
+        "dev"
+    );
+    let (status, body) = get("/v1beta1/projects/demo/warehouses/app".into(), vera)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["spec"]["subscriptions"][0]["image"]["repoURL"],
+        "ghcr.io/acme/app"
+    );
+    let (status, body) = get("/v1beta1/projects/demo/stages/dev/promotions".into(), vera)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["items"].as_array().unwrap().len(), 0);
+
+    // Freight pages of 1: every Freight once, newest first, then no continue token.
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let path = match &next {
+            Some(token) => format!("/v1beta1/projects/demo/freight?limit=1&continue={token}"),
+            None => "/v1beta1/projects/demo/freight?limit=1".to_owned(),
+        };
+        let (status, body) = get(path, vera).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        seen.push(items[0]["freight"]["name"].as_str().unwrap().to_owned());
+        match body["continue"].as_str() {
+            Some(t) => next = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), freight_count);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), freight_count, "no Freight twice: {seen:?}");
+    let (status, body) = get(format!("/v1beta1/projects/demo/freight/{}", seen[0]), vera)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["freight"]["name"], seen[0].as_str());
+
+    // Errors name what is wrong.
+    for (path, wanted_status, wanted) in [
+        ("/v1beta1/projects/nope/stages", 404, "project \"nope\""),
+        ("/v1beta1/projects/demo/stages/qa", 404, "stage \"qa\""),
+        (
+            "/v1beta1/projects/demo/stages/qa/promotions",
+            404,
+            "stage \"qa\"",
+        ),
+        (
+            "/v1beta1/projects/demo/warehouses/x",
+            404,
+            "warehouse \"x\"",
+        ),
+        ("/v1beta1/projects/demo/freight/abc", 404, "freight \"abc\""),
+        ("/v1beta1/projects/demo/freight?limit=0", 400, "limit"),
+        ("/v1beta1/projects/demo/freight?limit=x", 400, "limit"),
+        ("/v1beta1/projects/demo/stages?continue=zz", 400, "continue"),
+    ] {
+        let (status, body) = get(path.into(), vera).await.unwrap();
+        assert_eq!(status, wanted_status, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(wanted),
+            "{path}: {body}"
+        );
+    }
+}
+
+/// Without an access table the API is not served at all.
+#[tokio::test]
+async fn no_access_table_no_api() {
+    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+    let controller = Controller::new(
+        set,
+        "demo",
+        SourceRegistry::new(),
+        Runner::new(StepRegistry::new()),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let service = Service::new(controller, ServiceOptions::default());
+    let app = router(
+        service.handle(),
+        WebhookRouter::from_receivers("demo", &[], &secrets),
+        ServerOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        support::http_request(addr, "GET", "/v1beta1/projects", &[], "")
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
+}
