@@ -661,6 +661,24 @@ impl Controller {
         self.queue_and_run(request).await
     }
 
+    /// Queues a rollback of a Stage to its previous collection and returns at once, as
+    /// [`request_promotion`](Self::request_promotion) does; checked as
+    /// [`rollback`](Self::rollback) checks it.
+    pub async fn request_rollback(
+        &self,
+        stage: &str,
+        actor: Option<String>,
+    ) -> Result<PromotionRequest, ControllerError> {
+        let now = self.now();
+        let supersede = self.supersede;
+        self.update(|state| {
+            let request = self.pipeline().rollback(state, stage, actor.clone(), now)?;
+            Pipeline::enqueue(state, request.clone(), supersede);
+            Ok(request)
+        })
+        .await
+    }
+
     async fn queue_and_run(
         &self,
         request: PromotionRequest,

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod access;
+pub mod actions;
 pub mod api;
 
 use std::sync::Arc;
@@ -88,10 +89,9 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .warehouses(controller.project())
         .cloned()
         .collect();
-    let api = options
-        .access
-        .clone()
-        .map(|table| api::routes(handle.clone(), table));
+    let api = options.access.clone().map(|table| {
+        api::routes(handle.clone(), table.clone()).merge(actions::routes(handle.clone(), table))
+    });
     let app = Arc::new(App {
         handle,
         webhooks,

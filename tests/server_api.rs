@@ -43,6 +43,11 @@ spec:
   requestedFreight:
   - origin: {kind: Warehouse, name: app}
     sources: {direct: true}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: compose-output
+        config: {tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"}
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Stage
@@ -51,6 +56,11 @@ spec:
   requestedFreight:
   - origin: {kind: Warehouse, name: app}
     sources: {stages: [dev]}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: compose-output
+        config: {tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"}
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,4 +280,268 @@ async fn no_access_table_no_api() {
     .await
     .unwrap();
     assert_eq!(status, 404);
+}
+
+/// Polls the state until `done` holds (the running service works in the background).
+async fn until(
+    controller: &Controller,
+    what: &str,
+    done: impl Fn(&kargo::core::pipeline::ProjectState) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if done(&controller.state().await.unwrap()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The actions through the same library calls as the CLI: the caller's name is the
+/// actor; a promoter of `dev` cannot promote `prod`; the pipeline's rules answer 409
+/// naming the rule; malformed bodies answer 400 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_check_roles_and_rules() {
+    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut steps = StepRegistry::new();
+    kargo::steps::register_builtins(&mut steps, cache.path()).unwrap();
+    let memory = MemorySource::new();
+    memory.set_images("ghcr.io/acme/app", vec![image("1.0.1", "sha256:1")]);
+    let mut sources = SourceRegistry::new();
+    memory.register_into(&mut sources).unwrap();
+    let controller = Controller::new(
+        set,
+        "demo",
+        sources,
+        Runner::new(steps),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let tokens = format!(
+        "tokens:\n\
+         - {{name: vera, sha256: {}, roles: [{{role: viewer}}]}}\n\
+         - {{name: pete, sha256: {}, roles: [{{role: promoter, stages: [dev]}}, {{role: viewer}}]}}\n\
+         - {{name: ada, sha256: {}, roles: [{{role: admin, projects: [demo]}}]}}\n",
+        hash_token("vera-t0ken"),
+        hash_token("pete-t0ken"),
+        hash_token("ada-t0ken"),
+    );
+    let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
+    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let service = Service::new(controller.clone(), ServiceOptions::default());
+    let handle = service.handle();
+    let app = router(
+        handle.clone(),
+        WebhookRouter::from_receivers("demo", &[], &secrets),
+        ServerOptions::default().with_access(access),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service.run(async move {
+        let _ = stopped.await;
+    }));
+    handle.wait_until_sleeping(1).await;
+    let first = controller
+        .state()
+        .await
+        .unwrap()
+        .freight
+        .keys()
+        .next()
+        .unwrap()
+        .to_string();
+    memory.push_image("ghcr.io/acme/app", image("1.0.2", "sha256:2"));
+    assert!(handle.refresh("app", "test"));
+    handle.wait_until_sleeping(2).await;
+    let second = controller
+        .state()
+        .await
+        .unwrap()
+        .freight
+        .keys()
+        .map(ToString::to_string)
+        .find(|f| *f != first)
+        .unwrap();
+
+    let post = |path: String, token: &'static str, body: String| {
+        tokio::task::spawn_blocking(move || {
+            let auth = format!("Bearer {token}");
+            let (status, body) = support::http_request(
+                addr,
+                "POST",
+                &path,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            );
+            let json: Json = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+            (status, json)
+        })
+    };
+    let promote = |stage: &str, freight: &str| {
+        (
+            format!("/v1beta1/projects/demo/stages/{stage}/promotions"),
+            format!("{{\"freight\": \"{freight}\"}}"),
+        )
+    };
+
+    // pete promotes dev; the service runs it; he is the actor.
+    let (path, body) = promote("dev", &first);
+    let (status, answer) = post(path, "pete-t0ken", body).await.unwrap();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["actor"], "pete");
+    let name = answer["promotion"].as_str().unwrap().to_owned();
+    until(&controller, "dev's promotion", |s| {
+        s.promotions.iter().any(|p| p.name == name)
+    })
+    .await;
+    let state = controller.state().await.unwrap();
+    let record = state.promotions.iter().find(|p| p.name == name).unwrap();
+    assert_eq!(record.actor.as_deref(), Some("pete"));
+
+    // pete may not promote prod; vera may not promote at all.
+    let (path, body) = promote("prod", &first);
+    let (status, answer) = post(path.clone(), "pete-t0ken", body.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, 403, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("Stage \"prod\""),
+        "{answer}"
+    );
+    let (status, _) = post(path, "vera-t0ken", body).await.unwrap();
+    assert_eq!(status, 403);
+
+    // The rules: the second Freight never went through dev, so prod may not have it.
+    let (path, body) = promote("prod", &second);
+    let (status, answer) = post(path, "ada-t0ken", body).await.unwrap();
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not available"),
+        "{answer}"
+    );
+
+    // Approved for prod by ada, it may.
+    let (status, answer) = post(
+        format!("/v1beta1/projects/demo/freight/{second}/approve"),
+        "ada-t0ken",
+        "{\"stage\": \"prod\"}".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let (path, body) = promote("prod", &second);
+    let (status, answer) = post(path, "ada-t0ken", body).await.unwrap();
+    assert_eq!(status, 202, "{answer}");
+
+    // dev gets the second Freight, then pete rolls it back to the first.
+    let (path, body) = promote("dev", &second);
+    let (status, answer) = post(path, "pete-t0ken", body).await.unwrap();
+    assert_eq!(status, 202, "{answer}");
+    let name = answer["promotion"].as_str().unwrap().to_owned();
+    until(&controller, "dev's second promotion", |s| {
+        s.promotions.iter().any(|p| p.name == name)
+    })
+    .await;
+    let (status, answer) = post(
+        "/v1beta1/projects/demo/stages/dev/rollback".into(),
+        "pete-t0ken",
+        String::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        answer["freight"],
+        first.as_str(),
+        "back to the first Freight"
+    );
+
+    // Refresh: promoters may, viewers may not.
+    let (status, answer) = post(
+        "/v1beta1/projects/demo/warehouses/app/refresh".into(),
+        "pete-t0ken",
+        String::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    let (status, _) = post(
+        "/v1beta1/projects/demo/warehouses/app/refresh".into(),
+        "vera-t0ken",
+        String::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+
+    // Bad input names what is wrong.
+    for (path, token, body, wanted_status, wanted) in [
+        (
+            "/v1beta1/projects/demo/stages/dev/promotions",
+            "pete-t0ken",
+            "{",
+            400,
+            "not JSON",
+        ),
+        (
+            "/v1beta1/projects/demo/stages/dev/promotions",
+            "pete-t0ken",
+            "{}",
+            400,
+            "freight: required",
+        ),
+        (
+            "/v1beta1/projects/demo/stages/dev/promotions",
+            "pete-t0ken",
+            "{\"freight\": 3}",
+            400,
+            "freight: expected a string",
+        ),
+        (
+            "/v1beta1/projects/demo/stages/dev/promotions",
+            "pete-t0ken",
+            "{\"freight\": \"zzz\"}",
+            404,
+            "unknown Freight",
+        ),
+        (
+            "/v1beta1/projects/demo/stages/qa/promotions",
+            "ada-t0ken",
+            "{\"freight\": \"zzz\"}",
+            404,
+            "unknown Stage",
+        ),
+        (
+            "/v1beta1/projects/demo/warehouses/nope/refresh",
+            "ada-t0ken",
+            "",
+            404,
+            "warehouse \"nope\"",
+        ),
+        (
+            "/v1beta1/projects/demo/stages/dev/promotions",
+            "wrong",
+            "{}",
+            401,
+            "unknown token",
+        ),
+    ] {
+        let (status, answer) = post(path.into(), token, body.into()).await.unwrap();
+        assert_eq!(status, wanted_status, "{path} {body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(wanted),
+            "{path} {body}: {answer}"
+        );
+    }
 }

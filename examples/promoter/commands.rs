@@ -297,6 +297,7 @@ pub(crate) async fn promote(
                     phase: report.result.phase,
                     message: report.result.message.clone().unwrap_or_default(),
                     finished_at: report.result.finished_at,
+                    actor: report.request.actor.clone(),
                 },
             }),
             "pushes": report.pushes.iter().map(|p| json!({

@@ -68,13 +68,13 @@ pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router 
 
 /// A refused request: its status and what to tell the caller.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -91,23 +91,8 @@ impl IntoResponse for ApiError {
 type Answer = Result<Response, ApiError>;
 
 impl Api {
-    /// The caller, from `Authorization: Bearer <token>` (401 otherwise).
     fn caller(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "an Authorization: Bearer <token> header is required",
-            ));
-        };
-        self.access
-            .authenticate(token)
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
+        caller_of(&self.access, headers)
     }
 
     /// The caller may read `project`, which this server runs (401, 403, 404 otherwise).
@@ -137,6 +122,28 @@ impl Api {
             )
         })
     }
+}
+
+/// The caller `table` knows from `Authorization: Bearer <token>` (401 otherwise).
+pub(super) fn caller_of<'a>(
+    table: &'a AccessTable,
+    headers: &HeaderMap,
+) -> Result<&'a Principal, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "an Authorization: Bearer <token> header is required",
+        ));
+    };
+    table
+        .authenticate(token)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
 }
 
 fn ok(body: Json) -> Response {

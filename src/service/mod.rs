@@ -281,6 +281,12 @@ impl ServiceHandle {
         self.requests.send(request).is_ok()
     }
 
+    /// Wakes the service for a pass that refreshes nothing (it runs what is queued, e.g.
+    /// a promotion just requested through the API). Returns false when it has stopped.
+    pub fn wake(&self, why: &str) -> bool {
+        self.request(RefreshRequest::new(Vec::new(), why))
+    }
+
     /// Asks for a full refresh of one Warehouse.
     pub fn refresh(&self, warehouse: &str, why: &str) -> bool {
         self.request(RefreshRequest::new(vec![warehouse.to_owned()], why))

@@ -649,6 +649,7 @@ impl<'a> Pipeline<'a> {
             phase,
             message: message.to_owned(),
             finished_at: now,
+            actor: request.actor.clone(),
         };
         st.last_promotion = Some(record.clone());
         if phase == PromotionPhase::Succeeded {

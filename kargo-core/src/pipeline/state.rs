@@ -277,6 +277,9 @@ pub struct PromotionRecord {
     pub message: String,
     /// When it finished.
     pub finished_at: DateTime<Utc>,
+    /// Who asked for it, when known (none for auto-promotions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// What the pipeline remembers of a Warehouse.

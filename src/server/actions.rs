@@ -1,0 +1,267 @@
+//! The REST API's actions, through the same library calls as the CLI, each checked
+//! against the caller's roles ([`super::access`]) and recorded with the caller's name as
+//! the actor:
+//!
+//! | request | action | answer |
+//! |---|---|---|
+//! | `POST /v1beta1/projects/{p}/stages/{s}/promotions` `{"freight": "<ID, prefix or alias>"}` | promote (queued; the service runs it) | 202 with the promotion |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/rollback` | roll back to the previous Freight (queued) | 202 with the promotion |
+//! | `POST /v1beta1/projects/{p}/freight/{f}/approve` `{"stage": "<name>"}` | approve Freight for a Stage | 200 |
+//! | `POST /v1beta1/projects/{p}/warehouses/{w}/refresh` | refresh a Warehouse | 202 |
+//!
+//! 401 without a known token; 403 when the caller's role or its Stage globs do not allow
+//! it; 404 for an unknown Project, Stage, Warehouse or Freight; 409 when the pipeline's
+//! rules refuse it (the message names the rule: not available, origin not requested,
+//! nothing to roll back); 400 for a malformed body, naming the field. A body is at most
+//! 64 KiB.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use kargo_core::pipeline::PipelineError;
+use serde_json::{Value as Json, json};
+
+use super::access::{AccessTable, Action, Principal};
+use super::api::{ApiError, caller_of};
+use super::{json_response, read_limited};
+use crate::controller::ControllerError;
+use crate::service::ServiceHandle;
+
+/// The largest request body an action reads.
+pub const MAX_ACTION_BODY: usize = 64 * 1024;
+
+struct Actions {
+    handle: ServiceHandle,
+    access: Arc<AccessTable>,
+}
+
+/// The actions' routes, to merge into the server's router.
+pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router {
+    let state = Arc::new(Actions { handle, access });
+    Router::new()
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/promotions",
+            post(promote),
+        )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/rollback",
+            post(rollback),
+        )
+        .route(
+            "/v1beta1/projects/{project}/freight/{freight}/approve",
+            post(approve),
+        )
+        .route(
+            "/v1beta1/projects/{project}/warehouses/{warehouse}/refresh",
+            post(refresh),
+        )
+        .with_state(state)
+}
+
+type Answer = Result<Response, ApiError>;
+
+impl Actions {
+    /// The caller, allowed to take `action` in `project` (on `stage`).
+    fn allowed(
+        &self,
+        headers: &HeaderMap,
+        project: &str,
+        action: Action,
+        stage: Option<&str>,
+    ) -> Result<&Principal, ApiError> {
+        let caller = caller_of(&self.access, headers)?;
+        if project != self.handle.controller().project() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("project {project:?} not found"),
+            ));
+        }
+        if !caller.may(action, project, stage) {
+            let on = stage
+                .map(|s| format!(" on Stage {s:?}"))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} may not {action:?}{on} in project {project:?}",
+                    caller.name()
+                ),
+            ));
+        }
+        Ok(caller)
+    }
+}
+
+/// A string field of a JSON object body.
+async fn field(body: Body, name: &str) -> Result<String, ApiError> {
+    let bytes = read_limited(body, MAX_ACTION_BODY + 1)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
+    if bytes.len() > MAX_ACTION_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_ACTION_BODY} bytes"),
+        ));
+    }
+    let doc: Json = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    match doc.get(name) {
+        Some(Json::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        Some(Json::String(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: must not be empty"),
+        )),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: expected a string"),
+        )),
+        None if doc.is_object() => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: required"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected a JSON object with {name}"),
+        )),
+    }
+}
+
+/// The status a refused library call answers: 404 for what does not exist, 409 for the
+/// pipeline's rules, 503 for the state store.
+fn refused(e: ControllerError) -> ApiError {
+    let status = match &e {
+        ControllerError::Pipeline(
+            PipelineError::UnknownStage(_) | PipelineError::UnknownFreight(_),
+        )
+        | ControllerError::UnknownWarehouse(_) => StatusCode::NOT_FOUND,
+        ControllerError::Pipeline(_) => StatusCode::CONFLICT,
+        _ => {
+            tracing::warn!(error = %e, "API action failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the action could not be recorded now; try again",
+            );
+        }
+    };
+    ApiError::new(status, e.to_string())
+}
+
+/// Answers a queued promotion, after waking the service to run it (a store without
+/// change notifications would not wake it).
+fn queued(handle: &ServiceHandle, request: &kargo_core::pipeline::PromotionRequest) -> Response {
+    handle.wake(&format!("promotion {} requested", request.name));
+    json_response(
+        StatusCode::ACCEPTED,
+        json!({
+            "promotion": request.name,
+            "stage": request.stage,
+            "freight": request.freight.to_string(),
+            "actor": request.actor,
+        }),
+    )
+}
+
+async fn promote(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Promote, Some(&stage))?
+        .name()
+        .to_owned();
+    let freight = field(body, "freight").await?;
+    let request = a
+        .handle
+        .controller()
+        .request_promotion(&stage, &freight, Some(caller))
+        .await
+        .map_err(refused)?;
+    Ok(queued(&a.handle, &request))
+}
+
+async fn rollback(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Rollback, Some(&stage))?
+        .name()
+        .to_owned();
+    let request = a
+        .handle
+        .controller()
+        .request_rollback(&stage, Some(caller))
+        .await
+        .map_err(refused)?;
+    Ok(queued(&a.handle, &request))
+}
+
+async fn approve(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, freight)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    // The Stage is in the body: read it before checking the caller's Stage globs.
+    caller_of(&a.access, &headers)?;
+    let stage = field(body, "stage").await?;
+    let caller = a
+        .allowed(&headers, &project, Action::Approve, Some(&stage))?
+        .name()
+        .to_owned();
+    let id = a
+        .handle
+        .controller()
+        .approve(&stage, &freight, Some(caller.clone()))
+        .await
+        .map_err(refused)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"freight": id.to_string(), "stage": stage, "actor": caller}),
+    ))
+}
+
+async fn refresh(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, warehouse)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Refresh, None)?
+        .name()
+        .to_owned();
+    let c = a.handle.controller();
+    if c.manifests().warehouse(&project, &warehouse).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("warehouse {warehouse:?} not found"),
+        ));
+    }
+    let why = format!("API request by {caller}");
+    if !a.handle.refresh(&warehouse, &why) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is not running",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({"refreshing": warehouse, "actor": caller}),
+    ))
+}
