@@ -63,6 +63,35 @@ spec:
         config: {tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"}
 "#;
 
+/// Runs `controller`'s service behind the router with the API on, until the returned
+/// sender is dropped; answers after the first pass.
+async fn serve(
+    controller: &Controller,
+    access: AccessTable,
+) -> (
+    std::net::SocketAddr,
+    kargo::service::ServiceHandle,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let service = Service::new(controller.clone(), ServiceOptions::default());
+    let handle = service.handle();
+    let app = router(
+        handle.clone(),
+        WebhookRouter::from_receivers("demo", &[], &secrets),
+        ServerOptions::default().with_access(access),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service.run(async move {
+        let _ = stopped.await;
+    }));
+    handle.wait_until_sleeping(1).await;
+    (addr, handle, stop)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_with_tokens_roles_pages_and_errors() {
     let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
@@ -91,22 +120,7 @@ async fn reads_with_tokens_roles_pages_and_errors() {
         hash_token("olaf-t0ken"),
     );
     let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
-    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let service = Service::new(controller.clone(), ServiceOptions::default());
-    let handle = service.handle();
-    let app = router(
-        handle.clone(),
-        WebhookRouter::from_receivers("demo", &[], &secrets),
-        ServerOptions::default().with_access(access),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
-    handle.wait_until_sleeping(1).await;
+    let (addr, handle, _stop) = serve(&controller, access).await;
     // Three more builds, one refresh each: four Freight to page through.
     for (pass, i) in (6..=8).enumerate() {
         memory.push_image(
@@ -332,22 +346,7 @@ async fn actions_check_roles_and_rules() {
         hash_token("ada-t0ken"),
     );
     let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
-    let secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let service = Service::new(controller.clone(), ServiceOptions::default());
-    let handle = service.handle();
-    let app = router(
-        handle.clone(),
-        WebhookRouter::from_receivers("demo", &[], &secrets),
-        ServerOptions::default().with_access(access),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service.run(async move {
-        let _ = stopped.await;
-    }));
-    handle.wait_until_sleeping(1).await;
+    let (addr, handle, _stop) = serve(&controller, access).await;
     let first = controller
         .state()
         .await
