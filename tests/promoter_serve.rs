@@ -88,9 +88,21 @@ impl Server {
         secrets: &Path,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_with(root, credentials, secrets, env, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments.
+    fn start_with(
+        root: &Path,
+        credentials: Option<&Path>,
+        secrets: &Path,
+        env: &[(&str, &str)],
+        args: &[&std::ffi::OsStr],
+    ) -> Self {
         let mut cmd = base_command(root, credentials);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--secrets"])
             .arg(secrets)
+            .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -576,8 +588,35 @@ fn serve_providers_signatures_and_broken_bodies() {
     let mut all_secrets = SECRETS.to_vec();
     all_secrets.push(("org-hub", "secret", "org-s3cret"));
     std::fs::write(&secrets, secrets_yaml(&all_secrets)).unwrap();
-    let server = Server::start(root, None, &secrets, &[]);
+    // The REST API for one viewer token (the file holds its SHA-256 only).
+    let tokens = root.join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "tokens:\n- {{name: ops, sha256: {}, roles: [{{role: viewer}}]}}\n",
+            kargo::server::access::hash_token("ops-t0ken")
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        root,
+        None,
+        &secrets,
+        &[],
+        &["--tokens".as_ref(), tokens.as_os_str()],
+    );
     let before = freight(root);
+    let (status, text) = server.request(
+        "GET",
+        "/v1beta1/projects",
+        &[("Authorization", "Bearer ops-t0ken")],
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    let reply: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["items"][0]["name"], json!(PROJECT), "{reply}");
+    let (status, _) = server.request("GET", "/v1beta1/projects/hooks/stages", &[], b"");
+    assert_eq!(status, 401, "no token, no API");
 
     // The cluster receiver's path is Kargo's hash without a project.
     let cluster_path = receiver_path(Provider::DockerHub, "", "org-hub", &["org-s3cret"]);

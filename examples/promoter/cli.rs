@@ -148,6 +148,11 @@ pub(crate) enum Command {
         /// KARGO_REFRESH_TOKEN environment variable; without either the endpoint refuses).
         #[arg(long, value_name = "TOKEN")]
         refresh_token: Option<String>,
+        /// A token file (`tokens: [{name, sha256, roles: [{role, projects, stages}]}]`,
+        /// see `kargo::server::access`): serves the REST API at /v1beta1/... to the callers
+        /// it names. Without it the API is not served.
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
         /// The longest sleep between interval passes, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         max_sleep: u64,

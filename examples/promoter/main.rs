@@ -357,10 +357,19 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             listen,
             secrets,
             refresh_token,
+            tokens,
             max_sleep,
         } => {
             let token = refresh_token.clone().or_else(|| env("KARGO_REFRESH_TOKEN"));
-            serve::serve(cli, ui, *listen, secrets.as_deref(), token, *max_sleep).await
+            serve::serve(
+                cli,
+                ui,
+                *listen,
+                secrets.as_deref(),
+                (token, tokens.as_deref()),
+                *max_sleep,
+            )
+            .await
         }
     }
 }

@@ -38,9 +38,28 @@ pub(crate) async fn serve(
     ui: &Ui,
     listen: SocketAddr,
     secrets: Option<&Path>,
-    refresh_token: Option<String>,
+    (refresh_token, tokens): (Option<String>, Option<&Path>),
     max_sleep: u64,
 ) -> Result<()> {
+    // The API's token file first: a bad one stops before anything starts.
+    let access = match tokens {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Input(format!(
+                    "cannot read the token file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(
+                kargo::server::access::AccessTable::from_yaml_str(
+                    &path.display().to_string(),
+                    &text,
+                )
+                .map_err(|e| Failure::Input(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let secrets = match secrets {
         Some(p) => load_secrets(p)?,
         None => Secrets::new(),
@@ -73,7 +92,18 @@ pub(crate) async fn serve(
     let routes = router(
         service.handle(),
         webhooks,
-        ServerOptions::default().with_refresh_token(refresh_token),
+        match access {
+            Some(table) => {
+                ui.progress(&format!(
+                    "REST API at /v1beta1 for {} token(s)",
+                    table.len()
+                ));
+                ServerOptions::default()
+                    .with_refresh_token(refresh_token)
+                    .with_access(table)
+            }
+            None => ServerOptions::default().with_refresh_token(refresh_token),
+        },
     );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
