@@ -216,6 +216,17 @@ fn to_json(value: &impl serde::Serialize) -> Json {
     serde_json::to_value(value).unwrap_or(Json::Null)
 }
 
+/// A Stage or Warehouse as the API shows it: its name, manifest `spec` and state.
+fn resource(name: &str, spec: &impl serde::Serialize, status: &impl serde::Serialize) -> Json {
+    json!({ "name": name, "spec": to_json(spec), "status": to_json(status) })
+}
+
+/// Resources sorted by name.
+fn by_name(mut items: Vec<Json>) -> Vec<Json> {
+    items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    items
+}
+
 async fn projects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer {
     let caller = api.caller(&headers)?;
     let c = api.handle.controller();
@@ -241,23 +252,20 @@ async fn stages(
     api.readable(&headers, &project)?;
     let page = page(&uri)?;
     let state = api.state().await?;
-    let mut list: Vec<_> = api
-        .handle
-        .controller()
-        .manifests()
-        .stages(&project)
-        .collect();
-    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let items = list
-        .into_iter()
-        .map(|s| {
-            json!({
-                "name": s.metadata.name,
-                "spec": to_json(&s.spec),
-                "status": to_json(&state.stages.get(&s.metadata.name)),
+    let items = by_name(
+        api.handle
+            .controller()
+            .manifests()
+            .stages(&project)
+            .map(|s| {
+                resource(
+                    &s.metadata.name,
+                    &s.spec,
+                    &state.stages.get(&s.metadata.name),
+                )
             })
-        })
-        .collect();
+            .collect(),
+    );
     Ok(ok(paged(items, &page)))
 }
 
@@ -273,11 +281,7 @@ async fn stage(
         .stage(&project, &name)
         .ok_or_else(|| not_found("stage", &name))?;
     let state = api.state().await?;
-    Ok(ok(json!({
-        "name": name,
-        "spec": to_json(&s.spec),
-        "status": to_json(&state.stages.get(&name)),
-    })))
+    Ok(ok(resource(&name, &s.spec, &state.stages.get(&name))))
 }
 
 async fn promotions(
@@ -317,23 +321,20 @@ async fn warehouses(
     api.readable(&headers, &project)?;
     let page = page(&uri)?;
     let state = api.state().await?;
-    let mut list: Vec<_> = api
-        .handle
-        .controller()
-        .manifests()
-        .warehouses(&project)
-        .collect();
-    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let items = list
-        .into_iter()
-        .map(|w| {
-            json!({
-                "name": w.metadata.name,
-                "spec": to_json(&w.spec),
-                "status": to_json(&state.warehouses.get(&w.metadata.name)),
+    let items = by_name(
+        api.handle
+            .controller()
+            .manifests()
+            .warehouses(&project)
+            .map(|w| {
+                resource(
+                    &w.metadata.name,
+                    &w.spec,
+                    &state.warehouses.get(&w.metadata.name),
+                )
             })
-        })
-        .collect();
+            .collect(),
+    );
     Ok(ok(paged(items, &page)))
 }
 
@@ -349,11 +350,7 @@ async fn warehouse(
         .warehouse(&project, &name)
         .ok_or_else(|| not_found("warehouse", &name))?;
     let state = api.state().await?;
-    Ok(ok(json!({
-        "name": name,
-        "spec": to_json(&w.spec),
-        "status": to_json(&state.warehouses.get(&name)),
-    })))
+    Ok(ok(resource(&name, &w.spec, &state.warehouses.get(&name))))
 }
 
 async fn freight_list(
