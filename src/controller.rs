@@ -15,6 +15,9 @@
 //! [`Service`](crate::service::Service).
 
 mod progress;
+mod stage_controls;
+
+pub use stage_controls::Reverification;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -93,6 +96,17 @@ pub enum ControllerError {
     /// (see [`kargo_steps::analysis`]).
     #[error("{count} problem(s) with the Stages' analysis templates:\n{0}", count = .0.len())]
     Analysis(kargo_core::loader::ManifestErrors),
+    /// Re-verification needs a Stage with `verification` and a verifier.
+    #[error("Stage {stage:?} cannot be verified: {why}")]
+    NotVerifiable {
+        /// The Stage.
+        stage: String,
+        /// Why not.
+        why: String,
+    },
+    /// Another runner holds the Stage's lease (it is promoting or verifying).
+    #[error("Stage {0:?} is busy promoting or verifying; try again when it is done")]
+    StageBusy(String),
     /// The manifests' Secrets or ConfigMaps are malformed (each error names the file,
     /// line, Secret and key).
     #[error("{count} problem(s) with the manifests' Secrets:\n{0}", count = .0.len())]
@@ -172,6 +186,8 @@ pub struct Controller {
     schedule: ScheduleOptions,
     failures: Arc<Mutex<BTreeMap<String, RefreshFailure>>>,
     lease_ttl: std::time::Duration,
+    /// The promotions this process runs now, by name, with what stops them.
+    running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -221,6 +237,7 @@ impl Controller {
             schedule: ScheduleOptions::default(),
             failures: Arc::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
+            running: Arc::default(),
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -1030,6 +1047,7 @@ impl Controller {
         tracing::info!(promotion = %request.name, stage = %request.stage, freight = %request.freight, resumed = resume.is_some(), "promotion started");
         let sink = progress::StateProgress::new(self, fence, &request.name);
         let cancel = CancellationToken::new();
+        let _running = self.register_running(&request, &state, &cancel);
         let run = self
             .runner
             .run_resumable(&promotion, resume, &sink, cancel.clone());
@@ -1038,6 +1056,7 @@ impl Controller {
             tokio::select! {
                 r = &mut run => r,
                 () = self.keep_lease(fence, &cancel) => run.await,
+                () = self.watch_abort(&request, &cancel) => run.await,
             }
         };
         drop(dir);
@@ -1053,6 +1072,8 @@ impl Controller {
         let message = result.message.clone().unwrap_or_default();
         let record = self
             .update_under(fence, |state| {
+                let message = Self::abort_message(state, &request, result.phase)
+                    .unwrap_or_else(|| message.clone());
                 let record = self.pipeline().finish(
                     state,
                     &request.stage,
@@ -1062,6 +1083,13 @@ impl Controller {
                     now,
                 )?;
                 state.progress.remove(&request.name);
+                if let Some(kept) = state
+                    .promotions
+                    .last_mut()
+                    .filter(|r| r.name == record.name)
+                {
+                    kept.steps = result.steps.clone();
+                }
                 Ok(record)
             })
             .await?;

@@ -33,6 +33,8 @@
 pub mod access;
 pub mod actions;
 pub mod api;
+pub mod preview;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,7 +92,9 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .cloned()
         .collect();
     let api = options.access.clone().map(|table| {
-        api::routes(handle.clone(), table.clone()).merge(actions::routes(handle.clone(), table))
+        api::routes(handle.clone(), table.clone())
+            .merge(actions::routes(handle.clone(), table.clone()))
+            .merge(preview::routes(handle.clone(), table))
     });
     let app = Arc::new(App {
         handle,

@@ -298,6 +298,7 @@ pub(crate) async fn promote(
                     message: report.result.message.clone().unwrap_or_default(),
                     finished_at: report.result.finished_at,
                     actor: report.request.actor.clone(),
+                    steps: report.result.steps.clone(),
                 },
             }),
             "pushes": report.pushes.iter().map(|p| json!({

@@ -8,6 +8,10 @@
 //! | `POST /v1beta1/projects/{p}/stages/{s}/rollback` | roll back to the previous Freight (queued) | 202 with the promotion |
 //! | `POST /v1beta1/projects/{p}/freight/{f}/approve` `{"stage": "<name>"}` | approve Freight for a Stage | 200 |
 //! | `POST /v1beta1/projects/{p}/warehouses/{w}/refresh` | refresh a Warehouse | 202 |
+//! | `POST /v1beta1/projects/{p}/promotions/{name}/abort` | abort a queued (dequeued at once) or running promotion (stops at its next step) | 200 |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/reverify` | verify the Stage's Freight again (runs in the background) | 202 |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/hold` | hold auto-promotion at the Freight the Stage holds | 200 |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/resume` | lift the Stage's auto-promotion holds | 200 |
 //!
 //! 401 without a known token; 403 when the caller's role or its Stage globs do not allow
 //! it; 404 for an unknown Project, Stage, Warehouse or Freight; 409 when the pipeline's
@@ -23,7 +27,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
-use kargo_core::pipeline::PipelineError;
+use kargo_core::pipeline::{AbortOutcome, PipelineError};
 use serde_json::{Value as Json, json};
 
 use super::access::{AccessTable, Action, Principal};
@@ -59,6 +63,22 @@ pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router 
         .route(
             "/v1beta1/projects/{project}/warehouses/{warehouse}/refresh",
             post(refresh),
+        )
+        .route(
+            "/v1beta1/projects/{project}/promotions/{promotion}/abort",
+            post(abort),
+        )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/reverify",
+            post(reverify),
+        )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/hold",
+            post(hold),
+        )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/resume",
+            post(resume),
         )
         .with_state(state)
 }
@@ -147,7 +167,9 @@ fn refused(e: ControllerError) -> ApiError {
             PipelineError::UnknownStage(_) | PipelineError::UnknownFreight(_),
         )
         | ControllerError::UnknownWarehouse(_) => StatusCode::NOT_FOUND,
-        ControllerError::Pipeline(_) => StatusCode::CONFLICT,
+        ControllerError::Pipeline(_)
+        | ControllerError::NotVerifiable { .. }
+        | ControllerError::StageBusy(_) => StatusCode::CONFLICT,
         _ => {
             tracing::warn!(error = %e, "API action failed");
             return ApiError::new(
@@ -263,5 +285,123 @@ async fn refresh(
     Ok(json_response(
         StatusCode::ACCEPTED,
         json!({"refreshing": warehouse, "actor": caller}),
+    ))
+}
+
+async fn abort(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, promotion)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    caller_of(&a.access, &headers)?;
+    let c = a.handle.controller();
+    let state = c.state().await.map_err(refused)?;
+    let stage = state
+        .stages
+        .iter()
+        .find(|(_, st)| st.pending().any(|r| r.name == promotion))
+        .map(|(name, _)| name.clone());
+    let Some(stage) = stage else {
+        let finished = state.promotions.iter().any(|r| r.name == promotion);
+        return Err(if finished {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("promotion {promotion:?} has finished: there is nothing to abort"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("promotion {promotion:?} not found"),
+            )
+        });
+    };
+    let caller = a
+        .allowed(&headers, &project, Action::Abort, Some(&stage))?
+        .name()
+        .to_owned();
+    let outcome = c
+        .abort(&stage, Some(&promotion), Some(caller.clone()))
+        .await
+        .map_err(refused)?;
+    let what = match outcome {
+        AbortOutcome::Dequeued(_) => "dequeued",
+        _ => "aborting",
+    };
+    a.handle.wake(&format!("promotion {promotion} aborted"));
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"promotion": promotion, "stage": stage, "outcome": what, "actor": caller}),
+    ))
+}
+
+async fn reverify(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Reverify, Some(&stage))?
+        .name()
+        .to_owned();
+    let started = a
+        .handle
+        .controller()
+        .start_reverify(&stage)
+        .await
+        .map_err(refused)?;
+    tracing::info!(stage = %stage, actor = %caller, "re-verification requested");
+    let name = stage.clone();
+    tokio::spawn(async move {
+        if let Err(e) = started.run().await {
+            tracing::warn!(stage = %name, error = %e, "re-verification failed");
+        }
+    });
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({"verifying": stage, "actor": caller}),
+    ))
+}
+
+async fn hold(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Hold, Some(&stage))?
+        .name()
+        .to_owned();
+    let held = a
+        .handle
+        .controller()
+        .hold_auto_promotion(&stage, Some(caller.clone()))
+        .await
+        .map_err(refused)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"stage": stage, "held": held, "actor": caller}),
+    ))
+}
+
+async fn resume(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = a
+        .allowed(&headers, &project, Action::Hold, Some(&stage))?
+        .name()
+        .to_owned();
+    let released = a
+        .handle
+        .controller()
+        .resume_auto_promotion(&stage)
+        .await
+        .map_err(refused)?;
+    tracing::info!(stage = %stage, actor = %caller, released, "auto-promotion resumed");
+    a.handle.wake(&format!("auto-promotion of {stage} resumed"));
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"stage": stage, "released": released, "actor": caller}),
     ))
 }

@@ -11,6 +11,7 @@
 //! | `GET /v1beta1/projects/{p}/warehouses/{w}` | one Warehouse: its manifest and state |
 //! | `GET /v1beta1/projects/{p}/freight` | Freight, newest first, paged |
 //! | `GET /v1beta1/projects/{p}/freight/{name or alias}` | one Freight |
+//! | `GET /v1beta1/projects/{p}/promotions/{name}` | one promotion, queued, running or finished, with its steps ([`views::promotion`]) |
 //!
 //! Lists take `?limit=N` (default 100, at most 1,000) and `?continue=TOKEN` (from the
 //! previous page's `continue`), and answer `{"items": [...], "continue": TOKEN|null}`.
@@ -29,7 +30,7 @@ use kargo_core::pipeline::ProjectState;
 use serde_json::{Value as Json, json};
 
 use super::access::{AccessTable, Action, Principal};
-use super::{error, json_response};
+use super::{error, json_response, views};
 use crate::service::ServiceHandle;
 
 /// The default page size of a list.
@@ -62,6 +63,10 @@ pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router 
         .route(
             "/v1beta1/projects/{project}/freight/{freight}",
             get(freight),
+        )
+        .route(
+            "/v1beta1/projects/{project}/promotions/{promotion}",
+            get(promotion),
         )
         .with_state(api)
 }
@@ -386,4 +391,30 @@ async fn freight(
     found
         .map(|r| ok(to_json(r)))
         .ok_or_else(|| not_found("freight", &name))
+}
+
+async fn promotion(
+    State(api): State<Arc<Api>>,
+    UrlPath((project, name)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let state = api.state().await?;
+    let c = api.handle.controller();
+    let stage = state
+        .promotions
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.stage.clone())
+        .or_else(|| {
+            state
+                .stages
+                .iter()
+                .find(|(_, st)| st.pending().any(|r| r.name == name))
+                .map(|(s, _)| s.clone())
+        });
+    let plan = stage.and_then(|s| kargo_core::runner::plan_stage(c.manifests(), &project, &s).ok());
+    views::promotion(&state, &name, plan.as_ref())
+        .map(ok)
+        .ok_or_else(|| not_found("promotion", &name))
 }

@@ -35,12 +35,14 @@ mod journal;
 pub mod records;
 mod retention;
 mod soak;
+mod stage_controls;
 mod state;
 mod store;
 
 pub use file_store::FileStore;
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
+pub use stage_controls::AbortOutcome;
 pub use state::*;
 pub use store::{Fence, MemoryStore, Revision, StageLease, StateError, StateStore};
 
@@ -102,6 +104,17 @@ pub enum PipelineError {
         /// The promotion.
         promotion: String,
     },
+    /// Abort needs a queued or running promotion.
+    #[error("Stage {stage:?} has no {what} to abort")]
+    NothingToAbort {
+        /// The Stage.
+        stage: String,
+        /// What was looked for: `promotion` or `promotion {name:?}`.
+        what: String,
+    },
+    /// A hold pins the Freight a Stage holds: it needs some.
+    #[error("Stage {0:?} holds no Freight: there is nothing to hold auto-promotion at")]
+    NothingToHold(String),
     /// A control-flow Stage cannot be promoted to.
     #[error("Stage {0:?} has no promotion template (a control-flow Stage): nothing to promote")]
     ControlFlow(String),
@@ -650,8 +663,16 @@ impl<'a> Pipeline<'a> {
             message: message.to_owned(),
             finished_at: now,
             actor: request.actor.clone(),
+            steps: Vec::new(),
         };
         st.last_promotion = Some(record.clone());
+        if st
+            .abort_requested
+            .as_ref()
+            .is_some_and(|a| a.promotion == request.name)
+        {
+            st.abort_requested = None;
+        }
         if phase == PromotionPhase::Succeeded {
             let old = st.current().cloned().unwrap_or_default();
             st.freight_history.insert(

@@ -134,6 +134,10 @@ pub struct StageState {
     /// The last finished promotion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_promotion: Option<PromotionRecord>,
+    /// An abort asked of the running promotion (Kargo's `kargo.akuity.io/abort`
+    /// annotation): its runner stops it at the next step boundary, wherever it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_requested: Option<AbortRequest>,
     /// Arbitrary metadata (`set-metadata`, `stageMetadata()`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, Json>,
@@ -194,6 +198,19 @@ pub enum VerificationPhase {
     Aborted,
     /// The verification finished without a verdict.
     Inconclusive,
+}
+
+/// An abort asked of a running promotion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortRequest {
+    /// The promotion to stop.
+    pub promotion: String,
+    /// Who asked, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// When it was asked.
+    pub requested_at: DateTime<Utc>,
 }
 
 /// Kargo's `autoPromotionHolds` entry: a manually promoted Freight pins its origin.
@@ -280,6 +297,10 @@ pub struct PromotionRecord {
     /// Who asked for it, when known (none for auto-promotions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Its steps as they ended (status, times, outputs, messages): what a promotion's
+    /// page shows after it finished. Empty for one that never started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<crate::runner::StepRecord>,
 }
 
 /// What the pipeline remembers of a Warehouse.

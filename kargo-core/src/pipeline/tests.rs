@@ -1078,3 +1078,121 @@ fn retention_keeps_the_newest_promotion_records_per_stage() {
         .unwrap();
     assert_eq!(newest, t(29 * 60));
 }
+
+#[test]
+fn abort_dequeues_or_asks_the_runner_and_holds_pin_until_resumed() {
+    let f = fixture();
+    let p = f.pipeline();
+    let mut state = ProjectState::default();
+    for (tag, at) in [("1.0.0", 0), ("1.1.0", 5)] {
+        record_freight(&mut state, image_freight(tag, at));
+    }
+    // Nothing queued or running: nothing to abort, and nothing held to hold at.
+    assert!(matches!(
+        p.abort(&mut state, "dev", None, None, t(1)),
+        Err(PipelineError::NothingToAbort { .. })
+    ));
+    assert_eq!(
+        p.hold_auto_promotion(&mut state, "dev", None, t(1)),
+        Err(PipelineError::NothingToHold("dev".into()))
+    );
+    assert!(matches!(
+        p.abort(&mut state, "nope", None, None, t(1)),
+        Err(PipelineError::UnknownStage(_))
+    ));
+
+    // Two queued: the first starts; aborting the queued one by name records it Aborted.
+    let a = p
+        .request_promotion(
+            &state,
+            "dev",
+            "app-1.0.0",
+            PromotionTrigger::Manual,
+            None,
+            t(2),
+        )
+        .unwrap();
+    Pipeline::enqueue(&mut state, a.clone(), false);
+    let b = p
+        .request_promotion(
+            &state,
+            "dev",
+            "app-1.1.0",
+            PromotionTrigger::Manual,
+            None,
+            t(3),
+        )
+        .unwrap();
+    Pipeline::enqueue(&mut state, b.clone(), false);
+    p.start_next(&mut state, "dev", t(4)).unwrap();
+    let out = p
+        .abort(&mut state, "dev", Some(&b.name), Some("ann".into()), t(5))
+        .unwrap();
+    let AbortOutcome::Dequeued(record) = out else {
+        panic!("expected a dequeued promotion, got {out:?}");
+    };
+    assert_eq!(record.phase, PromotionPhase::Aborted);
+    assert_eq!(record.actor.as_deref(), Some("ann"));
+    assert!(state.stages["dev"].queue.is_empty());
+    assert_eq!(state.promotions.last().unwrap().name, b.name);
+
+    // The running one gets an abort request, cleared when it ends.
+    let out = p
+        .abort(&mut state, "dev", None, Some("ann".into()), t(6))
+        .unwrap();
+    assert_eq!(
+        out,
+        AbortOutcome::Requested {
+            promotion: a.name.clone()
+        }
+    );
+    assert_eq!(
+        state.stages["dev"]
+            .abort_requested
+            .as_ref()
+            .map(|r| &r.promotion),
+        Some(&a.name)
+    );
+    p.finish(
+        &mut state,
+        "dev",
+        &a.name,
+        PromotionPhase::Aborted,
+        "aborted",
+        t(7),
+    )
+    .unwrap();
+    assert!(state.stages["dev"].abort_requested.is_none());
+    assert!(
+        current(&state, "dev", "app").is_none(),
+        "an abort changes nothing"
+    );
+
+    // Hold at the current Freight: newer Freight does not move the Stage until resumed.
+    promote(
+        &p,
+        &mut state,
+        "dev",
+        "app-1.1.0",
+        PromotionTrigger::Auto,
+        t(8),
+    );
+    let held = p
+        .hold_auto_promotion(&mut state, "dev", Some("ann".into()), t(9))
+        .unwrap();
+    assert_eq!(held, vec!["Warehouse/app".to_owned()]);
+    record_freight(&mut state, image_freight("1.2.0", 10));
+    assert!(
+        p.auto_promotions(&state, t(11))
+            .iter()
+            .all(|r| r.stage != "dev"),
+        "held"
+    );
+    assert_eq!(p.resume_auto_promotion(&mut state, "dev").unwrap(), 1);
+    assert!(
+        p.auto_promotions(&state, t(12))
+            .iter()
+            .any(|r| r.stage == "dev" && r.freight == image_freight("1.2.0", 10).name),
+        "resumed"
+    );
+}
