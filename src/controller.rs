@@ -35,9 +35,9 @@ use kargo_core::loader::ManifestErrors;
 use kargo_core::loader::ManifestSet;
 use kargo_core::model::Stage;
 use kargo_core::pipeline::{
-    Fence, Pipeline, PipelineError, ProjectState, PromotionRecord, PromotionRequest,
-    PromotionTrigger, RetentionPolicy, RetentionReport, StageLease, StateError, StateStore,
-    VerificationPhase, Verifier, apply_retention, record_freight,
+    ChangeFeed, Fence, ObservedStore, Pipeline, PipelineError, ProjectState, PromotionRecord,
+    PromotionRequest, PromotionTrigger, RetentionPolicy, RetentionReport, StageLease, StateError,
+    StateStore, VerificationPhase, Verifier, apply_retention, record_freight,
 };
 use kargo_core::runner::{
     PlanError, Promotion, PromotionPhase, PromotionProgress, PromotionResult, plan_stage,
@@ -188,6 +188,8 @@ pub struct Controller {
     lease_ttl: std::time::Duration,
     /// The promotions this process runs now, by name, with what stops them.
     running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
+    /// The store's changes (this process's writes and the store's notifications).
+    feed: ChangeFeed,
 }
 
 impl std::fmt::Debug for Controller {
@@ -215,6 +217,9 @@ impl Controller {
         let manifest_secrets =
             ManifestSecrets::from_manifests(&manifests).map_err(ControllerError::Secrets)?;
         let stages = manifests.stages(project).cloned().collect();
+        let observed = Arc::new(ObservedStore::new(store));
+        let feed = observed.feed();
+        let store: Arc<dyn StateStore> = observed;
         let mut c = Self {
             manifests: Arc::new(manifests),
             project: project.to_owned(),
@@ -238,6 +243,7 @@ impl Controller {
             failures: Arc::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
             running: Arc::default(),
+            feed,
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -411,6 +417,13 @@ impl Controller {
     pub fn with_work_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.work_root = Some(dir.into());
         self
+    }
+
+    /// A feed of the project state's changes: every write through this controller (or
+    /// any clone of it) and the store's own notifications of other processes' writes
+    /// ([`StateStore::changes`]). What live views wait on.
+    pub fn change_feed(&self) -> ChangeFeed {
+        self.feed.clone()
     }
 
     /// The manifests.

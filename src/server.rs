@@ -35,6 +35,7 @@ pub mod actions;
 pub mod api;
 pub mod preview;
 pub mod views;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +93,11 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .cloned()
         .collect();
     let api = options.access.clone().map(|table| {
-        api::routes(handle.clone(), table.clone())
+        let hub = Arc::new(watch::WatchHub::new(handle.clone()));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            hub.version();
+        }
+        api::routes(handle.clone(), table.clone(), hub)
             .merge(actions::routes(handle.clone(), table.clone()))
             .merge(preview::routes(handle.clone(), table))
     });

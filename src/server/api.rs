@@ -30,7 +30,9 @@ use kargo_core::pipeline::ProjectState;
 use serde_json::{Value as Json, json};
 
 use super::access::{AccessTable, Action, Principal};
-use super::{error, json_response, views};
+use super::views::{self, resource, to_json};
+use super::watch::{Kind, WatchFilter, WatchHub, kinds_param, wants_watch};
+use super::{error, json_response};
 use crate::service::ServiceHandle;
 
 /// The default page size of a list.
@@ -41,11 +43,20 @@ pub const MAX_PAGE: usize = 1_000;
 struct Api {
     handle: ServiceHandle,
     access: Arc<AccessTable>,
+    hub: Arc<WatchHub>,
 }
 
 /// The API's routes, to merge into the server's router.
-pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router {
-    let api = Arc::new(Api { handle, access });
+pub(super) fn routes(
+    handle: ServiceHandle,
+    access: Arc<AccessTable>,
+    hub: Arc<WatchHub>,
+) -> Router {
+    let api = Arc::new(Api {
+        handle,
+        access,
+        hub,
+    });
     Router::new()
         .route("/v1beta1/projects", get(projects))
         .route("/v1beta1/projects/{project}/stages", get(stages))
@@ -68,6 +79,7 @@ pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router 
             "/v1beta1/projects/{project}/promotions/{promotion}",
             get(promotion),
         )
+        .route("/v1beta1/projects/{project}/watch", get(watch_all))
         .with_state(api)
 }
 
@@ -204,8 +216,9 @@ fn page(uri: &Uri) -> Result<Page, ApiError> {
     Ok(page)
 }
 
-/// One page of `items`, with the token of the next one.
-fn paged(items: Vec<Json>, page: &Page) -> Json {
+/// One page of `items`, with the token of the next one and the `resourceVersion` a
+/// watch continues from.
+fn paged(items: Vec<Json>, page: &Page, version: u64) -> Json {
     let total = items.len();
     let end = page.offset.saturating_add(page.limit).min(total);
     let start = page.offset.min(total);
@@ -214,16 +227,8 @@ fn paged(items: Vec<Json>, page: &Page) -> Json {
         "items": items.into_iter().skip(start).take(end - start).collect::<Vec<_>>(),
         "continue": next,
         "total": total,
+        "resourceVersion": version.to_string(),
     })
-}
-
-fn to_json(value: &impl serde::Serialize) -> Json {
-    serde_json::to_value(value).unwrap_or(Json::Null)
-}
-
-/// A Stage or Warehouse as the API shows it: its name, manifest `spec` and state.
-fn resource(name: &str, spec: &impl serde::Serialize, status: &impl serde::Serialize) -> Json {
-    json!({ "name": name, "spec": to_json(spec), "status": to_json(status) })
 }
 
 /// Resources sorted by name.
@@ -255,7 +260,18 @@ async fn stages(
     uri: Uri,
 ) -> Answer {
     api.readable(&headers, &project)?;
+    if wants_watch(&uri) {
+        return Ok(api.hub.respond(
+            &uri,
+            &headers,
+            WatchFilter {
+                kinds: vec![Kind::Stage],
+                ..WatchFilter::default()
+            },
+        ));
+    }
     let page = page(&uri)?;
+    let version = api.hub.version();
     let state = api.state().await?;
     let items = by_name(
         api.handle
@@ -271,7 +287,7 @@ async fn stages(
             })
             .collect(),
     );
-    Ok(ok(paged(items, &page)))
+    Ok(ok(paged(items, &page, version)))
 }
 
 async fn stage(
@@ -296,7 +312,19 @@ async fn promotions(
     uri: Uri,
 ) -> Answer {
     api.readable(&headers, &project)?;
+    if wants_watch(&uri) {
+        return Ok(api.hub.respond(
+            &uri,
+            &headers,
+            WatchFilter {
+                kinds: vec![Kind::Promotion],
+                stage: Some(name.clone()),
+                ..WatchFilter::default()
+            },
+        ));
+    }
     let page = page(&uri)?;
+    let version = api.hub.version();
     if api
         .handle
         .controller()
@@ -314,7 +342,7 @@ async fn promotions(
         .filter(|p| p.stage == name)
         .map(to_json)
         .collect();
-    Ok(ok(paged(items, &page)))
+    Ok(ok(paged(items, &page, version)))
 }
 
 async fn warehouses(
@@ -324,7 +352,18 @@ async fn warehouses(
     uri: Uri,
 ) -> Answer {
     api.readable(&headers, &project)?;
+    if wants_watch(&uri) {
+        return Ok(api.hub.respond(
+            &uri,
+            &headers,
+            WatchFilter {
+                kinds: vec![Kind::Warehouse],
+                ..WatchFilter::default()
+            },
+        ));
+    }
     let page = page(&uri)?;
+    let version = api.hub.version();
     let state = api.state().await?;
     let items = by_name(
         api.handle
@@ -340,7 +379,7 @@ async fn warehouses(
             })
             .collect(),
     );
-    Ok(ok(paged(items, &page)))
+    Ok(ok(paged(items, &page, version)))
 }
 
 async fn warehouse(
@@ -365,7 +404,18 @@ async fn freight_list(
     uri: Uri,
 ) -> Answer {
     api.readable(&headers, &project)?;
+    if wants_watch(&uri) {
+        return Ok(api.hub.respond(
+            &uri,
+            &headers,
+            WatchFilter {
+                kinds: vec![Kind::Freight],
+                ..WatchFilter::default()
+            },
+        ));
+    }
     let page = page(&uri)?;
+    let version = api.hub.version();
     let state = api.state().await?;
     let mut list: Vec<_> = state.freight.values().collect();
     list.sort_by(|a, b| {
@@ -375,7 +425,7 @@ async fn freight_list(
             .then_with(|| b.freight.name.cmp(&a.freight.name))
     });
     let items = list.into_iter().map(to_json).collect();
-    Ok(ok(paged(items, &page)))
+    Ok(ok(paged(items, &page, version)))
 }
 
 async fn freight(
@@ -397,8 +447,17 @@ async fn promotion(
     State(api): State<Arc<Api>>,
     UrlPath((project, name)): UrlPath<(String, String)>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Answer {
     api.readable(&headers, &project)?;
+    if wants_watch(&uri) {
+        let filter = WatchFilter {
+            kinds: vec![Kind::Promotion],
+            name: Some(name.clone()),
+            ..WatchFilter::default()
+        };
+        return Ok(api.hub.respond(&uri, &headers, filter));
+    }
     let state = api.state().await?;
     let c = api.handle.controller();
     let stage = state
@@ -417,4 +476,20 @@ async fn promotion(
     views::promotion(&state, &name, plan.as_ref())
         .map(ok)
         .ok_or_else(|| not_found("promotion", &name))
+}
+
+/// Every change of the project (`?kinds=Stage,Freight,...` narrows it): the stream the
+/// UI's pages listen to. Always a watch.
+async fn watch_all(
+    State(api): State<Arc<Api>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Answer {
+    api.readable(&headers, &project)?;
+    let filter = WatchFilter {
+        kinds: kinds_param(&uri),
+        ..WatchFilter::default()
+    };
+    Ok(api.hub.respond(&uri, &headers, filter))
 }

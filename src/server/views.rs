@@ -7,6 +7,16 @@ use kargo_core::pipeline::ProjectState;
 use kargo_core::runner::{PromotionPhase, StagePlan, StepRecord};
 use serde_json::{Value as Json, json};
 
+/// `value` as JSON (`null` if it cannot be).
+pub fn to_json(value: &impl serde::Serialize) -> Json {
+    serde_json::to_value(value).unwrap_or(Json::Null)
+}
+
+/// A Stage or Warehouse as the API shows it: its name, manifest `spec` and state.
+pub fn resource(name: &str, spec: &impl serde::Serialize, status: &impl serde::Serialize) -> Json {
+    json!({ "name": name, "spec": to_json(spec), "status": to_json(status) })
+}
+
 /// One artifact of a Freight: what kind, which one, which version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

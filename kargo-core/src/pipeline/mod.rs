@@ -32,6 +32,7 @@
 
 mod file_store;
 mod journal;
+mod observed_store;
 pub mod records;
 mod retention;
 mod soak;
@@ -40,6 +41,7 @@ mod state;
 mod store;
 
 pub use file_store::FileStore;
+pub use observed_store::{ChangeFeed, ObservedStore};
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use stage_controls::AbortOutcome;
