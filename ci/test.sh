@@ -27,6 +27,11 @@ REQUIRED=(
   "/usr/sbin/sshd:openssh-server"
   "ssh:openssh-client"
   "ssh-keygen:openssh-client"
+  # Browser tests: headless Chromium driven over WebDriver (ci/servers.d/50-chromedriver.sh,
+  # which also needs pgrep to stop the browsers a killed test left behind).
+  "/usr/bin/chromium:chromium"
+  "/usr/bin/chromedriver:chromium-driver"
+  "pgrep:procps"
 )
 missing=()
 for entry in "${REQUIRED[@]}"; do
