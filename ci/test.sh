@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 # --- 1. packages -------------------------------------------------------------------------
 # Each entry: "<command that must exist>:<Debian package providing it>"; a command given
-# as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there.
+# as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there,
+# a shared library (*.so, not executable) must exist there.
 REQUIRED=(
   "git:git"
   "docker-registry:docker-registry"
@@ -37,6 +38,7 @@ missing=()
 for entry in "${REQUIRED[@]}"; do
   cmd=${entry%%:*}; pkg=${entry#*:}
   case "$cmd" in
+    /*.so) [ -f "$cmd" ] || missing+=("$pkg") ;;
     /*) [ -x "$cmd" ] || missing+=("$pkg") ;;
     *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac

@@ -97,7 +97,7 @@ for _kc_attempt in 1 2 3; do
       wait "$cd" 2>/dev/null || true
       exit 0
     }
-    trap stop TERM INT
+    trap stop TERM
     wait "$cd"
   ' chromedriver-supervisor --port="$_kc_try" --log-path="$_kc_dir/chromedriver.log" --append-log \
     </dev/null >>"$_kc_dir/chromedriver.out" 2>&1 &
