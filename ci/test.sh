@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 # --- 1. packages -------------------------------------------------------------------------
 # Each entry: "<command that must exist>:<Debian package providing it>"; a command given
-# as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there.
+# as an absolute path (not on a normal user's PATH, like sbin tools) must be executable there,
+# a shared library (*.so, not executable) must exist there.
 REQUIRED=(
   "git:git"
   "docker-registry:docker-registry"
@@ -27,11 +28,17 @@ REQUIRED=(
   "/usr/sbin/sshd:openssh-server"
   "ssh:openssh-client"
   "ssh-keygen:openssh-client"
+  # Browser tests: headless Chromium driven over WebDriver (ci/servers.d/50-chromedriver.sh,
+  # which also needs pgrep to stop the browsers a killed test left behind).
+  "/usr/bin/chromium:chromium"
+  "/usr/bin/chromedriver:chromium-driver"
+  "pgrep:procps"
 )
 missing=()
 for entry in "${REQUIRED[@]}"; do
   cmd=${entry%%:*}; pkg=${entry#*:}
   case "$cmd" in
+    /*.so) [ -f "$cmd" ] || missing+=("$pkg") ;;
     /*) [ -x "$cmd" ] || missing+=("$pkg") ;;
     *) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
   esac

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
