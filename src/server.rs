@@ -95,7 +95,7 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
     let api = options.access.clone().map(|table| {
         let hub = Arc::new(watch::WatchHub::new(handle.clone()));
         if tokio::runtime::Handle::try_current().is_ok() {
-            hub.version();
+            hub.start();
         }
         api::routes(handle.clone(), table.clone(), hub)
             .merge(actions::routes(handle.clone(), table.clone()))

@@ -261,17 +261,20 @@ async fn stages(
 ) -> Answer {
     api.readable(&headers, &project)?;
     if wants_watch(&uri) {
-        return Ok(api.hub.respond(
-            &uri,
-            &headers,
-            WatchFilter {
-                kinds: vec![Kind::Stage],
-                ..WatchFilter::default()
-            },
-        ));
+        return Ok(api
+            .hub
+            .respond(
+                &uri,
+                &headers,
+                WatchFilter {
+                    kinds: vec![Kind::Stage],
+                    ..WatchFilter::default()
+                },
+            )
+            .await);
     }
     let page = page(&uri)?;
-    let version = api.hub.version();
+    let version = api.hub.version().await;
     let state = api.state().await?;
     let items = by_name(
         api.handle
@@ -313,18 +316,21 @@ async fn promotions(
 ) -> Answer {
     api.readable(&headers, &project)?;
     if wants_watch(&uri) {
-        return Ok(api.hub.respond(
-            &uri,
-            &headers,
-            WatchFilter {
-                kinds: vec![Kind::Promotion],
-                stage: Some(name.clone()),
-                ..WatchFilter::default()
-            },
-        ));
+        return Ok(api
+            .hub
+            .respond(
+                &uri,
+                &headers,
+                WatchFilter {
+                    kinds: vec![Kind::Promotion],
+                    stage: Some(name.clone()),
+                    ..WatchFilter::default()
+                },
+            )
+            .await);
     }
     let page = page(&uri)?;
-    let version = api.hub.version();
+    let version = api.hub.version().await;
     if api
         .handle
         .controller()
@@ -353,17 +359,20 @@ async fn warehouses(
 ) -> Answer {
     api.readable(&headers, &project)?;
     if wants_watch(&uri) {
-        return Ok(api.hub.respond(
-            &uri,
-            &headers,
-            WatchFilter {
-                kinds: vec![Kind::Warehouse],
-                ..WatchFilter::default()
-            },
-        ));
+        return Ok(api
+            .hub
+            .respond(
+                &uri,
+                &headers,
+                WatchFilter {
+                    kinds: vec![Kind::Warehouse],
+                    ..WatchFilter::default()
+                },
+            )
+            .await);
     }
     let page = page(&uri)?;
-    let version = api.hub.version();
+    let version = api.hub.version().await;
     let state = api.state().await?;
     let items = by_name(
         api.handle
@@ -405,17 +414,20 @@ async fn freight_list(
 ) -> Answer {
     api.readable(&headers, &project)?;
     if wants_watch(&uri) {
-        return Ok(api.hub.respond(
-            &uri,
-            &headers,
-            WatchFilter {
-                kinds: vec![Kind::Freight],
-                ..WatchFilter::default()
-            },
-        ));
+        return Ok(api
+            .hub
+            .respond(
+                &uri,
+                &headers,
+                WatchFilter {
+                    kinds: vec![Kind::Freight],
+                    ..WatchFilter::default()
+                },
+            )
+            .await);
     }
     let page = page(&uri)?;
-    let version = api.hub.version();
+    let version = api.hub.version().await;
     let state = api.state().await?;
     let mut list: Vec<_> = state.freight.values().collect();
     list.sort_by(|a, b| {
@@ -456,7 +468,7 @@ async fn promotion(
             name: Some(name.clone()),
             ..WatchFilter::default()
         };
-        return Ok(api.hub.respond(&uri, &headers, filter));
+        return Ok(api.hub.respond(&uri, &headers, filter).await);
     }
     let state = api.state().await?;
     let c = api.handle.controller();
@@ -491,5 +503,5 @@ async fn watch_all(
         kinds: kinds_param(&uri),
         ..WatchFilter::default()
     };
-    Ok(api.hub.respond(&uri, &headers, filter))
+    Ok(api.hub.respond(&uri, &headers, filter).await)
 }

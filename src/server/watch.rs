@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kargo_core::pipeline::ProjectState;
 use kargo_core::runner::plan_stage;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio::sync::broadcast;
 
 use super::views::{self, resource, to_json};
@@ -96,6 +96,8 @@ struct Shared {
     recent: Mutex<VecDeque<Arc<WatchEvent>>>,
     /// The sequence number of the last event published.
     seq: AtomicU64,
+    /// Whether the hub has read the state it diffs the first change against.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 /// Computes the changes of one service's state once for all its watchers.
@@ -122,19 +124,25 @@ impl WatchHub {
                 events: broadcast::channel(REPLAY).0,
                 recent: Mutex::new(VecDeque::with_capacity(REPLAY)),
                 seq: AtomicU64::new(0),
+                ready: tokio::sync::watch::channel(false).0,
             }),
             started: OnceLock::new(),
         }
     }
 
-    /// The sequence number of the last change published: a list's `resourceVersion`
-    /// (read it before the state, so nothing between is missed).
-    pub fn version(&self) -> u64 {
+    /// The sequence number of the last change published: a list's `resourceVersion`.
+    /// Read it before the state, so nothing between is missed; it waits, the first time,
+    /// until the hub has read the state it compares the next change with.
+    pub async fn version(&self) -> u64 {
         self.start();
+        let mut ready = self.shared.ready.subscribe();
+        // An error means the hub stopped (the store is gone): answer what it published.
+        let _ = ready.wait_for(|r| *r).await;
         self.shared.seq.load(Ordering::SeqCst)
     }
 
-    fn start(&self) {
+    /// Starts watching the service's state (at the first client otherwise).
+    pub fn start(&self) {
         self.started.get_or_init(|| {
             let weak = Arc::downgrade(&self.shared);
             let handle = self.handle.clone();
@@ -199,13 +207,16 @@ impl WatchHub {
 
     /// The SSE response of a watch request: events after the request's
     /// `resourceVersion` (or `Last-Event-ID`) that `filter` wants.
-    pub fn respond(&self, uri: &Uri, headers: &HeaderMap, filter: WatchFilter) -> Response {
-        let since = headers
+    pub async fn respond(&self, uri: &Uri, headers: &HeaderMap, filter: WatchFilter) -> Response {
+        let given = headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .or_else(|| query_value(uri, "resourceVersion").and_then(|v| v.parse().ok()))
-            .unwrap_or_else(|| self.version());
+            .or_else(|| query_value(uri, "resourceVersion").and_then(|v| v.parse().ok()));
+        let since = match given {
+            Some(v) => v,
+            None => self.version().await,
+        };
         Sse::new(self.stream(since, filter))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
             .into_response()
@@ -283,6 +294,11 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
             ProjectState::default()
         }
     };
+    match shared.upgrade() {
+        Some(s) => s.ready.send_replace(true),
+        None => return,
+    };
+    tracing::debug!("live updates: watching");
     loop {
         if !feed.changed().await {
             return;
@@ -302,6 +318,7 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
         if changes.is_empty() {
             continue;
         }
+        tracing::debug!(events = changes.len(), "live updates: publishing");
         let mut recent = shared
             .recent
             .lock()
@@ -450,9 +467,4 @@ pub fn kinds_param(uri: &Uri) -> Vec<Kind> {
             _ => None,
         })
         .collect()
-}
-
-/// A JSON note of the version a list was read at (`resourceVersion`).
-pub fn version_field(hub: &WatchHub) -> Json {
-    json!(hub.version().to_string())
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 pub mod browser;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

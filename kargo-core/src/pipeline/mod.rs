@@ -495,7 +495,8 @@ impl<'a> Pipeline<'a> {
 
     /// The promotions auto-promotion asks for now: for every Stage with auto-promotion on
     /// and a promotion template, each requested origin whose candidate is not current, not
-    /// queued or running, and not held.
+    /// queued or running, not held, and whose newest finished promotion to the Stage (if
+    /// any) succeeded.
     pub fn auto_promotions(
         &self,
         state: &ProjectState,
@@ -527,6 +528,17 @@ impl<'a> Pipeline<'a> {
                     s.pending()
                         .any(|p| p.collection.get(&req.origin).map(|r| &r.name) == Some(&candidate))
                 }) {
+                    continue;
+                }
+                // As Kargo: when the newest finished promotion of this Freight to this
+                // Stage did not succeed (failed, errored, aborted), auto-promotion stands
+                // down instead of retrying forever; a person promotes it again.
+                let last = state
+                    .promotions
+                    .iter()
+                    .rev()
+                    .find(|p| p.stage == *name && p.freight == candidate);
+                if last.is_some_and(|p| p.phase != PromotionPhase::Succeeded) {
                     continue;
                 }
                 if let Ok(r) = self.request_promotion(
