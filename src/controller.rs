@@ -426,6 +426,47 @@ impl Controller {
         self.feed.clone()
     }
 
+    /// The Warehouses whose last refresh in this process failed, with the error, when
+    /// and how many times in a row (cleared by a successful refresh).
+    pub fn refresh_failures(&self) -> BTreeMap<String, RefreshFailure> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A refresh's outcome in words ([`WarehouseState::last_outcome`]).
+    ///
+    /// [`WarehouseState::last_outcome`]: kargo_core::pipeline::WarehouseState::last_outcome
+    fn outcome_words(outcome: &RefreshOutcome) -> String {
+        match outcome {
+            RefreshOutcome::Created(f) => format!(
+                "created Freight {}{}",
+                f.alias.as_deref().unwrap_or(""),
+                if f.alias.is_some() {
+                    format!(" ({})", f.name)
+                } else {
+                    f.name.to_string()
+                }
+            ),
+            RefreshOutcome::Unchanged(id) => {
+                format!("nothing new: the newest artifacts are already Freight {id}")
+            }
+            RefreshOutcome::NotCreated(FreightDecision::MissingArtifacts { subscription }) => {
+                format!("no Freight: subscription {subscription} found no artifacts")
+            }
+            RefreshOutcome::NotCreated(FreightDecision::Manual) => {
+                "no Freight: the Warehouse's freightCreationPolicy is Manual".to_owned()
+            }
+            RefreshOutcome::NotCreated(FreightDecision::CriteriaNotMet) => {
+                "no Freight: freightCreationCriteria evaluated to false".to_owned()
+            }
+            RefreshOutcome::NotCreated(FreightDecision::Created(f)) => {
+                format!("no Freight: {} was not recorded", f.name)
+            }
+        }
+    }
+
     /// The manifests.
     pub fn manifests(&self) -> &ManifestSet {
         &self.manifests
@@ -607,6 +648,12 @@ impl Controller {
                     }
                     other => RefreshOutcome::NotCreated(other.clone()),
                 });
+                let said = outcome.as_ref().map(Self::outcome_words);
+                state
+                    .warehouses
+                    .entry(warehouse.to_owned())
+                    .or_default()
+                    .last_outcome = said;
                 Ok(())
             })
             .await?;

@@ -33,7 +33,10 @@
 pub mod access;
 pub mod actions;
 pub mod api;
+mod auth;
 pub mod preview;
+pub mod session;
+pub mod ui;
 pub mod views;
 pub mod watch;
 
@@ -59,8 +62,14 @@ pub struct ServerOptions {
     /// The bearer token of `POST /refresh/warehouse/<name>`; `None` turns the endpoint off
     /// (403).
     pub refresh_token: Option<Redacted<String>>,
-    /// The tokens of the REST API ([`api`]); `None` leaves the API out.
+    /// The tokens of the REST API ([`api`]) and the UI; `None` leaves both out unless
+    /// [`insecure_anonymous`](Self::insecure_anonymous) is on.
     pub access: Option<Arc<access::AccessTable>>,
+    /// Serves the API and the UI to callers without a token too, as an admin named
+    /// `anonymous` ([`access::Principal::anonymous_admin`]). For a server listening on a
+    /// loopback address only: the front end must check that (`promoter serve` refuses
+    /// any other address).
+    pub insecure_anonymous: bool,
 }
 
 impl ServerOptions {
@@ -73,6 +82,13 @@ impl ServerOptions {
     /// These options with the REST API ([`api`]) on, for the callers `table` knows.
     pub fn with_access(mut self, table: access::AccessTable) -> Self {
         self.access = Some(Arc::new(table));
+        self
+    }
+
+    /// These options with the API and UI open to callers without a token (see
+    /// [`insecure_anonymous`](Self::insecure_anonymous)).
+    pub fn with_insecure_anonymous_access(mut self) -> Self {
+        self.insecure_anonymous = true;
         self
     }
 }
@@ -92,14 +108,27 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .warehouses(controller.project())
         .cloned()
         .collect();
-    let api = options.access.clone().map(|table| {
+    let api = (options.access.is_some() || options.insecure_anonymous).then(|| {
+        let table = options.access.clone().unwrap_or_default();
+        let anonymous = options
+            .insecure_anonymous
+            .then(access::Principal::anonymous_admin);
+        if anonymous.is_some() {
+            tracing::warn!("the API and UI are open to callers without a token (insecure mode)");
+        }
+        let auth = Arc::new(auth::Auth::new(
+            table,
+            Arc::new(session::Sessions::default()),
+            anonymous,
+        ));
         let hub = Arc::new(watch::WatchHub::new(handle.clone()));
         if tokio::runtime::Handle::try_current().is_ok() {
             hub.start();
         }
-        api::routes(handle.clone(), table.clone(), hub)
-            .merge(actions::routes(handle.clone(), table.clone()))
-            .merge(preview::routes(handle.clone(), table))
+        api::routes(handle.clone(), auth.clone(), hub)
+            .merge(actions::routes(handle.clone(), auth.clone()))
+            .merge(preview::routes(handle.clone(), auth.clone()))
+            .merge(ui::routes(handle.clone(), auth))
     });
     let app = Arc::new(App {
         handle,

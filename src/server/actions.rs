@@ -30,8 +30,9 @@ use axum::routing::post;
 use kargo_core::pipeline::{AbortOutcome, PipelineError};
 use serde_json::{Value as Json, json};
 
-use super::access::{AccessTable, Action, Principal};
-use super::api::{ApiError, caller_of};
+use super::access::{Action, Principal};
+use super::api::ApiError;
+use super::auth::Auth;
 use super::{json_response, read_limited};
 use crate::controller::ControllerError;
 use crate::service::ServiceHandle;
@@ -41,12 +42,12 @@ pub const MAX_ACTION_BODY: usize = 64 * 1024;
 
 struct Actions {
     handle: ServiceHandle,
-    access: Arc<AccessTable>,
+    auth: Arc<Auth>,
 }
 
 /// The actions' routes, to merge into the server's router.
-pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router {
-    let state = Arc::new(Actions { handle, access });
+pub(super) fn routes(handle: ServiceHandle, auth: Arc<Auth>) -> Router {
+    let state = Arc::new(Actions { handle, auth });
     Router::new()
         .route(
             "/v1beta1/projects/{project}/stages/{stage}/promotions",
@@ -93,8 +94,8 @@ impl Actions {
         project: &str,
         action: Action,
         stage: Option<&str>,
-    ) -> Result<&Principal, ApiError> {
-        let caller = caller_of(&self.access, headers)?;
+    ) -> Result<Principal, ApiError> {
+        let caller = self.auth.writer(headers)?.principal;
         if project != self.handle.controller().project() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -241,7 +242,7 @@ async fn approve(
     body: Body,
 ) -> Answer {
     // The Stage is in the body: read it before checking the caller's Stage globs.
-    caller_of(&a.access, &headers)?;
+    a.auth.writer(&headers)?;
     let stage = field(body, "stage").await?;
     let caller = a
         .allowed(&headers, &project, Action::Approve, Some(&stage))?
@@ -293,7 +294,7 @@ async fn abort(
     UrlPath((project, promotion)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    caller_of(&a.access, &headers)?;
+    a.auth.writer(&headers)?;
     let c = a.handle.controller();
     let state = c.state().await.map_err(refused)?;
     let stage = state

@@ -23,13 +23,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kargo_core::pipeline::ProjectState;
 use serde_json::{Value as Json, json};
 
-use super::access::{AccessTable, Action, Principal};
+use super::access::Action;
+use super::auth::Auth;
 use super::views::{self, resource, to_json};
 use super::watch::{Kind, WatchFilter, WatchHub, kinds_param, wants_watch};
 use super::{error, json_response};
@@ -42,21 +43,13 @@ pub const MAX_PAGE: usize = 1_000;
 
 struct Api {
     handle: ServiceHandle,
-    access: Arc<AccessTable>,
+    auth: Arc<Auth>,
     hub: Arc<WatchHub>,
 }
 
 /// The API's routes, to merge into the server's router.
-pub(super) fn routes(
-    handle: ServiceHandle,
-    access: Arc<AccessTable>,
-    hub: Arc<WatchHub>,
-) -> Router {
-    let api = Arc::new(Api {
-        handle,
-        access,
-        hub,
-    });
+pub(super) fn routes(handle: ServiceHandle, auth: Arc<Auth>, hub: Arc<WatchHub>) -> Router {
+    let api = Arc::new(Api { handle, auth, hub });
     Router::new()
         .route("/v1beta1/projects", get(projects))
         .route("/v1beta1/projects/{project}/stages", get(stages))
@@ -108,13 +101,9 @@ impl IntoResponse for ApiError {
 type Answer = Result<Response, ApiError>;
 
 impl Api {
-    fn caller(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
-        caller_of(&self.access, headers)
-    }
-
     /// The caller may read `project`, which this server runs (401, 403, 404 otherwise).
     fn readable(&self, headers: &HeaderMap, project: &str) -> Result<(), ApiError> {
-        let caller = self.caller(headers)?;
+        let caller = self.auth.reader(headers)?.principal;
         if project != self.handle.controller().project() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -139,28 +128,6 @@ impl Api {
             )
         })
     }
-}
-
-/// The caller `table` knows from `Authorization: Bearer <token>` (401 otherwise).
-pub(super) fn caller_of<'a>(
-    table: &'a AccessTable,
-    headers: &HeaderMap,
-) -> Result<&'a Principal, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    let Some(token) = token else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "an Authorization: Bearer <token> header is required",
-        ));
-    };
-    table
-        .authenticate(token)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))
 }
 
 fn ok(body: Json) -> Response {
@@ -238,7 +205,7 @@ fn by_name(mut items: Vec<Json>) -> Vec<Json> {
 }
 
 async fn projects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer {
-    let caller = api.caller(&headers)?;
+    let caller = api.auth.reader(&headers)?.principal;
     let c = api.handle.controller();
     let project = c.project();
     let items: Vec<Json> = if caller.may(Action::View, project, None) {

@@ -18,8 +18,9 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
 
-use super::access::{AccessTable, Action};
-use super::api::{ApiError, caller_of};
+use super::access::Action;
+use super::api::ApiError;
+use super::auth::Auth;
 use super::{json_response, views};
 use crate::controller::ControllerError;
 use crate::service::ServiceHandle;
@@ -27,17 +28,17 @@ use kargo_core::pipeline::PipelineError;
 
 struct Preview {
     handle: ServiceHandle,
-    access: Arc<AccessTable>,
+    auth: Arc<Auth>,
 }
 
 /// The preview's route, to merge into the server's router.
-pub(super) fn routes(handle: ServiceHandle, access: Arc<AccessTable>) -> Router {
+pub(super) fn routes(handle: ServiceHandle, auth: Arc<Auth>) -> Router {
     Router::new()
         .route(
             "/v1beta1/projects/{project}/stages/{stage}/preview",
             get(preview),
         )
-        .with_state(Arc::new(Preview { handle, access }))
+        .with_state(Arc::new(Preview { handle, auth }))
 }
 
 /// The `freight` query parameter.
@@ -63,7 +64,7 @@ async fn preview(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let caller = caller_of(&p.access, &headers)?;
+    let caller = p.auth.reader(&headers)?.principal;
     let c = p.handle.controller();
     if project != c.project() {
         return Err(ApiError::new(

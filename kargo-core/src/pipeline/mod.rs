@@ -215,6 +215,14 @@ impl<'a> Pipeline<'a> {
         state: &'s ProjectState,
         id_or_alias: &str,
     ) -> Result<&'s FreightRecord, PipelineError> {
+        // A full ID is a map lookup; aliases and prefixes need a scan.
+        if let Some(r) = id_or_alias
+            .parse::<FreightId>()
+            .ok()
+            .and_then(|id| state.freight.get(&id))
+        {
+            return Ok(r);
+        }
         if let Some(r) = state.freight.values().find(|r| {
             r.freight.name.as_str() == id_or_alias
                 || r.freight.alias.as_deref() == Some(id_or_alias)

@@ -313,4 +313,8 @@ pub struct WarehouseState {
     /// The newest Freight it produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_freight: Option<FreightId>,
+    /// What the last successful discovery decided, in words: new Freight, the newest
+    /// artifacts already being Freight, or why nothing was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
 }
