@@ -133,8 +133,9 @@ pub(crate) enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         max_sleep: u64,
     },
-    /// Serve webhooks, a refresh API and a health check over HTTP, and run the `run
-    /// --watch` loop in the background.
+    /// Serve webhooks, a refresh API, a health check, and with --tokens (or
+    /// --insecure-no-auth) the REST API and the web UI at /ui/ over HTTP, and run the
+    /// `run --watch` loop in the background.
     Serve {
         /// The address to listen on (port 0: any free port; the bound address is printed).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -153,6 +154,10 @@ pub(crate) enum Command {
         /// it names. Without it the API is not served.
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
+        /// Serve the REST API and the web UI (/ui/) to callers without a token, as an
+        /// admin named `anonymous`. Refused unless --listen is a loopback address.
+        #[arg(long)]
+        insecure_no_auth: bool,
         /// The longest sleep between interval passes, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         max_sleep: u64,

@@ -16,7 +16,7 @@
 //!   rollback --stage S                         re-promote S's previous Freight (a new commit)
 //!   get schedule                               when each Warehouse is due, and why
 //!   run [--watch] [--max-sleep SECS]           refresh due Warehouses, then auto-promote
-//!   serve [--listen ADDR] [--secrets FILE] [--refresh-token TOKEN] [--max-sleep SECS]
+//!   serve [--listen ADDR] [--secrets FILE] [--refresh-token TOKEN] [--tokens FILE] [--insecure-no-auth] [--max-sleep SECS]
 //!                                              HTTP: webhooks, refresh API, health; plus
 //!                                              the `run --watch` loop
 //! ```
@@ -358,6 +358,7 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             secrets,
             refresh_token,
             tokens,
+            insecure_no_auth,
             max_sleep,
         } => {
             let token = refresh_token.clone().or_else(|| env("KARGO_REFRESH_TOKEN"));
@@ -366,7 +367,7 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
                 ui,
                 *listen,
                 secrets.as_deref(),
-                (token, tokens.as_deref()),
+                (token, tokens.as_deref(), *insecure_no_auth),
                 *max_sleep,
             )
             .await

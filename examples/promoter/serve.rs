@@ -38,9 +38,14 @@ pub(crate) async fn serve(
     ui: &Ui,
     listen: SocketAddr,
     secrets: Option<&Path>,
-    (refresh_token, tokens): (Option<String>, Option<&Path>),
+    (refresh_token, tokens, insecure): (Option<String>, Option<&Path>, bool),
     max_sleep: u64,
 ) -> Result<()> {
+    if insecure && !listen.ip().is_loopback() {
+        return Err(Failure::Input(format!(
+            "--insecure-no-auth serves everything to anyone without a token: it is refused on {listen}, which is not a loopback address (use 127.0.0.1 or ::1, or --tokens FILE)"
+        )));
+    }
     // The API's token file first: a bad one stops before anything starts.
     let access = match tokens {
         Some(path) => {
@@ -89,22 +94,19 @@ pub(crate) async fn serve(
     let options = ServiceOptions::default().with_max_sleep(Duration::from_secs(max_sleep.max(1)));
     let ui2 = *ui;
     let service = Service::new(c, options).on_pass(move |pass| print_pass(&ui2, pass));
-    let routes = router(
-        service.handle(),
-        webhooks,
-        match access {
-            Some(table) => {
-                ui.progress(&format!(
-                    "REST API at /v1beta1 for {} token(s)",
-                    table.len()
-                ));
-                ServerOptions::default()
-                    .with_refresh_token(refresh_token)
-                    .with_access(table)
-            }
-            None => ServerOptions::default().with_refresh_token(refresh_token),
-        },
-    );
+    let mut options = ServerOptions::default().with_refresh_token(refresh_token);
+    if let Some(table) = access {
+        ui.progress(&format!(
+            "REST API at /v1beta1 and the web UI at /ui/ for {} token(s)",
+            table.len()
+        ));
+        options = options.with_access(table);
+    }
+    if insecure {
+        ui.progress("INSECURE: the REST API and the web UI are open to anyone on this machine without a token (--insecure-no-auth)");
+        options = options.with_insecure_anonymous_access();
+    }
+    let routes = router(service.handle(), webhooks, options);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
