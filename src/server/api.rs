@@ -183,25 +183,62 @@ fn page(uri: &Uri) -> Result<Page, ApiError> {
     Ok(page)
 }
 
-/// One page of `items`, with the token of the next one and the `resourceVersion` a
-/// watch continues from.
-fn paged(items: Vec<Json>, page: &Page, version: u64) -> Json {
+/// One page of `items` (only that page rendered), with the token of the next one and
+/// the `resourceVersion` a watch continues from.
+fn paged<T>(items: Vec<T>, page: &Page, version: u64, render: impl Fn(T) -> Json) -> Json {
     let total = items.len();
     let end = page.offset.saturating_add(page.limit).min(total);
     let start = page.offset.min(total);
     let next = (end < total).then(|| end.to_string());
     json!({
-        "items": items.into_iter().skip(start).take(end - start).collect::<Vec<_>>(),
+        "items": items.into_iter().skip(start).take(end - start).map(render).collect::<Vec<_>>(),
         "continue": next,
         "total": total,
         "resourceVersion": version.to_string(),
     })
 }
 
-/// Resources sorted by name.
-fn by_name(mut items: Vec<Json>) -> Vec<Json> {
-    items.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    items
+/// What a list request asks for: a watch (answered), or a page of the state.
+enum Listing {
+    Watch(Response),
+    Read {
+        page: Page,
+        version: u64,
+        state: ProjectState,
+    },
+}
+
+impl Api {
+    /// A list request on `project`: with `?watch=true`, the stream of the changes
+    /// `filter` wants; else its page, the version a watch continues from (read before the
+    /// state) and the state.
+    async fn listing(
+        &self,
+        headers: &HeaderMap,
+        project: &str,
+        uri: &Uri,
+        filter: WatchFilter,
+    ) -> Result<Listing, ApiError> {
+        self.readable(headers, project)?;
+        if wants_watch(uri) {
+            return Ok(Listing::Watch(self.hub.respond(uri, headers, filter).await));
+        }
+        let page = page(uri)?;
+        let version = self.hub.version().await;
+        let state = self.state().await?;
+        Ok(Listing::Read {
+            page,
+            version,
+            state,
+        })
+    }
+}
+
+fn of_kind(kind: Kind) -> WatchFilter {
+    WatchFilter {
+        kinds: vec![kind],
+        ..WatchFilter::default()
+    }
 }
 
 async fn projects(State(api): State<Arc<Api>>, headers: HeaderMap) -> Answer {
@@ -226,38 +263,31 @@ async fn stages(
     headers: HeaderMap,
     uri: Uri,
 ) -> Answer {
-    api.readable(&headers, &project)?;
-    if wants_watch(&uri) {
-        return Ok(api
-            .hub
-            .respond(
-                &uri,
-                &headers,
-                WatchFilter {
-                    kinds: vec![Kind::Stage],
-                    ..WatchFilter::default()
-                },
-            )
-            .await);
-    }
-    let page = page(&uri)?;
-    let version = api.hub.version().await;
-    let state = api.state().await?;
-    let items = by_name(
-        api.handle
-            .controller()
-            .manifests()
-            .stages(&project)
-            .map(|s| {
-                resource(
-                    &s.metadata.name,
-                    &s.spec,
-                    &state.stages.get(&s.metadata.name),
-                )
-            })
-            .collect(),
-    );
-    Ok(ok(paged(items, &page, version)))
+    let (page, version, state) = match api
+        .listing(&headers, &project, &uri, of_kind(Kind::Stage))
+        .await?
+    {
+        Listing::Watch(r) => return Ok(r),
+        Listing::Read {
+            page,
+            version,
+            state,
+        } => (page, version, state),
+    };
+    let mut list: Vec<_> = api
+        .handle
+        .controller()
+        .manifests()
+        .stages(&project)
+        .collect();
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(ok(paged(list, &page, version, |s| {
+        resource(
+            &s.metadata.name,
+            &s.spec,
+            &state.stages.get(&s.metadata.name),
+        )
+    })))
 }
 
 async fn stage(
@@ -281,41 +311,34 @@ async fn promotions(
     headers: HeaderMap,
     uri: Uri,
 ) -> Answer {
-    api.readable(&headers, &project)?;
-    if wants_watch(&uri) {
-        return Ok(api
-            .hub
-            .respond(
-                &uri,
-                &headers,
-                WatchFilter {
-                    kinds: vec![Kind::Promotion],
-                    stage: Some(name.clone()),
-                    ..WatchFilter::default()
-                },
-            )
-            .await);
-    }
-    let page = page(&uri)?;
-    let version = api.hub.version().await;
-    if api
+    let filter = WatchFilter {
+        kinds: vec![Kind::Promotion],
+        stage: Some(name.clone()),
+        ..WatchFilter::default()
+    };
+    let known = api
         .handle
         .controller()
         .manifests()
         .stage(&project, &name)
-        .is_none()
-    {
-        return Err(not_found("stage", &name));
-    }
-    let state = api.state().await?;
-    let items = state
+        .is_some();
+    let (page, version, state) = match api.listing(&headers, &project, &uri, filter).await? {
+        Listing::Watch(_) if !known => return Err(not_found("stage", &name)),
+        Listing::Watch(r) => return Ok(r),
+        Listing::Read { .. } if !known => return Err(not_found("stage", &name)),
+        Listing::Read {
+            page,
+            version,
+            state,
+        } => (page, version, state),
+    };
+    let list: Vec<_> = state
         .promotions
         .iter()
         .rev()
         .filter(|p| p.stage == name)
-        .map(to_json)
         .collect();
-    Ok(ok(paged(items, &page, version)))
+    Ok(ok(paged(list, &page, version, to_json)))
 }
 
 async fn warehouses(
@@ -324,38 +347,31 @@ async fn warehouses(
     headers: HeaderMap,
     uri: Uri,
 ) -> Answer {
-    api.readable(&headers, &project)?;
-    if wants_watch(&uri) {
-        return Ok(api
-            .hub
-            .respond(
-                &uri,
-                &headers,
-                WatchFilter {
-                    kinds: vec![Kind::Warehouse],
-                    ..WatchFilter::default()
-                },
-            )
-            .await);
-    }
-    let page = page(&uri)?;
-    let version = api.hub.version().await;
-    let state = api.state().await?;
-    let items = by_name(
-        api.handle
-            .controller()
-            .manifests()
-            .warehouses(&project)
-            .map(|w| {
-                resource(
-                    &w.metadata.name,
-                    &w.spec,
-                    &state.warehouses.get(&w.metadata.name),
-                )
-            })
-            .collect(),
-    );
-    Ok(ok(paged(items, &page, version)))
+    let (page, version, state) = match api
+        .listing(&headers, &project, &uri, of_kind(Kind::Warehouse))
+        .await?
+    {
+        Listing::Watch(r) => return Ok(r),
+        Listing::Read {
+            page,
+            version,
+            state,
+        } => (page, version, state),
+    };
+    let mut list: Vec<_> = api
+        .handle
+        .controller()
+        .manifests()
+        .warehouses(&project)
+        .collect();
+    list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(ok(paged(list, &page, version, |w| {
+        resource(
+            &w.metadata.name,
+            &w.spec,
+            &state.warehouses.get(&w.metadata.name),
+        )
+    })))
 }
 
 async fn warehouse(
@@ -379,23 +395,17 @@ async fn freight_list(
     headers: HeaderMap,
     uri: Uri,
 ) -> Answer {
-    api.readable(&headers, &project)?;
-    if wants_watch(&uri) {
-        return Ok(api
-            .hub
-            .respond(
-                &uri,
-                &headers,
-                WatchFilter {
-                    kinds: vec![Kind::Freight],
-                    ..WatchFilter::default()
-                },
-            )
-            .await);
-    }
-    let page = page(&uri)?;
-    let version = api.hub.version().await;
-    let state = api.state().await?;
+    let (page, version, state) = match api
+        .listing(&headers, &project, &uri, of_kind(Kind::Freight))
+        .await?
+    {
+        Listing::Watch(r) => return Ok(r),
+        Listing::Read {
+            page,
+            version,
+            state,
+        } => (page, version, state),
+    };
     let mut list: Vec<_> = state.freight.values().collect();
     list.sort_by(|a, b| {
         b.freight
@@ -403,8 +413,7 @@ async fn freight_list(
             .cmp(&a.freight.discovered_at)
             .then_with(|| b.freight.name.cmp(&a.freight.name))
     });
-    let items = list.into_iter().map(to_json).collect();
-    Ok(ok(paged(items, &page, version)))
+    Ok(ok(paged(list, &page, version, to_json)))
 }
 
 async fn freight(
