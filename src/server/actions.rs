@@ -116,6 +116,21 @@ impl Actions {
         }
         Ok(caller)
     }
+
+    /// The name of the caller, allowed to take `action` (see [`allowed`](Self::allowed)):
+    /// the actor recorded.
+    fn actor(
+        &self,
+        headers: &HeaderMap,
+        project: &str,
+        action: Action,
+        stage: Option<&str>,
+    ) -> Result<String, ApiError> {
+        Ok(self
+            .allowed(headers, project, action, stage)?
+            .name()
+            .to_owned())
+    }
 }
 
 /// A string field of a JSON object body.
@@ -203,10 +218,7 @@ async fn promote(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Promote, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Promote, Some(&stage))?;
     let freight = field(body, "freight").await?;
     let request = a
         .handle
@@ -222,10 +234,7 @@ async fn rollback(
     UrlPath((project, stage)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Rollback, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Rollback, Some(&stage))?;
     let request = a
         .handle
         .controller()
@@ -244,10 +253,7 @@ async fn approve(
     // The Stage is in the body: read it before checking the caller's Stage globs.
     a.auth.writer(&headers)?;
     let stage = field(body, "stage").await?;
-    let caller = a
-        .allowed(&headers, &project, Action::Approve, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Approve, Some(&stage))?;
     let id = a
         .handle
         .controller()
@@ -265,10 +271,7 @@ async fn refresh(
     UrlPath((project, warehouse)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Refresh, None)?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Refresh, None)?;
     let c = a.handle.controller();
     if c.manifests().warehouse(&project, &warehouse).is_none() {
         return Err(ApiError::new(
@@ -316,10 +319,7 @@ async fn abort(
             )
         });
     };
-    let caller = a
-        .allowed(&headers, &project, Action::Abort, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Abort, Some(&stage))?;
     let outcome = c
         .abort(&stage, Some(&promotion), Some(caller.clone()))
         .await
@@ -340,10 +340,7 @@ async fn reverify(
     UrlPath((project, stage)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Reverify, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Reverify, Some(&stage))?;
     let started = a
         .handle
         .controller()
@@ -368,10 +365,7 @@ async fn hold(
     UrlPath((project, stage)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Hold, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Hold, Some(&stage))?;
     let held = a
         .handle
         .controller()
@@ -389,10 +383,7 @@ async fn resume(
     UrlPath((project, stage)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = a
-        .allowed(&headers, &project, Action::Hold, Some(&stage))?
-        .name()
-        .to_owned();
+    let caller = a.actor(&headers, &project, Action::Hold, Some(&stage))?;
     let released = a
         .handle
         .controller()
