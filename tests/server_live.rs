@@ -27,6 +27,7 @@ use kargo::service::{Service, ServiceOptions};
 use kargo::sources::memory::{MemorySource, image};
 use kargo::sources::webhook::WebhookRouter;
 use serde_json::Value as Json;
+use support::demo_steps::{Echo, listen};
 use support::sse::{SseClient, SseEvent};
 
 const MANIFESTS: &str = r#"
@@ -89,24 +90,6 @@ impl Step for Gate {
             .map_err(|e| StepError::terminal(e.to_string()))?;
         permit.forget();
         Ok(StepOutcome::succeeded())
-    }
-}
-
-/// Answers its `tag` as an output.
-struct Echo;
-
-#[derive(serde::Deserialize)]
-struct EchoConfig {
-    tag: String,
-}
-
-#[async_trait]
-impl Step for Echo {
-    const KIND: &'static str = "echo";
-    type Config = EchoConfig;
-
-    async fn run(&self, _ctx: &StepContext, cfg: EchoConfig) -> Result<StepOutcome, StepError> {
-        Ok(StepOutcome::succeeded().with_output("tag", cfg.tag))
     }
 }
 
@@ -180,9 +163,7 @@ async fn fixture() -> Fixture {
         WebhookRouter::from_receivers("demo", &[], &secrets),
         ServerOptions::default().with_access(access),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = listen(app).await;
     // A list before the service starts: the live view has read the state, and every
     // change from here on has an event (`resourceVersion=0` replays them all).
     let (status, _) = tokio::task::spawn_blocking(move || {

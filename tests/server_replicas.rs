@@ -148,9 +148,7 @@ async fn a_watch_hears_the_other_replica_and_an_abort_reaches_the_runner() {
         ServerOptions::default()
             .with_access(AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = support::demo_steps::listen(app).await;
     // The live view has read the state before anything happens.
     let (status, _) = tokio::task::spawn_blocking(move || {
         support::http_request(

@@ -8,16 +8,17 @@
 
 mod support;
 
+use support::demo_steps::{Echo, listen};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use kargo::Controller;
 use kargo::core::loader::ManifestSet;
 use kargo::core::pipeline::MemoryStore;
 use kargo::core::runner::Runner;
 use kargo::core::source::SourceRegistry;
-use kargo::core::step::{Step, StepContext, StepError, StepOutcome, StepRegistry};
+use kargo::core::step::StepRegistry;
 use kargo::server::access::{AccessTable, hash_token};
 use kargo::server::{ServerOptions, router};
 use kargo::service::{Service, ServiceOptions};
@@ -74,24 +75,6 @@ spec:
         config: {tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"}
 "#;
 
-/// Answers its `tag` as an output.
-struct Echo;
-
-#[derive(serde::Deserialize)]
-struct EchoConfig {
-    tag: String,
-}
-
-#[async_trait]
-impl Step for Echo {
-    const KIND: &'static str = "echo";
-    type Config = EchoConfig;
-
-    async fn run(&self, _ctx: &StepContext, cfg: EchoConfig) -> Result<StepOutcome, StepError> {
-        Ok(StepOutcome::succeeded().with_output("tag", cfg.tag))
-    }
-}
-
 /// Serves the demo project (under `nest`, when given) and waits for its first pass.
 async fn serve(
     options: ServerOptions,
@@ -127,9 +110,7 @@ async fn serve(
         Some(path) => axum::Router::new().nest(path, routes),
         None => routes,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = listen(app).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(service.run(async move {
         let _ = stopped.await;

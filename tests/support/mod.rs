@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 pub mod browser;
+pub mod demo_steps;
 pub mod sse;
 
 use std::path::{Path, PathBuf};
