@@ -143,6 +143,9 @@ impl Ui {
     /// The context of a page request: its caller (a page without one redirects to the
     /// login page, which comes back here) and may read `project` (403/404 pages
     /// otherwise).
+    // The error is the page a handler answers at once; boxing it would only add an
+    // allocation to every refused request.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn request(
         &self,
         original: &OriginalUri,
