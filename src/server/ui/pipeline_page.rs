@@ -18,8 +18,8 @@ use crate::server::access::Action;
 use crate::server::watch::query_value;
 
 /// A card's size and the gaps between cards, in pixels.
-const CARD_W: usize = 260;
-const CARD_H: usize = 170;
+const CARD_W: usize = 280;
+const CARD_H: usize = 230;
 const GAP_X: usize = 80;
 const GAP_Y: usize = 24;
 /// Rows of the list view per page.
@@ -50,7 +50,7 @@ pub(super) async fn projects(
             counts.entry(phase.word()).or_insert((0, phase.tone())).0 += 1;
         }
         let failures = c.refresh_failures();
-        let warehouses = c.manifests().warehouses(project).count();
+        let warehouses = counted(c.manifests().warehouses(project).count(), "Warehouse");
         let mut health = String::new();
         for (word, (n, tone)) in &counts {
             let _ = write!(health, "{} ", badge(tone, &format!("{n} {word}")));
@@ -58,12 +58,12 @@ pub(super) async fn projects(
         let _ = write!(
             main,
             "<div class=\"card project\" data-project=\"{p}\"><h3><a href=\"{b}/ui/projects/{pu}\">{p}</a></h3>\
-<div class=\"line\">{stages} Stages: {health}</div>\
-<div class=\"line\">{warehouses} Warehouses{failed} · {freight} Freight</div></div>",
+<div class=\"line\">{stages}: {health}</div>\
+<div class=\"line\">{warehouses}{failed} · {freight} Freight</div></div>",
             p = esc(project),
             b = esc(&r.base),
             pu = url(project),
-            stages = c.manifests().stages(project).count(),
+            stages = counted(c.manifests().stages(project).count(), "Stage"),
             failed = if failures.is_empty() {
                 String::new()
             } else {
@@ -75,6 +75,15 @@ pub(super) async fn projects(
     main.push_str("</div>");
     let frame = r.frame(None, "");
     r.render(&frame, "Projects", &main)
+}
+
+/// `n` and `word`, plural unless `n` is 1 (`1 Stage`, `3 Stages`).
+fn counted(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// Each Stage's column: 1 + the deepest of what it requests from (Warehouses are 0).
@@ -332,11 +341,12 @@ fn stage_card(
         }
         None => String::new(),
     };
+    if !verification.is_empty() {
+        let _ = write!(out, "<div class=\"line\">{}</div>", esc(&verification));
+    }
     let _ = write!(
         out,
-        "<div class=\"line\">{}{}auto-promotion {}</div>",
-        esc(&verification),
-        if verification.is_empty() { "" } else { " · " },
+        "<div class=\"line\">auto-promotion {}</div>",
         esc(&summary.auto_promotion)
     );
     for w in summary.waits.iter().take(1) {
@@ -382,11 +392,11 @@ pub(super) async fn pipeline(
     let base = esc(&r.base);
     let pu = url(&project);
     let mut main = format!(
-        "<div class=\"toolbar\"><h1>{p}</h1><span class=\"muted\">{} Stages · {} Warehouses · {} Freight</span><span class=\"spacer\"></span>\
+        "<div class=\"toolbar\"><h1>{p}</h1><span class=\"muted\">{} · {} · {} Freight</span><span class=\"spacer\"></span>\
 <a class=\"button secondary\" href=\"{base}/ui/projects/{pu}/freight\">Freight timeline</a>\
 <a class=\"button {gs}\" href=\"{base}/ui/projects/{pu}\">Graph</a><a class=\"button {ls}\" href=\"{base}/ui/projects/{pu}?view=list\">List</a></div>",
-        stages.len(),
-        warehouses.len(),
+        counted(stages.len(), "Stage"),
+        counted(warehouses.len(), "Warehouse"),
         state.freight.len(),
         p = esc(&project),
         gs = if list { "secondary" } else { "" },

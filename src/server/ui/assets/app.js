@@ -2,6 +2,12 @@
 // Our own code; no libraries.
 (function () {
   "use strict";
+  // Script errors of the page, for whoever checks (the browser tests read them).
+  window.__errors = window.__errors || [];
+  window.addEventListener("error", function (e) { window.__errors.push(String(e.message)); });
+  window.addEventListener("unhandledrejection", function (e) {
+    window.__errors.push("unhandled rejection: " + String(e.reason));
+  });
   var body = document.body;
   var base = body.dataset.base || "";
   var project = body.dataset.project || "";
