@@ -510,9 +510,8 @@ async fn abort_hold_resume_and_reverify_through_the_api() {
         "ghcr.io/acme/app",
         image("1.1.0", &format!("sha256:{:064}", 2)),
     );
-    let passes = f.handle.status().passes;
     assert!(f.handle.refresh("app", "test"));
-    f.handle.wait_until_sleeping(passes + 1).await;
+    support::demo_steps::until_freight(&f.handle, 2).await;
     let state = f.handle.controller().state().await.unwrap();
     assert_eq!(state.freight.len(), 2, "the new build is Freight");
     assert!(

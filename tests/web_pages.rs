@@ -79,7 +79,12 @@ spec:
 async fn serve(
     options: ServerOptions,
     nest: Option<&str>,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    MemorySource,
+    kargo::service::ServiceHandle,
+) {
     let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
     let memory = MemorySource::new();
     memory.set_images(
@@ -116,7 +121,7 @@ async fn serve(
         let _ = stopped.await;
     }));
     handle.wait_until_sleeping(1).await;
-    (addr, stop)
+    (addr, stop, memory, handle)
 }
 
 fn tokens() -> AccessTable {
@@ -224,7 +229,8 @@ async fn login(addr: std::net::SocketAddr, base: &str, token: &str) -> (String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_sessions_csrf_and_roles() {
-    let (addr, _stop) = serve(ServerOptions::default().with_access(tokens()), None).await;
+    let (addr, _stop, memory, handle) =
+        serve(ServerOptions::default().with_access(tokens()), None).await;
 
     // Without a session, a page sends to the login page, which comes back.
     let (status, headers, _) = http(addr, "GET", "/ui/projects/demo/stages/dev", vec![], "").await;
@@ -466,6 +472,81 @@ async fn pages_sessions_csrf_and_roles() {
     assert_eq!(status, 200);
     assert!(page.contains("class=\"actor\">ada<"), "{page}");
 
+    // Freight dev does not take (held) is not available to prod: the page says why and
+    // offers the approval to who may approve; approved, it offers Promote.
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/v1beta1/projects/demo/stages/dev/hold",
+        vec![
+            ("Cookie".into(), ada.clone()),
+            ("X-CSRF-Token".into(), ada_csrf.clone()),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    memory.push_image(
+        "ghcr.io/acme/app",
+        image("2.0.0", &format!("sha256:{:064}", 2)),
+    );
+    assert!(handle.refresh("app", "test"));
+    support::demo_steps::until_freight(&handle, 2).await;
+    let newest = handle.controller().state().await.unwrap();
+    let newest = newest
+        .freight
+        .values()
+        .find(|f| f.freight.images[0].tag == "2.0.0")
+        .unwrap_or_else(|| {
+            panic!(
+                "no 2.0.0 Freight: {:?} {:?}",
+                newest
+                    .freight
+                    .values()
+                    .map(|f| &f.freight.images[0].tag)
+                    .collect::<Vec<_>>(),
+                newest.warehouses
+            )
+        })
+        .freight
+        .name
+        .to_string();
+    let row = |page: &str| {
+        page.split(&format!("data-freight=\"{newest}\""))
+            .nth(1)
+            .unwrap()
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, _, choose) = get("/ui/projects/demo/freight?stage=prod", ada.clone()).await;
+    let unavailable = row(&choose);
+    assert!(unavailable.contains("needs verification"), "{unavailable}");
+    assert!(unavailable.contains("secondary approve"), "{unavailable}");
+    assert!(!unavailable.contains("button choose"), "{unavailable}");
+    let (_, _, seen) = get("/ui/projects/demo/freight?stage=prod", vera.clone()).await;
+    assert!(!row(&seen).contains("approve"), "a viewer may not approve");
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        &format!("/v1beta1/projects/demo/freight/{newest}/approve"),
+        vec![
+            ("Cookie".into(), ada.clone()),
+            ("X-CSRF-Token".into(), ada_csrf.clone()),
+        ],
+        r#"{"stage": "prod"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, choose) = get("/ui/projects/demo/freight?stage=prod", ada.clone()).await;
+    let available = row(&choose);
+    assert!(available.contains("button choose"), "{available}");
+    assert!(
+        available.contains("prod <span class=\"muted\">by ada</span>"),
+        "{available}"
+    );
+
     // Logging out needs the CSRF token too, then the cookie is dead.
     let (status, _, _) = http(
         addr,
@@ -503,7 +584,7 @@ async fn pages_sessions_csrf_and_roles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_under_a_path_and_insecure_mode() {
-    let (addr, _stop) = serve(
+    let (addr, _stop, _, _) = serve(
         ServerOptions::default().with_access(tokens()),
         Some("/kargo"),
     )
@@ -526,7 +607,7 @@ async fn nested_under_a_path_and_insecure_mode() {
     assert!(!page.contains("href=\"/ui/"), "no link leaves the path");
 
     // Insecure: no token needed, the caller is `anonymous`, an admin.
-    let (addr, _stop2) = serve(
+    let (addr, _stop2, _, _) = serve(
         ServerOptions::default().with_insecure_anonymous_access(),
         None,
     )
@@ -537,7 +618,7 @@ async fn nested_under_a_path_and_insecure_mode() {
     let (status, _, _) = http(addr, "GET", "/v1beta1/projects/demo/stages", vec![], "").await;
     assert_eq!(status, 200);
     // Without tokens and not insecure, there is no API or UI at all.
-    let (addr, _stop3) = serve(ServerOptions::default(), None).await;
+    let (addr, _stop3, _, _) = serve(ServerOptions::default(), None).await;
     let (status, _, _) = http(addr, "GET", "/ui/", vec![], "").await;
     assert_eq!(status, 404);
 }

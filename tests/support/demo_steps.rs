@@ -29,3 +29,16 @@ pub async fn listen(app: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
+
+/// Waits, pass by pass, until the state holds `count` Freight (a refresh asked for
+/// during a pass runs in the next one); at most 20 passes.
+pub async fn until_freight(handle: &kargo::service::ServiceHandle, count: usize) {
+    for _ in 0..20 {
+        let passes = handle.status().passes;
+        if handle.controller().state().await.unwrap().freight.len() >= count {
+            return;
+        }
+        handle.wait_until_sleeping(passes + 1).await;
+    }
+    panic!("the state never held {count} Freight");
+}

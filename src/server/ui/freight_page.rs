@@ -9,10 +9,10 @@ use std::sync::Arc;
 use axum::extract::{OriginalUri, Path as UrlPath, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use kargo_core::pipeline::{FreightRecord, PromotionTrigger};
+use kargo_core::pipeline::{FreightRecord, PipelineError, PromotionTrigger};
 
 use super::Ui;
-use super::html::{ago, artifact_list, esc, url};
+use super::html::{action_button, ago, artifact_list, esc, url};
 use super::stage_summary::refusal;
 use crate::server::access::Action;
 use crate::server::views::artifacts;
@@ -118,7 +118,30 @@ pub(super) async fn timeline(
         if let Some(s) = &stage {
             match &refused {
                 Some(e) => {
-                    let _ = write!(main, "<td class=\"reason\">{}</td>", esc(&refusal(e)));
+                    // Only an approval can make Freight available that the Stage does
+                    // not request from elsewhere; offer it to who may approve.
+                    let approvable = matches!(e, PipelineError::NotAvailable { .. })
+                        && r.may(Action::Approve, &project, Some(s));
+                    let approve = if approvable {
+                        action_button(
+                            &format!("Approve for {s}"),
+                            "POST",
+                            &format!(
+                                "/v1beta1/projects/{pu}/freight/{}/approve",
+                                url(id.as_str())
+                            ),
+                            &serde_json::json!({ "stage": s }).to_string(),
+                            "reload",
+                            "secondary approve",
+                        )
+                    } else {
+                        String::new()
+                    };
+                    let _ = write!(
+                        main,
+                        "<td class=\"reason\">{} {approve}</td>",
+                        esc(&refusal(e))
+                    );
                 }
                 None if r.may(Action::Promote, &project, Some(s)) => {
                     let _ = write!(
