@@ -390,6 +390,72 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(serde_json::from_str::<Json>(&body).unwrap(), doc);
 }
 
+/// The status and `Content-Type` of a GET of `path` as the admin, read within 10 s; the
+/// connection is dropped after the head (a watch's body never ends).
+async fn head_of(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let read = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let msg = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        );
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut reader = tokio::io::BufReader::new(s);
+        let (mut status, mut content_type) = (0, String::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).await.unwrap() == 0 || line.trim().is_empty() {
+                return (status, content_type);
+            }
+            if status == 0 {
+                status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            } else if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-type")
+            {
+                content_type = value.trim().to_owned();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| panic!("GET {path}: no answer within 10 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_answer_event_streams_as_documented() {
+    let s = server(false).await;
+    let doc = document();
+    let mut watches = 0;
+    for (path, method, op) in operations(&doc) {
+        let content = &op["responses"]["200"]["content"];
+        if method != "get" || content.get("text/event-stream").is_none() {
+            continue;
+        }
+        watches += 1;
+        let url = path
+            .replace("{project}", "demo")
+            .replace("{stage}", "dev")
+            .replace("{promotion}", "dev.none");
+        let (status, kind) = head_of(s.addr, &format!("{url}?watch=true")).await;
+        assert_eq!(status, 200, "GET {url}?watch=true");
+        assert!(
+            kind.starts_with("text/event-stream"),
+            "GET {url}?watch=true: Content-Type {kind:?}"
+        );
+        if content.get("application/json").is_some() {
+            let (status, kind) = head_of(s.addr, &format!("{url}?watch=false")).await;
+            let wanted = if url.ends_with("dev.none") { 404 } else { 200 };
+            assert_eq!(status, wanted, "GET {url}?watch=false");
+            assert!(
+                kind.starts_with("application/json"),
+                "GET {url}: Content-Type {kind:?}"
+            );
+        }
+    }
+    assert_eq!(watches, 6, "the document's operations with an event stream");
+}
+
 /// One `.route(...)` of the server's source: its path and methods (`any` for every one).
 #[derive(Debug)]
 struct SourceRoute {
