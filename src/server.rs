@@ -34,6 +34,7 @@ pub mod access;
 pub mod actions;
 pub mod api;
 mod auth;
+pub mod openapi;
 pub mod preview;
 pub mod session;
 pub mod ui;
@@ -140,7 +141,8 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/refresh/warehouse/{name}", post(refresh))
         .route("/webhook/{*rest}", any(webhook))
-        .with_state(app);
+        .with_state(app)
+        .merge(openapi::routes());
     match api {
         Some(api) => routes.merge(api),
         None => routes,
