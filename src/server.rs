@@ -36,6 +36,7 @@ pub mod api;
 mod auth;
 pub mod openapi;
 pub mod preview;
+pub mod query;
 pub mod session;
 pub mod ui;
 pub mod views;
@@ -126,10 +127,11 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         if tokio::runtime::Handle::try_current().is_ok() {
             hub.start();
         }
-        api::routes(handle.clone(), auth.clone(), hub)
+        let json_api = api::routes(handle.clone(), auth.clone(), hub)
             .merge(actions::routes(handle.clone(), auth.clone()))
             .merge(preview::routes(handle.clone(), auth.clone()))
-            .merge(ui::routes(handle.clone(), auth))
+            .layer(axum::middleware::map_response(json_rejections));
+        json_api.merge(ui::routes(handle.clone(), auth))
     });
     let app = Arc::new(App {
         handle,
@@ -142,11 +144,33 @@ pub fn router(handle: ServiceHandle, webhooks: WebhookRouter, options: ServerOpt
         .route("/refresh/warehouse/{name}", post(refresh))
         .route("/webhook/{*rest}", any(webhook))
         .with_state(app)
+        .layer(axum::middleware::map_response(json_rejections))
         .merge(openapi::routes());
     match api {
         Some(api) => routes.merge(api),
         None => routes,
     }
+}
+
+/// An extractor's rejection (a path segment that is not UTF-8, say) as the API's other
+/// errors are: `{"error": ...}` with its status, instead of axum's plain text.
+async fn json_rejections(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !response.status().is_client_error() {
+        return response;
+    }
+    let status = response.status();
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned(),
+    };
+    error(status, &text)
 }
 
 fn json_response(status: StatusCode, body: Json) -> Response {

@@ -256,6 +256,10 @@ async fn reads_with_tokens_roles_pages_and_errors() {
         ("/v1beta1/projects/demo/freight?limit=0", 400, "limit"),
         ("/v1beta1/projects/demo/freight?limit=x", 400, "limit"),
         ("/v1beta1/projects/demo/stages?continue=zz", 400, "continue"),
+        ("/v1beta1/projects/demo/stages?limit=%FF", 400, "limit"),
+        // A path segment that is not UTF-8: JSON like every other error, naming it.
+        ("/v1beta1/projects/%FF/stages", 400, "project"),
+        ("/v1beta1/projects/demo/stages/%FF", 400, "stage"),
     ] {
         let (status, body) = get(path.into(), vera).await.unwrap();
         assert_eq!(status, wanted_status, "{path}: {body}");
@@ -264,6 +268,41 @@ async fn reads_with_tokens_roles_pages_and_errors() {
             "{path}: {body}"
         );
     }
+}
+
+/// Query values are percent-decoded as browsers write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_are_decoded() {
+    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+    let controller = Controller::new(
+        set,
+        "demo",
+        SourceRegistry::new(),
+        Runner::new(StepRegistry::new()),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let tokens = format!(
+        "tokens: [{{name: vera, sha256: {}, roles: [{{role: viewer}}]}}]\n",
+        hash_token("vera-t0ken")
+    );
+    let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
+    let (addr, _handle, _stop) = serve(&controller, access).await;
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        support::http_request(
+            addr,
+            "GET",
+            "/v1beta1/projects/demo/stages?limit=%31",
+            &[("Authorization", "Bearer vera-t0ken")],
+            "",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["items"].as_array().unwrap().len(), 1, "limit=%31 is 1");
+    assert_eq!(body["continue"], "1");
 }
 
 /// Without an access table the API is not served at all.

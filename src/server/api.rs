@@ -31,6 +31,7 @@ use serde_json::{Value as Json, json};
 
 use super::access::Action;
 use super::auth::Auth;
+use super::query::value_in;
 use super::views::{self, resource, to_json};
 use super::watch::{Kind, WatchFilter, WatchHub, kinds_param, wants_watch};
 use super::{error, json_response};
@@ -145,42 +146,27 @@ struct Page {
 }
 
 fn page(uri: &Uri) -> Result<Page, ApiError> {
-    let mut page = Page {
-        limit: DEFAULT_PAGE,
-        offset: 0,
-    };
-    for pair in uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "limit" => {
-                page.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            format!("limit: expected a number from 1 to {MAX_PAGE}"),
-                        )
-                    })?;
-            }
-            "continue" => {
-                page.offset = value.parse::<usize>().map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "continue: expected the token of the previous page",
-                    )
-                })?;
-            }
-            _ => {}
+    let query = uri.query().unwrap_or("");
+    let number = |key: &str, wrong: &str| -> Result<Option<usize>, ApiError> {
+        match value_in(query, key) {
+            None => Ok(None),
+            Some(v) => v
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{key}: {wrong}"))),
         }
+    };
+    let limit_wrong = format!("expected a number from 1 to {MAX_PAGE}");
+    let limit = number("limit", &limit_wrong)?.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit: {limit_wrong}"),
+        ));
     }
-    Ok(page)
+    let offset = number("continue", "expected the token of the previous page")?.unwrap_or(0);
+    Ok(Page { limit, offset })
 }
 
 /// One page of `items` (only that page rendered), with the token of the next one and

@@ -21,6 +21,7 @@ use serde_json::json;
 use super::access::Action;
 use super::api::ApiError;
 use super::auth::Auth;
+use super::query::value_in;
 use super::{json_response, views};
 use crate::controller::ControllerError;
 use crate::service::ServiceHandle;
@@ -43,19 +44,21 @@ pub(super) fn routes(handle: ServiceHandle, auth: Arc<Auth>) -> Router {
 
 /// The `freight` query parameter.
 fn freight_param(uri: &Uri) -> Result<String, ApiError> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == "freight")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "freight: required (the ID, ID prefix or alias of the Freight to preview)",
-            )
-        })
+    let required = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "freight: required (the ID, ID prefix or alias of the Freight to preview)",
+        )
+    };
+    match uri.query().and_then(|q| value_in(q, "freight")) {
+        None => Err(required()),
+        Some(Err(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "freight: not valid percent-encoded UTF-8",
+        )),
+        Some(Ok(v)) if v.trim().is_empty() => Err(required()),
+        Some(Ok(v)) => Ok(v.trim().to_owned()),
+    }
 }
 
 async fn preview(

@@ -30,6 +30,7 @@ use kargo_core::runner::plan_stage;
 use serde_json::Value as Json;
 use tokio::sync::broadcast;
 
+use super::query::query_value;
 use super::views::{self, resource, to_json};
 use crate::service::ServiceHandle;
 
@@ -212,7 +213,7 @@ impl WatchHub {
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .or_else(|| query_value(uri, "resourceVersion").and_then(|v| v.parse().ok()));
+            .or_else(|| query_value(uri, "resourceVersion").and_then(|v| v.trim().parse().ok()));
         let since = match given {
             Some(v) => v,
             None => self.version().await,
@@ -268,18 +269,9 @@ fn reset_event() -> Event {
         .data(r#"{"reason":"too many changes were missed: list again"}"#)
 }
 
-/// The value of query parameter `key`.
-pub fn query_value<'u>(uri: &'u Uri, key: &str) -> Option<&'u str> {
-    uri.query()?
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
 /// Whether the request asks to watch (`?watch=true`).
 pub fn wants_watch(uri: &Uri) -> bool {
-    query_value(uri, "watch") == Some("true")
+    query_value(uri, "watch").as_deref() == Some("true")
 }
 
 /// The hub's loop: one diff per change, published to every client, until the hub is
@@ -457,7 +449,7 @@ fn promotion_changes(
 /// The `kind` a watch of everything asks for, parsed from `?kinds=Stage,Freight`.
 pub fn kinds_param(uri: &Uri) -> Vec<Kind> {
     query_value(uri, "kinds")
-        .unwrap_or("")
+        .unwrap_or_default()
         .split(',')
         .filter_map(|k| match k {
             "Stage" => Some(Kind::Stage),

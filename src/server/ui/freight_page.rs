@@ -15,8 +15,8 @@ use super::Ui;
 use super::html::{action_button, ago, artifact_list, esc, url};
 use super::stage_summary::refusal;
 use crate::server::access::Action;
+use crate::server::query::query_value;
 use crate::server::views::artifacts;
-use crate::server::watch::query_value;
 
 /// Freight per page.
 pub(super) const FREIGHT_PAGE: usize = 50;
@@ -48,9 +48,7 @@ pub(super) async fn timeline(
     let state = c.state().await.unwrap_or_default();
     let now = c.now();
     let pipeline = c.pipeline();
-    let stage = query_value(&uri, "stage")
-        .and_then(super::html::url_decode)
-        .filter(|s| c.manifests().stage(&project, s).is_some());
+    let stage = query_value(&uri, "stage").filter(|s| c.manifests().stage(&project, s).is_some());
     let list = newest_first(&state);
     let pages = list.len().div_ceil(FREIGHT_PAGE).max(1);
     let page: usize = query_value(&uri, "page")

@@ -35,27 +35,6 @@ pub fn url(s: &str) -> String {
     out
 }
 
-/// `%XX` and `+` decoded (a query value or form field); `None` for bad escapes or bytes
-/// that are not UTF-8.
-pub fn url_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// How long ago `t` was, shortly (`42s`, `5m`, `3h`, `2d`), with the exact time as a
 /// tooltip.
 pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {

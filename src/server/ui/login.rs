@@ -7,8 +7,9 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::html::{esc, url, url_decode};
+use super::html::{esc, url};
 use super::{Ui, base_of};
+use crate::server::query::value_in;
 use crate::server::read_limited;
 use crate::server::session::{clear_cookie, cookie, set_cookie};
 
@@ -17,10 +18,7 @@ const MAX_FORM: usize = 16 * 1024;
 
 /// The value of `key` in an `application/x-www-form-urlencoded` body or query.
 fn form_value(form: &str, key: &str) -> Option<String> {
-    form.split('&')
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| url_decode(v))
+    value_in(form, key).and_then(Result::ok)
 }
 
 /// Where to go after logging in: a path under the UI only (never another site).

@@ -15,7 +15,7 @@ use super::html::{ago, artifact_list, badge, esc, url};
 use super::stage_summary::{NewestFreight, Phase, StageSummary, summarize};
 use super::{Request, Ui};
 use crate::server::access::Action;
-use crate::server::watch::query_value;
+use crate::server::query::query_value;
 
 /// A card's size and the gaps between cards, in pixels.
 const CARD_W: usize = 280;
@@ -388,7 +388,7 @@ pub(super) async fn pipeline(
     stages.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut warehouses: Vec<&Warehouse> = c.manifests().warehouses(&project).collect();
     warehouses.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let list = query_value(&uri, "view") == Some("list");
+    let list = query_value(&uri, "view").as_deref() == Some("list");
     let base = esc(&r.base);
     let pu = url(&project);
     let mut main = format!(

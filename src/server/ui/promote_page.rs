@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::Ui;
-use super::html::{action_button, esc, url, url_decode};
+use super::html::{action_button, esc, url};
 use crate::server::access::Action;
-use crate::server::watch::query_value;
+use crate::server::query::query_value;
 
 pub(super) async fn promote(
     State(ui): State<Arc<Ui>>,
@@ -52,7 +52,6 @@ pub(super) async fn promote(
         );
         return Redirect::to(&to).into_response();
     };
-    let freight = url_decode(freight).unwrap_or_default();
     let state = c.state().await.unwrap_or_default();
     let alias = c
         .pipeline()
