@@ -42,7 +42,7 @@ impl std::fmt::Debug for Sessions {
 /// 32 random bytes from the OS, hex-encoded; `None` if the OS has none to give.
 fn random_token() -> Option<String> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).ok()?;
+    getrandom::fill(&mut bytes).ok()?;
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
