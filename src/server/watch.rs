@@ -299,11 +299,11 @@ pub fn wants_watch(uri: &Uri) -> bool {
 async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
     let controller = handle.controller().clone();
     let mut feed = controller.change_feed();
-    let mut prev = match controller.state().await {
+    let mut prev = match controller.snapshot().await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "live updates: cannot read the state; starting empty");
-            ProjectState::default()
+            Arc::new(ProjectState::default())
         }
     };
     match shared.upgrade() {
@@ -318,7 +318,7 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let now = match controller.state().await {
+        let now = match controller.snapshot().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "live updates: cannot read the state");
