@@ -190,6 +190,8 @@ pub struct Controller {
     running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
     /// The store's changes (this process's writes and the store's notifications).
     feed: ChangeFeed,
+    /// The store, as the wrapper that keeps the last snapshot.
+    observed: Arc<ObservedStore>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -219,7 +221,7 @@ impl Controller {
         let stages = manifests.stages(project).cloned().collect();
         let observed = Arc::new(ObservedStore::new(store));
         let feed = observed.feed();
-        let store: Arc<dyn StateStore> = observed;
+        let store: Arc<dyn StateStore> = observed.clone();
         let mut c = Self {
             manifests: Arc::new(manifests),
             project: project.to_owned(),
@@ -244,6 +246,7 @@ impl Controller {
             lease_ttl: DEFAULT_LEASE_TTL,
             running: Arc::default(),
             feed,
+            observed,
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -417,6 +420,13 @@ impl Controller {
     pub fn with_work_root(mut self, dir: impl Into<PathBuf>) -> Self {
         self.work_root = Some(dir.into());
         self
+    }
+
+    /// The project's state, shared with other readers until the store changes
+    /// ([`ObservedStore::snapshot`]): for readers that only look (pages, API reads, live
+    /// views), which would otherwise each clone the whole state.
+    pub async fn snapshot(&self) -> Result<Arc<ProjectState>, ControllerError> {
+        Ok(self.observed.snapshot(&self.project).await?)
     }
 
     /// A feed of the project state's changes: every write through this controller (or

@@ -299,7 +299,7 @@ async fn abort(
 ) -> Answer {
     a.auth.writer(&headers)?;
     let c = a.handle.controller();
-    let state = c.state().await.map_err(refused)?;
+    let state = c.snapshot().await.map_err(refused)?;
     let stage = state
         .stages
         .iter()

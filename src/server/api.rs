@@ -120,8 +120,8 @@ impl Api {
         Ok(())
     }
 
-    async fn state(&self) -> Result<ProjectState, ApiError> {
-        self.handle.controller().state().await.map_err(|e| {
+    async fn state(&self) -> Result<Arc<ProjectState>, ApiError> {
+        self.handle.controller().snapshot().await.map_err(|e| {
             tracing::warn!(error = %e, "API: cannot read the state");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -190,7 +190,7 @@ enum Listing {
     Read {
         page: Page,
         version: u64,
-        state: ProjectState,
+        state: Arc<ProjectState>,
     },
 }
 

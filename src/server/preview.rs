@@ -98,7 +98,7 @@ async fn preview(
                 )
             }
         })?;
-    let state = c.state().await.map_err(|e| {
+    let state = c.snapshot().await.map_err(|e| {
         tracing::warn!(error = %e, "preview: cannot read the state");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

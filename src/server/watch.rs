@@ -53,9 +53,6 @@ pub enum Kind {
 /// One change.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WatchEvent {
-    /// Its place in the hub's sequence (the SSE `id`).
-    #[serde(skip)]
-    pub seq: u64,
     /// `ADDED`, `MODIFIED` or `DELETED`.
     #[serde(rename = "type")]
     pub action: &'static str,
@@ -70,6 +67,29 @@ pub struct WatchEvent {
     pub object: Json,
 }
 
+/// An event as published: what the filters need, and its data serialised once for every
+/// client (and kept small in the replay buffer).
+#[derive(Debug)]
+struct Published {
+    seq: u64,
+    kind: Kind,
+    name: String,
+    stage: Option<String>,
+    data: String,
+}
+
+impl Published {
+    fn of(e: &WatchEvent, seq: u64) -> Self {
+        Self {
+            seq,
+            kind: e.kind,
+            name: e.name.clone(),
+            stage: e.stage.clone(),
+            data: serde_json::to_string(e).unwrap_or_default(),
+        }
+    }
+}
+
 /// Which events a client wants.
 #[derive(Debug, Clone, Default)]
 pub struct WatchFilter {
@@ -82,7 +102,7 @@ pub struct WatchFilter {
 }
 
 impl WatchFilter {
-    fn wants(&self, e: &WatchEvent) -> bool {
+    fn wants(&self, e: &Published) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&e.kind))
             && self.name.as_ref().is_none_or(|n| *n == e.name)
             && self
@@ -93,8 +113,8 @@ impl WatchFilter {
 }
 
 struct Shared {
-    events: broadcast::Sender<Arc<WatchEvent>>,
-    recent: Mutex<VecDeque<Arc<WatchEvent>>>,
+    events: broadcast::Sender<Arc<Published>>,
+    recent: Mutex<VecDeque<Arc<Published>>>,
     /// The sequence number of the last event published.
     seq: AtomicU64,
     /// Whether the hub has read the state it diffs the first change against.
@@ -225,16 +245,16 @@ impl WatchHub {
 }
 
 struct StreamState {
-    rx: broadcast::Receiver<Arc<WatchEvent>>,
+    rx: broadcast::Receiver<Arc<Published>>,
     shared: Arc<Shared>,
     filter: WatchFilter,
     last: u64,
     /// Events to send (after filtering); `None` is a reset.
-    pending: VecDeque<Option<Arc<WatchEvent>>>,
+    pending: VecDeque<Option<Arc<Published>>>,
 }
 
 /// The kept events after `since`; `None` when some of them are no longer kept.
-fn backlog(shared: &Shared, since: u64) -> Option<Vec<Arc<WatchEvent>>> {
+fn backlog(shared: &Shared, since: u64) -> Option<Vec<Arc<Published>>> {
     let recent = shared
         .recent
         .lock()
@@ -250,7 +270,7 @@ fn backlog(shared: &Shared, since: u64) -> Option<Vec<Arc<WatchEvent>>> {
     Some(recent.iter().filter(|e| e.seq > since).cloned().collect())
 }
 
-fn sse_event(e: &WatchEvent) -> Event {
+fn sse_event(e: &Published) -> Event {
     let kind = match e.kind {
         Kind::Stage => "Stage",
         Kind::Warehouse => "Warehouse",
@@ -260,7 +280,7 @@ fn sse_event(e: &WatchEvent) -> Event {
     Event::default()
         .id(e.seq.to_string())
         .event(kind)
-        .data(serde_json::to_string(e).unwrap_or_default())
+        .data(&e.data)
 }
 
 fn reset_event() -> Event {
@@ -279,11 +299,11 @@ pub fn wants_watch(uri: &Uri) -> bool {
 async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
     let controller = handle.controller().clone();
     let mut feed = controller.change_feed();
-    let mut prev = match controller.state().await {
+    let mut prev = match controller.snapshot().await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "live updates: cannot read the state; starting empty");
-            ProjectState::default()
+            Arc::new(ProjectState::default())
         }
     };
     match shared.upgrade() {
@@ -298,7 +318,7 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let now = match controller.state().await {
+        let now = match controller.snapshot().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "live updates: cannot read the state");
@@ -311,12 +331,18 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
             continue;
         }
         tracing::debug!(events = changes.len(), "live updates: publishing");
+        // Serialised once here, not once per client.
+        let first = shared.seq.load(Ordering::SeqCst) + 1;
+        let published: Vec<Published> = changes
+            .iter()
+            .zip(first..)
+            .map(|(e, seq)| Published::of(e, seq))
+            .collect();
         let mut recent = shared
             .recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for mut e in changes {
-            e.seq = shared.seq.load(Ordering::SeqCst) + 1;
+        for e in published {
             let e = Arc::new(e);
             if recent.len() == REPLAY {
                 recent.pop_front();
@@ -331,7 +357,6 @@ async fn run(handle: ServiceHandle, shared: Weak<Shared>) {
 
 fn event(action: &'static str, kind: Kind, name: &str, object: Json) -> WatchEvent {
     WatchEvent {
-        seq: 0,
         action,
         kind,
         name: name.to_owned(),

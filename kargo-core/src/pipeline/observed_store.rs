@@ -17,6 +17,25 @@ use crate::runner::PromotionProgress;
 pub struct ObservedStore {
     inner: Arc<dyn StateStore>,
     writes: watch::Sender<u64>,
+    /// The inner store's notifications, read to tell whether a kept snapshot is current.
+    remote: Option<watch::Receiver<u64>>,
+    /// The state read last, shared by readers until the store changes.
+    kept: std::sync::Mutex<Option<Kept>>,
+}
+
+/// A snapshot and what it was read at.
+struct Kept {
+    project: String,
+    at: SnapshotKey,
+    state: Arc<ProjectState>,
+}
+
+/// What a snapshot is current for: the store's revision, or the write and notification
+/// counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotKey {
+    Revision(Revision),
+    Counters(u64, u64),
 }
 
 impl std::fmt::Debug for ObservedStore {
@@ -30,9 +49,12 @@ impl std::fmt::Debug for ObservedStore {
 impl ObservedStore {
     /// `inner`, observed.
     pub fn new(inner: Arc<dyn StateStore>) -> Self {
+        let remote = inner.changes();
         Self {
             inner,
             writes: watch::channel(0).0,
+            remote,
+            kept: std::sync::Mutex::new(None),
         }
     }
 
@@ -43,6 +65,50 @@ impl ObservedStore {
             local: self.writes.subscribe(),
             remote: self.inner.changes(),
         }
+    }
+
+    /// The project's state, shared: the one read last when the store has not changed
+    /// since (an in-memory store's revision says so; a store with notifications says so
+    /// through them and this wrapper's own writes), else read now. A store that can tell
+    /// neither (a file shared by processes) is read every time. Readers that only look
+    /// (pages, API reads, live views) share one copy instead of cloning the state each.
+    pub async fn snapshot(&self, project: &str) -> Result<Arc<ProjectState>, StateError> {
+        // Read the key before the state: a write in between makes the next call read again.
+        let key = match (self.inner.revision_now(project), &self.remote) {
+            (Some(rev), _) => Some(SnapshotKey::Revision(rev)),
+            (None, Some(remote)) => Some(SnapshotKey::Counters(
+                *self.writes.borrow(),
+                *remote.borrow(),
+            )),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            let kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(k) = kept.as_ref().filter(|k| k.project == project && k.at == key) {
+                return Ok(k.state.clone());
+            }
+        }
+        let (state, rev) = self.inner.load(project).await?;
+        let state = Arc::new(state);
+        // A revision read with the state is exact; counters are the ones read before.
+        let at = match key {
+            Some(SnapshotKey::Revision(_)) => Some(SnapshotKey::Revision(rev)),
+            other => other,
+        };
+        if let Some(at) = at {
+            *self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Kept {
+                project: project.to_owned(),
+                at,
+                state: state.clone(),
+            });
+        }
+        Ok(state)
     }
 
     fn written(&self) {
@@ -132,6 +198,10 @@ impl StateStore for ObservedStore {
         self.inner.leases_expire()
     }
 
+    fn revision_now(&self, project: &str) -> Option<Revision> {
+        self.inner.revision_now(project)
+    }
+
     async fn update_fenced(
         &self,
         fence: &Fence,
@@ -199,5 +269,31 @@ mod tests {
         assert!(refused.is_err());
         let waited = tokio::time::timeout(Duration::from_millis(50), feed.changed()).await;
         assert!(waited.is_err(), "a refused write is not a change");
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_shared_until_the_store_changes() {
+        let memory = Arc::new(MemoryStore::new());
+        let store = ObservedStore::new(memory.clone());
+        let a = store.snapshot("p").await.unwrap();
+        let b = store.snapshot("p").await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "nothing changed: the same copy");
+        // A write through another handle of the same memory store (another controller)
+        // is seen: the revision moved.
+        memory
+            .update("p", &mut |s| {
+                s.fences.insert("x".into(), 1);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let c = store.snapshot("p").await.unwrap();
+        assert!(!Arc::ptr_eq(&b, &c));
+        assert_eq!(c.fences.get("x"), Some(&1));
+        // Another project is not this one's snapshot.
+        let other = store.snapshot("q").await.unwrap();
+        assert!(other.fences.is_empty());
+        let again = store.snapshot("p").await.unwrap();
+        assert_eq!(again.fences.get("x"), Some(&1));
     }
 }

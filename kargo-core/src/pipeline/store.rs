@@ -260,6 +260,16 @@ pub trait StateStore: Send + Sync {
         None
     }
 
+    /// The project's current revision when the store can tell without reading the state
+    /// (an in-memory store); `None` (the default) otherwise. Lets a reader reuse the state
+    /// it read last while nothing was written ([`ObservedStore::snapshot`]).
+    ///
+    /// [`ObservedStore::snapshot`]: super::ObservedStore::snapshot
+    fn revision_now(&self, project: &str) -> Option<Revision> {
+        let _ = project;
+        None
+    }
+
     /// Whether this store's leases expire when not renewed (a database's), rather than
     /// lasting until dropped or until their process dies (an OS file lock).
     fn leases_expire(&self) -> bool {
@@ -458,6 +468,11 @@ impl StateStore for MemoryStore {
                 })
             }
         }
+    }
+
+    fn revision_now(&self, project: &str) -> Option<Revision> {
+        let map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        Some(map.get(project).map_or(0, |(_, rev)| *rev))
     }
 
     fn leases_expire(&self) -> bool {

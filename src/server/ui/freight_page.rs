@@ -45,7 +45,7 @@ pub(super) async fn timeline(
         Err(page) => return page,
     };
     let c = ui.handle.controller();
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let now = c.now();
     let pipeline = c.pipeline();
     let stage = query_value(&uri, "stage").filter(|s| c.manifests().stage(&project, s).is_some());

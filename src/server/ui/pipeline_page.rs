@@ -39,7 +39,7 @@ pub(super) async fn projects(
     let project = c.project();
     let mut main = String::from("<h1>Projects</h1><div class=\"grid\">");
     if r.may(Action::View, project, None) {
-        let state = c.state().await.unwrap_or_default();
+        let state = c.snapshot().await.unwrap_or_default();
         let pipeline = c.pipeline();
         let newest = NewestFreight::of(&state);
         let now = c.now();
@@ -379,7 +379,7 @@ pub(super) async fn pipeline(
         Err(page) => return page,
     };
     let c = ui.handle.controller();
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let now = c.now();
     let pipeline = c.pipeline();
     let newest = NewestFreight::of(&state);

@@ -52,7 +52,7 @@ pub(super) async fn promote(
         );
         return Redirect::to(&to).into_response();
     };
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let alias = c
         .pipeline()
         .find_freight(&state, &freight)

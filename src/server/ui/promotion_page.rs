@@ -76,7 +76,7 @@ pub(super) async fn promotion(
         Err(page) => return page,
     };
     let c = ui.handle.controller();
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let stage = state
         .promotions
         .iter()

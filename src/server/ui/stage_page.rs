@@ -47,7 +47,7 @@ pub(super) async fn stage(
             &format!("stage {name:?} not found"),
         );
     };
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let now = c.now();
     let pipeline = c.pipeline();
     let newest = NewestFreight::of(&state);

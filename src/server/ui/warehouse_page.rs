@@ -34,7 +34,7 @@ pub(super) async fn warehouse(
             &format!("warehouse {name:?} not found"),
         );
     };
-    let state = c.state().await.unwrap_or_default();
+    let state = c.snapshot().await.unwrap_or_default();
     let now = c.now();
     let ws = state.warehouses.get(&name);
     let failure = c.refresh_failures().remove(&name);
