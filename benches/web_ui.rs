@@ -303,6 +303,62 @@ mod parts {
         });
     }
 
+    /// The JSON of the first 100 Stages by name only (what paging before building would
+    /// cost).
+    #[divan::bench(sample_count = 30)]
+    fn stage_json_100(b: Bencher<'_, '_>) {
+        let f = &*FIXTURE;
+        let c = f.handle.controller();
+        let state = loaded();
+        let mut stages: Vec<_> = c.manifests().stages(PROJECT).collect();
+        stages.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        b.bench_local(|| {
+            for s in stages.iter().take(100) {
+                black_box(resource(
+                    &s.metadata.name,
+                    &s.spec,
+                    &state.stages.get(&s.metadata.name),
+                ));
+            }
+        });
+    }
+
+    /// Writing one page of 100 Stages' JSON as text (the response body).
+    #[divan::bench(sample_count = 30)]
+    fn stage_page_to_text(b: Bencher<'_, '_>) {
+        let f = &*FIXTURE;
+        let c = f.handle.controller();
+        let state = loaded();
+        let items: Vec<_> = c
+            .manifests()
+            .stages(PROJECT)
+            .take(100)
+            .map(|s| {
+                resource(
+                    &s.metadata.name,
+                    &s.spec,
+                    &state.stages.get(&s.metadata.name),
+                )
+            })
+            .collect();
+        let page = serde_json::json!({ "items": items });
+        b.bench_local(|| black_box(page.to_string()));
+    }
+
+    /// The state's copy, by part: the 5,000 Freight records.
+    #[divan::bench(sample_count = 30)]
+    fn clone_freight(b: Bencher<'_, '_>) {
+        let state = loaded();
+        b.bench_local(|| black_box(state.freight.clone()));
+    }
+
+    /// The state's copy, by part: the 600 Stages' states (ten history entries each).
+    #[divan::bench(sample_count = 30)]
+    fn clone_stages(b: Bencher<'_, '_>) {
+        let state = loaded();
+        b.bench_local(|| black_box(state.stages.clone()));
+    }
+
     /// The JSON of every Freight (what the Freight list builds before it pages).
     #[divan::bench(sample_count = 30)]
     fn freight_json_all(b: Bencher<'_, '_>) {
