@@ -487,7 +487,9 @@ fn main() {
     }
     let deliveries = shared.deliveries.load(Ordering::SeqCst);
     let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
-    println!("live_updates: {stages} Stages, {clients} clients, one new tag every {push_ms} ms for {load:.1?}");
+    println!(
+        "live_updates: {stages} Stages, {clients} clients, one new tag every {push_ms} ms for {load:.1?}"
+    );
     println!("| measure | value |");
     println!("|---|---:|");
     println!("| tags pushed (refreshes) | {pushed} |");

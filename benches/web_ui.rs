@@ -176,7 +176,10 @@ const ROUTES: [(&str, &str); 6] = [
     ("/ui/projects/{p}?view=list", "pipeline_list"),
     ("/ui/projects/{p}/freight", "freight_timeline"),
     ("/v1beta1/projects/{p}/stages?limit=100", "stages_limit_100"),
-    ("/v1beta1/projects/{p}/freight?limit=100", "freight_limit_100"),
+    (
+        "/v1beta1/projects/{p}/freight?limit=100",
+        "freight_limit_100",
+    ),
 ];
 
 fn get(bencher: Bencher<'_, '_>, path: &str) {

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration as Span, Utc};
 use kargo::core::freight::{Freight, FreightCollection, FreightId, FreightOrigin, Image};
 use kargo::core::pipeline::{
-    CurrentStage, ProjectState, PromotionRecord, PromotionRequest, PromotionTrigger,
-    StageFreight, VerificationInfo, VerificationPhase, VerifiedStage, record_freight,
+    CurrentStage, ProjectState, PromotionRecord, PromotionRequest, PromotionTrigger, StageFreight,
+    VerificationInfo, VerificationPhase, VerifiedStage, record_freight,
 };
 use kargo::core::runner::{PromotionPhase, StepExecutionStatus, StepRecord};
 
@@ -135,7 +135,11 @@ pub fn state(freight: usize, now: DateTime<Utc>) -> ProjectState {
         record_freight(&mut state, f);
     }
     for w in WAREHOUSES {
-        state.warehouses.entry(w.to_owned()).or_default().last_discovery = Some(now);
+        state
+            .warehouses
+            .entry(w.to_owned())
+            .or_default()
+            .last_discovery = Some(now);
     }
     let mut records = Vec::new();
     for (i, (name, w, _, tier)) in all_stages().into_iter().enumerate() {
@@ -182,12 +186,9 @@ pub fn state(freight: usize, now: DateTime<Utc>) -> ProjectState {
                 );
             }
             if h == 0 {
-                rec.status.currently_in.insert(
-                    name.clone(),
-                    CurrentStage {
-                        since: promoted_at,
-                    },
-                );
+                rec.status
+                    .currently_in
+                    .insert(name.clone(), CurrentStage { since: promoted_at });
             }
         }
         let Some(entry) = st.freight_history.first() else {
