@@ -11,7 +11,8 @@
 //!
 //! and, as baselines in the same run, `floor::healthz` (a request through the same server
 //! that does nothing) and `floor::state_load` (`Controller::state()`: the copy of the
-//! state every page and list starts with, no HTTP). `parts::*` time pieces of the pages
+//! state every page and list starts with, no HTTP; divan drops the returned copy outside
+//! the timing, `floor::state_load_and_drop` inside it). `parts::*` time pieces of the pages
 //! in process, to show where the time goes: a Stage's summary for all 600 Stages, the
 //! JSON of all Stages and of all Freight.
 //!
@@ -209,6 +210,18 @@ mod floor {
         let f = &*FIXTURE;
         let c = f.handle.controller();
         b.bench_local(|| black_box(f.runtime.block_on(c.state()).unwrap()));
+    }
+
+    /// The same with the copy dropped inside the timing, as a request handler does.
+    #[divan::bench]
+    fn state_load_and_drop(b: Bencher<'_, '_>) {
+        let f = &*FIXTURE;
+        let c = f.handle.controller();
+        b.bench_local(|| {
+            let state = f.runtime.block_on(c.state()).unwrap();
+            black_box(&state);
+            drop(state);
+        });
     }
 }
 
