@@ -87,7 +87,10 @@ impl ObservedStore {
                 .kept
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(k) = kept.as_ref().filter(|k| k.project == project && k.at == key) {
+            if let Some(k) = kept
+                .as_ref()
+                .filter(|k| k.project == project && k.at == key)
+            {
                 return Ok(k.state.clone());
             }
         }
