@@ -125,7 +125,30 @@ impl Mirror {
     }
 }
 
+/// Git's order of tree entries: names compared bytewise, a tree's name as if followed by
+/// `/` (so `a` the file, `a.txt`, then `a` the directory).
+fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    match a[..common].cmp(&b[..common]) {
+        std::cmp::Ordering::Equal => {}
+        other => return other,
+    }
+    let next = |name: &[u8], tree: bool| match name.get(common) {
+        Some(c) => *c,
+        None if tree => b'/',
+        None => 0,
+    };
+    next(a, a_tree)
+        .cmp(&next(b, b_tree))
+        .then(a.len().cmp(&b.len()))
+}
+
 /// Appends to `out` every file path that differs between two trees (`None`: empty tree).
+///
+/// Both trees' entries are in git's order, so one merge of the two lists visits each name
+/// once; only the paths that changed are allocated, and identical subtrees (same ID) are
+/// skipped without being read. A file that became a directory (or back) lists the file
+/// and every file under the directory; a mode change (the executable bit) is a change.
 pub(crate) fn diff_trees(
     repo: &gix::Repository,
     old: Option<ObjectId>,
@@ -133,50 +156,78 @@ pub(crate) fn diff_trees(
     prefix: &str,
     out: &mut Vec<String>,
 ) -> Result<()> {
-    use std::collections::BTreeMap;
-    // name -> (id, is tree, mode): a mode change (e.g. the executable bit) is a change.
-    type Entries = BTreeMap<String, (ObjectId, bool, gix::objs::tree::EntryMode)>;
-    let entries = |id: Option<ObjectId>| -> Result<Entries> {
-        let mut map = BTreeMap::new();
-        let Some(id) = id else { return Ok(map) };
-        let tree = repo.find_tree(id).map_err(|e| other("read tree", e))?;
-        for e in tree.iter() {
-            let e = e.map_err(|e| other("read tree", e))?;
-            map.insert(
-                e.filename().to_str_lossy().into_owned(),
-                (e.object_id(), e.mode().is_tree(), e.mode()),
-            );
+    use gix::objs::TreeRefIter;
+    type Entry<'a> = (&'a [u8], ObjectId, gix::objs::tree::EntryMode);
+    let read = |id: Option<ObjectId>| -> Result<Vec<u8>> {
+        match id {
+            Some(id) => Ok(repo
+                .find_tree(id)
+                .map_err(|e| other("read tree", e))?
+                .detach()
+                .data),
+            None => Ok(Vec::new()),
         }
-        Ok(map)
     };
-    let old_entries = entries(old)?;
-    let new_entries = entries(new)?;
-    let join = |name: &str| {
+    let (old_data, new_data) = (read(old)?, read(new)?);
+    fn entries(data: &[u8], hash: gix::hash::Kind) -> Result<Vec<Entry<'_>>> {
+        TreeRefIter::from_bytes(data, hash)
+            .map(|e| {
+                e.map(|e| (e.filename.as_bytes(), e.oid.to_owned(), e.mode))
+                    .map_err(|e| other("read tree", e))
+            })
+            .collect()
+    }
+    let hash = repo.object_hash();
+    let (old_entries, new_entries) = (entries(&old_data, hash)?, entries(&new_data, hash)?);
+    let join = |name: &[u8]| {
+        let name = name.to_str_lossy();
         if prefix.is_empty() {
-            name.to_owned()
+            name.into_owned()
         } else {
             format!("{prefix}/{name}")
         }
     };
-    let names: std::collections::BTreeSet<&String> =
-        old_entries.keys().chain(new_entries.keys()).collect();
-    for name in names {
-        let o = old_entries.get(name);
-        let n = new_entries.get(name);
-        if o == n {
-            continue;
-        }
+    // One side of a changed name: its subtree to descend into, or whether it is a file.
+    let side = |e: Option<&Entry<'_>>| match e {
+        Some((_, id, mode)) if mode.is_tree() => (Some(*id), false),
+        Some(_) => (None, true),
+        None => (None, false),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < old_entries.len() || j < new_entries.len() {
+        let (o, n) = (old_entries.get(i), new_entries.get(j));
+        let (o, n) = match (o, n) {
+            (Some(a), Some(b)) => match git_order(a.0, a.2.is_tree(), b.0, b.2.is_tree()) {
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    if a.1 == b.1 && a.2 == b.2 {
+                        continue;
+                    }
+                    (Some(a), Some(b))
+                }
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    (Some(a), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    (None, Some(b))
+                }
+            },
+            (Some(a), None) => {
+                i += 1;
+                (Some(a), None)
+            }
+            (None, Some(b)) => {
+                j += 1;
+                (None, Some(b))
+            }
+            (None, None) => break,
+        };
+        let name = o.or(n).map_or(&b""[..], |e| e.0);
         let path = join(name);
-        let (o_tree, o_file) = match o {
-            Some((id, true, _)) => (Some(*id), false),
-            Some((_, false, _)) => (None, true),
-            None => (None, false),
-        };
-        let (n_tree, n_file) = match n {
-            Some((id, true, _)) => (Some(*id), false),
-            Some((_, false, _)) => (None, true),
-            None => (None, false),
-        };
+        let ((o_tree, o_file), (n_tree, n_file)) = (side(o), side(n));
         if o_file || n_file {
             out.push(path.clone());
         }

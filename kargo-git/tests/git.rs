@@ -1750,3 +1750,103 @@ fn a_shallow_mirror_pushes_in_process_and_fetches_first_when_behind() {
         assert_eq!(git_ok(&bare, &["show", &format!("main:{path}")]), path);
     }
 }
+
+/// `Mirror::changed_paths` lists exactly what `git diff-tree -r --name-only` lists for
+/// every commit of a history with adds, edits, deletes, renames, a file that becomes a
+/// directory and back, an executable-bit change, names that sort around `/` (`a`, `a.txt`,
+/// `a-b`, `a/`), nested directories and a merge (first parent), and the root commit's
+/// files are `git ls-tree -r`'s.
+#[test]
+fn changed_paths_match_git_diff_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let run = |args: &[&str]| -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&work)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let write = |path: &str, text: &str| {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let commit = |msg: &str| {
+        run(&["add", "-A"]);
+        run(&["commit", "-q", "--allow-empty", "-m", msg]);
+    };
+    run(&["init", "-q", "-b", "main"]);
+    for f in [
+        "a",
+        "a.txt",
+        "a-b",
+        "b/c/d.yaml",
+        "b/c/e.yaml",
+        "z/y/x/w.txt",
+        "top.yaml",
+    ] {
+        write(f, f);
+    }
+    commit("root");
+    write("b/c/d.yaml", "changed");
+    commit("edit nested");
+    std::fs::remove_file(work.join("a.txt")).unwrap();
+    commit("delete");
+    std::fs::rename(work.join("top.yaml"), work.join("b/top.yaml")).unwrap();
+    commit("rename");
+    std::fs::remove_file(work.join("a")).unwrap();
+    write("a/inside.txt", "now a directory");
+    write("a/deeper/more.txt", "more");
+    commit("file to directory");
+    std::fs::remove_dir_all(work.join("a")).unwrap();
+    write("a", "a file again");
+    commit("directory to file");
+    run(&["update-index", "--chmod=+x", "a-b"]);
+    run(&["commit", "-q", "-m", "executable bit"]);
+    commit("empty");
+    run(&["checkout", "-q", "-b", "side"]);
+    write("side/only.txt", "side");
+    commit("side");
+    run(&["checkout", "-q", "main"]);
+    write("z/y/x/w.txt", "main moves too");
+    commit("main");
+    run(&["merge", "-q", "--no-ff", "-m", "merge", "side"]);
+
+    let bare = tmp.path().join("bare.git");
+    run(&["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
+    let git = Git::new(config(&tmp.path().join("cache")), Arc::new(NoAuth));
+    let url = format!("file://{}", bare.display());
+    let mirror = git.mirror(&url).unwrap();
+    mirror.fetch(&FetchSpec::branch("main")).unwrap();
+    let commits = run(&["rev-list", "main"]);
+    let mut checked = 0;
+    for id in commits.lines() {
+        let ours = mirror.changed_paths(id.parse().unwrap()).unwrap();
+        let parents = run(&["rev-list", "--parents", "-n", "1", id]);
+        let theirs = if parents.split_whitespace().count() == 1 {
+            run(&["ls-tree", "-r", "--name-only", id])
+        } else {
+            let first = parents.split_whitespace().nth(1).unwrap().to_owned();
+            run(&["diff-tree", "-r", "--name-only", "--no-renames", &first, id])
+        };
+        let mut theirs: Vec<String> = theirs.lines().map(str::to_owned).collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "commit {id}");
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
+}
