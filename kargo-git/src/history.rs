@@ -40,11 +40,24 @@ impl Mirror {
     pub fn walk_history(
         &self,
         start: ObjectId,
+        visit: impl FnMut(crate::CommitInfo) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        self.walk_history_excluding(start, &[], visit)
+    }
+
+    /// [`walk_history`](Self::walk_history) of only the commits reachable from `start` and
+    /// not from any of `hidden` (`git log start ^hidden...`): what is new on a branch since
+    /// its tips were `hidden`.
+    pub fn walk_history_excluding(
+        &self,
+        start: ObjectId,
+        hidden: &[ObjectId],
         mut visit: impl FnMut(crate::CommitInfo) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
         let repo = self.open()?;
         let walk = repo
             .rev_walk([start])
+            .with_hidden(hidden.iter().copied())
             .sorting(gix::revision::walk::Sorting::ByCommitTime(
                 gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
             ))
@@ -57,6 +70,26 @@ impl Mirror {
             }
         }
         Ok(())
+    }
+
+    /// Whether `ancestor` is `commit` or one of its ancestors (a fast-forward from
+    /// `ancestor` to `commit`). Both must be in the mirror.
+    pub fn is_ancestor(&self, ancestor: ObjectId, commit: ObjectId) -> Result<bool> {
+        if ancestor == commit {
+            return Ok(true);
+        }
+        let repo = self.open()?;
+        let mut walk = repo
+            .rev_walk([ancestor])
+            .with_hidden([commit])
+            .all()
+            .map_err(|e| other("log", e))?;
+        // Nothing left once `commit`'s history is hidden: `ancestor` is in it.
+        match walk.next() {
+            None => Ok(true),
+            Some(Ok(_)) => Ok(false),
+            Some(Err(e)) => Err(other("log", e)),
+        }
     }
 
     /// The paths (files, not directories) that `commit` changed compared with its first

@@ -89,7 +89,17 @@ pub struct GitSourceStats {
     pub fetches: u64,
     /// Discoveries answered from the previous result because no ref had moved.
     pub short_circuits: u64,
+    /// Commits whose changed paths were computed (a tree diff each); every other
+    /// path-filter check was answered from the per-commit cache all subscriptions share.
+    pub tree_diffs: u64,
+    /// Commits a branch discovery looked at: after a push, a subscription whose branch
+    /// moved forward walks only the new commits.
+    pub commits_walked: u64,
 }
+
+/// How many commits' changed paths a [`GitSource`] keeps (a commit ID names the same
+/// change in every repository, so they never go stale); past it the cache starts over.
+pub const CHANGED_PATHS_CACHE: usize = 200_000;
 
 /// The `git` source (see the module documentation).
 #[derive(Clone)]
@@ -110,9 +120,13 @@ struct Inner {
     config: GitConfig,
     engine: ExprEngine,
     observed: Mutex<HashMap<String, Observed>>,
+    /// Each commit's changed paths, shared by every subscription and discovery.
+    changed: Mutex<HashMap<ObjectId, Arc<[String]>>>,
     ls_remotes: AtomicU64,
     fetches: AtomicU64,
     short_circuits: AtomicU64,
+    tree_diffs: AtomicU64,
+    commits_walked: AtomicU64,
 }
 
 /// What one subscription saw last time.
@@ -129,9 +143,12 @@ impl GitSource {
                 config,
                 engine: ExprEngine::new(),
                 observed: Mutex::new(HashMap::new()),
+                changed: Mutex::new(HashMap::new()),
                 ls_remotes: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 short_circuits: AtomicU64::new(0),
+                tree_diffs: AtomicU64::new(0),
+                commits_walked: AtomicU64::new(0),
             }),
         }
     }
@@ -148,6 +165,8 @@ impl GitSource {
             ls_remotes: self.inner.ls_remotes.load(Ordering::Relaxed),
             fetches: self.inner.fetches.load(Ordering::Relaxed),
             short_circuits: self.inner.short_circuits.load(Ordering::Relaxed),
+            tree_diffs: self.inner.tree_diffs.load(Ordering::Relaxed),
+            commits_walked: self.inner.commits_walked.load(Ordering::Relaxed),
         }
     }
 
@@ -487,19 +506,24 @@ impl Inner {
             .get(&format!("refs/heads/{branch}"))
             .copied()
             .unwrap_or(tip);
-        let observed = vec![(ref_name, tip.to_string())];
+        let observed = vec![(ref_name.clone(), tip.to_string())];
 
+        // When the branch only moved forward since this subscription's last discovery,
+        // walk just the new commits and merge them with what it found then.
+        let previous = self.previous_walk(&plan.key, &ref_name, mirror, tip);
+        let hidden: Vec<ObjectId> = previous.iter().map(|(old, _)| *old).collect();
         let mut out = Vec::new();
         let mut failure = None;
         let since = plan.since.map(|s| s.timestamp());
         mirror
-            .walk_history(tip, |c| {
+            .walk_history_excluding(tip, &hidden, |c| {
                 if out.len() >= plan.limit {
                     return Ok(ControlFlow::Break(()));
                 }
                 if since.is_some_and(|s| c.time < s) {
                     return Ok(ControlFlow::Break(()));
                 }
+                self.commits_walked.fetch_add(1, Ordering::Relaxed);
                 match self.branch_commit_passes(mirror, plan, expr, &c) {
                     Ok(true) => out.push(branch_commit(cfg, &c)),
                     Ok(false) => {}
@@ -518,8 +542,41 @@ impl Inner {
         if let Some(e) = failure {
             return Err(e);
         }
+        if let Some((_, before)) = previous {
+            out = newest_first_merge(out, before, plan.limit);
+        }
         self.remember(plan.key.clone(), Some(observed), &out);
         Ok(out)
+    }
+
+    /// The tip and commits of this subscription's previous discovery of `ref_name`, when
+    /// `tip` is a fast-forward of that tip (so the new history is the old one plus the
+    /// commits between); `None` otherwise (first discovery, force push, another ref).
+    fn previous_walk(
+        &self,
+        key: &str,
+        ref_name: &str,
+        mirror: &Mirror,
+        tip: ObjectId,
+    ) -> Option<(ObjectId, Vec<DiscoveredCommit>)> {
+        let (old, commits) = {
+            let map = self.observed_lock();
+            let prev = map.get(key)?;
+            match prev.refs.as_slice() {
+                [(name, id)] if name == ref_name => {
+                    (id.parse::<ObjectId>().ok()?, prev.commits.clone())
+                }
+                _ => return None,
+            }
+        };
+        match mirror.is_ancestor(old, tip) {
+            Ok(true) => Some((old, commits)),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell whether the branch moved forward; walking it all");
+                None
+            }
+        }
     }
 
     fn branch_commit_passes(
@@ -550,9 +607,31 @@ impl Inner {
         if !plan.has_path_filters() {
             return Ok(true);
         }
-        let paths = mirror
-            .changed_paths(id)
-            .map_err(|e| map_git_error(e, mirror.url()))?;
+        let cached = self
+            .changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        let paths = match cached {
+            Some(p) => p,
+            None => {
+                let p: Arc<[String]> = mirror
+                    .changed_paths(id)
+                    .map_err(|e| map_git_error(e, mirror.url()))?
+                    .into();
+                self.tree_diffs.fetch_add(1, Ordering::Relaxed);
+                let mut cache = self
+                    .changed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= CHANGED_PATHS_CACHE {
+                    cache.clear();
+                }
+                cache.insert(id, p.clone());
+                p
+            }
+        };
         Ok(plan.paths_match(&paths))
     }
 
@@ -710,6 +789,32 @@ fn creator_time(d: &TagDetails) -> Option<i64> {
         Some(a) => a.time,
         None => Some(d.commit.time),
     }
+}
+
+/// `new` and `old` (each newest first by commit date) as one list, newest first, at most
+/// `limit` long; a commit in both is kept once.
+fn newest_first_merge(
+    new: Vec<DiscoveredCommit>,
+    old: Vec<DiscoveredCommit>,
+    limit: usize,
+) -> Vec<DiscoveredCommit> {
+    let mut out = Vec::with_capacity(limit.min(new.len() + old.len()));
+    let (mut a, mut b) = (new.into_iter().peekable(), old.into_iter().peekable());
+    while out.len() < limit {
+        let take_new = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.creator_date >= y.creator_date,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_new { a.next() } else { b.next() };
+        if let Some(c) = next
+            && !out.iter().any(|o: &DiscoveredCommit| o.id == c.id)
+        {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn branch_commit(cfg: &GitSubscription, c: &CommitInfo) -> DiscoveredCommit {

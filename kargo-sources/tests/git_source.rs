@@ -1015,3 +1015,105 @@ async fn git_daemon_and_ssh_transports() {
         .unwrap();
     assert_eq!(ids(&f), [&c1]);
 }
+
+/// 57 subscriptions with distinct `includePaths` on one repository: after a push of three
+/// commits touching three apps, each subscription walks only the three new commits, each
+/// new commit's paths are diffed once for all 57, exactly the three affected subscriptions
+/// see a new commit, and every answer equals a discovery from scratch. A force push (the
+/// old tip no longer an ancestor) walks the whole history again.
+#[tokio::test]
+async fn many_path_filtered_subscriptions_share_diffs_and_walk_only_new_commits() {
+    let (_root, repo) = Repo::file("monorepo");
+    const APPS: usize = 57;
+    let files: Vec<(String, String)> = (0..APPS)
+        .map(|i| (format!("apps/app-{i}/values.yaml"), "v0".to_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    repo.commit(&refs, "root");
+    for round in 1..=3 {
+        for i in 0..APPS {
+            let path = format!("apps/app-{i}/values.yaml");
+            repo.commit(
+                &[(path.as_str(), &format!("v{round}"))],
+                &format!("app-{i} v{round}"),
+            );
+        }
+    }
+    repo.push();
+    let (_cache, s) = source();
+    let config = |i: usize| {
+        sub(
+            &repo.url,
+            json!({"includePaths": [format!("apps/app-{i}")], "discoveryLimit": 2}),
+        )
+    };
+    let mut before = Vec::new();
+    for i in 0..APPS {
+        before.push(commits(&s, config(i)).await);
+    }
+    let first = s.stats();
+    // Each walk stops at its second match: together they walk rounds 3 and 2 (114
+    // commits, 4,902 times in all), and each of those commits is diffed once.
+    assert_eq!(first.tree_diffs, 2 * APPS as u64, "{first:?}");
+    assert!(first.commits_walked > 40 * first.tree_diffs, "{first:?}");
+
+    // One push of three commits, touching apps 3, 17 and 40.
+    let touched = [3, 17, 40];
+    let mut new_ids = Vec::new();
+    for i in touched {
+        let path = format!("apps/app-{i}/values.yaml");
+        new_ids.push(repo.commit(&[(path.as_str(), "v4")], &format!("app-{i} v4")));
+    }
+    repo.push();
+    let mut after = Vec::new();
+    for i in 0..APPS {
+        after.push(commits(&s, config(i)).await);
+    }
+    let second = s.stats();
+    assert_eq!(
+        second.tree_diffs - first.tree_diffs,
+        3,
+        "one diff per new commit"
+    );
+    assert_eq!(
+        second.commits_walked - first.commits_walked,
+        3 * APPS as u64,
+        "every subscription walks the three new commits only"
+    );
+    for i in 0..APPS {
+        if let Some(k) = touched.iter().position(|t| *t == i) {
+            assert_eq!(after[i][0].id, new_ids[k], "app-{i} sees its new commit");
+            assert_eq!(after[i][1], before[i][0], "and keeps the previous newest");
+        } else {
+            assert_eq!(after[i], before[i], "app-{i} is unchanged");
+        }
+    }
+    // Each incremental answer is what a discovery from scratch finds.
+    s.clear_observations();
+    for i in 0..APPS {
+        assert_eq!(
+            commits(&s, config(i)).await,
+            after[i],
+            "app-{i} from scratch"
+        );
+    }
+
+    // A force push that drops the last commit: the old tip is not an ancestor any more,
+    // so the walk starts over and app-40's dropped commit is gone.
+    repo.git(&["reset", "-q", "--hard", "HEAD~1"], &[]);
+    repo.push();
+    let walked = s.stats().commits_walked;
+    let forced = commits(&s, config(40)).await;
+    assert_ne!(
+        forced[0].id, new_ids[2],
+        "the dropped commit is not discovered"
+    );
+    assert_eq!(forced[0], before[40][0]);
+    assert!(
+        s.stats().commits_walked - walked > 3,
+        "a force push walks more than the new commits"
+    );
+}
