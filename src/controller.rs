@@ -580,7 +580,23 @@ impl Controller {
         hints: Option<DiscoveryHints>,
         cancel: CancellationToken,
     ) -> Result<RefreshOutcome, ControllerError> {
-        let result = self.refresh_once(warehouse, hints, cancel).await;
+        self.refresh_as_of(warehouse, hints, cancel, None).await
+    }
+
+    /// [`refresh_until_cancelled`](Self::refresh_until_cancelled) whose sources may answer
+    /// from what they read of a remote at or after `fresh_after`
+    /// ([`DiscoveryContext::fresh_after`]): the service passes the start of its pass, so
+    /// the Warehouses of one repository refreshed in one pass share one look at it.
+    pub async fn refresh_as_of(
+        &self,
+        warehouse: &str,
+        hints: Option<DiscoveryHints>,
+        cancel: CancellationToken,
+        fresh_after: Option<std::time::Instant>,
+    ) -> Result<RefreshOutcome, ControllerError> {
+        let result = self
+            .refresh_once(warehouse, hints, cancel, fresh_after)
+            .await;
         let mut failures = self
             .failures
             .lock()
@@ -610,6 +626,7 @@ impl Controller {
         warehouse: &str,
         hints: Option<DiscoveryHints>,
         cancel: CancellationToken,
+        fresh_after: Option<std::time::Instant>,
     ) -> Result<RefreshOutcome, ControllerError> {
         let wh = self
             .manifests
@@ -619,6 +636,7 @@ impl Controller {
             .with_credentials(self.credentials.clone())
             .with_cancellation(cancel);
         ctx.hints = hints;
+        ctx.fresh_after = fresh_after;
         let found = discover(wh, &self.project, &self.sources, &ctx)
             .await
             .map_err(|source| ControllerError::Discover {

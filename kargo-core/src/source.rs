@@ -142,6 +142,10 @@ pub struct DiscoveryContext {
     pub previous: Option<Discovery>,
     /// What the event that triggered this discovery says changed (incremental refresh).
     pub hints: Option<DiscoveryHints>,
+    /// A view of the remote taken at or after this instant answers this discovery: a
+    /// source may reuse what it read from the same remote since (one `ls-remote` for the
+    /// many Warehouses of one repository refreshed in one pass). `None`: read it now.
+    pub fresh_after: Option<std::time::Instant>,
     credentials: Arc<dyn CredentialProvider>,
     cancel: CancellationToken,
 }
@@ -165,6 +169,7 @@ impl DiscoveryContext {
             subscription_name: None,
             previous: None,
             hints: None,
+            fresh_after: None,
             credentials: Arc::new(NoCredentials),
             cancel: CancellationToken::new(),
         }
@@ -179,6 +184,12 @@ impl DiscoveryContext {
     /// Sets the hints of an incremental refresh.
     pub fn with_hints(mut self, hints: DiscoveryHints) -> Self {
         self.hints = Some(hints);
+        self
+    }
+
+    /// Lets the source answer from what it read of a remote at or after `at`.
+    pub fn with_fresh_after(mut self, at: std::time::Instant) -> Self {
+        self.fresh_after = Some(at);
         self
     }
 

@@ -89,6 +89,11 @@ pub struct GitSourceStats {
     pub fetches: u64,
     /// Discoveries answered from the previous result because no ref had moved.
     pub short_circuits: u64,
+    /// Discoveries that used another discovery's `ls-remote` of the same repository,
+    /// taken during the same pass (no request to the remote).
+    pub shared_ls_remotes: u64,
+    /// Fetches skipped because the mirror already held every advertised tip.
+    pub fetches_skipped: u64,
     /// Commits whose changed paths were computed (a tree diff each); every other
     /// path-filter check was answered from the per-commit cache all subscriptions share.
     pub tree_diffs: u64,
@@ -122,12 +127,23 @@ struct Inner {
     observed: Mutex<HashMap<String, Observed>>,
     /// Each commit's changed paths, shared by every subscription and discovery.
     changed: Mutex<HashMap<ObjectId, Arc<[String]>>>,
+    /// The last `ls-remote` of each repository (by URL and credentials), and when it
+    /// started: discoveries that may use a view at least that fresh share it.
+    remotes: Mutex<HashMap<u64, RemoteView>>,
+    /// Keys `remotes` (a URL with the credentials that read it: a view read with one
+    /// Secret is never shown to a discovery with another).
+    remote_keys: std::collections::hash_map::RandomState,
     ls_remotes: AtomicU64,
     fetches: AtomicU64,
     short_circuits: AtomicU64,
     tree_diffs: AtomicU64,
     commits_walked: AtomicU64,
+    shared_ls_remotes: AtomicU64,
+    fetches_skipped: AtomicU64,
 }
+
+/// A repository's refs and when the `ls-remote` that read them started.
+type RemoteView = (std::time::Instant, Arc<[RemoteRef]>);
 
 /// What one subscription saw last time.
 struct Observed {
@@ -144,11 +160,15 @@ impl GitSource {
                 engine: ExprEngine::new(),
                 observed: Mutex::new(HashMap::new()),
                 changed: Mutex::new(HashMap::new()),
+                remotes: Mutex::new(HashMap::new()),
+                remote_keys: std::collections::hash_map::RandomState::new(),
                 ls_remotes: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 short_circuits: AtomicU64::new(0),
                 tree_diffs: AtomicU64::new(0),
                 commits_walked: AtomicU64::new(0),
+                shared_ls_remotes: AtomicU64::new(0),
+                fetches_skipped: AtomicU64::new(0),
             }),
         }
     }
@@ -167,6 +187,8 @@ impl GitSource {
             short_circuits: self.inner.short_circuits.load(Ordering::Relaxed),
             tree_diffs: self.inner.tree_diffs.load(Ordering::Relaxed),
             commits_walked: self.inner.commits_walked.load(Ordering::Relaxed),
+            shared_ls_remotes: self.inner.shared_ls_remotes.load(Ordering::Relaxed),
+            fetches_skipped: self.inner.fetches_skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -212,6 +234,8 @@ impl GitSource {
             .await
             .map_err(|e| SourceError::new(SourceErrorKind::Transient, e.to_string()))?;
         let auth = creds.and_then(to_git_auth);
+        let remote_key = self.inner.remote_key(&config.repo_url, auth.as_ref());
+        let fresh_after = ctx.fresh_after;
         let table = match auth {
             Some(a) => StaticAuth::new().with(config.repo_url.clone(), a),
             None => StaticAuth::new(),
@@ -228,8 +252,10 @@ impl GitSource {
         });
         let inner = self.inner.clone();
         let cfg = config.clone();
-        let joined =
-            tokio::task::spawn_blocking(move || inner.discover_blocking(&git, &cfg, &plan)).await;
+        let joined = tokio::task::spawn_blocking(move || {
+            inner.discover_blocking(&git, &cfg, &plan, (remote_key, fresh_after))
+        })
+        .await;
         watcher.abort();
         let commits = joined.map_err(|e| {
             SourceError::new(
@@ -416,17 +442,74 @@ impl Inner {
         }
     }
 
+    /// The key of `url`'s remote view read with `auth`.
+    fn remote_key(&self, url: &str, auth: Option<&GitAuth>) -> u64 {
+        use std::hash::BuildHasher as _;
+        let url = kargo_git::redact_url(url);
+        let url = url
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .to_ascii_lowercase();
+        match auth {
+            None => self.remote_keys.hash_one((url, 0u8)),
+            Some(GitAuth::Basic { username, password }) => {
+                self.remote_keys
+                    .hash_one((url, 1u8, username, password.expose()))
+            }
+            Some(GitAuth::SshKey {
+                private_key,
+                known_hosts,
+            }) => self
+                .remote_keys
+                .hash_one((url, 2u8, private_key.expose(), known_hosts)),
+        }
+    }
+
+    /// The remote's refs: another discovery's view taken at or after `fresh_after`, or
+    /// a new `ls-remote`.
+    fn remote_refs(
+        &self,
+        mirror: &Mirror,
+        (key, fresh_after): (u64, Option<std::time::Instant>),
+    ) -> Result<Arc<[RemoteRef]>, SourceError> {
+        if let Some(after) = fresh_after {
+            let shared = self
+                .remotes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&key)
+                .filter(|(taken, _)| *taken >= after)
+                .map(|(_, refs)| refs.clone());
+            if let Some(refs) = shared {
+                self.shared_ls_remotes.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("using this pass's ls-remote of the repository");
+                return Ok(refs);
+            }
+        }
+        let started = std::time::Instant::now();
+        let refs: Arc<[RemoteRef]> = mirror
+            .ls_remote()
+            .map_err(|e| map_git_error(e, mirror.url()))?
+            .into();
+        self.ls_remotes.fetch_add(1, Ordering::Relaxed);
+        self.remotes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (started, refs.clone()));
+        Ok(refs)
+    }
+
     fn discover_blocking(
         &self,
         git: &Git,
         cfg: &GitSubscription,
         plan: &Plan,
+        remote: (u64, Option<std::time::Instant>),
     ) -> Result<Vec<DiscoveredCommit>, SourceError> {
         let url = cfg.repo_url.as_str();
         let gerr = |e: GitError| map_git_error(e, url);
         let mirror = git.mirror(url).map_err(gerr)?;
-        let refs = mirror.ls_remote().map_err(gerr)?;
-        self.ls_remotes.fetch_add(1, Ordering::Relaxed);
+        let refs = self.remote_refs(&mirror, remote)?;
         let expr = if cfg.expression_filter.is_empty() {
             None
         } else {
@@ -500,7 +583,15 @@ impl Inner {
             tracing::debug!(tip = %tip, "branch tip unchanged; reusing the previous discovery");
             return Ok(prev);
         }
-        let fetched = self.fetch(mirror, &FetchSpec::branch(branch.clone()))?;
+        // The mirror may hold the advertised tip already (another Warehouse of this
+        // repository fetched it in this pass): then there is nothing to fetch.
+        let local = mirror.resolve(&format!("refs/heads/{branch}")).ok();
+        let fetched = if local == Some(tip) {
+            self.fetches_skipped.fetch_add(1, Ordering::Relaxed);
+            std::collections::BTreeMap::from([(format!("refs/heads/{branch}"), tip)])
+        } else {
+            self.fetch(mirror, &FetchSpec::branch(branch.clone()))?
+        };
         // The branch may have moved since ls-remote: walk from what was fetched.
         let tip = fetched
             .get(&format!("refs/heads/{branch}"))

@@ -700,17 +700,19 @@ async fn short_circuit_skips_the_fetch_until_a_ref_moves() {
     let st = s.stats();
     assert_eq!((st.ls_remotes, st.fetches, st.short_circuits), (2, 1, 1));
 
-    // Another configuration of the same repository is observed separately.
+    // Another configuration of the same repository is observed separately (its own
+    // ls-remote); the mirror holds the tip already, so nothing is fetched.
     let limited = commits(&s, sub(&repo.url, json!({"discoveryLimit": 1}))).await;
     assert_eq!(ids(&limited), [&c1]);
-    assert_eq!(s.stats().fetches, 2);
+    let st = s.stats();
+    assert_eq!((st.ls_remotes, st.fetches, st.fetches_skipped), (3, 1, 1));
 
     // A new commit moves the tip: fetched and found.
     let c2 = repo.commit(&[("a", "2")], "two");
     repo.push();
     let moved = commits(&s, branch.clone()).await;
     assert_eq!(ids(&moved), [&c2, &c1]);
-    assert_eq!(s.stats().fetches, 3);
+    assert_eq!(s.stats().fetches, 2);
 
     // Tags: same for the tag list.
     let t1 = commits(&s, semver.clone()).await;
@@ -1094,11 +1096,7 @@ async fn many_path_filtered_subscriptions_share_diffs_and_walk_only_new_commits(
     // Each incremental answer is what a discovery from scratch finds.
     s.clear_observations();
     for (i, found) in after.iter().enumerate() {
-        assert_eq!(
-            &commits(&s, config(i)).await,
-            found,
-            "app-{i} from scratch"
-        );
+        assert_eq!(&commits(&s, config(i)).await, found, "app-{i} from scratch");
     }
 
     // A force push that drops the last commit: the old tip is not an ancestor any more,
@@ -1116,4 +1114,53 @@ async fn many_path_filtered_subscriptions_share_diffs_and_walk_only_new_commits(
         s.stats().commits_walked - walked > 3,
         "a force push walks more than the new commits"
     );
+}
+
+/// Discoveries of one repository that may use a view taken since the start of a pass
+/// (`DiscoveryContext::fresh_after`, as the service sets it) share one `ls-remote`, and the
+/// ones after the first find the tip in the mirror and fetch nothing; a view taken before
+/// the pass started is not used, nor one taken with other credentials.
+#[tokio::test]
+async fn one_look_at_the_remote_per_pass_for_every_subscription() {
+    let (_root, repo) = Repo::file("onepass");
+    repo.commit(&[("apps/a/x", "1"), ("apps/b/x", "1")], "root");
+    repo.push();
+    let (_cache, s) = source();
+    let config = |app: &str| sub(&repo.url, json!({"includePaths": [format!("apps/{app}")]}));
+    let apps = ["a", "b"];
+    let pass = |at: std::time::Instant| ctx().with_fresh_after(at);
+
+    let first = std::time::Instant::now();
+    for app in apps {
+        discover_with(&s, &pass(first), config(app)).await.unwrap();
+    }
+    let st = s.stats();
+    assert_eq!((st.ls_remotes, st.shared_ls_remotes), (1, 1), "{st:?}");
+    assert_eq!((st.fetches, st.fetches_skipped), (1, 1), "{st:?}");
+
+    // A push, then a new pass: the view of the last pass is too old; one new look.
+    let c2 = repo.commit(&[("apps/b/x", "2")], "b two");
+    repo.push();
+    let second = std::time::Instant::now();
+    let mut found = Vec::new();
+    for app in apps {
+        found.push(discover_with(&s, &pass(second), config(app)).await.unwrap());
+    }
+    assert_eq!(found[1][0].id, c2, "the pass sees the push");
+    let st = s.stats();
+    assert_eq!((st.ls_remotes, st.shared_ls_remotes), (2, 2), "{st:?}");
+    assert_eq!((st.fetches, st.fetches_skipped), (2, 2), "{st:?}");
+
+    // Other credentials for the same repository: their own look.
+    let other = pass(second).with_credentials(Arc::new(StaticCredentials::new().with(
+        CredentialKind::Git,
+        repo.url.clone(),
+        "someone",
+        "else",
+    )));
+    discover_with(&s, &other, config("a")).await.unwrap();
+    assert_eq!(s.stats().ls_remotes, 3);
+    // Without fresh_after (a direct refresh), always a new look.
+    discover_with(&s, &ctx(), config("a")).await.unwrap();
+    assert_eq!(s.stats().ls_remotes, 4);
 }

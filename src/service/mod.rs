@@ -543,7 +543,9 @@ impl Service {
         };
         let work = refresh_work(&schedule, &requests);
         report.requests = requests;
-        let (refreshed, failed) = self.refresh_all(work).await;
+        // Every look at a remote from now on is fresh enough for this pass's refreshes
+        // (the requests in it came before): Warehouses of one repository share one.
+        let (refreshed, failed) = self.refresh_all(work, Instant::now()).await;
         report.refreshed = refreshed;
         report.failed = failed;
 
@@ -588,6 +590,7 @@ impl Service {
     async fn refresh_all(
         &self,
         work: Vec<(String, Option<DiscoveryHints>)>,
+        fresh_after: Instant,
     ) -> (Vec<(String, RefreshOutcome)>, Vec<(String, String)>) {
         let tasks = work.into_iter().map(|(name, hints)| {
             let keys = self
@@ -612,7 +615,7 @@ impl Service {
                     Err(e) => return (name, Err(e)),
                 };
                 let result = controller
-                    .refresh_until_cancelled(&name, hints, cancel)
+                    .refresh_as_of(&name, hints, cancel, Some(fresh_after))
                     .await
                     .map(Some);
                 drop(lease);
