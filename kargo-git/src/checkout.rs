@@ -729,6 +729,9 @@ impl Checkout {
             .unwrap_or(self.mirror.git.config.max_push_attempts)
             .max(1);
         let op = format!("push {} {branch}", self.mirror.display_url());
+        if !force {
+            self.catch_up_locally(&branch, &op)?;
+        }
         for attempt in 1..=max {
             self.mirror.git.check_interrupted(&op)?;
             let Some(head) = self.head() else {
@@ -762,9 +765,13 @@ impl Checkout {
                     if attempt == max {
                         break;
                     }
-                    self.mirror
-                        .git
-                        .sleep(backoff(&self.mirror, attempt - 1), &op)?;
+                    // The first rejection only says the branch moved: fetch and rebase at
+                    // once. Later ones mean others keep pushing: back off between tries.
+                    if attempt > 1 {
+                        self.mirror
+                            .git
+                            .sleep(backoff(&self.mirror, attempt - 2), &op)?;
+                    }
                     let mut spec = FetchSpec::branch(branch.clone());
                     spec.depth = self.mirror.git.config.depth;
                     let fetched = self.mirror.fetch(&spec)?;
@@ -780,6 +787,29 @@ impl Checkout {
             op,
             format!("the push was rejected {max} times; the branch keeps moving"),
         ))
+    }
+
+    /// When another push of this process (under the same branch lock) moved the mirror's
+    /// `branch` forward since this checkout's commits were made, rebases (or merges, per
+    /// the policy) onto that tip before pushing: no rejected push, no wait.
+    fn catch_up_locally(&self, branch: &str, op: &str) -> Result<()> {
+        let Ok(local) = self.mirror.resolve(&format!("refs/heads/{branch}")) else {
+            return Ok(());
+        };
+        let Some(base) = self.lock().upstream else {
+            return Ok(());
+        };
+        if local == base || !self.mirror.is_ancestor(base, local).unwrap_or(false) {
+            return Ok(());
+        }
+        if self
+            .head()
+            .is_some_and(|h| self.mirror.is_ancestor(local, h).unwrap_or(false))
+        {
+            return Ok(());
+        }
+        tracing::debug!(%base, %local, "the branch moved in this process since the checkout; rebasing before pushing");
+        self.integrate(local, branch, op)
     }
 
     /// Brings the remote's new commits on `branch` into this checkout before a push made

@@ -1850,3 +1850,79 @@ fn changed_paths_match_git_diff_tree() {
     }
     assert_eq!(checked, 11);
 }
+
+/// Two promotions in one process made from the same tip push one after the other: the
+/// second builds on the first's pushed commit before trying (the mirror's ref moved under
+/// the same branch lock), so it is not rejected: one attempt each, both commits on the
+/// remote, the second on top of the first.
+#[test]
+fn a_push_after_another_in_this_process_is_not_rejected() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    m.push_edits(
+        "main",
+        &[
+            Edit::Write {
+                path: "apps/a/values.yaml".into(),
+                content: b"tag: a0\n".to_vec(),
+            },
+            Edit::Write {
+                path: "apps/b/values.yaml".into(),
+                content: b"tag: b0\n".to_vec(),
+            },
+        ],
+        "seed",
+        &sig(),
+        &sig(),
+        true,
+    )
+    .unwrap();
+    let checkout = |dir: &str| {
+        m.checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join(dir),
+            &CheckoutOptions {
+                eager: true,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, b) = (checkout("a"), checkout("b"));
+    std::fs::write(work.path().join("a/apps/a/values.yaml"), "tag: a1\n").unwrap();
+    std::fs::write(work.path().join("b/apps/b/values.yaml"), "tag: b1\n").unwrap();
+    a.commit("promote a", &sig(), &sig()).unwrap();
+    b.commit("promote b", &sig(), &sig()).unwrap();
+    let pushed_a = a.push(None, false, Some(1)).unwrap();
+    // One attempt allowed: a rejection would fail the push.
+    let pushed_b = b.push(None, false, Some(1)).unwrap();
+    assert_eq!((pushed_a.attempts, pushed_b.attempts), (1, 1));
+
+    // A fresh clone: both edits, b's commit on top of a's.
+    let git2 = t.git(&work.path().join("cache2"));
+    let fresh = git2
+        .mirror(&url)
+        .unwrap()
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("fresh"),
+            &CheckoutOptions {
+                eager: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(fresh.head(), Some(pushed_b.commit));
+    let read = |p: &str| std::fs::read_to_string(work.path().join("fresh").join(p)).unwrap();
+    assert_eq!(read("apps/a/values.yaml"), "tag: a1\n");
+    assert_eq!(read("apps/b/values.yaml"), "tag: b1\n");
+    assert!(
+        git2.mirror(&url)
+            .unwrap()
+            .is_ancestor(pushed_a.commit, pushed_b.commit)
+            .unwrap()
+    );
+}
