@@ -156,6 +156,10 @@ pub struct ReconcileReport {
     pub promotions: Vec<PromotionReport>,
 }
 
+/// How many Stages' promotions a controller runs at once by default (Kargo's
+/// `maxConcurrentReconciles` default for Promotions).
+pub const DEFAULT_PROMOTION_CONCURRENCY: usize = 4;
+
 /// The default time limit of a controller's leases.
 pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -192,6 +196,8 @@ pub struct Controller {
     feed: ChangeFeed,
     /// The store, as the wrapper that keeps the last snapshot.
     observed: Arc<ObservedStore>,
+    /// How many Stages' promotions run at once.
+    promotion_concurrency: usize,
 }
 
 impl std::fmt::Debug for Controller {
@@ -247,6 +253,7 @@ impl Controller {
             running: Arc::default(),
             feed,
             observed,
+            promotion_concurrency: DEFAULT_PROMOTION_CONCURRENCY,
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -300,6 +307,15 @@ impl Controller {
         let verifier = verifier.with_clock(Arc::new(AnalysisClockOf(self.clock.clone())));
         self.verifier = Some(Arc::new(verifier.clone()));
         self.analysis = Some(verifier);
+    }
+
+    /// Runs the promotions of up to `n` Stages at once (default
+    /// [`DEFAULT_PROMOTION_CONCURRENCY`]; at least 1). One Stage's promotions still run one
+    /// at a time, in order, under its lease; Stages pushing to one branch of one
+    /// repository take turns pushing, each on the tip the one before pushed.
+    pub fn with_promotion_concurrency(mut self, n: usize) -> Self {
+        self.promotion_concurrency = n.max(1);
+        self
     }
 
     /// The time limit of the leases this controller takes (default 30 s): renewed while
@@ -890,12 +906,10 @@ impl Controller {
             })
             .cloned()
             .collect();
-        for stage in pending {
-            if stop() {
-                return Ok(reports);
-            }
-            reports.extend(self.drain_until(&stage, stop).await?);
+        if stop() {
+            return Ok(reports);
         }
+        reports.extend(self.drain_stages(pending, stop).await?);
         for _ in 0..(self.stages.len() * 4 + 4) {
             if stop() {
                 break;
@@ -919,9 +933,33 @@ impl Controller {
             }
             let mut stages: Vec<String> = requests.iter().map(|r| r.stage.clone()).collect();
             stages.dedup();
-            for s in stages {
-                reports.extend(self.drain_until(&s, stop).await?);
-            }
+            reports.extend(self.drain_stages(stages, stop).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Drains `stages`, up to [`with_promotion_concurrency`](Self::with_promotion_concurrency)
+    /// of them at once; every drain runs to its end (none is dropped half-way), then the
+    /// first error, if any, is returned.
+    async fn drain_stages(
+        &self,
+        stages: Vec<String>,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        use futures::StreamExt as _;
+        let results: Vec<_> = futures::stream::iter(stages)
+            .map(|stage| async move {
+                if stop() {
+                    return Ok(Vec::new());
+                }
+                self.drain_until(&stage, stop).await
+            })
+            .buffered(self.promotion_concurrency)
+            .collect()
+            .await;
+        let mut reports = Vec::new();
+        for r in results {
+            reports.extend(r?);
         }
         Ok(reports)
     }
