@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
@@ -25,6 +25,7 @@ use crate::cli::PushResult;
 use crate::edits::{backoff, branch_lock};
 use crate::error::{GitError, GitErrorKind, Result};
 use crate::mirror::{FetchSpec, Mirror, commit_tree, resolve_commit};
+use crate::push_group::{BatchOutcome, push_group};
 
 /// What to check out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,10 @@ struct FileState {
     /// so only its content can tell.
     recorded: SystemTime,
 }
+
+/// How long a member of a push group waits before looking at the group again (a batch's
+/// end wakes it at once; this bounds a missed wake-up).
+const GROUP_POLL: Duration = Duration::from_millis(200);
 
 /// How much older than the snapshot an mtime must be for stat data to be trusted:
 /// covers coarse file-system timestamps (2 s on FAT, a clock tick elsewhere).
@@ -700,10 +705,14 @@ impl Checkout {
         }
     }
 
-    /// Pushes the current commit to `branch` (default: the checked-out branch). A rejected
-    /// push fetches the branch, rebases this checkout's commits onto the new tip (a
-    /// three-way merge per commit; overlapping edits are a [`GitErrorKind::Conflict`]
-    /// naming the files), updates the files on disk, and retries with backoff up to
+    /// Pushes the current commit to `branch` (default: the checked-out branch).
+    ///
+    /// Checkouts of one mirror pushing to one branch at once share pushes: each one's
+    /// commits are rebased onto the commits already waiting (one commit per checkout,
+    /// in a chain) and one push carries the chain. A rejected push fetches the branch,
+    /// rebases this checkout's commits onto the new tip (a three-way merge per commit;
+    /// overlapping edits are a [`GitErrorKind::Conflict`] naming the files), updates the
+    /// files on disk, and retries, with backoff from the second rejection, up to
     /// `max_attempts` (default: the configured 10). `force` overwrites the remote branch.
     pub fn push(
         &self,
@@ -721,81 +730,213 @@ impl Checkout {
                 ));
             }
         };
-        let lock = branch_lock(&self.mirror, &branch);
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let max = max_attempts
             .unwrap_or(self.mirror.git.config.max_push_attempts)
             .max(1);
         let op = format!("push {} {branch}", self.mirror.display_url());
-        if !force {
-            self.catch_up_locally(&branch, &op)?;
+        if force {
+            self.force_push(branch, max, &op)
+        } else {
+            self.push_in_group(branch, max, &op)
         }
+    }
+
+    /// Overwrites the remote branch with this checkout's head (no chain, no rebase).
+    fn force_push(&self, branch: String, max: u32, op: &str) -> Result<crate::PushOutcome> {
+        let lock = branch_lock(&self.mirror, &branch);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for attempt in 1..=max {
-            self.mirror.git.check_interrupted(&op)?;
-            let Some(head) = self.head() else {
-                return Err(GitError::new(
-                    GitErrorKind::Invalid,
-                    op,
-                    "there is no commit to push",
-                ));
-            };
+            self.mirror.git.check_interrupted(op)?;
+            let head = self.head_to_push(op)?;
             match self
                 .mirror
-                .push_raw(&[format!("{head}:refs/heads/{branch}")], force)?
+                .push_raw(&[format!("{head}:refs/heads/{branch}")], true)?
             {
                 PushResult::Ok => {
-                    {
-                        let _l = self.mirror.lock()?;
-                        self.mirror.set_ref(&format!("refs/heads/{branch}"), head)?;
-                    }
-                    let mut st = self.lock();
-                    st.own.clear();
-                    st.upstream = Some(head);
+                    self.landed(&branch, head)?;
                     return Ok(crate::PushOutcome {
                         branch,
                         commit: head,
                         attempts: attempt,
                         unchanged: false,
+                        batch: 1,
                     });
                 }
                 PushResult::Rejected(why) => {
-                    tracing::info!(attempt, reason = %why, "push rejected; rebasing onto the new tip");
-                    if attempt == max {
-                        break;
-                    }
-                    // The first rejection only says the branch moved: fetch and rebase at
-                    // once. Later ones mean others keep pushing: back off between tries.
-                    if attempt > 1 {
+                    tracing::info!(attempt, reason = %why, "forced push rejected");
+                    if attempt < max {
                         self.mirror
                             .git
-                            .sleep(backoff(&self.mirror, attempt - 2), &op)?;
+                            .sleep(backoff(&self.mirror, attempt - 1), op)?;
                     }
-                    let mut spec = FetchSpec::branch(branch.clone());
-                    spec.depth = self.mirror.git.config.depth;
-                    let fetched = self.mirror.fetch(&spec)?;
-                    let Some(tip) = fetched.get(&format!("refs/heads/{branch}")).copied() else {
-                        continue;
-                    };
-                    self.integrate(tip, &branch, &op)?;
                 }
             }
         }
         Err(GitError::new(
             GitErrorKind::NonFastForward,
             op,
-            format!("the push was rejected {max} times; the branch keeps moving"),
+            format!("the forced push was rejected {max} times"),
         ))
     }
 
-    /// When another push of this process (under the same branch lock) moved the mirror's
-    /// `branch` forward since this checkout's commits were made, rebases (or merges, per
-    /// the policy) onto that tip before pushing: no rejected push, no wait.
-    fn catch_up_locally(&self, branch: &str, op: &str) -> Result<()> {
-        let Ok(local) = self.mirror.resolve(&format!("refs/heads/{branch}")) else {
-            return Ok(());
-        };
+    /// The commit to push.
+    fn head_to_push(&self, op: &str) -> Result<ObjectId> {
+        self.head()
+            .ok_or_else(|| GitError::new(GitErrorKind::Invalid, op, "there is no commit to push"))
+    }
+
+    /// After `head` reached the remote's `branch`: the mirror's branch follows, and this
+    /// checkout has nothing left to push.
+    fn landed(&self, branch: &str, head: ObjectId) -> Result<()> {
+        {
+            let _l = self.mirror.lock()?;
+            self.mirror.set_ref(&format!("refs/heads/{branch}"), head)?;
+        }
+        let mut st = self.lock();
+        st.own.clear();
+        st.upstream = Some(head);
+        Ok(())
+    }
+
+    /// Pushes through this mirror's push group of `branch` ([`crate::push_group`]): this
+    /// checkout's commits join the chain of commits waiting to be pushed (rebased onto
+    /// it), and one push carries the whole chain. A batch the remote refuses is replayed
+    /// on the fetched tip, with backoff from the second refusal on.
+    fn push_in_group(&self, branch: String, max: u32, op: &str) -> Result<crate::PushOutcome> {
+        let group = push_group(self.mirror.path(), &branch);
+        let refname = format!("refs/heads/{branch}");
+        let mut joins = 0u32;
+        let mut refusals = 0u32;
+        loop {
+            self.mirror.git.check_interrupted(op)?;
+            let mut st = group.lock();
+            let base = st
+                .chain_tip()
+                .or_else(|| self.mirror.resolve(&refname).ok());
+            if let Some(base) = base {
+                self.catch_up_to(base, &branch, op)?;
+            }
+            let head = self.head_to_push(op)?;
+            if let Some(tip) = st.chain_tip()
+                && tip != head
+                && !self.mirror.is_ancestor(tip, head).unwrap_or(false)
+            {
+                // This checkout saw a newer tip than the chain was built on: the chain
+                // will be refused and rebuilt; join after that.
+                drop(group.wait(st, GROUP_POLL));
+                continue;
+            }
+            joins += 1;
+            st.join(head);
+            let outcome = loop {
+                if let Some(o) = st.outcomes.remove(&head) {
+                    break o;
+                }
+                if let Some((tip, members)) = st.start_batch() {
+                    drop(st);
+                    let outcome = self.push_batch(tip, members.len(), &branch, op);
+                    st = group.lock();
+                    st.finish_batch(members, &outcome);
+                    group.notify();
+                    continue;
+                }
+                st = group.wait(st, GROUP_POLL);
+            };
+            drop(st);
+            let tip = match outcome {
+                BatchOutcome::Landed { tip, size } => {
+                    tracing::debug!(%head, %tip, batch = size, "pushed");
+                    let mut s = self.lock();
+                    s.own.clear();
+                    s.upstream = Some(head);
+                    return Ok(crate::PushOutcome {
+                        branch,
+                        commit: head,
+                        attempts: joins,
+                        unchanged: false,
+                        batch: size,
+                    });
+                }
+                BatchOutcome::Failed(e) => return Err(e),
+                BatchOutcome::Refused { reason, tip } => {
+                    refusals += 1;
+                    tracing::info!(attempt = joins, %reason, "push rejected; rebasing onto the new tip");
+                    tip
+                }
+                BatchOutcome::Rebuild { tip } => tip,
+            };
+            if joins >= max {
+                return Err(GitError::new(
+                    GitErrorKind::NonFastForward,
+                    op,
+                    format!("the push was rejected {joins} times; the branch keeps moving"),
+                ));
+            }
+            // The first refusal only says the branch moved: rebase at once. Later ones
+            // mean others keep pushing: back off between tries.
+            if refusals > 1 {
+                self.mirror
+                    .git
+                    .sleep(backoff(&self.mirror, refusals - 2), op)?;
+            }
+            let tip = match tip {
+                Some(t) => Some(t),
+                None => self.fetch_tip(&branch)?,
+            };
+            if let Some(tip) = tip {
+                self.integrate(tip, &branch, op)?;
+            }
+        }
+    }
+
+    /// Pushes `tip`, the newest commit of a batch of `size` checkouts' commits, and says
+    /// what became of it (after a refusal, with the branch's fetched tip).
+    fn push_batch(&self, tip: ObjectId, size: usize, branch: &str, op: &str) -> BatchOutcome {
+        let lock = branch_lock(&self.mirror, branch);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tracing::debug!(%tip, batch = size, "pushing a batch");
+        if let Err(e) = self.mirror.git.check_interrupted(op) {
+            return BatchOutcome::Failed(e);
+        }
+        match self
+            .mirror
+            .push_raw(&[format!("{tip}:refs/heads/{branch}")], false)
+        {
+            Ok(PushResult::Ok) => {
+                let set = {
+                    let _l = self.mirror.lock();
+                    self.mirror.set_ref(&format!("refs/heads/{branch}"), tip)
+                };
+                if let Err(e) = set {
+                    tracing::warn!(error = %e, "the mirror's branch did not follow the push");
+                }
+                BatchOutcome::Landed { tip, size }
+            }
+            Ok(PushResult::Rejected(reason)) => BatchOutcome::Refused {
+                reason,
+                tip: self.fetch_tip(branch).ok().flatten(),
+            },
+            Err(e) => BatchOutcome::Failed(e),
+        }
+    }
+
+    /// Fetches `branch` and returns its tip (`None` when the remote has no such branch).
+    fn fetch_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        let mut spec = FetchSpec::branch(branch.to_owned());
+        spec.depth = self.mirror.git.config.depth;
+        let fetched = self.mirror.fetch(&spec)?;
+        Ok(fetched.get(&format!("refs/heads/{branch}")).copied())
+    }
+
+    /// When `local` (the chain of commits waiting to be pushed, or the mirror's branch
+    /// that another push of this process moved forward) descends from this checkout's
+    /// base, rebases (or merges, per the policy) onto it before pushing: no rejected
+    /// push, no wait.
+    fn catch_up_to(&self, local: ObjectId, branch: &str, op: &str) -> Result<()> {
         let Some(base) = self.lock().upstream else {
             return Ok(());
         };
@@ -804,7 +945,7 @@ impl Checkout {
         }
         if self
             .head()
-            .is_some_and(|h| self.mirror.is_ancestor(local, h).unwrap_or(false))
+            .is_some_and(|h| h == local || self.mirror.is_ancestor(local, h).unwrap_or(false))
         {
             return Ok(());
         }

@@ -104,6 +104,9 @@ pub struct PushOutcome {
     pub attempts: u32,
     /// Whether nothing had to be committed.
     pub unchanged: bool,
+    /// How many checkouts' commits the push that carried this one held (1: pushed
+    /// alone; more: batched with other pushes to the branch from this process).
+    pub batch: usize,
 }
 
 fn push_locks() -> &'static Mutex<HashMap<String, Arc<Mutex<()>>>> {
@@ -342,6 +345,7 @@ impl Mirror {
                         commit: head.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
                         attempts: 0,
                         unchanged: true,
+                        batch: 0,
                     });
                 }
                 // Unchanged against a possibly stale tip: check against the real one.
@@ -357,6 +361,7 @@ impl Mirror {
                         commit,
                         attempts: attempt,
                         unchanged: false,
+                        batch: 1,
                     });
                 }
                 PushResult::Rejected(why) => {

@@ -42,6 +42,7 @@ mod history;
 mod integration;
 mod local_push;
 mod mirror;
+mod push_group;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use kargo_git::{
     ChangeKind, CheckoutOptions, CheckoutTarget, CommitOutcome, Edit, FetchSpec, Git, GitAuth,
     GitConfig, GitErrorKind, NoAuth, Secret, Signature, StaticAuth,
 };
+use kargo_git::{CommitInfo, Mirror};
 
 fn ci() -> bool {
     std::env::var("CI").map(|v| v == "true").unwrap_or(false)
@@ -1461,9 +1462,10 @@ fn local_non_fast_forward_is_rejected_and_leaves_the_remote_alone() {
         let (has, _) = git_cli(&bare, &["cat-file", "-e", &ours.to_string()]);
         assert!(!has, "{how}: the rejected commit reached the remote");
         git_ok(&bare, &["fsck", "--strict"]);
-        // The retry loop rebases and lands it.
+        // The refused push fetched the new tip: the next one rebases onto it before
+        // pushing and lands at once.
         let landed = co_b.push(None, false, None).unwrap();
-        assert_eq!(landed.attempts, 2, "{how}");
+        assert_eq!(landed.attempts, 1, "{how}");
         assert_eq!(git_ok(&bare, &["show", "main:apps/a/x.yaml"]), "a", "{how}");
         assert_eq!(git_ok(&bare, &["show", "main:apps/b/y.yaml"]), "b", "{how}");
         // `force` overwrites, as `git push --force` does.
@@ -1924,5 +1926,168 @@ fn a_push_after_another_in_this_process_is_not_rejected() {
             .unwrap()
             .is_ancestor(pushed_a.commit, pushed_b.commit)
             .unwrap()
+    );
+}
+
+/// Seeds `apps/app-<i>/values.yaml` for `n` apps and returns one eager checkout of `main`
+/// per app, each with its app's file edited and committed.
+fn checkouts_with_one_commit_each(m: &Mirror, work: &Path, n: usize) -> Vec<kargo_git::Checkout> {
+    let seed: Vec<Edit> = (0..n)
+        .map(|i| Edit::Write {
+            path: format!("apps/app-{i}/values.yaml"),
+            content: format!("tag: v0 # app {i}\n").into_bytes(),
+        })
+        .collect();
+    m.push_edits("main", &seed, "seed", &sig(), &sig(), true)
+        .unwrap();
+    (0..n)
+        .map(|i| {
+            let dir = work.join(format!("co-{i}"));
+            let c = m
+                .checkout(
+                    &CheckoutTarget::Branch("main".into()),
+                    &dir,
+                    &CheckoutOptions {
+                        eager: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            std::fs::write(
+                dir.join(format!("apps/app-{i}/values.yaml")),
+                format!("tag: v1 # app {i}\n"),
+            )
+            .unwrap();
+            c.commit(&format!("promote app-{i}"), &sig(), &sig())
+                .unwrap();
+            c
+        })
+        .collect()
+}
+
+/// Pushes every checkout at once (one thread each, released together).
+fn push_all_at_once(checkouts: &[kargo_git::Checkout]) -> Vec<kargo_git::PushOutcome> {
+    let start = std::sync::Barrier::new(checkouts.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = checkouts
+            .iter()
+            .map(|c| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    c.push(None, false, Some(5))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    })
+}
+
+/// The remote's `main`, read through a fresh cache: each of the newest `n` commits
+/// changes exactly one app's file to `v1`, every app's commit is there once, and every
+/// app's file says `v1`.
+fn assert_one_commit_per_app(t: &Transport, url: &str, work: &Path, n: usize) -> Vec<CommitInfo> {
+    let git = t.git(&work.join("verify-cache"));
+    let m = git.mirror(url).unwrap();
+    m.fetch(&FetchSpec::branch("main")).unwrap();
+    let log = m.log("refs/heads/main", 10_000).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in log.iter().filter(|c| c.message.starts_with("promote app-")) {
+        let app = c.message.trim().trim_start_matches("promote ").to_owned();
+        assert!(seen.insert(app.clone()), "{app} committed twice");
+        let parent = c.parents[0];
+        let before = m
+            .read_file(&parent.to_string(), &format!("apps/{app}/values.yaml"))
+            .unwrap();
+        let after = m
+            .read_file(&c.id.to_string(), &format!("apps/{app}/values.yaml"))
+            .unwrap();
+        assert_ne!(before, after, "{app}'s commit changes its file");
+        let changed = m.changed_paths(c.id).unwrap();
+        assert_eq!(
+            changed,
+            vec![format!("apps/{app}/values.yaml")],
+            "{app}'s commit changes only its file"
+        );
+    }
+    assert_eq!(seen.len(), n, "one commit per app: {seen:?}");
+    for i in 0..n {
+        assert_eq!(
+            m.read_file("refs/heads/main", &format!("apps/app-{i}/values.yaml"))
+                .unwrap()
+                .as_deref(),
+            Some(format!("tag: v1 # app {i}\n").as_bytes())
+        );
+    }
+    log
+}
+
+#[test]
+fn concurrent_pushes_to_one_branch_share_pushes_and_all_land() {
+    let Some(t) = http_transport() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    let n = 16;
+    let checkouts = checkouts_with_one_commit_each(&m, work.path(), n);
+    let outcomes = push_all_at_once(&checkouts);
+    // Every member of a batch of k reports k: the number of pushes is the sum of 1/k.
+    let pushes: f64 = outcomes.iter().map(|o| 1.0 / o.batch as f64).sum();
+    let pushes = pushes.round() as usize;
+    assert!(
+        pushes < n / 2,
+        "{n} concurrent pushes should share pushes; took {pushes}: {outcomes:?}"
+    );
+    assert!(outcomes.iter().all(|o| o.attempts == 1), "{outcomes:?}");
+    let log = assert_one_commit_per_app(&t, &url, work.path(), n);
+    // The newest commit is one of the pushed ones, and the remote's tip is what the
+    // mirror here says.
+    assert!(outcomes.iter().any(|o| o.commit == log[0].id));
+    assert_eq!(m.resolve("refs/heads/main").unwrap(), log[0].id);
+}
+
+#[test]
+fn a_batch_refused_because_the_remote_moved_is_rebuilt_on_the_new_tip() {
+    let Some(t) = http_transport() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    let n = 8;
+    let checkouts = checkouts_with_one_commit_each(&m, work.path(), n);
+    // Someone else (another cache: another process, as far as this one knows) pushes
+    // first: every batch built on the old tip is refused and replayed.
+    let other = t.git(&work.path().join("other-cache"));
+    other
+        .mirror(&url)
+        .unwrap()
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "shared/config.yaml".into(),
+                content: b"moved: true\n".to_vec(),
+            }],
+            "someone else",
+            &sig(),
+            &sig(),
+            true,
+        )
+        .unwrap();
+    let outcomes = push_all_at_once(&checkouts);
+    assert!(
+        outcomes.iter().all(|o| o.attempts >= 2),
+        "every commit was in a refused batch or built on one: {outcomes:?}"
+    );
+    let log = assert_one_commit_per_app(&t, &url, work.path(), n);
+    assert!(log.iter().any(|c| c.message.trim() == "someone else"));
+    assert_eq!(
+        m.read_file("refs/heads/main", "shared/config.yaml")
+            .unwrap()
+            .as_deref(),
+        Some(&b"moved: true\n"[..])
     );
 }
