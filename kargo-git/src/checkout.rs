@@ -829,9 +829,9 @@ impl Checkout {
                 continue;
             }
             joins += 1;
-            st.join(head);
+            let ticket = st.join(head);
             let outcome = loop {
-                if let Some(o) = st.outcomes.remove(&head) {
+                if let Some(o) = st.outcomes.remove(&ticket) {
                     break o;
                 }
                 if let Some((tip, members)) = st.start_batch() {

@@ -48,12 +48,14 @@ pub(crate) enum BatchOutcome {
 pub(crate) struct GroupState {
     /// The newest commit of the chain waiting for the next push.
     pub(crate) pending: Option<ObjectId>,
-    /// The checkouts' heads in `pending`'s chain.
-    pub(crate) members: Vec<ObjectId>,
+    /// The tickets of the checkouts in `pending`'s chain.
+    pub(crate) members: Vec<u64>,
     /// The newest commit of the batch on the wire, if one is.
     pub(crate) in_flight: Option<ObjectId>,
-    /// Outcomes of finished batches by member head, until the member takes it.
-    pub(crate) outcomes: HashMap<ObjectId, BatchOutcome>,
+    /// Outcomes of finished batches by member ticket, until the member takes it.
+    pub(crate) outcomes: HashMap<u64, BatchOutcome>,
+    /// The ticket the next member gets (two checkouts may have the same head).
+    next_ticket: u64,
 }
 
 impl GroupState {
@@ -63,15 +65,18 @@ impl GroupState {
         self.pending.or(self.in_flight)
     }
 
-    /// Adds a checkout's head as the chain's new tip.
-    pub(crate) fn join(&mut self, head: ObjectId) {
+    /// Adds a checkout's head as the chain's new tip; returns the member's ticket.
+    pub(crate) fn join(&mut self, head: ObjectId) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
         self.pending = Some(head);
-        self.members.push(head);
+        self.members.push(ticket);
+        ticket
     }
 
     /// Takes the waiting chain as the batch to push (`None` when a push is on the wire or
     /// nothing waits).
-    pub(crate) fn start_batch(&mut self) -> Option<(ObjectId, Vec<ObjectId>)> {
+    pub(crate) fn start_batch(&mut self) -> Option<(ObjectId, Vec<u64>)> {
         if self.in_flight.is_some() {
             return None;
         }
@@ -82,7 +87,7 @@ impl GroupState {
 
     /// Records how the batch on the wire ended. When it did not land, the chain built on
     /// it is dropped too: its members rebuild.
-    pub(crate) fn finish_batch(&mut self, members: Vec<ObjectId>, outcome: &BatchOutcome) {
+    pub(crate) fn finish_batch(&mut self, members: Vec<u64>, outcome: &BatchOutcome) {
         self.in_flight = None;
         let tip = match outcome {
             BatchOutcome::Landed { .. } => None,
@@ -161,13 +166,12 @@ mod tests {
     #[test]
     fn a_chain_built_on_a_refused_batch_is_rebuilt() {
         let mut s = GroupState::default();
-        s.join(id(1));
+        let first = s.join(id(1));
         let (tip, members) = s.start_batch().expect("a batch");
-        assert_eq!(tip, id(1));
+        assert_eq!((tip, members.clone()), (id(1), vec![first]));
         assert!(s.start_batch().is_none(), "one batch on the wire at a time");
         assert_eq!(s.chain_tip(), Some(id(1)));
-        s.join(id(2));
-        s.join(id(3));
+        let later = [s.join(id(2)), s.join(id(3))];
         s.finish_batch(
             members,
             &BatchOutcome::Refused {
@@ -176,10 +180,10 @@ mod tests {
             },
         );
         assert!(matches!(
-            s.outcomes.get(&id(1)),
+            s.outcomes.get(&first),
             Some(BatchOutcome::Refused { .. })
         ));
-        for m in [id(2), id(3)] {
+        for m in later {
             assert!(matches!(
                 s.outcomes.get(&m),
                 Some(BatchOutcome::Rebuild { tip: Some(t) }) if *t == id(9)
@@ -191,9 +195,9 @@ mod tests {
     #[test]
     fn a_landed_batch_leaves_the_chain_behind_it_waiting() {
         let mut s = GroupState::default();
-        s.join(id(1));
+        let first = s.join(id(1));
         let (_, members) = s.start_batch().expect("a batch");
-        s.join(id(2));
+        let second = s.join(id(2));
         s.finish_batch(
             members,
             &BatchOutcome::Landed {
@@ -202,9 +206,28 @@ mod tests {
             },
         );
         assert!(matches!(
-            s.outcomes.get(&id(1)),
+            s.outcomes.get(&first),
             Some(BatchOutcome::Landed { .. })
         ));
-        assert_eq!(s.start_batch(), Some((id(2), vec![id(2)])));
+        assert_eq!(s.start_batch(), Some((id(2), vec![second])));
+    }
+
+    #[test]
+    fn members_with_the_same_head_each_get_the_outcome() {
+        // Two checkouts with nothing of their own to push both stand on the chain's tip.
+        let mut s = GroupState::default();
+        let a = s.join(id(1));
+        let b = s.join(id(1));
+        assert_ne!(a, b);
+        let (_, members) = s.start_batch().expect("a batch");
+        s.finish_batch(
+            members,
+            &BatchOutcome::Landed {
+                tip: id(1),
+                size: 2,
+            },
+        );
+        assert!(s.outcomes.remove(&a).is_some());
+        assert!(s.outcomes.remove(&b).is_some());
     }
 }

@@ -2091,3 +2091,28 @@ fn a_batch_refused_because_the_remote_moved_is_rebuilt_on_the_new_tip() {
         Some(&b"moved: true\n"[..])
     );
 }
+
+#[test]
+fn concurrent_pushes_with_nothing_of_their_own_do_not_wait_for_each_other() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let url = t.new_repo();
+    let git = t.git(&work.path().join("cache"));
+    let m = git.mirror(&url).unwrap();
+    let n = 4;
+    let mut checkouts = checkouts_with_one_commit_each(&m, work.path(), n);
+    // Checkouts that committed nothing: the same head, nothing of their own.
+    for i in 0..n {
+        checkouts.push(
+            m.checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &work.path().join(format!("idle-{i}")),
+                &CheckoutOptions::default(),
+            )
+            .unwrap(),
+        );
+    }
+    let outcomes = push_all_at_once(&checkouts);
+    assert_eq!(outcomes.len(), 2 * n);
+    assert_one_commit_per_app(&t, &url, work.path(), n);
+}
