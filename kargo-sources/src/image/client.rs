@@ -98,10 +98,9 @@ impl Session<'_> {
     fn view_key(&self, what: &str, tag: &str) -> u64 {
         use std::hash::BuildHasher as _;
         let scheme = self.repo.base.split_once("://").map_or("", |(s, _)| s);
-        let (user, password) = self
-            .creds
-            .as_ref()
-            .map_or(("", ""), |c| (c.username.as_str(), c.password.expose().as_str()));
+        let (user, password) = self.creds.as_ref().map_or(("", ""), |c| {
+            (c.username.as_str(), c.password.expose().as_str())
+        });
         self.inner.view_keys.hash_one((
             what,
             scheme,

@@ -840,7 +840,10 @@ mod tests {
         ] {
             assert_eq!(key(u), "registry.example.com", "{u}");
         }
-        assert_eq!(key("registry.example.com:5000/a"), "registry.example.com:5000");
+        assert_eq!(
+            key("registry.example.com:5000/a"),
+            "registry.example.com:5000"
+        );
         assert_eq!(key("http://127.0.0.1:5000/a"), "127.0.0.1:5000");
         assert_eq!(key("127.0.0.1:5000/b"), "127.0.0.1:5000");
         for u in [

@@ -35,6 +35,9 @@ struct Failure {
 /// The per-key async mutex of reads in flight; it remembers the last failure.
 type Flight = Arc<tokio::sync::Mutex<Option<Failure>>>;
 
+/// Flights kept before those nobody holds are swept.
+const FLIGHTS_SWEEP: usize = 1024;
+
 /// Where a value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Origin {
@@ -138,7 +141,14 @@ impl<V: Clone> SharedViews<V> {
             return Ok((v, Origin::Shared));
         }
         let arrived = Instant::now();
-        let flight: Flight = lock(&self.flights).entry(key).or_default().clone();
+        let flight: Flight = {
+            let mut flights = lock(&self.flights);
+            // Flights of cancelled callers (who never cleaned up) are dropped now and then.
+            if flights.len() > FLIGHTS_SWEEP {
+                flights.retain(|_, f| Arc::strong_count(f) > 1);
+            }
+            flights.entry(key).or_default().clone()
+        };
         let result = {
             let mut last_failure = flight.lock().await;
             if let Some(v) = self.fresh(key, after) {
@@ -236,7 +246,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((v, o), (43, Origin::Shared));
-        let (v, o) = views.get_or_read(7, None, || async { Ok(45) }).await.unwrap();
+        let (v, o) = views
+            .get_or_read(7, None, || async { Ok(45) })
+            .await
+            .unwrap();
         assert_eq!((v, o), (45, Origin::Read));
         let (v, _) = views
             .get_or_read(7, Some(later), || async { Ok(46) })
@@ -268,13 +281,21 @@ mod tests {
             assert_eq!(e.kind, SourceErrorKind::Transient);
             assert_eq!(e.message, "registry down");
         }
-        assert_eq!(reads.load(Ordering::SeqCst), 1, "the waiters shared the failure");
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "the waiters shared the failure"
+        );
         assert_eq!(views.len(), 0, "a failure is not stored");
         let (v, o) = views
             .get_or_read(1, Some(after), || async { Ok(5) })
             .await
             .unwrap();
-        assert_eq!((v, o), (5, Origin::Read), "a caller after the failure reads");
+        assert_eq!(
+            (v, o),
+            (5, Origin::Read),
+            "a caller after the failure reads"
+        );
     }
 
     #[tokio::test]
@@ -282,10 +303,8 @@ mod tests {
         let views = Arc::new(SharedViews::<u32>::new(10));
         let after = Instant::now();
         let v2 = views.clone();
-        let first = tokio::spawn(async move {
-            v2.get_or_read(3, Some(after), || std::future::pending())
-                .await
-        });
+        let first =
+            tokio::spawn(async move { v2.get_or_read(3, Some(after), std::future::pending).await });
         tokio::task::yield_now().await;
         first.abort();
         let (v, o) = views
