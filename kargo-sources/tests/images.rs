@@ -1850,3 +1850,44 @@ async fn shared_tag_list_is_read_once_with_all_its_pages() {
     assert_eq!(stats.shared_tags, 198);
     assert_eq!(src.shared_tag_lists_len(), 1);
 }
+
+/// What one discovery of a pass read with good credentials is never handed to another
+/// with other (or no) credentials: both the tag list and a tag's resolution (`Digest`)
+/// are asked for again and refused.
+#[tokio::test]
+async fn shared_views_are_per_credentials() {
+    let Some(reg) = Reg::auth("shared_views_are_per_credentials") else {
+        return;
+    };
+    let repo = unique("shared-creds");
+    let c = reg.pusher(&repo).await;
+    reg.push(&c, &repo, Some("1.0.0"), &Img::at("2024-01-01T00:00:00Z"))
+        .await;
+    let src = ImageSource::new(fast());
+    let semver = sub(&reg.url(&repo), ImageSelectionStrategy::SemVer);
+    let mut digest = sub(&reg.url(&repo), ImageSelectionStrategy::Digest);
+    digest.constraint = "1.0.0".into();
+    let pass = std::time::Instant::now();
+    let good = reg.context().with_fresh_after(pass);
+    for s in [&semver, &digest] {
+        let d = src.discover(&good, s).await.unwrap();
+        assert_eq!(tags(&d), ["1.0.0"]);
+    }
+    // The same pass, the same credentials: shared.
+    let before = src.stats();
+    for s in [&semver, &digest] {
+        src.discover(&good, s).await.unwrap();
+    }
+    assert_eq!(src.stats().total(), before.total(), "{:?}", src.stats());
+    assert_eq!(src.stats().shared_tag_lists, before.shared_tag_lists + 1);
+    let (user, _) = reg.user.clone().unwrap();
+    for creds in [None, Some(Credentials::basic(&user, "wrong-password"))] {
+        let ctx = DiscoveryContext::new("p", "w")
+            .with_credentials(Arc::new(Fixed(creds)))
+            .with_fresh_after(pass);
+        for s in [&semver, &digest] {
+            let e = src.discover(&ctx, s).await.unwrap_err();
+            assert_eq!(e.kind, SourceErrorKind::Unauthorized, "{e}");
+        }
+    }
+}
