@@ -9,6 +9,16 @@
 //!   `warm_digest_keyed` with a source that discovered the repository before. The request
 //!   counts of one discovery of each are printed. The rate limit is lifted (the default of
 //!   20 requests/s would make a cold run take 50 s by design).
+//! - `warehouses_500_no_change_pass`: 500 Warehouses on that one repository (a third
+//!   `NewestBuild` of the tags `build-49*`, a third `Lexical` with `discoveryLimit` 10, a
+//!   third `Digest` of `build-499`: ten tags read in all), all discovered at once in one
+//!   pass (a common `fresh_after`, as the service sets it) by a source that has seen the
+//!   repository, at Kargo's default rate limit of 20 requests/s: one tag list and one
+//!   HEAD per tag read for the whole pass, whatever the number of Warehouses. The request
+//!   counts of one pass are printed. Without `fresh_after` each Warehouse would list the
+//!   500 tags and HEAD its ten (or one) tags on its own: 334 lists and 3,506 HEADs a pass,
+//!   about 3 minutes at 20 requests/s (`kargo-sources/tests/images.rs`
+//!   `scale_500_warehouses_one_repository_share_tag_lists` counts that case).
 //!
 //! Run: `CARGO_TARGET_DIR=... ci/test.sh` starts the registry for tests only; for the
 //! benchmark start it the same way or point `TEST_OCI_REGISTRY` at any registry, then
@@ -158,6 +168,72 @@ fn source() -> ImageSource {
         o.rate_limit = f64::INFINITY;
         o
     })
+}
+
+/// The 500 Warehouses of `warehouses_500_no_change_pass`.
+fn warehouses(url: &str) -> Vec<ImageSubscription> {
+    (0..500)
+        .map(|i| {
+            let mut s = ImageSubscription::new(url);
+            match i % 3 {
+                0 => {
+                    s.image_selection_strategy = ImageSelectionStrategy::NewestBuild;
+                    s.allow_tags_regexes = vec!["^build-49".to_owned()];
+                    s.discovery_limit = 10;
+                }
+                1 => {
+                    s.image_selection_strategy = ImageSelectionStrategy::Lexical;
+                    s.discovery_limit = 10;
+                }
+                _ => {
+                    s.image_selection_strategy = ImageSelectionStrategy::Digest;
+                    s.constraint = "build-499".into();
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+/// One pass: every Warehouse discovered at once with a common `fresh_after`.
+fn pass(f: &Fixture, src: &ImageSource, subs: &[ImageSubscription]) -> usize {
+    let ctx = DiscoveryContext::new("bench", "bench").with_fresh_after(std::time::Instant::now());
+    f.runtime.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for s in subs {
+            let (src, ctx, s) = (src.clone(), ctx.clone(), s.clone());
+            set.spawn(async move { src.discover(&ctx, &s).await.unwrap().is_empty() });
+        }
+        let mut found = 0;
+        while let Some(empty) = set.join_next().await {
+            found += usize::from(!empty.unwrap());
+        }
+        found
+    })
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn warehouses_500_no_change_pass(bencher: divan::Bencher<'_, '_>) {
+    let Some(f) = fixture() else { return };
+    let subs = warehouses(&f.url);
+    // Kargo's default rate limit: what one pass costs is what it would wait for.
+    let src = ImageSource::default();
+    assert_eq!(pass(f, &src, &subs), 500);
+    let before = src.stats();
+    let start = std::time::Instant::now();
+    assert_eq!(pass(f, &src, &subs), 500);
+    let took = start.elapsed();
+    let s = src.stats();
+    eprintln!(
+        "image_discovery: 500 Warehouses, no-change pass (20 requests/s): {} tag-list, {} manifest GET, {} manifest HEAD, {} blob GET requests; {} tag lists and {} tag looks reused; {took:?}",
+        s.tag_lists - before.tag_lists,
+        s.manifest_gets - before.manifest_gets,
+        s.manifest_heads - before.manifest_heads,
+        s.blob_gets - before.blob_gets,
+        s.shared_tag_lists - before.shared_tag_lists,
+        s.shared_tags - before.shared_tags,
+    );
+    bencher.bench_local(|| pass(f, &src, &subs));
 }
 
 fn subscription(url: &str, cache_by_tag: bool) -> ImageSubscription {

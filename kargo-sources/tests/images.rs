@@ -1392,3 +1392,502 @@ async fn rate_limit_is_applied() {
     assert_eq!(src.stats().total(), 42, "{:?}", src.stats());
     assert!(took >= Duration::from_millis(1_050), "{took:?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Registries at scale: many Warehouses on one registry (issue 19, item 5)
+
+/// The five kinds of subscription the 500 Warehouses cycle through, on `url`: SemVer
+/// (plain and constrained), Lexical, NewestBuild (allow regex) and Digest.
+fn scale_subscriptions(url: &str) -> Vec<ImageSubscription> {
+    let mut semver = sub(url, ImageSelectionStrategy::SemVer);
+    semver.discovery_limit = 3;
+    let mut constrained = sub(url, ImageSelectionStrategy::SemVer);
+    constrained.constraint = "<1.5.0".into();
+    constrained.discovery_limit = 2;
+    let mut lexical = sub(url, ImageSelectionStrategy::Lexical);
+    lexical.discovery_limit = 4;
+    let mut newest = sub(url, ImageSelectionStrategy::NewestBuild);
+    newest.allow_tags_regexes = vec![r"^1\.".into()];
+    newest.discovery_limit = 3;
+    let mut digest = sub(url, ImageSelectionStrategy::Digest);
+    digest.constraint = "stable".into();
+    vec![semver, constrained, lexical, newest, digest]
+}
+
+/// Tags each of [`scale_subscriptions`] resolves (reads the manifest of) per discovery.
+const SCALE_TAGS_READ: [u64; 5] = [3, 2, 4, 10, 1];
+
+/// Discovers `subs[i % subs.len()]` for i in 0..n, all at once on `src`.
+async fn discover_concurrently(
+    src: &Arc<ImageSource>,
+    ctx: &DiscoveryContext,
+    subs: &[ImageSubscription],
+    n: usize,
+) -> Vec<(usize, Result<Discovery, kargo_core::source::SourceError>)> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (src, ctx, s) = (src.clone(), ctx.clone(), subs[i % subs.len()].clone());
+        set.spawn(async move { (i, src.discover(&ctx, &s).await) });
+    }
+    let mut out = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out
+}
+
+/// Requests of one pass of the 500 Warehouses, for the printed table.
+struct PassRow {
+    pass: &'static str,
+    counts: Counts,
+    stats: kargo_sources::image::RequestStats,
+    took: Duration,
+}
+
+/// 500 Warehouses (five kinds of subscription, 100 each) on one repository of 12 tags,
+/// discovered all at once in each pass: with a common
+/// `fresh_after` a pass costs one tag list (per page) and one look at each tag read,
+/// whatever the concurrency; the first pass reads each manifest and config once, a
+/// no-change pass makes no manifest GET; without `fresh_after` each discovery lists and
+/// looks on its own. Every discovery finds what a lone discovery finds. Counted from the
+/// registry's access log and from the source's stats; prints the table (`--nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_500_warehouses_one_repository_share_tag_lists() {
+    let Some(reg) = Reg::auth("scale_500_warehouses_one_repository_share_tag_lists") else {
+        return;
+    };
+    let repo = unique("scale500");
+    let c = reg.pusher(&repo).await;
+    for i in 0..10 {
+        reg.push(
+            &c,
+            &repo,
+            Some(&format!("1.{i}.0")),
+            &Img::at(&format!("2024-01-{:02}T00:00:00Z", 10 + (i * 7) % 10)).nonce(&i.to_string()),
+        )
+        .await;
+    }
+    reg.push(&c, &repo, Some("latest"), &Img::at("2024-02-01T00:00:00Z"))
+        .await;
+    reg.push(
+        &c,
+        &repo,
+        Some("stable"),
+        &Img::at("2024-02-02T00:00:00Z").nonce("stable"),
+    )
+    .await;
+    // (docker-registry 2.8 does not page tag lists: one page. Paging: the stub test
+    // `shared_tag_list_is_read_once_with_all_its_pages`.)
+    let options = fast;
+    let subs = scale_subscriptions(&reg.url(&repo));
+
+    // What each kind of subscription finds alone (a source of its own, no sharing).
+    let mut lone = Vec::new();
+    for s in &subs {
+        let d = ImageSource::new(options())
+            .discover(&reg.context(), s)
+            .await
+            .unwrap();
+        assert!(!images(&d).is_empty(), "{s:?}");
+        lone.push(d);
+    }
+
+    const N: usize = 500;
+    let per_kind = (N / subs.len()) as u64;
+    let resolutions: u64 = SCALE_TAGS_READ.iter().map(|n| n * per_kind).sum();
+    let listing = per_kind * 4; // every kind but Digest lists tags
+    let src = Arc::new(ImageSource::new(options()));
+    let mut rows = Vec::new();
+    let pass = |name: &'static str, fresh: bool, subs: &[ImageSubscription]| {
+        let subs = subs.to_vec();
+        let (src, reg, lone, repo) = (&src, &reg, &lone, &repo);
+        async move {
+            let mut ctx = reg.context();
+            if fresh {
+                ctx = ctx.with_fresh_after(std::time::Instant::now());
+            }
+            let before = reg.counts(repo).await;
+            let stats_before = src.stats();
+            let start = std::time::Instant::now();
+            let results = discover_concurrently(src, &ctx, &subs, N).await;
+            let took = start.elapsed();
+            for (i, r) in results {
+                let d = r.unwrap_or_else(|e| panic!("{name}: discovery {i}: {e}"));
+                assert_eq!(d, lone[i % subs.len()], "{name}: discovery {i}");
+            }
+            let counts = reg.counts(repo).await.minus(before);
+            let s = src.stats();
+            let stats = kargo_sources::image::RequestStats {
+                tag_lists: s.tag_lists - stats_before.tag_lists,
+                manifest_gets: s.manifest_gets - stats_before.manifest_gets,
+                manifest_heads: s.manifest_heads - stats_before.manifest_heads,
+                blob_gets: s.blob_gets - stats_before.blob_gets,
+                tokens: s.tokens - stats_before.tokens,
+                shared_tag_lists: s.shared_tag_lists - stats_before.shared_tag_lists,
+                shared_tags: s.shared_tags - stats_before.shared_tags,
+            };
+            PassRow {
+                pass: name,
+                counts,
+                stats,
+                took,
+            }
+        }
+    };
+
+    // First pass, cold cache: one tag list, each of the 12 tags read once
+    // (manifest and config), however many of the 500 discoveries read it at once.
+    let cold = pass("first pass (cold), fresh_after", true, &subs).await;
+    assert_eq!(
+        cold.counts,
+        Counts {
+            tag_lists: 1,
+            manifest_gets: 12,
+            manifest_heads: 0,
+            blob_gets: 12
+        },
+        "cold pass"
+    );
+    assert_eq!(cold.stats.total(), 1 + 12 + 12);
+    assert_eq!(cold.stats.shared_tag_lists, listing - 1);
+    assert_eq!(cold.stats.shared_tags, resolutions - 12);
+    rows.push(cold);
+
+    // A pass with nothing new: the tag list again, one HEAD per tag read, no GET.
+    let warm = pass("no-change pass, fresh_after", true, &subs).await;
+    assert_eq!(
+        warm.counts,
+        Counts {
+            tag_lists: 1,
+            manifest_gets: 0,
+            manifest_heads: 12,
+            blob_gets: 0
+        },
+        "no-change pass"
+    );
+    assert_eq!(warm.stats.shared_tag_lists, listing - 1);
+    assert_eq!(warm.stats.shared_tags, resolutions - 12);
+    rows.push(warm);
+
+    // Without fresh_after (a direct call, a webhook refresh) each discovery reads.
+    let direct = pass("no-change pass, no fresh_after", false, &subs).await;
+    assert_eq!(
+        direct.counts,
+        Counts {
+            tag_lists: listing as usize,
+            manifest_gets: 0,
+            manifest_heads: resolutions as usize,
+            blob_gets: 0
+        },
+        "no sharing without fresh_after"
+    );
+    assert_eq!(direct.stats.shared_tag_lists, 0);
+    assert_eq!(direct.stats.shared_tags, 0);
+    rows.push(direct);
+
+    // With cacheByTag a no-change pass is the tag list only, plus the one HEAD of the
+    // Digest subscriptions' tag (Digest always asks where its tag points).
+    let trusting: Vec<ImageSubscription> = subs
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.cache_by_tag = true;
+            s
+        })
+        .collect();
+    let trusted = pass("no-change pass, fresh_after, cacheByTag", true, &trusting).await;
+    assert_eq!(
+        trusted.counts,
+        Counts {
+            tag_lists: 1,
+            manifest_gets: 0,
+            manifest_heads: 1,
+            blob_gets: 0
+        },
+        "no-change pass with cacheByTag"
+    );
+    assert_eq!(trusted.stats.shared_tag_lists, listing - 1);
+    assert_eq!(trusted.stats.shared_tags, per_kind - 1);
+    rows.push(trusted);
+
+    eprintln!(
+        "\n500 image Warehouses (5 kinds x 100) on one repository (12 tags), \
+         auth docker-registry on loopback, discovered concurrently:\n"
+    );
+    eprintln!(
+        "| pass | tag-list pages | manifest GETs | manifest HEADs | blob GETs | requests | tag lists reused | tag looks reused | wall time |"
+    );
+    eprintln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let c = r.counts;
+        eprintln!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0?} |",
+            r.pass,
+            c.tag_lists,
+            c.manifest_gets,
+            c.manifest_heads,
+            c.blob_gets,
+            c.tag_lists + c.manifest_gets + c.manifest_heads + c.blob_gets,
+            r.stats.shared_tag_lists,
+            r.stats.shared_tags,
+            r.took
+        );
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that records the arrival time and
+/// request line of every request head (the image source sends GET and HEAD only, no
+/// bodies). Returns its `host:port`.
+async fn counting_proxy(
+    upstream: String,
+    seen: Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let seen = seen.clone();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                let _ = cw.shutdown().await;
+            });
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let text = String::from_utf8_lossy(&head[..end]).into_owned();
+                        let line = text.lines().next().unwrap_or("").to_owned();
+                        seen.lock().unwrap().push((std::time::Instant::now(), line));
+                        head.drain(..end + 4);
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sw.shutdown().await;
+            });
+        }
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+/// 500 Warehouses on 10 repositories of one registry (behind a counting proxy), half
+/// naming it `127.0.0.1:PORT`, half `HTTP://127.0.0.1:PORT` (one registry host, one
+/// limit), discovered all at once in one pass at 5 requests/s (bursts of 5): the 50
+/// requests (per repository one tag list, two manifests, two configs) arrive no faster
+/// than one bucket allows (per-subscription or per-name buckets would let them through
+/// at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_rate_limit_holds_across_500_concurrent_discoveries() {
+    let Some(reg) = Reg::anonymous("scale_rate_limit_holds_across_500_concurrent_discoveries")
+    else {
+        return;
+    };
+    const REPOS: usize = 10;
+    let mut repos = Vec::new();
+    for r in 0..REPOS {
+        let repo = unique("scale-rate");
+        let c = reg.pusher(&repo).await;
+        for (i, tag) in ["1.0.0", "1.1.0"].into_iter().enumerate() {
+            reg.push(
+                &c,
+                &repo,
+                Some(tag),
+                &Img::at(&format!("2024-01-0{}T00:00:00Z", i + 1)).nonce(&format!("{r}-{i}")),
+            )
+            .await;
+        }
+        repos.push(repo);
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let proxy = counting_proxy(reg.host.clone(), seen.clone()).await;
+    const RATE: f64 = 5.0;
+    const BURST: f64 = 5.0;
+    let src = Arc::new(ImageSource::new({
+        let mut o = ImageSourceOptions::default();
+        o.rate_limit = RATE;
+        o
+    }));
+    assert_eq!(
+        src.rate_limit_key(&format!("{proxy}/a")).unwrap(),
+        src.rate_limit_key(&format!("HTTP://{proxy}/b")).unwrap()
+    );
+    let mut subs = Vec::new();
+    for (i, repo) in repos.iter().enumerate() {
+        let url = if i % 2 == 0 {
+            format!("{proxy}/{repo}")
+        } else {
+            format!("HTTP://{proxy}/{repo}")
+        };
+        let strategy = [
+            ImageSelectionStrategy::SemVer,
+            ImageSelectionStrategy::NewestBuild,
+            ImageSelectionStrategy::Lexical,
+        ][i % 3];
+        subs.push(sub(&url, strategy));
+    }
+    let ctx = DiscoveryContext::new("p", "w").with_fresh_after(std::time::Instant::now());
+    let start = std::time::Instant::now();
+    let results = discover_concurrently(&src, &ctx, &subs, 500).await;
+    let took = start.elapsed();
+    for (i, r) in results {
+        let d = r.unwrap_or_else(|e| panic!("discovery {i}: {e}"));
+        assert_eq!(images(&d).len(), 2, "discovery {i}");
+    }
+    let arrivals: Vec<(std::time::Instant, String)> = seen.lock().unwrap().clone();
+    let expected = REPOS * 5;
+    assert_eq!(
+        arrivals.len(),
+        expected,
+        "one list, two manifests, two configs per repository: {:?}",
+        arrivals.iter().map(|(_, l)| l).collect::<Vec<_>>()
+    );
+    assert_eq!(src.stats().total(), expected as u64, "{:?}", src.stats());
+    // Between any two arrivals no more requests than the bucket allows: the burst plus
+    // the rate times the time between them, with one request of slack for the jitter
+    // between taking a token and the request reaching the proxy.
+    let mut times: Vec<std::time::Instant> = arrivals.iter().map(|(t, _)| *t).collect();
+    times.sort();
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let span = times[j].duration_since(times[i]).as_secs_f64();
+            let allowed = BURST + RATE * span + 1.0;
+            let n = (j - i + 1) as f64;
+            assert!(
+                n <= allowed,
+                "{n} requests within {span:.3} s (at most {allowed:.1} allowed)"
+            );
+        }
+    }
+    let least = (expected as f64 - BURST) / RATE;
+    assert!(
+        took.as_secs_f64() >= least - 0.05,
+        "{expected} requests at {RATE}/s (bursts of {BURST}) took {took:?}, at least {least} s expected"
+    );
+    eprintln!("500 discoveries, {expected} requests at {RATE}/s took {took:?}");
+}
+
+/// Many discoveries meeting the same bearer challenge at once ask the token service
+/// once (and the token request counts against the registry's rate limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bearer_challenges_fetch_one_token() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = Arc::new(std::sync::Mutex::new(String::new()));
+    let host = stub(paging_handler(
+        vec!["1.0.0".into(), "2.0.0".into()],
+        seen.clone(),
+        true,
+        port.clone(),
+    ))
+    .await;
+    host.clone_into(&mut port.lock().unwrap());
+    let src = Arc::new(ImageSource::new(fast()));
+    let s = sub(&format!("{host}/team/app"), ImageSelectionStrategy::SemVer);
+    // No fresh_after: every discovery lists on its own, and meets the challenge.
+    let results = discover_concurrently(&src, &DiscoveryContext::new("p", "w"), &[s], 50).await;
+    for (i, r) in results {
+        assert_eq!(tags(&r.unwrap()), ["2.0.0", "1.0.0"], "discovery {i}");
+    }
+    let tokens = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|q| q.starts_with("token"))
+        .count();
+    assert_eq!(tokens, 1);
+    assert_eq!(src.stats().tokens, 1);
+    assert_eq!(src.stats().tag_lists, 50);
+}
+
+/// A tag list of several pages is read once, all pages, for 100 concurrent discoveries of
+/// one pass (stub registry paging by `Link`, 3 tags a page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_tag_list_is_read_once_with_all_its_pages() {
+    let mut all: Vec<String> = (0..8).map(|i| format!("1.{i}.0")).collect();
+    all.push("latest".into());
+    all.sort();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let host = stub(paging_handler(all, seen.clone(), false, Arc::default())).await;
+    let src = Arc::new(ImageSource::new({
+        let mut o = fast();
+        o.tag_page_size = Some(3);
+        o
+    }));
+    let mut s = sub(&format!("{host}/team/app"), ImageSelectionStrategy::SemVer);
+    s.discovery_limit = 2;
+    let ctx = DiscoveryContext::new("p", "w").with_fresh_after(std::time::Instant::now());
+    for (i, r) in discover_concurrently(&src, &ctx, &[s], 100).await {
+        assert_eq!(tags(&r.unwrap()), ["1.7.0", "1.6.0"], "discovery {i}");
+    }
+    let pages: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|q| q.starts_with("n="))
+        .cloned()
+        .collect();
+    assert_eq!(pages, ["n=3", "n=3&last=1.2.0", "n=3&last=1.5.0"]);
+    let stats = src.stats();
+    assert_eq!(stats.tag_lists, 3);
+    assert_eq!(stats.shared_tag_lists, 99);
+    assert_eq!(stats.manifest_gets, 2, "each tag read once");
+    assert_eq!(stats.shared_tags, 198);
+    assert_eq!(src.shared_tag_lists_len(), 1);
+}
+
+/// What one discovery of a pass read with good credentials is never handed to another
+/// with other (or no) credentials: both the tag list and a tag's resolution (`Digest`)
+/// are asked for again and refused.
+#[tokio::test]
+async fn shared_views_are_per_credentials() {
+    let Some(reg) = Reg::auth("shared_views_are_per_credentials") else {
+        return;
+    };
+    let repo = unique("shared-creds");
+    let c = reg.pusher(&repo).await;
+    reg.push(&c, &repo, Some("1.0.0"), &Img::at("2024-01-01T00:00:00Z"))
+        .await;
+    let src = ImageSource::new(fast());
+    let semver = sub(&reg.url(&repo), ImageSelectionStrategy::SemVer);
+    let mut digest = sub(&reg.url(&repo), ImageSelectionStrategy::Digest);
+    digest.constraint = "1.0.0".into();
+    let pass = std::time::Instant::now();
+    let good = reg.context().with_fresh_after(pass);
+    for s in [&semver, &digest] {
+        let d = src.discover(&good, s).await.unwrap();
+        assert_eq!(tags(&d), ["1.0.0"]);
+    }
+    // The same pass, the same credentials: shared.
+    let before = src.stats();
+    for s in [&semver, &digest] {
+        src.discover(&good, s).await.unwrap();
+    }
+    assert_eq!(src.stats().total(), before.total(), "{:?}", src.stats());
+    assert_eq!(src.stats().shared_tag_lists, before.shared_tag_lists + 1);
+    let (user, _) = reg.user.clone().unwrap();
+    for creds in [None, Some(Credentials::basic(&user, "wrong-password"))] {
+        let ctx = DiscoveryContext::new("p", "w")
+            .with_credentials(Arc::new(Fixed(creds)))
+            .with_fresh_after(pass);
+        for s in [&semver, &digest] {
+            let e = src.discover(&ctx, s).await.unwrap_err();
+            assert_eq!(e.kind, SourceErrorKind::Unauthorized, "{e}");
+        }
+    }
+}

@@ -18,6 +18,7 @@ use super::meta::{
     is_real_platform,
 };
 use super::rate_limit::TokenBucket;
+use super::shared_views::Origin;
 use super::{Inner, RepoRef};
 use crate::chart::sha256_digest;
 
@@ -44,7 +45,13 @@ pub(crate) struct Session<'a> {
     pub http: reqwest::Client,
     pub repo: RepoRef,
     pub creds: Option<Credentials>,
+    /// The rate limit of the registry host, shared by every session of the source.
     pub limiter: Arc<TokenBucket>,
+    /// `insecureSkipTLSVerify`: part of the shared views' keys.
+    pub skip_tls_verify: bool,
+    /// Views of the registry taken at or after this instant may be reused
+    /// (`DiscoveryContext::fresh_after`).
+    pub fresh_after: Option<std::time::Instant>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +93,27 @@ impl Session<'_> {
         format!("{}\n{}\n{}", self.repo.base, self.repo.repository, user)
     }
 
+    /// The key of this session's view `what` (`tag` for a tag's resolution): registry,
+    /// repository, transport and credentials, hashed.
+    fn view_key(&self, what: &str, tag: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        let scheme = self.repo.base.split_once("://").map_or("", |(s, _)| s);
+        let (user, password) = self.creds.as_ref().map_or(("", ""), |c| {
+            (c.username.as_str(), c.password.expose().as_str())
+        });
+        self.inner.view_keys.hash_one((
+            what,
+            scheme,
+            &self.repo.host_key,
+            &self.repo.repository,
+            self.skip_tls_verify,
+            self.creds.is_some(),
+            user,
+            password,
+            tag,
+        ))
+    }
+
     fn url(&self, tail: &str) -> String {
         format!("{}/v2/{}/{tail}", self.repo.base, self.repo.repository)
     }
@@ -117,7 +145,19 @@ impl Session<'_> {
                 && let Some(challenge) = bearer_challenge(resp.headers())
             {
                 challenged = true;
-                self.fetch_token(&challenge).await?;
+                // One token request at a time per key: a session that waited uses the
+                // token another one got meanwhile.
+                let flight = self.inner.token_flight(&self.token_key());
+                let _turn = flight.lock().await;
+                let now = self.inner.token(&self.token_key());
+                let renewed = match (&token, &now) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(old), Some(new)) => old.token != new.token,
+                };
+                if !renewed {
+                    self.fetch_token(&challenge).await?;
+                }
                 continue;
             }
             return Ok(resp);
@@ -148,6 +188,9 @@ impl Session<'_> {
                 .unwrap_or_else(|| format!("repository:{}:pull", self.repo.repository));
             q.append_pair("scope", &scope);
         }
+        // The token service counts against the registry's rate limit: it is part of
+        // reading the registry.
+        self.limiter.acquire().await;
         self.inner.stats.tokens.fetch_add(1, Ordering::Relaxed);
         let mut rb = self.http.get(url);
         if let Some(c) = &self.creds {
@@ -231,9 +274,29 @@ impl Session<'_> {
         Err(err(kind, text))
     }
 
+    /// Every tag of the repository: a list another discovery read during this pass (see
+    /// [`super::shared_views`]), else [`Self::list_tags`].
+    pub(crate) async fn tags(&self) -> Result<Arc<[String]>, SourceError> {
+        let key = self.view_key("tags", "");
+        let (tags, origin) = self
+            .inner
+            .tag_lists
+            .get_or_read(key, self.fresh_after, || async {
+                Ok(Arc::from(self.list_tags().await?))
+            })
+            .await?;
+        if origin == Origin::Shared {
+            self.inner
+                .stats
+                .shared_tag_lists
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(tags)
+    }
+
     /// Every tag of the repository, following `Link: <…>; rel="next"` (and, for registries
     /// that page by `n` without a `Link`, `last`).
-    pub(crate) async fn list_tags(&self) -> Result<Vec<String>, SourceError> {
+    async fn list_tags(&self) -> Result<Vec<String>, SourceError> {
         let page_size = self.inner.options.tag_page_size;
         let mut next = match page_size {
             Some(n) => format!("{}?n={n}", self.url("tags/list")),
@@ -465,6 +528,8 @@ impl Session<'_> {
     /// Resolves `tag` to its digest and metadata, from the cache as far as allowed.
     ///
     /// - `trust_tag` (`cacheByTag`): a tag resolved before is not asked about again.
+    /// - A resolution of the same tag another discovery made during this pass (and
+    ///   credentials) is reused; concurrent resolutions of one tag make one request.
     /// - Otherwise a tag seen before costs one HEAD (its digest may have moved); its
     ///   metadata comes from the digest cache when the digest is known. A tag never seen
     ///   costs one GET by tag (digest and body in one request).
@@ -476,8 +541,41 @@ impl Session<'_> {
         trust_tag: bool,
     ) -> Result<Option<Resolved>, SourceError> {
         let key = format!("{}:{tag}", self.repo.cache_name);
-        let what = format!("tag {tag:?}");
         let hint = self.inner.cache().tag_digest(&key);
+        if trust_tag
+            && let Some(d) = &hint
+            && let Some(meta) = self.inner.cache().manifest(d)
+        {
+            return Ok(Some(Resolved {
+                tag: tag.to_owned(),
+                digest: d.clone(),
+                meta,
+            }));
+        }
+        // What follows asks the registry: an observation of the tag now, shareable.
+        let head_first = hint.is_some() && !trust_tag;
+        let (resolved, origin) = self
+            .inner
+            .tag_views
+            .get_or_read(self.view_key("tag", tag), self.fresh_after, || {
+                self.resolve_now(tag, head_first)
+            })
+            .await?;
+        if origin == Origin::Shared {
+            self.inner.stats.shared_tags.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(resolved)
+    }
+
+    /// Asks the registry where `tag` points: a HEAD first when `head_first` (metadata then
+    /// from the digest cache), else (or when the HEAD gave no digest) a GET by tag.
+    async fn resolve_now(
+        &self,
+        tag: &str,
+        head_first: bool,
+    ) -> Result<Option<Resolved>, SourceError> {
+        let key = format!("{}:{tag}", self.repo.cache_name);
+        let what = format!("tag {tag:?}");
         let found = |digest: String, meta: Arc<ManifestMeta>| {
             Ok(Some(Resolved {
                 tag: tag.to_owned(),
@@ -485,22 +583,16 @@ impl Session<'_> {
                 meta,
             }))
         };
-        if let Some(d) = &hint {
-            if trust_tag {
-                if let Some(m) = self.inner.cache().manifest(d) {
-                    return found(d.clone(), m);
+        if head_first {
+            match self.head_digest(tag).await {
+                Ok(Some(now)) => {
+                    self.inner.cache().put_tag_digest(&key, &now);
+                    let meta = self.meta_for(&now, None, &what, 0).await?;
+                    return found(now, meta);
                 }
-            } else {
-                match self.head_digest(tag).await {
-                    Ok(Some(now)) => {
-                        self.inner.cache().put_tag_digest(&key, &now);
-                        let meta = self.meta_for(&now, None, &what, 0).await?;
-                        return found(now, meta);
-                    }
-                    Ok(None) => {}
-                    Err(e) if e.kind == SourceErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e),
-                }
+                Ok(None) => {}
+                Err(e) if e.kind == SourceErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
         let (digest, raw) = match self.get_manifest(tag, &what).await {

@@ -67,9 +67,38 @@
 //! The cache holds at most [`ImageSourceOptions::max_cache_entries`] entries (default
 //! 100,000, like Kargo's `MAX_IMAGE_CACHE_ENTRIES`), the oldest dropped first.
 //!
+//! # Many Warehouses, one repository
+//!
+//! A discovery whose context has
+//! [`fresh_after`](kargo_core::source::DiscoveryContext::fresh_after) (set by the service
+//! at the start of each pass) reuses what another discovery of the same source read from
+//! the same repository, with the same credentials and transport, since that instant:
+//!
+//! - the tag list (all pages): 500 Warehouses subscribed to one repository cost one tag
+//!   list per pass ([`RequestStats::shared_tag_lists`] counts the reuses);
+//! - where a tag points (the HEAD or GET of its manifest, with its metadata): each tag is
+//!   asked about once per pass ([`RequestStats::shared_tags`]).
+//!
+//! Reads are single-flight: discoveries asking for the same list or tag at the same time
+//! wait for the one read in flight and use its result (or its error: a failed read is not
+//! kept, a discovery arriving after it reads again). Without `fresh_after` (a direct
+//! call, a webhook-driven refresh) a discovery reads on its own, as before; what it read
+//! is kept for the others. Keys are hashes (no credential is kept in clear); at most
+//! [`ImageSourceOptions::max_shared_tag_lists`] lists (default 1,000) and
+//! `max_cache_entries` tag resolutions are kept, the oldest dropped first.
+//!
+//! # Limits
+//!
 //! Requests of one source run at most [`ImageSourceOptions::concurrency`] at a time
 //! (default 8) and at most [`ImageSourceOptions::rate_limit`] per second per registry
-//! (default 20, bursts of the same size; Kargo's `IMAGE_REGISTRY_RATE_LIMIT`).
+//! (default 20, bursts of the same size; Kargo's `IMAGE_REGISTRY_RATE_LIMIT`). The limit
+//! is one token bucket per registry host for the whole source (all subscriptions, all
+//! Warehouses), keyed by the host in lower case without the scheme's default port
+//! ([`ImageSource::rate_limit_key`]); every request takes a token from it: tag-list
+//! pages, manifest GETs and HEADs, blobs, the retry after a bearer challenge, and the
+//! token-service request itself. Two names of one host that differ otherwise
+//! (`localhost` and `127.0.0.1`, a CNAME) are two registries. Concurrent sessions that
+//! meet the same bearer challenge ask the token service once.
 //! [`ImageSource::stats`] counts the requests made.
 //!
 //! # Authentication and transport
@@ -96,6 +125,7 @@ mod client;
 pub mod docker_config;
 mod meta;
 pub mod rate_limit;
+mod shared_views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,6 +150,7 @@ use crate::selection::{TagFilter, order_newest_build, select_lexical, select_sem
 use client::{BearerToken, Resolved, Session, err};
 use meta::MetaCache;
 use rate_limit::TokenBucket;
+use shared_views::SharedViews;
 
 /// Settings of an [`ImageSource`].
 #[derive(Debug, Clone)]
@@ -131,8 +162,12 @@ pub struct ImageSourceOptions {
     pub concurrency: usize,
     /// Requests per second per registry (default 20; bursts of the same size).
     pub rate_limit: f64,
-    /// Cache entries kept at most (default 100,000).
+    /// Cache entries kept at most (default 100,000). Also bounds the tag resolutions
+    /// shared within a pass.
     pub max_cache_entries: usize,
+    /// Tag lists (one per registry, repository and credentials) kept for the discoveries
+    /// of a pass to share (default 1,000); the oldest is dropped first.
+    pub max_shared_tag_lists: usize,
     /// Tags asked for per tag-list page (`n`); `None` (default) leaves the page size to
     /// the registry.
     pub tag_page_size: Option<usize>,
@@ -149,6 +184,7 @@ impl Default for ImageSourceOptions {
             concurrency: 8,
             rate_limit: 20.0,
             max_cache_entries: 100_000,
+            max_shared_tag_lists: 1_000,
             tag_page_size: None,
             docker_config: DockerConfigLocation::None,
             timeout: Duration::from_secs(30),
@@ -169,6 +205,12 @@ pub struct RequestStats {
     pub blob_gets: u64,
     /// Token-service requests.
     pub tokens: u64,
+    /// Tag lists NOT requested: another discovery's list of the same repository (same
+    /// credentials) taken during the pass was reused (not counted in [`Self::total`]).
+    pub shared_tag_lists: u64,
+    /// Tags NOT asked about: another discovery's resolution of the same tag (same
+    /// credentials) made during the pass was reused (not counted in [`Self::total`]).
+    pub shared_tags: u64,
 }
 
 impl RequestStats {
@@ -185,6 +227,8 @@ struct Counters {
     manifest_heads: AtomicU64,
     blob_gets: AtomicU64,
     tokens: AtomicU64,
+    shared_tag_lists: AtomicU64,
+    shared_tags: AtomicU64,
 }
 
 /// State shared by all discoveries of one source.
@@ -196,6 +240,16 @@ struct Inner {
     clients: Mutex<HashMap<bool, reqwest::Client>>,
     semaphore: Arc<Semaphore>,
     stats: Counters,
+    /// Tag lists shared by the discoveries of a pass (see [`shared_views`]).
+    tag_lists: SharedViews<Arc<[String]>>,
+    /// Tag resolutions (`None`: no such tag) shared by the discoveries of a pass.
+    tag_views: SharedViews<Option<Resolved>>,
+    /// Hashes the keys of both: registry, repository, transport and credentials (a view
+    /// read with one Secret is never shown to a discovery with another, and no key holds
+    /// a credential in clear).
+    view_keys: std::collections::hash_map::RandomState,
+    /// One token request at a time per token key; the others use its token.
+    token_flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,6 +277,16 @@ impl Inner {
         lock(&self.tokens).insert(key, token);
     }
 
+    /// The mutex serializing token requests for `key`.
+    fn token_flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.token_flights)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The rate limiter of a registry host (`RepoRef::host_key`): one per host for the
+    /// whole source, whatever scheme, default port or subscription names it.
     fn limiter(&self, registry: &str) -> Arc<TokenBucket> {
         let rate = self.options.rate_limit;
         let burst = if rate.is_finite() {
@@ -262,6 +326,9 @@ impl Inner {
 pub(crate) struct RepoRef {
     /// `scheme://host[:port]` requests go to.
     base: String,
+    /// The registry host as one rate limit counts it: lower case, without the scheme's
+    /// default port (`registry.example.com`, `127.0.0.1:5000`).
+    host_key: String,
     /// The registry as written (`docker.io` for Docker Hub names), for credentials.
     registry: String,
     /// The repository path (`library/nginx`).
@@ -298,6 +365,7 @@ impl ImageSource {
     /// A source with these options.
     pub fn new(options: ImageSourceOptions) -> Self {
         let max = options.max_cache_entries;
+        let options_lists = options.max_shared_tag_lists;
         let permits = options.concurrency.max(1);
         Self {
             inner: Arc::new(Inner {
@@ -308,6 +376,10 @@ impl ImageSource {
                 clients: Mutex::new(HashMap::new()),
                 semaphore: Arc::new(Semaphore::new(permits)),
                 stats: Counters::default(),
+                tag_lists: SharedViews::new(options_lists),
+                tag_views: SharedViews::new(max),
+                view_keys: std::collections::hash_map::RandomState::new(),
+                token_flights: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -326,7 +398,22 @@ impl ImageSource {
             manifest_heads: s.manifest_heads.load(Ordering::Relaxed),
             blob_gets: s.blob_gets.load(Ordering::Relaxed),
             tokens: s.tokens.load(Ordering::Relaxed),
+            shared_tag_lists: s.shared_tag_lists.load(Ordering::Relaxed),
+            shared_tags: s.shared_tags.load(Ordering::Relaxed),
         }
+    }
+
+    /// Tag lists kept for sharing within a pass.
+    pub fn shared_tag_lists_len(&self) -> usize {
+        self.inner.tag_lists.len()
+    }
+
+    /// The registry host whose rate limit requests for `repo_url` count against (lower
+    /// case, without the default port of the scheme): subscriptions naming one registry
+    /// differently (`Registry.example.com:443/a`, `https://registry.example.com/b`) share
+    /// one limit. Fails like [`Self::endpoint`].
+    pub fn rate_limit_key(&self, repo_url: &str) -> Result<String, SourceError> {
+        Ok(parse_repo_url(repo_url, &self.inner.options)?.host_key)
     }
 
     /// Entries in the metadata cache.
@@ -376,7 +463,9 @@ impl ImageSource {
         let session = Session {
             inner: &self.inner,
             http: self.inner.client(cfg.insecure_skip_tls_verify)?,
-            limiter: self.inner.limiter(&repo.base),
+            limiter: self.inner.limiter(&repo.host_key),
+            skip_tls_verify: cfg.insecure_skip_tls_verify,
+            fresh_after: ctx.fresh_after,
             creds,
             repo,
         };
@@ -396,7 +485,7 @@ impl ImageSource {
                 }
             }
             ImageSelectionStrategy::SemVer | ImageSelectionStrategy::Lexical => {
-                let tags = session.list_tags().await?;
+                let tags = session.tags().await?;
                 let ordered = if cfg.image_selection_strategy == ImageSelectionStrategy::SemVer {
                     select_semver(
                         &tags,
@@ -436,10 +525,11 @@ impl ImageSource {
                 out
             }
             ImageSelectionStrategy::NewestBuild => {
-                let tags = session.list_tags().await?;
+                let tags = session.tags().await?;
                 let filtered: Vec<String> = tags
-                    .into_iter()
+                    .iter()
                     .filter(|t| plan.filter.matches(t))
+                    .cloned()
                     .collect();
                 let results: Vec<Result<Option<Resolved>, SourceError>> =
                     futures::stream::iter(filtered)
@@ -671,8 +761,15 @@ fn parse_repo_url(url: &str, options: &ImageSourceOptions) -> Result<RepoRef, So
         None => "https",
     };
     let base = format!("{scheme}://{host}");
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host_lower = host.to_ascii_lowercase();
+    let host_key = host_lower
+        .strip_suffix(default_port)
+        .unwrap_or(&host_lower)
+        .to_owned();
     Ok(RepoRef {
         cache_name: format!("{base}/{repository}"),
+        host_key,
         base,
         registry,
         repository,
@@ -725,6 +822,50 @@ mod tests {
             assert_eq!(e.kind, SourceErrorKind::InvalidConfig, "{bad}");
             assert!(!e.message.contains("pw"), "{e}");
         }
+    }
+
+    #[test]
+    fn one_rate_limit_key_per_registry_host() {
+        // (Listed insecure registries match host and port as written.)
+        let o = opts(&["registry.example.com", "registry.example.com:80"]);
+        let key = |u: &str| parse_repo_url(u, &o).unwrap().host_key;
+        for u in [
+            "registry.example.com/a",
+            "Registry.Example.COM/b",
+            "registry.example.com:443/c",
+            "https://registry.example.com/d",
+            "HTTPS://registry.example.com:443/e",
+            "http://registry.example.com/f",
+            "http://registry.example.com:80/g",
+        ] {
+            assert_eq!(key(u), "registry.example.com", "{u}");
+        }
+        assert_eq!(
+            key("registry.example.com:5000/a"),
+            "registry.example.com:5000"
+        );
+        assert_eq!(key("http://127.0.0.1:5000/a"), "127.0.0.1:5000");
+        assert_eq!(key("127.0.0.1:5000/b"), "127.0.0.1:5000");
+        for u in [
+            "nginx",
+            "library/nginx",
+            "docker.io/library/nginx",
+            "index.docker.io/bitnami/redis",
+            "registry-1.docker.io/library/nginx",
+        ] {
+            assert_eq!(key(u), "registry-1.docker.io", "{u}");
+        }
+        // Different names of possibly one host are different registries.
+        assert_ne!(key("localhost:5000/a"), key("127.0.0.1:5000/a"));
+        let src = ImageSource::new(opts(&[]));
+        assert_eq!(
+            src.rate_limit_key("ghcr.io:443/org/app").unwrap(),
+            src.rate_limit_key("https://GHCR.io/org/other").unwrap()
+        );
+        // The key names a limiter, one per host for the whole source.
+        let a = src.inner.limiter(&key("registry.example.com:443/a"));
+        let b = src.inner.limiter(&key("Registry.Example.com/b"));
+        assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[test]
