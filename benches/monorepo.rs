@@ -59,6 +59,8 @@ use kargo::steps::{BuiltinOptions, register_builtins_with};
 
 /// Rounds per part (each a new push or new Freight).
 const ROUNDS: usize = 5;
+/// Rounds of the command line's baseline for the Stages (57 pushes each: slow, steady).
+const CLI_ROUNDS: usize = 3;
 /// Warehouses and Stages.
 const N: usize = 57;
 /// Warehouses with one app directory each (the rest are on shared paths).
@@ -122,8 +124,15 @@ fn main() {
         .expect("tokio runtime");
     let cache = root.path().join("cache");
     let work = env.sparse_clone();
-    rt.block_on(warehouses(&env, &cache, &work));
-    rt.block_on(stages(&env, &cache, &work));
+    // `KARGO_BENCH_PARTS=stages` skips the Warehouses (the Stages then start on an empty
+    // git cache).
+    let parts = std::env::var("KARGO_BENCH_PARTS").unwrap_or_else(|_| "warehouses,stages".into());
+    if parts.contains("warehouses") {
+        rt.block_on(warehouses(&env, &cache, &work));
+    }
+    if parts.contains("stages") {
+        rt.block_on(stages(&env, &cache, &work));
+    }
     drop(server);
 }
 
@@ -621,8 +630,8 @@ async fn stages(env: &Env, cache: &Path, work: &Path) {
         let _ = fs::write("/proc/self/clear_refs", "5");
         memory.push_image(IMAGE, image(&tag, round));
         let t = Instant::now();
-        assert!(handle.request(RefreshRequest::new(vec!["image".into()], "new image")));
         let passes = handle.status().passes;
+        assert!(handle.request(RefreshRequest::new(vec!["image".into()], "new image")));
         handle.wait_until_sleeping(passes + 1).await;
         let state = controller.state().await.expect("state");
         let freight = state
@@ -636,13 +645,15 @@ async fn stages(env: &Env, cache: &Path, work: &Path) {
         peak = peak.max(peak_rss_mib().unwrap_or(0.0));
         pushes.push(reflog_len(&env.served) - reflog_before);
         check_commits(env, &tag);
+        let state = controller.state().await.expect("state");
+        print_step_times(&state, round);
     }
     let _ = stop.send(());
     task.await.expect("service task");
 
     // The command line: the same 57 commits from one warm sparse clone, each pushed.
     let mut cli = Vec::new();
-    for round in 1..=ROUNDS {
+    for round in 1..=CLI_ROUNDS {
         let tag = format!("3.{round}.0");
         env.git(work, &["pull", "-q", "--rebase"]);
         let t = Instant::now();
@@ -671,6 +682,50 @@ async fn stages(env: &Env, cache: &Path, work: &Path) {
         "| git: {N} commits, {N} sequential pushes, one warm sparse clone | {} | {} | {N} | |",
         ms(median(&cli)),
         ms(min(&cli))
+    );
+}
+
+/// Where a round's time went: per step, the median and the longest duration over the
+/// 57 promotions, and the span from the first start to the last end.
+fn print_step_times(state: &kargo::core::pipeline::ProjectState, round: usize) {
+    let mut by_step: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    let (mut first, mut end) = (None, None);
+    let last: std::collections::BTreeSet<&str> = state
+        .stages
+        .values()
+        .filter_map(|s| s.last_promotion.as_ref().map(|p| p.name.as_str()))
+        .collect();
+    for record in state
+        .promotions
+        .iter()
+        .filter(|p| last.contains(p.name.as_str()))
+    {
+        for step in &record.steps {
+            let (Some(a), Some(b)) = (step.started_at, step.finished_at) else {
+                continue;
+            };
+            first = Some(first.map_or(a, |f: chrono::DateTime<chrono::Utc>| f.min(a)));
+            end = Some(end.map_or(b, |l: chrono::DateTime<chrono::Utc>| l.max(b)));
+            by_step
+                .entry(step.uses.clone())
+                .or_default()
+                .push((b - a).to_std().unwrap_or_default());
+        }
+    }
+    let parts: Vec<String> = by_step
+        .iter()
+        .map(|(uses, d)| {
+            let max = d.iter().copied().max().unwrap_or_default();
+            format!("{uses} {} (max {})", ms(median(d)), ms(max))
+        })
+        .collect();
+    let span = match (first, end) {
+        (Some(a), Some(b)) => ms((b - a).to_std().unwrap_or_default()),
+        _ => "?".into(),
+    };
+    eprintln!(
+        "round {round}: steps took {span} from first start to last end; per step, median: {}",
+        parts.join(", ")
     );
 }
 

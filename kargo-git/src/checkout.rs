@@ -1176,14 +1176,17 @@ impl Checkout {
                 None => ObjectId::empty_tree(repo.object_hash()),
             };
             let ours = commit_tree(&repo, c)?;
-            let tree = merge_trees_or_conflict(
-                &repo,
-                parent_tree,
-                new_tree,
-                ours,
-                &format!("rebase onto {tip}"),
-                op,
-            )?;
+            let tree = match crate::replay::replay_disjoint(&repo, parent_tree, ours, new_tree)? {
+                Some(tree) => tree,
+                None => merge_trees_or_conflict(
+                    &repo,
+                    parent_tree,
+                    new_tree,
+                    ours,
+                    &format!("rebase onto {tip}"),
+                    op,
+                )?,
+            };
             let decoded = commit
                 .decode()
                 .map_err(|e| gerr(GitErrorKind::Other, op, e))?;

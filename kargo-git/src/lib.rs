@@ -38,11 +38,13 @@ mod cli;
 mod diff;
 mod edits;
 mod error;
+mod fetch_sharing;
 mod history;
 mod integration;
 mod local_push;
 mod mirror;
 mod push_group;
+mod replay;
 
 use std::path::PathBuf;
 use std::sync::Arc;

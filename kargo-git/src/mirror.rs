@@ -285,9 +285,20 @@ impl Mirror {
     }
 
     /// Fetches into the mirror and returns the fetched refs with their new targets.
+    ///
+    /// A caller that waited for the mirror's lock while a fetch of the same refs ran,
+    /// which began after this call, gets that fetch's result without fetching again.
     pub fn fetch(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
+        let asked = std::time::Instant::now();
         let _lock = self.lock()?;
-        self.fetch_locked(spec)
+        if let Some(refs) = crate::fetch_sharing::fresh_result(&self.path, spec, asked) {
+            tracing::debug!(url = %self.display_url(), "sharing a fetch that began after this one was asked for");
+            return Ok(refs);
+        }
+        let began = std::time::Instant::now();
+        let refs = self.fetch_locked(spec)?;
+        crate::fetch_sharing::record(&self.path, spec, began, &refs);
+        Ok(refs)
     }
 
     pub(crate) fn fetch_locked(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
