@@ -244,7 +244,15 @@ impl Mirror {
             }
             (CheckoutTarget::Commit(c), Ok(_)) => {
                 let repo = self.open()?;
-                (None, Some(resolve_commit(&repo, c)?))
+                match resolve_commit(&repo, c) {
+                    Ok(id) => (None, Some(id)),
+                    // A commit behind the branch tips of a shallow mirror: get the history.
+                    Err(e) if e.kind == GitErrorKind::NotFound && self.is_shallow()? => {
+                        self.unshallow()?;
+                        (None, Some(resolve_commit(&self.open()?, c)?))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         let repo = self.open()?;

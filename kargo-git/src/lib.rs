@@ -76,7 +76,12 @@ pub struct GitConfig {
     pub retry_initial: Duration,
     /// The longest retry delay.
     pub retry_max: Duration,
-    /// History depth of a new mirror (`None`: full history).
+    /// History depth of a mirror made by a checkout or a commit ([`Mirror::checkout`],
+    /// [`Mirror::push_edits`]): default 1, the branch tip only, which is all a promotion
+    /// needs. A mirror that already holds full history stays full; reads that need more
+    /// history ([`Mirror::walk_history`], [`Mirror::log`], [`Mirror::changed_paths`])
+    /// deepen a shallow mirror to its full history ([`Mirror::unshallow`]). `None`: full
+    /// history from the start.
     pub depth: Option<std::num::NonZeroU32>,
     /// The identity of commits made when a step names none (Kargo: ClusterConfig's
     /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
@@ -96,7 +101,7 @@ impl GitConfig {
             max_push_attempts: 10,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
-            depth: None,
+            depth: std::num::NonZeroU32::new(1),
             default_author: None,
             push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }

@@ -279,10 +279,21 @@ fn conformance(t: &Transport) {
     })
     .unwrap_or_else(|e| panic!("{who}: shallow fetch: {e}"));
     assert_eq!(
-        sm.log("main", 10).unwrap().len(),
+        sm.log("main", 1).unwrap().len(),
         1,
         "{who}: shallow history"
     );
+    assert!(
+        sm.is_shallow().unwrap(),
+        "{who}: depth 1 makes a shallow mirror"
+    );
+    // A log that wants more than the shallow history deepens the mirror.
+    assert_eq!(
+        sm.log("main", 10).unwrap().len(),
+        2,
+        "{who}: deepened history"
+    );
+    assert!(!sm.is_shallow().unwrap(), "{who}: unshallowed");
     assert_eq!(
         sm.read_file("main", "apps/a/values.yaml").unwrap().unwrap(),
         b"image:\n  tag: \"1.1.0\" # pinned\n"
@@ -1925,4 +1936,101 @@ fn a_push_after_another_in_this_process_is_not_rejected() {
             .is_ancestor(pushed_a.commit, pushed_b.commit)
             .unwrap()
     );
+}
+
+/// Issue 19: mirrors made for a checkout are depth 1 by default; a full mirror stays full;
+/// reads that need history beyond the shallow boundary deepen the mirror, and a history
+/// walk that deepens half-way visits every commit exactly once.
+#[test]
+fn shallow_by_default_and_history_reads_deepen() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (_bare, url) = local_repo(&t);
+    let mut full_config = config(&work.path().join("seed"));
+    full_config.depth = None;
+    let full = Git::new(full_config, Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let mut history = vec![seed(&full)];
+    for i in 0..3 {
+        let out = full
+            .push_edits(
+                "main",
+                &[Edit::Write {
+                    path: format!("apps/a/file-{i}"),
+                    content: vec![b'x'; i + 1],
+                }],
+                &format!("edit {i}"),
+                &sig(),
+                &sig(),
+                false,
+            )
+            .unwrap();
+        history.push(out.commit);
+    }
+    history.reverse();
+    let tip = history[0];
+    assert!(!full.is_shallow().unwrap());
+    let checkout_in = |m: &kargo_git::Mirror, dir: &str| {
+        m.checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join(dir),
+            &CheckoutOptions::default(),
+        )
+        .unwrap()
+    };
+    // A full mirror stays full when a checkout uses it.
+    checkout_in(&full, "co-full");
+    assert!(!full.is_shallow().unwrap(), "a full mirror stays full");
+
+    // A cold checkout: the tip only.
+    let cold = |name: &str| {
+        let m = Git::new(config(&work.path().join(name)), Arc::new(NoAuth))
+            .mirror(&url)
+            .unwrap();
+        let co = checkout_in(&m, &format!("co-{name}"));
+        assert_eq!(co.head(), Some(tip));
+        assert!(
+            m.is_shallow().unwrap(),
+            "{name}: a cold checkout is shallow"
+        );
+        m
+    };
+    // A walk that goes past the boundary deepens and sees each commit once.
+    let m = cold("walk");
+    let mut seen = Vec::new();
+    m.walk_history(tip, |c| {
+        seen.push(c.id);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    assert_eq!(seen, history);
+    assert!(!m.is_shallow().unwrap());
+    // A walk that stops at the tip does not deepen.
+    let m = cold("walk-one");
+    m.walk_history(tip, |_| Ok(std::ops::ControlFlow::Break(())))
+        .unwrap();
+    assert!(m.is_shallow().unwrap(), "no history was needed");
+    assert_eq!(m.log("main", 1).unwrap().len(), 1);
+    assert!(m.is_shallow().unwrap(), "log -1 needs no history");
+    // The boundary commit's changed paths need its parent.
+    let m = cold("paths");
+    assert_eq!(m.changed_paths(tip).unwrap(), ["apps/a/file-2"]);
+    assert!(!m.is_shallow().unwrap());
+    // An ancestor the mirror does not hold.
+    let m = cold("ancestor");
+    assert!(m.is_ancestor(history[3], tip).unwrap());
+    assert!(!m.is_shallow().unwrap());
+    // A checkout of a commit behind the tip.
+    let m = Git::new(config(&work.path().join("commit")), Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Commit(history[2].to_string()),
+            &work.path().join("co-commit"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(co.head(), Some(history[2]));
 }
