@@ -23,7 +23,10 @@
 //! `git_promotion`; the fixture is generated once and cached under
 //! `<target>/bench-fixtures/`). `KARGO_BENCH_RUNS` sets the timed runs per variant
 //! (default 5, after one untimed warm-up); `KARGO_BENCH_TMP` the directory of the served
-//! copy and the run directories (default `/dev/shm` when it exists, else `$TMPDIR`).
+//! copy and the run directories (default `/dev/shm` when it exists, else `$TMPDIR`);
+//! `KARGO_BENCH_TRANSPORT=http` serves the fixture over smart HTTP (lighttpd +
+//! git-http-backend) instead of `file://`; `KARGO_BENCH_LOG=<filter>` prints the
+//! promoter's log lines (`KARGO_LOG`).
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the console
 
@@ -70,12 +73,20 @@ fn run(dir: &Path, program: &Path, args: &[&str], rss_file: &Path) -> Measured {
         .env("GIT_COMMITTER_NAME", IDENTITY.0)
         .env("GIT_COMMITTER_EMAIL", IDENTITY.1)
         .env("NO_COLOR", "1")
-        .env_remove("KARGO_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // KARGO_BENCH_LOG=<filter>: the promoter's log lines (with timestamps) on stderr.
+    let log = std::env::var("KARGO_BENCH_LOG").ok();
+    match &log {
+        Some(filter) => cmd.env("KARGO_LOG", filter),
+        None => cmd.env_remove("KARGO_LOG"),
+    };
     let start = Instant::now();
     let out = cmd.output().expect("spawn");
+    if log.is_some() && program != Path::new("git") {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     let elapsed = start.elapsed();
     assert!(
         out.status.success(),

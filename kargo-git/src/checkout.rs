@@ -385,6 +385,7 @@ impl Checkout {
         };
         match entry {
             None if rel.is_empty() => {
+                self.mirror.ensure_blobs_under(&repo, st.head_tree)?;
                 write_tree(&repo, st.head_tree, &self.root, "", &mut st)?;
                 st.dirs.insert(String::new());
             }
@@ -396,11 +397,13 @@ impl Checkout {
                 }
             }
             Some(e) if e.mode().is_tree() => {
+                self.mirror.ensure_blobs_under(&repo, e.object_id())?;
                 write_tree(&repo, e.object_id(), &self.root.join(rel), rel, &mut st)?;
                 st.dirs.insert(rel.to_owned());
             }
             Some(e) => {
                 let kind = e.mode().kind();
+                self.mirror.ensure_blobs(&repo, [e.object_id()])?;
                 write_file(&repo, e.object_id(), kind, &self.root, rel, &mut st)?;
             }
         }
@@ -447,7 +450,7 @@ impl Checkout {
             let old = if st.cleared {
                 None
             } else {
-                crate::mirror::read_blob_at(&repo, st.head_tree, &c.path)
+                crate::mirror::read_blob_at(&self.mirror, &repo, st.head_tree, &c.path)
                     .ok()
                     .flatten()
             };
@@ -607,6 +610,9 @@ impl Checkout {
         } else {
             st.head_tree
         };
+        // A blobless mirror: gix writes a tree only when it holds every file it names.
+        let paths: Vec<String> = changes.iter().map(|(c, _)| c.path.clone()).collect();
+        self.mirror.ensure_siblings(&repo, &[base], &paths)?;
         let mut editor = repo
             .edit_tree(base)
             .map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;

@@ -42,6 +42,7 @@ mod history;
 mod integration;
 mod local_push;
 mod mirror;
+mod partial;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,6 +84,12 @@ pub struct GitConfig {
     /// deepen a shallow mirror to its full history ([`Mirror::unshallow`]). `None`: full
     /// history from the start.
     pub depth: Option<std::num::NonZeroU32>,
+    /// Make new shallow mirrors blobless (default true): their first fetch gets commits
+    /// and trees only (`--filter=blob:none`, with the git binary, which gix cannot do), and
+    /// the blobs a checkout writes or an edit reads are fetched when needed, one request
+    /// per read. Every later fetch into such a mirror runs the git binary. Without the git
+    /// binary, or with credentials in the URL, mirrors get their blobs as before.
+    pub blobless: bool,
     /// The identity of commits made when a step names none (Kargo: ClusterConfig's
     /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
     pub default_author: Option<Signature>,
@@ -102,6 +109,7 @@ impl GitConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             depth: std::num::NonZeroU32::new(1),
+            blobless: true,
             default_author: None,
             push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }

@@ -60,7 +60,7 @@ impl FetchSpec {
         }
     }
 
-    fn refspecs(&self) -> Vec<String> {
+    pub(crate) fn refspecs(&self) -> Vec<String> {
         let mut specs = Vec::new();
         if self.all_branches {
             specs.push("+refs/heads/*:refs/heads/*".to_owned());
@@ -375,14 +375,25 @@ impl Mirror {
         let ssh = cli::SshSetup::new(auth.as_ref())?;
         let repo = self.open_with_ssh(ssh.as_ref())?;
         let _span = tracing::debug_span!("git.fetch", url = %self.display_url()).entered();
+        let limit = match spec.depth {
+            Some(d) if !unshallow && wants_depth(&repo, spec) => Some(d),
+            _ => None,
+        };
+        let blobless = self.is_blobless();
+        // A new mirror: commits and trees only, when the git binary can fetch them.
+        if let Some(d) = limit
+            && self.git.config.blobless
+            && (blobless || !has_refs(&repo))
+            && let Some(refs) = self.fetch_blobless_new(spec, d)?
+        {
+            return Ok(refs);
+        }
         let shallow = if unshallow {
             gix::remote::fetch::Shallow::undo()
         } else {
-            match spec.depth {
-                Some(d) if wants_depth(&repo, spec) => {
-                    gix::remote::fetch::Shallow::DepthAtRemote(d)
-                }
-                _ => gix::remote::fetch::Shallow::NoChange,
+            match limit {
+                Some(d) => gix::remote::fetch::Shallow::DepthAtRemote(d),
+                None => gix::remote::fetch::Shallow::NoChange,
             }
         };
         let remote = repo
@@ -423,6 +434,16 @@ impl Mirror {
         if up_to_date {
             tracing::debug!("mirror is up to date; nothing to fetch");
             return Ok(current);
+        }
+        if blobless {
+            // gix cannot complete a thin pack against a blob the mirror lacks: git can.
+            drop(prepared);
+            let history = match (unshallow, limit) {
+                (true, _) => crate::partial::History::Unshallow,
+                (false, Some(d)) => crate::partial::History::Depth(d),
+                (false, None) => crate::partial::History::Connected,
+            };
+            return self.fetch_cli(spec, history, false);
         }
         let outcome = prepared
             .with_shallow(shallow)
@@ -495,7 +516,7 @@ impl Mirror {
         let repo = self.open()?;
         let commit = resolve_commit(&repo, rev)?;
         let tree = commit_tree(&repo, commit)?;
-        read_blob_at(&repo, tree, path)
+        read_blob_at(self, &repo, tree, path)
     }
 
     /// Lists a directory (`""` for the root) at a revision.
@@ -670,11 +691,7 @@ impl Mirror {
 /// would otherwise come in full). Updating refs a shallow mirror has fetches without a
 /// depth, which keeps the history between old and new tips connected.
 fn wants_depth(repo: &gix::Repository, spec: &FetchSpec) -> bool {
-    let Ok(refs) = repo.references() else {
-        return true;
-    };
-    let empty = refs.all().map(|mut i| i.next().is_none()).unwrap_or(true);
-    if empty {
+    if !has_refs(repo) {
         return true;
     }
     if !repo.is_shallow().unwrap_or(false) {
@@ -693,6 +710,13 @@ fn wants_depth(repo: &gix::Repository, spec: &FetchSpec) -> bool {
             .iter()
             .any(|b| missing(format!("refs/heads/{b}")))
         || spec.tags.iter().any(|t| missing(format!("refs/tags/{t}")))
+}
+
+/// Whether the repository has any reference (a new mirror has none).
+fn has_refs(repo: &gix::Repository) -> bool {
+    repo.references()
+        .map(|r| r.all().map(|mut i| i.next().is_some()).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// An error with its sources, `outer: inner: innermost` (gix's top-level messages, such as
@@ -811,6 +835,7 @@ pub(crate) fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<Ob
 }
 
 pub(crate) fn read_blob_at(
+    mirror: &Mirror,
     repo: &gix::Repository,
     tree: ObjectId,
     path: &str,
@@ -831,6 +856,7 @@ pub(crate) fn read_blob_at(
             format!("{path:?} is a directory"),
         ));
     }
+    mirror.ensure_blobs(repo, [entry.object_id()])?;
     let blob = repo
         .find_object(entry.object_id())
         .map_err(|e| GitError::new(GitErrorKind::Other, "read blob", e.to_string()))?;

@@ -2034,3 +2034,162 @@ fn shallow_by_default_and_history_reads_deepen() {
         .unwrap();
     assert_eq!(co.head(), Some(history[2]));
 }
+
+/// Whether the mirror at `mirror` holds object `id` (without letting git fetch it).
+fn holds(mirror: &Path, id: &str) -> bool {
+    Command::new("git")
+        .args(["cat-file", "-e", id])
+        .current_dir(mirror)
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Issue 19: a cold checkout makes a shallow, blobless mirror: commits and trees only;
+/// the file a promotion reads is fetched when it is materialised; the commit and push land
+/// on the real tip; a push after the remote changed a file whose blob the mirror never
+/// had (a thin pack's delta base it lacks) still lands; deepening works.
+fn blobless_promotion(t: &Transport, bare: &Path) {
+    let who = t.name;
+    let work = tempfile::tempdir().unwrap();
+    let url = format!(
+        "{}/{}",
+        t.base_url,
+        bare.file_name().unwrap().to_str().unwrap()
+    );
+    // Like GitHub and GitLab: partial clones allowed (the servers of ci/test.sh allow
+    // them; file:// reads the repository's own configuration).
+    git_ok(bare, &["config", "uploadpack.allowFilter", "true"]);
+    let mut seed_config = config(&work.path().join("seed"));
+    seed_config.depth = None;
+    let creds: Arc<dyn kargo_git::CredentialSource> = match &t.auth {
+        Some(a) => Arc::new(StaticAuth::new().with(t.base_url.clone(), a.clone())),
+        None => Arc::new(NoAuth),
+    };
+    let full = Git::new(seed_config, creds.clone()).mirror(&url).unwrap();
+    let seeded = seed(&full);
+    let write = |m: &kargo_git::Mirror, path: &str, content: &str| {
+        m.push_edits(
+            "main",
+            &[Edit::Write {
+                path: path.into(),
+                content: content.as_bytes().to_vec(),
+            }],
+            "edit",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{who}: {e}"))
+        .commit
+    };
+    let b_content = "tag: 2.0.0\nsize: big\n".repeat(50);
+    let tip = write(&full, "apps/b/values.yaml", &b_content);
+
+    let git = Git::new(config(&work.path().join("cache")), creds);
+    let m = git.mirror(&url).unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("co"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(co.head(), Some(tip), "{who}");
+    assert!(m.is_shallow().unwrap(), "{who}");
+    let blob = |rev: &str, path: &str| git_ok(bare, &["rev-parse", &format!("{rev}:{path}")]);
+    let b_blob = blob("main", "apps/b/values.yaml");
+    assert!(
+        !holds(m.path(), &b_blob),
+        "{who}: blobless: no blob until read"
+    );
+    assert!(
+        holds(m.path(), &tip.to_string()),
+        "{who}: the commit is there"
+    );
+    co.materialize(Path::new("apps/a/values.yaml")).unwrap();
+    assert!(
+        holds(m.path(), &blob("main", "apps/a/values.yaml")),
+        "{who}"
+    );
+    assert!(!holds(m.path(), &b_blob), "{who}: only what was read");
+    let a_file = work.path().join("co/apps/a/values.yaml");
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "tag: 1.0.0\n");
+    std::fs::write(&a_file, "tag: 1.1.0\n").unwrap();
+    co.commit("promote a", &sig(), &sig()).unwrap();
+    let pushed = co
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main~1"]),
+        tip.to_string(),
+        "{who}"
+    );
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main"]),
+        pushed.commit.to_string()
+    );
+
+    // Another writer changes apps/b (whose blob this mirror never had) and pushes first.
+    let b_new = format!("{b_content}extra: 1\n");
+    let theirs = write(&full, "apps/b/values.yaml", &b_new);
+    std::fs::write(&a_file, "tag: 1.2.0\n").unwrap();
+    co.commit("promote a again", &sig(), &sig()).unwrap();
+    let pushed = co
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main~1"]),
+        theirs.to_string(),
+        "{who}"
+    );
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main"]),
+        pushed.commit.to_string()
+    );
+    assert_eq!(
+        git_ok(bare, &["show", "main:apps/a/values.yaml"]),
+        "tag: 1.2.0"
+    );
+    assert_eq!(
+        git_ok(bare, &["show", "main:apps/b/values.yaml"]),
+        b_new.trim_end()
+    );
+    git_ok(bare, &["fsck", "--no-progress"]);
+
+    // A read of a file never materialised fetches its blob.
+    assert_eq!(
+        m.read_file("main", "README.md").unwrap().unwrap(),
+        b"# gitops\n",
+        "{who}"
+    );
+    // History: deepening a blobless mirror.
+    let mut seen = Vec::new();
+    m.walk_history(pushed.commit, |c| {
+        seen.push(c.id);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(seen.len(), 5, "{who}: seed, b, a, b, a: {seen:?}");
+    assert_eq!(seen.last(), Some(&seeded), "{who}");
+    assert!(!m.is_shallow().unwrap(), "{who}");
+}
+
+#[test]
+fn blobless_promotion_file() {
+    let t = file_transport();
+    let url = t.new_repo();
+    let bare = PathBuf::from(url.strip_prefix("file://").unwrap());
+    blobless_promotion(&t, &bare);
+}
+
+#[test]
+fn blobless_promotion_smart_http() {
+    let Some(t) = http_transport() else { return };
+    let url = t.new_repo();
+    let name = url.rsplit('/').next().unwrap();
+    blobless_promotion(&t, &t.root.join(name));
+}

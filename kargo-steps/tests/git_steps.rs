@@ -1123,8 +1123,9 @@ impl Step for MoveRemote {
     }
 }
 
-/// Over the real smart-HTTP server: a git-clone with an empty cache makes a depth-1
-/// mirror (its shallow boundary is the tip it cloned, whose parent it does not hold);
+/// Over the real smart-HTTP server: a git-clone with an empty cache makes a depth-1,
+/// blobless mirror (its shallow boundary is the tip it cloned, whose parent it does not
+/// hold; it holds only the blobs the promotion read);
 /// the remote moves between the commit and the push; the push lands on the remote's new
 /// tip (rebased), the remote accepts it and its history is intact.
 #[tokio::test(flavor = "multi_thread")]
@@ -1176,15 +1177,30 @@ async fn http_cold_clone_is_shallow_and_pushes_after_the_remote_moved() {
     let shallow = std::fs::read_to_string(mirrors[0].join("shallow")).unwrap();
     assert_eq!(shallow.trim(), cloned_tip, "depth 1: only the cloned tip");
     let parent_of_tip = git(&remote.bare, &["rev-parse", &format!("{cloned_tip}~1")]);
-    let has_parent = Command::new("git")
-        .args(["cat-file", "-e", &parent_of_tip])
-        .current_dir(&mirrors[0])
-        .status()
-        .unwrap()
-        .success();
+    // (GIT_NO_LAZY_FETCH: the mirror is a promisor repository, git would fetch it.)
+    let holds = |id: &str| {
+        Command::new("git")
+            .args(["cat-file", "-e", id])
+            .current_dir(&mirrors[0])
+            .env("GIT_NO_LAZY_FETCH", "1")
+            .status()
+            .unwrap()
+            .success()
+    };
     assert!(
-        !has_parent,
+        !holds(&parent_of_tip),
         "the mirror must not hold history behind the tip"
+    );
+    // Blobless: the files no step read are not in the mirror.
+    let untouched = git(&remote.bare, &["rev-parse", "main:apps/app-8/values.yaml"]);
+    assert!(!holds(&untouched), "a file nobody read was fetched");
+    let edited_before = git(
+        &remote.bare,
+        &["rev-parse", &format!("{cloned_tip}:apps/app-3/values.yaml")],
+    );
+    assert!(
+        holds(&edited_before),
+        "the file the promotion read is there"
     );
 
     // The remote: the promotion on top of the other writer's commit, on top of the tip.
