@@ -385,7 +385,9 @@ impl Checkout {
         };
         match entry {
             None if rel.is_empty() => {
-                self.mirror.ensure_blobs_under(&repo, st.head_tree)?;
+                let head = st.head_tree;
+                self.mirror
+                    .ensure_for_materialize(&repo, head, "", Some(head))?;
                 write_tree(&repo, st.head_tree, &self.root, "", &mut st)?;
                 st.dirs.insert(String::new());
             }
@@ -397,13 +399,19 @@ impl Checkout {
                 }
             }
             Some(e) if e.mode().is_tree() => {
-                self.mirror.ensure_blobs_under(&repo, e.object_id())?;
+                self.mirror.ensure_for_materialize(
+                    &repo,
+                    st.head_tree,
+                    rel,
+                    Some(e.object_id()),
+                )?;
                 write_tree(&repo, e.object_id(), &self.root.join(rel), rel, &mut st)?;
                 st.dirs.insert(rel.to_owned());
             }
             Some(e) => {
                 let kind = e.mode().kind();
-                self.mirror.ensure_blobs(&repo, [e.object_id()])?;
+                self.mirror
+                    .ensure_for_materialize(&repo, st.head_tree, rel, None)?;
                 write_file(&repo, e.object_id(), kind, &self.root, rel, &mut st)?;
             }
         }

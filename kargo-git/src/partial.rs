@@ -276,28 +276,29 @@ impl Mirror {
         Ok(())
     }
 
-    /// [`Mirror::ensure_blobs`] for every blob under `tree` (files of every subdirectory).
-    pub(crate) fn ensure_blobs_under(&self, repo: &gix::Repository, tree: ObjectId) -> Result<()> {
+    /// What a checkout needs before it writes `rel` (`""`: everything) of `head_tree` to
+    /// disk: the blob of the file, or every blob under the directory (`subtree`), and the
+    /// files next to it along its path, which a later commit of a change there rewrites.
+    /// One request for all of them.
+    pub(crate) fn ensure_for_materialize(
+        &self,
+        repo: &gix::Repository,
+        head_tree: ObjectId,
+        rel: &str,
+        subtree: Option<ObjectId>,
+    ) -> Result<()> {
         if !self.is_blobless() {
             return Ok(());
         }
-        let mut blobs = Vec::new();
-        let mut trees = vec![tree];
-        while let Some(t) = trees.pop() {
-            let t = repo
-                .find_tree(t)
-                .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
-            for e in t.iter() {
-                let e =
-                    e.map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
-                if e.mode().is_tree() {
-                    trees.push(e.object_id());
-                } else if e.mode().is_blob() || e.mode().is_link() {
-                    blobs.push(e.object_id());
-                }
-            }
+        let mut ids = if rel.is_empty() {
+            Vec::new()
+        } else {
+            sibling_blobs(repo, &[head_tree], &[rel.to_owned()])?
+        };
+        if let Some(tree) = subtree {
+            ids.extend(blobs_under(repo, tree)?);
         }
-        self.ensure_blobs(repo, blobs)
+        self.ensure_blobs(repo, ids)
     }
 
     /// [`Mirror::ensure_blobs`] for the files next to `paths` in each of `trees`: every
@@ -313,41 +314,7 @@ impl Mirror {
         if !self.is_blobless() || paths.is_empty() {
             return Ok(());
         }
-        let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
-        for p in paths {
-            let p = p.trim_matches('/');
-            dirs.insert("");
-            let mut end = 0;
-            while let Some(i) = p[end..].find('/') {
-                end += i;
-                dirs.insert(&p[..end]);
-                end += 1;
-            }
-        }
-        let other = |e: &dyn std::fmt::Display| {
-            GitError::new(GitErrorKind::Other, "read tree", e.to_string())
-        };
-        let mut blobs = Vec::new();
-        for tree in trees {
-            let root = repo.find_tree(*tree).map_err(|e| other(&e))?;
-            for dir in &dirs {
-                let id = if dir.is_empty() {
-                    *tree
-                } else {
-                    match root.lookup_entry_by_path(*dir).map_err(|e| other(&e))? {
-                        Some(e) if e.mode().is_tree() => e.object_id(),
-                        _ => continue,
-                    }
-                };
-                let t = repo.find_tree(id).map_err(|e| other(&e))?;
-                for e in t.iter() {
-                    let e = e.map_err(|e| other(&e))?;
-                    if !e.mode().is_tree() && !e.mode().is_commit() {
-                        blobs.push(e.object_id());
-                    }
-                }
-            }
-        }
+        let blobs = sibling_blobs(repo, trees, paths)?;
         self.ensure_blobs(repo, blobs)
     }
 
@@ -376,4 +343,68 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Every blob entry (file or symlink) of every directory along each of `paths` (the root
+/// included) in each of `trees`.
+fn sibling_blobs(
+    repo: &gix::Repository,
+    trees: &[ObjectId],
+    paths: &[String],
+) -> Result<Vec<ObjectId>> {
+    let mut dirs: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for p in paths {
+        let p = p.trim_matches('/');
+        dirs.insert("");
+        let mut end = 0;
+        while let Some(i) = p[end..].find('/') {
+            end += i;
+            dirs.insert(&p[..end]);
+            end += 1;
+        }
+    }
+    let other =
+        |e: &dyn std::fmt::Display| GitError::new(GitErrorKind::Other, "read tree", e.to_string());
+    let mut blobs = Vec::new();
+    for tree in trees {
+        let root = repo.find_tree(*tree).map_err(|e| other(&e))?;
+        for dir in &dirs {
+            let id = if dir.is_empty() {
+                *tree
+            } else {
+                match root.lookup_entry_by_path(*dir).map_err(|e| other(&e))? {
+                    Some(e) if e.mode().is_tree() => e.object_id(),
+                    _ => continue,
+                }
+            };
+            let t = repo.find_tree(id).map_err(|e| other(&e))?;
+            for e in t.iter() {
+                let e = e.map_err(|e| other(&e))?;
+                if !e.mode().is_tree() && !e.mode().is_commit() {
+                    blobs.push(e.object_id());
+                }
+            }
+        }
+    }
+    Ok(blobs)
+}
+
+/// Every blob under `tree`, in every subdirectory.
+fn blobs_under(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<ObjectId>> {
+    let other =
+        |e: &dyn std::fmt::Display| GitError::new(GitErrorKind::Other, "read tree", e.to_string());
+    let mut blobs = Vec::new();
+    let mut trees = vec![tree];
+    while let Some(t) = trees.pop() {
+        let t = repo.find_tree(t).map_err(|e| other(&e))?;
+        for e in t.iter() {
+            let e = e.map_err(|e| other(&e))?;
+            if e.mode().is_tree() {
+                trees.push(e.object_id());
+            } else if !e.mode().is_commit() {
+                blobs.push(e.object_id());
+            }
+        }
+    }
+    Ok(blobs)
 }
