@@ -2,11 +2,15 @@
 //!
 //! Git for GitOps promotion, on gitoxide (gix) with the `git` binary for push (gix cannot
 //! push), except to repositories on this file system, which are pushed to in-process (see
-//! [`GitConfig::local_push`]). It depends on no other kargo crate.
+//! [`GitConfig::local_push`]), and for the fetches of blobless mirrors (gix cannot ask for
+//! a filter; see [`GitConfig::blobless`]). It depends on no other kargo crate.
 //!
 //! - [`Git`]: the entry point, holding a cache directory and a [`CredentialSource`].
 //! - [`Mirror`]: a bare mirror of one remote in the cache: the first use fetches, later uses
-//!   fetch only what is new; a lock file makes a cache safe for several processes.
+//!   fetch only what is new; a lock file makes a cache safe for several processes. Mirrors
+//!   made for promotions are shallow and blobless by default ([`GitConfig::depth`],
+//!   [`GitConfig::blobless`]): history reads deepen them ([`Mirror::unshallow`]), and blobs
+//!   are fetched when a checkout or an edit reads them.
 //! - [`Mirror::commit_edits`] / [`Mirror::push_edits`]: commits without a work tree. The
 //!   edits are applied to the branch tip's tree in the object database (new blobs, and new
 //!   trees only along the changed paths); a rejected push fetches and re-runs the same edits
