@@ -386,8 +386,14 @@ impl Checkout {
         match entry {
             None if rel.is_empty() => {
                 let head = st.head_tree;
-                self.mirror
-                    .ensure_for_materialize(&repo, head, "", Some(head))?;
+                let repo = if self
+                    .mirror
+                    .ensure_for_materialize(&repo, head, "", Some(head))?
+                {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_tree(&repo, st.head_tree, &self.root, "", &mut st)?;
                 st.dirs.insert(String::new());
             }
@@ -399,19 +405,29 @@ impl Checkout {
                 }
             }
             Some(e) if e.mode().is_tree() => {
-                self.mirror.ensure_for_materialize(
+                let repo = if self.mirror.ensure_for_materialize(
                     &repo,
                     st.head_tree,
                     rel,
                     Some(e.object_id()),
-                )?;
+                )? {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_tree(&repo, e.object_id(), &self.root.join(rel), rel, &mut st)?;
                 st.dirs.insert(rel.to_owned());
             }
             Some(e) => {
                 let kind = e.mode().kind();
-                self.mirror
-                    .ensure_for_materialize(&repo, st.head_tree, rel, None)?;
+                let repo = if self
+                    .mirror
+                    .ensure_for_materialize(&repo, st.head_tree, rel, None)?
+                {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_file(&repo, e.object_id(), kind, &self.root, rel, &mut st)?;
             }
         }
@@ -620,7 +636,11 @@ impl Checkout {
         };
         // A blobless mirror: gix writes a tree only when it holds every file it names.
         let paths: Vec<String> = changes.iter().map(|(c, _)| c.path.clone()).collect();
-        self.mirror.ensure_siblings(&repo, &[base], &paths)?;
+        let repo = if self.mirror.ensure_siblings(&repo, &[base], &paths)? {
+            self.mirror.open()?
+        } else {
+            repo
+        };
         let mut editor = repo
             .edit_tree(base)
             .map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;

@@ -26,7 +26,7 @@ impl Mirror {
     /// diff. Only objects in the mirror are read; a blobless mirror fetches the blobs of
     /// the changed files it lacks, in one request.
     pub fn diff_commits(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<FileDiff>> {
-        let repo = self.open()?;
+        let mut repo = self.open()?;
         let old_tree = match from {
             Some(c) => Some(commit_tree(&repo, c)?),
             None => None,
@@ -45,7 +45,9 @@ impl Mirror {
                     }
                 }
             }
-            self.ensure_blobs(&repo, ids)?;
+            if self.ensure_blobs(&repo, ids)? {
+                repo = self.open()?;
+            }
         }
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {

@@ -155,7 +155,11 @@ impl Mirror {
             .iter()
             .filter_map(|e| normalize(e.path()).ok())
             .collect();
-        self.ensure_siblings(&repo, &[base_tree], &paths)?;
+        let repo = if self.ensure_siblings(&repo, &[base_tree], &paths)? {
+            self.open()?
+        } else {
+            repo
+        };
         let mut editor = repo
             .edit_tree(base_tree)
             .map_err(|e| GitError::new(GitErrorKind::Other, "edit tree", e.to_string()))?;

@@ -116,7 +116,10 @@ pub struct Mirror {
     pub(crate) path: PathBuf,
     /// The opened repository, shared by clones of this handle (gix re-reads refs and
     /// discovers new packs on its own, so one open serves every later operation).
-    cached: std::sync::Arc<std::sync::OnceLock<gix::ThreadSafeRepository>>,
+    /// Dropped after the git binary wrote objects into the mirror ([`Mirror::reopen`]):
+    /// gix notices new packs by itself, but not reliably when several appear within the
+    /// same second.
+    cached: std::sync::Arc<std::sync::Mutex<Option<gix::ThreadSafeRepository>>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -259,12 +262,26 @@ impl Mirror {
 
     /// Opens the mirror with gix (isolated from user and system configuration).
     pub(crate) fn open(&self) -> Result<gix::Repository> {
-        if let Some(ts) = self.cached.get() {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ts) = cached.as_ref() {
             return Ok(ts.to_thread_local());
         }
         let repo = self.open_with_ssh(None)?;
-        let _ = self.cached.set(repo.clone().into_sync());
+        *cached = Some(repo.clone().into_sync());
         Ok(repo)
+    }
+
+    /// Forgets the opened repository, so that the next [`Mirror::open`] sees every pack
+    /// the git binary wrote; returns a new one.
+    pub(crate) fn reopen(&self) -> Result<gix::Repository> {
+        *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.open()
     }
 
     /// Opens the mirror, with `core.sshCommand` set when SSH credentials are in use.
@@ -856,7 +873,13 @@ pub(crate) fn read_blob_at(
             format!("{path:?} is a directory"),
         ));
     }
-    mirror.ensure_blobs(repo, [entry.object_id()])?;
+    let fresh;
+    let repo = if mirror.ensure_blobs(repo, [entry.object_id()])? {
+        fresh = mirror.open()?;
+        &fresh
+    } else {
+        repo
+    };
     let blob = repo
         .find_object(entry.object_id())
         .map_err(|e| GitError::new(GitErrorKind::Other, "read blob", e.to_string()))?;

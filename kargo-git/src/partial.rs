@@ -151,6 +151,7 @@ impl Mirror {
                 },
             ));
         }
+        self.reopen()?;
         let after = self.local_refs(spec)?;
         self.ensure_siblings_of_moves(&before, &after)?;
         Ok(after)
@@ -203,19 +204,38 @@ impl Mirror {
     /// Makes sure the mirror holds the blobs `ids`: in a blobless mirror, the missing ones
     /// are fetched from the remote in one request (protocol v2 servers answer a `want` of
     /// any object ID). Nothing happens in a mirror with blobs, where a missing object is
-    /// an error for the reader to report.
+    /// an error for the reader to report. Returns whether it fetched: then `repo` may not
+    /// see the new objects; read them through a new [`Mirror::open`].
     pub(crate) fn ensure_blobs(
         &self,
         repo: &gix::Repository,
         ids: impl IntoIterator<Item = ObjectId>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        self.fill_blobs(repo, ids, false)
+    }
+
+    /// [`Mirror::ensure_blobs`]; `locked`: the caller holds the mirror lock (every writer
+    /// of the mirror does: git's fetch rewrites the `shallow` file).
+    fn fill_blobs(
+        &self,
+        repo: &gix::Repository,
+        ids: impl IntoIterator<Item = ObjectId>,
+        locked: bool,
+    ) -> Result<bool> {
         if !self.is_blobless() {
-            return Ok(());
+            return Ok(false);
         }
         let mut missing: Vec<ObjectId> =
             ids.into_iter().filter(|id| !repo.has_object(id)).collect();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(false);
+        }
+        let _lock = if locked { None } else { Some(self.lock()?) };
+        // Another thread or process may have fetched them while this one waited.
+        let current = self.reopen()?;
+        missing.retain(|id| !current.has_object(id));
+        if missing.is_empty() {
+            return Ok(true);
         }
         missing.sort_unstable();
         missing.dedup();
@@ -266,14 +286,15 @@ impl Mirror {
         if !out.status.success() {
             return Err(GitError::classify(op, stderr.trim().to_owned()));
         }
-        if let Some(id) = missing.iter().find(|id| !repo.has_object(*id)) {
+        let current = self.reopen()?;
+        if let Some(id) = missing.iter().find(|id| !current.has_object(*id)) {
             return Err(GitError::new(
                 GitErrorKind::NotFound,
                 op,
                 format!("the remote did not send blob {id}"),
             ));
         }
-        Ok(())
+        Ok(true)
     }
 
     /// What a checkout needs before it writes `rel` (`""`: everything) of `head_tree` to
@@ -286,9 +307,9 @@ impl Mirror {
         head_tree: ObjectId,
         rel: &str,
         subtree: Option<ObjectId>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if !self.is_blobless() {
-            return Ok(());
+            return Ok(false);
         }
         let mut ids = if rel.is_empty() {
             Vec::new()
@@ -310,12 +331,22 @@ impl Mirror {
         repo: &gix::Repository,
         trees: &[ObjectId],
         paths: &[String],
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        self.fill_siblings(repo, trees, paths, false)
+    }
+
+    fn fill_siblings(
+        &self,
+        repo: &gix::Repository,
+        trees: &[ObjectId],
+        paths: &[String],
+        locked: bool,
+    ) -> Result<bool> {
         if !self.is_blobless() || paths.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let blobs = sibling_blobs(repo, trees, paths)?;
-        self.ensure_blobs(repo, blobs)
+        self.fill_blobs(repo, blobs, locked)
     }
 
     /// After a fetch moved refs of a blobless mirror from `before` to their new targets:
@@ -326,7 +357,7 @@ impl Mirror {
         before: &BTreeMap<String, ObjectId>,
         after: &BTreeMap<String, ObjectId>,
     ) -> Result<()> {
-        let repo = self.open()?;
+        let mut repo = self.open()?;
         for (name, new) in after {
             let Some(old) = before.get(name).filter(|old| *old != new) else {
                 continue;
@@ -339,7 +370,10 @@ impl Mirror {
             };
             let mut paths = Vec::new();
             crate::history::diff_trees(&repo, Some(old_tree), Some(new_tree), "", &mut paths)?;
-            self.ensure_siblings(&repo, &[old_tree, new_tree], &paths)?;
+            // Called by a fetch, which holds the mirror lock.
+            if self.fill_siblings(&repo, &[old_tree, new_tree], &paths, true)? {
+                repo = self.open()?;
+            }
         }
         Ok(())
     }

@@ -2193,3 +2193,59 @@ fn blobless_promotion_smart_http() {
     let name = url.rsplit('/').next().unwrap();
     blobless_promotion(&t, &t.root.join(name));
 }
+
+/// Blobless checkouts of one mirror materialising files from several threads at once:
+/// their blob fetches are serialised by the mirror lock (git's fetch into a shallow mirror
+/// holds `shallow.lock`; two at once would fail), and every file arrives.
+#[test]
+fn concurrent_blob_fetches_into_one_blobless_mirror() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    git_ok(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    let mut seed_config = config(&work.path().join("seed"));
+    seed_config.depth = None;
+    let full = Git::new(seed_config, Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let edits: Vec<Edit> = (0..40)
+        .map(|i| Edit::Write {
+            path: format!("apps/app-{i}/values.yaml"),
+            content: format!("app: {i}\n").into_bytes(),
+        })
+        .collect();
+    full.push_edits("main", &edits, "apps", &sig(), &sig(), true)
+        .unwrap();
+    let m = Git::new(config(&work.path().join("cache")), Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let checkouts: Vec<_> = (0..4)
+        .map(|k| {
+            m.checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &work.path().join(format!("co-{k}")),
+                &CheckoutOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(!holds(
+        m.path(),
+        &git_ok(&bare, &["rev-parse", "main:apps/app-0/values.yaml"])
+    ));
+    std::thread::scope(|s| {
+        for (k, co) in checkouts.iter().enumerate() {
+            let root = work.path().join(format!("co-{k}"));
+            s.spawn(move || {
+                for i in (k..40).step_by(4) {
+                    let rel = format!("apps/app-{i}/values.yaml");
+                    co.materialize(Path::new(&rel)).unwrap();
+                    assert_eq!(
+                        std::fs::read_to_string(root.join(&rel)).unwrap(),
+                        format!("app: {i}\n")
+                    );
+                }
+            });
+        }
+    });
+}
