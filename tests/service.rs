@@ -445,7 +445,9 @@ async fn shutdown_finishes_the_running_promotion_and_leaves_the_rest_queued() {
     let source = Recording::default();
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let gate = Gate::default();
-    let c = gated_controller(&manifests, &source, store.clone(), &gate);
+    // One Stage's promotions at a time: the second Stage's waits in the queue.
+    let c =
+        gated_controller(&manifests, &source, store.clone(), &gate).with_promotion_concurrency(1);
     let mut running = Running::start(Service::new(c.clone(), ServiceOptions::default()));
     let handle = running.handle.clone();
     // The first promotion is running (its step waits on the gate): ask to stop.
@@ -491,6 +493,51 @@ async fn shutdown_finishes_the_running_promotion_and_leaves_the_rest_queued() {
     let state = c2.state().await.unwrap();
     assert!(state.stages["dev-a"].current().is_some());
     assert!(state.stages["dev-b"].current().is_some());
+}
+
+#[tokio::test]
+async fn stages_promote_at_once_and_shutdown_waits_for_every_running_promotion() {
+    let manifests = format!(
+        "{PROJECT}{AUTO}{}{}{}{}",
+        warehouse("app", "ghcr.io/acme/app", "24h"),
+        stage("dev-a", "{direct: true}", false),
+        stage("dev-b", "{direct: true}", false),
+        stage("dev-c", "{direct: true}", false),
+    );
+    let source = Recording::default();
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let gate = Gate::default();
+    let c = gated_controller(&manifests, &source, store, &gate).with_promotion_concurrency(2);
+    let mut running = Running::start(Service::new(c.clone(), ServiceOptions::default()));
+    // Two Stages' promotions run at once (both wait on the gate); the third waits its turn.
+    while gate.runs.load(Ordering::SeqCst) < 2 {
+        tokio::task::yield_now().await;
+    }
+    running.ask_to_stop();
+    tokio::task::yield_now().await;
+    assert!(
+        !running.task.is_finished(),
+        "waits for both running promotions"
+    );
+    gate.open.add_permits(2);
+    running.task.await.unwrap();
+    assert_eq!(
+        gate.runs.load(Ordering::SeqCst),
+        2,
+        "no third promotion started"
+    );
+    let state = c.state().await.unwrap();
+    let finished = state
+        .stages
+        .values()
+        .filter(|s| s.last_promotion.is_some())
+        .count();
+    assert_eq!(finished, 2);
+    assert_eq!(
+        state.stages.values().map(|s| s.queue.len()).sum::<usize>(),
+        1,
+        "the third Stage's promotion stays queued"
+    );
 }
 
 /// A verifier whose verdict the test sets.

@@ -249,7 +249,15 @@ impl Mirror {
             }
             (CheckoutTarget::Commit(c), Ok(_)) => {
                 let repo = self.open()?;
-                (None, Some(resolve_commit(&repo, c)?))
+                match resolve_commit(&repo, c) {
+                    Ok(id) => (None, Some(id)),
+                    // A commit behind the branch tips of a shallow mirror: get the history.
+                    Err(e) if e.kind == GitErrorKind::NotFound && self.is_shallow()? => {
+                        self.unshallow()?;
+                        (None, Some(resolve_commit(&self.open()?, c)?))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         let repo = self.open()?;
@@ -382,6 +390,15 @@ impl Checkout {
         };
         match entry {
             None if rel.is_empty() => {
+                let head = st.head_tree;
+                let repo = if self
+                    .mirror
+                    .ensure_for_materialize(&repo, head, "", Some(head))?
+                {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_tree(&repo, st.head_tree, &self.root, "", &mut st)?;
                 st.dirs.insert(String::new());
             }
@@ -393,11 +410,29 @@ impl Checkout {
                 }
             }
             Some(e) if e.mode().is_tree() => {
+                let repo = if self.mirror.ensure_for_materialize(
+                    &repo,
+                    st.head_tree,
+                    rel,
+                    Some(e.object_id()),
+                )? {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_tree(&repo, e.object_id(), &self.root.join(rel), rel, &mut st)?;
                 st.dirs.insert(rel.to_owned());
             }
             Some(e) => {
                 let kind = e.mode().kind();
+                let repo = if self
+                    .mirror
+                    .ensure_for_materialize(&repo, st.head_tree, rel, None)?
+                {
+                    self.mirror.open()?
+                } else {
+                    repo.clone()
+                };
                 write_file(&repo, e.object_id(), kind, &self.root, rel, &mut st)?;
             }
         }
@@ -444,7 +479,7 @@ impl Checkout {
             let old = if st.cleared {
                 None
             } else {
-                crate::mirror::read_blob_at(&repo, st.head_tree, &c.path)
+                crate::mirror::read_blob_at(&self.mirror, &repo, st.head_tree, &c.path)
                     .ok()
                     .flatten()
             };
@@ -603,6 +638,13 @@ impl Checkout {
             ObjectId::empty_tree(repo.object_hash())
         } else {
             st.head_tree
+        };
+        // A blobless mirror: gix writes a tree only when it holds every file it names.
+        let paths: Vec<String> = changes.iter().map(|(c, _)| c.path.clone()).collect();
+        let repo = if self.mirror.ensure_siblings(&repo, &[base], &paths)? {
+            self.mirror.open()?
+        } else {
+            repo
         };
         let mut editor = repo
             .edit_tree(base)

@@ -23,9 +23,10 @@ pub struct FileDiff {
 impl Mirror {
     /// The files that differ between the trees of commit `from` (`None`: the empty tree,
     /// e.g. for a new orphan branch) and commit `to`, sorted by path, each with its unified
-    /// diff. Only objects in the mirror are read; nothing is fetched.
+    /// diff. Only objects in the mirror are read; a blobless mirror fetches the blobs of
+    /// the changed files it lacks, in one request.
     pub fn diff_commits(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<FileDiff>> {
-        let repo = self.open()?;
+        let mut repo = self.open()?;
         let old_tree = match from {
             Some(c) => Some(commit_tree(&repo, c)?),
             None => None,
@@ -35,6 +36,19 @@ impl Mirror {
         crate::history::diff_trees(&repo, old_tree, Some(new_tree), "", &mut paths)?;
         paths.sort();
         paths.dedup();
+        if self.is_blobless() {
+            let mut ids = Vec::new();
+            for path in &paths {
+                for tree in old_tree.iter().chain([&new_tree]) {
+                    if let Some(id) = blob_id_at(&repo, *tree, path)? {
+                        ids.push(id);
+                    }
+                }
+            }
+            if self.ensure_blobs(&repo, ids)? {
+                repo = self.open()?;
+            }
+        }
         let mut out = Vec::with_capacity(paths.len());
         for path in paths {
             let old = match old_tree {
@@ -53,6 +67,17 @@ impl Mirror {
         }
         Ok(out)
     }
+}
+
+/// The blob ID of the file (not directory, not submodule) at `path` in `tree`.
+fn blob_id_at(repo: &gix::Repository, tree: ObjectId, path: &str) -> Result<Option<ObjectId>> {
+    let t = repo
+        .find_tree(tree)
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?;
+    Ok(t.lookup_entry_by_path(path)
+        .map_err(|e| GitError::new(GitErrorKind::Other, "read tree", e.to_string()))?
+        .filter(|e| !e.mode().is_tree() && !e.mode().is_commit())
+        .map(|e| e.object_id()))
 }
 
 /// The content of the file (not directory, not submodule) at `path` in `tree`.

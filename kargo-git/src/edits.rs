@@ -153,6 +153,16 @@ impl Mirror {
             Some(p) => commit_tree(&repo, p)?,
             None => ObjectId::empty_tree(repo.object_hash()),
         };
+        // A blobless mirror: gix writes a tree only when it holds every file it names.
+        let paths: Vec<String> = edits
+            .iter()
+            .filter_map(|e| normalize(e.path()).ok())
+            .collect();
+        let repo = if self.ensure_siblings(&repo, &[base_tree], &paths)? {
+            self.open()?
+        } else {
+            repo
+        };
         let mut editor = repo
             .edit_tree(base_tree)
             .map_err(|e| GitError::new(GitErrorKind::Other, "edit tree", e.to_string()))?;
@@ -162,8 +172,9 @@ impl Mirror {
                 Edit::Write { content, .. } => Some(content.clone()),
                 Edit::Delete { .. } => None,
                 Edit::Transform { f, .. } => {
-                    let current = read_blob_at(&repo, base_tree, &path).or_else(|e| {
-                        if e.kind == GitErrorKind::Invalid {
+                    let current = read_blob_at(self, &repo, base_tree, &path).or_else(|e| {
+                        // A blob a blobless mirror could not fetch is no absent file.
+                        if e.kind == GitErrorKind::Invalid || e.operation.starts_with("fetch") {
                             Err(e)
                         } else {
                             Ok(None)

@@ -48,35 +48,65 @@ impl Mirror {
     /// [`walk_history`](Self::walk_history) of only the commits reachable from `start` and
     /// not from any of `hidden` (`git log start ^hidden...`): what is new on a branch since
     /// its tips were `hidden`.
+    ///
+    /// In a shallow mirror, a walk that goes on past the shallow boundary deepens the
+    /// mirror to its full history ([`Mirror::unshallow`]) and continues there; `visit`
+    /// sees every commit once.
     pub fn walk_history_excluding(
         &self,
         start: ObjectId,
         hidden: &[ObjectId],
         mut visit: impl FnMut(crate::CommitInfo) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
-        let repo = self.open()?;
-        let walk = repo
-            .rev_walk([start])
-            .with_hidden(hidden.iter().copied())
-            .sorting(gix::revision::walk::Sorting::ByCommitTime(
-                gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
-            ))
-            .all()
-            .map_err(|e| other("log", e))?;
-        for info in walk {
-            let info = info.map_err(|e| other("log", e))?;
-            if visit(commit_info(&repo, info.id)?)?.is_break() {
-                break;
+        let boundary = self.shallow_boundary()?;
+        let shallow = !boundary.is_empty();
+        let mut visited = std::collections::HashSet::new();
+        let mut deepened = false;
+        loop {
+            let repo = self.open()?;
+            let walk = repo
+                .rev_walk([start])
+                .with_hidden(hidden.iter().copied())
+                .sorting(gix::revision::walk::Sorting::ByCommitTime(
+                    gix::traverse::commit::simple::CommitTimeOrder::NewestFirst,
+                ))
+                .all()
+                .map_err(|e| other("log", e))?;
+            let mut crossed = false;
+            for info in walk {
+                let info = info.map_err(|e| other("log", e))?;
+                // After deepening, the walk starts again: skip what `visit` saw.
+                if shallow && !visited.insert(info.id) {
+                    continue;
+                }
+                if visit(commit_info(&repo, info.id)?)?.is_break() {
+                    return Ok(());
+                }
+                if !deepened && boundary.contains(&info.id) {
+                    crossed = true;
+                    break;
+                }
             }
+            if !crossed {
+                return Ok(());
+            }
+            // The walk goes on past a commit whose parents the mirror does not hold.
+            self.unshallow()?;
+            deepened = true;
         }
-        Ok(())
     }
 
     /// Whether `ancestor` is `commit` or one of its ancestors (a fast-forward from
-    /// `ancestor` to `commit`). Both must be in the mirror.
+    /// `ancestor` to `commit`). Both must be in the mirror; a shallow mirror that does not
+    /// hold `ancestor` is deepened to its full history first. Otherwise a shallow mirror
+    /// answers from the history it holds (an ancestor beyond its shallow boundary is not
+    /// found); call [`Mirror::unshallow`] first where that matters.
     pub fn is_ancestor(&self, ancestor: ObjectId, commit: ObjectId) -> Result<bool> {
         if ancestor == commit {
             return Ok(true);
+        }
+        if !self.open()?.has_object(ancestor) && self.is_shallow()? {
+            self.unshallow()?;
         }
         let repo = self.open()?;
         let mut walk = repo
@@ -94,7 +124,12 @@ impl Mirror {
 
     /// The paths (files, not directories) that `commit` changed compared with its first
     /// parent, sorted; for a root commit, every file it holds. A rename lists both paths.
+    /// A commit at a shallow mirror's boundary deepens the mirror first (its parent is
+    /// beyond the boundary).
     pub fn changed_paths(&self, commit: ObjectId) -> Result<Vec<String>> {
+        if self.shallow_boundary()?.contains(&commit) {
+            self.unshallow()?;
+        }
         let repo = self.open()?;
         let c = repo
             .find_commit(commit)

@@ -2,11 +2,15 @@
 //!
 //! Git for GitOps promotion, on gitoxide (gix) with the `git` binary for push (gix cannot
 //! push), except to repositories on this file system, which are pushed to in-process (see
-//! [`GitConfig::local_push`]). It depends on no other kargo crate.
+//! [`GitConfig::local_push`]), and for the fetches of blobless mirrors (gix cannot ask for
+//! a filter; see [`GitConfig::blobless`]). It depends on no other kargo crate.
 //!
 //! - [`Git`]: the entry point, holding a cache directory and a [`CredentialSource`].
 //! - [`Mirror`]: a bare mirror of one remote in the cache: the first use fetches, later uses
-//!   fetch only what is new; a lock file makes a cache safe for several processes.
+//!   fetch only what is new; a lock file makes a cache safe for several processes. Mirrors
+//!   made for promotions are shallow and blobless by default ([`GitConfig::depth`],
+//!   [`GitConfig::blobless`]): history reads deepen them ([`Mirror::unshallow`]), and blobs
+//!   are fetched when a checkout or an edit reads them.
 //! - [`Mirror::commit_edits`] / [`Mirror::push_edits`]: commits without a work tree. The
 //!   edits are applied to the branch tip's tree in the object database (new blobs, and new
 //!   trees only along the changed paths); a rejected push fetches and re-runs the same edits
@@ -43,6 +47,7 @@ mod history;
 mod integration;
 mod local_push;
 mod mirror;
+mod partial;
 mod push_group;
 mod replay;
 
@@ -79,8 +84,19 @@ pub struct GitConfig {
     pub retry_initial: Duration,
     /// The longest retry delay.
     pub retry_max: Duration,
-    /// History depth of a new mirror (`None`: full history).
+    /// History depth of a mirror made by a checkout or a commit ([`Mirror::checkout`],
+    /// [`Mirror::push_edits`]): default 1, the branch tip only, which is all a promotion
+    /// needs. A mirror that already holds full history stays full; reads that need more
+    /// history ([`Mirror::walk_history`], [`Mirror::log`], [`Mirror::changed_paths`])
+    /// deepen a shallow mirror to its full history ([`Mirror::unshallow`]). `None`: full
+    /// history from the start.
     pub depth: Option<std::num::NonZeroU32>,
+    /// Make new shallow mirrors blobless (default true): their first fetch gets commits
+    /// and trees only (`--filter=blob:none`, with the git binary, which gix cannot do), and
+    /// the blobs a checkout writes or an edit reads are fetched when needed, one request
+    /// per read. Every later fetch into such a mirror runs the git binary. Without the git
+    /// binary, or with credentials in the URL, mirrors get their blobs as before.
+    pub blobless: bool,
     /// The identity of commits made when a step names none (Kargo: ClusterConfig's
     /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
     pub default_author: Option<Signature>,
@@ -99,7 +115,8 @@ impl GitConfig {
             max_push_attempts: 10,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
-            depth: None,
+            depth: std::num::NonZeroU32::new(1),
+            blobless: true,
             default_author: None,
             push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }

@@ -43,7 +43,11 @@ pub struct FetchSpec {
     pub tags: Vec<String>,
     /// Fetch every tag.
     pub all_tags: bool,
-    /// Limit history to this many commits (only applied when the mirror is new or shallow).
+    /// Limit history to this many commits. Applied when the mirror is new (it then becomes
+    /// shallow), and, in a shallow mirror, to a fetch that brings refs the mirror does not
+    /// have yet. A fetch that updates refs a shallow mirror already has gets everything
+    /// between the new tips and what the mirror holds (like `git fetch` in a shallow
+    /// clone), so the history stays connected; a full mirror stays full.
     pub depth: Option<NonZeroU32>,
 }
 
@@ -56,7 +60,7 @@ impl FetchSpec {
         }
     }
 
-    fn refspecs(&self) -> Vec<String> {
+    pub(crate) fn refspecs(&self) -> Vec<String> {
         let mut specs = Vec::new();
         if self.all_branches {
             specs.push("+refs/heads/*:refs/heads/*".to_owned());
@@ -112,7 +116,10 @@ pub struct Mirror {
     pub(crate) path: PathBuf,
     /// The opened repository, shared by clones of this handle (gix re-reads refs and
     /// discovers new packs on its own, so one open serves every later operation).
-    cached: std::sync::Arc<std::sync::OnceLock<gix::ThreadSafeRepository>>,
+    /// Dropped after the git binary wrote objects into the mirror ([`Mirror::reopen`]):
+    /// gix notices new packs by itself, but not reliably when several appear within the
+    /// same second.
+    cached: std::sync::Arc<std::sync::Mutex<Option<gix::ThreadSafeRepository>>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -255,12 +262,26 @@ impl Mirror {
 
     /// Opens the mirror with gix (isolated from user and system configuration).
     pub(crate) fn open(&self) -> Result<gix::Repository> {
-        if let Some(ts) = self.cached.get() {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ts) = cached.as_ref() {
             return Ok(ts.to_thread_local());
         }
         let repo = self.open_with_ssh(None)?;
-        let _ = self.cached.set(repo.clone().into_sync());
+        *cached = Some(repo.clone().into_sync());
         Ok(repo)
+    }
+
+    /// Forgets the opened repository, so that the next [`Mirror::open`] sees every pack
+    /// the git binary wrote; returns a new one.
+    pub(crate) fn reopen(&self) -> Result<gix::Repository> {
+        *self
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.open()
     }
 
     /// Opens the mirror, with `core.sshCommand` set when SSH credentials are in use.
@@ -302,6 +323,76 @@ impl Mirror {
     }
 
     pub(crate) fn fetch_locked(&self, spec: &FetchSpec) -> Result<BTreeMap<String, ObjectId>> {
+        self.fetch_with(spec, false)
+    }
+
+    /// Whether the mirror is shallow (made with a [`FetchSpec::depth`]): commits at its
+    /// shallow boundary have parents it does not hold.
+    pub fn is_shallow(&self) -> Result<bool> {
+        self.open()?
+            .is_shallow()
+            .map_err(|e| GitError::new(GitErrorKind::Other, "read the shallow file", e.to_string()))
+    }
+
+    /// The commits at the shallow boundary (whose parents the mirror does not hold); empty
+    /// for a full mirror.
+    pub(crate) fn shallow_boundary(&self) -> Result<std::collections::HashSet<ObjectId>> {
+        let repo = self.open()?;
+        let commits = repo.shallow_commits().map_err(|e| {
+            GitError::new(GitErrorKind::Other, "read the shallow file", e.to_string())
+        })?;
+        Ok(commits
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    /// Makes a shallow mirror full (`git fetch --unshallow`): fetches the whole history of
+    /// every branch and tag it holds. Nothing happens for a full mirror. History reads
+    /// ([`Mirror::walk_history`], [`Mirror::log`], [`Mirror::changed_paths`]) call it when
+    /// they would cross the shallow boundary.
+    pub fn unshallow(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        if !self.is_shallow()? {
+            return Ok(());
+        }
+        let repo = self.open()?;
+        let mut spec = FetchSpec::default();
+        let refs = repo
+            .references()
+            .map_err(|e| GitError::new(GitErrorKind::Other, "list refs", e.to_string()))?;
+        for r in refs
+            .all()
+            .map_err(|e| GitError::new(GitErrorKind::Other, "list refs", e.to_string()))?
+            .flatten()
+        {
+            let name = r.name().as_bstr().to_str_lossy();
+            if let Some(b) = name.strip_prefix("refs/heads/") {
+                spec.branches.push(b.to_owned());
+            } else if let Some(t) = name.strip_prefix("refs/tags/") {
+                spec.tags.push(t.to_owned());
+            }
+        }
+        tracing::info!(url = %self.display_url(), branches = spec.branches.len(), tags = spec.tags.len(), "deepening a shallow mirror to its full history");
+        match self.fetch_with(&spec, true) {
+            // A branch or tag deleted on the remote since: unshallow what is left.
+            Err(e) if e.kind == GitErrorKind::NotFound => {
+                let all = FetchSpec {
+                    all_branches: true,
+                    all_tags: !spec.tags.is_empty(),
+                    ..FetchSpec::default()
+                };
+                self.fetch_with(&all, true)?;
+            }
+            other => {
+                other?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fetch; `unshallow`: get the whole history (`--unshallow`), even when every tip is
+    /// already in the mirror.
+    fn fetch_with(&self, spec: &FetchSpec, unshallow: bool) -> Result<BTreeMap<String, ObjectId>> {
         let op = self.op("fetch");
         self.git.check_interrupted(&op)?;
         let specs = spec.refspecs();
@@ -312,17 +403,26 @@ impl Mirror {
         let ssh = cli::SshSetup::new(auth.as_ref())?;
         let repo = self.open_with_ssh(ssh.as_ref())?;
         let _span = tracing::debug_span!("git.fetch", url = %self.display_url()).entered();
-        let shallow = match spec.depth {
-            Some(d)
-                if repo
-                    .references()
-                    .map(|r| r.all().map(|mut i| i.next().is_none()).unwrap_or(true))
-                    .unwrap_or(true)
-                    || repo.is_shallow().unwrap_or(false) =>
-            {
-                gix::remote::fetch::Shallow::DepthAtRemote(d)
+        let limit = match spec.depth {
+            Some(d) if !unshallow && wants_depth(&repo, spec) => Some(d),
+            _ => None,
+        };
+        let blobless = self.is_blobless();
+        // A new mirror: commits and trees only, when the git binary can fetch them.
+        if let Some(d) = limit
+            && self.git.config.blobless
+            && (blobless || !has_refs(&repo))
+            && let Some(refs) = self.fetch_blobless_new(spec, d)?
+        {
+            return Ok(refs);
+        }
+        let shallow = if unshallow {
+            gix::remote::fetch::Shallow::undo()
+        } else {
+            match limit {
+                Some(d) => gix::remote::fetch::Shallow::DepthAtRemote(d),
+                None => gix::remote::fetch::Shallow::NoChange,
             }
-            _ => gix::remote::fetch::Shallow::NoChange,
         };
         let remote = repo
             .remote_at(self.url.as_str())
@@ -341,7 +441,7 @@ impl Mirror {
         // Nothing moved: every advertised tip is already what the mirror has. Skip the
         // negotiation (which, for a shallow mirror, makes the server walk history).
         let mut current = BTreeMap::new();
-        let mut up_to_date = !prepared.ref_map().mappings.is_empty();
+        let mut up_to_date = !unshallow && !prepared.ref_map().mappings.is_empty();
         for m in &prepared.ref_map().mappings {
             let (Some(local), Some(id)) = (m.local.as_ref(), m.remote.as_id()) else {
                 up_to_date = false;
@@ -362,6 +462,16 @@ impl Mirror {
         if up_to_date {
             tracing::debug!("mirror is up to date; nothing to fetch");
             return Ok(current);
+        }
+        if blobless {
+            // gix cannot complete a thin pack against a blob the mirror lacks: git can.
+            drop(prepared);
+            let history = match (unshallow, limit) {
+                (true, _) => crate::partial::History::Unshallow,
+                (false, Some(d)) => crate::partial::History::Depth(d),
+                (false, None) => crate::partial::History::Connected,
+            };
+            return self.fetch_cli(spec, history, false);
         }
         let outcome = prepared
             .with_shallow(shallow)
@@ -434,7 +544,7 @@ impl Mirror {
         let repo = self.open()?;
         let commit = resolve_commit(&repo, rev)?;
         let tree = commit_tree(&repo, commit)?;
-        read_blob_at(&repo, tree, path)
+        read_blob_at(self, &repo, tree, path)
     }
 
     /// Lists a directory (`""` for the root) at a revision.
@@ -487,21 +597,39 @@ impl Mirror {
         Ok(out)
     }
 
-    /// The history from `rev`, newest first, at most `limit` commits.
+    /// The history from `rev`, newest first, at most `limit` commits. A shallow mirror
+    /// whose history ends before `limit` commits is deepened to its full history first
+    /// ([`Mirror::unshallow`]).
     pub fn log(&self, rev: &str, limit: usize) -> Result<Vec<CommitInfo>> {
+        let boundary = self.shallow_boundary()?;
+        let ids = self.log_ids(rev, limit)?;
+        let crosses = ids
+            .iter()
+            .enumerate()
+            .any(|(i, id)| i + 1 < limit && boundary.contains(id));
+        let ids = if crosses {
+            self.unshallow()?;
+            self.log_ids(rev, limit)?
+        } else {
+            ids
+        };
+        let repo = self.open()?;
+        ids.into_iter().map(|id| commit_info(&repo, id)).collect()
+    }
+
+    fn log_ids(&self, rev: &str, limit: usize) -> Result<Vec<ObjectId>> {
         let repo = self.open()?;
         let start = resolve_commit(&repo, rev)?;
         let walk = repo
             .rev_walk([start])
             .all()
             .map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
-        let mut out = Vec::new();
-        for info in walk.take(limit) {
-            let info =
-                info.map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))?;
-            out.push(commit_info(&repo, info.id)?);
-        }
-        Ok(out)
+        walk.take(limit)
+            .map(|info| {
+                info.map(|i| i.id)
+                    .map_err(|e| GitError::new(GitErrorKind::Other, "log", e.to_string()))
+            })
+            .collect()
     }
 
     /// Creates a tag in the mirror: annotated when `message` is given (tagger as given),
@@ -584,6 +712,39 @@ impl Mirror {
         }
         s
     }
+}
+
+/// Whether a fetch of `spec` with a depth should limit history: when the mirror is new
+/// (no refs), or shallow and the fetch asks for refs it does not have yet (their history
+/// would otherwise come in full). Updating refs a shallow mirror has fetches without a
+/// depth, which keeps the history between old and new tips connected.
+fn wants_depth(repo: &gix::Repository, spec: &FetchSpec) -> bool {
+    if !has_refs(repo) {
+        return true;
+    }
+    if !repo.is_shallow().unwrap_or(false) {
+        return false;
+    }
+    let missing = |name: String| {
+        repo.try_find_reference(name.as_str())
+            .ok()
+            .flatten()
+            .is_none()
+    };
+    spec.all_branches
+        || spec.all_tags
+        || spec
+            .branches
+            .iter()
+            .any(|b| missing(format!("refs/heads/{b}")))
+        || spec.tags.iter().any(|t| missing(format!("refs/tags/{t}")))
+}
+
+/// Whether the repository has any reference (a new mirror has none).
+fn has_refs(repo: &gix::Repository) -> bool {
+    repo.references()
+        .map(|r| r.all().map(|mut i| i.next().is_some()).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 /// An error with its sources, `outer: inner: innermost` (gix's top-level messages, such as
@@ -702,6 +863,7 @@ pub(crate) fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<Ob
 }
 
 pub(crate) fn read_blob_at(
+    mirror: &Mirror,
     repo: &gix::Repository,
     tree: ObjectId,
     path: &str,
@@ -722,6 +884,13 @@ pub(crate) fn read_blob_at(
             format!("{path:?} is a directory"),
         ));
     }
+    let fresh;
+    let repo = if mirror.ensure_blobs(repo, [entry.object_id()])? {
+        fresh = mirror.open()?;
+        &fresh
+    } else {
+        repo
+    };
     let blob = repo
         .find_object(entry.object_id())
         .map_err(|e| GitError::new(GitErrorKind::Other, "read blob", e.to_string()))?;

@@ -280,10 +280,21 @@ fn conformance(t: &Transport) {
     })
     .unwrap_or_else(|e| panic!("{who}: shallow fetch: {e}"));
     assert_eq!(
-        sm.log("main", 10).unwrap().len(),
+        sm.log("main", 1).unwrap().len(),
         1,
         "{who}: shallow history"
     );
+    assert!(
+        sm.is_shallow().unwrap(),
+        "{who}: depth 1 makes a shallow mirror"
+    );
+    // A log that wants more than the shallow history deepens the mirror.
+    assert_eq!(
+        sm.log("main", 10).unwrap().len(),
+        2,
+        "{who}: deepened history"
+    );
+    assert!(!sm.is_shallow().unwrap(), "{who}: unshallowed");
     assert_eq!(
         sm.read_file("main", "apps/a/values.yaml").unwrap().unwrap(),
         b"image:\n  tag: \"1.1.0\" # pinned\n"
@@ -2115,4 +2126,316 @@ fn concurrent_pushes_with_nothing_of_their_own_do_not_wait_for_each_other() {
     let outcomes = push_all_at_once(&checkouts);
     assert_eq!(outcomes.len(), 2 * n);
     assert_one_commit_per_app(&t, &url, work.path(), n);
+}
+
+/// Issue 19: mirrors made for a checkout are depth 1 by default; a full mirror stays full;
+/// reads that need history beyond the shallow boundary deepen the mirror, and a history
+/// walk that deepens half-way visits every commit exactly once.
+#[test]
+fn shallow_by_default_and_history_reads_deepen() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (_bare, url) = local_repo(&t);
+    let mut full_config = config(&work.path().join("seed"));
+    full_config.depth = None;
+    let full = Git::new(full_config, Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let mut history = vec![seed(&full)];
+    for i in 0..3 {
+        let out = full
+            .push_edits(
+                "main",
+                &[Edit::Write {
+                    path: format!("apps/a/file-{i}"),
+                    content: vec![b'x'; i + 1],
+                }],
+                &format!("edit {i}"),
+                &sig(),
+                &sig(),
+                false,
+            )
+            .unwrap();
+        history.push(out.commit);
+    }
+    history.reverse();
+    let tip = history[0];
+    assert!(!full.is_shallow().unwrap());
+    let checkout_in = |m: &kargo_git::Mirror, dir: &str| {
+        m.checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join(dir),
+            &CheckoutOptions::default(),
+        )
+        .unwrap()
+    };
+    // A full mirror stays full when a checkout uses it.
+    checkout_in(&full, "co-full");
+    assert!(!full.is_shallow().unwrap(), "a full mirror stays full");
+
+    // A cold checkout: the tip only.
+    let cold = |name: &str| {
+        let m = Git::new(config(&work.path().join(name)), Arc::new(NoAuth))
+            .mirror(&url)
+            .unwrap();
+        let co = checkout_in(&m, &format!("co-{name}"));
+        assert_eq!(co.head(), Some(tip));
+        assert!(
+            m.is_shallow().unwrap(),
+            "{name}: a cold checkout is shallow"
+        );
+        m
+    };
+    // A walk that goes past the boundary deepens and sees each commit once.
+    let m = cold("walk");
+    let mut seen = Vec::new();
+    m.walk_history(tip, |c| {
+        seen.push(c.id);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    assert_eq!(seen, history);
+    assert!(!m.is_shallow().unwrap());
+    // A walk that stops at the tip does not deepen.
+    let m = cold("walk-one");
+    m.walk_history(tip, |_| Ok(std::ops::ControlFlow::Break(())))
+        .unwrap();
+    assert!(m.is_shallow().unwrap(), "no history was needed");
+    assert_eq!(m.log("main", 1).unwrap().len(), 1);
+    assert!(m.is_shallow().unwrap(), "log -1 needs no history");
+    // The boundary commit's changed paths need its parent.
+    let m = cold("paths");
+    assert_eq!(m.changed_paths(tip).unwrap(), ["apps/a/file-2"]);
+    assert!(!m.is_shallow().unwrap());
+    // An ancestor the mirror does not hold.
+    let m = cold("ancestor");
+    assert!(m.is_ancestor(history[3], tip).unwrap());
+    assert!(!m.is_shallow().unwrap());
+    // A checkout of a commit behind the tip.
+    let m = Git::new(config(&work.path().join("commit")), Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Commit(history[2].to_string()),
+            &work.path().join("co-commit"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(co.head(), Some(history[2]));
+}
+
+/// Whether the mirror at `mirror` holds object `id` (without letting git fetch it).
+fn holds(mirror: &Path, id: &str) -> bool {
+    Command::new("git")
+        .args(["cat-file", "-e", id])
+        .current_dir(mirror)
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Issue 19: a cold checkout makes a shallow, blobless mirror: commits and trees only;
+/// the file a promotion reads is fetched when it is materialised; the commit and push land
+/// on the real tip; a push after the remote changed a file whose blob the mirror never
+/// had (a thin pack's delta base it lacks) still lands; deepening works.
+fn blobless_promotion(t: &Transport, bare: &Path) {
+    let who = t.name;
+    let work = tempfile::tempdir().unwrap();
+    let url = format!(
+        "{}/{}",
+        t.base_url,
+        bare.file_name().unwrap().to_str().unwrap()
+    );
+    // Like GitHub and GitLab: partial clones allowed (the servers of ci/test.sh allow
+    // them; file:// reads the repository's own configuration).
+    git_ok(bare, &["config", "uploadpack.allowFilter", "true"]);
+    let mut seed_config = config(&work.path().join("seed"));
+    seed_config.depth = None;
+    let creds: Arc<dyn kargo_git::CredentialSource> = match &t.auth {
+        Some(a) => Arc::new(StaticAuth::new().with(t.base_url.clone(), a.clone())),
+        None => Arc::new(NoAuth),
+    };
+    let full = Git::new(seed_config, creds.clone()).mirror(&url).unwrap();
+    let seeded = seed(&full);
+    let write = |m: &kargo_git::Mirror, path: &str, content: &str| {
+        m.push_edits(
+            "main",
+            &[Edit::Write {
+                path: path.into(),
+                content: content.as_bytes().to_vec(),
+            }],
+            "edit",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{who}: {e}"))
+        .commit
+    };
+    let b_content = "tag: 2.0.0\nsize: big\n".repeat(50);
+    let tip = write(&full, "apps/b/values.yaml", &b_content);
+
+    let git = Git::new(config(&work.path().join("cache")), creds);
+    let m = git.mirror(&url).unwrap();
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("co"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(co.head(), Some(tip), "{who}");
+    assert!(m.is_shallow().unwrap(), "{who}");
+    let blob = |rev: &str, path: &str| git_ok(bare, &["rev-parse", &format!("{rev}:{path}")]);
+    let b_blob = blob("main", "apps/b/values.yaml");
+    assert!(
+        !holds(m.path(), &b_blob),
+        "{who}: blobless: no blob until read"
+    );
+    assert!(
+        holds(m.path(), &tip.to_string()),
+        "{who}: the commit is there"
+    );
+    co.materialize(Path::new("apps/a/values.yaml")).unwrap();
+    assert!(
+        holds(m.path(), &blob("main", "apps/a/values.yaml")),
+        "{who}"
+    );
+    assert!(!holds(m.path(), &b_blob), "{who}: only what was read");
+    let a_file = work.path().join("co/apps/a/values.yaml");
+    assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "tag: 1.0.0\n");
+    std::fs::write(&a_file, "tag: 1.1.0\n").unwrap();
+    co.commit("promote a", &sig(), &sig()).unwrap();
+    let pushed = co
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main~1"]),
+        tip.to_string(),
+        "{who}"
+    );
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main"]),
+        pushed.commit.to_string()
+    );
+
+    // Another writer changes apps/b (whose blob this mirror never had) and pushes first.
+    let b_new = format!("{b_content}extra: 1\n");
+    let theirs = write(&full, "apps/b/values.yaml", &b_new);
+    std::fs::write(&a_file, "tag: 1.2.0\n").unwrap();
+    co.commit("promote a again", &sig(), &sig()).unwrap();
+    let pushed = co
+        .push(None, false, None)
+        .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main~1"]),
+        theirs.to_string(),
+        "{who}"
+    );
+    assert_eq!(
+        git_ok(bare, &["rev-parse", "main"]),
+        pushed.commit.to_string()
+    );
+    assert_eq!(
+        git_ok(bare, &["show", "main:apps/a/values.yaml"]),
+        "tag: 1.2.0"
+    );
+    assert_eq!(
+        git_ok(bare, &["show", "main:apps/b/values.yaml"]),
+        b_new.trim_end()
+    );
+    git_ok(bare, &["fsck", "--no-progress"]);
+
+    // A read of a file never materialised fetches its blob.
+    assert_eq!(
+        m.read_file("main", "README.md").unwrap().unwrap(),
+        b"# gitops\n",
+        "{who}"
+    );
+    // History: deepening a blobless mirror.
+    let mut seen = Vec::new();
+    m.walk_history(pushed.commit, |c| {
+        seen.push(c.id);
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(seen.len(), 5, "{who}: seed, b, a, b, a: {seen:?}");
+    assert_eq!(seen.last(), Some(&seeded), "{who}");
+    assert!(!m.is_shallow().unwrap(), "{who}");
+}
+
+#[test]
+fn blobless_promotion_file() {
+    let t = file_transport();
+    let url = t.new_repo();
+    let bare = PathBuf::from(url.strip_prefix("file://").unwrap());
+    blobless_promotion(&t, &bare);
+}
+
+#[test]
+fn blobless_promotion_smart_http() {
+    let Some(t) = http_transport() else { return };
+    let url = t.new_repo();
+    let name = url.rsplit('/').next().unwrap();
+    blobless_promotion(&t, &t.root.join(name));
+}
+
+/// Blobless checkouts of one mirror materialising files from several threads at once:
+/// their blob fetches are serialised by the mirror lock (git's fetch into a shallow mirror
+/// holds `shallow.lock`; two at once would fail), and every file arrives.
+#[test]
+fn concurrent_blob_fetches_into_one_blobless_mirror() {
+    let t = file_transport();
+    let work = tempfile::tempdir().unwrap();
+    let (bare, url) = local_repo(&t);
+    git_ok(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    let mut seed_config = config(&work.path().join("seed"));
+    seed_config.depth = None;
+    let full = Git::new(seed_config, Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let edits: Vec<Edit> = (0..40)
+        .map(|i| Edit::Write {
+            path: format!("apps/app-{i}/values.yaml"),
+            content: format!("app: {i}\n").into_bytes(),
+        })
+        .collect();
+    full.push_edits("main", &edits, "apps", &sig(), &sig(), true)
+        .unwrap();
+    let m = Git::new(config(&work.path().join("cache")), Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    let checkouts: Vec<_> = (0..4)
+        .map(|k| {
+            m.checkout(
+                &CheckoutTarget::Branch("main".into()),
+                &work.path().join(format!("co-{k}")),
+                &CheckoutOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(!holds(
+        m.path(),
+        &git_ok(&bare, &["rev-parse", "main:apps/app-0/values.yaml"])
+    ));
+    std::thread::scope(|s| {
+        for (k, co) in checkouts.iter().enumerate() {
+            let root = work.path().join(format!("co-{k}"));
+            s.spawn(move || {
+                for i in (k..40).step_by(4) {
+                    let rel = format!("apps/app-{i}/values.yaml");
+                    co.materialize(Path::new(&rel)).unwrap();
+                    assert_eq!(
+                        std::fs::read_to_string(root.join(&rel)).unwrap(),
+                        format!("app: {i}\n")
+                    );
+                }
+            });
+        }
+    });
 }

@@ -598,6 +598,16 @@ impl Inner {
             .copied()
             .unwrap_or(tip);
         let observed = vec![(ref_name.clone(), tip.to_string())];
+        // A promotion's checkout may have made the mirror shallow (the branch tip only):
+        // the walk and the fast-forward check below read history, so get all of it.
+        if mirror
+            .is_shallow()
+            .map_err(|e| map_git_error(e, mirror.url()))?
+        {
+            mirror
+                .unshallow()
+                .map_err(|e| map_git_error(e, mirror.url()))?;
+        }
 
         // When the branch only moved forward since this subscription's last discovery,
         // walk just the new commits and merge them with what it found then.

@@ -1164,3 +1164,79 @@ async fn one_look_at_the_remote_per_pass_for_every_subscription() {
     discover_with(&s, &ctx(), config("a")).await.unwrap();
     assert_eq!(s.stats().ls_remotes, 4);
 }
+
+/// Issue 19: promotions make depth-1 mirrors, and a Warehouse's subscription shares their
+/// cache directory. Over the real smart-HTTP server: a checkout with an empty cache leaves
+/// a shallow mirror and pushes a promotion from it; a subscription on the same cache then
+/// deepens the mirror and discovers the whole history, promotion included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_deepens_the_shallow_mirror_a_promotion_left() {
+    let Some(h) = http("a_subscription_deepens_the_shallow_mirror_a_promotion_left") else {
+        return;
+    };
+    let repo = Repo::new(&h.root, &h.url, &unique("shallow"));
+    let mut history: Vec<String> = (0..4)
+        .map(|i| repo.commit(&[("apps/a/values.yaml", &format!("tag: {i}\n"))], "release"))
+        .collect();
+    repo.push();
+    let cache = tempfile::tempdir().unwrap();
+    let mirrors = cache.path().join("mirrors");
+    let auth = kargo_git::StaticAuth::new().with(
+        h.url.clone(),
+        kargo_git::GitAuth::Basic {
+            username: h.user.clone(),
+            password: kargo_git::Secret::new(h.password.clone()),
+        },
+    );
+    let git = kargo_git::Git::new(GitConfig::new(&mirrors), Arc::new(auth));
+    let url = repo.url.clone();
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("checkout");
+    let promoted = tokio::task::spawn_blocking(move || {
+        let mirror = git.mirror(&url).unwrap();
+        let checkout = mirror
+            .checkout(
+                &kargo_git::CheckoutTarget::Branch("main".into()),
+                &dest,
+                &kargo_git::CheckoutOptions::default(),
+            )
+            .unwrap();
+        assert!(mirror.is_shallow().unwrap(), "a cold checkout is shallow");
+        checkout
+            .materialize(std::path::Path::new("apps/a/values.yaml"))
+            .unwrap();
+        std::fs::write(dest.join("apps/a/values.yaml"), "tag: promoted\n").unwrap();
+        let who = kargo_git::Signature::new("Kargo", "kargo@example.com");
+        checkout.commit("promote", &who, &who).unwrap();
+        let pushed = checkout.push(None, false, None).unwrap();
+        assert!(
+            mirror.is_shallow().unwrap(),
+            "pushing keeps the mirror shallow"
+        );
+        pushed.commit.to_string()
+    })
+    .await
+    .unwrap();
+    history.push(promoted);
+    history.reverse();
+
+    let s = GitSource::new(GitConfig::new(&mirrors));
+    let found = discover_with(&s, &creds(&h, &h.password), sub(&repo.url, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&found),
+        history.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let shallow_file = std::fs::read_dir(&mirrors)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "git"))
+        .map(|p| p.join("shallow"))
+        .next()
+        .unwrap();
+    assert!(
+        !shallow_file.exists(),
+        "the subscription unshallowed the mirror"
+    );
+}

@@ -1088,3 +1088,139 @@ async fn https_self_signed_clone_needs_insecure_skip_tls_verify() {
     assert_ne!(head, seeded);
     assert_eq!(output(&r, "push", "commit"), &json!(head));
 }
+
+// ---------------------------------------------------------------------------------------
+// Shallow mirrors (issue 19): a cold clone fetches the branch tip only
+
+/// Commits `contents` to `file` on `main` of the bare repository `bare` with the git CLI
+/// (another writer moving the remote in the middle of a promotion).
+struct MoveRemote;
+
+#[derive(Deserialize)]
+struct MoveRemoteConfig {
+    bare: String,
+    file: String,
+    contents: String,
+}
+
+#[async_trait]
+impl Step for MoveRemote {
+    const KIND: &'static str = "test-move-remote";
+    type Config = MoveRemoteConfig;
+
+    async fn run(
+        &self,
+        _ctx: &StepContext,
+        cfg: MoveRemoteConfig,
+    ) -> Result<StepOutcome, StepError> {
+        let clone = fresh_clone(Path::new(&cfg.bare), "main");
+        let p = clone.path().join(&cfg.file);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, cfg.contents).unwrap();
+        git(clone.path(), &["commit", "-q", "-am", "another writer"]);
+        git(clone.path(), &["push", "-q", "origin", "main"]);
+        Ok(StepOutcome::succeeded())
+    }
+}
+
+/// Over the real smart-HTTP server: a git-clone with an empty cache makes a depth-1,
+/// blobless mirror (its shallow boundary is the tip it cloned, whose parent it does not
+/// hold; it holds only the blobs the promotion read);
+/// the remote moves between the commit and the push; the push lands on the remote's new
+/// tip (rebased), the remote accepts it and its history is intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_cold_clone_is_shallow_and_pushes_after_the_remote_moved() {
+    let Some(remote) = remote(Transport::Http, "shallow", &many_files()) else {
+        return;
+    };
+    // Three commits of history, so depth 1 is visibly less than all of it.
+    for i in 0..2 {
+        let clone = fresh_clone(&remote.bare, "main");
+        std::fs::write(clone.path().join("README.md"), format!("# gitops {i}\n")).unwrap();
+        git(
+            clone.path(),
+            &["commit", "-q", "-am", &format!("history {i}")],
+        );
+        git(clone.path(), &["push", "-q", "origin", "main"]);
+    }
+    let cloned_tip = git(&remote.bare, &["rev-parse", "main"]);
+    let cache = TempDir::new().unwrap();
+    let work = TempDir::new().unwrap();
+    let plan = steps(json!([
+        {"alias": "clone", "uses": "git-clone", "config": {
+            "repoURL": remote.url, "checkout": [{"path": "./repo", "branch": "main"}],
+        }},
+        {"alias": "edit", "uses": "test-edit", "config": {
+            "path": "repo/apps/app-3/values.yaml", "contents": "image: v9\napp: 3\n",
+        }},
+        {"alias": "commit", "uses": "git-commit", "config": {
+            "path": "./repo", "message": "promote v9",
+        }},
+        {"alias": "move", "uses": "test-move-remote", "config": {
+            "bare": remote.bare.to_str().unwrap(), "file": "docs/page-1.md", "contents": "moved\n",
+        }},
+        {"alias": "push", "uses": "git-push", "config": {"path": "./repo"}},
+    ]));
+    let mut reg = registry(cache.path(), None);
+    reg.register(MoveRemote).unwrap();
+    let p = promotion(work.path(), "dev.shallow", plan, remote.creds.clone());
+    let r = Runner::new(reg).run(&p).await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+
+    // The mirror is shallow: its one boundary commit is the tip the clone fetched.
+    let mirrors: Vec<PathBuf> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "git"))
+        .collect();
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+    let shallow = std::fs::read_to_string(mirrors[0].join("shallow")).unwrap();
+    assert_eq!(shallow.trim(), cloned_tip, "depth 1: only the cloned tip");
+    let parent_of_tip = git(&remote.bare, &["rev-parse", &format!("{cloned_tip}~1")]);
+    // (GIT_NO_LAZY_FETCH: the mirror is a promisor repository, git would fetch it.)
+    let holds = |id: &str| {
+        Command::new("git")
+            .args(["cat-file", "-e", id])
+            .current_dir(&mirrors[0])
+            .env("GIT_NO_LAZY_FETCH", "1")
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        !holds(&parent_of_tip),
+        "the mirror must not hold history behind the tip"
+    );
+    // Blobless: the files no step read are not in the mirror.
+    let untouched = git(&remote.bare, &["rev-parse", "main:apps/app-8/values.yaml"]);
+    assert!(!holds(&untouched), "a file nobody read was fetched");
+    let edited_before = git(
+        &remote.bare,
+        &["rev-parse", &format!("{cloned_tip}:apps/app-3/values.yaml")],
+    );
+    assert!(
+        holds(&edited_before),
+        "the file the promotion read is there"
+    );
+
+    // The remote: the promotion on top of the other writer's commit, on top of the tip.
+    let head = git(&remote.bare, &["rev-parse", "main"]);
+    assert_eq!(output(&r, "push", "commit"), &json!(head));
+    let moved = git(&remote.bare, &["rev-parse", "main~1"]);
+    assert_eq!(git(&remote.bare, &["rev-parse", "main~2"]), cloned_tip);
+    assert_eq!(
+        git(&remote.bare, &["log", "-1", "--format=%s", &moved]),
+        "another writer"
+    );
+    git(&remote.bare, &["fsck", "--no-progress"]);
+    let clone = fresh_clone(&remote.bare, "main");
+    assert_eq!(
+        std::fs::read_to_string(clone.path().join("apps/app-3/values.yaml")).unwrap(),
+        "image: v9\napp: 3\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(clone.path().join("docs/page-1.md")).unwrap(),
+        "moved\n"
+    );
+    assert_eq!(git(clone.path(), &["rev-list", "--count", "HEAD"]), "5");
+}

@@ -51,7 +51,8 @@ pub struct GitCloneConfig {
     /// Accepted for compatibility; submodules are not checked out.
     #[serde(default)]
     pub recurse_submodules: bool,
-    /// Accepted for compatibility; checkouts are lazy anyway.
+    /// Accepted for compatibility: a new mirror is blobless anyway (and shallow, see
+    /// `GitConfig::depth` and `GitConfig::blobless`), and checkouts are lazy.
     #[serde(default)]
     pub blobless: bool,
 }

@@ -239,6 +239,7 @@ fn compare_branches(
     let mirror = client.mirror(url)?;
     mirror.fetch(&FetchSpec {
         branches: vec![source.to_owned(), target.to_owned()],
+        depth: git.depth,
         ..FetchSpec::default()
     })?;
     let same_content = source_tip == target_tip || {
