@@ -30,6 +30,11 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a benchmark reports on the console
 
+#[path = "support/fixture_cache.rs"]
+mod fixture_cache;
+#[allow(dead_code)] // shared with the benches that push with credentials
+#[path = "support/git_http_server.rs"]
+mod git_http_server;
 #[path = "support/gitops_fixture.rs"]
 mod gitops_fixture;
 
@@ -38,6 +43,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fixture_cache::{cached_fixture, target_dir};
+use git_http_server::start_http;
 use gitops_fixture::FixtureSpec;
 
 /// The Stage's overlay directory every run edits (one app per run, `dev` overlay).
@@ -430,90 +437,6 @@ spec:
     }
 }
 
-/// lighttpd + git-http-backend serving the bare repositories under `project_root` over
-/// smart HTTP, without authentication (reads and pushes); stopped on drop.
-struct HttpServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_http(project_root: &Path, dir: &Path, probe_repo: &str) -> HttpServer {
-    const LIGHTTPD: &str = "/usr/sbin/lighttpd";
-    assert!(
-        Path::new(LIGHTTPD).exists(),
-        "{LIGHTTPD} is missing: apt-get install lighttpd (ci/test.sh installs it)"
-    );
-    let gitcore = git_out(Path::new("."), &["--exec-path"]);
-    fs::create_dir_all(dir.join("www")).expect("create server dir");
-    for _attempt in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind a free port")
-            .port();
-        let conf = format!(
-            r#"server.modules = ( "mod_alias", "mod_setenv", "mod_cgi" )
-server.bind = "127.0.0.1"
-server.port = {port}
-server.document-root = "{www}"
-server.errorlog = "{log}"
-alias.url = ( "/" => "{gitcore}/git-http-backend/" )
-cgi.assign = ( "" => "" )
-setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "1" )
-"#,
-            www = dir.join("www").display(),
-            log = dir.join("lighttpd-error.log").display(),
-            root = project_root.display(),
-        );
-        let conf_path = dir.join("lighttpd.conf");
-        fs::write(&conf_path, conf).expect("write lighttpd.conf");
-        let child = Command::new(LIGHTTPD)
-            .arg("-D")
-            .arg("-f")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn lighttpd");
-        let mut server = HttpServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let probe = format!("/{probe_repo}/info/refs?service=git-upload-pack");
-        for _try in 0..200 {
-            if server.child.try_wait().expect("poll lighttpd").is_some() {
-                break; // e.g. the port was taken meanwhile: try another one
-            }
-            if http_status(port, &probe) == Some(200) {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = server.child.kill();
-    }
-    panic!(
-        "lighttpd did not become ready (see {}/lighttpd-error.log)",
-        dir.display()
-    );
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// Builds the promoter example (release) into this bench's target directory.
 fn build_promoter(target: &Path) -> PathBuf {
     let st = Command::new(env!("CARGO"))
@@ -526,44 +449,6 @@ fn build_promoter(target: &Path) -> PathBuf {
         .expect("run cargo build");
     assert!(st.success(), "building the promoter example failed");
     target.join("release/examples/promoter")
-}
-
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors()
-        .nth(3)
-        .expect("bench binary lives in <target>/<profile>/deps")
-        .to_owned()
-}
-
-fn cached_fixture(size: &str, spec: &FixtureSpec) -> PathBuf {
-    let key = format!(
-        "{size}-{}x{}-v{}",
-        spec.apps,
-        spec.commits,
-        gitops_fixture::GENERATOR_VERSION
-    );
-    let dir = target_dir().join("bench-fixtures").join(key);
-    let repo = dir.join("fixture.git");
-    let stamp = dir.join("complete");
-    if stamp.exists() {
-        eprintln!("fixture: cached {}", repo.display());
-        return repo;
-    }
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("create fixture dir");
-    let start = Instant::now();
-    gitops_fixture::generate_bare(spec, &repo).expect("generate fixture");
-    fs::write(&stamp, "").expect("write fixture stamp");
-    eprintln!(
-        "fixture: generated {} in {:.1?}",
-        repo.display(),
-        start.elapsed()
-    );
-    repo
 }
 
 fn git_out(repo: &Path, args: &[&str]) -> String {
@@ -655,6 +540,7 @@ fn main() {
     let server = start_http(
         &root.path().join("srv"),
         &root.path().join("server"),
+        None,
         "fixture.git",
     );
     let url = match transport.as_str() {

@@ -446,8 +446,7 @@ fn main() {
     let server = start_http(
         &srv,
         &root.path().join("server"),
-        USER,
-        &password,
+        Some((USER, &password)),
         "fixture.git",
     );
     let measure_rss = Path::new("/usr/bin/time").exists();

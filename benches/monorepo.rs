@@ -97,8 +97,7 @@ fn main() {
     let server = start_http(
         &srv,
         &root.path().join("server"),
-        USER,
-        &password,
+        Some((USER, &password)),
         "fixture.git",
     );
     let url = format!("{}/fixture.git", server.url);

@@ -23,13 +23,12 @@ impl Drop for HttpServer {
 }
 
 /// Starts lighttpd + git-http-backend serving the bare repositories under `project_root`
-/// (reads for anyone; pushes for `user` with `password`), with its files in `dir`; waits
-/// until `<probe_repo>` answers.
+/// (reads for anyone; pushes for the `(user, password)` of `push_auth`, or for anyone
+/// without it), with its files in `dir`; waits until `<probe_repo>` answers.
 pub fn start_http(
     project_root: &Path,
     dir: &Path,
-    user: &str,
-    password: &str,
+    push_auth: Option<(&str, &str)>,
     probe_repo: &str,
 ) -> HttpServer {
     const LIGHTTPD: &str = "/usr/sbin/lighttpd";
@@ -47,13 +46,24 @@ pub fn start_http(
         .to_owned();
     fs::create_dir_all(dir.join("www")).expect("create server dir");
     let users = dir.join("users");
-    fs::write(&users, format!("{user}:{password}\n")).expect("write users file");
+    if let Some((user, password)) = push_auth {
+        fs::write(&users, format!("{user}:{password}\n")).expect("write users file");
+    }
     for _attempt in 0..3 {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("bind a free port")
             .port();
-        let auth = r#"auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )"#;
+        let require = r#"auth.require = ( "" => ( "method" => "basic", "realm" => "git", "require" => "valid-user" ) )"#;
+        // Without push credentials, git-http-backend takes pushes only from repositories
+        // with `http.receivepack` set.
+        let auth = match push_auth {
+            Some(_) => format!(
+                "auth.backend = \"plain\"\nauth.backend.plain.userfile = \"{users}\"\n$HTTP[\"querystring\"] =~ \"service=git-receive-pack\" {{ {require} }}\n$HTTP[\"url\"] =~ \"/git-receive-pack$\" {{ {require} }}\n",
+                users = users.display()
+            ),
+            None => String::new(),
+        };
         let conf = format!(
             r#"server.modules = ( "mod_auth", "mod_authn_file", "mod_alias", "mod_setenv", "mod_cgi" )
 server.bind = "127.0.0.1"
@@ -63,15 +73,10 @@ server.errorlog = "{log}"
 alias.url = ( "/" => "{gitcore}/git-http-backend/" )
 cgi.assign = ( "" => "" )
 setenv.add-environment = ( "GIT_PROJECT_ROOT" => "{root}", "GIT_HTTP_EXPORT_ALL" => "1" )
-auth.backend = "plain"
-auth.backend.plain.userfile = "{users}"
-$HTTP["querystring"] =~ "service=git-receive-pack" {{ {auth} }}
-$HTTP["url"] =~ "/git-receive-pack$" {{ {auth} }}
-"#,
+{auth}"#,
             www = dir.join("www").display(),
             log = dir.join("lighttpd-error.log").display(),
             root = project_root.display(),
-            users = users.display(),
         );
         let conf_path = dir.join("lighttpd.conf");
         fs::write(&conf_path, conf).expect("write lighttpd.conf");
