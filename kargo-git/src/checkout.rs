@@ -379,6 +379,14 @@ impl Checkout {
         }
         let repo = self.mirror.open()?;
         let op = "materialize";
+        let repo = if self
+            .mirror
+            .ensure_trees(&repo, st.head_tree, &[rel], true)?
+        {
+            self.mirror.open()?
+        } else {
+            repo
+        };
         let tree = repo
             .find_tree(st.head_tree)
             .map_err(|e| gerr(GitErrorKind::Other, op, e))?;
@@ -639,34 +647,51 @@ impl Checkout {
         } else {
             st.head_tree
         };
-        // A blobless mirror: gix writes a tree only when it holds every file it names.
         let paths: Vec<String> = changes.iter().map(|(c, _)| c.path.clone()).collect();
-        let repo = if self.mirror.ensure_siblings(&repo, &[base], &paths)? {
-            self.mirror.open()?
+        let tree = if self.mirror.is_treeless() {
+            // The directories along the changed paths; the ones next to them stay on the
+            // remote, named by the new trees all the same.
+            let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let repo = if self.mirror.ensure_trees(&repo, base, &path_refs, false)? {
+                self.mirror.open()?
+            } else {
+                repo
+            };
+            let edits: Vec<crate::treeless::TreeEdit<'_>> = changes
+                .iter()
+                .map(|(c, entry)| (c.path.as_str(), entry.as_ref().map(|e| (e.1, e.0))))
+                .collect();
+            crate::treeless::write_edited_tree(&repo, base, &edits, "commit")?
         } else {
-            repo
-        };
-        let mut editor = repo
-            .edit_tree(base)
-            .map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;
-        for (c, entry) in &changes {
-            match entry {
-                Some((id, kind, _, _)) => {
-                    editor
-                        .upsert(c.path.as_str(), *kind, *id)
-                        .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
-                }
-                None => {
-                    editor
-                        .remove(c.path.as_str())
-                        .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
+            // A blobless mirror: gix writes a tree only when it holds every file it names.
+            let repo = if self.mirror.ensure_siblings(&repo, &[base], &paths)? {
+                self.mirror.open()?
+            } else {
+                repo
+            };
+            let mut editor = repo
+                .edit_tree(base)
+                .map_err(|e| gerr(GitErrorKind::Other, "commit", e))?;
+            for (c, entry) in &changes {
+                match entry {
+                    Some((id, kind, _, _)) => {
+                        editor
+                            .upsert(c.path.as_str(), *kind, *id)
+                            .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
+                    }
+                    None => {
+                        editor
+                            .remove(c.path.as_str())
+                            .map_err(|e| gerr(GitErrorKind::Invalid, "commit", e))?;
+                    }
                 }
             }
-        }
-        let tree = editor
-            .write()
-            .map_err(|e| gerr(GitErrorKind::Io, "write tree", e))?
-            .detach();
+            editor
+                .write()
+                .map_err(|e| gerr(GitErrorKind::Io, "write tree", e))?
+                .detach()
+        };
+        let repo = self.mirror.open()?;
         if tree == st.head_tree && st.head.is_some() {
             return Ok(CommitOutcome::NothingToCommit { head: st.head });
         }
@@ -1076,6 +1101,7 @@ impl Checkout {
                     format!("branch {branch:?} does not exist"),
                 )
             })?;
+        self.mirror.complete_trees()?;
         let repo = self.mirror.open()?;
         let tree = commit_tree(&repo, tip)?;
         let mut st = self.lock();
@@ -1091,6 +1117,8 @@ impl Checkout {
     /// ([`PushIntegrationPolicy`](crate::PushIntegrationPolicy)): rebase, merge, or fail
     /// without pushing.
     fn integrate(&self, tip: ObjectId, branch: &str, op: &str) -> Result<()> {
+        // Rebases and merges read whole trees.
+        self.mirror.complete_trees()?;
         let policy = self.mirror.git.config.push_integration_policy;
         let safe = self.rebase_is_safe()?;
         match policy.decide(safe) {

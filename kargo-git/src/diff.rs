@@ -26,6 +26,7 @@ impl Mirror {
     /// diff. Only objects in the mirror are read; a blobless mirror fetches the blobs of
     /// the changed files it lacks, in one request.
     pub fn diff_commits(&self, from: Option<ObjectId>, to: ObjectId) -> Result<Vec<FileDiff>> {
+        self.complete_trees()?;
         let mut repo = self.open()?;
         let old_tree = match from {
             Some(c) => Some(commit_tree(&repo, c)?),

@@ -148,6 +148,7 @@ impl Mirror {
         author: &Signature,
         committer: &Signature,
     ) -> Result<EditResult> {
+        self.complete_trees()?;
         let repo = self.open()?;
         let base_tree = match parent {
             Some(p) => commit_tree(&repo, p)?,

@@ -127,6 +127,7 @@ impl Mirror {
     /// A commit at a shallow mirror's boundary deepens the mirror first (its parent is
     /// beyond the boundary).
     pub fn changed_paths(&self, commit: ObjectId) -> Result<Vec<String>> {
+        self.complete_trees()?;
         if self.shallow_boundary()?.contains(&commit) {
             self.unshallow()?;
         }

@@ -50,6 +50,7 @@ mod mirror;
 mod partial;
 mod push_group;
 mod replay;
+mod treeless;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +98,15 @@ pub struct GitConfig {
     /// per read. Every later fetch into such a mirror runs the git binary. Without the git
     /// binary, or with credentials in the URL, mirrors get their blobs as before.
     pub blobless: bool,
+    /// Make new blobless mirrors treeless as well (default true; no effect without
+    /// [`GitConfig::blobless`]): their first fetch gets commits only
+    /// (`--filter=tree:0`). A checkout fetches the directories along a path when it reads
+    /// or commits there, one request per directory level (each with the files directly in
+    /// it), and the whole trees when something needs them: history reads, merges and
+    /// rebases, a whole checkout, reads at a revision ([`Mirror::complete_trees`]). That
+    /// keeps a promotion's first clone of a large repository down to a few small
+    /// requests, where a blobless clone has the server pack every directory of the tip.
+    pub treeless: bool,
     /// The identity of commits made when a step names none (Kargo: ClusterConfig's
     /// `spec.gitClient`); `None`: the built-in `Kargo <no-reply@kargo.io>`.
     pub default_author: Option<Signature>,
@@ -117,6 +127,7 @@ impl GitConfig {
             retry_max: Duration::from_secs(30),
             depth: std::num::NonZeroU32::new(1),
             blobless: true,
+            treeless: true,
             default_author: None,
             push_integration_policy: PushIntegrationPolicy::AlwaysRebase,
         }

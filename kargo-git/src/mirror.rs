@@ -351,6 +351,8 @@ impl Mirror {
     /// ([`Mirror::walk_history`], [`Mirror::log`], [`Mirror::changed_paths`]) call it when
     /// they would cross the shallow boundary.
     pub fn unshallow(&self) -> Result<()> {
+        // The history fetched next is complete relative to the commits held: make those so.
+        self.complete_trees()?;
         let _lock = self.lock()?;
         if !self.is_shallow()? {
             return Ok(());
@@ -471,7 +473,7 @@ impl Mirror {
                 (false, Some(d)) => crate::partial::History::Depth(d),
                 (false, None) => crate::partial::History::Connected,
             };
-            return self.fetch_cli(spec, history, false);
+            return self.fetch_cli(spec, history, crate::partial::Filter::None);
         }
         let outcome = prepared
             .with_shallow(shallow)
@@ -541,6 +543,7 @@ impl Mirror {
 
     /// Reads a file at a revision; `None` when the path does not exist there.
     pub fn read_file(&self, rev: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        self.complete_trees()?;
         let repo = self.open()?;
         let commit = resolve_commit(&repo, rev)?;
         let tree = commit_tree(&repo, commit)?;
@@ -549,6 +552,7 @@ impl Mirror {
 
     /// Lists a directory (`""` for the root) at a revision.
     pub fn list_tree(&self, rev: &str, dir: &str) -> Result<Vec<TreeEntryInfo>> {
+        self.complete_trees()?;
         let repo = self.open()?;
         let commit = resolve_commit(&repo, rev)?;
         let mut tree_id = commit_tree(&repo, commit)?;

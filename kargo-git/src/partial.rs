@@ -31,6 +31,17 @@ use crate::mirror::{FetchSpec, Mirror};
 /// marker is read without re-opening the repository).
 const MARKER: &str = "kargo-blobless";
 
+/// What a fetch with the git binary leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// Commits and trees (`--filter=blob:none`).
+    Blobless,
+    /// Commits only (`--filter=tree:0`).
+    Treeless,
+    /// Everything the new commits reach (`--no-filter`).
+    None,
+}
+
 /// How a fetch into a blobless mirror treats history.
 pub(crate) enum History {
     /// Only `depth` commits of the fetched refs (a new mirror, or refs it lacks).
@@ -62,11 +73,19 @@ impl Mirror {
         if !self.is_blobless() {
             self.make_promisor()?;
         }
-        match self.fetch_cli(spec, History::Depth(depth), true) {
+        // Written before the fetch: a mirror is never treeless without saying so.
+        let filter = if self.git.config.treeless {
+            self.mark_treeless()?;
+            Filter::Treeless
+        } else {
+            Filter::Blobless
+        };
+        match self.fetch_cli(spec, History::Depth(depth), filter) {
             Ok(refs) => Ok(Some(refs)),
             Err(e) if e.kind == GitErrorKind::Io => {
                 tracing::debug!(error = %e, "no git binary for a blobless fetch; fetching with gix");
                 let _ = std::fs::remove_file(self.path.join(MARKER));
+                self.unmark_treeless()?;
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -90,14 +109,13 @@ impl Mirror {
         std::fs::write(self.path.join(MARKER), b"").map_err(io)
     }
 
-    /// `git fetch` into the mirror from `origin`: with `blobless`, commits and trees only
-    /// (`--filter=blob:none`), else with every blob of the new commits (`--no-filter`).
+    /// `git fetch` into the mirror from `origin`, with what `filter` lets through.
     /// Returns the fetched refs and their targets.
     pub(crate) fn fetch_cli(
         &self,
         spec: &FetchSpec,
         history: History,
-        blobless: bool,
+        filter: Filter,
     ) -> Result<BTreeMap<String, ObjectId>> {
         let op = format!("fetch {}", self.display_url());
         let refspecs = spec.refspecs();
@@ -126,10 +144,10 @@ impl Mirror {
                 cmd.arg("--unshallow");
             }
         }
-        cmd.arg(if blobless {
-            "--filter=blob:none"
-        } else {
-            "--no-filter"
+        cmd.arg(match filter {
+            Filter::Blobless => "--filter=blob:none",
+            Filter::Treeless => "--filter=tree:0",
+            Filter::None => "--no-filter",
         });
         cmd.arg("origin").args(&refspecs);
         let before = self.local_refs(spec)?;
@@ -153,7 +171,11 @@ impl Mirror {
         }
         self.reopen()?;
         let after = self.local_refs(spec)?;
-        self.ensure_siblings_of_moves(&before, &after)?;
+        // A treeless mirror fills in whole trees before it rebases or merges
+        // (`Mirror::complete_trees`), which covers the files next to what moved.
+        if !self.is_treeless() {
+            self.ensure_siblings_of_moves(&before, &after)?;
+        }
         Ok(after)
     }
 
@@ -239,11 +261,20 @@ impl Mirror {
         }
         missing.sort_unstable();
         missing.dedup();
-        let op = format!("fetch {} blobs from {}", missing.len(), self.display_url());
+        self.fetch_objects(&missing, "blob:none", "blobs")?;
+        Ok(true)
+    }
+
+    /// Fetches the objects `ids` from `origin` by ID, in one request, as git does to fill
+    /// in a partial clone (promisor-remote.c: no negotiation, `--stdin`): each with what
+    /// `filter` lets through of what it reaches (`blob:none`: a tree with every tree below
+    /// it; `tree:1`: a tree with the files directly in it; a blob alone). The caller holds
+    /// the mirror lock. Fails if one of `ids` did not arrive.
+    pub(crate) fn fetch_objects(&self, ids: &[ObjectId], filter: &str, what: &str) -> Result<()> {
+        let op = format!("fetch {} {what} from {}", ids.len(), self.display_url());
         let auth = self.auth();
         let ssh = cli::SshSetup::new(auth.as_ref())?;
         let mut cmd = cli::command(&self.git, &self.path, auth.as_ref(), ssh.as_ref());
-        // What git runs itself to fill in a partial clone (promisor-remote.c).
         cmd.args([
             "-c",
             "fetch.negotiationAlgorithm=noop",
@@ -257,19 +288,19 @@ impl Mirror {
             "--no-tags",
             "--no-write-fetch-head",
             "--recurse-submodules=no",
-            "--filter=blob:none",
+            &format!("--filter={filter}"),
             "--stdin",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        let _span = tracing::debug_span!("git.fetch.blobs", url = %self.display_url(), blobs = missing.len()).entered();
+        let _span = tracing::debug_span!("git.fetch.objects", url = %self.display_url(), what, count = ids.len()).entered();
         let start = std::time::Instant::now();
         let mut child = cmd
             .spawn()
             .map_err(|e| GitError::new(GitErrorKind::Io, &op, format!("cannot run git: {e}")))?;
-        let mut input = String::with_capacity(missing.len() * 41);
-        for id in &missing {
+        let mut input = String::with_capacity(ids.len() * 41);
+        for id in ids {
             input.push_str(&id.to_string());
             input.push('\n');
         }
@@ -282,19 +313,19 @@ impl Mirror {
             .wait_with_output()
             .map_err(|e| GitError::io(&op, &e))?;
         let stderr = self.scrub(&String::from_utf8_lossy(&out.stderr));
-        tracing::debug!(status = ?out.status.code(), elapsed_ms = start.elapsed().as_millis() as u64, "fetched missing blobs");
+        tracing::debug!(status = ?out.status.code(), elapsed_ms = start.elapsed().as_millis() as u64, "fetched missing objects");
         if !out.status.success() {
             return Err(GitError::classify(op, stderr.trim().to_owned()));
         }
         let current = self.reopen()?;
-        if let Some(id) = missing.iter().find(|id| !current.has_object(*id)) {
+        if let Some(id) = ids.iter().find(|id| !current.has_object(*id)) {
             return Err(GitError::new(
                 GitErrorKind::NotFound,
                 op,
-                format!("the remote did not send blob {id}"),
+                format!("the remote did not send {id}"),
             ));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// What a checkout needs before it writes `rel` (`""`: everything) of `head_tree` to

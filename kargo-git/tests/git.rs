@@ -2300,12 +2300,22 @@ fn blobless_promotion(t: &Transport, bare: &Path) {
         holds(m.path(), &tip.to_string()),
         "{who}: the commit is there"
     );
+    // Treeless as well: no directory until a path through it is read.
+    let b_dir = blob("main", "apps/b");
+    let a_dir = blob("main", "apps/a");
+    assert!(!holds(m.path(), &b_dir), "{who}: treeless: no directory");
+    assert!(!holds(m.path(), &a_dir), "{who}: treeless: no directory");
     co.materialize(Path::new("apps/a/values.yaml")).unwrap();
     assert!(
         holds(m.path(), &blob("main", "apps/a/values.yaml")),
         "{who}"
     );
+    assert!(
+        holds(m.path(), &a_dir),
+        "{who}: the directories along the path"
+    );
     assert!(!holds(m.path(), &b_blob), "{who}: only what was read");
+    assert!(!holds(m.path(), &b_dir), "{who}: only the directories read");
     let a_file = work.path().join("co/apps/a/values.yaml");
     assert_eq!(std::fs::read_to_string(&a_file).unwrap(), "tag: 1.0.0\n");
     std::fs::write(&a_file, "tag: 1.1.0\n").unwrap();
@@ -2322,6 +2332,11 @@ fn blobless_promotion(t: &Transport, bare: &Path) {
         git_ok(bare, &["rev-parse", "main"]),
         pushed.commit.to_string()
     );
+    // Committed and pushed without the directory next to the edited one: the new trees
+    // name it all the same.
+    assert!(!holds(m.path(), &b_dir), "{who}: apps/b never fetched");
+    assert_eq!(git_ok(bare, &["rev-parse", "main:apps/b"]), b_dir, "{who}");
+    git_ok(bare, &["fsck", "--no-progress"]);
 
     // Another writer changes apps/b (whose blob this mirror never had) and pushes first.
     let b_new = format!("{b_content}extra: 1\n");
@@ -2438,4 +2453,129 @@ fn concurrent_blob_fetches_into_one_blobless_mirror() {
             });
         }
     });
+}
+
+/// Issue 19: what a treeless mirror does beyond reading one file: a whole directory and a
+/// whole checkout fetch every directory below them; a commit that adds a file in a new
+/// directory and deletes another lands with the right tree; a checkout made before the
+/// mirror filled in its trees (another reader needed them) still rebases onto a moved
+/// branch, its old trees filled in with the rest.
+#[test]
+fn treeless_directories_new_paths_and_filling_in() {
+    let t = file_transport();
+    let url = t.new_repo();
+    let bare = PathBuf::from(url.strip_prefix("file://").unwrap());
+    git_ok(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    let work = tempfile::tempdir().unwrap();
+    let mut seed_config = config(&work.path().join("seed"));
+    seed_config.depth = None;
+    let full = Git::new(seed_config, Arc::new(NoAuth))
+        .mirror(&url)
+        .unwrap();
+    seed(&full);
+    let git = Git::new(config(&work.path().join("cache")), Arc::new(NoAuth));
+    let m = git.mirror(&url).unwrap();
+    let rev = |spec: &str| git_ok(&bare, &["rev-parse", spec]);
+
+    // A directory: every file below it.
+    let co = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("co1"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    assert!(!holds(m.path(), &rev("main:apps")), "treeless");
+    co.materialize(Path::new("apps")).unwrap();
+    let root = work.path().join("co1");
+    assert_eq!(
+        std::fs::read_to_string(root.join("apps/a/values.yaml")).unwrap(),
+        "tag: 1.0.0\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("apps/b/values.yaml")).unwrap(),
+        "tag: 2.0.0\n"
+    );
+    // A new file in a new directory, a deleted one: the tree the server gets.
+    co.materialize(Path::new("README.md")).unwrap();
+    std::fs::remove_file(root.join("README.md")).unwrap();
+    co.materialize(Path::new("env/prod/values.yaml")).unwrap();
+    std::fs::write(root.join("env/prod/values.yaml"), "tag: 3.0.0\n").unwrap();
+    co.commit("add prod, drop readme", &sig(), &sig()).unwrap();
+    co.push(None, false, None).unwrap();
+    assert_eq!(
+        git_ok(&bare, &["ls-tree", "-r", "--name-only", "main"]),
+        "apps/a/values.yaml\napps/b/values.yaml\nenv/prod/values.yaml"
+    );
+    git_ok(&bare, &["fsck", "--no-progress"]);
+
+    // A whole checkout of the new tip: every file.
+    let co2 = m
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("co2"),
+            &CheckoutOptions {
+                eager: true,
+                ..CheckoutOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(co2.root().join("env/prod/values.yaml")).unwrap(),
+        "tag: 3.0.0\n"
+    );
+    assert!(co2.root().join("apps/b/values.yaml").exists());
+
+    // A checkout made while the mirror was treeless, then the branch moves and another
+    // reader fills in the mirror's trees; this checkout's commit still rebases and lands.
+    let git3 = Git::new(config(&work.path().join("cache3")), Arc::new(NoAuth));
+    let m3 = git3.mirror(&url).unwrap();
+    let co3 = m3
+        .checkout(
+            &CheckoutTarget::Branch("main".into()),
+            &work.path().join("co3"),
+            &CheckoutOptions::default(),
+        )
+        .unwrap();
+    co3.materialize(Path::new("apps/a/values.yaml")).unwrap();
+    let old_b_dir = rev("main:apps/b");
+    assert!(!holds(m3.path(), &old_b_dir), "treeless");
+    let theirs = full
+        .push_edits(
+            "main",
+            &[Edit::Write {
+                path: "apps/b/values.yaml".into(),
+                content: b"tag: 2.1.0\n".to_vec(),
+            }],
+            "theirs",
+            &sig(),
+            &sig(),
+            false,
+        )
+        .unwrap()
+        .commit;
+    // The mirror fetches the new tip (still treeless: its new directories only), then a
+    // reader at that tip fills in the trees of every commit held, the checkout's old tip
+    // among them, which its rebase reads.
+    m3.fetch(&kargo_git::FetchSpec::branch("main")).unwrap();
+    assert!(!holds(m3.path(), &old_b_dir), "treeless after a fetch");
+    assert_eq!(
+        m3.read_file("main", "apps/b/values.yaml").unwrap().unwrap(),
+        b"tag: 2.1.0\n"
+    );
+    assert!(holds(m3.path(), &old_b_dir), "filled in");
+    std::fs::write(co3.root().join("apps/a/values.yaml"), "tag: 1.5.0\n").unwrap();
+    co3.commit("promote a", &sig(), &sig()).unwrap();
+    let pushed = co3.push(None, false, None).unwrap();
+    assert_eq!(rev("main~1"), theirs.to_string());
+    assert_eq!(rev("main"), pushed.commit.to_string());
+    assert_eq!(
+        git_ok(&bare, &["show", "main:apps/a/values.yaml"]),
+        "tag: 1.5.0"
+    );
+    assert_eq!(
+        git_ok(&bare, &["show", "main:apps/b/values.yaml"]),
+        "tag: 2.1.0"
+    );
+    git_ok(&bare, &["fsck", "--no-progress"]);
 }
