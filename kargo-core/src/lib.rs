@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod events;
 pub mod expr;
 pub mod freight;
 pub mod limits;
