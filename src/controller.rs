@@ -922,6 +922,7 @@ impl Controller {
                     let p = self.pipeline();
                     p.reconcile_control_flow(state, now);
                     requests = p.auto_promotions(state, now);
+                    requests.extend(p.auto_rollbacks(state, now));
                     for r in &requests {
                         Pipeline::enqueue(state, r.clone(), supersede);
                     }

@@ -107,7 +107,8 @@ pub struct PromotionPolicy {
     /// Whether matched Stages auto-promote new Freight (default false).
     #[serde(default, skip_serializing_if = "is_false")]
     pub auto_promotion_enabled: bool,
-    /// Automatic rollback settings (Kargo Enterprise only; carried, not enforced).
+    /// Automatic rollback settings (`{}`: on, with the defaults); enforced by
+    /// [`Pipeline::auto_rollbacks`](crate::pipeline::Pipeline::auto_rollbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<AutoRollbackConfig>,
 }

@@ -30,6 +30,7 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+mod auto_rollback;
 mod file_store;
 mod journal;
 mod observed_store;
@@ -40,6 +41,10 @@ mod stage_controls;
 mod state;
 mod store;
 
+pub use auto_rollback::{
+    AUTO_ROLLBACK_ACTOR, AUTO_ROLLBACK_MAX_AGE, AutoRollbackPolicy, STABLE_FREIGHT_KEY,
+    promotion_phase_named, stable_freight, verification_phase_named,
+};
 pub use file_store::FileStore;
 pub use observed_store::{ChangeFeed, ObservedStore};
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
@@ -793,6 +798,10 @@ impl<'a> Pipeline<'a> {
             .map(|r| r.name.clone())
             .collect();
         if info.phase == VerificationPhase::Successful {
+            let collection = entry.collection.clone();
+            if let Some(st) = state.stages.get_mut(stage_name) {
+                auto_rollback::record_stable(st, &collection);
+            }
             for id in ids {
                 if let Some(f) = state.freight.get_mut(&id) {
                     f.status
@@ -914,5 +923,7 @@ pub fn aliases(state: &ProjectState) -> BTreeMap<String, FreightId> {
         .collect()
 }
 
+#[cfg(test)]
+mod auto_rollback_tests;
 #[cfg(test)]
 mod tests;

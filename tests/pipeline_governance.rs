@@ -1,0 +1,117 @@
+//! Issue 20 in whole pipelines, offline (`kargo::testing::PipelineTest`, needs
+//! `--features testing`): automatic rollback on the real controller, with the fixture
+//! pipeline of `examples/fixtures/pipeline.yaml` (dev → staging → prod, an hour's soak in
+//! staging before prod) and `autoRollback` switched on for every Stage.
+
+#![cfg(feature = "testing")]
+#![allow(clippy::unwrap_used, clippy::print_stderr, missing_docs)]
+
+use chrono::Duration;
+use kargo::core::pipeline::{AUTO_ROLLBACK_ACTOR, PromotionTrigger};
+use kargo::testing::{PipelineRun, PipelineTest, Verdict};
+
+const MANIFESTS: &str = include_str!("../examples/fixtures/pipeline.yaml");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fixtures/gitops");
+const APP: &str = "ghcr.io/acme/guestbook";
+
+fn with_auto_rollback() -> String {
+    let m = MANIFESTS.replace(
+        "    autoPromotionEnabled: true\n",
+        "    autoPromotionEnabled: true\n    autoRollback: {}\n",
+    );
+    assert_ne!(m, MANIFESTS, "the fixture's policy moved");
+    m
+}
+
+async fn pipeline() -> PipelineRun {
+    PipelineTest::new(with_auto_rollback())
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn tag_line(tag: &str) -> String {
+    format!("tag: \"{tag}\"   # set by promotion")
+}
+
+#[tokio::test]
+async fn failed_verification_rolls_back_and_downstream_never_gets_the_freight() {
+    let p = pipeline().await;
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    assert_eq!(p.image_tag("staging", APP), Some("1.0.0"));
+    p.advance(Duration::hours(1)).await.unwrap();
+    assert_eq!(p.image_tag("prod", APP), Some("1.0.0"));
+
+    // 1.1.0 passes dev and breaks staging's verification.
+    p.verification("staging", Verdict::Fail);
+    p.publish_image(APP, "1.1.0");
+    p.refresh_all().await.unwrap();
+    assert_eq!(p.image_tag("dev", APP), Some("1.1.0"));
+    assert_eq!(
+        p.image_tag("staging", APP),
+        Some("1.0.0"),
+        "rolled back to the stable Freight"
+    );
+    let staging = p.promotions("staging");
+    let last = staging.last().unwrap();
+    assert_eq!(last.trigger, PromotionTrigger::Rollback);
+    assert_eq!(last.actor.as_deref(), Some(AUTO_ROLLBACK_ACTOR));
+    assert!(
+        p.pushed_file("env/staging/values.yaml")
+            .unwrap()
+            .contains(&tag_line("1.0.0")),
+        "the rollback is a new commit putting 1.0.0 back"
+    );
+    let rollbacks = |p: &PipelineRun| {
+        p.promotions("staging")
+            .iter()
+            .filter(|r| r.trigger == PromotionTrigger::Rollback)
+            .count()
+    };
+    assert_eq!(rollbacks(&p), 1);
+
+    // The rollback's own verification fails too (the verdict stays Fail): no rollback of
+    // a rollback, and auto-promotion does not bring 1.1.0 back (the rollback holds it).
+    p.reconcile().await.unwrap();
+    p.advance(Duration::minutes(5)).await.unwrap();
+    assert_eq!(rollbacks(&p), 1, "never a rollback of a rollback");
+    assert_eq!(p.image_tag("staging", APP), Some("1.0.0"));
+
+    // Downstream never receives the failed Freight, however long it waits.
+    p.advance(Duration::hours(3)).await.unwrap();
+    assert_eq!(p.image_tag("prod", APP), Some("1.0.0"));
+    let state = p.state();
+    assert!(
+        p.promotions("prod")
+            .iter()
+            .all(|r| state.freight[&r.freight]
+                .freight
+                .images
+                .iter()
+                .all(|i| i.tag != "1.1.0")),
+        "prod was never asked to take 1.1.0"
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_a_failed_verification_stays() {
+    let p = PipelineTest::new(MANIFESTS)
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    p.advance(Duration::minutes(1)).await.unwrap();
+    p.verification("staging", Verdict::Fail);
+    p.publish_image(APP, "1.1.0");
+    p.refresh_all().await.unwrap();
+    assert_eq!(p.image_tag("staging", APP), Some("1.1.0"));
+    assert!(
+        p.promotions("staging")
+            .iter()
+            .all(|r| r.trigger != PromotionTrigger::Rollback)
+    );
+}
