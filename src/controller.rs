@@ -14,6 +14,7 @@
 //! sleeping. To run a project continuously, hand the controller to a
 //! [`Service`](crate::service::Service).
 
+mod events;
 mod progress;
 mod stage_controls;
 
@@ -198,6 +199,8 @@ pub struct Controller {
     observed: Arc<ObservedStore>,
     /// How many Stages' promotions run at once.
     promotion_concurrency: usize,
+    /// Where events go ([`Controller::with_events`]).
+    events: Arc<dyn kargo_core::events::EventSink>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -254,6 +257,7 @@ impl Controller {
             feed,
             observed,
             promotion_concurrency: DEFAULT_PROMOTION_CONCURRENCY,
+            events: Arc::new(kargo_core::events::NoEvents),
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -704,6 +708,13 @@ impl Controller {
         let outcome = outcome.unwrap_or(RefreshOutcome::NotCreated(FreightDecision::Manual));
         if let RefreshOutcome::Created(f) = &outcome {
             tracing::info!(warehouse, freight = %f.name, alias = f.alias.as_deref().unwrap_or(""), "new Freight");
+            self.emit(self.freight_event(
+                kargo_core::events::EventType::FreightCreated,
+                f,
+                None,
+                None,
+                format!("Warehouse {warehouse} created Freight {}", f.name),
+            ));
         }
         Ok(outcome)
     }
@@ -716,11 +727,26 @@ impl Controller {
         actor: Option<String>,
     ) -> Result<FreightId, ControllerError> {
         let now = self.now();
-        self.update(|state| {
-            self.pipeline()
-                .approve(state, stage, freight, actor.clone(), now)
-        })
-        .await
+        let mut approved = None;
+        let id = self
+            .update(|state| {
+                let id = self
+                    .pipeline()
+                    .approve(state, stage, freight, actor.clone(), now)?;
+                approved = state.freight.get(&id).map(|r| r.freight.clone());
+                Ok(id)
+            })
+            .await?;
+        if let Some(f) = approved {
+            self.emit(self.freight_event(
+                kargo_core::events::EventType::FreightApproved,
+                &f,
+                Some(stage),
+                actor,
+                format!("Freight {} approved for {stage}", f.name),
+            ));
+        }
+        Ok(id)
     }
 
     /// Promotes Freight (ID, ID prefix or alias) to a Stage now, then runs whatever
@@ -756,19 +782,24 @@ impl Controller {
     ) -> Result<PromotionRequest, ControllerError> {
         let now = self.now();
         let supersede = self.supersede;
-        self.update(|state| {
-            let request = self.pipeline().request_promotion(
-                state,
-                stage,
-                freight,
-                PromotionTrigger::Manual,
-                actor.clone(),
-                now,
-            )?;
-            Pipeline::enqueue(state, request.clone(), supersede);
-            Ok(request)
-        })
-        .await
+        let mut events = Vec::new();
+        let request = self
+            .update(|state| {
+                let request = self.pipeline().request_promotion(
+                    state,
+                    stage,
+                    freight,
+                    PromotionTrigger::Manual,
+                    actor.clone(),
+                    now,
+                )?;
+                let dropped = Pipeline::enqueue(state, request.clone(), supersede);
+                events = self.queued_events(std::slice::from_ref(&request), &dropped, state);
+                Ok(request)
+            })
+            .await?;
+        self.emit_all(events);
+        Ok(request)
     }
 
     /// Re-promotes the Stage's previous collection.
@@ -792,12 +823,17 @@ impl Controller {
     ) -> Result<PromotionRequest, ControllerError> {
         let now = self.now();
         let supersede = self.supersede;
-        self.update(|state| {
-            let request = self.pipeline().rollback(state, stage, actor.clone(), now)?;
-            Pipeline::enqueue(state, request.clone(), supersede);
-            Ok(request)
-        })
-        .await
+        let mut events = Vec::new();
+        let request = self
+            .update(|state| {
+                let request = self.pipeline().rollback(state, stage, actor.clone(), now)?;
+                let dropped = Pipeline::enqueue(state, request.clone(), supersede);
+                events = self.queued_events(std::slice::from_ref(&request), &dropped, state);
+                Ok(request)
+            })
+            .await?;
+        self.emit_all(events);
+        Ok(request)
     }
 
     async fn queue_and_run(
@@ -806,12 +842,15 @@ impl Controller {
     ) -> Result<Vec<PromotionReport>, ControllerError> {
         let stage = request.stage.clone();
         let supersede = self.supersede;
+        let mut events = Vec::new();
         self.store
             .update(&self.project, &mut |state| {
-                Pipeline::enqueue(state, request.clone(), supersede);
+                let dropped = Pipeline::enqueue(state, request.clone(), supersede);
+                events = self.queued_events(std::slice::from_ref(&request), &dropped, state);
                 Ok(())
             })
             .await?;
+        self.emit_all(events);
         let mut reports = self.drain(&stage).await?;
         reports.extend(self.auto_promote().await?);
         Ok(reports)
@@ -917,18 +956,22 @@ impl Controller {
             let now = self.now();
             let mut requests = Vec::new();
             let supersede = self.supersede;
+            let mut events = Vec::new();
             self.store
                 .update(&self.project, &mut |state| {
                     let p = self.pipeline();
                     p.reconcile_control_flow(state, now);
                     requests = p.auto_promotions(state, now);
                     requests.extend(p.auto_rollbacks(state, now));
+                    let mut dropped = Vec::new();
                     for r in &requests {
-                        Pipeline::enqueue(state, r.clone(), supersede);
+                        dropped.extend(Pipeline::enqueue(state, r.clone(), supersede));
                     }
+                    events = self.queued_events(&requests, &dropped, state);
                     Ok(())
                 })
                 .await?;
+            self.emit_all(events);
             if requests.is_empty() {
                 break;
             }
@@ -1220,6 +1263,23 @@ impl Controller {
                 Ok(record)
             })
             .await?;
+        let verification_pending = result.phase == PromotionPhase::Succeeded
+            && self.verifier.is_some()
+            && self
+                .pipeline()
+                .stage(&request.stage)
+                .is_ok_and(|s| s.spec.verification.is_some());
+        if let Some(kind) = events::promotion_finished(result.phase) {
+            let mut e = self.promotion_event(kind, &request, &state, record.message.clone());
+            if let Some(p) = e
+                .promotion
+                .as_mut()
+                .filter(|_| kind == kargo_core::events::EventType::PromotionSucceeded)
+            {
+                p.verification_pending = Some(verification_pending);
+            }
+            self.emit(e);
+        }
         if result.phase == PromotionPhase::Succeeded
             && let Some(verifier) = &self.verifier
             && let Ok(stage) = self.pipeline().stage(&request.stage)
@@ -1237,11 +1297,15 @@ impl Controller {
                 }
             };
             let ok = info.phase == VerificationPhase::Successful;
+            let mut events = Vec::new();
             self.update_under(fence, |state| {
                 self.pipeline()
-                    .record_verification(state, &request.stage, info.clone())
+                    .record_verification(state, &request.stage, info.clone())?;
+                events = self.verification_events(&request.stage, &info, state);
+                Ok(())
             })
             .await?;
+            self.emit_all(events);
             tracing::info!(stage = %request.stage, verified = ok, "verification finished");
         }
         tracing::info!(promotion = %request.name, phase = ?result.phase, "promotion finished");
@@ -1375,11 +1439,16 @@ impl Controller {
         stage: &str,
         info: kargo_core::pipeline::VerificationInfo,
     ) -> Result<(), ControllerError> {
+        let mut events = Vec::new();
         self.update(|state| {
             self.pipeline()
-                .record_verification(state, stage, info.clone())
+                .record_verification(state, stage, info.clone())?;
+            events = self.verification_events(stage, &info, state);
+            Ok(())
         })
-        .await
+        .await?;
+        self.emit_all(events);
+        Ok(())
     }
 }
 

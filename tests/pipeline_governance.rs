@@ -115,3 +115,58 @@ async fn without_a_policy_a_failed_verification_stays() {
             .all(|r| r.trigger != PromotionTrigger::Rollback)
     );
 }
+
+#[tokio::test]
+async fn events_follow_the_pipeline_with_kargos_fields() {
+    use kargo::core::events::EventType as E;
+    let p = pipeline().await;
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    p.advance(Duration::minutes(1)).await.unwrap();
+    p.verification("staging", Verdict::Fail);
+    p.publish_image(APP, "1.1.0");
+    p.refresh_all().await.unwrap();
+    let events = p.events();
+    let kinds: Vec<E> = events.iter().map(|e| e.kind).collect();
+    let first = |k: E| kinds.iter().position(|x| *x == k);
+    // The first Freight: created, queued for dev, promoted, verified, then staging.
+    assert_eq!(kinds[0], E::FreightCreated);
+    assert!(first(E::PromotionCreated) < first(E::PromotionSucceeded));
+    assert!(first(E::PromotionSucceeded) < first(E::FreightVerificationSucceeded));
+    // The failed verification in staging, then the automatic rollback's promotion.
+    let failed = events
+        .iter()
+        .position(|e| e.kind == E::FreightVerificationFailed)
+        .expect("staging's verification failed");
+    assert_eq!(events[failed].stage.as_deref(), Some("staging"));
+    let payload = events[failed].payload();
+    assert_eq!(payload["type"], "FreightVerificationFailed");
+    assert_eq!(payload["project"], "guestbook");
+    assert_eq!(payload["stageName"], "staging");
+    assert_eq!(payload["images"][0]["tag"], "1.1.0");
+    let rollback = events[failed..]
+        .iter()
+        .find(|e| e.kind == E::PromotionSucceeded)
+        .expect("the rollback succeeded");
+    let payload = rollback.payload();
+    assert_eq!(payload["rollback"], true);
+    assert_eq!(payload["actor"], AUTO_ROLLBACK_ACTOR);
+    assert_eq!(payload["freight"]["images"][0]["tag"], "1.0.0");
+    assert_eq!(payload["verificationPending"], true);
+    // Every promotion that was created finished, each event once.
+    let created = kinds.iter().filter(|k| **k == E::PromotionCreated).count();
+    let finished = kinds
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                E::PromotionSucceeded | E::PromotionFailed | E::PromotionErrored
+            )
+        })
+        .count();
+    assert_eq!(created, finished, "{kinds:?}");
+    let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len());
+}

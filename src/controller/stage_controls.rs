@@ -38,13 +38,17 @@ impl Reverification {
     pub async fn run(self) -> Result<VerificationInfo, ControllerError> {
         let name = self.stage.metadata.name.clone();
         let info = self.verifier.verify(&self.stage, &self.collection).await;
+        let mut events = Vec::new();
         self.controller
             .update_under(self.lease.fence(), |state| {
                 self.controller
                     .pipeline()
-                    .record_verification(state, &name, info.clone())
+                    .record_verification(state, &name, info.clone())?;
+                events = self.controller.verification_events(&name, &info, state);
+                Ok(())
             })
             .await?;
+        self.controller.emit_all(events);
         tracing::info!(stage = %name, verified = info.phase == VerificationPhase::Successful, "re-verified");
         Ok(info)
     }

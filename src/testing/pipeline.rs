@@ -209,12 +209,14 @@ impl PipelineTest {
         }
         let c = clock.clone();
         let store = Arc::new(MemoryStore::new());
+        let events = kargo_core::events::CollectedEvents::new();
         let controller =
             Controller::new(set, &project, sources, Runner::new(registry), store.clone())?
                 .with_clock(c)
                 // No jitter: a test that advances by a Warehouse's interval sees it refreshed.
                 .with_schedule(crate::schedule::ScheduleOptions::default().with_jitter(0.0))
                 .with_verifier(Arc::new(verifier.clone()))
+                .with_events(Arc::new(events.clone()))
                 .with_work_root(tmp.path().join("work"));
         let published = clock.now();
         Ok(PipelineRun {
@@ -223,6 +225,7 @@ impl PipelineTest {
             source,
             clock,
             verifier,
+            events,
             fixture: fixture.map(|f| FixtureReader::new(&f, &bare)),
             last_published: Mutex::new(published),
             _tmp: tmp,
@@ -472,6 +475,7 @@ pub struct PipelineRun {
     source: MemorySource,
     clock: ManualClock,
     verifier: TestVerifier,
+    events: kargo_core::events::CollectedEvents,
     fixture: Option<FixtureReader>,
     last_published: Mutex<DateTime<Utc>>,
     _tmp: tempfile::TempDir,
@@ -544,6 +548,12 @@ impl PipelineRun {
     /// The verifier (verdicts per Stage).
     pub fn verifier(&self) -> &TestVerifier {
         &self.verifier
+    }
+
+    /// Every event the controller emitted so far, oldest first
+    /// ([`Controller::with_events`]).
+    pub fn events(&self) -> Vec<kargo_core::events::Event> {
+        self.events.events()
     }
 
     /// The clock's time.
