@@ -14,6 +14,7 @@
 //! sleeping. To run a project continuously, hand the controller to a
 //! [`Service`](crate::service::Service).
 
+mod approvals;
 mod events;
 mod progress;
 mod stage_controls;

@@ -170,3 +170,128 @@ async fn events_follow_the_pipeline_with_kargos_fields() {
     ids.dedup();
     assert_eq!(ids.len(), events.len());
 }
+
+/// prod needs two approvals from alice, bob or the `sre` group, each good for 24 hours;
+/// the person who asked cannot approve.
+fn with_approvals() -> String {
+    let m = MANIFESTS.replace(
+        "  - stageSelector: {name: \"glob:*\"}\n    autoPromotionEnabled: true\n",
+        "  - stageSelector: {name: prod}\n    autoPromotionEnabled: false\n    approvals:\n      minApprovals: 2\n      approvers: [{user: alice}, {user: bob}, {group: sre}]\n      expiry: 24h\n  - stageSelector: {name: \"glob:*\"}\n    autoPromotionEnabled: true\n",
+    );
+    assert_ne!(m, MANIFESTS, "the fixture's policy moved");
+    m
+}
+
+#[tokio::test]
+async fn approvals_too_few_self_approval_and_expiry() {
+    use kargo::controller::ControllerError;
+    use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver, PipelineError};
+    let p = PipelineTest::new(with_approvals())
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    p.advance(Duration::hours(1)).await.unwrap();
+    let freight = p.freight_of(APP, "1.0.0").unwrap();
+    // carol asks; nothing runs until two others approve.
+    let reports = p.promote_as("prod", &freight, "carol").await.unwrap();
+    assert!(reports.iter().all(|r| r.request.stage != "prod"));
+    assert_eq!(p.image_tag("prod", APP), None);
+    let refused = |r: Result<_, ControllerError>| match r {
+        Err(ControllerError::Pipeline(PipelineError::Approval { reason, .. })) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let why = refused(
+        p.answer_promotion("prod", &Approver::named("carol"), D::Approve)
+            .await,
+    );
+    assert!(why.contains("requested this promotion"), "{why}");
+    let why = refused(
+        p.answer_promotion("prod", &Approver::named("mallory"), D::Approve)
+            .await,
+    );
+    assert!(why.contains("not one of the Stage's approvers"), "{why}");
+    // One approval is too few.
+    let (outcome, reports) = p
+        .answer_promotion("prod", &Approver::named("alice"), D::Approve)
+        .await
+        .unwrap();
+    match outcome {
+        ApprovalOutcome::Recorded(s) => {
+            assert_eq!(s.approved_by, ["alice"]);
+            assert_eq!(s.required, 2);
+            assert!(!s.satisfied());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(reports.is_empty());
+    p.reconcile().await.unwrap();
+    assert_eq!(
+        p.image_tag("prod", APP),
+        None,
+        "waits for a second approval"
+    );
+    // alice approving again does not count twice.
+    p.answer_promotion("prod", &Approver::named("alice"), D::Approve)
+        .await
+        .unwrap();
+    assert_eq!(p.image_tag("prod", APP), None);
+    // A day later alice's approval expired: the sre member's is the only one that counts.
+    p.advance(Duration::hours(25)).await.unwrap();
+    let dave = Approver::named("dave").in_groups(["sre"]);
+    let (outcome, _) = p.answer_promotion("prod", &dave, D::Approve).await.unwrap();
+    match outcome {
+        ApprovalOutcome::Recorded(s) => assert_eq!(s.approved_by, ["dave"], "alice's expired"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.image_tag("prod", APP), None);
+    // bob makes two: it runs, and the history keeps who approved and when.
+    let (_, reports) = p
+        .answer_promotion("prod", &Approver::named("bob"), D::Approve)
+        .await
+        .unwrap();
+    assert!(reports.iter().any(|r| r.request.stage == "prod"));
+    assert_eq!(p.image_tag("prod", APP), Some("1.0.0"));
+    let run = reports.iter().find(|r| r.request.stage == "prod").unwrap();
+    let who: Vec<&str> = run
+        .request
+        .approvals
+        .iter()
+        .map(|a| a.actor.as_str())
+        .collect();
+    assert_eq!(who, ["alice", "dave", "bob"]);
+    assert_eq!(run.request.actor.as_deref(), Some("carol"));
+}
+
+#[tokio::test]
+async fn a_rejection_takes_the_promotion_off_the_queue() {
+    use kargo::core::PromotionPhase;
+    use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver};
+    let p = PipelineTest::new(with_approvals())
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    p.advance(Duration::hours(1)).await.unwrap();
+    let freight = p.freight_of(APP, "1.0.0").unwrap();
+    p.promote_as("prod", &freight, "carol").await.unwrap();
+    let (outcome, _) = p
+        .answer_promotion("prod", &Approver::named("bob"), D::Reject)
+        .await
+        .unwrap();
+    let ApprovalOutcome::Rejected(record) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(record.phase, PromotionPhase::Aborted);
+    assert!(record.message.contains("rejected by bob"));
+    assert!(p.state().stages["prod"].queue.is_empty());
+    assert_eq!(p.image_tag("prod", APP), None);
+    assert!(p.events().iter().any(
+        |e| e.kind == kargo::core::events::EventType::PromotionAborted
+            && e.actor.as_deref() == Some("bob")
+    ));
+}

@@ -230,6 +230,7 @@ pub fn state(freight: usize, now: DateTime<Utc>) -> ProjectState {
                 hold: false,
                 actor: Some("ada".into()),
                 requested_at: now,
+                approvals: Vec::new(),
             };
             let st = state.stages.get_mut(&name).expect("inserted");
             if i % 50 == 0 {

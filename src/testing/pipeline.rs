@@ -709,6 +709,32 @@ impl PipelineRun {
         self.controller.promote(stage, freight, None).await
     }
 
+    /// Promotes Freight to `stage` as `actor` (the requester, who cannot approve it).
+    pub async fn promote_as(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: &str,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.controller
+            .promote(stage, freight, Some(actor.to_owned()))
+            .await
+    }
+
+    /// `who` approves (or rejects) the promotion at the head of `stage`'s queue, under the
+    /// Stage's approval policy; runs the queue when that is enough.
+    pub async fn answer_promotion(
+        &self,
+        stage: &str,
+        who: &kargo_core::pipeline::Approver,
+        decision: kargo_core::pipeline::ApprovalDecision,
+    ) -> Result<(kargo_core::pipeline::ApprovalOutcome, Vec<PromotionReport>), ControllerError>
+    {
+        self.controller
+            .answer_promotion(stage, None, who, decision, "")
+            .await
+    }
+
     /// Approves Freight for `stage` (bypassing upstream verification and soak), then runs
     /// auto-promotion (which may promote it there).
     pub async fn approve(

@@ -32,6 +32,7 @@
 //! assert!(stage.validate().is_empty());
 //! ```
 
+mod approvals;
 mod cluster_config;
 mod deprecations;
 mod duration;
@@ -48,6 +49,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
+pub use approvals::{ApprovalPolicy, Approver};
 pub use cluster_config::{CLUSTER_CONFIG_NAME, ClusterConfig, ClusterConfigSpec, GitClientConfig};
 pub use duration::{Duration, ParseDurationError};
 pub use meta::{

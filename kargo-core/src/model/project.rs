@@ -107,6 +107,10 @@ pub struct PromotionPolicy {
     /// Whether matched Stages auto-promote new Freight (default false).
     #[serde(default, skip_serializing_if = "is_false")]
     pub auto_promotion_enabled: bool,
+    /// Approvals a promotion into matched Stages needs before it runs (see
+    /// [`ApprovalPolicy`](super::ApprovalPolicy)); unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<super::ApprovalPolicy>,
     /// Automatic rollback settings (`{}`: on, with the defaults); enforced by
     /// [`Pipeline::auto_rollbacks`](crate::pipeline::Pipeline::auto_rollbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -441,6 +445,9 @@ impl ProjectConfig {
                 } else {
                     exact_names.insert(name, i);
                 }
+            }
+            if let Some(a) = &policy.approvals {
+                a.validate(&mut errs, &format!("{p}.approvals"));
             }
             if let Some(rb) = &policy.auto_rollback {
                 validate_phases(

@@ -232,6 +232,7 @@ impl Pipeline<'_> {
                         != Some(&stable.name),
                 actor: Some(AUTO_ROLLBACK_ACTOR.to_owned()),
                 requested_at: now,
+                approvals: Vec::new(),
             });
         }
         out

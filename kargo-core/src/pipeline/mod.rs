@@ -30,6 +30,7 @@
 //! - **Rollback** ([`Pipeline::rollback`]): re-promote the Stage's previous collection, a
 //!   new promotion (and so a new commit), never a rewrite.
 
+mod approvals;
 mod auto_rollback;
 mod file_store;
 mod journal;
@@ -41,6 +42,9 @@ mod stage_controls;
 mod state;
 mod store;
 
+pub use approvals::{
+    ApprovalDecision, ApprovalOutcome, ApprovalStatus, Approver, PromotionApproval,
+};
 pub use auto_rollback::{
     AUTO_ROLLBACK_ACTOR, AUTO_ROLLBACK_MAX_AGE, AutoRollbackPolicy, STABLE_FREIGHT_KEY,
     promotion_phase_named, stable_freight, verification_phase_named,
@@ -125,6 +129,16 @@ pub enum PipelineError {
     /// A control-flow Stage cannot be promoted to.
     #[error("Stage {0:?} has no promotion template (a control-flow Stage): nothing to promote")]
     ControlFlow(String),
+    /// An approval or rejection was refused.
+    #[error("approval of promotion {promotion:?} in Stage {stage:?} refused: {reason}")]
+    Approval {
+        /// The Stage.
+        stage: String,
+        /// The promotion.
+        promotion: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Decides whether a Stage's collection is good, for Stages with `verification`.
@@ -446,6 +460,7 @@ impl<'a> Pipeline<'a> {
             hold,
             actor,
             requested_at: now,
+            approvals: Vec::new(),
         })
     }
 
@@ -503,6 +518,7 @@ impl<'a> Pipeline<'a> {
             hold,
             actor,
             requested_at: now,
+            approvals: Vec::new(),
         })
     }
 
@@ -617,6 +633,13 @@ impl<'a> Pipeline<'a> {
     ) -> Option<PromotionRequest> {
         let st = state.stages.get(stage)?;
         if st.current_promotion.is_some() || st.queue.is_empty() {
+            return None;
+        }
+        // A promotion waiting for approvals holds the queue behind it.
+        if self
+            .approval_status(&st.queue[0], now)
+            .is_some_and(|s| !s.satisfied())
+        {
             return None;
         }
         let mut next = st.queue[0].clone();

@@ -270,6 +270,10 @@ pub struct PromotionRequest {
     pub actor: Option<String>,
     /// When it was requested.
     pub requested_at: DateTime<Utc>,
+    /// The answers of the Stage's approvers, when its policy asks for approvals
+    /// ([`Pipeline::record_approval`](crate::pipeline::Pipeline::record_approval)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::pipeline::PromotionApproval>,
 }
 
 /// A finished promotion.

@@ -1,0 +1,75 @@
+//! Answers to promotions waiting for approval ([`kargo_core::pipeline::ApprovalPolicy`]
+//! of the Stage): recorded in the state, then the Stage's queue runs when the promotion
+//! at its head may.
+
+use kargo_core::events::EventType;
+use kargo_core::pipeline::{ApprovalDecision, ApprovalOutcome, Approver};
+
+use super::{Controller, ControllerError, PromotionReport};
+
+impl Controller {
+    /// Records `who`'s answer to a promotion queued for `stage` (`promotion`: its name;
+    /// `None`: the head of the Stage's queue) under the Stage's approval policy, then runs
+    /// the Stage's queue if the promotion may run now (and the auto-promotion that enables
+    /// downstream). Refused (a [`PipelineError::Approval`](kargo_core::pipeline::PipelineError::Approval)):
+    /// a Stage without approval policy, no such queued promotion, the requester answering
+    /// their own promotion, a person the policy does not allow. A rejection takes the
+    /// promotion off the queue (recorded as aborted; a `PromotionAborted` event).
+    pub async fn answer_promotion(
+        &self,
+        stage: &str,
+        promotion: Option<&str>,
+        who: &Approver,
+        decision: ApprovalDecision,
+        message: &str,
+    ) -> Result<(ApprovalOutcome, Vec<PromotionReport>), ControllerError> {
+        let now = self.now();
+        let mut rejected = None;
+        let outcome = self
+            .update(|state| {
+                let outcome = self
+                    .pipeline()
+                    .record_approval(state, stage, promotion, who, decision, message, now)?;
+                rejected = match &outcome {
+                    ApprovalOutcome::Rejected(record) => Some((
+                        record.clone(),
+                        state
+                            .freight
+                            .get(&record.freight)
+                            .map(|f| f.freight.clone()),
+                    )),
+                    ApprovalOutcome::Recorded(_) => None,
+                };
+                Ok(outcome)
+            })
+            .await?;
+        if let Some((record, freight)) = rejected {
+            let mut e = kargo_core::events::Event::new(
+                EventType::PromotionAborted,
+                now,
+                self.project(),
+                record.message.clone(),
+            );
+            e.actor = Some(who.name.clone());
+            e.stage = Some(stage.to_owned());
+            e.freight = freight;
+            e.promotion = Some(kargo_core::events::PromotionInfo {
+                name: record.name.clone(),
+                create_time: record.finished_at,
+                rollback: record.trigger == kargo_core::pipeline::PromotionTrigger::Rollback,
+                applications: Vec::new(),
+                verification_pending: None,
+            });
+            self.emit(e);
+        }
+        let reports = match &outcome {
+            ApprovalOutcome::Recorded(status) if status.satisfied() => {
+                let mut reports = self.drain(stage).await?;
+                reports.extend(self.auto_promote().await?);
+                reports
+            }
+            _ => Vec::new(),
+        };
+        Ok((outcome, reports))
+    }
+}
