@@ -104,14 +104,25 @@ pub(crate) enum Command {
         #[arg(long, conflicts_with = "dry_run")]
         queue: bool,
     },
-    /// Approve Freight for a Stage (makes it available there).
+    /// Approve Freight for a Stage (makes it available there), or, with `--promotion`,
+    /// approve or reject a promotion waiting for approval under the Stage's approval
+    /// policy (as `KARGO_ACTOR`, member of the comma-separated `KARGO_GROUPS`).
     Approve {
         /// The Stage.
         #[arg(long)]
         stage: String,
         /// The Freight: its ID, a unique ID prefix (7+ characters) or its alias.
-        #[arg(long, value_name = "ID_OR_ALIAS")]
-        freight: String,
+        #[arg(long, value_name = "ID_OR_ALIAS", required_unless_present = "promotion", conflicts_with = "promotion")]
+        freight: Option<String>,
+        /// A queued promotion's name; without a value, the one at the head of the queue.
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        promotion: Option<String>,
+        /// Reject the promotion instead (it leaves the queue).
+        #[arg(long, requires = "promotion")]
+        reject: bool,
+        /// What to record with the answer.
+        #[arg(long, requires = "promotion", default_value = "")]
+        message: String,
     },
     /// Re-promote the Stage's previous Freight (a new promotion, a new commit).
     Rollback {

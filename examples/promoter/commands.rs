@@ -409,6 +409,61 @@ pub(crate) async fn approve(cli: &Cli, ui: &Ui, stage: &str, freight: &str) -> R
     )
 }
 
+/// Approves or rejects a promotion waiting for approval.
+pub(crate) async fn answer_promotion(
+    cli: &Cli,
+    ui: &Ui,
+    stage: &str,
+    promotion: Option<&str>,
+    reject: bool,
+    message: &str,
+) -> Result<()> {
+    use kargo::core::pipeline::{ApprovalDecision, ApprovalOutcome, Approver};
+    let c = controller(cli).await?;
+    let who = Approver {
+        name: actor().unwrap_or_default(),
+        groups: crate::actor_groups(),
+    };
+    let decision = if reject {
+        ApprovalDecision::Reject
+    } else {
+        ApprovalDecision::Approve
+    };
+    let (outcome, reports) = c
+        .answer_promotion(stage, promotion, &who, decision, message)
+        .await?;
+    match outcome {
+        ApprovalOutcome::Rejected(record) => ui.emit(
+            &json!({"rejected": true, "stage": stage, "promotion": record.name, "by": who.name}),
+            || println!("promotion {} rejected by {}", record.name, who.name),
+        )?,
+        ApprovalOutcome::Recorded(status) => ui.emit(
+            &json!({
+                "approved": true, "stage": stage, "by": who.name,
+                "approvals": status.approved_by, "required": status.required,
+                "runs": status.satisfied(),
+            }),
+            || {
+                println!(
+                    "approved by {}: {} of {} approvals{}",
+                    who.name,
+                    status.approved_by.len(),
+                    status.required,
+                    if status.satisfied() {
+                        "; the promotion runs"
+                    } else {
+                        "; waiting for more"
+                    }
+                )
+            },
+        )?,
+    }
+    if reports.is_empty() {
+        return Ok(());
+    }
+    finish_promotions(ui, &c, &reports).await
+}
+
 pub(crate) async fn rollback(cli: &Cli, ui: &Ui, stage: &str) -> Result<()> {
     let c = controller(cli).await?;
     let reports = ui

@@ -300,6 +300,19 @@ fn actor() -> Option<String> {
     env("KARGO_ACTOR").or_else(|| env("USER"))
 }
 
+/// The actor's groups (`KARGO_GROUPS`, comma-separated), for approval policies.
+fn actor_groups() -> Vec<String> {
+    env("KARGO_GROUPS")
+        .map(|g| {
+            g.split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 // ---------------------------------------------------------------------------------------
 // main
 
@@ -346,7 +359,21 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             dry_run,
             queue: false,
         } => commands::promote(cli, ui, stage, freight, *dry_run).await,
-        Command::Approve { stage, freight } => commands::approve(cli, ui, stage, freight).await,
+        Command::Approve {
+            stage,
+            freight: Some(freight),
+            ..
+        } => commands::approve(cli, ui, stage, freight).await,
+        Command::Approve {
+            stage,
+            promotion,
+            reject,
+            message,
+            ..
+        } => {
+            let promotion = promotion.as_deref().filter(|p| !p.is_empty());
+            commands::answer_promotion(cli, ui, stage, promotion, *reject, message).await
+        }
         Command::Rollback { stage } => commands::rollback(cli, ui, stage).await,
         Command::Run {
             watch,
