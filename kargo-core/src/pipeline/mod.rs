@@ -33,6 +33,7 @@
 mod file_store;
 mod journal;
 mod observed_store;
+mod promotion_windows;
 pub mod records;
 mod retention;
 mod soak;
@@ -42,6 +43,10 @@ mod store;
 
 pub use file_store::FileStore;
 pub use observed_store::{ChangeFeed, ObservedStore};
+pub use promotion_windows::{
+    PromotionWindowError, PromotionWindowStatus, PromotionWindows, SEARCH_HORIZON_DAYS,
+    WindowSource, WindowTarget,
+};
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use stage_controls::AbortOutcome;
