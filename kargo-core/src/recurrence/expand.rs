@@ -386,9 +386,9 @@ pub(crate) fn expand(
         if total == 0 {
             continue;
         }
-        let positions: Vec<usize> = if rule.by_set_pos.is_empty() {
-            Vec::new()
-        } else {
+        // Every candidate, or only those BYSETPOS picks (1-based, negative from the end).
+        let mut all = 0..total;
+        let mut picked = {
             let mut v: Vec<usize> = rule
                 .by_set_pos
                 .iter()
@@ -400,20 +400,15 @@ pub(crate) fn expand(
                 .collect();
             v.sort_unstable();
             v.dedup();
-            v
+            v.into_iter()
         };
-        let count = if rule.by_set_pos.is_empty() {
-            total
+        let indices: &mut dyn Iterator<Item = usize> = if rule.by_set_pos.is_empty() {
+            &mut all
         } else {
-            positions.len()
+            &mut picked
         };
-        for n in 0..count {
+        for index in indices {
             spent += 1;
-            let index = if rule.by_set_pos.is_empty() {
-                n
-            } else {
-                positions[n]
-            };
             let local = days[index / per_day].to_datetime(times[index % per_day]);
             if spent > budget {
                 out.complete_until = zone
