@@ -636,3 +636,125 @@ fn stage_state_keeps_the_status_only_when_set() {
     let back: StageState = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back, with);
 }
+
+/// docs/features/promotion-windows.md: its manifests load, and the statuses it quotes are
+/// the ones computed.
+#[test]
+fn the_documentation_example_says_what_the_evaluator_does() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/features/promotion-windows.md"
+    );
+    let page = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let blocks: Vec<&str> = page
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("\n```").map(|(block, _)| block))
+        .collect();
+    assert!(blocks.len() >= 5, "{} yaml blocks", blocks.len());
+    let set = ManifestSet::from_yaml_str("promotion-windows.md", &blocks.join("\n---\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let project = set.projects().next();
+    let status = |stage: &str, at: &str| {
+        let stage = set
+            .stages("guestbook")
+            .find(|s| s.metadata.name == stage)
+            .unwrap_or_else(|| panic!("no Stage {stage}"));
+        PromotionWindows::for_stage(
+            set.project_config("guestbook"),
+            set.cluster_config(),
+            &WindowTarget::of_stage(stage, project),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status_at(utc(at))
+    };
+    let business = "outside every Allow promotion window: \"business-hours\" (ProjectConfig \
+                    \"guestbook\")";
+    // The two JSON examples.
+    assert_eq!(
+        status("prod", "2026-03-06T15:00:00Z"),
+        PromotionWindowStatus {
+            closed: true,
+            reason: business.to_owned(),
+            next_open: Some(utc("2026-03-09T13:00:00Z")),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        status("prod", "2026-03-09T15:00:00Z"),
+        PromotionWindowStatus {
+            closed: false,
+            next_close: Some(utc("2026-03-09T21:00:00Z")),
+            next_close_reason: business.to_owned(),
+            ..Default::default()
+        }
+    );
+    // The table: (instant, stage, closed by, next open or close).
+    let rows = [
+        (
+            "2026-03-05T15:00:00Z",
+            "staging",
+            None,
+            "2026-03-07T06:00:00Z",
+        ),
+        ("2026-03-05T15:00:00Z", "prod", None, "2026-03-05T22:00:00Z"),
+        (
+            "2026-03-07T08:00:00Z",
+            "staging",
+            Some("maintenance-saturday"),
+            "2026-03-07T12:00:00Z",
+        ),
+        (
+            "2026-03-07T08:00:00Z",
+            "prod",
+            Some("maintenance-saturday"),
+            "2026-03-09T13:00:00Z",
+        ),
+        (
+            "2026-03-30T14:00:00Z",
+            "staging",
+            Some("quarter-end"),
+            "2026-03-31T22:00:00Z",
+        ),
+        (
+            "2026-03-30T14:00:00Z",
+            "prod",
+            Some("quarter-end"),
+            "2026-04-01T13:00:00Z",
+        ),
+        (
+            "2026-12-24T15:00:00Z",
+            "staging",
+            Some("year-end-freeze"),
+            "2027-01-04T00:00:00Z",
+        ),
+        (
+            "2026-12-24T15:00:00Z",
+            "prod",
+            Some("year-end-freeze"),
+            "2027-01-04T14:00:00Z",
+        ),
+    ];
+    for (at, stage, closed_by, next) in rows {
+        let s = status(stage, at);
+        match closed_by {
+            Some(window) => {
+                assert!(s.closed, "{stage} at {at}: {s:?}");
+                assert!(
+                    s.reason.contains(&format!("\"{window}\"")),
+                    "{stage} at {at}: {s:?}"
+                );
+                assert_eq!(s.next_open, Some(utc(next)), "{stage} at {at}");
+            }
+            None => {
+                assert!(!s.closed, "{stage} at {at}: {s:?}");
+                assert_eq!(s.next_close, Some(utc(next)), "{stage} at {at}");
+            }
+        }
+    }
+    assert!(
+        status("staging", "2026-03-05T15:00:00Z")
+            .next_close_reason
+            .contains("\"maintenance-saturday\" (ClusterConfig)")
+    );
+}
