@@ -2,7 +2,7 @@
 //! field. Instants are exact UTC values; New York is UTC-5 in winter (EST) and UTC-4 in
 //! summer (EDT), Berlin UTC+1 / UTC+2.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use indexmap::IndexMap;
 
 use super::*;
@@ -757,4 +757,93 @@ fn the_documentation_example_says_what_the_evaluator_does() {
             .next_close_reason
             .contains("\"maintenance-saturday\" (ClusterConfig)")
     );
+}
+
+/// The evaluator's next change agrees with a minute-by-minute scan of the windows'
+/// occurrences (computed one window at a time, the open rule applied by hand), across the
+/// March change of clocks in New York.
+#[test]
+fn next_changes_agree_with_a_minute_by_minute_scan() {
+    let config = project_config(&format!(
+        "{BUSINESS_HOURS}  - name: lunch
+    kind: Deny
+    rrule: FREQ=DAILY;BYHOUR=12;BYMINUTE=0,45
+    dtstart: TZID=America/New_York:20260101T120000
+    dtend: TZID=America/New_York:20260101T121500
+  - name: night-owls
+    kind: Allow
+    rrule: FREQ=WEEKLY;INTERVAL=2;BYDAY=SA
+    dtstart: TZID=America/New_York:20260103T230000
+    dtend: TZID=America/New_York:20260104T030000
+"
+    ));
+    let schedules: Vec<(PromotionWindowKind, Schedule)> = config
+        .spec
+        .promotion_windows
+        .iter()
+        .map(|w| {
+            let s =
+                Schedule::parse(&w.dtstart, &w.dtend, &w.rrule).unwrap_or_else(|e| panic!("{e:?}"));
+            (w.kind, s)
+        })
+        .collect();
+    let open_by_hand = |t: DateTime<Utc>| {
+        let active = |s: &Schedule| {
+            !s.occurrences(t, t + TimeDelta::seconds(1))
+                .intervals
+                .is_empty()
+        };
+        let deny = schedules
+            .iter()
+            .any(|(k, s)| *k == PromotionWindowKind::Deny && active(s));
+        let allows: Vec<bool> = schedules
+            .iter()
+            .filter(|(k, _)| *k == PromotionWindowKind::Allow)
+            .map(|(_, s)| active(s))
+            .collect();
+        !deny && (allows.is_empty() || allows.contains(&true))
+    };
+    let w = windows(&config);
+    let start = utc("2026-03-05T00:00:00Z");
+    let minutes = 6 * 24 * 60;
+    let scan: Vec<bool> = (0..=minutes)
+        .map(|m| open_by_hand(start + TimeDelta::minutes(m)))
+        .collect();
+    let mut checked = 0;
+    for m in (0..minutes).step_by(37) {
+        let now = start + TimeDelta::minutes(m);
+        let s = w.status_at(now);
+        assert_eq!(!s.closed, scan[m as usize], "at {now}");
+        let next = if s.closed { s.next_open } else { s.next_close };
+        let by_scan = (m as usize + 1..=minutes as usize)
+            .find(|&i| scan[i] != scan[m as usize])
+            .map(|i| start + TimeDelta::minutes(i as i64));
+        if let Some(expected) = by_scan {
+            assert_eq!(next, Some(expected), "at {now}: {s:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
+
+/// A window that cannot be expanded up to `now` (a secondly rule with COUNT, walked from
+/// its start years ago) closes the schedule and says so, rather than guessing.
+#[test]
+fn a_window_too_dense_to_evaluate_closes_the_schedule() {
+    let config = project_config(
+        "  - name: every-second
+    kind: Allow
+    rrule: FREQ=SECONDLY;COUNT=1000000000
+    dtstart: 20200101T000000Z
+    dtend: 20200101T000001Z
+",
+    );
+    let s = status(&config, "2026-01-01T00:00:00Z");
+    assert!(s.closed);
+    assert_eq!(
+        s.reason,
+        "promotion window \"every-second\" (ProjectConfig \"demo\") recurs too densely to \
+         evaluate"
+    );
+    assert_eq!(s.next_open, None);
 }

@@ -428,10 +428,10 @@ fn a_dense_rule_reports_how_far_it_got() {
             .iter()
             .all(|(start, _)| *start < occ.complete_until)
     );
-    // With the default budget the whole day is there.
-    let occ = s.occurrences(utc("2026-06-01T00:00:00Z"), utc("2026-06-02T00:00:00Z"));
-    assert_eq!(occ.intervals.len(), 86_400);
-    assert_eq!(occ.complete_until, utc("2026-06-02T00:00:00Z"));
+    // With the default budget a whole hour is there.
+    let occ = s.occurrences(utc("2026-06-01T00:00:00Z"), utc("2026-06-01T01:00:00Z"));
+    assert_eq!(occ.intervals.len(), 3_600);
+    assert_eq!(occ.complete_until, utc("2026-06-01T01:00:00Z"));
 }
 
 #[test]
