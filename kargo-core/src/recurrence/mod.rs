@@ -41,8 +41,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use jiff::{SignedDuration, Timestamp};
 
-pub use datetime::IcalDateTime;
-pub use rule::{Frequency, RecurrenceRule, Until, WeekdayNum};
+// The parsed forms stay inside the crate: the public API speaks chrono, like the rest of
+// kargo-core, and jiff (which does the civil-time work) is not part of it.
+pub(crate) use datetime::IcalDateTime;
+pub(crate) use rule::RecurrenceRule;
 
 /// How many candidate times one expansion may visit before it stops: a minutely rule
 /// fits 400 days in it, a secondly one about 23 days. Beyond it, [`Occurrences`] says how
@@ -161,9 +163,9 @@ impl Schedule {
         self.duration.unsigned_abs()
     }
 
-    /// The recurrence rule, if any.
-    pub fn rule(&self) -> Option<&RecurrenceRule> {
-        self.rule.as_ref()
+    /// Whether it repeats (has a recurrence rule); otherwise it is one interval.
+    pub fn is_recurring(&self) -> bool {
+        self.rule.is_some()
     }
 
     /// The occurrences overlapping `[from, to)`.

@@ -484,7 +484,7 @@ fn skipping_ahead_matches_walking_from_the_start() {
 #[test]
 fn one_shot_window() {
     let s = schedule("20261224T000000Z", "20261227T000000Z", "");
-    assert!(s.rule().is_none());
+    assert!(!s.is_recurring());
     assert_eq!(
         s.occurrences(utc("2026-12-26T00:00:00Z"), utc("2027-01-01T00:00:00Z"))
             .intervals,
