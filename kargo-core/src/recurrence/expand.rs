@@ -286,6 +286,26 @@ fn occurrence_instant(zone: &TimeZone, local: DateTime) -> Option<Timestamp> {
     offset.to_timestamp(local).ok()
 }
 
+/// The expansion so far, when the budget ran out before the local time `at`.
+fn stopped(
+    mut out: Expansion,
+    zone: &TimeZone,
+    at: DateTime,
+    from: Timestamp,
+    to: Timestamp,
+) -> Expansion {
+    out.complete_until = zone
+        .to_ambiguous_timestamp(at)
+        .compatible()
+        .unwrap_or(from)
+        .min(to);
+    tracing::debug!(
+        until = %out.complete_until,
+        "recurrence expansion stopped: work budget spent"
+    );
+    out
+}
+
 /// What one step of the walk decided.
 enum Step {
     Continue,
@@ -375,8 +395,11 @@ pub(crate) fn expand(
             return out;
         }
         k += 1;
-        let days = plan.days(p);
         spent += 1;
+        if spent > budget {
+            return stopped(out, zone, p, from, to);
+        }
+        let days = plan.days(p);
         if days.is_empty() {
             continue;
         }
@@ -411,16 +434,7 @@ pub(crate) fn expand(
             spent += 1;
             let local = days[index / per_day].to_datetime(times[index % per_day]);
             if spent > budget {
-                out.complete_until = zone
-                    .to_ambiguous_timestamp(local)
-                    .compatible()
-                    .unwrap_or(from)
-                    .min(to);
-                tracing::debug!(
-                    until = %out.complete_until,
-                    "recurrence expansion stopped: work budget spent"
-                );
-                return out;
+                return stopped(out, zone, local, from, to);
             }
             if local <= start_local {
                 continue;

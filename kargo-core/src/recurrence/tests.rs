@@ -435,6 +435,32 @@ fn a_dense_rule_reports_how_far_it_got() {
 }
 
 #[test]
+fn a_rule_that_never_matches_stops_within_the_budget() {
+    // 30 February never comes: a secondly rule walks every second looking for it.
+    let s = schedule(
+        "20260101T000000Z",
+        "20260101T000001Z",
+        "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30",
+    );
+    let occ = s.occurrences_with_budget(
+        utc("2026-06-01T00:00:00Z"),
+        utc("2027-06-01T00:00:00Z"),
+        10_000,
+    );
+    assert!(occ.intervals.is_empty(), "{occ:?}");
+    assert!(occ.complete_until < utc("2026-06-02T00:00:00Z"), "{occ:?}");
+    // A yearly one gets to the end of the range.
+    let s = schedule(
+        "20260101T000000Z",
+        "20260101T000001Z",
+        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+    );
+    let occ = s.occurrences(utc("2026-06-01T00:00:00Z"), utc("2036-06-01T00:00:00Z"));
+    assert!(occ.intervals.is_empty());
+    assert_eq!(occ.complete_until, utc("2036-06-01T00:00:00Z"));
+}
+
+#[test]
 fn occurrences_overlapping_the_range_start_are_included() {
     // A 30-day occurrence every 7 days: at any instant, several are running.
     let s = schedule("20260101T000000Z", "20260131T000000Z", "FREQ=WEEKLY");
