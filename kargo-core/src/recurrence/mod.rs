@@ -47,7 +47,7 @@ pub(crate) use datetime::IcalDateTime;
 pub(crate) use rule::RecurrenceRule;
 
 /// How many candidate times one expansion may visit before it stops: a minutely rule
-/// fits 400 days in it, a secondly one about 23 days. Beyond it, [`Occurrences`] says how
+/// fits 400 days in it, a secondly one about 11 days. Beyond it, [`Occurrences`] says how
 /// far it got.
 pub const EXPANSION_BUDGET: u64 = 2_000_000;
 

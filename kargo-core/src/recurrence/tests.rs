@@ -434,6 +434,23 @@ fn a_dense_rule_reports_how_far_it_got() {
     assert_eq!(occ.complete_until, utc("2026-06-01T01:00:00Z"));
 }
 
+/// What EXPANSION_BUDGET's documentation promises: a minutely rule over the evaluator's
+/// 400 days, a secondly one over about 11 days.
+#[test]
+fn the_default_budget_covers_what_it_says() {
+    let from = utc("2026-06-01T00:00:00Z");
+    let s = schedule("20260101T000000Z", "20260101T000010Z", "FREQ=MINUTELY");
+    let to = from + chrono::TimeDelta::days(400);
+    assert_eq!(s.occurrences(from, to).complete_until, to);
+    let s = schedule("20260101T000000Z", "20260101T000001Z", "FREQ=SECONDLY");
+    let reached = s.occurrences(from, to).complete_until;
+    assert!(
+        reached > from + chrono::TimeDelta::days(11)
+            && reached < from + chrono::TimeDelta::days(12),
+        "{reached}"
+    );
+}
+
 #[test]
 fn a_rule_that_never_matches_stops_within_the_budget() {
     // 30 February never comes: a secondly rule walks every second looking for it.
