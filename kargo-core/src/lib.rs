@@ -17,6 +17,7 @@ pub mod limits;
 pub mod loader;
 pub mod model;
 pub mod pipeline;
+pub mod recurrence;
 mod registry;
 pub mod runner;
 pub mod secret;

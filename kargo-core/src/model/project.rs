@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::recurrence::Schedule;
+
 use super::{
     FieldError, FieldErrors, LabelSelector, LocalObjectReference, ObjectMeta, ResourceKind,
     is_dns1123_subdomain, is_false, validate_name_pattern, validate_type_meta,
@@ -89,7 +91,7 @@ pub struct ProjectConfigSpec {
     /// UI deep links for Stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stage_links: Vec<DeepLink>,
-    /// Time windows gating promotions (Kargo Enterprise only; carried, not enforced).
+    /// Time windows gating promotions of this Project's Stages (with the ClusterConfig's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotion_windows: Vec<PromotionWindow>,
 }
@@ -320,7 +322,9 @@ pub struct IndexSelectorRequirement {
     pub value: String,
 }
 
-/// A promotion window (Kargo Enterprise only; carried, not enforced).
+/// A promotion window: while active, it allows (or denies) promoting the Stages it
+/// matches. Evaluated by [`PromotionWindows`](crate::pipeline::PromotionWindows); the
+/// times and rule follow RFC 5545 ([`Schedule`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromotionWindow {
@@ -334,13 +338,14 @@ pub struct PromotionWindow {
     pub project_selector: Option<PromotionPolicySelector>,
     /// Allow or Deny.
     pub kind: PromotionWindowKind,
-    /// An RFC 5545 recurrence rule.
+    /// An RFC 5545 recurrence rule (`FREQ=WEEKLY;BYDAY=SA,SU`); empty: a one-shot window
+    /// from `dtstart` to `dtend`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rrule: String,
-    /// Start, `[TZID=<zone>:]YYYYMMDDTHHMMSS`.
+    /// Start, `TZID=<Area/City>:YYYYMMDDTHHMMSS`, or UTC `YYYYMMDDTHHMMSSZ`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dtstart: String,
-    /// End, same format.
+    /// End, same format; with `rrule`, `dtend - dtstart` is each occurrence's length.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dtend: String,
 }
@@ -566,11 +571,19 @@ pub(super) fn validate_shared_config(errs: &mut FieldErrors, cfg: SharedConfig<'
         if let Some(sel) = &w.stage_selector {
             sel.validate(errs, &format!("{p}.stageSelector"));
         }
-        if w.project_selector.is_some() && !cluster {
-            errs.push(
+        match &w.project_selector {
+            Some(_) if !cluster => errs.push(
                 format!("{p}.projectSelector"),
-                "projectSelector is only allowed on ClusterConfig promotion windows",
-            );
+                "projectSelector is only allowed on ClusterConfig promotion windows (a \
+                 ProjectConfig's windows apply to its own Project)",
+            ),
+            Some(sel) => sel.validate(errs, &format!("{p}.projectSelector")),
+            None => {}
+        }
+        if let Err(problems) = Schedule::parse(&w.dtstart, &w.dtend, &w.rrule) {
+            for problem in problems {
+                errs.push(format!("{p}.{}", problem.field.key()), problem.message);
+            }
         }
     }
 }

@@ -35,6 +35,7 @@ mod auto_rollback;
 mod file_store;
 mod journal;
 mod observed_store;
+mod promotion_windows;
 pub mod records;
 mod retention;
 mod soak;
@@ -51,6 +52,10 @@ pub use auto_rollback::{
 };
 pub use file_store::FileStore;
 pub use observed_store::{ChangeFeed, ObservedStore};
+pub use promotion_windows::{
+    PromotionWindowError, PromotionWindowStatus, PromotionWindows, SEARCH_HORIZON_DAYS,
+    WindowSource, WindowTarget,
+};
 pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
 pub use soak::SoakDeadline;
 pub use stage_controls::AbortOutcome;

@@ -141,6 +141,12 @@ pub struct StageState {
     /// Arbitrary metadata (`set-metadata`, `stageMetadata()`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, Json>,
+    /// What the promotion windows said when the Stage was last looked at (Kargo's
+    /// `status.promotionWindowStatus`, computed by
+    /// [`PromotionWindows::status_at`](super::PromotionWindows::status_at)); none when no
+    /// window applies or it was never computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_window_status: Option<super::PromotionWindowStatus>,
 }
 
 impl StageState {
