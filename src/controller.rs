@@ -18,6 +18,7 @@ mod approvals;
 mod events;
 mod progress;
 mod stage_controls;
+mod windows;
 
 pub use stage_controls::Reverification;
 
@@ -67,6 +68,20 @@ pub enum ControllerError {
     /// A pipeline rule refused.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The Stage's promotion windows are closed (and the promotion was not forced with a
+    /// reason).
+    #[error("Stage {stage:?} is outside its promotion windows: {reason}; {}", match next_open {
+        Some(t) => format!("next opening {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        None => "no opening within the next 400 days".to_owned(),
+    })]
+    WindowClosed {
+        /// The Stage.
+        stage: String,
+        /// Which windows keep it closed.
+        reason: String,
+        /// When it opens next, if known.
+        next_open: Option<DateTime<Utc>>,
+    },
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -202,6 +217,8 @@ pub struct Controller {
     promotion_concurrency: usize,
     /// Where events go ([`Controller::with_events`]).
     events: Arc<dyn kargo_core::events::EventSink>,
+    /// The promotion windows of the Stages any window matches.
+    windows: Arc<windows::StageWindows>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -229,6 +246,7 @@ impl Controller {
         let manifest_secrets =
             ManifestSecrets::from_manifests(&manifests).map_err(ControllerError::Secrets)?;
         let stages = manifests.stages(project).cloned().collect();
+        let stage_windows = windows::stage_windows(&manifests, project);
         let observed = Arc::new(ObservedStore::new(store));
         let feed = observed.feed();
         let store: Arc<dyn StateStore> = observed.clone();
@@ -259,6 +277,7 @@ impl Controller {
             observed,
             promotion_concurrency: DEFAULT_PROMOTION_CONCURRENCY,
             events: Arc::new(kargo_core::events::NoEvents),
+            windows: Arc::new(stage_windows),
         };
         c.wire_secrets();
         #[cfg(feature = "analysis")]
@@ -759,8 +778,31 @@ impl Controller {
         freight: &str,
         actor: Option<String>,
     ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.promote_with(stage, freight, actor, None).await
+    }
+
+    /// [`promote`](Self::promote) while the Stage's promotion windows are closed: runs all
+    /// the same, and the promotion's record keeps `reason` (which must not be empty).
+    pub async fn promote_forcing_window(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+        reason: &str,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.promote_with(stage, freight, actor, Some(reason)).await
+    }
+
+    async fn promote_with(
+        &self,
+        stage: &str,
+        freight: &str,
+        actor: Option<String>,
+        force: Option<&str>,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.admit(stage, force)?;
         let (state, _) = self.store.load(&self.project).await?;
-        let request = self.pipeline().request_promotion(
+        let mut request = self.pipeline().request_promotion(
             &state,
             stage,
             freight,
@@ -768,6 +810,7 @@ impl Controller {
             actor,
             self.now(),
         )?;
+        request.window_override = force.map(|r| r.trim().to_owned());
         self.queue_and_run(request).await
     }
 
@@ -781,6 +824,7 @@ impl Controller {
         freight: &str,
         actor: Option<String>,
     ) -> Result<PromotionRequest, ControllerError> {
+        self.admit(stage, None)?;
         let now = self.now();
         let supersede = self.supersede;
         let mut events = Vec::new();
@@ -809,8 +853,30 @@ impl Controller {
         stage: &str,
         actor: Option<String>,
     ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.rollback_with(stage, actor, None).await
+    }
+
+    /// [`rollback`](Self::rollback) while the Stage's promotion windows are closed; the
+    /// record keeps `reason` (which must not be empty).
+    pub async fn rollback_forcing_window(
+        &self,
+        stage: &str,
+        actor: Option<String>,
+        reason: &str,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.rollback_with(stage, actor, Some(reason)).await
+    }
+
+    async fn rollback_with(
+        &self,
+        stage: &str,
+        actor: Option<String>,
+        force: Option<&str>,
+    ) -> Result<Vec<PromotionReport>, ControllerError> {
+        self.admit(stage, force)?;
         let (state, _) = self.store.load(&self.project).await?;
-        let request = self.pipeline().rollback(&state, stage, actor, self.now())?;
+        let mut request = self.pipeline().rollback(&state, stage, actor, self.now())?;
+        request.window_override = force.map(|r| r.trim().to_owned());
         self.queue_and_run(request).await
     }
 
@@ -822,6 +888,7 @@ impl Controller {
         stage: &str,
         actor: Option<String>,
     ) -> Result<PromotionRequest, ControllerError> {
+        self.admit(stage, None)?;
         let now = self.now();
         let supersede = self.supersede;
         let mut events = Vec::new();
@@ -964,6 +1031,7 @@ impl Controller {
                     p.reconcile_control_flow(state, now);
                     requests = p.auto_promotions(state, now);
                     requests.extend(p.auto_rollbacks(state, now));
+                    self.gate_auto(state, &mut requests, now);
                     let mut dropped = Vec::new();
                     for r in &requests {
                         dropped.extend(Pipeline::enqueue(state, r.clone(), supersede));
@@ -1080,11 +1148,15 @@ impl Controller {
                 None if stop() => break,
                 None => {
                     let now = self.now();
+                    let mut events = Vec::new();
                     let next = self
                         .update_under(lease.fence(), |state| {
+                            let discarded = self.discard_closed(state, stage, now);
+                            events = self.discarded_events(&discarded, state);
                             Ok(self.pipeline().start_next(state, stage, now))
                         })
                         .await?;
+                    self.emit_all(events);
                     match next {
                         Some(request) => (request, None),
                         None => break,

@@ -295,3 +295,141 @@ async fn a_rejection_takes_the_promotion_off_the_queue() {
             && e.actor.as_deref() == Some("bob")
     ));
 }
+
+/// staging may be promoted 09:00-17:00 New York time, every day (8 hours from 09:00 local,
+/// whatever the season).
+fn with_business_hours(extra_policy: &str) -> String {
+    let m = MANIFESTS.replace(
+        "  - stageSelector: {name: \"glob:*\"}\n    autoPromotionEnabled: true\n",
+        &format!(
+            "{extra_policy}  - stageSelector: {{name: \"glob:*\"}}\n    autoPromotionEnabled: true\n  promotionWindows:\n  - name: business-hours\n    kind: Allow\n    stageSelector: {{name: staging}}\n    rrule: FREQ=DAILY\n    dtstart: TZID=America/New_York:20260101T090000\n    dtend: TZID=America/New_York:20260101T170000\n"
+        ),
+    );
+    assert_ne!(m, MANIFESTS, "the fixture's policy moved");
+    m
+}
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test]
+async fn auto_promotion_waits_for_the_window_across_a_dst_change() {
+    use kargo::controller::ControllerError;
+    // Saturday 2026-03-07, 18:00 in New York (EST): closed. Clocks go forward on Sunday
+    // 2026-03-08 at 02:00, so Sunday's 09:00 is 13:00 UTC, not 14:00.
+    let p = PipelineTest::new(with_business_hours(""))
+        .gitops_dir(FIXTURE)
+        .start_at(utc("2026-03-07T23:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    assert_eq!(p.image_tag("dev", APP), Some("1.0.0"));
+    assert_eq!(p.image_tag("staging", APP), None, "outside business hours");
+    let status = p.state().stages["staging"]
+        .promotion_window_status
+        .clone()
+        .expect("the Stage says why it waits");
+    assert!(status.closed);
+    assert!(
+        status.reason.contains("business-hours"),
+        "{}",
+        status.reason
+    );
+    assert_eq!(status.next_open, Some(utc("2026-03-08T13:00:00Z")));
+
+    p.advance(utc("2026-03-08T12:59:00Z") - p.now())
+        .await
+        .unwrap();
+    assert_eq!(p.image_tag("staging", APP), None, "08:59 EDT: still closed");
+    p.advance(Duration::minutes(1)).await.unwrap();
+    assert_eq!(p.image_tag("staging", APP), Some("1.0.0"), "09:00 EDT");
+    let promoted = p.promotions("staging").last().unwrap().finished_at;
+    assert_eq!(promoted, utc("2026-03-08T13:00:00Z"));
+    let status = p.state().stages["staging"]
+        .promotion_window_status
+        .clone()
+        .unwrap();
+    assert!(!status.closed);
+    assert_eq!(
+        status.next_close,
+        Some(utc("2026-03-08T21:00:00Z")),
+        "17:00 EDT"
+    );
+
+    // 18:00 EDT: a manual promotion is refused with the next opening...
+    p.advance(utc("2026-03-08T22:00:00Z") - p.now())
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.1.0");
+    p.refresh_all().await.unwrap();
+    let freight = p.freight_of(APP, "1.1.0").unwrap();
+    match p
+        .controller()
+        .promote("staging", &freight, Some("ann".into()))
+        .await
+    {
+        Err(e @ ControllerError::WindowClosed { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("next opening 2026-03-09T13:00:00Z"), "{text}");
+        }
+        other => panic!("expected the window to refuse, got {other:?}"),
+    }
+    // ...unless forced with a reason, which the history keeps.
+    assert!(matches!(
+        p.controller()
+            .promote_forcing_window("staging", &freight, Some("ann".into()), "  ")
+            .await,
+        Err(ControllerError::WindowClosed { .. })
+    ));
+    p.controller()
+        .promote_forcing_window("staging", &freight, Some("ann".into()), "hotfix for INC-42")
+        .await
+        .unwrap();
+    assert_eq!(p.image_tag("staging", APP), Some("1.1.0"));
+    let last = p.promotions("staging").last().unwrap().clone();
+    assert_eq!(last.window_override.as_deref(), Some("hotfix for INC-42"));
+}
+
+#[tokio::test]
+async fn a_queued_promotion_is_discarded_when_its_window_closes() {
+    use kargo::core::events::EventType;
+    // staging also needs one approval: a promotion queued at 16:30 waits for it, and the
+    // window closes at 17:00 first.
+    let approvals = "  - stageSelector: {name: staging}\n    autoPromotionEnabled: false\n    approvals: {minApprovals: 1}\n";
+    let p = PipelineTest::new(with_business_hours(approvals))
+        .gitops_dir(FIXTURE)
+        .start_at(utc("2026-03-09T20:30:00Z")) // Monday 16:30 EDT
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    let freight = p.freight_of(APP, "1.0.0").unwrap();
+    p.promote_as("staging", &freight, "ann").await.unwrap();
+    assert_eq!(
+        p.state().stages["staging"].queue.len(),
+        1,
+        "waits for approval"
+    );
+    p.advance(Duration::minutes(31)).await.unwrap(); // 17:01 EDT
+    let st = p.state().stages["staging"].clone();
+    assert!(st.queue.is_empty(), "discarded when the window closed");
+    let last = p.promotions("staging").last().unwrap().clone();
+    assert!(
+        last.message.contains("promotion window closed"),
+        "{}",
+        last.message
+    );
+    assert!(
+        p.events()
+            .iter()
+            .any(|e| e.kind == EventType::PromotionDiscarded
+                && e.stage.as_deref() == Some("staging"))
+    );
+    assert_eq!(p.image_tag("staging", APP), None);
+}

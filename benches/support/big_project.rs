@@ -211,6 +211,7 @@ pub fn state(freight: usize, now: DateTime<Utc>) -> ProjectState {
             finished_at: entry.promoted_at,
             actor: None,
             steps: steps(entry.promoted_at - Span::seconds(5)),
+            window_override: None,
         };
         st.last_promotion = Some(record.clone());
         records.push(record);
@@ -231,6 +232,7 @@ pub fn state(freight: usize, now: DateTime<Utc>) -> ProjectState {
                 actor: Some("ada".into()),
                 requested_at: now,
                 approvals: Vec::new(),
+                window_override: None,
             };
             let st = state.stages.get_mut(&name).expect("inserted");
             if i % 50 == 0 {

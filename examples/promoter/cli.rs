@@ -112,7 +112,12 @@ pub(crate) enum Command {
         #[arg(long)]
         stage: String,
         /// The Freight: its ID, a unique ID prefix (7+ characters) or its alias.
-        #[arg(long, value_name = "ID_OR_ALIAS", required_unless_present = "promotion", conflicts_with = "promotion")]
+        #[arg(
+            long,
+            value_name = "ID_OR_ALIAS",
+            required_unless_present = "promotion",
+            conflicts_with = "promotion"
+        )]
         freight: Option<String>,
         /// A queued promotion's name; without a value, the one at the head of the queue.
         #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]

@@ -299,6 +299,7 @@ pub(crate) async fn promote(
                     finished_at: report.result.finished_at,
                     actor: report.request.actor.clone(),
                     steps: report.result.steps.clone(),
+                    window_override: None,
                 },
             }),
             "pushes": report.pushes.iter().map(|p| json!({

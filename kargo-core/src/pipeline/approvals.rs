@@ -230,6 +230,7 @@ impl Pipeline<'_> {
                 finished_at: now,
                 actor: request.actor.clone(),
                 steps: Vec::new(),
+                window_override: request.window_override.clone(),
             };
             st.last_promotion = Some(record.clone());
             state.promotions.push(record.clone());

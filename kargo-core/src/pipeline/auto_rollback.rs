@@ -233,6 +233,7 @@ impl Pipeline<'_> {
                 actor: Some(AUTO_ROLLBACK_ACTOR.to_owned()),
                 requested_at: now,
                 approvals: Vec::new(),
+                window_override: None,
             });
         }
         out

@@ -466,6 +466,7 @@ impl<'a> Pipeline<'a> {
             actor,
             requested_at: now,
             approvals: Vec::new(),
+            window_override: None,
         })
     }
 
@@ -524,6 +525,7 @@ impl<'a> Pipeline<'a> {
             actor,
             requested_at: now,
             approvals: Vec::new(),
+            window_override: None,
         })
     }
 
@@ -719,6 +721,7 @@ impl<'a> Pipeline<'a> {
             finished_at: now,
             actor: request.actor.clone(),
             steps: Vec::new(),
+            window_override: request.window_override.clone(),
         };
         st.last_promotion = Some(record.clone());
         if st

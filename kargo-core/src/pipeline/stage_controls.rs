@@ -73,6 +73,7 @@ impl<'a> Pipeline<'a> {
             finished_at: now,
             actor,
             steps: Vec::new(),
+            window_override: None,
         };
         st.last_promotion = Some(record.clone());
         state.promotions.push(record.clone());

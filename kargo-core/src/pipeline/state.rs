@@ -280,6 +280,10 @@ pub struct PromotionRequest {
     /// ([`Pipeline::record_approval`](crate::pipeline::Pipeline::record_approval)).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<crate::pipeline::PromotionApproval>,
+    /// Why it was allowed to run while the Stage's promotion windows were closed, when a
+    /// person forced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// A finished promotion.
@@ -311,6 +315,10 @@ pub struct PromotionRecord {
     /// page shows after it finished. Empty for one that never started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<crate::runner::StepRecord>,
+    /// The reason a person gave for running it while the Stage's promotion windows were
+    /// closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<String>,
 }
 
 /// What the pipeline remembers of a Warehouse.
