@@ -1154,3 +1154,108 @@ fn end_to_end_against_git_server_and_registries() {
     let out = p.expect(1, &["refresh", "warehouse", "backend"]);
     assert!(out.stderr.contains("backend"), "{}", out.stderr);
 }
+
+/// Issue 20 on the command line, without servers: a Stage inside a Deny window (a freeze
+/// that never ends) is shown closed by `get stages`, a promotion is refused with the
+/// reason, forcing needs a reason; `approve --promotion` on a Stage without an approval
+/// policy is refused.
+#[test]
+fn promotion_windows_and_approvals_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Promoter::new(tmp.path());
+    std::fs::write(
+        p.manifests.join("project.yaml"),
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata: {name: shop}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ProjectConfig
+metadata: {name: shop, namespace: shop}
+spec:
+  promotionWindows:
+  - name: freeze
+    kind: Deny
+    stageSelector: {name: prod}
+    dtstart: 20200101T000000Z
+    dtend: 20990101T000000Z
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {name: shop, namespace: shop}
+spec:
+  subscriptions:
+  - image: {repoURL: ghcr.io/acme/shop}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {name: prod, namespace: shop}
+spec:
+  requestedFreight:
+  - origin: {kind: Warehouse, name: shop}
+    sources: {direct: true}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: fail
+"#,
+    )
+    .unwrap();
+    p.expect(0, &["validate"]);
+    let out = p.expect(0, &["get", "stages"]);
+    assert!(out.stdout.contains("window closed:"), "{}", out.stdout);
+    assert!(out.stdout.contains("freeze"), "{}", out.stdout);
+    let json = p.expect(0, &["-o", "json", "get", "stages"]).json();
+    assert_eq!(json[0]["promotionWindowStatus"]["closed"], true);
+    let out = p.run(&[
+        "promote",
+        "--stage",
+        "prod",
+        "--freight",
+        "0123456789abcdef",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("outside its promotion windows") && out.stderr.contains("freeze"),
+        "{}",
+        out.stderr
+    );
+    let out = p.run(&[
+        "promote",
+        "--stage",
+        "prod",
+        "--freight",
+        "0123456789abcdef",
+        "--force-window",
+        " ",
+    ]);
+    assert!(
+        out.stderr.contains("forcing needs a reason"),
+        "{}",
+        out.stderr
+    );
+    // Forced with a reason, the window lets it through: the Freight is what fails now.
+    let out = p.run(&[
+        "promote",
+        "--stage",
+        "prod",
+        "--freight",
+        "0123456789abcdef",
+        "--force-window",
+        "INC-1",
+    ]);
+    assert!(
+        !out.stderr.contains("is outside its promotion windows"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("unknown Freight"), "{}", out.stderr);
+    assert!(out.stderr.contains("0123456789abcdef"), "{}", out.stderr);
+    let out = p.run(&["approve", "--stage", "prod", "--promotion"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("asks for no approvals"),
+        "{}",
+        out.stderr
+    );
+}

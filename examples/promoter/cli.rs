@@ -103,6 +103,10 @@ pub(crate) enum Command {
         /// (on this machine or any replica sharing the state) runs it.
         #[arg(long, conflicts_with = "dry_run")]
         queue: bool,
+        /// Promote even though the Stage's promotion windows are closed; the reason is
+        /// kept in the promotion's record.
+        #[arg(long, value_name = "REASON", conflicts_with_all = ["dry_run", "queue"])]
+        force_window: Option<String>,
     },
     /// Approve Freight for a Stage (makes it available there), or, with `--promotion`,
     /// approve or reject a promotion waiting for approval under the Stage's approval
@@ -134,6 +138,10 @@ pub(crate) enum Command {
         /// The Stage.
         #[arg(long)]
         stage: String,
+        /// Roll back even though the Stage's promotion windows are closed; the reason is
+        /// kept in the promotion's record.
+        #[arg(long, value_name = "REASON")]
+        force_window: Option<String>,
     },
     /// One reconcile pass: refresh every Warehouse whose interval is due, then run
     /// auto-promotions.

@@ -193,6 +193,10 @@ pub(crate) async fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
                     "currentPromotion": st.current_promotion.as_ref().map(|p| &p.name),
                     "queue": st.queue.iter().map(|p| &p.name).collect::<Vec<_>>(),
                     "autoPromotionHolds": st.auto_promotion_holds,
+                    "promotionWindowStatus": c.promotion_window_status(name),
+                    "waitingForApproval": st.queue.first().and_then(|r| pipeline.approval_status(r, c.now())).map(|a| json!({
+                        "promotion": st.queue[0].name, "approvedBy": a.approved_by, "required": a.required,
+                    })),
                 })
             })
             .collect(),
@@ -221,8 +225,48 @@ pub(crate) async fn get_stages(cli: &Cli, ui: &Ui) -> Result<()> {
                 .unwrap_or_else(|| "never promoted".into());
             println!("{} ({auto}; {last})", ui.out.bold(&format!("Stage {name}")));
             match st.current() {
-                Some(c) => println!("  current: {}", collection_text(c, &state)),
+                Some(cur) => println!("  current: {}", collection_text(cur, &state)),
                 None => println!("  current: -"),
+            }
+            let window = c.promotion_window_status(name);
+            if window.closed {
+                let next = window
+                    .next_open
+                    .map(|t| {
+                        format!(
+                            "; opens {}",
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "  {} {}{next}",
+                    ui.out.yellow("window closed:"),
+                    window.reason
+                );
+            } else if let Some(t) = window.next_close {
+                println!(
+                    "  window open until {} ({})",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    window.next_close_reason
+                );
+            }
+            if let Some(head) = st.queue.first()
+                && let Some(a) = pipeline.approval_status(head, c.now())
+                && !a.satisfied()
+            {
+                println!(
+                    "  {} {} ({} of {}{})",
+                    ui.out.yellow("waiting for approval:"),
+                    head.name,
+                    a.approved_by.len(),
+                    a.required,
+                    if a.approved_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", a.approved_by.join(", "))
+                    }
+                );
             }
             for hold in st.auto_promotion_holds.values() {
                 println!(
@@ -274,6 +318,7 @@ pub(crate) async fn promote(
     stage: &str,
     freight: &str,
     dry_run: bool,
+    force_window: Option<&str>,
 ) -> Result<()> {
     let c = controller(cli).await?;
     if dry_run {
@@ -364,12 +409,24 @@ pub(crate) async fn promote(
         }
         return Ok(());
     }
-    let reports = ui
-        .with_progress(
-            &format!("promoting Freight {freight} to Stage {stage}"),
-            c.promote(stage, freight, actor()),
-        )
-        .await?;
+    let reports = match force_window {
+        Some(reason) => {
+            ui.with_progress(
+                &format!(
+                    "promoting Freight {freight} to Stage {stage} (outside its promotion windows)"
+                ),
+                c.promote_forcing_window(stage, freight, actor(), reason),
+            )
+            .await?
+        }
+        None => {
+            ui.with_progress(
+                &format!("promoting Freight {freight} to Stage {stage}"),
+                c.promote(stage, freight, actor()),
+            )
+            .await?
+        }
+    };
     finish_promotions(ui, &c, &reports).await
 }
 
@@ -465,14 +522,29 @@ pub(crate) async fn answer_promotion(
     finish_promotions(ui, &c, &reports).await
 }
 
-pub(crate) async fn rollback(cli: &Cli, ui: &Ui, stage: &str) -> Result<()> {
+pub(crate) async fn rollback(
+    cli: &Cli,
+    ui: &Ui,
+    stage: &str,
+    force_window: Option<&str>,
+) -> Result<()> {
     let c = controller(cli).await?;
-    let reports = ui
-        .with_progress(
-            &format!("rolling back Stage {stage}"),
-            c.rollback(stage, actor()),
-        )
-        .await?;
+    let reports = match force_window {
+        Some(reason) => {
+            ui.with_progress(
+                &format!("rolling back Stage {stage} (outside its promotion windows)"),
+                c.rollback_forcing_window(stage, actor(), reason),
+            )
+            .await?
+        }
+        None => {
+            ui.with_progress(
+                &format!("rolling back Stage {stage}"),
+                c.rollback(stage, actor()),
+            )
+            .await?
+        }
+    };
     finish_promotions(ui, &c, &reports).await
 }
 

@@ -11,9 +11,12 @@
 //!   refresh warehouse NAME                     discover now; print new Freight
 //!   get freight [--stage S]                    all Freight, or the Freight available to S
 //!   get stages                                 Stages with their current Freight and history
-//!   promote --stage S --freight ID|ALIAS [--dry-run]
+//!   promote --stage S --freight ID|ALIAS [--dry-run] [--force-window REASON]
 //!   approve --stage S --freight ID|ALIAS       make Freight available to S
-//!   rollback --stage S                         re-promote S's previous Freight (a new commit)
+//!   approve --stage S --promotion [NAME] [--reject] [--message M]
+//!                                              answer a promotion waiting for approval
+//!                                              (as KARGO_ACTOR, in groups KARGO_GROUPS)
+//!   rollback --stage S [--force-window REASON] re-promote S's previous Freight (a new commit)
 //!   get schedule                               when each Warehouse is due, and why
 //!   run [--watch] [--max-sleep SECS]           refresh due Warehouses, then auto-promote
 //!   serve [--listen ADDR] [--secrets FILE] [--refresh-token TOKEN] [--tokens FILE] [--insecure-no-auth] [--max-sleep SECS]
@@ -358,7 +361,8 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             freight,
             dry_run,
             queue: false,
-        } => commands::promote(cli, ui, stage, freight, *dry_run).await,
+            force_window,
+        } => commands::promote(cli, ui, stage, freight, *dry_run, force_window.as_deref()).await,
         Command::Approve {
             stage,
             freight: Some(freight),
@@ -374,7 +378,10 @@ async fn dispatch(cli: &Cli, ui: &Ui) -> Result<()> {
             let promotion = promotion.as_deref().filter(|p| !p.is_empty());
             commands::answer_promotion(cli, ui, stage, promotion, *reject, message).await
         }
-        Command::Rollback { stage } => commands::rollback(cli, ui, stage).await,
+        Command::Rollback {
+            stage,
+            force_window,
+        } => commands::rollback(cli, ui, stage, force_window.as_deref()).await,
         Command::Run {
             watch,
             refresh_all,
