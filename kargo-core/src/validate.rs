@@ -40,7 +40,8 @@ use serde_json::Value as Json;
 use crate::expr::ExprEngine;
 use crate::loader::{ManifestError, ManifestErrors, ManifestSet, SourceLocation};
 use crate::model::{
-    ExpressionVariable, PromotionStep, PromotionTaskKind, ResourceKind, SubscriptionSource,
+    ExpressionVariable, MessageChannelSpec, NotificationKind, PromotionStep, PromotionTaskKind,
+    ResourceKind, SubscriptionSource,
 };
 use crate::runner::inflate_steps;
 use crate::step::StepRegistry;
@@ -242,6 +243,7 @@ pub fn validate(
         cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
         cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
     }
+    notifications(&mut cx);
     // The Secrets and ConfigMaps beside the resources: credentials and `secret()` data.
     if let Err(e) = crate::secret::ManifestSecrets::from_manifests(set) {
         cx.errors.extend(e.0);
@@ -251,4 +253,110 @@ pub fn validate(
     } else {
         Err(ManifestErrors(cx.errors))
     }
+}
+
+/// The expressions of the notification kinds: a router's `when` (a bare expression),
+/// `output`s and `groupingKey` (`${{ }}` templates), an HTTP channel's success and failure
+/// expressions.
+fn notifications(cx: &mut Ctx<'_>) {
+    let set = cx.set;
+    let mut errors = Vec::new();
+    {
+        let mut push = |kind: NotificationKind,
+                        ns: Option<&str>,
+                        name: &str,
+                        field: String,
+                        message: String| {
+            let label = match ns {
+                Some(ns) => format!("{kind} {ns}/{name}"),
+                None => format!("{kind} {name}"),
+            };
+            let location = set
+                .notification_field_location(kind, ns, name, &field)
+                .unwrap_or_else(|| SourceLocation {
+                    file: Default::default(),
+                    document: 0,
+                    line: None,
+                    column: None,
+                });
+            errors.push(ManifestError {
+                location,
+                resource: Some(label),
+                field,
+                message,
+            });
+        };
+        let engine = cx.engine;
+        let template = |text: &str| engine.compile(text).err().map(|e| e.to_string());
+        let expression = |text: &str| {
+            if text.trim().is_empty() {
+                None
+            } else {
+                engine
+                    .compile_kargo_expression(text)
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        };
+        let channel = |kind: NotificationKind,
+                       ns: Option<&str>,
+                       name: &str,
+                       spec: &MessageChannelSpec,
+                       push: &mut dyn FnMut(
+            NotificationKind,
+            Option<&str>,
+            &str,
+            String,
+            String,
+        )| {
+            if let Some(h) = &spec.http {
+                for (field, text) in [
+                    ("spec.http.successExpression", &h.success_expression),
+                    ("spec.http.failureExpression", &h.failure_expression),
+                ] {
+                    if let Some(m) = expression(text) {
+                        push(kind, ns, name, field.to_owned(), m);
+                    }
+                }
+            }
+        };
+        for (resource, _) in set.notification_resources() {
+            match resource {
+                crate::loader::NotificationResource::MessageChannel(c) => channel(
+                    NotificationKind::MessageChannel,
+                    c.metadata.namespace.as_deref(),
+                    &c.metadata.name,
+                    &c.spec,
+                    &mut push,
+                ),
+                crate::loader::NotificationResource::ClusterMessageChannel(c) => channel(
+                    NotificationKind::ClusterMessageChannel,
+                    None,
+                    &c.metadata.name,
+                    &c.spec,
+                    &mut push,
+                ),
+                crate::loader::NotificationResource::EventRouter(r) => {
+                    let kind = NotificationKind::EventRouter;
+                    let ns = r.metadata.namespace.as_deref();
+                    let name = r.metadata.name.as_str();
+                    if let Some(m) = expression(&r.spec.when) {
+                        push(kind, ns, name, "spec.when".to_owned(), m);
+                    }
+                    if let Some(m) = template(&r.spec.output) {
+                        push(kind, ns, name, "spec.output".to_owned(), m);
+                    }
+                    if let Some(m) = template(&r.spec.grouping_key) {
+                        push(kind, ns, name, "spec.groupingKey".to_owned(), m);
+                    }
+                    for (i, c) in r.spec.channels.iter().enumerate() {
+                        if let Some(m) = c.output.as_deref().and_then(template) {
+                            push(kind, ns, name, format!("spec.channels[{i}].output"), m);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cx.errors.extend(errors);
 }
