@@ -164,15 +164,15 @@ impl<'a> NotifierBuilder<'a> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| NotifierError::NoRuntime)?;
         let manifest_secrets = match self.manifest_secrets {
             Some(s) => s,
-            None => ManifestSecrets::from_manifests(self.manifests)
-                .map_err(NotifierError::Secrets)?,
+            None => {
+                ManifestSecrets::from_manifests(self.manifests).map_err(NotifierError::Secrets)?
+            }
         };
         let mut project_store = LayeredSecrets::new();
         if let Some(s) = self.secrets {
             project_store = project_store.then(s);
         }
-        let project_store =
-            project_store.then(Arc::new(manifest_secrets.project(&self.project)));
+        let project_store = project_store.then(Arc::new(manifest_secrets.project(&self.project)));
         let mut cluster_store = LayeredSecrets::new();
         if let Some(s) = self.cluster_secrets {
             cluster_store = cluster_store.then(s);

@@ -109,13 +109,13 @@ impl Routes {
                     None => {
                         let (spec, label, store) = match c.kind {
                             ChannelReferenceKind::MessageChannel => (
-                                set.message_channel(project, &c.name).map(|m| m.spec.clone()),
+                                set.message_channel(project, &c.name)
+                                    .map(|m| m.spec.clone()),
                                 format!("MessageChannel {project}/{}", c.name),
                                 Arc::clone(&secrets),
                             ),
                             ChannelReferenceKind::ClusterMessageChannel => (
-                                set.cluster_message_channel(&c.name)
-                                    .map(|m| m.spec.clone()),
+                                set.cluster_message_channel(&c.name).map(|m| m.spec.clone()),
                                 format!("ClusterMessageChannel {}", c.name),
                                 Arc::clone(&cluster_secrets),
                             ),

@@ -90,10 +90,9 @@ pub(super) async fn send(dl: &Deliverer, d: &Delivery) -> Result<(), DeliveryErr
         .body(p.body)
         .map_err(|e| DeliveryError::permanent(format!("cannot build the mail: {e}")))?;
 
-    let mut transport =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
-            .port(smtp.port)
-            .timeout(Some(dl.options.smtp_timeout));
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str())
+        .port(smtp.port)
+        .timeout(Some(dl.options.smtp_timeout));
     if smtp.use_tls {
         let params = TlsParameters::builder(smtp.host.clone())
             .dangerous_accept_invalid_certs(smtp.insecure_skip_verify)

@@ -13,7 +13,11 @@ fn field<'a>(payload: &'a Json, path: &[&str]) -> Option<&'a str> {
 
 /// The Freight an event is about: its alias, else its name.
 fn freight(kind: EventType, payload: &Json) -> String {
-    let base: &[&str] = if kind.is_promotion() { &["freight"] } else { &[] };
+    let base: &[&str] = if kind.is_promotion() {
+        &["freight"]
+    } else {
+        &[]
+    };
     let get = |key: &str| {
         let mut path = base.to_vec();
         path.push(key);
