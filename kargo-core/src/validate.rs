@@ -38,7 +38,9 @@
 use serde_json::Value as Json;
 
 use crate::expr::ExprEngine;
-use crate::loader::{ManifestError, ManifestErrors, ManifestSet, SourceLocation};
+use crate::loader::{
+    ManifestError, ManifestErrors, ManifestSet, NotificationResource, SourceLocation,
+};
 use crate::model::{
     ExpressionVariable, MessageChannelSpec, NotificationKind, PromotionStep, PromotionTaskKind,
     ResourceKind, SubscriptionSource,
@@ -255,108 +257,109 @@ pub fn validate(
     }
 }
 
+/// A problem of a notification resource: kind, namespace, name, field, message.
+type NotificationProblem = (NotificationKind, Option<String>, String, String, String);
+
 /// The expressions of the notification kinds: a router's `when` (a bare expression),
 /// `output`s and `groupingKey` (`${{ }}` templates), an HTTP channel's success and failure
 /// expressions.
 fn notifications(cx: &mut Ctx<'_>) {
-    let set = cx.set;
-    let mut errors = Vec::new();
-    {
-        let mut push = |kind: NotificationKind,
-                        ns: Option<&str>,
-                        name: &str,
-                        field: String,
-                        message: String| {
-            let label = match ns {
-                Some(ns) => format!("{kind} {ns}/{name}"),
-                None => format!("{kind} {name}"),
-            };
-            let location = set
-                .notification_field_location(kind, ns, name, &field)
-                .unwrap_or_else(|| SourceLocation {
-                    file: Default::default(),
-                    document: 0,
-                    line: None,
-                    column: None,
-                });
-            errors.push(ManifestError {
-                location,
-                resource: Some(label),
-                field,
-                message,
-            });
-        };
-        let engine = cx.engine;
-        let template = |text: &str| engine.compile(text).err().map(|e| e.to_string());
-        let expression = |text: &str| {
-            if text.trim().is_empty() {
-                None
-            } else {
-                engine
-                    .compile_kargo_expression(text)
-                    .err()
-                    .map(|e| e.to_string())
-            }
-        };
-        let channel = |kind: NotificationKind,
-                       ns: Option<&str>,
-                       name: &str,
-                       spec: &MessageChannelSpec,
-                       push: &mut dyn FnMut(
-            NotificationKind,
-            Option<&str>,
-            &str,
-            String,
-            String,
-        )| {
+    let engine = cx.engine;
+    let template = |text: &str| engine.compile(text).err().map(|e| e.to_string());
+    let expression = |text: &str| {
+        if text.trim().is_empty() {
+            None
+        } else {
+            engine
+                .compile_kargo_expression(text)
+                .err()
+                .map(|e| e.to_string())
+        }
+    };
+    let mut problems: Vec<NotificationProblem> = Vec::new();
+    let mut channel =
+        |kind: NotificationKind, ns: Option<&str>, name: &str, spec: &MessageChannelSpec| {
             if let Some(h) = &spec.http {
                 for (field, text) in [
                     ("spec.http.successExpression", &h.success_expression),
                     ("spec.http.failureExpression", &h.failure_expression),
                 ] {
                     if let Some(m) = expression(text) {
-                        push(kind, ns, name, field.to_owned(), m);
+                        problems.push((
+                            kind,
+                            ns.map(str::to_owned),
+                            name.to_owned(),
+                            field.to_owned(),
+                            m,
+                        ));
                     }
                 }
             }
         };
-        for (resource, _) in set.notification_resources() {
-            match resource {
-                crate::loader::NotificationResource::MessageChannel(c) => channel(
-                    NotificationKind::MessageChannel,
-                    c.metadata.namespace.as_deref(),
-                    &c.metadata.name,
-                    &c.spec,
-                    &mut push,
-                ),
-                crate::loader::NotificationResource::ClusterMessageChannel(c) => channel(
-                    NotificationKind::ClusterMessageChannel,
-                    None,
-                    &c.metadata.name,
-                    &c.spec,
-                    &mut push,
-                ),
-                crate::loader::NotificationResource::EventRouter(r) => {
-                    let kind = NotificationKind::EventRouter;
-                    let ns = r.metadata.namespace.as_deref();
-                    let name = r.metadata.name.as_str();
-                    if let Some(m) = expression(&r.spec.when) {
-                        push(kind, ns, name, "spec.when".to_owned(), m);
-                    }
-                    if let Some(m) = template(&r.spec.output) {
-                        push(kind, ns, name, "spec.output".to_owned(), m);
-                    }
-                    if let Some(m) = template(&r.spec.grouping_key) {
-                        push(kind, ns, name, "spec.groupingKey".to_owned(), m);
-                    }
-                    for (i, c) in r.spec.channels.iter().enumerate() {
-                        if let Some(m) = c.output.as_deref().and_then(template) {
-                            push(kind, ns, name, format!("spec.channels[{i}].output"), m);
-                        }
-                    }
-                }
+    let mut routers = Vec::new();
+    for (resource, _) in cx.set.notification_resources() {
+        match resource {
+            NotificationResource::MessageChannel(c) => channel(
+                NotificationKind::MessageChannel,
+                c.metadata.namespace.as_deref(),
+                &c.metadata.name,
+                &c.spec,
+            ),
+            NotificationResource::ClusterMessageChannel(c) => channel(
+                NotificationKind::ClusterMessageChannel,
+                None,
+                &c.metadata.name,
+                &c.spec,
+            ),
+            NotificationResource::EventRouter(r) => routers.push(r),
+        }
+    }
+    for r in routers {
+        let mut fields = vec![
+            ("spec.when".to_owned(), expression(&r.spec.when)),
+            ("spec.output".to_owned(), template(&r.spec.output)),
+            (
+                "spec.groupingKey".to_owned(),
+                template(&r.spec.grouping_key),
+            ),
+        ];
+        for (i, c) in r.spec.channels.iter().enumerate() {
+            fields.push((
+                format!("spec.channels[{i}].output"),
+                c.output.as_deref().and_then(template),
+            ));
+        }
+        for (field, message) in fields {
+            if let Some(m) = message {
+                problems.push((
+                    NotificationKind::EventRouter,
+                    r.metadata.namespace.clone(),
+                    r.metadata.name.clone(),
+                    field,
+                    m,
+                ));
             }
         }
     }
-    cx.errors.extend(errors);
+    for (kind, ns, name, field, message) in problems {
+        let label = match &ns {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        let location = cx
+            .set
+            .notification_field_location(kind, ns.as_deref(), &name, &field)
+            .unwrap_or_else(|| SourceLocation {
+                file: Default::default(),
+                document: 0,
+                line: None,
+                column: None,
+            });
+        cx.errors.push(ManifestError {
+            location,
+            resource: Some(label),
+            field,
+            message,
+        });
+    }
 }
