@@ -437,12 +437,21 @@ impl ManifestSet {
         })
     }
 
-    /// Serialises every resource, in load order, as one multi-document YAML stream.
+    /// Serialises every resource, in load order (the notification kinds last), as one
+    /// multi-document YAML stream.
     pub fn to_yaml(&self) -> Result<String, yaml_serde::Error> {
         let mut out = String::new();
         for e in &self.entries {
             out.push_str("---\n");
             out.push_str(&yaml_serde::to_string(&e.resource)?);
+        }
+        for e in &self.notifications {
+            out.push_str("---\n");
+            out.push_str(&match &e.resource {
+                NotificationResource::MessageChannel(r) => yaml_serde::to_string(r)?,
+                NotificationResource::ClusterMessageChannel(r) => yaml_serde::to_string(r)?,
+                NotificationResource::EventRouter(r) => yaml_serde::to_string(r)?,
+            });
         }
         Ok(out)
     }

@@ -439,6 +439,15 @@ spec:
         assert_eq!(set.event_routers("demo").count(), 1);
         assert!(set.skipped().is_empty());
         crate::validate::validate(&set, &ExprEngine::new(), None).unwrap();
+        let again = ManifestSet::from_yaml_str("again.yaml", &set.to_yaml().unwrap()).unwrap();
+        assert_eq!(
+            again.event_routers("demo").next(),
+            set.event_routers("demo").next()
+        );
+        assert_eq!(
+            again.message_channel("demo", "hook"),
+            set.message_channel("demo", "hook")
+        );
     }
 
     #[test]
