@@ -629,3 +629,101 @@ spec:
     );
     let _ = std::io::stderr().flush();
 }
+
+#[tokio::test]
+async fn smtp_channel_authenticates_with_its_secret() {
+    let Some(vars) = kargo_core::testing::server_envs(
+        "smtp_channel_authenticates_with_its_secret",
+        &[
+            "TEST_SMTP_ADDR",
+            "TEST_SMTP_MAILDIR",
+            "TEST_SMTP_USER",
+            "TEST_SMTP_PASSWORD",
+        ],
+    ) else {
+        return;
+    };
+    let [addr, maildir, user, password] = <[String; 4]>::try_from(vars).unwrap();
+    logs();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let unique = format!(
+        "auth-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap()
+    );
+    let manifests = set(&format!(
+        r#"---
+apiVersion: v1
+kind: Secret
+metadata: {{name: smtp-good, namespace: demo}}
+stringData: {{username: "{user}", password: "{password}"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: smtp-bad, namespace: demo}}
+stringData: {{username: "{user}", password: wrong-password-never-logged}}
+---
+apiVersion: ee.kargo.akuity.io/v1alpha1
+kind: MessageChannel
+metadata: {{name: good, namespace: demo}}
+spec:
+  secretRef: {{name: smtp-good}}
+  smtp: {{from: kargo@example.test, to: ["{unique}@example.test"], host: {host}, port: {port}, useTLS: false}}
+---
+apiVersion: ee.kargo.akuity.io/v1alpha1
+kind: MessageChannel
+metadata: {{name: bad, namespace: demo}}
+spec:
+  secretRef: {{name: smtp-bad}}
+  smtp: {{from: kargo@example.test, to: ["{unique}-bad@example.test"], host: {host}, port: {port}, useTLS: false}}
+---
+apiVersion: ee.kargo.akuity.io/v1alpha1
+kind: EventRouter
+metadata: {{name: mail, namespace: demo}}
+spec:
+  types: [PromotionSucceeded]
+  channels: [{{name: good, kind: MessageChannel}}, {{name: bad, kind: MessageChannel}}]
+"#
+    ));
+    let notifier = Notifier::builder(&manifests, "demo")
+        .with_options(fast())
+        .build()
+        .unwrap();
+    notifier.emit(&promotion_succeeded("prod"));
+    notifier.flush().await;
+    assert_eq!(notifier.delivered(), 1, "{}", logs());
+    assert_eq!(notifier.failed(), 1, "wrong credentials are refused (535)");
+
+    let mails: Vec<String> = std::fs::read_dir(std::path::Path::new(&maildir).join("new"))
+        .unwrap()
+        .map(|e| {
+            // Unfolded: a long header continues on lines starting with a space.
+            std::fs::read_to_string(e.unwrap().path())
+                .unwrap()
+                .replace("\r\n", "\n")
+                .replace("\n ", " ")
+        })
+        .filter(|m| m.contains(&unique))
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert!(
+        mail.contains(&format!("To: {unique}@example.test\n")),
+        "{mail}"
+    );
+    // No output: the default subject and text.
+    assert!(
+        mail.contains(
+            "Subject: [Kargo] demo: Promotion prod.01abc of Freight gentle-fox to Stage prod succeeded\n"
+        ),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("[demo] Promotion prod.01abc of Freight gentle-fox to Stage prod succeeded."),
+        "{mail}"
+    );
+    let logs = logs();
+    assert!(logs.contains("535"), "{logs}");
+    assert!(!logs.contains("wrong-password-never-logged"));
+    assert!(!logs.contains(&password));
+}
