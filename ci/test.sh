@@ -33,6 +33,8 @@ REQUIRED=(
   "/usr/bin/chromium:chromium"
   "/usr/bin/chromedriver:chromium-driver"
   "pgrep:procps"
+  # Notification tests: a real SMTP server (ci/servers.d/70-smtp.sh).
+  "/usr/bin/aiosmtpd:python3-aiosmtpd"
 )
 missing=()
 for entry in "${REQUIRED[@]}"; do

@@ -16,6 +16,8 @@ pub use kargo_steps as steps;
 
 pub mod clock;
 pub mod controller;
+#[cfg(feature = "notifications")]
+pub mod notifications;
 pub mod prelude;
 pub mod schedule;
 #[cfg(feature = "server")]

@@ -38,9 +38,12 @@
 use serde_json::Value as Json;
 
 use crate::expr::ExprEngine;
-use crate::loader::{ManifestError, ManifestErrors, ManifestSet, SourceLocation};
+use crate::loader::{
+    ManifestError, ManifestErrors, ManifestSet, NotificationResource, SourceLocation,
+};
 use crate::model::{
-    ExpressionVariable, PromotionStep, PromotionTaskKind, ResourceKind, SubscriptionSource,
+    ExpressionVariable, MessageChannelSpec, NotificationKind, PromotionStep, PromotionTaskKind,
+    ResourceKind, SubscriptionSource,
 };
 use crate::runner::inflate_steps;
 use crate::step::StepRegistry;
@@ -242,6 +245,7 @@ pub fn validate(
         cx.vars(&loc, &res, "spec.vars", &task.spec.vars);
         cx.steps(&loc, &res, "spec.steps", &task.spec.steps);
     }
+    notifications(&mut cx);
     // The Secrets and ConfigMaps beside the resources: credentials and `secret()` data.
     if let Err(e) = crate::secret::ManifestSecrets::from_manifests(set) {
         cx.errors.extend(e.0);
@@ -250,5 +254,112 @@ pub fn validate(
         Ok(())
     } else {
         Err(ManifestErrors(cx.errors))
+    }
+}
+
+/// A problem of a notification resource: kind, namespace, name, field, message.
+type NotificationProblem = (NotificationKind, Option<String>, String, String, String);
+
+/// The expressions of the notification kinds: a router's `when` (a bare expression),
+/// `output`s and `groupingKey` (`${{ }}` templates), an HTTP channel's success and failure
+/// expressions.
+fn notifications(cx: &mut Ctx<'_>) {
+    let engine = cx.engine;
+    let template = |text: &str| engine.compile(text).err().map(|e| e.to_string());
+    let expression = |text: &str| {
+        if text.trim().is_empty() {
+            None
+        } else {
+            engine
+                .compile_kargo_expression(text)
+                .err()
+                .map(|e| e.to_string())
+        }
+    };
+    let mut problems: Vec<NotificationProblem> = Vec::new();
+    let mut channel =
+        |kind: NotificationKind, ns: Option<&str>, name: &str, spec: &MessageChannelSpec| {
+            if let Some(h) = &spec.http {
+                for (field, text) in [
+                    ("spec.http.successExpression", &h.success_expression),
+                    ("spec.http.failureExpression", &h.failure_expression),
+                ] {
+                    if let Some(m) = expression(text) {
+                        problems.push((
+                            kind,
+                            ns.map(str::to_owned),
+                            name.to_owned(),
+                            field.to_owned(),
+                            m,
+                        ));
+                    }
+                }
+            }
+        };
+    let mut routers = Vec::new();
+    for (resource, _) in cx.set.notification_resources() {
+        match resource {
+            NotificationResource::MessageChannel(c) => channel(
+                NotificationKind::MessageChannel,
+                c.metadata.namespace.as_deref(),
+                &c.metadata.name,
+                &c.spec,
+            ),
+            NotificationResource::ClusterMessageChannel(c) => channel(
+                NotificationKind::ClusterMessageChannel,
+                None,
+                &c.metadata.name,
+                &c.spec,
+            ),
+            NotificationResource::EventRouter(r) => routers.push(r),
+        }
+    }
+    for r in routers {
+        let mut fields = vec![
+            ("spec.when".to_owned(), expression(&r.spec.when)),
+            ("spec.output".to_owned(), template(&r.spec.output)),
+            (
+                "spec.groupingKey".to_owned(),
+                template(&r.spec.grouping_key),
+            ),
+        ];
+        for (i, c) in r.spec.channels.iter().enumerate() {
+            fields.push((
+                format!("spec.channels[{i}].output"),
+                c.output.as_deref().and_then(template),
+            ));
+        }
+        for (field, message) in fields {
+            if let Some(m) = message {
+                problems.push((
+                    NotificationKind::EventRouter,
+                    r.metadata.namespace.clone(),
+                    r.metadata.name.clone(),
+                    field,
+                    m,
+                ));
+            }
+        }
+    }
+    for (kind, ns, name, field, message) in problems {
+        let label = match &ns {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        let location = cx
+            .set
+            .notification_field_location(kind, ns.as_deref(), &name, &field)
+            .unwrap_or_else(|| SourceLocation {
+                file: Default::default(),
+                document: 0,
+                line: None,
+                column: None,
+            });
+        cx.errors.push(ManifestError {
+            location,
+            resource: Some(label),
+            field,
+            message,
+        });
     }
 }

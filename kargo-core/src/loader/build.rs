@@ -16,16 +16,16 @@ use super::{
     Entry, Key, ManifestError, ManifestErrors, ManifestSet, ManifestWarning, SkippedDocument,
     SourceLocation, SourceText,
 };
-use crate::model::{API_VERSION, Resource, ResourceKind};
+use crate::model::{API_VERSION, EE_API_GROUP_PREFIX, Resource, ResourceKind};
 
 /// A document that declared a resource (even one that then failed to parse), so that
 /// references to it are not reported as missing.
 type Declared = HashSet<Key>;
 
 #[derive(Clone)]
-struct DocRef {
-    file: usize,
-    index: usize,
+pub(super) struct DocRef {
+    pub(super) file: usize,
+    pub(super) index: usize,
 }
 
 /// Builds a manifest set file by file, keeping every error with the file it belongs to.
@@ -42,11 +42,11 @@ pub(super) struct Builder {
 }
 
 /// What a document's header says it is.
-struct Header {
-    kind: String,
-    api_version: String,
-    name: Option<String>,
-    namespace: Option<String>,
+pub(super) struct Header {
+    pub(super) kind: String,
+    pub(super) api_version: String,
+    pub(super) name: Option<String>,
+    pub(super) namespace: Option<String>,
 }
 
 impl Header {
@@ -128,7 +128,7 @@ where
 /// A typed parse failure: field path, message, position.
 type TypedError = (String, String, Option<(usize, usize)>);
 
-fn parse_typed<'de, T, D>(doc: D) -> Result<T, TypedError>
+pub(super) fn parse_typed<'de, T, D>(doc: D) -> Result<T, TypedError>
 where
     T: DeserializeOwned,
     D: serde::Deserializer<'de, Error = yaml_serde::Error>,
@@ -143,7 +143,7 @@ where
 }
 
 impl Builder {
-    fn push_error(&mut self, file: usize, error: ManifestError) {
+    pub(super) fn push_error(&mut self, file: usize, error: ManifestError) {
         if let Some(bucket) = self.errors.get_mut(file) {
             bucket.push(error);
         }
@@ -156,7 +156,7 @@ impl Builder {
             .map(|(_, t)| &**t)
     }
 
-    fn locate_in(&self, doc: &DocRef, path: &str) -> Option<(usize, usize)> {
+    pub(super) fn locate_in(&self, doc: &DocRef, path: &str) -> Option<(usize, usize)> {
         self.text(doc.file)
             .and_then(|text| locate(text, doc.index, path))
     }
@@ -281,6 +281,14 @@ impl Builder {
             self.warn_repeated(&header, &repeated, &docref, &location);
             if foreign::is_kept(&header.kind, &header.api_version) {
                 self.keep_foreign(&header, &value, &docref, &location);
+                continue;
+            }
+            if header.api_version.starts_with(EE_API_GROUP_PREFIX) {
+                if repeated.is_empty() {
+                    self.keep_notification(&header, typed_doc, &docref, &location);
+                } else {
+                    self.keep_notification(&header, value, &docref, &location);
+                }
                 continue;
             }
             let Some(kind) = self.check_header(&header, &docref, &location) else {
@@ -594,6 +602,14 @@ impl Builder {
         self.push_error(file, error);
     }
 
+    /// The index of the file `location` is in.
+    pub(super) fn file_of(&self, location: &SourceLocation) -> usize {
+        self.files
+            .iter()
+            .position(|f| f.as_ref().is_some_and(|(p, _)| *p == location.file))
+            .unwrap_or(0)
+    }
+
     pub(super) fn known(&self, kind: ResourceKind, ns: Option<&str>) -> Vec<String> {
         let mut names: Vec<String> = self
             .declared
@@ -613,6 +629,7 @@ impl Builder {
     pub(super) fn finish(mut self) -> Result<ManifestSet, ManifestErrors> {
         self.check_references();
         self.check_cycles();
+        self.check_notifications();
         let mut all = Vec::new();
         for mut bucket in std::mem::take(&mut self.errors) {
             bucket.sort_by_key(|e| (e.location.document, e.location.line, e.location.column));

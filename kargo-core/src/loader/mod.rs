@@ -18,6 +18,10 @@
 //! - duplicate resources (same kind, namespace and name), naming both locations;
 //! - Stages naming a Warehouse, an upstream Stage, or a (Cluster)PromotionTask that the set
 //!   does not contain, and cycles between Stages through `sources.stages`;
+//! - the notification kinds of Kargo's commercial edition (`ee.kargo.akuity.io/v1alpha1`:
+//!   `MessageChannel`, `ClusterMessageChannel`, `EventRouter`) are read typed, with the
+//!   same checks, and routers naming channels the set does not contain are errors (see
+//!   [`ManifestSet::event_routers`]);
 //! - resources of a Project the set does not define, **when the set defines any Project**.
 //!   A set without Projects is taken to be a slice of existing Projects and is not checked;
 //!   a set with Projects must be complete, so a `ProjectConfig` (or any other namespaced
@@ -54,12 +58,14 @@ mod build;
 mod duplicates;
 mod error;
 mod foreign;
+mod notifications;
 mod positions;
 mod references;
 mod skipped;
 
 pub use error::{ManifestError, ManifestErrors, ManifestWarning, SourceLocation};
 pub use foreign::ForeignDocument;
+pub use notifications::NotificationResource;
 pub use skipped::SkippedDocument;
 
 use std::collections::{BTreeSet, HashMap};
@@ -100,6 +106,7 @@ pub struct ManifestSet {
     index: HashMap<Key, usize>,
     skipped: Vec<SkippedDocument>,
     foreign: Vec<ForeignDocument>,
+    notifications: Vec<notifications::NotificationEntry>,
     warnings: Vec<ManifestWarning>,
 }
 
@@ -430,12 +437,21 @@ impl ManifestSet {
         })
     }
 
-    /// Serialises every resource, in load order, as one multi-document YAML stream.
+    /// Serialises every resource, in load order (the notification kinds last), as one
+    /// multi-document YAML stream.
     pub fn to_yaml(&self) -> Result<String, yaml_serde::Error> {
         let mut out = String::new();
         for e in &self.entries {
             out.push_str("---\n");
             out.push_str(&yaml_serde::to_string(&e.resource)?);
+        }
+        for e in &self.notifications {
+            out.push_str("---\n");
+            out.push_str(&match &e.resource {
+                NotificationResource::MessageChannel(r) => yaml_serde::to_string(r)?,
+                NotificationResource::ClusterMessageChannel(r) => yaml_serde::to_string(r)?,
+                NotificationResource::EventRouter(r) => yaml_serde::to_string(r)?,
+            });
         }
         Ok(out)
     }

@@ -37,6 +37,7 @@ mod cluster_config;
 mod deprecations;
 mod duration;
 mod meta;
+mod notifications;
 mod project;
 mod stage;
 mod task;
@@ -55,6 +56,12 @@ pub use duration::{Duration, ParseDurationError};
 pub use meta::{
     LabelSelector, LabelSelectorOperator, LabelSelectorRequirement, LocalObjectReference,
     ObjectMeta,
+};
+pub use notifications::{
+    CLUSTER_SECRETS_NAMESPACE, ChannelReference, ChannelReferenceKind, ChannelSecretRef,
+    ChannelType, ClusterMessageChannel, EE_API_GROUP_PREFIX, EE_API_VERSION, EncodingType,
+    EventRouter, EventRouterSpec, HTTP_CHANNEL_METHODS, HttpChannel, MessageChannel,
+    MessageChannelSpec, NameValue, NotificationKind, SlackChannel, SmtpChannel,
 };
 pub use project::{
     ArtifactoryWebhookReceiverConfig, AutoRollbackConfig, DeepLink, GenericWebhookAction,
