@@ -37,6 +37,27 @@
 //! its own in the distribution API), build time when known. The build time of an index
 //! stays the index's, also with `platform`.
 //!
+//! # Signatures (`verification.cosign`)
+//!
+//! With `verification.cosign.publicKey` (ECDSA P-256 keys, PEM), every candidate image
+//! must carry a cosign signature by one of the keys over the digest Freight would record
+//! (the tag's manifest or index digest), in either format cosign writes: a Sigstore
+//! bundle attached as an OCI 1.1 referrer (cosign 3; found through the referrers API, or
+//! the referrers tag `sha256-<hex>` on registries without it) or the legacy
+//! `sha256-<hex>.sig` tag (simple signing). See `signatures` for the lookup and `cosign`
+//! for the checks (signature first, then the digest binding).
+//!
+//! - Candidates are taken in the strategy's order; a rejected one is skipped and the next
+//!   one is read, until `discoveryLimit` images are accepted or as many are rejected. The
+//!   tags cosign writes (`sha256-<hex>[.sig|.att|.sbom]`) are not candidates.
+//! - No accepted image but some rejected: the discovery fails
+//!   ([`SourceErrorKind::Other`]) naming each rejected tag, digest and reason; some
+//!   accepted: each rejection is logged (`warn`).
+//! - Verdicts are cached per repository, digest and key set: a signed digest is never
+//!   asked about again, a rejected one after [`ImageSourceOptions::signature_recheck`] or
+//!   when a webhook's hints name its tag. Requests are counted in
+//!   [`RequestStats::signature_gets`]; without `verification` none is made.
+//!
 //! # Requests and caching
 //!
 //! The tag list is read page by page, following `Link: <…>; rel="next"`
