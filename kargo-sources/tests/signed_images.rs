@@ -18,6 +18,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use kargo_core::expr::ExprEngine;
@@ -742,4 +743,197 @@ async fn cosign_tags_are_not_image_candidates_when_signatures_are_required() {
     let mut tags = listed(&src, &newest).await;
     tags.sort();
     assert_eq!(tags, ["a", "b"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// A registry with the referrers API
+
+/// What a registry answers for one path: content type, digest header, body.
+type Served = std::collections::HashMap<String, (String, String, String)>;
+
+/// Copies what the real registry answers for `paths` (each `/v2/<repo>/…`, GET).
+async fn mirror(reg: &Reg, paths: &[String]) -> Served {
+    let http = reqwest::Client::new();
+    let mut out = Served::new();
+    for p in paths {
+        let resp = http
+            .get(format!("http://{}{p}", reg.host))
+            .header(
+                "accept",
+                format!("{OCI_MANIFEST}, {OCI_INDEX}, application/json"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{p}");
+        let header = |k: &str| {
+            resp.headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (ct, dcd) = (header("content-type"), header("docker-content-digest"));
+        out.insert(p.clone(), (ct, dcd, resp.text().await.unwrap()));
+    }
+    out
+}
+
+/// A registry stub serving `served` (GET and HEAD; anything else 404) and recording every
+/// request target: one that implements `GET /v2/<repo>/referrers/<digest>`, which
+/// docker-registry 2.8 does not.
+async fn serve(served: Served, seen: Arc<Mutex<Vec<String>>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(served);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (served, seen) = (served.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let mut first = head.lines().next().unwrap_or("").split_whitespace();
+                        let method = first.next().unwrap_or("").to_owned();
+                        let target = first.next().unwrap_or("/").to_owned();
+                        seen.lock().unwrap().push(format!("{method} {target}"));
+                        let path = target.split('?').next().unwrap_or("").to_owned();
+                        let resp = match served.get(&path) {
+                            Some((ct, dcd, body)) => format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nDocker-Content-Digest: \
+                                 {dcd}\r\nContent-Length: {}\r\n\r\n{}",
+                                body.len(),
+                                if method == "HEAD" { "" } else { body }
+                            ),
+                            None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+                        };
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+#[tokio::test]
+async fn bundles_are_found_through_the_referrers_api_where_the_registry_has_it() {
+    let Some(reg) =
+        Reg::new("bundles_are_found_through_the_referrers_api_where_the_registry_has_it").await
+    else {
+        return;
+    };
+    let key = Key::generate();
+    let other_key = Key::generate();
+    // 1.1.0: a bundle by another key and one by the key; 1.2.0: signed by another key.
+    let signed = reg.image(Some("1.1.0"), "signed", "amd64").await;
+    reg.sign_bundle(
+        &signed,
+        &[(&other_key, &signed.digest), (&key, &signed.digest)],
+    )
+    .await;
+    let theirs = reg.image(Some("1.2.0"), "theirs", "amd64").await;
+    reg.sign_bundle(&theirs, &[(&other_key, &theirs.digest)])
+        .await;
+
+    // A registry with the referrers API: it answers /referrers/<digest> with the index
+    // the real registry keeps at the referrers tag, and has no such tag itself.
+    let v2 = format!("/v2/{}", reg.repo);
+    let tag_of = |d: &str| d.replacen(':', "-", 1);
+    let mut paths = vec![format!("{v2}/tags/list")];
+    for img in [&signed, &theirs] {
+        paths.push(format!("{v2}/manifests/{}", img.digest));
+        paths.push(format!("{v2}/manifests/{}", tag_of(&img.digest)));
+    }
+    paths.push(format!("{v2}/manifests/1.1.0"));
+    paths.push(format!("{v2}/manifests/1.2.0"));
+    let mut served = mirror(&reg, &paths).await;
+    let mut more = Vec::new();
+    for (path, (_, _, body)) in &served {
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        for d in doc["manifests"].as_array().into_iter().flatten() {
+            more.push(format!("{v2}/manifests/{}", d["digest"].as_str().unwrap()));
+        }
+        if path.ends_with("/1.1.0") || path.ends_with("/1.2.0") {
+            more.push(format!(
+                "{v2}/blobs/{}",
+                doc["config"]["digest"].as_str().unwrap()
+            ));
+        }
+    }
+    let referrers = mirror(&reg, &more).await;
+    for (_, _, body) in referrers.values() {
+        let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+        for l in doc["layers"].as_array().into_iter().flatten() {
+            more.push(format!("{v2}/blobs/{}", l["digest"].as_str().unwrap()));
+        }
+    }
+    served.extend(mirror(&reg, &more).await);
+    for img in [&signed, &theirs] {
+        let index = served
+            .remove(&format!("{v2}/manifests/{}", tag_of(&img.digest)))
+            .unwrap();
+        served.insert(format!("{v2}/referrers/{}", img.digest), index);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let host = serve(served, seen.clone()).await;
+
+    let src = ImageSource::new(fast());
+    let ctx = DiscoveryContext::new("demo", "w");
+    let url = format!("{host}/{}", reg.repo);
+    let w = warehouse("w", &url, "", Some(&key.public_pem));
+    assert_eq!(
+        refresh(&src, &w, &ctx).await.unwrap(),
+        ("1.1.0".to_owned(), signed.digest.clone())
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&format!("GET {v2}/referrers/{}", signed.digest)),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.contains("/manifests/sha256-") && !s.ends_with(".sig")),
+        "the referrers tag is not read when the API answers: {seen:#?}"
+    );
+    // 1.2.0 (by another key) was looked for in the legacy format too; 1.1.0, verified
+    // by its bundle, was not.
+    assert!(
+        seen.contains(&format!(
+            "GET {v2}/manifests/{}.sig",
+            tag_of(&theirs.digest)
+        )),
+        "{seen:#?}"
+    );
+    assert!(
+        !seen.contains(&format!(
+            "GET {v2}/manifests/{}.sig",
+            tag_of(&signed.digest)
+        )),
+        "{seen:#?}"
+    );
+    let only = warehouse(
+        "only",
+        &url,
+        "allowTagsRegexes: ['^1\\.2']",
+        Some(&key.public_pem),
+    );
+    let e = refresh(&src, &only, &ctx).await.unwrap_err();
+    assert!(e.contains(&format!("1.2.0 ({})", theirs.digest)), "{e}");
+    assert!(
+        e.contains("bundle 1") && e.contains("not signed by the configured public key"),
+        "{e}"
+    );
 }
