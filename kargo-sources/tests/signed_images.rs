@@ -937,3 +937,37 @@ async fn bundles_are_found_through_the_referrers_api_where_the_registry_has_it()
         "{e}"
     );
 }
+
+/// 200 Warehouses subscribed to one repository, refreshed at once in one pass: each
+/// digest's signatures are read once (the others wait for that verdict), so the pass costs
+/// what one Warehouse's first refresh costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_warehouses_verify_each_digest_once() {
+    let Some(reg) = Reg::new("concurrent_warehouses_verify_each_digest_once").await else {
+        return;
+    };
+    let key = Key::generate();
+    let legacy = reg.image(Some("1.0.0"), "legacy", "amd64").await;
+    reg.sign_legacy(&legacy, &[(&key, &legacy.digest)]).await;
+    let bundled = reg.image(Some("1.1.0"), "bundle", "amd64").await;
+    reg.sign_bundle(&bundled, &[(&key, &bundled.digest)]).await;
+    reg.image(Some("1.2.0"), "unsigned", "amd64").await;
+
+    let src = ImageSource::new(fast());
+    let ctx = DiscoveryContext::new("demo", "w").with_fresh_after(std::time::Instant::now());
+    let w = warehouse("w", &reg.url(), "", Some(&key.public_pem));
+    let runs: Vec<_> = (0..200)
+        .map(|_| {
+            let (src, ctx, w) = (src.clone(), ctx.clone(), w.clone());
+            tokio::spawn(async move { refresh(&src, &w, &ctx).await })
+        })
+        .collect();
+    for r in runs {
+        assert_eq!(
+            r.await.unwrap().unwrap(),
+            ("1.1.0".to_owned(), bundled.digest.clone())
+        );
+    }
+    // 1.2.0 unsigned (3), 1.1.0 by bundle (4), 1.0.0 legacy (4).
+    assert_eq!(src.stats().signature_gets, 3 + 4 + 4, "{:?}", src.stats());
+}

@@ -275,6 +275,9 @@ struct Inner {
     cache: Mutex<MetaCache>,
     /// What `verification` decided per repository, digest and key set.
     verdicts: Mutex<VerdictCache>,
+    /// One verification at a time per verdict key: concurrent discoveries of one image
+    /// (many Warehouses, one repository) wait for the first one's verdict.
+    verdict_flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     limiters: Mutex<HashMap<String, Arc<TokenBucket>>>,
     tokens: Mutex<HashMap<String, BearerToken>>,
     clients: Mutex<HashMap<bool, reqwest::Client>>,
@@ -412,6 +415,7 @@ impl ImageSource {
                 options,
                 cache: Mutex::new(MetaCache::new(max)),
                 verdicts: Mutex::new(VerdictCache::new(max)),
+                verdict_flights: Mutex::new(HashMap::new()),
                 limiters: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
                 clients: Mutex::new(HashMap::new()),
@@ -714,21 +718,38 @@ impl ImageSource {
         if let Some(v) = lock(&self.inner.verdicts).get(&key, recheck, !named) {
             return Ok(v);
         }
-        let _permit = self
-            .inner
-            .semaphore
-            .acquire()
-            .await
-            .map_err(|_| err(SourceErrorKind::Other, "the source is shut down".to_owned()))?;
-        let v = session.verify_image(&digest, keys).await?;
-        tracing::debug!(
-            repo = %session.repo.display,
-            digest = %digest,
-            verdict = ?v,
-            "cosign verification"
-        );
-        lock(&self.inner.verdicts).put(key, v.clone());
-        Ok(v)
+        // Single flight: whoever verifies this key first, the others wait and take its
+        // verdict (a rejection too, unless their webhook named the tag).
+        let flight = lock(&self.inner.verdict_flights)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = async {
+            let _turn = flight.lock().await;
+            if let Some(v) = lock(&self.inner.verdicts).get(&key, recheck, !named) {
+                return Ok(v);
+            }
+            let _permit =
+                self.inner.semaphore.acquire().await.map_err(|_| {
+                    err(SourceErrorKind::Other, "the source is shut down".to_owned())
+                })?;
+            let v = session.verify_image(&digest, keys).await?;
+            tracing::debug!(
+                repo = %session.repo.display,
+                digest = %digest,
+                verdict = ?v,
+                "cosign verification"
+            );
+            lock(&self.inner.verdicts).put(key.clone(), v.clone());
+            Ok(v)
+        }
+        .await;
+        // The map holds one reference, this call another: nobody else waits.
+        let mut flights = lock(&self.inner.verdict_flights);
+        if flights.get(&key).is_some_and(|f| Arc::strong_count(f) <= 2) {
+            flights.remove(&key);
+        }
+        result
     }
 }
 
