@@ -55,7 +55,8 @@
 //!   accepted: each rejection is logged (`warn`).
 //! - Verdicts are cached per repository, digest and key set: a signed digest is never
 //!   asked about again, a rejected one after [`ImageSourceOptions::signature_recheck`] or
-//!   when a webhook's hints name its tag. Requests are counted in
+//!   when a webhook's hints name its tag. Concurrent discoveries of one digest (many
+//!   Warehouses, one repository) wait for the first one's verdict. Requests are counted in
 //!   [`RequestStats::signature_gets`]; without `verification` none is made.
 //!
 //! # Requests and caching
