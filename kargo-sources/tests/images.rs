@@ -1524,6 +1524,7 @@ async fn scale_500_warehouses_one_repository_share_tag_lists() {
                 manifest_heads: s.manifest_heads - stats_before.manifest_heads,
                 blob_gets: s.blob_gets - stats_before.blob_gets,
                 tokens: s.tokens - stats_before.tokens,
+                signature_gets: s.signature_gets - stats_before.signature_gets,
                 shared_tag_lists: s.shared_tag_lists - stats_before.shared_tag_lists,
                 shared_tags: s.shared_tags - stats_before.shared_tags,
             };

@@ -81,9 +81,10 @@ pub use task::{
     PromotionTemplateSpec,
 };
 pub use warehouse::{
-    ChartSubscription, CommitSelectionStrategy, FreightCreationCriteria, FreightCreationPolicy,
-    GenericSubscription, GitSubscription, ImageSelectionStrategy, ImageSubscription, Subscription,
-    SubscriptionSource, Warehouse, WarehouseSpec,
+    ChartSubscription, CommitSelectionStrategy, CosignVerification, FreightCreationCriteria,
+    FreightCreationPolicy, GenericSubscription, GitSubscription, ImageSelectionStrategy,
+    ImageSubscription, ImageVerification, Subscription, SubscriptionSource, Warehouse,
+    WarehouseSpec,
 };
 
 /// The API group and version of every Kargo resource: `kargo.akuity.io/v1alpha1`.

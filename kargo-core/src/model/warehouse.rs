@@ -287,6 +287,39 @@ pub struct ImageSubscription {
     /// Removed in Kargo v1.9, rejected by validation: use `constraint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semver_constraint: Option<String>,
+    /// Signatures an image must carry to become Freight (a kargo-rs extension: Kargo has
+    /// no such field). Unset: images are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<ImageVerification>,
+}
+
+/// What an image subscription requires of an image's signatures (`verification`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageVerification {
+    /// A cosign signature by one of the given public keys, over the image's digest.
+    pub cosign: CosignVerification,
+}
+
+/// A required cosign signature (`verification.cosign`): key-based, as `cosign sign --key`
+/// writes it, in either of cosign's formats (a Sigstore bundle attached as an OCI 1.1
+/// referrer, cosign 3's default; or the legacy `sha256-<hex>.sig` tag).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CosignVerification {
+    /// PEM text with one or more `PUBLIC KEY` blocks (ECDSA P-256, as in the `cosign.pub`
+    /// that `cosign generate-key-pair` writes); a signature by any of them is accepted
+    /// (several keys: key rotation).
+    pub public_key: String,
+}
+
+impl CosignVerification {
+    /// The SEC1 points of the keys in [`Self::public_key`], in order: what a verifier
+    /// loads. `Err` says what is wrong with the PEM text (validation reports it at
+    /// `verification.cosign.publicKey`).
+    pub fn public_key_points(&self) -> Result<Vec<Vec<u8>>, String> {
+        cosign_public_keys(&self.public_key)
+    }
 }
 
 impl ImageSubscription {
@@ -306,6 +339,7 @@ impl ImageSubscription {
             allow_tags: None,
             ignore_tags: None,
             semver_constraint: None,
+            verification: None,
         }
     }
 }
@@ -633,6 +667,83 @@ fn validate_image(errs: &mut FieldErrors, p: &str, s: &ImageSubscription) {
              constraint instead",
         );
     }
+    if let Some(v) = &s.verification {
+        let path = format!("{p}.verification.cosign.publicKey");
+        if let Err(msg) = cosign_public_keys(&v.cosign.public_key) {
+            errs.push(path, msg);
+        }
+    }
+}
+
+/// The DER prefix of a P-256 `SubjectPublicKeyInfo` (id-ecPublicKey, prime256v1) with an
+/// uncompressed point (65 bytes follow) and with a compressed one (33 bytes follow).
+const P256_SPKI_UNCOMPRESSED: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const P256_SPKI_COMPRESSED: [u8; 26] = [
+    0x30, 0x39, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x22, 0x00,
+];
+
+/// The keys of `verification.cosign.publicKey` as SEC1 points: PEM `PUBLIC KEY` blocks
+/// only, at least one, each the base64 of a P-256 `SubjectPublicKeyInfo`. (Whether a point
+/// lies on the curve is checked by the image source when it loads the key.)
+fn cosign_public_keys(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN ";
+    const END: &str = "-----END ";
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut lines = pem.lines().map(str::trim).filter(|l| !l.is_empty());
+    while let Some(line) = lines.next() {
+        let Some(label) = line
+            .strip_prefix(BEGIN)
+            .and_then(|l| l.strip_suffix("-----"))
+        else {
+            return Err(format!(
+                "expected PEM text (-----BEGIN PUBLIC KEY-----), found {:?}",
+                line.chars().take(40).collect::<String>()
+            ));
+        };
+        if label != "PUBLIC KEY" {
+            return Err(format!(
+                "a PEM {label:?} block: expected PUBLIC KEY blocks only (cosign.pub, never a \
+                 private key)"
+            ));
+        }
+        let mut body = String::new();
+        let mut ended = false;
+        for l in lines.by_ref() {
+            if let Some(rest) = l.strip_prefix(END) {
+                if rest != "PUBLIC KEY-----" {
+                    return Err(format!("PEM block PUBLIC KEY ends with {l:?}"));
+                }
+                ended = true;
+                break;
+            }
+            body.push_str(l);
+        }
+        if !ended {
+            return Err("PEM block PUBLIC KEY has no -----END PUBLIC KEY----- line".to_owned());
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&body)
+            .map_err(|e| format!("PEM block {}: bad base64: {e}", keys.len() + 1))?;
+        let p256 = (der.len() == 91 && der.starts_with(&P256_SPKI_UNCOMPRESSED))
+            || (der.len() == 59 && der.starts_with(&P256_SPKI_COMPRESSED));
+        if !p256 {
+            return Err(format!(
+                "PEM block {}: not an ECDSA P-256 public key (the kind `cosign generate-key-pair` \
+                 makes; RSA and Ed25519 keys are not supported)",
+                keys.len() + 1
+            ));
+        }
+        keys.push(der[P256_SPKI_UNCOMPRESSED.len()..].to_vec());
+    }
+    if keys.is_empty() {
+        return Err("no PEM PUBLIC KEY block: paste the content of cosign.pub".to_owned());
+    }
+    Ok(keys)
 }
 
 fn validate_chart(errs: &mut FieldErrors, p: &str, s: &ChartSubscription) {
@@ -695,4 +806,116 @@ fn validate_git(errs: &mut FieldErrors, p: &str, s: &GitSubscription) {
     }
     validate_discovery_limit(errs, format!("{p}.discoveryLimit"), s.discovery_limit);
     validate_deprecated_allow_tags(errs, p, s.allow_tags.as_ref(), &s.allow_tags_regexes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A P-256 `cosign.pub` (the public half of a throwaway key).
+    const KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbDqQSW94Ys+54EmDxei2WkIyTfhb
+EGIrRutVNIbNStTwVRGqHvuuO/lWkUPLHu/qz2mjiwNJVTDsLcl4sdB8/w==
+-----END PUBLIC KEY-----
+";
+
+    fn warehouse(verification: &str) -> Warehouse {
+        let yaml = format!(
+            "apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {{name: app, namespace: demo}}
+spec:
+  subscriptions:
+  - image:
+      repoURL: ghcr.io/org/app
+      verification:
+{verification}"
+        );
+        yaml_serde::from_str(&yaml).unwrap()
+    }
+
+    fn indent(pem: &str) -> String {
+        pem.lines().map(|l| format!("          {l}\n")).collect()
+    }
+
+    #[test]
+    fn cosign_public_key_round_trips_and_validates() {
+        let w = warehouse(&format!(
+            "        cosign:\n          publicKey: |\n{}",
+            indent(KEY).replace("          ", "            ")
+        ));
+        assert_eq!(w.validate(), Vec::new());
+        let SubscriptionSource::Image(s) = &w.spec.subscriptions[0].source else {
+            panic!("not an image subscription");
+        };
+        let v = s.verification.as_ref().unwrap();
+        assert_eq!(v.cosign.public_key, KEY);
+        let json = serde_json::to_value(s).unwrap();
+        assert_eq!(json["verification"]["cosign"]["publicKey"], KEY);
+        // Two keys (rotation) are fine.
+        let points = cosign_public_keys(&format!("{KEY}\n{KEY}")).unwrap();
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].len(), 65);
+        assert_eq!(points[0][0], 4, "an uncompressed SEC1 point");
+    }
+
+    #[test]
+    fn bad_public_keys_are_reported_at_their_key_path() {
+        let path = "spec.subscriptions[0].image.verification.cosign.publicKey";
+        let ed25519 = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADOmo1G2gxYQ7BKC+jOhgR+IeimqvVBv4G1phUbfbcZk=\n-----END PUBLIC KEY-----\n";
+        for (pem, expect) in [
+            ("not a key", "expected PEM text"),
+            ("", "no PEM PUBLIC KEY block"),
+            (
+                "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+                "never a private key",
+            ),
+            (
+                "-----BEGIN PUBLIC KEY-----\nMFkw\n",
+                "no -----END PUBLIC KEY----- line",
+            ),
+            (
+                "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n",
+                "bad base64",
+            ),
+            (ed25519, "not an ECDSA P-256 public key"),
+        ] {
+            let mut w = warehouse("        cosign: {publicKey: x}\n");
+            let SubscriptionSource::Image(s) = &mut w.spec.subscriptions[0].source else {
+                panic!("not an image subscription");
+            };
+            s.verification = Some(ImageVerification {
+                cosign: CosignVerification {
+                    public_key: pem.to_owned(),
+                },
+            });
+            let errs = w.validate();
+            assert_eq!(errs.len(), 1, "{pem}: {errs:?}");
+            assert_eq!(errs[0].path, path);
+            assert!(errs[0].message.contains(expect), "{pem}: {}", errs[0]);
+        }
+    }
+
+    #[test]
+    fn verification_needs_cosign_and_nothing_else() {
+        let y = |v: &str| {
+            yaml_serde::from_str::<Warehouse>(&format!(
+                "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{name: a}}\n\
+                 spec:\n  subscriptions:\n  - image: {{repoURL: ghcr.io/a, verification: {v}}}\n"
+            ))
+        };
+        assert!(y("{}").unwrap_err().to_string().contains("cosign"));
+        assert!(
+            y("{cosign: {publicKey: x}, notary: {}}")
+                .unwrap_err()
+                .to_string()
+                .contains("notary")
+        );
+        assert!(
+            y("{cosign: {key: x}}")
+                .unwrap_err()
+                .to_string()
+                .contains("key")
+        );
+    }
 }

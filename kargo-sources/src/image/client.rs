@@ -23,7 +23,7 @@ use super::{Inner, RepoRef};
 use crate::chart::sha256_digest;
 
 /// The largest manifest accepted.
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(super) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// The largest config blob accepted.
 const MAX_CONFIG_BYTES: usize = 16 << 20;
 /// The largest tag-list page or token response accepted.
@@ -114,13 +114,13 @@ impl Session<'_> {
         ))
     }
 
-    fn url(&self, tail: &str) -> String {
+    pub(super) fn url(&self, tail: &str) -> String {
         format!("{}/v2/{}/{tail}", self.repo.base, self.repo.repository)
     }
 
     /// Sends one request, with the token or basic credentials, following a Bearer
     /// challenge once. Rate limited per registry.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         url: &str,
@@ -246,7 +246,11 @@ impl Session<'_> {
     }
 
     /// Maps a non-success status to an error.
-    fn check(&self, resp: reqwest::Response, what: &str) -> Result<reqwest::Response, SourceError> {
+    pub(super) fn check(
+        &self,
+        resp: reqwest::Response,
+        what: &str,
+    ) -> Result<reqwest::Response, SourceError> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -607,7 +611,7 @@ impl Session<'_> {
 }
 
 /// Reads a body of at most `limit` bytes.
-async fn read_limited(
+pub(super) async fn read_limited(
     mut resp: reqwest::Response,
     limit: usize,
     display: &str,

@@ -37,6 +37,28 @@
 //! its own in the distribution API), build time when known. The build time of an index
 //! stays the index's, also with `platform`.
 //!
+//! # Signatures (`verification.cosign`)
+//!
+//! With `verification.cosign.publicKey` (ECDSA P-256 keys, PEM), every candidate image
+//! must carry a cosign signature by one of the keys over the digest Freight would record
+//! (the tag's manifest or index digest), in either format cosign writes: a Sigstore
+//! bundle attached as an OCI 1.1 referrer (cosign 3; found through the referrers API, or
+//! the referrers tag `sha256-<hex>` on registries without it) or the legacy
+//! `sha256-<hex>.sig` tag (simple signing). See `signatures` for the lookup and `cosign`
+//! for the checks (signature first, then the digest binding).
+//!
+//! - Candidates are taken in the strategy's order; a rejected one is skipped and the next
+//!   one is read, until `discoveryLimit` images are accepted or as many are rejected. The
+//!   tags cosign writes (`sha256-<hex>[.sig|.att|.sbom]`) are not candidates.
+//! - No accepted image but some rejected: the discovery fails
+//!   ([`SourceErrorKind::Other`]) naming each rejected tag, digest and reason; some
+//!   accepted: each rejection is logged (`warn`).
+//! - Verdicts are cached per repository, digest and key set: a signed digest is never
+//!   asked about again, a rejected one after [`ImageSourceOptions::signature_recheck`] or
+//!   when a webhook's hints name its tag. Concurrent discoveries of one digest (many
+//!   Warehouses, one repository) wait for the first one's verdict. Requests are counted in
+//!   [`RequestStats::signature_gets`]; without `verification` none is made.
+//!
 //! # Requests and caching
 //!
 //! The tag list is read page by page, following `Link: <…>; rel="next"`
@@ -122,10 +144,12 @@
 //! credential.
 
 mod client;
+mod cosign;
 pub mod docker_config;
 mod meta;
 pub mod rate_limit;
 mod shared_views;
+mod signatures;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,9 +172,11 @@ pub use meta::Platform;
 use crate::chart::version::Constraint;
 use crate::selection::{TagFilter, order_newest_build, select_lexical, select_semver};
 use client::{BearerToken, Resolved, Session, err};
+use cosign::CosignKeys;
 use meta::MetaCache;
 use rate_limit::TokenBucket;
 use shared_views::SharedViews;
+use signatures::{Verdict, VerdictCache};
 
 /// Settings of an [`ImageSource`].
 #[derive(Debug, Clone)]
@@ -175,6 +201,10 @@ pub struct ImageSourceOptions {
     pub docker_config: DockerConfigLocation,
     /// Connect timeout, and the longest wait for response data (default 30 s).
     pub timeout: Duration,
+    /// How long an image rejected by `verification` (unsigned, wrongly signed) is not
+    /// asked about again (default 5 min): a signature may be pushed after its image. A
+    /// signed image is never asked about again (its digest cannot change).
+    pub signature_recheck: Duration,
 }
 
 impl Default for ImageSourceOptions {
@@ -188,6 +218,7 @@ impl Default for ImageSourceOptions {
             tag_page_size: None,
             docker_config: DockerConfigLocation::None,
             timeout: Duration::from_secs(30),
+            signature_recheck: Duration::from_secs(300),
         }
     }
 }
@@ -205,6 +236,8 @@ pub struct RequestStats {
     pub blob_gets: u64,
     /// Token-service requests.
     pub tokens: u64,
+    /// Signature lookups of `verification` (referrers, signature manifests and blobs).
+    pub signature_gets: u64,
     /// Tag lists NOT requested: another discovery's list of the same repository (same
     /// credentials) taken during the pass was reused (not counted in [`Self::total`]).
     pub shared_tag_lists: u64,
@@ -216,7 +249,12 @@ pub struct RequestStats {
 impl RequestStats {
     /// All requests to the registry and its token service.
     pub fn total(&self) -> u64 {
-        self.tag_lists + self.manifest_gets + self.manifest_heads + self.blob_gets + self.tokens
+        self.tag_lists
+            + self.manifest_gets
+            + self.manifest_heads
+            + self.blob_gets
+            + self.tokens
+            + self.signature_gets
     }
 }
 
@@ -227,6 +265,7 @@ struct Counters {
     manifest_heads: AtomicU64,
     blob_gets: AtomicU64,
     tokens: AtomicU64,
+    signature_gets: AtomicU64,
     shared_tag_lists: AtomicU64,
     shared_tags: AtomicU64,
 }
@@ -235,6 +274,11 @@ struct Counters {
 struct Inner {
     options: ImageSourceOptions,
     cache: Mutex<MetaCache>,
+    /// What `verification` decided per repository, digest and key set.
+    verdicts: Mutex<VerdictCache>,
+    /// One verification at a time per verdict key: concurrent discoveries of one image
+    /// (many Warehouses, one repository) wait for the first one's verdict.
+    verdict_flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     limiters: Mutex<HashMap<String, Arc<TokenBucket>>>,
     tokens: Mutex<HashMap<String, BearerToken>>,
     clients: Mutex<HashMap<bool, reqwest::Client>>,
@@ -371,6 +415,8 @@ impl ImageSource {
             inner: Arc::new(Inner {
                 options,
                 cache: Mutex::new(MetaCache::new(max)),
+                verdicts: Mutex::new(VerdictCache::new(max)),
+                verdict_flights: Mutex::new(HashMap::new()),
                 limiters: Mutex::new(HashMap::new()),
                 tokens: Mutex::new(HashMap::new()),
                 clients: Mutex::new(HashMap::new()),
@@ -398,6 +444,7 @@ impl ImageSource {
             manifest_heads: s.manifest_heads.load(Ordering::Relaxed),
             blob_gets: s.blob_gets.load(Ordering::Relaxed),
             tokens: s.tokens.load(Ordering::Relaxed),
+            signature_gets: s.signature_gets.load(Ordering::Relaxed),
             shared_tag_lists: s.shared_tag_lists.load(Ordering::Relaxed),
             shared_tags: s.shared_tags.load(Ordering::Relaxed),
         }
@@ -471,21 +518,28 @@ impl ImageSource {
         };
         let limit = plan.limit;
         // An incremental refresh (a webhook named some tags): the other tags keep the
-        // digest this source last saw for them (no HEAD), as with cacheByTag; the named
-        // ones are read as usual. The next regular poll checks every tag again.
+        // digest this source last saw (no HEAD), as with cacheByTag; the named ones are
+        // read as usual. The next regular poll checks every tag again.
         let trusted = |tag: &str| {
             cfg.cache_by_tag || ctx.hints.as_ref().is_some_and(|h| !h.tags.contains(tag))
         };
+        let named = |tag: &str| ctx.hints.as_ref().is_some_and(|h| h.tags.contains(tag));
+        // With `verification`: the images rejected, in order (tag, digest, why). At most
+        // `limit` are rejected per discovery (then it stops looking further).
+        let mut rejected: Vec<(String, String, String)> = Vec::new();
         let references = match cfg.image_selection_strategy {
             ImageSelectionStrategy::Digest => {
                 let tag = cfg.constraint.trim();
-                match session.resolve(tag, false).await? {
+                let found: Vec<DiscoveredImage> = match session.resolve(tag, false).await? {
                     Some(r) => plan.to_image(&r).into_iter().collect(),
                     None => Vec::new(),
-                }
+                };
+                self.keep_signed(&session, &plan, found, &named, &mut rejected)
+                    .await?
             }
             ImageSelectionStrategy::SemVer | ImageSelectionStrategy::Lexical => {
                 let tags = session.tags().await?;
+                let tags = plan.candidate_tags(&tags);
                 let ordered = if cfg.image_selection_strategy == ImageSelectionStrategy::SemVer {
                     select_semver(
                         &tags,
@@ -498,11 +552,11 @@ impl ImageSource {
                 };
                 // In order, in rounds of as many tags as images are still missing (read
                 // concurrently, kept in order): no manifest beyond what the sequential
-                // algorithm reads is fetched. A tag that vanished or fails the platform
-                // filter makes room for the next one.
+                // algorithm reads is fetched. A tag that vanished, fails the platform
+                // filter or (with verification) is not signed makes room for the next one.
                 let mut out = Vec::new();
                 let mut rest = ordered.into_iter();
-                while out.len() < limit {
+                while out.len() < limit && rejected.len() < limit {
                     let batch: Vec<String> = rest.by_ref().take(limit - out.len()).collect();
                     if batch.is_empty() {
                         break;
@@ -516,20 +570,25 @@ impl ImageSource {
                             .buffered(self.inner.options.concurrency.max(1))
                             .collect()
                             .await;
+                    let mut found = Vec::new();
                     for r in results {
                         if let Some(img) = r?.as_ref().and_then(|r| plan.to_image(r)) {
-                            out.push(img);
+                            found.push(img);
                         }
                     }
+                    out.extend(
+                        self.keep_signed(&session, &plan, found, &named, &mut rejected)
+                            .await?,
+                    );
                 }
                 out
             }
             ImageSelectionStrategy::NewestBuild => {
                 let tags = session.tags().await?;
-                let filtered: Vec<String> = tags
-                    .iter()
+                let filtered: Vec<String> = plan
+                    .candidate_tags(&tags)
+                    .into_iter()
                     .filter(|t| plan.filter.matches(t))
-                    .cloned()
                     .collect();
                 let results: Vec<Result<Option<Resolved>, SourceError>> =
                     futures::stream::iter(filtered)
@@ -552,13 +611,36 @@ impl ImageSource {
                         .map(|i| (i.tag.clone(), i.created_at))
                         .collect(),
                 );
-                order
-                    .into_iter()
-                    .take(limit)
-                    .filter_map(|t| by_tag.remove(&t))
-                    .collect()
+                let mut ordered = order.into_iter().filter_map(|t| by_tag.remove(&t));
+                let mut out = Vec::new();
+                while out.len() < limit && rejected.len() < limit {
+                    let batch: Vec<DiscoveredImage> =
+                        ordered.by_ref().take(limit - out.len()).collect();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    out.extend(
+                        self.keep_signed(&session, &plan, batch, &named, &mut rejected)
+                            .await?,
+                    );
+                }
+                out
             }
         };
+        if plan.keys.is_some() && !rejected.is_empty() {
+            if references.is_empty() {
+                return Err(signatures::none_signed(&session.repo.display, &rejected));
+            }
+            for (tag, digest, why) in &rejected {
+                tracing::warn!(
+                    repo = %session.repo.display,
+                    tag = %tag,
+                    digest = %digest,
+                    reason = %why,
+                    "image rejected by verification.cosign: it does not become Freight"
+                );
+            }
+        }
         tracing::debug!(
             repo = %session.repo.display,
             strategy = ?cfg.image_selection_strategy,
@@ -585,6 +667,90 @@ impl ImageSource {
             .await
             .map_err(|_| err(SourceErrorKind::Other, "the source is shut down".to_owned()))?;
         session.resolve(&tag, cache_by_tag).await
+    }
+
+    /// With `verification`: `images` (in order) less those without a valid signature by
+    /// the configured keys, which are added to `rejected` (in order). Verdicts come from
+    /// the cache when known (a rejected one only within `signature_recheck` and when no
+    /// webhook named its tag); the others are read concurrently. Without `verification`:
+    /// `images` unchanged, no request.
+    async fn keep_signed(
+        &self,
+        session: &Session<'_>,
+        plan: &Plan,
+        images: Vec<DiscoveredImage>,
+        named: &(dyn Fn(&str) -> bool + Sync),
+        rejected: &mut Vec<(String, String, String)>,
+    ) -> Result<Vec<DiscoveredImage>, SourceError> {
+        let Some(keys) = &plan.keys else {
+            return Ok(images);
+        };
+        let asks: Vec<(String, bool)> = images
+            .iter()
+            .map(|i| (i.digest.clone(), named(&i.tag)))
+            .collect();
+        let verdicts: Vec<Result<Verdict, SourceError>> = futures::stream::iter(asks)
+            .map(|(digest, named)| self.verdict(session, keys, digest, named))
+            .buffered(self.inner.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut kept = Vec::new();
+        for (img, v) in images.into_iter().zip(verdicts) {
+            match v? {
+                Verdict::Signed(_) => kept.push(img),
+                Verdict::Rejected(why) => {
+                    rejected.push((img.tag.clone(), img.digest.clone(), why));
+                }
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The verdict on `digest`: cached, else read (see [`Self::keep_signed`]).
+    async fn verdict(
+        &self,
+        session: &Session<'_>,
+        keys: &CosignKeys,
+        digest: String,
+        named: bool,
+    ) -> Result<Verdict, SourceError> {
+        let key = session.verdict_key(&digest, keys);
+        let recheck = self.inner.options.signature_recheck;
+        if let Some(v) = lock(&self.inner.verdicts).get(&key, recheck, !named) {
+            return Ok(v);
+        }
+        // Single flight: whoever verifies this key first, the others wait and take its
+        // verdict (a rejection too, unless their webhook named the tag).
+        let flight = lock(&self.inner.verdict_flights)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = async {
+            let _turn = flight.lock().await;
+            if let Some(v) = lock(&self.inner.verdicts).get(&key, recheck, !named) {
+                return Ok(v);
+            }
+            let _permit =
+                self.inner.semaphore.acquire().await.map_err(|_| {
+                    err(SourceErrorKind::Other, "the source is shut down".to_owned())
+                })?;
+            let v = session.verify_image(&digest, keys).await?;
+            tracing::debug!(
+                repo = %session.repo.display,
+                digest = %digest,
+                verdict = ?v,
+                "cosign verification"
+            );
+            lock(&self.inner.verdicts).put(key.clone(), v.clone());
+            Ok(v)
+        }
+        .await;
+        // The map holds one reference, this call another: nobody else waits.
+        let mut flights = lock(&self.inner.verdict_flights);
+        if flights.get(&key).is_some_and(|f| Arc::strong_count(f) <= 2) {
+            flights.remove(&key);
+        }
+        result
     }
 }
 
@@ -616,6 +782,8 @@ struct Plan {
     constraint: Option<Constraint>,
     platform: Option<Platform>,
     limit: usize,
+    /// `verification.cosign`'s keys, when signatures are required.
+    keys: Option<CosignKeys>,
 }
 
 impl Plan {
@@ -671,12 +839,29 @@ impl Plan {
                 )
             })?)
         };
+        let keys = match &cfg.verification {
+            Some(v) => Some(
+                CosignKeys::new(&v.cosign)
+                    .map_err(|e| invalid("verification.cosign.publicKey", e))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             filter,
             constraint,
             platform,
             limit: cfg.discovery_limit as usize,
+            keys,
         })
+    }
+
+    /// The tags that may name images: all of them, less (when signatures are required)
+    /// the tags cosign writes itself (`sha256-<hex>[.sig|.att|.sbom]`).
+    fn candidate_tags(&self, tags: &[String]) -> Vec<String> {
+        tags.iter()
+            .filter(|t| self.keys.is_none() || !signatures::is_cosign_tag(t))
+            .cloned()
+            .collect()
     }
 
     /// The discovered image for `r`, or `None` when it fails the platform filter.
@@ -938,6 +1123,16 @@ mod tests {
             (
                 sub(|s| s.semver_constraint = Some("^1".into())),
                 "semverConstraint",
+            ),
+            (
+                sub(|s| {
+                    s.verification = Some(kargo_core::model::ImageVerification {
+                        cosign: kargo_core::model::CosignVerification {
+                            public_key: "not PEM".into(),
+                        },
+                    });
+                }),
+                "verification.cosign.publicKey",
             ),
         ];
         for (cfg, field) in cases {
