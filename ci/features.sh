@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 SOURCES_FEATURES=(image chart git webhook)
 STEPS_FEATURES=(git pull-requests helm kustomize argocd http oci)
-FACADE_FEATURES=(image chart git webhook server postgres git-steps pull-requests helm kustomize argocd http oci testing)
+FACADE_FEATURES=(image chart git webhook server postgres git-steps pull-requests helm kustomize argocd http oci testing notifications)
 
 log=$(mktemp "${TMPDIR:-/tmp}/kargo-features.XXXXXX")
 trap 'rm -f "$log"' EXIT

@@ -293,10 +293,42 @@ async fn controller(cli: &Cli) -> Result<Controller> {
     if let Some(table) = credentials_file(cli)? {
         c = c.with_credentials(Arc::new(table));
     }
-    let c = c
+    let mut c = c
         .with_lease_ttl(std::time::Duration::from_secs(cli.lease_ttl.max(1)))
         .with_work_root(work.join("work"));
+    // The project's EventRouters (Kargo's `ee.kargo.akuity.io` manifests): its events go
+    // to their channels, with the Secrets the controller reads.
+    if c.manifests().event_routers(&project).next().is_some() {
+        let notifier = kargo::notifications::Notifier::builder(c.manifests(), &project)
+            .with_secrets(c.secrets().clone())
+            .build()
+            .map_err(|e| Failure::Runtime(format!("notifications: {e}")))?;
+        c = c.with_events(Arc::new(notifier.clone()));
+        let _ = NOTIFIER.set(notifier);
+    }
     Ok(c)
+}
+
+/// The notifier of this run, if the project routes events: a command waits for its
+/// deliveries before it exits (at most [`NOTIFY_GRACE`]).
+static NOTIFIER: std::sync::OnceLock<kargo::notifications::Notifier> = std::sync::OnceLock::new();
+
+/// How long a finished command waits for its notifications.
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn dispatch_and_notify(cli: &Cli, ui: &Ui) -> Result<()> {
+    let result = dispatch(cli, ui).await;
+    if let Some(n) = NOTIFIER.get()
+        && tokio::time::timeout(NOTIFY_GRACE, n.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            pending = n.pending(),
+            "notifications still being delivered at exit; dropped"
+        );
+    }
+    result
 }
 
 fn actor() -> Option<String> {
@@ -427,7 +459,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(dispatch(&cli, &ui)) {
+    match rt.block_on(dispatch_and_notify(&cli, &ui)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("{} {}", ui.err.red("error:"), f.message());
