@@ -35,6 +35,9 @@ use kargo::sources::git::GitSource;
 use kargo::steps::{BuiltinOptions, register_builtins_with};
 use serde_json::Value as Json;
 
+/// What the HTTP receiver keeps: the bodies it got, and how many requests came.
+type Received = (Arc<Mutex<Vec<Json>>>, Arc<AtomicUsize>);
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
@@ -163,8 +166,7 @@ async fn rollback_after_a_failing_verification_on_the_git_server_with_a_notifica
     let count = Arc::new(AtomicUsize::new(0));
     let app_router = Router::new()
         .fallback(
-            |State((requests, count)): State<(Arc<Mutex<Vec<Json>>>, Arc<AtomicUsize>)>,
-             body: Bytes| async move {
+            |State((requests, count)): State<Received>, body: Bytes| async move {
                 let n = count.fetch_add(1, Ordering::SeqCst);
                 requests
                     .lock()
