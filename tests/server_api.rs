@@ -583,3 +583,115 @@ async fn actions_check_roles_and_rules() {
         );
     }
 }
+
+/// Approval policies over the API: a promotion queued by pete waits; pete cannot approve
+/// his own; ada (admin: her roles count as groups) and sam approve; the service runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_wait_for_approvals_given_over_the_api() {
+    let manifests = format!(
+        "{MANIFESTS}---\napiVersion: kargo.akuity.io/v1alpha1\nkind: ProjectConfig\nmetadata: {{name: demo, namespace: demo}}\nspec:\n  promotionPolicies:\n  - stageSelector: {{name: dev}}\n    approvals:\n      minApprovals: 2\n      approvers: [{{user: sam}}, {{user: pete}}, {{group: admin}}]\n"
+    );
+    let set = ManifestSet::from_yaml_str("demo.yaml", &manifests).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut steps = StepRegistry::new();
+    kargo::steps::register_builtins(&mut steps, cache.path()).unwrap();
+    let memory = MemorySource::new();
+    memory.set_images("ghcr.io/acme/app", vec![image("1.0.1", "sha256:1")]);
+    let mut sources = SourceRegistry::new();
+    memory.register_into(&mut sources).unwrap();
+    let controller = Controller::new(
+        set,
+        "demo",
+        sources,
+        Runner::new(steps),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
+    let tokens = format!(
+        "tokens:\n\
+         - {{name: pete, sha256: {}, roles: [{{role: promoter}}]}}\n\
+         - {{name: sam, sha256: {}, roles: [{{role: promoter}}]}}\n\
+         - {{name: ada, sha256: {}, roles: [{{role: admin, projects: [demo]}}]}}\n",
+        hash_token("pete-t0ken"),
+        hash_token("sam-t0ken"),
+        hash_token("ada-t0ken"),
+    );
+    let access = AccessTable::from_yaml_str("tokens.yaml", &tokens).unwrap();
+    let (addr, _handle, _stop) = serve(&controller, access).await;
+    let freight = controller
+        .state()
+        .await
+        .unwrap()
+        .freight
+        .keys()
+        .next()
+        .unwrap()
+        .to_string();
+    let post = |path: String, token: &'static str, body: String| {
+        tokio::task::spawn_blocking(move || {
+            let auth = format!("Bearer {token}");
+            let (status, body) = support::http_request(
+                addr,
+                "POST",
+                &path,
+                &[
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                &body,
+            );
+            let json: Json = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+            (status, json)
+        })
+    };
+    let (status, answer) = post(
+        "/v1beta1/projects/demo/stages/dev/promotions".into(),
+        "pete-t0ken",
+        format!("{{\"freight\": \"{freight}\"}}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    let name = answer["promotion"].as_str().unwrap().to_owned();
+    let approve = |who: &'static str, body: &str| {
+        post(
+            format!("/v1beta1/projects/demo/stages/dev/promotions/{name}/approve"),
+            who,
+            body.to_owned(),
+        )
+    };
+    let (status, answer) = approve("pete-t0ken", "").await.unwrap();
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("requested this promotion"),
+        "{answer}"
+    );
+    let (status, answer) = approve("ada-t0ken", "{\"message\": \"ok by me\"}")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["approvedBy"], serde_json::json!(["ada"]));
+    assert_eq!(answer["satisfied"], false);
+    let state = controller.state().await.unwrap();
+    assert_eq!(state.stages["dev"].queue.len(), 1, "still waiting");
+    assert!(state.promotions.iter().all(|p| p.name != name));
+    let (status, answer) = approve("sam-t0ken", "{}").await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["satisfied"], true);
+    until(&controller, "the approved promotion", |s| {
+        s.promotions.iter().any(|p| p.name == name)
+    })
+    .await;
+    let (status, answer) = post(
+        format!("/v1beta1/projects/demo/stages/dev/promotions/{name}/reject"),
+        "sam-t0ken",
+        String::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 409, "nothing left to reject: {answer}");
+}

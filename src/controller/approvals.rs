@@ -23,6 +23,31 @@ impl Controller {
         decision: ApprovalDecision,
         message: &str,
     ) -> Result<(ApprovalOutcome, Vec<PromotionReport>), ControllerError> {
+        let outcome = self
+            .record_answer(stage, promotion, who, decision, message)
+            .await?;
+        let reports = match &outcome {
+            ApprovalOutcome::Recorded(status) if status.satisfied() => {
+                let mut reports = self.drain(stage).await?;
+                reports.extend(self.auto_promote().await?);
+                reports
+            }
+            _ => Vec::new(),
+        };
+        Ok((outcome, reports))
+    }
+
+    /// [`answer_promotion`](Self::answer_promotion) without running anything: the answer
+    /// is recorded, and a running [`Service`](crate::service::Service) (this replica's or
+    /// another's, woken by the store's change) runs the promotion once it may.
+    pub async fn record_answer(
+        &self,
+        stage: &str,
+        promotion: Option<&str>,
+        who: &Approver,
+        decision: ApprovalDecision,
+        message: &str,
+    ) -> Result<ApprovalOutcome, ControllerError> {
         let now = self.now();
         let mut rejected = None;
         let outcome = self
@@ -62,14 +87,6 @@ impl Controller {
             });
             self.emit(e);
         }
-        let reports = match &outcome {
-            ApprovalOutcome::Recorded(status) if status.satisfied() => {
-                let mut reports = self.drain(stage).await?;
-                reports.extend(self.auto_promote().await?);
-                reports
-            }
-            _ => Vec::new(),
-        };
-        Ok((outcome, reports))
+        Ok(outcome)
     }
 }

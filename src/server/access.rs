@@ -182,6 +182,27 @@ impl Principal {
                 && stage.is_none_or(|s| any_matches(&g.stages, s))
         })
     }
+
+    /// The roles this caller holds on `stage` of `project` (`viewer`, `promoter`,
+    /// `admin`), each once: what approval policies see as the caller's groups.
+    pub fn roles_on(&self, project: &str, stage: &str) -> Vec<String> {
+        let mut roles: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| any_matches(&g.projects, project) && any_matches(&g.stages, stage))
+            .map(|g| {
+                match g.role {
+                    Role::Viewer => "viewer",
+                    Role::Promoter => "promoter",
+                    Role::Admin => "admin",
+                }
+                .to_owned()
+            })
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
 }
 
 #[derive(Clone)]

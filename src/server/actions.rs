@@ -12,6 +12,8 @@
 //! | `POST /v1beta1/projects/{p}/stages/{s}/reverify` | verify the Stage's Freight again (runs in the background) | 202 |
 //! | `POST /v1beta1/projects/{p}/stages/{s}/hold` | hold auto-promotion at the Freight the Stage holds | 200 |
 //! | `POST /v1beta1/projects/{p}/stages/{s}/resume` | lift the Stage's auto-promotion holds | 200 |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/promotions/{name}/approve` `{"message": "..."}` (optional) | approve a promotion waiting for approval under the Stage's approval policy (the caller's roles on the Stage count as its groups) | 200 with the approvals that count |
+//! | `POST /v1beta1/projects/{p}/stages/{s}/promotions/{name}/reject` `{"message": "..."}` (optional) | reject it: it leaves the queue | 200 |
 //!
 //! 401 without a known token; 403 when the caller's role or its Stage globs do not allow
 //! it; 404 for an unknown Project, Stage, Warehouse or Freight; 409 when the pipeline's
@@ -81,6 +83,14 @@ pub(super) fn routes(handle: ServiceHandle, auth: Arc<Auth>) -> Router {
             "/v1beta1/projects/{project}/stages/{stage}/resume",
             post(resume),
         )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/promotions/{promotion}/approve",
+            post(approve_promotion),
+        )
+        .route(
+            "/v1beta1/projects/{project}/stages/{stage}/promotions/{promotion}/reject",
+            post(reject_promotion),
+        )
         .with_state(state)
 }
 
@@ -135,25 +145,7 @@ impl Actions {
 
 /// A string field of a JSON object body.
 async fn field(body: Body, name: &str) -> Result<String, ApiError> {
-    let bytes = read_limited(body, MAX_ACTION_BODY + 1)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
-    if bytes.len() > MAX_ACTION_BODY {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {MAX_ACTION_BODY} bytes"),
-        ));
-    }
-    let doc: Json = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the body is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
+    let doc = json_body(body).await?;
     match doc.get(name) {
         Some(Json::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(Json::String(_)) => Err(ApiError::new(
@@ -171,6 +163,49 @@ async fn field(body: Body, name: &str) -> Result<String, ApiError> {
         None => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("expected a JSON object with {name}"),
+        )),
+    }
+}
+
+/// A request body (at most [`MAX_ACTION_BODY`] bytes) as JSON; an empty body is `{}`.
+async fn json_body(body: Body) -> Result<Json, ApiError> {
+    let bytes = read_limited(body, MAX_ACTION_BODY + 1)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the body could not be read"))?;
+    if bytes.len() > MAX_ACTION_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_ACTION_BODY} bytes"),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Json::Object(serde_json::Map::new()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+/// The string `name` of a JSON object body, when given; an empty body is no field.
+async fn optional_field(body: Body, name: &str) -> Result<Option<String>, ApiError> {
+    let doc = json_body(body).await?;
+    match doc.get(name) {
+        None if doc.is_object() => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name}: expected a string"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON object",
         )),
     }
 }
@@ -264,6 +299,69 @@ async fn approve(
         StatusCode::OK,
         json!({"freight": id.to_string(), "stage": stage, "actor": caller}),
     ))
+}
+
+async fn approve_promotion(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage, promotion)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    answer_promotion(a, project, stage, promotion, headers, body, true).await
+}
+
+async fn reject_promotion(
+    State(a): State<Arc<Actions>>,
+    UrlPath((project, stage, promotion)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    answer_promotion(a, project, stage, promotion, headers, body, false).await
+}
+
+/// Records the caller's answer to a promotion waiting for approval; the service runs it
+/// once it may.
+async fn answer_promotion(
+    a: Arc<Actions>,
+    project: String,
+    stage: String,
+    promotion: String,
+    headers: HeaderMap,
+    body: Body,
+    approve: bool,
+) -> Answer {
+    use kargo_core::pipeline::{ApprovalDecision, ApprovalOutcome, Approver};
+    let caller = a.allowed(&headers, &project, Action::Approve, Some(&stage))?;
+    let message = optional_field(body, "message").await?.unwrap_or_default();
+    let who = Approver {
+        name: caller.name().to_owned(),
+        groups: caller.roles_on(&project, &stage),
+    };
+    let decision = if approve {
+        ApprovalDecision::Approve
+    } else {
+        ApprovalDecision::Reject
+    };
+    let outcome = a
+        .handle
+        .controller()
+        .record_answer(&stage, Some(&promotion), &who, decision, &message)
+        .await
+        .map_err(refused)?;
+    a.handle
+        .wake(&format!("promotion {promotion} answered by {}", who.name));
+    let value = match outcome {
+        ApprovalOutcome::Recorded(status) => json!({
+            "promotion": promotion, "stage": stage, "actor": who.name, "decision": "approve",
+            "approvedBy": status.approved_by, "required": status.required,
+            "satisfied": status.satisfied(),
+        }),
+        ApprovalOutcome::Rejected(record) => json!({
+            "promotion": record.name, "stage": stage, "actor": who.name, "decision": "reject",
+            "message": record.message,
+        }),
+    };
+    Ok(json_response(StatusCode::OK, value))
 }
 
 async fn refresh(
