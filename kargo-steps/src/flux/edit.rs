@@ -598,4 +598,64 @@ mod tests {
             Err(MarkerUpdateError::Markers(MarkerError::Parse { .. }))
         ));
     }
+
+    /// A marker appended to any line of awkward YAML never panics: the result is an
+    /// update whose marked values read back as set, or a clean error.
+    #[test]
+    fn a_marker_on_any_line_of_awkward_yaml_is_handled() {
+        let docs = [
+            "a: 1\nb: 'x'\nc: \"y\"\nd: [1, 2,\n  3]\ne: {f: g,\n  h: i}\nj: |\n  text\nk: >-\n  folded\nl: &x v\nm: *x\nn: !!str 5\n",
+            "- a\n- - b\n  - c\n-\n  d\n- e: f\n  g: h\n---\n? complex\n: value\n",
+            "---\nfirst: 1\n...\n---\n- second\n---\nthird\n",
+            "k: plain\n  continued\nq: 'multi\n  line'\nu: \u{e9}t\u{e9} # note\r\nw: \"\\u00e9\"\n",
+            "x:   \ny: ~\nz: null\nempty: ''\nt: [a, b] # c\n",
+        ];
+        let policies = policies(vec![(
+            "ns:app",
+            image("ghcr.io/acme/app", "1.10", D1, true),
+        )]);
+        let (mut set, mut refused) = (0usize, Vec::new());
+        for doc in docs {
+            let lines: Vec<&str> = doc.split_inclusive('\n').collect();
+            for i in 0..lines.len() {
+                for suffix in ["", ":tag", ":digest"] {
+                    let mut text = String::new();
+                    for (j, line) in lines.iter().enumerate() {
+                        if j == i {
+                            let body = line.trim_end_matches(['\n', '\r']);
+                            text.push_str(body);
+                            text.push_str(&format!(" # {{\"$imagepolicy\": \"ns:app{suffix}\"}}"));
+                            text.push_str(&line[body.len()..]);
+                        } else {
+                            text.push_str(line);
+                        }
+                    }
+                    match update_markers(&text, &policies) {
+                        Ok(u) => {
+                            set += u.changes.len();
+                            for c in &u.changes {
+                                let after = find_markers(&u.text).unwrap();
+                                assert!(
+                                    after.iter().any(|m| m.line == c.line && m.value == c.new),
+                                    "{text:?} -> {:?}",
+                                    u.text
+                                );
+                            }
+                            if u.changes.is_empty() {
+                                assert_eq!(u.text, text);
+                            }
+                        }
+                        Err(e) => refused.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        assert!(set >= 40, "{set}");
+        // Refusals name the line; a comment inside a multi-line plain scalar is invalid YAML.
+        assert!(
+            refused.iter().all(|e| e.starts_with("line ")
+                || e.starts_with("cannot parse the YAML: comment intercepting")),
+            "{refused:#?}"
+        );
+    }
 }
