@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use kargo_core::expr::OriginSubscriptions;
 use kargo_core::freight::{FreightCollection, FreightOrigin};
+use kargo_core::limits::{self, ReadLimitError};
 use kargo_core::step::{Step, StepContext, StepError, StepOutcome};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -30,7 +31,8 @@ const TOKEN: &[u8] = b"\"$imagepolicy\"";
 /// * `unmatched`: `[{file, line, policy}]`, the markers naming a policy the configuration
 ///   does not list (left alone, as Flux leaves policies it does not select);
 /// * `skippedFiles`: `[{file, reason}]`, files holding the token that are not valid
-///   UTF-8 YAML (left alone, as Flux does);
+///   UTF-8 YAML (left alone, as Flux does), and files over
+///   [`MAX_STEP_FILE_BYTES`](kargo_core::limits::MAX_STEP_FILE_BYTES), which are not read;
 /// * `files`: the files written;
 /// * `commitMessage`: `Updated <path> to use new image(s)`, an empty line, and one
 ///   `- <file>:<line> <policy>: <new>` line per change.
@@ -339,11 +341,19 @@ impl Step for FluxUpdateImages {
         let mut skipped = Vec::new();
         let mut message_lines = Vec::new();
         for (path, file) in files {
-            let bytes =
-                kargo_core::limits::read_limited(&path, kargo_core::limits::MAX_STEP_FILE_BYTES)
-                    .map_err(|e| {
-                        StepError::retryable(format!("step {step}: cannot read {file}: {e}"))
-                    })?;
+            let bytes = match limits::read_limited(&path, limits::MAX_STEP_FILE_BYTES) {
+                Ok(b) => b,
+                Err(ReadLimitError::Io(e)) => {
+                    return Err(StepError::retryable(format!(
+                        "step {step}: cannot read {file}: {e}"
+                    ))
+                    .with_source(e));
+                }
+                Err(e @ ReadLimitError::TooLarge { .. }) => {
+                    skipped.push(json!({"file": file, "reason": e.to_string()}));
+                    continue;
+                }
+            };
             if memchr::memmem::find(&bytes, TOKEN).is_none() {
                 continue;
             }
@@ -354,9 +364,7 @@ impl Step for FluxUpdateImages {
                     continue;
                 }
             };
-            if let Err(e) =
-                kargo_core::limits::check_yaml_flow_depth(&text, kargo_core::limits::MAX_FLOW_DEPTH)
-            {
+            if let Err(e) = limits::check_yaml_flow_depth(&text, limits::MAX_FLOW_DEPTH) {
                 skipped.push(json!({"file": file, "reason": e.to_string()}));
                 continue;
             }
