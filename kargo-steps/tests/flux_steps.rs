@@ -380,6 +380,52 @@ async fn bad_configuration_names_the_key_path() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn symbolic_links_under_path_are_not_followed() {
+    let cache = TempDir::new().unwrap();
+    let work = TempDir::new().unwrap();
+    let outside = TempDir::new().unwrap();
+    write(
+        outside.path(),
+        &[("deployment.yaml", DEPLOYMENT), ("dir/d.yaml", DEPLOYMENT)],
+    );
+    write(work.path(), &[("apps/prod/deployment.yaml", DEPLOYMENT)]);
+    std::os::unix::fs::symlink(
+        outside.path().join("deployment.yaml"),
+        work.path().join("apps/prod/linked.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("dir"),
+        work.path().join("apps/prod/dir"),
+    )
+    .unwrap();
+    let r = Runner::new(registry(cache.path()))
+        .run(&promotion(
+            work.path(),
+            steps(json!([flux_step("apps")])),
+            Arc::new(NoCredentials),
+        ))
+        .await;
+    assert_phase(&r, PromotionPhase::Succeeded);
+    assert_eq!(
+        output(&r, "flux", "files"),
+        &json!(["apps/prod/deployment.yaml"])
+    );
+    for p in ["deployment.yaml", "dir/d.yaml"] {
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join(p)).unwrap(),
+            DEPLOYMENT,
+            "{p}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("apps/prod/deployment.yaml")).unwrap(),
+        expected_deployment()
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // End to end on a real git remote
 
