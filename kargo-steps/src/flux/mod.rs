@@ -27,7 +27,8 @@
 //! walked recursively for `*.yaml`, `*.yml` and files named `Kustomization`; a file is
 //! read only when it contains the literal `"$imagepolicy"`. Files that then do not parse
 //! are left alone and listed (Flux's "problem files"). Every document of a multi-document
-//! file counts. Symbolic links are not followed and `.git` directories are not entered.
+//! file counts. A file named directly in `path` is read whatever its name. Symbolic links
+//! are not followed (Flux reads linked files) and `.git` directories are not entered.
 //!
 //! A scalar is marked by its line comment, or (block-sequence items only, when there is no
 //! line comment) by a one-line comment directly above its `-` line, which is where go-yaml
