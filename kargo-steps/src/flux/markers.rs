@@ -5,10 +5,13 @@
 //!
 //! * the scalar's *line comment*: a `#` comment on the line where the scalar ends, right
 //!   after it (in a flow collection also after the `,` that follows it);
-//! * only when there is no line comment, the *head comment* of a block-sequence item:
-//!   one comment line directly above its `-` line (or between the `-` and the scalar).
-//!   A head comment of several lines never reads as a marker. (go-yaml also hands the
-//!   comment of an empty `- # ...` item to the next item; that form is not recognised.)
+//! * only when there is no line comment, the *head comment* of a sequence item: one
+//!   comment line directly above its `-` line (or between the `-` and the scalar), or,
+//!   in a flow sequence, directly above the item when it starts its line. A head comment
+//!   of several lines never reads as a marker; a change of indentation starts a new
+//!   comment block. (go-yaml also hands the comment of an empty `- # ...` item, or of a
+//!   `--- # ...` line, to the next item, and drops a comment less indented than an item
+//!   that follows a nested mapping; those forms are not followed.)
 //!
 //! Scalars that are mapping keys are never fields. A comment after a mapping key whose
 //! value is on the next line, or after a flow collection's closing bracket, belongs to
@@ -235,7 +238,9 @@ fn marked_scalar(
     let line_comment = comment_after(b, vend, flow);
     let setter = match line_comment {
         Some(c) => setter_of(c),
-        None if role == Role::BlockItem => head_comment(b, vstart).and_then(setter_of),
+        None if matches!(role, Role::BlockItem | Role::FlowItem) => {
+            head_comment(b, vstart, role == Role::FlowItem).and_then(setter_of)
+        }
         None => None,
     };
     let Some(setter) = setter else {
@@ -385,14 +390,23 @@ fn comment_at(b: &[u8], hash: usize) -> Option<&str> {
     std::str::from_utf8(&b[hash..end]).ok()
 }
 
-/// The head comment go-yaml gives the block-sequence item starting at `start`, when it is
-/// exactly one comment line: directly above the item's `-` line, or between the `-` and
-/// the item. `None` when there is none or there are several lines.
-fn head_comment(b: &[u8], start: usize) -> Option<&str> {
+/// The head comment go-yaml gives the sequence item starting at `start`, when it is
+/// exactly one comment line. For a block-sequence item: the comment between its `-` and
+/// the item, and the comment lines directly above the `-` line; for a flow-sequence item
+/// that starts its line: the comment lines directly above it. Comment lines above stop at
+/// a change of indentation (go-yaml starts a new comment block there). `None` when there
+/// is none or there are several lines.
+fn head_comment(b: &[u8], start: usize, flow_item: bool) -> Option<&str> {
     let ls = line_start(b, start);
     let before = &b[ls..start];
+    let alone = before.iter().all(|c| matches!(c, b' ' | b'\t'));
     let mut comments: Vec<&str> = Vec::new();
-    let dash_line = if before.iter().all(|c| matches!(c, b' ' | b'\t')) {
+    let above_from = if flow_item {
+        if !alone {
+            return None;
+        }
+        ls
+    } else if alone {
         // The item is alone on its line: comment lines, then the `-` line, are above it.
         let mut l = ls;
         loop {
@@ -419,21 +433,26 @@ fn head_comment(b: &[u8], start: usize) -> Option<&str> {
             return None;
         }
     } else {
-        let content = trim(before);
-        if content != b"-" {
+        if trim(before) != b"-" {
             return None;
         }
         ls
     };
-    // Comment-only lines directly above the `-` line.
-    let mut l = dash_line;
+    // Comment-only lines directly above, at one indentation.
+    let mut l = above_from;
+    let mut block_indent = None;
     while l > 0 {
         let prev = line_start(b, l - 1);
-        let content = trim(&b[prev..l]);
-        if content.first() != Some(&b'#') {
+        let line = &b[prev..l];
+        if trim(line).first() != Some(&b'#') {
             break;
         }
-        comments.push(comment_at(b, prev + indent(&b[prev..l]))?);
+        let ind = indent(line);
+        if block_indent.is_some_and(|i| i != ind) {
+            break;
+        }
+        block_indent = Some(ind);
+        comments.push(comment_at(b, prev + ind)?);
         l = prev;
     }
     match comments.as_slice() {
@@ -564,10 +583,18 @@ mod tests {
             "h: {i: x, j: y} # {\"$imagepolicy\": \"ns:map\"}\n",
             "k: {i: x, # {\"$imagepolicy\": \"ns:k\"}\n",
             "  j: y}\n",
+            "l: [1,\n",
+            "  # {\"$imagepolicy\": \"ns:above\"}\n",
+            "  2]\n",
         );
         assert_eq!(
             found(text),
-            vec![s("ns:g1", 2, "a"), s("ns:g2", 3, "'b'"), s("ns:k", 6, "x")]
+            vec![
+                s("ns:g1", 2, "a"),
+                s("ns:g2", 3, "'b'"),
+                s("ns:k", 6, "x"),
+                s("ns:above", 10, "2")
+            ]
         );
     }
 
@@ -591,6 +618,9 @@ mod tests {
             "- e # {\"$imagepolicy\": \"ns:line\"}\n",
             "# {\"$imagepolicy\": \"ns:mapitem\"}\n",
             "- name: x\n",
+            "  # note\n",
+            "# {\"$imagepolicy\": \"ns:indent\"}\n",
+            "- f\n",
             "k: # {\"$imagepolicy\": \"ns:onkey\"}\n",
             "  v\n",
         );
@@ -601,6 +631,7 @@ mod tests {
                 s("ns:dash", 10, "c"),
                 s("ns:below", 13, "d"),
                 s("ns:line", 15, "e"),
+                s("ns:indent", 20, "f"),
             ]
         );
     }
