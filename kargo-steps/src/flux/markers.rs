@@ -9,9 +9,12 @@
 //!   comment line directly above its `-` line (or between the `-` and the scalar), or,
 //!   in a flow sequence, directly above the item when it starts its line. A head comment
 //!   of several lines never reads as a marker; a change of indentation starts a new
-//!   comment block. (go-yaml also hands the comment of an empty `- # ...` item, or of a
-//!   `--- # ...` line, to the next item, and drops a comment less indented than an item
-//!   that follows a nested mapping; those forms are not followed.)
+//!   comment block. A document that is a single scalar takes the comment line above it
+//!   too. (go-yaml also hands the comment of an empty `- # ...` item, of a `--- # ...`
+//!   line or of an explicit `? key` to the next node, drops a comment less indented than
+//!   an item that follows a nested mapping, and with CRLF line breaks makes a comment line
+//!   above an item a foot comment of the previous one, so Flux ignores it; those forms
+//!   are not followed: the last one is marked here.)
 //!
 //! Scalars that are mapping keys are never fields. A comment after a mapping key whose
 //! value is on the next line, or after a flow collection's closing bracket, belongs to
@@ -238,8 +241,8 @@ fn marked_scalar(
     let line_comment = comment_after(b, vend, flow);
     let setter = match line_comment {
         Some(c) => setter_of(c),
-        None if matches!(role, Role::BlockItem | Role::FlowItem) => {
-            head_comment(b, vstart, role == Role::FlowItem).and_then(setter_of)
+        None if matches!(role, Role::BlockItem | Role::FlowItem | Role::Root) => {
+            head_comment(b, vstart, role != Role::BlockItem).and_then(setter_of)
         }
         None => None,
     };
@@ -390,18 +393,19 @@ fn comment_at(b: &[u8], hash: usize) -> Option<&str> {
     std::str::from_utf8(&b[hash..end]).ok()
 }
 
-/// The head comment go-yaml gives the sequence item starting at `start`, when it is
-/// exactly one comment line. For a block-sequence item: the comment between its `-` and
-/// the item, and the comment lines directly above the `-` line; for a flow-sequence item
-/// that starts its line: the comment lines directly above it. Comment lines above stop at
+/// The head comment go-yaml gives the sequence item (or document scalar) starting at
+/// `start`, when it is exactly one comment line. For a block-sequence item: the comment
+/// between its `-` and the item, and the comment lines directly above the `-` line; for
+/// a flow-sequence item or a document scalar that starts its line (`alone_on_line`): the
+/// comment lines directly above it. Comment lines above stop at
 /// a change of indentation (go-yaml starts a new comment block there). `None` when there
 /// is none or there are several lines.
-fn head_comment(b: &[u8], start: usize, flow_item: bool) -> Option<&str> {
+fn head_comment(b: &[u8], start: usize, alone_on_line: bool) -> Option<&str> {
     let ls = line_start(b, start);
     let before = &b[ls..start];
     let alone = before.iter().all(|c| matches!(c, b' ' | b'\t'));
     let mut comments: Vec<&str> = Vec::new();
-    let above_from = if flow_item {
+    let above_from = if alone_on_line {
         if !alone {
             return None;
         }
@@ -634,6 +638,12 @@ mod tests {
                 s("ns:indent", 20, "f"),
             ]
         );
+    }
+
+    #[test]
+    fn a_document_scalar_takes_its_line_and_head_comment() {
+        let text = "# {\"$imagepolicy\": \"ns:a\"}\nx:1\n---\ny:2 # {\"$imagepolicy\": \"ns:b\"}\n";
+        assert_eq!(found(text), vec![s("ns:a", 2, "x:1"), s("ns:b", 4, "y:2")]);
     }
 
     #[test]
