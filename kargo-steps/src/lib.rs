@@ -18,6 +18,7 @@
 //! | `yaml-update` | sets scalar values in a YAML file, keeping every other byte ([`yaml::set_values`]) | always |
 //! | `yaml-parse` | evaluates expressions over a YAML file's content into outputs | always |
 //! | `yaml-merge` | deep-merges YAML files into one | always |
+//! | `flux-update-images` | sets the fields marked with Flux `$imagepolicy` setter comments from the Freight's images, keeping every other byte ([`flux`]) | always |
 //! | `json-update` / `toml-update` | sets values in a JSON(C) / TOML file, keeping its formatting | always |
 //! | `json-parse` / `toml-parse` | outputs values computed from a JSON / TOML file with expressions | always |
 //! | `copy` | copies a file or directory (gitignore-style `ignore`, symbolic links skipped) | always |
@@ -55,7 +56,8 @@
 //! | `analysis` | the [`analysis::AnalysisVerifier`]: Argo Rollouts AnalysisTemplates (`web`, `prometheus`) for Stage verification | reqwest |
 //!
 //! Without any of them (`default-features = false`) the crate is the file-editing steps
-//! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`) plus
+//! (`yaml-*`, `json-*`, `toml-*`, `copy`, `delete`, `file-write`, `tar`, `untar`,
+//! `flux-update-images`) plus
 //! `compose-output`, `fail`, `set-metadata` and `set-freight-alias`, and pulls no gix,
 //! reqwest, oci-client or hyper.
 //!
@@ -82,6 +84,7 @@
 //! kargo_steps::register_builtins(&mut registry, cache.path()).unwrap();
 //! assert!(registry.get("compose-output").is_some());
 //! assert!(registry.get("yaml-update").is_some());
+//! assert!(registry.get("flux-update-images").is_some());
 //! # #[cfg(feature = "git")]
 //! assert!(registry.get("git-clone").is_some());
 //! # #[cfg(feature = "helm")]
@@ -112,6 +115,7 @@ pub mod http_download;
 pub mod net;
 
 pub mod files;
+pub mod flux;
 pub mod json;
 #[cfg(feature = "kustomize")]
 pub mod kustomize;
@@ -131,6 +135,7 @@ pub use argocd::{ArgoCdOptions, ArgoCdUpdate, ArgoCdWait};
 pub use compose_output::ComposeOutput;
 pub use fail::{Fail, FailConfig};
 pub use files::{FileCopy, FileDelete, FileWrite, Tar, Untar};
+pub use flux::{FluxImagePolicy, FluxUpdateImages, FluxUpdateImagesConfig};
 #[cfg(feature = "git")]
 pub use git::{
     CheckoutInfo, GitCheckouts, GitClear, GitClone, GitCommit, GitProvider, GitPush, GitTag,
@@ -285,6 +290,7 @@ pub fn register_builtins_with(
     registry.register(YamlUpdate)?;
     registry.register(YamlParse)?;
     registry.register(YamlMerge)?;
+    registry.register(FluxUpdateImages)?;
     #[cfg(feature = "helm")]
     registry.register(HelmUpdateChart::default())?;
     #[cfg(feature = "kustomize")]

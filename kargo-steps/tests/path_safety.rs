@@ -176,6 +176,10 @@ fn writers(p: &str) -> Vec<(&'static str, Value)> {
             json!({"path": p, "images": [{"image": "nginx", "tag": "1.2.3"}]}),
         ),
         (
+            "flux-update-images",
+            json!({"path": p, "policies": [{"policy": "flux-system:app", "repoURL": "nginx"}]}),
+        ),
+        (
             "helm-update-chart",
             json!({"path": p, "charts": [{"repository": "https://charts.invalid",
                    "name": "dep", "version": "1.0.0"}]}),
