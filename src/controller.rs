@@ -1223,6 +1223,10 @@ impl Controller {
         promotion.name = request.name.clone();
         promotion.actor = request.actor.clone();
         promotion.rollback = request.trigger == PromotionTrigger::Rollback;
+        promotion.approvals = Some(Arc::new(approvals::StoreInbox {
+            store: self.store.clone(),
+            project: self.project.clone(),
+        }));
         promotion.target_freight_alias = target.and_then(|r| r.freight.alias.clone());
         promotion.credentials = self.credentials.clone();
         promotion.secrets = self.secrets.clone();

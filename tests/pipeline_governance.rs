@@ -433,3 +433,123 @@ async fn a_queued_promotion_is_discarded_when_its_window_closes() {
     );
     assert_eq!(p.image_tag("staging", APP), None);
 }
+
+/// The fixture's task with a `wait-for-approval` step first, for staging only.
+fn with_wait_step() -> String {
+    let m = MANIFESTS.replace(
+        "  steps:\n  - uses: git-clone\n",
+        "  steps:\n  - uses: wait-for-approval\n    as: approval\n    if: ${{ ctx.stage == 'staging' }}\n    config:\n      minApprovals: 2\n      approvers: [{claim: email, value: alice@acme.example}, {role: sre}]\n  - uses: git-clone\n",
+    );
+    assert_ne!(m, MANIFESTS, "the fixture's task moved");
+    m
+}
+
+async fn until_running(p: &PipelineRun, stage: &str) {
+    for _ in 0..500 {
+        if p.state()
+            .stages
+            .get(stage)
+            .is_some_and(|s| s.current_promotion.is_some())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no promotion of {stage} started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_approval_step_waits_for_two_allowed_people() {
+    use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver};
+    let p = PipelineTest::new(with_wait_step())
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    let c = p.controller().clone();
+    let pass = tokio::spawn(async move { c.reconcile(false).await });
+    until_running(&p, "staging").await;
+    assert_eq!(p.image_tag("dev", APP), Some("1.0.0"));
+    let answer = |who: Approver, d: D| {
+        let c = p.controller().clone();
+        async move { c.record_answer("staging", None, &who, d, "").await }
+    };
+    // mallory is not an approver: her answer is kept but does not count.
+    let out = answer(Approver::named("mallory"), D::Approve)
+        .await
+        .unwrap();
+    assert!(matches!(out, ApprovalOutcome::ForRunningPromotion(_)));
+    answer(Approver::named("alice@acme.example"), D::Approve)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!pass.is_finished(), "one allowed approval of two");
+    assert_eq!(p.image_tag("staging", APP), None);
+    answer(Approver::named("bob").in_groups(["sre"]), D::Approve)
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(20), pass)
+        .await
+        .expect("the step finished once approved")
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.image_tag("staging", APP), Some("1.0.0"));
+    let run = report
+        .promotions
+        .iter()
+        .find(|r| r.request.stage == "staging")
+        .unwrap();
+    let step = &run.result.steps[0];
+    assert!(step.alias.ends_with("approval"), "{}", step.alias);
+    let responses = step.outputs["responses"].as_array().unwrap();
+    let users: Vec<&str> = responses
+        .iter()
+        .map(|r| r["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        ["alice@acme.example", "bob"],
+        "only the allowed answers"
+    );
+    assert_eq!(responses[0]["action"], "approve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_approval_step_fails_on_a_rejection() {
+    use kargo::core::PromotionPhase;
+    use kargo::core::pipeline::{ApprovalDecision as D, Approver};
+    let p = PipelineTest::new(with_wait_step())
+        .gitops_dir(FIXTURE)
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    let c = p.controller().clone();
+    let pass = tokio::spawn(async move { c.reconcile(false).await });
+    until_running(&p, "staging").await;
+    p.controller()
+        .record_answer(
+            "staging",
+            None,
+            &Approver::named("dave").in_groups(["sre"]),
+            D::Reject,
+            "not during the sale",
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(20), pass)
+        .await
+        .expect("the step ended")
+        .unwrap()
+        .unwrap();
+    let last = p.promotions("staging").last().unwrap().clone();
+    assert_eq!(last.phase, PromotionPhase::Failed);
+    assert!(
+        last.message
+            .contains("rejected by dave: not during the sale"),
+        "{}",
+        last.message
+    );
+    assert_eq!(p.image_tag("staging", APP), None);
+}

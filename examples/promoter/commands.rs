@@ -495,6 +495,15 @@ pub(crate) async fn answer_promotion(
             &json!({"rejected": true, "stage": stage, "promotion": record.name, "by": who.name}),
             || println!("promotion {} rejected by {}", record.name, who.name),
         )?,
+        ApprovalOutcome::ForRunningPromotion(name) => ui.emit(
+            &json!({"answered": name, "stage": stage, "by": who.name, "reject": reject, "running": true}),
+            || {
+                println!(
+                    "{} recorded for the running promotion {name} (its wait-for-approval steps read it)",
+                    if reject { "rejection" } else { "approval" }
+                )
+            },
+        )?,
         ApprovalOutcome::Recorded(status) => ui.emit(
             &json!({
                 "approved": true, "stage": stage, "by": who.name,

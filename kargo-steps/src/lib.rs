@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `compose-output` | outputs its configuration as is; inside a task the outputs are also visible as the task's outputs | always |
 //! | `fail` | fails the promotion with a message (use it with `if`) | always |
+//! | `wait-for-approval` | waits until enough people allowed by `approvers` approved the running promotion (Kargo's commercial step; answers through the controller) | always |
 //! | `git-clone` | lazy checkouts of branches, tags or commits; files appear when a step opens them | `git` |
 //! | `git-clear` | empties a checkout | `git` |
 //! | `git-commit` | commits every change of a checkout (`Skipped` when there is none) | `git` |
@@ -113,6 +114,7 @@ pub mod http_download;
     feature = "analysis"
 ))]
 pub mod net;
+mod wait_for_approval;
 
 pub mod files;
 pub mod flux;
@@ -158,6 +160,9 @@ pub use render::{HelmTemplate, HelmTemplateConfig};
 pub use render::{KustomizeBuild, KustomizeBuildConfig};
 pub use set_freight_alias::{SetFreightAlias, SetFreightAliasConfig};
 pub use toml::{TomlParse, TomlUpdate};
+pub use wait_for_approval::{
+    APPROVAL_POLL_INTERVAL, ApproverRule, WaitForApproval, WaitForApprovalConfig,
+};
 pub use yaml::{
     YamlMerge, YamlMergeConfig, YamlParse, YamlParseConfig, YamlParseOutput, YamlUpdate,
     YamlUpdateConfig, YamlUpdateEntry,
@@ -266,6 +271,7 @@ pub fn register_builtins_with(
 ) -> Result<(), DuplicateStep> {
     registry.register(ComposeOutput)?;
     registry.register(Fail)?;
+    registry.register(WaitForApproval)?;
     #[cfg(feature = "git")]
     {
         let git = Arc::new(options.git.clone());

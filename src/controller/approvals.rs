@@ -5,7 +5,48 @@
 use kargo_core::events::EventType;
 use kargo_core::pipeline::{ApprovalDecision, ApprovalOutcome, Approver};
 
+use std::sync::Arc;
+
+use kargo_core::pipeline::{ApprovalInbox, PromotionApproval, StateStore};
+
 use super::{Controller, ControllerError, PromotionReport};
+
+/// The answers to a running promotion, read from the state store (where
+/// [`Controller::record_answer`] writes them, on any replica).
+pub(super) struct StoreInbox {
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) project: String,
+}
+
+impl std::fmt::Debug for StoreInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreInbox")
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ApprovalInbox for StoreInbox {
+    async fn responses(
+        &self,
+        stage: &str,
+        promotion: &str,
+    ) -> Result<Vec<PromotionApproval>, String> {
+        let (state, _) = self
+            .store
+            .load(&self.project)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(state
+            .stages
+            .get(stage)
+            .and_then(|s| s.current_promotion.as_ref())
+            .filter(|r| r.name == promotion)
+            .map(|r| r.approvals.clone())
+            .unwrap_or_default())
+    }
+}
 
 impl Controller {
     /// Records `who`'s answer to a promotion queued for `stage` (`promotion`: its name;
@@ -63,7 +104,7 @@ impl Controller {
                             .get(&record.freight)
                             .map(|f| f.freight.clone()),
                     )),
-                    ApprovalOutcome::Recorded(_) => None,
+                    _ => None,
                 };
                 Ok(outcome)
             })
@@ -86,6 +127,11 @@ impl Controller {
                 verification_pending: None,
             });
             self.emit(e);
+        }
+        if let ApprovalOutcome::ForRunningPromotion(name) = &outcome {
+            // A waiting `wait-for-approval` step of this process looks again at once.
+            self.runner
+                .wake(&kargo_core::pipeline::approval_wake_key(name));
         }
         Ok(outcome)
     }

@@ -360,6 +360,10 @@ async fn answer_promotion(
             "promotion": record.name, "stage": stage, "actor": who.name, "decision": "reject",
             "message": record.message,
         }),
+        ApprovalOutcome::ForRunningPromotion(name) => json!({
+            "promotion": name, "stage": stage, "actor": who.name,
+            "decision": if approve { "approve" } else { "reject" }, "running": true,
+        }),
     };
     Ok(json_response(StatusCode::OK, value))
 }

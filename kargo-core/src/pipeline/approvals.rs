@@ -89,6 +89,9 @@ pub enum ApprovalOutcome {
     Recorded(ApprovalStatus),
     /// The promotion was rejected and taken off the queue.
     Rejected(PromotionRecord),
+    /// The answer was recorded for the running promotion (named), whose
+    /// `wait-for-approval` steps read it.
+    ForRunningPromotion(String),
 }
 
 impl Pipeline<'_> {
@@ -134,12 +137,20 @@ impl Pipeline<'_> {
         })
     }
 
-    /// Records `who`'s answer to a promotion queued for `stage_name` (`promotion`: its
-    /// name; `None`: the head of the queue). Refused: a Stage without an approval policy,
-    /// no such queued promotion, the requester answering their own promotion, a person the
-    /// policy does not allow. A second approval by the same person replaces the first
-    /// (renewing it). A rejection takes the promotion off the queue and records it as
-    /// aborted.
+    /// Records `who`'s answer to a promotion of `stage_name` (`promotion`: its name;
+    /// `None`: the head of the queue of a Stage with an approval policy, else the running
+    /// promotion).
+    ///
+    /// A queued promotion is answered under the Stage's approval policy. Refused: a Stage
+    /// without one, no such promotion, the requester answering their own promotion, a
+    /// person the policy does not allow. A second approval by the same person replaces
+    /// the first (renewing it). A rejection takes the promotion off the queue and records
+    /// it as aborted.
+    ///
+    /// The running promotion's answers are for its `wait-for-approval` steps, which apply
+    /// their own rules ([`ApprovalOutcome::ForRunningPromotion`]); only the requester is
+    /// refused here.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_approval(
         &self,
         state: &mut ProjectState,
@@ -156,17 +167,58 @@ impl Pipeline<'_> {
             promotion: promotion.to_owned(),
             reason,
         };
-        let policy = self.approval_policy(stage).ok_or_else(|| {
+        let policy = self.approval_policy(stage);
+        let st = state.stages.get(stage_name);
+        let queue = st.map(|s| s.queue.as_slice()).unwrap_or_default();
+        let running = st.and_then(|s| s.current_promotion.as_ref());
+        let to_running = match promotion {
+            Some(name) => running.is_some_and(|r| r.name == name),
+            None => running.is_some() && (policy.is_none() || queue.is_empty()),
+        };
+        if who.name.trim().is_empty() {
+            return Err(refuse(
+                promotion.unwrap_or("(any)"),
+                "the approver has no name".to_owned(),
+            ));
+        }
+        let answer = PromotionApproval {
+            actor: who.name.clone(),
+            groups: who.groups.clone(),
+            decision,
+            at: now,
+            message: message.to_owned(),
+        };
+        if to_running {
+            let Some(request) = state
+                .stages
+                .get_mut(stage_name)
+                .and_then(|s| s.current_promotion.as_mut())
+            else {
+                return Err(refuse(
+                    promotion.unwrap_or("(any)"),
+                    "no promotion is running".to_owned(),
+                ));
+            };
+            if request.actor.as_deref() == Some(who.name.as_str()) {
+                return Err(refuse(
+                    &request.name,
+                    format!(
+                        "{} requested this promotion and cannot approve or reject it",
+                        who.name
+                    ),
+                ));
+            }
+            request.approvals.retain(|a| a.actor != who.name);
+            request.approvals.push(answer);
+            tracing::info!(stage = stage_name, promotion = %request.name, by = %who.name, ?decision, "answer to a running promotion");
+            return Ok(ApprovalOutcome::ForRunningPromotion(request.name.clone()));
+        }
+        let policy = policy.ok_or_else(|| {
             refuse(
                 promotion.unwrap_or("(any)"),
-                "the Stage's promotion policy asks for no approvals".to_owned(),
+                "the Stage's promotion policy asks for no approvals, and no promotion of it is running".to_owned(),
             )
         })?;
-        let queue = state
-            .stages
-            .get(stage_name)
-            .map(|s| s.queue.as_slice())
-            .unwrap_or_default();
         let index = match promotion {
             Some(name) => queue.iter().position(|r| r.name == name),
             None => (!queue.is_empty()).then_some(0),
@@ -178,9 +230,6 @@ impl Pipeline<'_> {
             )
         })?;
         let request = &queue[index];
-        if who.name.trim().is_empty() {
-            return Err(refuse(&request.name, "the approver has no name".to_owned()));
-        }
         if request.actor.as_deref() == Some(who.name.as_str()) {
             return Err(refuse(
                 &request.name,
@@ -201,13 +250,6 @@ impl Pipeline<'_> {
             ));
         }
         let name = request.name.clone();
-        let answer = PromotionApproval {
-            actor: who.name.clone(),
-            groups: who.groups.clone(),
-            decision,
-            at: now,
-            message: message.to_owned(),
-        };
         let Some(st) = state.stages.get_mut(stage_name) else {
             return Err(refuse(&name, "the Stage has no state".to_owned()));
         };
@@ -266,4 +308,29 @@ fn describe(policy: &ApprovalPolicy) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Where a running promotion's approvals are read: the `wait-for-approval` step asks it
+/// for the answers recorded for its promotion. A controller that collects answers
+/// ([`Pipeline::record_approval`] on the running promotion) puts one into the promotion
+/// ([`Promotion::approvals`](crate::runner::Promotion::approvals)).
+#[async_trait::async_trait]
+pub trait ApprovalInbox: Send + Sync + std::fmt::Debug {
+    /// Every answer recorded so far for the running `promotion` of `stage`, oldest first.
+    async fn responses(
+        &self,
+        stage: &str,
+        promotion: &str,
+    ) -> Result<Vec<PromotionApproval>, String>;
+}
+
+/// The [`ApprovalInbox`] of a running promotion, as the steps find it among their
+/// extensions ([`StepContext::extensions`](crate::step::StepContext::extensions)).
+#[derive(Debug, Clone)]
+pub struct PromotionApprovals(pub std::sync::Arc<dyn ApprovalInbox>);
+
+/// The wake key of answers to `promotion`: a waiting `wait-for-approval` step is polled
+/// again at once when the runner is woken with it.
+pub fn approval_wake_key(promotion: &str) -> String {
+    format!("approval {promotion}")
 }

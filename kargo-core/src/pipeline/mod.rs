@@ -44,7 +44,8 @@ mod state;
 mod store;
 
 pub use approvals::{
-    ApprovalDecision, ApprovalOutcome, ApprovalStatus, Approver, PromotionApproval,
+    ApprovalDecision, ApprovalInbox, ApprovalOutcome, ApprovalStatus, Approver, PromotionApproval,
+    PromotionApprovals, approval_wake_key,
 };
 pub use auto_rollback::{
     AUTO_ROLLBACK_ACTOR, AUTO_ROLLBACK_MAX_AGE, AutoRollbackPolicy, STABLE_FREIGHT_KEY,

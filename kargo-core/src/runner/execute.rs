@@ -86,6 +86,9 @@ pub struct Promotion {
     pub actor: Option<String>,
     /// Whether it is a rollback (`ctx.meta.promotion.rollback`).
     pub rollback: bool,
+    /// Where the `wait-for-approval` step reads the answers to this promotion (set by a
+    /// controller that collects them); `None`: that step cannot run.
+    pub approvals: Option<Arc<dyn crate::pipeline::ApprovalInbox>>,
     /// Whether it is a dry run (`ctx.meta.promotion.dryRun`): the runner puts a
     /// [`DryRun`](crate::step::DryRun) recorder into the steps' extensions, steps with
     /// outside effects record them there instead of performing them, and the result's
@@ -161,6 +164,7 @@ impl Promotion {
             name: String::new(),
             actor: None,
             rollback: false,
+            approvals: None,
             dry_run: false,
             freight: FreightCollection::default(),
             target_freight: None,
@@ -453,6 +457,9 @@ impl Runner {
         // Steps that resolve artifacts the way `imageFrom` does (kustomize-set-image's
         // ambiguity rule) read the requested origins from here.
         extensions.get_or_insert_with(|| p.requested.clone());
+        if let Some(inbox) = &p.approvals {
+            extensions.get_or_insert_with(|| crate::pipeline::PromotionApprovals(inbox.clone()));
+        }
         let dry_run = p
             .dry_run
             .then(|| extensions.get_or_insert_with(crate::step::DryRun::new));
