@@ -716,7 +716,20 @@ impl Controller {
                     }
                     other => RefreshOutcome::NotCreated(other.clone()),
                 });
-                let said = outcome.as_ref().map(Self::outcome_words);
+                let said = outcome.as_ref().map(|o| {
+                    let mut words = Self::outcome_words(o);
+                    // What the sources left out (an unsigned image), so the Warehouse says why.
+                    let left_out: Vec<String> = found
+                        .subscriptions
+                        .iter()
+                        .flat_map(|sd| sd.discovery.rejected())
+                        .map(|r| format!("{} ({})", r.reference, r.reason))
+                        .collect();
+                    if !left_out.is_empty() {
+                        words.push_str(&format!("; left out: {}", left_out.join("; ")));
+                    }
+                    words
+                });
                 state
                     .warehouses
                     .entry(warehouse.to_owned())

@@ -138,6 +138,7 @@ impl Source for Recording {
                 .iter()
                 .map(|t| image(t, &format!("sha256:{t}")))
                 .collect(),
+            rejected: Vec::new(),
         })
     }
 }

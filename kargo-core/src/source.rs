@@ -62,6 +62,15 @@ pub struct DiscoveredCommit {
     pub creator_date: Option<DateTime<Utc>>,
 }
 
+/// An artifact a discovery found and left out, with why: the Warehouse shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedArtifact {
+    /// What was left out (e.g. `ghcr.io/acme/app:1.2.0@sha256:...`).
+    pub reference: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// What one subscription's discovery found, best first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -75,6 +84,10 @@ pub enum Discovery {
         platform: Option<String>,
         /// References, best first.
         references: Vec<DiscoveredImage>,
+        /// Images the source left out, with why (e.g. `verification.cosign`: no valid
+        /// signature by the key); they never become Freight.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rejected: Vec<RejectedArtifact>,
     },
     /// Chart versions.
     Charts {
@@ -106,6 +119,15 @@ impl Discovery {
             repo_url: repo_url.into(),
             platform: None,
             references,
+            rejected: Vec::new(),
+        }
+    }
+
+    /// What the discovery left out, with why.
+    pub fn rejected(&self) -> &[RejectedArtifact] {
+        match self {
+            Self::Images { rejected, .. } => rejected,
+            _ => &[],
         }
     }
 
@@ -371,6 +393,7 @@ mod tests {
                         created_at: None,
                     })
                     .collect(),
+                rejected: Vec::new(),
             })
         }
     }

@@ -272,6 +272,7 @@ impl Source for MemoryImages {
                 pick(&refs, &selected, |r| r.tag.as_str()),
                 config.discovery_limit,
             ),
+            rejected: Vec::new(),
         })
     }
 }

@@ -632,6 +632,7 @@ async fn platforms_indexes_and_attestations() {
             repo_url: reg.url(&repo),
             platform: Some("linux/amd64".into()),
             references: images(&d).to_vec()
+            rejected: Vec::new(),
         }
     );
     s.platform = "linux/arm/v7".into();

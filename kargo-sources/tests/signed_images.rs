@@ -443,6 +443,22 @@ async fn listed(src: &ImageSource, w: &Warehouse) -> Vec<String> {
     }
 }
 
+/// What a Warehouse's discovery left out, with why.
+async fn rejected_of(
+    src: &ImageSource,
+    w: &Warehouse,
+) -> Vec<kargo_core::source::RejectedArtifact> {
+    let found = discover(
+        w,
+        "demo",
+        &registry(src),
+        &DiscoveryContext::new("demo", "w"),
+    )
+    .await
+    .unwrap();
+    found.subscriptions[0].discovery.rejected().to_vec()
+}
+
 fn fast() -> ImageSourceOptions {
     let mut o = ImageSourceOptions::default();
     o.rate_limit = 100_000.0;
@@ -495,6 +511,16 @@ async fn only_correctly_signed_images_become_freight_in_both_formats() {
         ("1.1.0".to_owned(), bundled.digest.clone())
     );
     assert_eq!(listed(&src, &signed).await, ["1.1.0", "1.0.0"]);
+    // The newer images left out are in the discovery, with why: the Warehouse shows them.
+    let left_out = rejected_of(&src, &signed).await;
+    let bundle_moved_ref = left_out
+        .iter()
+        .find(|r| r.reference.contains(":1.4.1@"))
+        .unwrap_or_else(|| panic!("1.4.1 is not among the left out: {left_out:?}"));
+    assert!(
+        bundle_moved_ref.reason.starts_with("verification.cosign: "),
+        "{bundle_moved_ref:?}"
+    );
 
     // Each format on its own.
     let only = |tag: &str| {

@@ -647,10 +647,18 @@ impl ImageSource {
             found = references.len(),
             "image discovery done"
         );
+        let rejected = rejected
+            .iter()
+            .map(|(tag, digest, why)| kargo_core::source::RejectedArtifact {
+                reference: format!("{}:{tag}@{digest}", session.repo.display),
+                reason: format!("verification.cosign: {why}"),
+            })
+            .collect();
         Ok(Discovery::Images {
             repo_url: cfg.repo_url.clone(),
             platform: (!cfg.platform.is_empty()).then(|| cfg.platform.clone()),
             references,
+            rejected,
         })
     }
 
