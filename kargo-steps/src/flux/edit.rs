@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use saphyr_parser::{Event, Parser};
-use serde_json::Value as Json;
 
 use super::markers::{Marked, MarkerError, find_markers};
-use crate::yaml::{KeyPath, YamlEditError, set_values};
+use crate::yaml::YamlEditError;
 
 /// The part of an image a setter writes, from the setter name's suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +179,7 @@ struct Splice<'a> {
 /// Sets every marked field of `text` whose policy is in `policies` (keyed by
 /// `NAMESPACE:NAME`) to the part of the policy's image its marker names. Only the bytes of
 /// changed values are replaced, each encoded in its old style by the YAML editor
-/// ([`set_values`]): plain stays plain unless the new value would read as something else
+/// ([`set_values`](crate::yaml::set_values)): plain stays plain unless the new value would read as something else
 /// (then it is double-quoted), quoted values keep their quotes. Markers of other policies
 /// are listed in [`MarkerUpdate::unmatched`] and left alone.
 pub fn update_markers(
@@ -218,13 +217,14 @@ pub fn update_markers(
             continue;
         }
         let src = &text[m.start..m.end];
-        let bytes =
-            encode_like(src, m.flow, &value).map_err(|source| MarkerUpdateError::Encode {
+        let bytes = crate::yaml::encode_like(src, m.flow, &value).map_err(|source| {
+            MarkerUpdateError::Encode {
                 line: m.line,
                 setter: m.setter.clone(),
                 value: value.clone(),
                 source,
-            })?;
+            }
+        })?;
         changes.push(FieldChange {
             line: m.line,
             setter: m.setter.clone(),
@@ -258,28 +258,6 @@ pub fn update_markers(
         changes,
         unmatched,
     })
-}
-
-/// The bytes the YAML editor ([`set_values`]) writes for `value` over the one-line scalar
-/// `src` (its source text) in a block or flow context: the editor runs on a one-line
-/// document holding just that scalar, and only the scalar's bytes are taken.
-fn encode_like(src: &str, flow: bool, value: &str) -> Result<String, YamlEditError> {
-    let (prefix, suffix, key) = if flow {
-        ("k: [", "]\n", "k.0")
-    } else {
-        ("k: ", "\n", "k")
-    };
-    let doc = format!("{prefix}{src}{suffix}");
-    let key = KeyPath::parse(key)?;
-    let out = set_values(&doc, &[(key, Json::String(value.to_owned()))])?;
-    out.strip_prefix(prefix)
-        .and_then(|o| o.strip_suffix(suffix))
-        .map(str::to_owned)
-        .ok_or_else(|| YamlEditError::Unsupported {
-            key: "k".to_owned(),
-            line: 1,
-            reason: format!("cannot encode {value:?}"),
-        })
 }
 
 /// Every event of the stream in a comparable form (scalars with their values).

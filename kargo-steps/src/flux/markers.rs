@@ -309,25 +309,10 @@ fn skip_word(b: &[u8], mut pos: usize) -> usize {
 
 /// The position of the closing quote of the quoted scalar opening at `open`.
 fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
-    let q = *b.get(open)?;
-    if !matches!(q, b'\'' | b'"') {
+    if !matches!(b.get(open), Some(b'\'' | b'"')) {
         return None;
     }
-    let mut i = open + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if q == b'"' => i += 2,
-            c if c == q => {
-                if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
-                    i += 2;
-                } else {
-                    return Some(i);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
+    crate::yaml::closing_quote(b, open)
 }
 
 /// The `|` or `>` of a block scalar header at or after `pos` (over blanks, comments,

@@ -737,22 +737,10 @@ fn inline_source<'t>(
     Some((*start, *end, src, *style))
 }
 
-/// The bytes the value editor ([`set_values`]) writes for `value` over the scalar `src`
-/// (its source text) in a block or flow context: the editor runs on a one-line document
-/// holding just that scalar, and only the scalar's bytes are taken.
+/// The bytes the value editor writes for `value` over the scalar `src` (see
+/// [`crate::yaml::encode_like`]).
 fn encode_like(src: &str, flow: bool, value: &str) -> Result<String, KustomizeEditError> {
-    let (prefix, suffix, key) = if flow {
-        ("k: [", "]\n", "k.0")
-    } else {
-        ("k: ", "\n", "k")
-    };
-    let doc = format!("{prefix}{src}{suffix}");
-    let key = KeyPath::parse(key).map_err(YamlEditError::from)?;
-    let out = set_values(&doc, &[(key, Json::String(value.to_owned()))])?;
-    out.strip_prefix(prefix)
-        .and_then(|o| o.strip_suffix(suffix))
-        .map(str::to_owned)
-        .ok_or_else(|| KustomizeEditError::Verify(format!("cannot encode {value:?}")))
+    Ok(crate::yaml::encode_like(src, flow, value)?)
 }
 
 /// The encoding of `value` in `style` when it needs no decision: a plain string that no

@@ -802,7 +802,8 @@ fn find_block_header(b: &[u8], mut pos: usize, limit: usize) -> Option<usize> {
     None
 }
 
-fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
+/// The position of the closing quote of the quoted scalar whose opening quote is at `open`.
+pub(crate) fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
     let q = *b.get(open)?;
     let mut i = open + 1;
     while i < b.len() {

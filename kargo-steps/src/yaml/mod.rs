@@ -51,12 +51,15 @@ mod fast;
 mod merge;
 mod parse;
 mod path;
+mod reencode;
 mod update;
 
+pub(crate) use edit::closing_quote;
 pub use edit::{YamlEditError, set_values, set_values_saphyr};
 pub use merge::{YamlMerge, YamlMergeConfig};
 pub use parse::{YamlParse, YamlParseConfig, YamlParseOutput};
 pub use path::{KeyPath, KeyPathError};
+pub(crate) use reencode::encode_like;
 pub use update::{YamlUpdate, YamlUpdateConfig, YamlUpdateEntry};
 
 use std::io::Write;
