@@ -631,7 +631,7 @@ async fn platforms_indexes_and_attestations() {
         Discovery::Images {
             repo_url: reg.url(&repo),
             platform: Some("linux/amd64".into()),
-            references: images(&d).to_vec()
+            references: images(&d).to_vec(),
             rejected: Vec::new(),
         }
     );
