@@ -127,7 +127,7 @@ fn response(a: &PromotionApproval) -> Json {
             ApprovalDecision::Approve => "approve",
             ApprovalDecision::Reject => "reject",
         },
-        "time": a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "time": a.at,
     });
     if !a.message.is_empty() {
         r["message"] = Json::String(a.message.clone());
