@@ -952,7 +952,7 @@ impl Controller {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        crate::schedule::schedule(
+        let mut schedule = crate::schedule::schedule(
             &self.project,
             self.manifests.warehouses(&self.project),
             state,
@@ -960,7 +960,9 @@ impl Controller {
             &failures,
             &self.schedule,
             now,
-        )
+        );
+        schedule.window_openings = self.window_openings(now);
+        schedule
     }
 
     /// The Warehouses due now (all of them with `force`), in schedule order.

@@ -138,6 +138,17 @@ pub enum Wake {
     Warehouse(WarehouseDue),
     /// Freight's soak upstream ends: it becomes available to a Stage.
     SoakEnds(SoakDeadline),
+    /// A Stage's promotion windows open: auto-promotion waiting there may run.
+    WindowOpens(WindowOpening),
+}
+
+/// When a Stage's closed promotion windows open next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowOpening {
+    /// The Stage.
+    pub stage: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 impl Wake {
@@ -146,6 +157,7 @@ impl Wake {
         match self {
             Self::Warehouse(w) => w.due_at,
             Self::SoakEnds(s) => s.at,
+            Self::WindowOpens(o) => o.at,
         }
     }
 }
@@ -159,6 +171,7 @@ impl fmt::Display for Wake {
                 "Freight {} has soaked long enough in {} for Stage {}",
                 s.freight, s.upstream, s.stage
             ),
+            Self::WindowOpens(o) => write!(f, "Stage {}'s promotion windows open", o.stage),
         }
     }
 }
@@ -172,6 +185,9 @@ pub struct Schedule {
     pub warehouses: Vec<WarehouseDue>,
     /// Soaks that end after `now`, earliest first.
     pub soaks: Vec<SoakDeadline>,
+    /// Stages whose promotion windows are closed now, with their next opening, earliest
+    /// first.
+    pub window_openings: Vec<WindowOpening>,
 }
 
 impl Schedule {
@@ -189,10 +205,16 @@ impl Schedule {
             .cloned()
             .map(Wake::Warehouse);
         let soak = self.soaks.first().cloned().map(Wake::SoakEnds);
-        match (warehouse, soak) {
-            (Some(w), Some(s)) => Some(if s.at() < w.at() { s } else { w }),
-            (w, s) => w.or(s),
-        }
+        let window = self
+            .window_openings
+            .iter()
+            .find(|o| o.at > self.now)
+            .cloned()
+            .map(Wake::WindowOpens);
+        [warehouse, soak, window]
+            .into_iter()
+            .flatten()
+            .min_by_key(Wake::at)
     }
 }
 
@@ -295,6 +317,7 @@ pub fn schedule<'a>(
         now,
         warehouses: due,
         soaks,
+        window_openings: Vec::new(),
     }
 }
 

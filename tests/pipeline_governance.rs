@@ -553,3 +553,25 @@ async fn wait_for_approval_step_fails_on_a_rejection() {
     );
     assert_eq!(p.image_tag("staging", APP), None);
 }
+
+#[tokio::test]
+async fn the_schedule_wakes_when_the_window_opens() {
+    let p = PipelineTest::new(with_business_hours(""))
+        .gitops_dir(FIXTURE)
+        .start_at(utc("2026-03-07T23:00:00Z"))
+        .build()
+        .await
+        .unwrap();
+    p.publish_image(APP, "1.0.0");
+    p.reconcile().await.unwrap();
+    let schedule = p.controller().schedule().await.unwrap();
+    let opening = &schedule.window_openings[0];
+    assert_eq!(
+        (opening.stage.as_str(), opening.at),
+        ("staging", utc("2026-03-08T13:00:00Z"))
+    );
+    // One long advance: the pass at the opening promotes, not the one at the end.
+    p.advance(Duration::hours(20)).await.unwrap();
+    let promoted = p.promotions("staging").last().unwrap().finished_at;
+    assert_eq!(promoted, utc("2026-03-08T13:00:00Z"));
+}

@@ -73,6 +73,29 @@ impl Controller {
         self.promotion_window_status_at(stage, self.now())
     }
 
+    /// The Stages whose windows are closed at `now`, with their next opening, earliest
+    /// first (the service loop wakes then: auto-promotion waiting there may run).
+    pub(super) fn window_openings(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Vec<crate::schedule::WindowOpening> {
+        let mut out: Vec<crate::schedule::WindowOpening> = self
+            .windows
+            .keys()
+            .filter_map(|stage| {
+                let status = self.promotion_window_status_at(stage, now);
+                status.next_open.filter(|_| status.closed).map(|at| {
+                    crate::schedule::WindowOpening {
+                        stage: stage.clone(),
+                        at,
+                    }
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.stage.cmp(&b.stage)));
+        out
+    }
+
     /// Refuses a manual promotion or rollback of `stage` while its windows are closed,
     /// unless `force` gives a reason.
     pub(super) fn admit(&self, stage: &str, force: Option<&str>) -> Result<(), ControllerError> {

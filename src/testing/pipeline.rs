@@ -678,8 +678,8 @@ impl PipelineRun {
     }
 
     /// The first moment after now and before `end` when a Warehouse not yet refreshed
-    /// during this advance is due, or Freight finishes soaking upstream (the controller's
-    /// own [`schedule`](Controller::schedule)).
+    /// during this advance is due, Freight finishes soaking upstream, or a Stage's closed
+    /// promotion windows open (the controller's own [`schedule`](Controller::schedule)).
     async fn next_event(
         &self,
         end: DateTime<Utc>,
@@ -693,8 +693,10 @@ impl PipelineRun {
             .filter(|w| !refreshed.contains(&w.warehouse))
             .map(|w| w.due_at);
         let soaks = schedule.soaks.iter().map(|s| s.at);
+        let openings = schedule.window_openings.iter().map(|o| o.at);
         warehouses
             .chain(soaks)
+            .chain(openings)
             .filter(|t| *t > now && *t < end)
             .min()
     }
