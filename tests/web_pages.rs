@@ -75,17 +75,22 @@ spec:
         config: {tag: "${{ imageFrom('ghcr.io/acme/app').Tag }}"}
 "#;
 
-/// Serves the demo project (under `nest`, when given) and waits for its first pass.
-async fn serve(
-    options: ServerOptions,
-    nest: Option<&str>,
-) -> (
+/// The handles of a served project: its address, its stop, its source, its service.
+type Served = (
     std::net::SocketAddr,
     tokio::sync::oneshot::Sender<()>,
     MemorySource,
     kargo::service::ServiceHandle,
-) {
-    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+);
+
+/// Serves the demo project (under `nest`, when given) and waits for its first pass.
+async fn serve(options: ServerOptions, nest: Option<&str>) -> Served {
+    serve_manifests(MANIFESTS, options, nest).await
+}
+
+/// Serves `manifests` (the demo project's shape) and waits for its first pass.
+async fn serve_manifests(manifests: &str, options: ServerOptions, nest: Option<&str>) -> Served {
+    let set = ManifestSet::from_yaml_str("demo.yaml", manifests).unwrap();
     let memory = MemorySource::new();
     memory.set_images(
         "ghcr.io/acme/app",
@@ -621,4 +626,54 @@ async fn nested_under_a_path_and_insecure_mode() {
     let (addr, _stop3, _, _) = serve(ServerOptions::default(), None).await;
     let (status, _, _) = http(addr, "GET", "/ui/", vec![], "").await;
     assert_eq!(status, 404);
+}
+
+/// A Stage outside its promotion window says so, and a promotion waiting for approval
+/// shows its count and the Approve / Reject buttons; approving from the page's endpoint
+/// runs it once the window allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_page_shows_windows_and_approvals() {
+    let manifests = MANIFESTS.replace(
+        "  - stageSelector: {name: dev}\n    autoPromotionEnabled: true\n",
+        "  - stageSelector: {name: dev}\n    autoPromotionEnabled: true\n  - stageSelector: {name: prod}\n    approvals: {minApprovals: 1}\n  promotionWindows:\n  - name: freeze\n    kind: Deny\n    stageSelector: {name: dev}\n    dtstart: 20200101T000000Z\n    dtend: 20990101T000000Z\n",
+    );
+    assert_ne!(manifests, MANIFESTS);
+    let (addr, _stop, _, handle) = serve_manifests(
+        &manifests,
+        ServerOptions::default().with_insecure_anonymous_access(),
+        None,
+    )
+    .await;
+    let (status, _, page) = http(addr, "GET", "/ui/projects/demo/stages/dev", vec![], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("promotion window closed"), "{page}");
+    assert!(page.contains("freeze"), "{page}");
+    // A promotion of prod by someone else waits for approval.
+    let c = handle.controller();
+    let freight = c
+        .state()
+        .await
+        .unwrap()
+        .freight
+        .keys()
+        .next()
+        .unwrap()
+        .to_string();
+    c.approve("prod", &freight, Some("ada".into()))
+        .await
+        .unwrap();
+    let request = c
+        .request_promotion("prod", &freight, Some("ada".into()))
+        .await
+        .unwrap();
+    let (_, _, page) = http(addr, "GET", "/ui/projects/demo/stages/prod", vec![], "").await;
+    assert!(page.contains("waits for approval: 0 of 1"), "{page}");
+    assert!(
+        page.contains("approve-promotion") && page.contains("reject-promotion"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("promotions/{}/approve", request.name)),
+        "{page}"
+    );
 }

@@ -146,6 +146,59 @@ pub(super) async fn stage(
         );
     }
 
+    // Promotion windows and approvals: why the Stage waits, and the answers it takes.
+    let window = c.promotion_window_status_at(&name, now);
+    if window.closed {
+        let _ = write!(
+            main,
+            "<p class=\"badge warn window-closed\">promotion window closed: {}{}</p>",
+            esc(&window.reason),
+            window
+                .next_open
+                .map(|t| format!(
+                    "; opens {}",
+                    esc(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                ))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(head) = st.and_then(|s| s.queue.first())
+        && let Some(status) = pipeline.approval_status(head, now)
+        && !status.satisfied()
+    {
+        let _ = write!(
+            main,
+            "<p class=\"badge warn awaiting-approval\">{} waits for approval: {} of {}{}</p>",
+            esc(&head.name),
+            status.approved_by.len(),
+            status.required,
+            if status.approved_by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", esc(&status.approved_by.join(", ")))
+            }
+        );
+        if r.may(Action::Approve, &project, Some(&name)) {
+            let path = format!("{api}/promotions/{}", url(&head.name));
+            main.push_str(&action_button(
+                "Approve",
+                "POST",
+                &format!("{path}/approve"),
+                "{}",
+                "reload",
+                "approve-promotion",
+            ));
+            main.push_str(&action_button(
+                "Reject",
+                "POST",
+                &format!("{path}/reject"),
+                "{}",
+                "reload",
+                "danger reject-promotion",
+            ));
+        }
+    }
+
     // Promotions: running and queued first, then finished, newest first.
     main.push_str("<h2>Promotions</h2><table class=\"promotions\"><tr><th>promotion</th><th>Freight</th><th>result</th><th>by</th><th>when</th><th>rollback</th></tr>");
     let alias_of = |id: &kargo_core::freight::FreightId| {
