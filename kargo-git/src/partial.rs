@@ -117,6 +117,25 @@ impl Mirror {
         history: History,
         filter: Filter,
     ) -> Result<BTreeMap<String, ObjectId>> {
+        match self.fetch_cli_once(spec, &history, filter) {
+            // git's connectivity check walked into a directory this partial mirror never
+            // fetched and no promisor pack names (seen once after a replica was killed
+            // mid-promotion): fill in every directory of every commit held, then fetch again.
+            Err(e) if lacks_objects(&e.message) && self.is_shallow().unwrap_or(false) => {
+                tracing::warn!(url = %self.display_url(), error = %e, "the mirror lacks objects a fetch needed; filling in its directories and fetching again");
+                self.fill_all_trees_locked()?;
+                self.fetch_cli_once(spec, &history, filter)
+            }
+            other => other,
+        }
+    }
+
+    fn fetch_cli_once(
+        &self,
+        spec: &FetchSpec,
+        history: &History,
+        filter: Filter,
+    ) -> Result<BTreeMap<String, ObjectId>> {
         let op = format!("fetch {}", self.display_url());
         let refspecs = spec.refspecs();
         let auth = self.auth();
@@ -135,7 +154,7 @@ impl Mirror {
             "--no-write-fetch-head",
             "--recurse-submodules=no",
         ]);
-        match history {
+        match *history {
             History::Depth(d) => {
                 cmd.arg(format!("--depth={d}"));
             }
@@ -408,6 +427,19 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Whether a git error says the repository lacks objects it needed (a connectivity
+/// check that walked into a missing directory).
+fn lacks_objects(message: &str) -> bool {
+    [
+        "did not send all necessary objects",
+        "bad tree object",
+        "missing tree object",
+        "bad object",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// Every blob entry (file or symlink) of every directory along each of `paths` (the root

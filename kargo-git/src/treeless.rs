@@ -171,6 +171,13 @@ impl Mirror {
         if !self.is_treeless() {
             return Ok(());
         }
+        self.fill_all_trees_locked()
+    }
+
+    /// [`complete_trees`](Self::complete_trees) whatever the marker says, with the mirror
+    /// lock held: every missing directory of every commit the mirror holds, then the
+    /// marker goes. Also the repair of a partial mirror a fetch found lacking.
+    pub(crate) fn fill_all_trees_locked(&self) -> Result<()> {
         let op = "complete a treeless mirror";
         let repo = self.reopen()?;
         let mut roots = Vec::new();
@@ -184,7 +191,12 @@ impl Mirror {
         }
         roots.sort_unstable();
         roots.dedup();
-        tracing::info!(url = %self.display_url(), commits = roots.len(), "filling in the trees of a treeless mirror");
+        tracing::info!(url = %self.display_url(), commits = roots.len(), "filling in the directories of a partial mirror");
+        if missing_below(&repo, &roots)?.is_empty() {
+            return self.unmark_treeless();
+        }
+        // The filling itself needs the mirror's promisor fetches, marker or not.
+        self.mark_treeless()?;
         self.fill_whole_tree(&repo, &roots, true)?;
         self.unmark_treeless()
     }
