@@ -354,12 +354,9 @@ async fn until(
     }
 }
 
-/// The actions through the same library calls as the CLI: the caller's name is the
-/// actor; a promoter of `dev` cannot promote `prod`; the pipeline's rules answer 409
-/// naming the rule; malformed bodies answer 400 naming the field.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actions_check_roles_and_rules() {
-    let set = ManifestSet::from_yaml_str("demo.yaml", MANIFESTS).unwrap();
+/// The demo project on the memory source (one image, `1.0.1`) with the built-in steps.
+fn demo_controller(manifests: &str) -> (Controller, MemorySource, tempfile::TempDir) {
+    let set = ManifestSet::from_yaml_str("demo.yaml", manifests).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let mut steps = StepRegistry::new();
     kargo::steps::register_builtins(&mut steps, cache.path()).unwrap();
@@ -375,6 +372,40 @@ async fn actions_check_roles_and_rules() {
         Arc::new(MemoryStore::new()),
     )
     .unwrap();
+    (controller, memory, cache)
+}
+
+/// POSTs `body` (JSON) to `path` with a bearer `token`; the status and the JSON answer.
+fn post_json(
+    addr: std::net::SocketAddr,
+    path: String,
+    token: &'static str,
+    body: String,
+) -> tokio::task::JoinHandle<(u16, Json)> {
+    tokio::task::spawn_blocking(move || {
+        let auth = format!("Bearer {token}");
+        let (status, body) = support::http_request(
+            addr,
+            "POST",
+            &path,
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        );
+        let json: Json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+        (status, json)
+    })
+}
+
+/// The actions through the same library calls as the CLI: the caller's name is the
+/// actor; a promoter of `dev` cannot promote `prod`; the pipeline's rules answer 409
+/// naming the rule; malformed bodies answer 400 naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_check_roles_and_rules() {
+    let (controller, memory, _cache) = demo_controller(MANIFESTS);
     let tokens = format!(
         "tokens:\n\
          - {{name: vera, sha256: {}, roles: [{{role: viewer}}]}}\n\
@@ -408,24 +439,7 @@ async fn actions_check_roles_and_rules() {
         .find(|f| *f != first)
         .unwrap();
 
-    let post = |path: String, token: &'static str, body: String| {
-        tokio::task::spawn_blocking(move || {
-            let auth = format!("Bearer {token}");
-            let (status, body) = support::http_request(
-                addr,
-                "POST",
-                &path,
-                &[
-                    ("Authorization", auth.as_str()),
-                    ("Content-Type", "application/json"),
-                ],
-                &body,
-            );
-            let json: Json = serde_json::from_str(&body)
-                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
-            (status, json)
-        })
-    };
+    let post = |path: String, token: &'static str, body: String| post_json(addr, path, token, body);
     let promote = |stage: &str, freight: &str| {
         (
             format!("/v1beta1/projects/demo/stages/{stage}/promotions"),
@@ -591,22 +605,7 @@ async fn promotions_wait_for_approvals_given_over_the_api() {
     let manifests = format!(
         "{MANIFESTS}---\napiVersion: kargo.akuity.io/v1alpha1\nkind: ProjectConfig\nmetadata: {{name: demo, namespace: demo}}\nspec:\n  promotionPolicies:\n  - stageSelector: {{name: dev}}\n    approvals:\n      minApprovals: 2\n      approvers: [{{user: sam}}, {{user: pete}}, {{group: admin}}]\n"
     );
-    let set = ManifestSet::from_yaml_str("demo.yaml", &manifests).unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let mut steps = StepRegistry::new();
-    kargo::steps::register_builtins(&mut steps, cache.path()).unwrap();
-    let memory = MemorySource::new();
-    memory.set_images("ghcr.io/acme/app", vec![image("1.0.1", "sha256:1")]);
-    let mut sources = SourceRegistry::new();
-    memory.register_into(&mut sources).unwrap();
-    let controller = Controller::new(
-        set,
-        "demo",
-        sources,
-        Runner::new(steps),
-        Arc::new(MemoryStore::new()),
-    )
-    .unwrap();
+    let (controller, _memory, _cache) = demo_controller(&manifests);
     let tokens = format!(
         "tokens:\n\
          - {{name: pete, sha256: {}, roles: [{{role: promoter}}]}}\n\
@@ -627,24 +626,7 @@ async fn promotions_wait_for_approvals_given_over_the_api() {
         .next()
         .unwrap()
         .to_string();
-    let post = |path: String, token: &'static str, body: String| {
-        tokio::task::spawn_blocking(move || {
-            let auth = format!("Bearer {token}");
-            let (status, body) = support::http_request(
-                addr,
-                "POST",
-                &path,
-                &[
-                    ("Authorization", auth.as_str()),
-                    ("Content-Type", "application/json"),
-                ],
-                &body,
-            );
-            let json: Json = serde_json::from_str(&body)
-                .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
-            (status, json)
-        })
-    };
+    let post = |path: String, token: &'static str, body: String| post_json(addr, path, token, body);
     let (status, answer) = post(
         "/v1beta1/projects/demo/stages/dev/promotions".into(),
         "pete-t0ken",
