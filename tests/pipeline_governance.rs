@@ -182,10 +182,9 @@ fn with_approvals() -> String {
     m
 }
 
-#[tokio::test]
-async fn approvals_too_few_self_approval_and_expiry() {
-    use kargo::controller::ControllerError;
-    use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver, PipelineError};
+/// The approvals pipeline with 1.0.0 through dev and staging and an hour's soak: ready
+/// for prod. Returns the run and the Freight.
+async fn ready_for_prod() -> (PipelineRun, String) {
     let p = PipelineTest::new(with_approvals())
         .gitops_dir(FIXTURE)
         .build()
@@ -195,6 +194,14 @@ async fn approvals_too_few_self_approval_and_expiry() {
     p.reconcile().await.unwrap();
     p.advance(Duration::hours(1)).await.unwrap();
     let freight = p.freight_of(APP, "1.0.0").unwrap();
+    (p, freight)
+}
+
+#[tokio::test]
+async fn approvals_too_few_self_approval_and_expiry() {
+    use kargo::controller::ControllerError;
+    use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver, PipelineError};
+    let (p, freight) = ready_for_prod().await;
     // carol asks; nothing runs until two others approve.
     let reports = p.promote_as("prod", &freight, "carol").await.unwrap();
     assert!(reports.iter().all(|r| r.request.stage != "prod"));
@@ -269,15 +276,7 @@ async fn approvals_too_few_self_approval_and_expiry() {
 async fn a_rejection_takes_the_promotion_off_the_queue() {
     use kargo::core::PromotionPhase;
     use kargo::core::pipeline::{ApprovalDecision as D, ApprovalOutcome, Approver};
-    let p = PipelineTest::new(with_approvals())
-        .gitops_dir(FIXTURE)
-        .build()
-        .await
-        .unwrap();
-    p.publish_image(APP, "1.0.0");
-    p.reconcile().await.unwrap();
-    p.advance(Duration::hours(1)).await.unwrap();
-    let freight = p.freight_of(APP, "1.0.0").unwrap();
+    let (p, freight) = ready_for_prod().await;
     p.promote_as("prod", &freight, "carol").await.unwrap();
     let (outcome, _) = p
         .answer_promotion("prod", &Approver::named("bob"), D::Reject)
