@@ -14,10 +14,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use kargo_core::events::EventType;
 use kargo_core::pipeline::{
-    ProjectState, PromotionRecord, PromotionRequest, PromotionWindowStatus, PromotionWindows,
-    WindowTarget,
+    ProjectState, PromotionRequest, PromotionWindowStatus, PromotionWindows, WindowTarget,
 };
-use kargo_core::runner::PromotionPhase;
 
 use super::{Controller, ControllerError};
 
@@ -174,19 +172,7 @@ impl Controller {
         for r in dropped {
             let message = format!("discarded: the promotion window closed ({})", status.reason);
             tracing::info!(stage, promotion = %r.name, "{message}");
-            let record = PromotionRecord {
-                name: r.name.clone(),
-                stage: stage.to_owned(),
-                freight: r.freight.clone(),
-                collection_id: r.collection.id(),
-                trigger: r.trigger,
-                phase: PromotionPhase::Aborted,
-                message: message.clone(),
-                finished_at: now,
-                actor: r.actor.clone(),
-                steps: Vec::new(),
-                window_override: None,
-            };
+            let record = r.aborted_before_start(message.clone(), r.actor.clone(), now);
             if let Some(st) = state.stages.get_mut(stage) {
                 st.last_promotion = Some(record.clone());
             }

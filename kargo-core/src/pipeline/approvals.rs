@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::{Pipeline, PipelineError, PromotionRecord, PromotionRequest, policy_matches};
 use crate::model::{ApprovalPolicy, Stage};
 use crate::pipeline::ProjectState;
-use crate::runner::PromotionPhase;
 
 /// Approve or reject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,23 +256,15 @@ impl Pipeline<'_> {
             let mut request = st.queue.remove(index);
             request.approvals.push(answer);
             tracing::info!(stage = stage_name, promotion = %name, by = %who.name, "promotion rejected");
-            let record = PromotionRecord {
-                name: request.name.clone(),
-                stage: stage_name.to_owned(),
-                freight: request.freight.clone(),
-                collection_id: request.collection.id(),
-                trigger: request.trigger,
-                phase: PromotionPhase::Aborted,
-                message: if message.is_empty() {
+            let record = request.aborted_before_start(
+                if message.is_empty() {
                     format!("rejected by {}", who.name)
                 } else {
                     format!("rejected by {}: {message}", who.name)
                 },
-                finished_at: now,
-                actor: request.actor.clone(),
-                steps: Vec::new(),
-                window_override: request.window_override.clone(),
-            };
+                request.actor.clone(),
+                now,
+            );
             st.last_promotion = Some(record.clone());
             state.promotions.push(record.clone());
             return Ok(ApprovalOutcome::Rejected(record));

@@ -7,7 +7,6 @@ use super::{
     AbortRequest, AutoPromotionHold, Pipeline, PipelineError, ProjectState, PromotionRecord,
     origin_key,
 };
-use crate::runner::PromotionPhase;
 
 /// What [`Pipeline::abort`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,19 +61,8 @@ impl<'a> Pipeline<'a> {
             .ok_or_else(nothing)?;
         let request = st.queue.remove(at);
         let by = actor.as_deref().unwrap_or("someone");
-        let record = PromotionRecord {
-            name: request.name.clone(),
-            stage: stage.to_owned(),
-            freight: request.freight.clone(),
-            collection_id: request.collection.id(),
-            trigger: request.trigger,
-            phase: PromotionPhase::Aborted,
-            message: format!("aborted by {by} before it started"),
-            finished_at: now,
-            actor,
-            steps: Vec::new(),
-            window_override: None,
-        };
+        let record =
+            request.aborted_before_start(format!("aborted by {by} before it started"), actor, now);
         st.last_promotion = Some(record.clone());
         state.promotions.push(record.clone());
         Ok(AbortOutcome::Dequeued(record))

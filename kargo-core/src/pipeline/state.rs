@@ -286,6 +286,31 @@ pub struct PromotionRequest {
     pub window_override: Option<String>,
 }
 
+impl PromotionRequest {
+    /// The record of this request taken off its Stage's queue before it started (aborted,
+    /// rejected, discarded): phase Aborted, with `message` and the `actor` who ended it.
+    pub fn aborted_before_start(
+        &self,
+        message: String,
+        actor: Option<String>,
+        now: DateTime<Utc>,
+    ) -> PromotionRecord {
+        PromotionRecord {
+            name: self.name.clone(),
+            stage: self.stage.clone(),
+            freight: self.freight.clone(),
+            collection_id: self.collection.id(),
+            trigger: self.trigger,
+            phase: PromotionPhase::Aborted,
+            message,
+            finished_at: now,
+            actor,
+            steps: Vec::new(),
+            window_override: self.window_override.clone(),
+        }
+    }
+}
+
 /// A finished promotion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
